@@ -1,0 +1,3 @@
+"""Dojo: fleet video and drive logs in, better driving networks out."""
+
+__version__ = "0.1.0"

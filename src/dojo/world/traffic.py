@@ -1,0 +1,132 @@
+"""Human drivers of the background traffic (and the expert ego): IDM + MOBIL over a batch.
+
+Lane changes are decided once per ``DECISION_PERIOD_S`` (as highway-env's LANE_CHANGE_DELAY),
+longitudinal control every step. Human variability: commands reach the pedals after a per-driver
+reaction delay, and attention lapses freeze the last command until the lapse ends or the gap
+ahead becomes alarming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dojo.world.drivers import NO_LEADER_GAP_M, idm_accel, mobil_wants_change
+from dojo.world.perception import INF, Perception, gap_matrix
+from dojo.world.road import Roads
+from dojo.world.vehicles import Vehicles
+
+DECISION_PERIOD_S = 1.0
+WAKE_TTC_S = 3.0  # a lapse ends when time-to-collision drops below this
+# Drivers leave a lane that ends within this distance [m] (ramp, dropped lane) with extra urge.
+LANE_END_LOOKAHEAD_M = 400.0
+LANE_END_URGE = 1.0  # [m/s^2] added to the incentive to leave an ending lane
+
+
+def follow_accel(veh: Vehicles, per: Perception) -> np.ndarray:
+    """(W, V) IDM acceleration behind each vehicle's current leader."""
+    gap = np.where(np.isfinite(per.gap_m), per.gap_m, NO_LEADER_GAP_M)
+    return idm_accel(veh.v, veh.v0, gap, per.closing_mps, veh.a_max, veh.b_comf, veh.s0, veh.t_headway)
+
+
+def _idm_behind(veh: Vehicles, w: np.ndarray, f: np.ndarray, gap: np.ndarray, v_lead: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """IDM acceleration of vehicles f (W, V) behind a leader at ``gap`` with speed ``v_lead``."""
+    vf = veh.v[w, f]
+    return idm_accel(
+        vf, veh.v0[w, f], np.where(has, gap, NO_LEADER_GAP_M), np.where(has, vf - v_lead, 0.0),
+        veh.a_max[w, f], veh.b_comf[w, f], veh.s0[w, f], veh.t_headway[w, f],
+    )
+
+
+@dataclass
+class LaneChoice:
+    target: np.ndarray  # (W, V) int: lane chosen (== current lane when staying)
+    advantage: np.ndarray  # (W, V) [m/s^2]
+
+
+def mobil(roads: Roads, veh: Vehicles, per: Perception, a_now: np.ndarray, allowed: np.ndarray | None = None) -> LaneChoice:
+    """MOBIL lane choice for every vehicle: best of left/right if safe and worth it.
+
+    ``allowed`` (W, V, 2) optionally restricts the [right, left] options (route commands).
+    """
+    p = per.pairs
+    nw, nv = veh.shape
+    wi = np.arange(nw)[:, None]
+    gaps = gap_matrix(p, veh)
+    lane = p.lane
+    idx_v = np.broadcast_to(np.arange(nv), (nw, nv))
+    ahead, behind = p.ds > 0.0, p.ds < 0.0
+    valid = veh.active[:, None, :] & veh.active[:, :, None] & ~np.eye(nv, dtype=bool)[None]
+    driven = veh.driven & veh.active
+    a_now_all = np.where(driven, a_now, 0.0)
+
+    # Old follower: nearest vehicle behind i in i's lane; after i leaves it follows i's leader.
+    same = valid & (lane[:, None, :] == lane[:, :, None])
+    old_f, old_f_gap, has_old_f = _nearest(np.where(same & behind, -gaps, INF))
+    gap_f_to_leader = np.where(np.isfinite(per.gap_m), per.gap_m + old_f_gap + veh.length, INF)
+    a_old_f_after = _idm_behind(veh, wi, old_f, gap_f_to_leader, veh.v[wi, per.leader], np.isfinite(gap_f_to_leader))
+    d_old = np.where(has_old_f & driven[wi, old_f], a_old_f_after - a_now_all[wi, old_f], 0.0)
+
+    lane_end_urge = np.where(_lane_ends_ahead(roads, veh, lane), LANE_END_URGE, 0.0)
+    best_target = lane.copy()
+    best_adv = np.full((nw, nv), -INF)
+    for k, step in enumerate((-1, 1)):
+        new_lane = lane + step
+        in_new = valid & ((lane[:, None, :] == new_lane[:, :, None]) | (veh.target_lane[:, None, :] == new_lane[:, :, None]))
+        lead, lead_gap, has_lead = _nearest(np.where(in_new & ahead, gaps, INF))
+        foll, foll_gap, has_foll = _nearest(np.where(in_new & behind, -gaps, INF))
+        a_self_after = _idm_behind(veh, wi, idx_v, lead_gap, veh.v[wi, lead], has_lead)
+        a_f_after = _idm_behind(veh, wi, foll, foll_gap, veh.v, has_foll)
+        foll_driven = has_foll & driven[wi, foll]
+        a_f_now = np.where(foll_driven, a_now_all[wi, foll], 0.0)
+        a_f_after = np.where(foll_driven, a_f_after, 0.0)
+        overlap = (has_lead & (lead_gap < 0.5)) | (has_foll & (foll_gap < 0.5))
+        new_lane_ends = np.where(_lane_ends_ahead(roads, veh, new_lane), LANE_END_URGE, 0.0)
+        wants, adv = mobil_wants_change(
+            a_now, a_self_after + lane_end_urge - new_lane_ends, a_f_now, a_f_after, np.zeros_like(d_old), d_old,
+            veh.politeness, veh.b_safe, veh.a_gain,
+        )
+        open_new = roads.lane_open(new_lane, veh.s, slice(None)) & roads.lane_open(new_lane, veh.s + 60.0, slice(None))
+        open_new &= new_lane >= 0  # nobody changes onto the ramp
+        ok = wants & open_new & ~overlap & driven
+        if allowed is not None:
+            ok &= allowed[:, :, k]
+        better = ok & (adv > best_adv)
+        best_target = np.where(better, new_lane, best_target)
+        best_adv = np.where(better, adv, best_adv)
+    best_target = _resolve_conflicts(p.ds, lane, best_target, best_adv, veh.target_lane)
+    return LaneChoice(target=best_target, advantage=best_adv)
+
+
+CONFLICT_RANGE_M = 30.0
+
+
+def _resolve_conflicts(ds: np.ndarray, lane: np.ndarray, target: np.ndarray, adv: np.ndarray, current_target: np.ndarray) -> np.ndarray:
+    """Two drivers who would change into the same lane side by side: only the keener one goes.
+
+    A change is also dropped when someone nearby is already moving into that lane, since MOBIL's
+    gaps were measured before either moved.
+    """
+    nv = lane.shape[1]
+    changing = target != lane
+    same_target = changing[:, :, None] & changing[:, None, :] & (target[:, :, None] == target[:, None, :])
+    close = np.abs(ds) < CONFLICT_RANGE_M
+    order = np.arange(nv)
+    beaten = (adv[:, None, :] > adv[:, :, None]) | ((adv[:, None, :] == adv[:, :, None]) & (order[None, None, :] < order[None, :, None]))
+    loses = (same_target & close & beaten).any(axis=2)
+    already = (current_target != lane)[:, None, :] & (current_target[:, None, :] == target[:, :, None])
+    blocked = changing & (already & close & ~np.eye(nv, dtype=bool)[None]).any(axis=2)
+    return np.where(loses | blocked, lane, target)
+
+
+def _nearest(masked_gap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    idx = np.argmin(masked_gap, axis=2)
+    gap = np.take_along_axis(masked_gap, idx[:, :, None], axis=2)[:, :, 0]
+    return idx, gap, np.isfinite(gap)
+
+
+def _lane_ends_ahead(roads: Roads, veh: Vehicles, lane: np.ndarray) -> np.ndarray:
+    w = slice(None)
+    ends = ~roads.lane_open(lane, veh.s + LANE_END_LOOKAHEAD_M, w) | ~roads.lane_open(lane, veh.s + 0.5 * LANE_END_LOOKAHEAD_M, w)
+    return ends | (lane < 0)

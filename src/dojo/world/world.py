@@ -1,0 +1,428 @@
+"""The batched world: W independent traffic worlds stepped together as arrays.
+
+Each world has one ego (slot 0) whose acceleration and steering come from outside, human-driven
+traffic (IDM + MOBIL with reaction delays and lapses), static obstacles, and timed hazards from
+its scenario. A world's evolution depends only on its own (family, seed): it is the same alone or
+in any batch, and any subset of worlds can be reset while the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from dojo.errors import DojoConfigError
+from dojo.world import rng as crng
+from dojo.world.collisions import collisions, off_road
+from dojo.world.drivers import ACCEL_LIMIT, MAX_STEER_RAD, speed_to_target, steer_to_offset
+from dojo.world.dynamics import bicycle_step
+from dojo.world.perception import Perception, perceive
+from dojo.world.road import Roads
+from dojo.world.scenarios import (
+    FAMILIES,
+    MAX_HAZARDS,
+    WINDOW_AHEAD_M,
+    WINDOW_BEHIND_M,
+    Hazard,
+    Scenario,
+    check_family,
+    check_seed,
+    generate,
+)
+from dojo.world.traffic import DECISION_PERIOD_S, WAKE_TTC_S, LaneChoice, follow_accel, mobil
+from dojo.world.vehicles import Kind, Vehicles
+
+DT_S = 0.1  # one world step = one decision = one camera frame (10 Hz)
+EGO_ACCEL_RANGE = (-8.0, 4.0)  # [m/s^2] what the ego's actuators can do
+EGO_STEER_LIMIT = 0.5  # [rad]
+CUT_IN_TAU_S = 0.35  # lateral time constant of an aggressive cut-in [s]
+MAX_DELAY_STEPS = 16
+
+
+class Command(IntEnum):
+    """Route command given to the ego driver (human, expert or network)."""
+
+    KEEP_LANE = 0
+    CHANGE_LEFT = 1
+    CHANGE_RIGHT = 2
+    TAKE_EXIT = 3  # head for the rightmost lane (the ring has no off-ramp geometry)
+
+
+@dataclass
+class StepResult:
+    """What happened in one step; arrays (W,)."""
+
+    ego_collision: np.ndarray  # bool: the ego hit something or left the road this step
+    ego_ttc_s: np.ndarray  # time-to-collision of the ego after the step [s] (inf: none)
+    critical: np.ndarray  # bool: ego collision or ego TTC under the critical threshold
+    collisions: np.ndarray  # (W, V) bool: vehicles that collided this step
+
+
+def _stack_vehicles(parts: Sequence[Vehicles], v_max: int) -> Vehicles:
+    out = Vehicles.empty(len(parts), v_max)
+    for w, part in enumerate(parts):
+        out.assign(np.array([w]), part)
+    return out
+
+
+class World:
+    """W worlds, one per (family, seed).
+
+    >>> world = World(["cut_in"] * 4, seeds=[0, 1, 2, 3])
+    >>> accel, steer = world.expert_action()
+    >>> result = world.step(accel, steer)
+    """
+
+    def __init__(
+        self,
+        families: str | Sequence[str],
+        seeds: Sequence[int],
+        ttc_critical_s: float = 1.5,
+        max_vehicles: int | None = None,
+    ) -> None:
+        seeds = list(seeds)
+        if len(seeds) == 0:
+            raise DojoConfigError("A world batch needs at least one seed; got none.")
+        fams = [families] * len(seeds) if isinstance(families, str) else list(families)
+        if len(fams) != len(seeds):
+            raise DojoConfigError(f"Got {len(fams)} families for {len(seeds)} seeds; give one family or one per seed.")
+        if not ttc_critical_s > 0:
+            raise DojoConfigError(f"ttc_critical_s={ttc_critical_s!r} must be positive.")
+        scenarios = [generate(check_family(f), check_seed(s)) for f, s in zip(fams, seeds, strict=True)]
+        need = max(sc.vehicles.shape[1] for sc in scenarios)
+        self.max_vehicles = max_vehicles or need
+        if self.max_vehicles < need:
+            raise DojoConfigError(f"max_vehicles={max_vehicles} is below the {need} slots these scenarios need.")
+        self.ttc_critical_s = float(ttc_critical_s)
+        n = len(scenarios)
+        self.families = np.array(fams, dtype=object)
+        self.seeds = np.array(seeds, dtype=np.int64)
+        self.roads = Roads.stack([sc.road for sc in scenarios])
+        self.vehicles = _stack_vehicles([sc.vehicles for sc in scenarios], self.max_vehicles)
+        self.step_count = np.zeros(n, dtype=np.int64)
+        self.command = np.zeros(n, dtype=np.int64)
+        self._alloc_hazards(n)
+        self._cmd_history = np.zeros((n, self.max_vehicles, MAX_DELAY_STEPS), dtype=np.float64)
+        self._ramp_share = np.zeros(n)
+        self._cut_in_tau = np.zeros((n, self.max_vehicles))
+        self._forced_accel = np.zeros((n, self.max_vehicles))
+        self._forced_left_s = np.zeros((n, self.max_vehicles))
+        self._stream = np.array([FAMILIES.index(f) for f in fams], dtype=np.int64)
+        self._load(np.arange(n), scenarios)
+
+    # ----------------------------------------------------------------- setup
+    def _alloc_hazards(self, n: int) -> None:
+        shape = (n, MAX_HAZARDS)
+        self.hazard_time_s = np.full(shape, np.inf)
+        self.hazard_kind = np.zeros(shape, dtype=np.int64)
+        self.hazard_actor = np.full(shape, -1, dtype=np.int64)
+        self.hazard_strength = np.zeros(shape)
+        self.hazard_duration_s = np.zeros(shape)
+
+    def _load(self, idx: np.ndarray, scenarios: Sequence[Scenario]) -> None:
+        self.roads.assign(idx, Roads.stack([sc.road for sc in scenarios]))
+        self.vehicles.assign(idx, _stack_vehicles([sc.vehicles for sc in scenarios], self.max_vehicles))
+        for arr in (self.hazard_time_s,):
+            arr[idx] = np.inf
+        self.hazard_kind[idx] = Hazard.NONE
+        for row, sc in zip(idx, scenarios, strict=True):
+            k = len(sc.hazards.time_s)
+            self.hazard_time_s[row, :k] = sc.hazards.time_s
+            self.hazard_kind[row, :k] = sc.hazards.kind
+            self.hazard_actor[row, :k] = sc.hazards.actor
+            self.hazard_strength[row, :k] = sc.hazards.strength
+            self.hazard_duration_s[row, :k] = sc.hazards.duration_s
+            self._ramp_share[row] = sc.ramp_share
+        self.step_count[idx] = 0
+        self.command[idx] = Command.KEEP_LANE
+        self._cmd_history[idx] = 0.0
+        self._cut_in_tau[idx] = 0.0
+        self._forced_accel[idx] = 0.0
+        self._forced_left_s[idx] = 0.0
+        self._perception: Perception | None = None
+
+    def reset(self, worlds: np.ndarray | Sequence[int], seeds: Sequence[int], families: Sequence[str] | None = None) -> None:
+        """Start new scenarios in ``worlds`` (others are untouched)."""
+        idx = np.asarray(worlds, dtype=np.int64)
+        fams = list(families) if families is not None else list(self.families[idx])
+        scenarios = [generate(check_family(f), check_seed(s)) for f, s in zip(fams, seeds, strict=True)]
+        if max(sc.vehicles.shape[1] for sc in scenarios) > self.max_vehicles:
+            raise DojoConfigError(
+                f"These scenarios need more than max_vehicles={self.max_vehicles} slots; build the World with a larger max_vehicles."
+            )
+        self.families[idx] = fams
+        self.seeds[idx] = list(seeds)
+        self._stream[idx] = [FAMILIES.index(f) for f in fams]
+        self._load(idx, scenarios)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def num_worlds(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def time_s(self) -> np.ndarray:
+        """(W,) time since each world's reset [s]."""
+        return self.step_count * DT_S
+
+    @property
+    def perception(self) -> Perception:
+        if self._perception is None:
+            self._perception = perceive(self.roads, self.vehicles)
+        return self._perception
+
+    def _uniform(self, stream: int, n: int) -> np.ndarray:
+        return crng.uniform(self.seeds * 8 + self._stream, self.step_count, stream, n)
+
+    # ---------------------------------------------------------------- drivers
+    def expert_action(self) -> tuple[np.ndarray, np.ndarray]:
+        """(accel, steer) (W,) of the human-driver model driving the ego with perfect perception.
+
+        It follows the route command: CHANGE_LEFT/RIGHT and TAKE_EXIT restrict MOBIL to that side
+        (and drop its incentive threshold), KEEP_LANE lets it overtake as a human would.
+        """
+        veh, per = self.vehicles, self.perception
+        a_follow = follow_accel(veh, per)[:, 0]
+        decide = (self.step_count % round(DECISION_PERIOD_S / DT_S)) == 0
+        if decide.any():
+            target = self._expert_lane_choice(a_follow)
+            lane_now = per.pairs.lane[:, 0]
+            settled = veh.target_lane[:, 0] == lane_now
+            veh.target_lane[:, 0] = np.where(decide & settled, target, veh.target_lane[:, 0])
+        accel = a_follow
+        steer = self._lane_steer(np.array([0]))[:, 0]
+        return accel, steer
+
+    def _expert_lane_choice(self, a_follow: np.ndarray) -> np.ndarray:
+        veh, per = self.vehicles, self.perception
+        nw, nv = veh.shape
+        allowed = np.ones((nw, nv, 2), dtype=bool)
+        cmd = self.command
+        allowed[:, 0, 0] = cmd != Command.CHANGE_LEFT  # right option
+        allowed[:, 0, 1] = (cmd != Command.CHANGE_RIGHT) & (cmd != Command.TAKE_EXIT)
+        saved_gain = veh.a_gain[:, 0].copy()
+        veh.a_gain[:, 0] = np.where(cmd == Command.KEEP_LANE, saved_gain, -1.0)  # a command overrides gain
+        a_now = follow_accel(veh, per)
+        choice: LaneChoice = mobil(self.roads, veh, per, a_now, allowed)
+        veh.a_gain[:, 0] = saved_gain
+        return choice.target[:, 0]
+
+    def naive_action(self) -> tuple[np.ndarray, np.ndarray]:
+        """(accel, steer) (W,) of the naive driver: hold the current speed, keep the lane."""
+        veh = self.vehicles
+        veh.target_lane[:, 0] = self.perception.pairs.lane[:, 0]
+        return np.zeros(self.num_worlds), self._lane_steer(np.array([0]))[:, 0]
+
+    def _lane_steer(self, slots: np.ndarray) -> np.ndarray:
+        veh = self.vehicles
+        w = np.arange(self.num_worlds)[:, None]
+        d_target = veh.target_lane[w, slots] * self.roads.lane_width[:, None]
+        kappa = self.roads.curvature(veh.s[w, slots], w)
+        tau = np.where(self._cut_in_tau[w, slots] > 0, self._cut_in_tau[w, slots], 0.6)
+        return steer_to_offset(veh.d[w, slots], veh.psi[w, slots], veh.v[w, slots], d_target, kappa, veh.length[w, slots], tau)
+
+    def meta_action(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(accel, steer) for discrete meta-actions (W,): see :class:`MetaAction`."""
+        return meta_to_controls(self, action)
+
+    # ------------------------------------------------------------------ step
+    def step(self, ego_accel: np.ndarray, ego_steer: np.ndarray) -> StepResult:
+        """Advance every world by DT_S with the ego's acceleration [m/s^2] and steering [rad] (W,)."""
+        ego_accel = np.asarray(ego_accel, dtype=np.float64).reshape(-1)
+        ego_steer = np.asarray(ego_steer, dtype=np.float64).reshape(-1)
+        if ego_accel.shape != (self.num_worlds,) or ego_steer.shape != (self.num_worlds,):
+            raise DojoConfigError(
+                f"Ego actions must have shape ({self.num_worlds},); got accel {ego_accel.shape}, steer {ego_steer.shape}."
+            )
+        if not (np.isfinite(ego_accel).all() and np.isfinite(ego_steer).all()):
+            raise DojoConfigError("Ego actions contain NaN or infinity.")
+        veh, per, roads = self.vehicles, self.perception, self.roads
+        self._trigger_hazards(per)
+
+        accel, steer = self._traffic_controls(per)
+        accel[:, 0] = np.clip(ego_accel, *EGO_ACCEL_RANGE)
+        steer[:, 0] = np.clip(ego_steer, -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
+        moving = veh.active & veh.driven & ~veh.crashed
+        accel = np.where(moving, accel, 0.0)
+        steer = np.where(moving, steer, 0.0)
+        kappa = roads.curvature(veh.s, np.arange(self.num_worlds)[:, None])
+        s, d, psi, v = bicycle_step(veh.s, veh.d, veh.psi, veh.v, accel, steer, veh.length, kappa, DT_S)
+        veh.s = np.where(moving, np.mod(s, roads.length[:, None]), veh.s)
+        veh.d = np.where(moving, d, veh.d)
+        veh.psi = np.where(moving, psi, veh.psi)
+        veh.v = np.where(moving, v, veh.v)
+        veh.accel, veh.steer = accel, steer
+        self.step_count += 1
+        self._forced_left_s = np.maximum(self._forced_left_s - DT_S, 0.0)
+
+        per = perceive(roads, veh)
+        hit = collisions(roads, veh, per.pairs) | off_road(roads, veh)
+        new_hit = hit & ~veh.crashed
+        veh.crashed |= hit
+        veh.v = np.where(veh.crashed & (np.arange(veh.shape[1]) > 0), 0.0, veh.v)  # wrecks stop
+        self._recycle(per)
+        self._perception = per
+        ego_hit = new_hit[:, 0]
+        ttc = per.ttc_s[:, 0]
+        return StepResult(
+            ego_collision=ego_hit,
+            ego_ttc_s=ttc,
+            critical=ego_hit | (ttc < self.ttc_critical_s),
+            collisions=new_hit,
+        )
+
+    def _traffic_controls(self, per: Perception) -> tuple[np.ndarray, np.ndarray]:
+        veh = self.vehicles
+        nw, nv = veh.shape
+        a_cmd = follow_accel(veh, per)
+        decide = (self.step_count % round(DECISION_PERIOD_S / DT_S)) == 0
+        if decide.any():
+            choice = mobil(self.roads, veh, per, a_cmd)
+            settled = veh.target_lane == per.pairs.lane
+            attentive = veh.lapse_left <= 0.0
+            change = decide[:, None] & settled & attentive & (np.arange(nv) > 0)
+            veh.target_lane = np.where(change, choice.target, veh.target_lane)
+        # hazards override the drivers
+        forced = self._forced_left_s > 0.0
+        a_cmd = np.where(forced, self._forced_accel, a_cmd)
+        # attention lapses: start at a per-driver rate, freeze the command, end early on danger
+        u = self._uniform(1, 2 * nv)
+        start = (veh.lapse_left <= 0.0) & (u[:, :nv] < veh.lapse_rate * DT_S)
+        veh.lapse_left = np.where(start, 0.5 + 1.5 * u[:, nv:], np.maximum(veh.lapse_left - DT_S, 0.0))
+        veh.lapse_left = np.where(per.ttc_s < WAKE_TTC_S, 0.0, veh.lapse_left)
+        lapsed = (veh.lapse_left > 0.0) & ~forced
+        a_cmd = np.where(lapsed, veh.accel, a_cmd)
+        # reaction delay: the pedal follows the command issued reaction_steps ago
+        slot = self.step_count % MAX_DELAY_STEPS
+        self._cmd_history[np.arange(nw), :, slot] = a_cmd
+        delayed_slot = (slot[:, None] - veh.reaction_steps) % MAX_DELAY_STEPS
+        accel = np.take_along_axis(self._cmd_history, delayed_slot[:, :, None], axis=2)[:, :, 0]
+        accel = np.where(forced, self._forced_accel, accel)
+        steer = self._lane_steer(np.arange(nv))
+        return accel, steer
+
+    def _trigger_hazards(self, per: Perception) -> None:
+        due = (self.hazard_time_s <= self.time_s[:, None] + 1e-9) & (self.hazard_kind != Hazard.NONE)
+        if not due.any():
+            return
+        veh = self.vehicles
+        for w, h in zip(*np.nonzero(due), strict=True):
+            kind = self.hazard_kind[w, h]
+            if kind == Hazard.HARD_BRAKE:
+                leader = per.leader[w, 0]
+                if leader != 0 and per.gap_m[w, 0] < 80.0 and veh.driven[w, leader]:
+                    self._forced_accel[w, leader] = -self.hazard_strength[w, h]
+                    self._forced_left_s[w, leader] = self.hazard_duration_s[w, h]
+            elif kind == Hazard.CUT_IN:
+                self._start_cut_in(w, h)
+            self.hazard_kind[w, h] = Hazard.NONE  # each event fires once
+
+    def _start_cut_in(self, w: int, h: int) -> None:
+        """Put the cutter just ahead of the ego's front bumper, slower, and send it into the ego's lane."""
+        veh = self.vehicles
+        c = self.hazard_actor[w, h]
+        ego_lane = int(np.floor(veh.d[w, 0] / self.roads.lane_width[w] + 0.5))
+        gap = self.hazard_duration_s[w, h]
+        dv = self.hazard_strength[w, h]
+        # The cutter has been pacing the ego in the next lane; it is repositioned at the gap the
+        # scenario asks for only if that spot is free, else the event is skipped.
+        s_new = veh.s[w, 0] + 0.5 * (veh.length[w, 0] + veh.length[w, c]) + gap
+        lane_c = int(np.floor(veh.d[w, c] / self.roads.lane_width[w] + 0.5))
+        others = veh.active[w] & (np.arange(veh.shape[1]) != c) & (np.arange(veh.shape[1]) != 0)
+        ds = (veh.s[w] - s_new + 0.5 * self.roads.length[w]) % self.roads.length[w] - 0.5 * self.roads.length[w]
+        lanes = np.floor(veh.d[w] / self.roads.lane_width[w] + 0.5)
+        blocked = others & (np.abs(ds) < 15.0) & ((lanes == lane_c) | (lanes == ego_lane))
+        if blocked.any() or abs(lane_c - ego_lane) != 1:
+            return
+        veh.s[w, c] = s_new % self.roads.length[w]
+        veh.v[w, c] = max(veh.v[w, 0] - dv, 0.0)
+        veh.v0[w, c] = veh.v[w, c]
+        veh.target_lane[w, c] = ego_lane
+        self._cut_in_tau[w, c] = CUT_IN_TAU_S
+
+    def _recycle(self, per: Perception) -> None:
+        """Keep traffic density around the ego constant: move vehicles that left the window to its other end."""
+        veh = self.vehicles
+        ds_ego = per.pairs.ds[:, 0, :]  # (W, V) position relative to the ego
+        movable = veh.active & veh.driven & (np.arange(veh.shape[1]) > 0)
+        fell_behind = movable & (ds_ego < -WINDOW_BEHIND_M)
+        ran_ahead = movable & (ds_ego > WINDOW_AHEAD_M)
+        crashed_far = veh.active & veh.crashed & (np.abs(ds_ego) > 150.0) & (np.arange(veh.shape[1]) > 0)
+        go = fell_behind | ran_ahead | crashed_far
+        if not go.any():
+            return
+        u = self._uniform(2, 3 * veh.shape[1])
+        nv = veh.shape[1]
+        # one vehicle per world and step, so two recycled vehicles never land on the same spot
+        first = np.argmax(go, axis=1)
+        w = np.nonzero(go.any(axis=1))[0]
+        i = first[w]
+        s_ego = veh.s[w, 0]
+        ahead_target = WINDOW_AHEAD_M - 20.0 * u[w, i]
+        behind_target = -WINDOW_BEHIND_M + 20.0 * u[w, i]
+        s_new = s_ego + np.where(fell_behind[w, i] | crashed_far[w, i], ahead_target, behind_target)
+        lanes = self.roads.lanes[w]
+        lanes = np.where(veh.kind[w, i] == Kind.TRUCK, np.minimum(lanes, 2), lanes)  # trucks keep right
+        lane = np.minimum((u[w, nv + i] * lanes).astype(np.int64), lanes - 1)
+        use_ramp = (u[w, 2 * nv + i] < self._ramp_share[w]) & self.roads.lane_open(np.full_like(lane, -1), s_new, w)
+        lane = np.where(use_ramp, -1, lane)
+        lane = np.where(self.roads.lane_open(lane, s_new, w), lane, self.roads.lanes[w] - 1)
+        d_new = lane * self.roads.lane_width[w]
+        # only into a free spot: nobody within 30 m in that lane
+        rel = veh.s[w] - s_new[:, None]
+        length = self.roads.length[w][:, None]
+        rel = rel - length * np.floor(rel / length + 0.5)
+        near = veh.active[w] & (np.abs(rel) < 50.0) & (np.abs(veh.d[w] - d_new[:, None]) < 3.0)
+        near[np.arange(len(w)), i] = False
+        ok = ~near.any(axis=1)
+        w, i = w[ok], i[ok]
+        veh.s[w, i] = np.mod(s_new[ok], self.roads.length[w])
+        veh.d[w, i] = d_new[ok]
+        veh.psi[w, i] = 0.0
+        veh.target_lane[w, i] = lane[ok]
+        veh.crashed[w, i] = False
+        veh.v[w, i] = np.where(veh.v[w, i] < 5.0, 0.8 * veh.v0[w, i], veh.v[w, i])
+        self._cut_in_tau[w, i] = 0.0
+        self._forced_left_s[w, i] = 0.0
+
+
+class MetaAction(IntEnum):
+    """Discrete actions built on acceleration and steering (highway-env's DiscreteMetaAction set).
+
+    LANE_LEFT / LANE_RIGHT retarget the lane controller one lane over; FASTER / SLOWER change the
+    target speed by 5 m/s; IDLE keeps both targets. Steering always comes from the lane controller.
+    """
+
+    LANE_LEFT = 0
+    IDLE = 1
+    LANE_RIGHT = 2
+    FASTER = 3
+    SLOWER = 4
+
+
+META_SPEED_STEP_MPS = 5.0
+
+
+def meta_to_controls(world: World, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    action = np.asarray(action, dtype=np.int64).reshape(-1)
+    if action.shape != (world.num_worlds,) or ((action < 0) | (action > 4)).any():
+        raise DojoConfigError(f"Meta-actions must be {world.num_worlds} integers in 0..4; got {action!r}.")
+    veh = world.vehicles
+    lane = world.perception.pairs.lane[:, 0]
+    target = veh.target_lane[:, 0]
+    target = np.where(action == MetaAction.LANE_LEFT, lane + 1, target)
+    target = np.where(action == MetaAction.LANE_RIGHT, lane - 1, target)
+    target = np.where(world.roads.lane_open(target, veh.s[:, 0], slice(None)) & (target >= 0), target, lane)
+    veh.target_lane[:, 0] = target
+    v_target = veh.v0[:, 0] + np.select(
+        [action == MetaAction.FASTER, action == MetaAction.SLOWER], [META_SPEED_STEP_MPS, -META_SPEED_STEP_MPS], 0.0
+    )
+    veh.v0[:, 0] = np.clip(v_target, 0.0, 40.0)
+    accel = np.clip(speed_to_target(veh.v[:, 0], veh.v0[:, 0]), -ACCEL_LIMIT, ACCEL_LIMIT)
+    return accel, world._lane_steer(np.array([0]))[:, 0]
+
+
+__all__ = ["Command", "DT_S", "MAX_STEER_RAD", "MetaAction", "StepResult", "World"]
