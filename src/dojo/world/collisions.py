@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from dojo.world.perception import Pairwise
 from dojo.world.road import Roads
 from dojo.world.vehicles import Vehicles
 
@@ -41,18 +40,20 @@ def vehicle_pose_xy(roads: Roads, veh: Vehicles, w: np.ndarray, i: np.ndarray) -
     return x, y, heading + veh.psi[w, i]
 
 
-def collisions(roads: Roads, veh: Vehicles, pairs: Pairwise) -> np.ndarray:
-    """(W, V) bool: the vehicle's box intersects another active box this step."""
-    reach = 0.5 * (veh.length[:, :, None] + veh.length[:, None, :]) + 1.0
-    side = 0.5 * (veh.width[:, :, None] + veh.width[:, None, :]) + 1.0
-    dd = np.abs(veh.d[:, None, :] - veh.d[:, :, None])
-    both = veh.active[:, :, None] & veh.active[:, None, :]
-    near = both & (np.abs(pairs.ds) < reach) & (dd < side)
-    near &= np.triu(np.ones(near.shape[1:], dtype=bool), k=1)[None]
-    w, i, j = np.nonzero(near)
+CONTACT_GAP_M = 0.5  # pairs closer than this along the lane get the exact box test
+
+
+def collisions(roads: Roads, veh: Vehicles, leader: np.ndarray, gap_m: np.ndarray) -> np.ndarray:
+    """(W, V) bool: the vehicle's box intersects another active box this step.
+
+    Two bodies can only touch if one is in the other's path (lateral overlap) with a gap near or
+    below zero, so the exact test runs only on (vehicle, leader) pairs with a small gap.
+    """
+    w, i = np.nonzero(veh.active & (gap_m < CONTACT_GAP_M))
     hit = np.zeros(veh.shape, dtype=bool)
     if len(w) == 0:
         return hit
+    j = leader[w, i]
     xi, yi, ai = vehicle_pose_xy(roads, veh, w, i)
     xj, yj, aj = vehicle_pose_xy(roads, veh, w, j)
     ok = boxes_overlap(

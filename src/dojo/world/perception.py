@@ -1,8 +1,10 @@
 """Who is ahead of whom: leaders, gaps, closing speeds and time-to-collision for every vehicle.
 
-Computed for all pairs of a world at once ((W, V, V) arrays): with a few dozen vehicles per world
-this is cheaper in numpy than sorting, and it needs no lane bookkeeping: a vehicle is in another's
-path when their bodies overlap laterally, or when it signals a change into that lane.
+Vehicles are sorted by (lane, s) in every world, so a vehicle's leader is the next entry of its
+lane's run (wrapping round the ring) and finding it costs O(V log V), not O(V^2). A vehicle is
+listed in its own lane and, as a second "ghost" entry, in the adjacent lane its body overlaps or
+the lane it signals a change into; followers in both lanes then see it, and it sees the leaders
+of both.
 """
 
 from __future__ import annotations
@@ -15,15 +17,50 @@ from dojo.world.road import Roads
 from dojo.world.vehicles import Vehicles
 
 INF = np.inf
+_LANE_OFFSET = 2  # lane -1 (the ramp) gets key 1
+_LANE_SPAN = 1.0e5  # [m] > any ring length
+_WORLD_SPAN = 16 * _LANE_SPAN
+_NO_LANE = -99
 
 
 @dataclass
-class Pairwise:
-    """Relations between every pair (i, j) of a world; arrays (W, V, V) unless noted."""
+class LaneIndex:
+    """Every world's vehicles sorted by (lane, s), flattened over worlds so one search serves all."""
 
-    ds: np.ndarray  # [m] s_j - s_i wrapped to [-L/2, L/2)
-    lane: np.ndarray  # (W, V) nearest lane of each vehicle
-    gap_scale: np.ndarray  # (W, V) metres along the lane per metre of s at each vehicle
+    lane: np.ndarray  # (W, V) primary (nearest) lane of each vehicle
+    ghost: np.ndarray  # (W, V) second lane it occupies or signals (_NO_LANE: none)
+    keys: np.ndarray  # (W * 2V,) sorted entry keys: world, lane, s
+    owner: np.ndarray  # (W * 2V,) vehicle slot of each sorted entry
+    rank: np.ndarray  # (W, 2V) position in ``keys`` of entry e (e < V: primary, else ghost)
+    run_start: np.ndarray  # (W * 2V,) flat position where each entry's lane run starts
+    run_end: np.ndarray  # (W * 2V,) flat position of the last entry of that run
+    s_mod: np.ndarray  # (W, V) s wrapped into [0, L)
+
+    def key_of(self, lane: np.ndarray, s_mod: np.ndarray) -> np.ndarray:
+        w = np.arange(lane.shape[0])[:, None]
+        return w * _WORLD_SPAN + (lane + _LANE_OFFSET) * _LANE_SPAN + s_mod
+
+    def neighbours(self, lane: np.ndarray, s_mod: np.ndarray, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slots of the nearest vehicle ahead and behind position ``s_mod`` in ``lane`` (W, V).
+
+        Wraps round the ring; -1 where the lane holds nobody but ``exclude``.
+        """
+        w = np.arange(lane.shape[0])[:, None]
+        base = w * _WORLD_SPAN + (np.clip(lane, -_LANE_OFFSET, 13) + _LANE_OFFSET) * _LANE_SPAN
+        first = np.searchsorted(self.keys, base)
+        stop = np.searchsorted(self.keys, base + _LANE_SPAN)  # one past the run's end
+        pos = np.searchsorted(self.keys, base + s_mod, side="right")
+        empty = stop <= first
+        n = len(self.keys)
+        ahead_pos = np.where(pos < stop, pos, first)
+        behind_pos = np.where(pos - 1 >= first, pos - 1, stop - 1)
+        ahead = self.owner[np.clip(ahead_pos, 0, n - 1)]
+        behind = self.owner[np.clip(behind_pos, 0, n - 1)]
+        # skip the excluded vehicle itself (one step further along the run)
+        ahead = np.where(ahead == exclude, self.owner[np.clip(np.where(ahead_pos + 1 < stop, ahead_pos + 1, first), 0, n - 1)], ahead)
+        behind = np.where(behind == exclude, self.owner[np.clip(np.where(behind_pos - 1 >= first, behind_pos - 1, stop - 1), 0, n - 1)], behind)
+        none = empty | (ahead == exclude)
+        return np.where(none, -1, ahead), np.where(none, -1, behind)
 
 
 @dataclass
@@ -34,48 +71,81 @@ class Perception:
     gap_m: np.ndarray  # bumper-to-bumper gap to the leader [m] (inf when none)
     closing_mps: np.ndarray  # v - v_leader [m/s] (0 when none)
     ttc_s: np.ndarray  # gap / closing when closing > 0, else inf [s]
-    pairs: Pairwise
+    index: LaneIndex
+    gap_scale: np.ndarray  # metres along the lane per metre of s at each vehicle
 
 
-def pairwise(roads: Roads, veh: Vehicles) -> Pairwise:
-    length = roads.length[:, None, None]
-    ds = veh.s[:, None, :] - veh.s[:, :, None]
-    ds = ds - length * np.floor(ds / length + 0.5)
-    kappa = roads.curvature(veh.s, np.arange(len(roads.lanes))[:, None])
-    gap_scale = np.maximum(1.0 - kappa * veh.d, 0.05)
-    return Pairwise(ds=ds, lane=roads.lane_of(veh.d, slice(None)), gap_scale=gap_scale)
+def build_index(roads: Roads, veh: Vehicles) -> LaneIndex:
+    nw, nv = veh.shape
+    w = np.arange(nw)[:, None]
+    width = roads.lane_width[:, None]
+    s_mod = np.mod(veh.s, roads.length[:, None])
+    lane = np.floor(veh.d / width + 0.5).astype(np.int64)
+    offset = veh.d - lane * width
+    straddle = np.abs(offset) + 0.5 * veh.width > 0.5 * width
+    ghost = np.where(straddle, lane + np.where(offset > 0, 1, -1), np.where(veh.target_lane != lane, veh.target_lane, _NO_LANE))
+    ghost = np.where(veh.active, ghost, _NO_LANE)
+    entry_lane = np.concatenate([np.where(veh.active, lane, _NO_LANE), ghost], axis=1)  # (W, 2V)
+    entry_s = np.concatenate([s_mod, s_mod], axis=1)
+    valid = entry_lane != _NO_LANE
+    key = np.where(valid, (entry_lane + _LANE_OFFSET) * _LANE_SPAN + entry_s, 15 * _LANE_SPAN)
+    order = np.argsort(key, axis=1, kind="stable")
+    sorted_key = np.take_along_axis(key, order, axis=1) + w * _WORLD_SPAN
+    sorted_lane = np.take_along_axis(entry_lane, order, axis=1)
+    n2 = 2 * nv
+    r = np.broadcast_to(np.arange(n2), (nw, n2))
+    starts = np.ones((nw, n2), dtype=bool)
+    starts[:, 1:] = sorted_lane[:, 1:] != sorted_lane[:, :-1]
+    ends = np.ones((nw, n2), dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    run_start = np.maximum.accumulate(np.where(starts, r, 0), axis=1)
+    run_end = np.minimum.accumulate(np.where(ends, r, n2 - 1)[:, ::-1], axis=1)[:, ::-1]
+    flat = w * n2
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, r + flat, axis=1)
+    return LaneIndex(
+        lane=lane,
+        ghost=ghost,
+        keys=sorted_key.reshape(-1),
+        owner=(order % nv).reshape(-1),
+        rank=rank,
+        run_start=(run_start + flat).reshape(-1),
+        run_end=(run_end + flat).reshape(-1),
+        s_mod=s_mod,
+    )
 
 
-def gap_matrix(p: Pairwise, veh: Vehicles) -> np.ndarray:
-    """(W, V, V) bumper-to-bumper gap [m] from i to j along i's lane (negative when j is behind)."""
-    half = 0.5 * veh.length
-    return p.ds * p.gap_scale[:, :, None] - (half[:, :, None] + half[:, None, :]) * np.sign(p.ds)
+def wrap(ds: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Offsets along the ring wrapped into [-L/2, L/2)."""
+    return ds - length * np.floor(ds / length + 0.5)
 
 
-def in_path(p: Pairwise, veh: Vehicles) -> np.ndarray:
-    """(W, V, V) whether j is in i's path: bodies overlap laterally, or j is changing into i's lane."""
-    half_w = 0.5 * veh.width
-    overlap = np.abs(veh.d[:, None, :] - veh.d[:, :, None]) < half_w[:, :, None] + half_w[:, None, :]
-    changing = veh.target_lane != p.lane
-    signalled = changing[:, None, :] & (veh.target_lane[:, None, :] == p.lane[:, :, None])
-    valid = veh.active[:, None, :] & veh.active[:, :, None]
-    eye = np.eye(veh.shape[1], dtype=bool)[None]
-    return (overlap | signalled) & valid & ~eye
+def bumper_gap(veh: Vehicles, roads: Roads, i: np.ndarray, j: np.ndarray, gap_scale: np.ndarray) -> np.ndarray:
+    """(W, V) gap [m] from vehicle i forward to vehicle j (slots, (W, V)), along i's lane."""
+    w = np.arange(veh.shape[0])[:, None]
+    ahead = np.mod(veh.s[w, j] - veh.s[w, i], roads.length[:, None])
+    return ahead * gap_scale - 0.5 * (veh.length[w, i] + veh.length[w, j])
 
 
 def perceive(roads: Roads, veh: Vehicles) -> Perception:
-    p = pairwise(roads, veh)
-    gaps = gap_matrix(p, veh)
-    ahead = in_path(p, veh) & (p.ds > 0.0)
-    masked = np.where(ahead, gaps, INF)
-    leader = np.argmin(masked, axis=2)
-    gap = np.take_along_axis(masked, leader[:, :, None], axis=2)[:, :, 0]
-    has = np.isfinite(gap)
-    v_lead = np.take_along_axis(veh.v, leader, axis=1)
-    closing = np.where(has, veh.v - v_lead, 0.0)
+    nw, nv = veh.shape
+    w = np.arange(nw)[:, None]
+    idx = build_index(roads, veh)
+    own = np.broadcast_to(np.arange(nv), (nw, nv))
+    kappa = roads.curvature(veh.s, w)
+    gap_scale = np.maximum(1.0 - kappa * veh.d, 0.05)
+    best_gap = np.full((nw, nv), INF)
+    leader = own.copy()
+    for pos, listed in ((idx.rank[:, :nv], veh.active), (idx.rank[:, nv:], idx.ghost != _NO_LANE)):
+        nxt = np.where(pos < idx.run_end[pos], pos + 1, idx.run_start[pos])  # next in the run, wrapping
+        cand = idx.owner[nxt]
+        usable = (cand != own) & listed
+        gap = np.where(usable, bumper_gap(veh, roads, own, cand, gap_scale), INF)
+        better = gap < best_gap
+        best_gap = np.where(better, gap, best_gap)
+        leader = np.where(better, cand, leader)
+    has = np.isfinite(best_gap)
+    closing = np.where(has, veh.v - veh.v[w, leader], 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ttc = np.where(has & (closing > 1e-6), np.maximum(gap, 0.0) / closing, INF)
-    own = np.broadcast_to(np.arange(veh.shape[1]), leader.shape)
-    return Perception(
-        leader=np.where(has, leader, own), gap_m=gap, closing_mps=closing, ttc_s=ttc, pairs=p
-    )
+        ttc = np.where(has & (closing > 1e-6), np.maximum(best_gap, 0.0) / closing, INF)
+    return Perception(leader=leader, gap_m=best_gap, closing_mps=closing, ttc_s=ttc, index=idx, gap_scale=gap_scale)

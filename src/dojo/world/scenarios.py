@@ -126,7 +126,7 @@ _FAMILY_TRAFFIC = {
 def generate(family: str, seed: int) -> Scenario:
     """Build the scenario ``(family, seed)``; the same pair always gives the same scenario."""
     family, seed = check_family(family), check_seed(seed)
-    rng = np.random.default_rng([seed, FAMILIES.index(family), 0xD0]) 
+    rng = np.random.default_rng([seed, FAMILIES.index(family), 0xD0])
     knobs = _FAMILY_TRAFFIC[family]
     lanes = int(rng.integers(knobs.lanes[0], knobs.lanes[1] + 1))
     straight = float(rng.uniform(1200.0, 2000.0))
@@ -138,7 +138,7 @@ def generate(family: str, seed: int) -> Scenario:
     if family == "lane_drop":
         drop_start = ego_s + float(rng.uniform(250.0, 500.0))
         road_kw.update(drop_start_m=drop_start, drop_length_m=min(600.0, straight - drop_start))
-    road = RoadConfig(lanes=lanes, lane_width_m=4.0, straight_m=straight, radius_m=radius, **road_kw)  # type: ignore[arg-type]
+    road = RoadConfig(lanes=lanes, lane_width_m=4.0, straight_m=straight, radius_m=radius, **road_kw)
 
     density = float(rng.uniform(*knobs.density_per_km_lane))
     window_km = (WINDOW_AHEAD_M + WINDOW_BEHIND_M) / 1000.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dojo.world.drivers import NO_LEADER_GAP_M, idm_accel, mobil_wants_change
-from dojo.world.perception import INF, Perception, gap_matrix
+from dojo.world.perception import INF, Perception, bumper_gap, wrap
 from dojo.world.road import Roads
 from dojo.world.vehicles import Vehicles
 
@@ -50,22 +50,21 @@ def mobil(roads: Roads, veh: Vehicles, per: Perception, a_now: np.ndarray, allow
 
     ``allowed`` (W, V, 2) optionally restricts the [right, left] options (route commands).
     """
-    p = per.pairs
+    idx = per.index
     nw, nv = veh.shape
     wi = np.arange(nw)[:, None]
-    gaps = gap_matrix(p, veh)
-    lane = p.lane
-    idx_v = np.broadcast_to(np.arange(nv), (nw, nv))
-    ahead, behind = p.ds > 0.0, p.ds < 0.0
-    valid = veh.active[:, None, :] & veh.active[:, :, None] & ~np.eye(nv, dtype=bool)[None]
+    own = np.broadcast_to(np.arange(nv), (nw, nv))
+    lane = idx.lane
     driven = veh.driven & veh.active
     a_now_all = np.where(driven, a_now, 0.0)
 
     # Old follower: nearest vehicle behind i in i's lane; after i leaves it follows i's leader.
-    same = valid & (lane[:, None, :] == lane[:, :, None])
-    old_f, old_f_gap, has_old_f = _nearest(np.where(same & behind, -gaps, INF))
-    gap_f_to_leader = np.where(np.isfinite(per.gap_m), per.gap_m + old_f_gap + veh.length, INF)
-    a_old_f_after = _idm_behind(veh, wi, old_f, gap_f_to_leader, veh.v[wi, per.leader], np.isfinite(gap_f_to_leader))
+    _, old_f = idx.neighbours(lane, idx.s_mod, exclude=own)
+    has_old_f = old_f >= 0
+    old_f = np.where(has_old_f, old_f, own)
+    has_leader = per.leader != own
+    gap_f_to_leader = np.where(has_leader, bumper_gap(veh, roads, old_f, per.leader, per.gap_scale[wi, old_f]), INF)
+    a_old_f_after = _idm_behind(veh, wi, old_f, gap_f_to_leader, veh.v[wi, per.leader], has_leader)
     d_old = np.where(has_old_f & driven[wi, old_f], a_old_f_after - a_now_all[wi, old_f], 0.0)
 
     lane_end_urge = np.where(_lane_ends_ahead(roads, veh, lane), LANE_END_URGE, 0.0)
@@ -73,10 +72,17 @@ def mobil(roads: Roads, veh: Vehicles, per: Perception, a_now: np.ndarray, allow
     best_adv = np.full((nw, nv), -INF)
     for k, step in enumerate((-1, 1)):
         new_lane = lane + step
-        in_new = valid & ((lane[:, None, :] == new_lane[:, :, None]) | (veh.target_lane[:, None, :] == new_lane[:, :, None]))
-        lead, lead_gap, has_lead = _nearest(np.where(in_new & ahead, gaps, INF))
-        foll, foll_gap, has_foll = _nearest(np.where(in_new & behind, -gaps, INF))
-        a_self_after = _idm_behind(veh, wi, idx_v, lead_gap, veh.v[wi, lead], has_lead)
+        lead, foll = idx.neighbours(new_lane, idx.s_mod, exclude=own)
+        has_lead, has_foll = lead >= 0, foll >= 0
+        lead, foll = np.where(has_lead, lead, own), np.where(has_foll, foll, own)
+        lead_gap = np.where(has_lead, bumper_gap(veh, roads, own, lead, per.gap_scale), INF)
+        foll_gap = np.where(has_foll, bumper_gap(veh, roads, foll, own, per.gap_scale[wi, foll]), INF)
+        # a neighbour found by wrapping round the ring is far away, not alongside
+        lead_gap = np.where(lead_gap > 0.5 * roads.length[:, None], INF, lead_gap)
+        foll_gap = np.where(foll_gap > 0.5 * roads.length[:, None], INF, foll_gap)
+        has_lead &= np.isfinite(lead_gap)
+        has_foll &= np.isfinite(foll_gap)
+        a_self_after = _idm_behind(veh, wi, own, lead_gap, veh.v[wi, lead], has_lead)
         a_f_after = _idm_behind(veh, wi, foll, foll_gap, veh.v, has_foll)
         foll_driven = has_foll & driven[wi, foll]
         a_f_now = np.where(foll_driven, a_now_all[wi, foll], 0.0)
@@ -95,7 +101,8 @@ def mobil(roads: Roads, veh: Vehicles, per: Perception, a_now: np.ndarray, allow
         better = ok & (adv > best_adv)
         best_target = np.where(better, new_lane, best_target)
         best_adv = np.where(better, adv, best_adv)
-    best_target = _resolve_conflicts(p.ds, lane, best_target, best_adv, veh.target_lane)
+    ds = wrap(veh.s[:, None, :] - veh.s[:, :, None], roads.length[:, None, None])
+    best_target = _resolve_conflicts(ds, lane, best_target, best_adv, veh.target_lane)
     return LaneChoice(target=best_target, advantage=best_adv)
 
 
@@ -118,12 +125,6 @@ def _resolve_conflicts(ds: np.ndarray, lane: np.ndarray, target: np.ndarray, adv
     already = (current_target != lane)[:, None, :] & (current_target[:, None, :] == target[:, :, None])
     blocked = changing & (already & close & ~np.eye(nv, dtype=bool)[None]).any(axis=2)
     return np.where(loses | blocked, lane, target)
-
-
-def _nearest(masked_gap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    idx = np.argmin(masked_gap, axis=2)
-    gap = np.take_along_axis(masked_gap, idx[:, :, None], axis=2)[:, :, 0]
-    return idx, gap, np.isfinite(gap)
 
 
 def _lane_ends_ahead(roads: Roads, veh: Vehicles, lane: np.ndarray) -> np.ndarray:

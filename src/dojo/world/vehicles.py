@@ -81,7 +81,7 @@ class Vehicles:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.s.shape  # type: ignore[return-value]
+        return self.s.shape
 
     def assign(self, idx: np.ndarray, other: Vehicles) -> None:
         """Overwrite worlds ``idx`` with ``other`` (which has len(idx) worlds and <= V slots)."""

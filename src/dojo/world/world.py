@@ -19,7 +19,7 @@ from dojo.world import rng as crng
 from dojo.world.collisions import collisions, off_road
 from dojo.world.drivers import ACCEL_LIMIT, MAX_STEER_RAD, speed_to_target, steer_to_offset
 from dojo.world.dynamics import bicycle_step
-from dojo.world.perception import Perception, perceive
+from dojo.world.perception import Perception, perceive, wrap
 from dojo.world.road import Roads
 from dojo.world.scenarios import (
     FAMILIES,
@@ -189,7 +189,7 @@ class World:
         decide = (self.step_count % round(DECISION_PERIOD_S / DT_S)) == 0
         if decide.any():
             target = self._expert_lane_choice(a_follow)
-            lane_now = per.pairs.lane[:, 0]
+            lane_now = per.index.lane[:, 0]
             settled = veh.target_lane[:, 0] == lane_now
             veh.target_lane[:, 0] = np.where(decide & settled, target, veh.target_lane[:, 0])
         accel = a_follow
@@ -213,7 +213,7 @@ class World:
     def naive_action(self) -> tuple[np.ndarray, np.ndarray]:
         """(accel, steer) (W,) of the naive driver: hold the current speed, keep the lane."""
         veh = self.vehicles
-        veh.target_lane[:, 0] = self.perception.pairs.lane[:, 0]
+        veh.target_lane[:, 0] = self.perception.index.lane[:, 0]
         return np.zeros(self.num_worlds), self._lane_steer(np.array([0]))[:, 0]
 
     def _lane_steer(self, slots: np.ndarray) -> np.ndarray:
@@ -259,7 +259,7 @@ class World:
         self._forced_left_s = np.maximum(self._forced_left_s - DT_S, 0.0)
 
         per = perceive(roads, veh)
-        hit = collisions(roads, veh, per.pairs) | off_road(roads, veh)
+        hit = collisions(roads, veh, per.leader, per.gap_m) | off_road(roads, veh)
         new_hit = hit & ~veh.crashed
         veh.crashed |= hit
         veh.v = np.where(veh.crashed & (np.arange(veh.shape[1]) > 0), 0.0, veh.v)  # wrecks stop
@@ -281,7 +281,7 @@ class World:
         decide = (self.step_count % round(DECISION_PERIOD_S / DT_S)) == 0
         if decide.any():
             choice = mobil(self.roads, veh, per, a_cmd)
-            settled = veh.target_lane == per.pairs.lane
+            settled = veh.target_lane == per.index.lane
             attentive = veh.lapse_left <= 0.0
             change = decide[:, None] & settled & attentive & (np.arange(nv) > 0)
             veh.target_lane = np.where(change, choice.target, veh.target_lane)
@@ -289,9 +289,10 @@ class World:
         forced = self._forced_left_s > 0.0
         a_cmd = np.where(forced, self._forced_accel, a_cmd)
         # attention lapses: start at a per-driver rate, freeze the command, end early on danger
-        u = self._uniform(1, 2 * nv)
-        start = (veh.lapse_left <= 0.0) & (u[:, :nv] < veh.lapse_rate * DT_S)
-        veh.lapse_left = np.where(start, 0.5 + 1.5 * u[:, nv:], np.maximum(veh.lapse_left - DT_S, 0.0))
+        # separate streams per quantity, so a draw never depends on the batch's slot count
+        u_start, u_len = self._uniform(1, nv), self._uniform(3, nv)
+        start = (veh.lapse_left <= 0.0) & (u_start < veh.lapse_rate * DT_S)
+        veh.lapse_left = np.where(start, 0.5 + 1.5 * u_len, np.maximum(veh.lapse_left - DT_S, 0.0))
         veh.lapse_left = np.where(per.ttc_s < WAKE_TTC_S, 0.0, veh.lapse_left)
         lapsed = (veh.lapse_left > 0.0) & ~forced
         a_cmd = np.where(lapsed, veh.accel, a_cmd)
@@ -346,7 +347,7 @@ class World:
     def _recycle(self, per: Perception) -> None:
         """Keep traffic density around the ego constant: move vehicles that left the window to its other end."""
         veh = self.vehicles
-        ds_ego = per.pairs.ds[:, 0, :]  # (W, V) position relative to the ego
+        ds_ego = wrap(veh.s - veh.s[:, :1], self.roads.length[:, None])  # (W, V) relative to the ego
         movable = veh.active & veh.driven & (np.arange(veh.shape[1]) > 0)
         fell_behind = movable & (ds_ego < -WINDOW_BEHIND_M)
         ran_ahead = movable & (ds_ego > WINDOW_AHEAD_M)
@@ -354,20 +355,20 @@ class World:
         go = fell_behind | ran_ahead | crashed_far
         if not go.any():
             return
-        u = self._uniform(2, 3 * veh.shape[1])
         nv = veh.shape[1]
+        u_pos, u_lane, u_ramp = self._uniform(2, nv), self._uniform(4, nv), self._uniform(5, nv)
         # one vehicle per world and step, so two recycled vehicles never land on the same spot
         first = np.argmax(go, axis=1)
         w = np.nonzero(go.any(axis=1))[0]
         i = first[w]
         s_ego = veh.s[w, 0]
-        ahead_target = WINDOW_AHEAD_M - 20.0 * u[w, i]
-        behind_target = -WINDOW_BEHIND_M + 20.0 * u[w, i]
+        ahead_target = WINDOW_AHEAD_M - 20.0 * u_pos[w, i]
+        behind_target = -WINDOW_BEHIND_M + 20.0 * u_pos[w, i]
         s_new = s_ego + np.where(fell_behind[w, i] | crashed_far[w, i], ahead_target, behind_target)
         lanes = self.roads.lanes[w]
         lanes = np.where(veh.kind[w, i] == Kind.TRUCK, np.minimum(lanes, 2), lanes)  # trucks keep right
-        lane = np.minimum((u[w, nv + i] * lanes).astype(np.int64), lanes - 1)
-        use_ramp = (u[w, 2 * nv + i] < self._ramp_share[w]) & self.roads.lane_open(np.full_like(lane, -1), s_new, w)
+        lane = np.minimum((u_lane[w, i] * lanes).astype(np.int64), lanes - 1)
+        use_ramp = (u_ramp[w, i] < self._ramp_share[w]) & self.roads.lane_open(np.full_like(lane, -1), s_new, w)
         lane = np.where(use_ramp, -1, lane)
         lane = np.where(self.roads.lane_open(lane, s_new, w), lane, self.roads.lanes[w] - 1)
         d_new = lane * self.roads.lane_width[w]
@@ -411,7 +412,7 @@ def meta_to_controls(world: World, action: np.ndarray) -> tuple[np.ndarray, np.n
     if action.shape != (world.num_worlds,) or ((action < 0) | (action > 4)).any():
         raise DojoConfigError(f"Meta-actions must be {world.num_worlds} integers in 0..4; got {action!r}.")
     veh = world.vehicles
-    lane = world.perception.pairs.lane[:, 0]
+    lane = world.perception.index.lane[:, 0]
     target = veh.target_lane[:, 0]
     target = np.where(action == MetaAction.LANE_LEFT, lane + 1, target)
     target = np.where(action == MetaAction.LANE_RIGHT, lane - 1, target)

@@ -1,0 +1,104 @@
+"""The `dojo` command: one subcommand per stage, thin over library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from dojo.errors import DojoConfigError
+
+
+def _world_survey(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dojo.world.scenarios import FAMILIES, check_family
+    from dojo.world.survey import run_episodes
+    from dojo.world.world import DT_S
+
+    families = [check_family(f) for f in (args.families.split(",") if args.families else FAMILIES)]
+    if args.worlds < 1:
+        raise DojoConfigError(f"--worlds {args.worlds} must be at least 1.")
+    seeds = range(args.seed, args.seed + args.worlds)
+    rows = []
+    steps = int(round(args.seconds / DT_S))
+    with tqdm(total=len(families) * 2 * steps, desc="survey", unit="step", disable=args.json, leave=False) as bar:
+        for fam in families:
+            for driver in ("naive", "expert"):
+                rows.append(run_episodes(fam, driver, seeds, args.seconds, on_step=lambda: bar.update(1)))
+                bar.update(steps - bar.n % steps if bar.n % steps else 0)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return 0
+    print(f"{args.worlds} worlds x {args.seconds:g} s per family (seeds {seeds.start}..{seeds.stop - 1}); "
+          f"critical = TTC < 1.5 s or collision")
+    print(f"{'family':<11}{'driver':<8}{'decisions':>11}{'critical':>10}{'rate':>10}{'crashes':>9}")
+    for r in rows:
+        print(f"{r.family:<11}{r.driver:<8}{r.decisions:>11,}{r.critical:>10,}{r.critical_rate:>10.2%}{r.collisions:>9}")
+    return 0
+
+
+def _world_render(args: argparse.Namespace) -> int:
+    from dojo.world.render import render_clip, render_moment
+
+    if args.gif:
+        n = render_clip(args.scenario, args.seed, args.out, seconds=args.seconds, driver=args.driver, at_s=args.at)
+        print(f"wrote {args.out} ({n} frames)")
+    else:
+        render_moment(args.scenario, args.seed, args.out, at_s=args.at, driver=args.driver)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _bench_world(args: argparse.Namespace) -> int:
+    from dojo.world.bench import bench_world, format_table
+
+    result = bench_world(seconds=args.seconds, worlds=args.worlds, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dojo", description="Fleet video and drive logs in, better driving networks out.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    world = sub.add_parser("world", help="the batched traffic world").add_subparsers(dest="world_command", required=True)
+    survey = world.add_parser("survey", help="critical-situation rates per scenario family, naive driver vs human-driver model")
+    survey.add_argument("--families", default="", help="comma-separated families (default: all)")
+    survey.add_argument("--worlds", type=int, default=64, help="episodes (worlds) per family and driver")
+    survey.add_argument("--seconds", type=float, default=30.0, help="episode length [s]")
+    survey.add_argument("--seed", type=int, default=0, help="first seed")
+    survey.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    survey.set_defaults(func=_world_survey)
+
+    render = world.add_parser("render", help="camera mosaic beside the BEV occupancy grid of one moment (or a GIF)")
+    render.add_argument("--scenario", default="highway", help="scenario family")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--out", required=True, help="output .png (or .gif with --gif)")
+    render.add_argument("--at", type=float, default=None, help="moment to show [s] (default: the scenario's first hazard, else 5 s)")
+    render.add_argument("--gif", action="store_true", help="write a few seconds as an animated GIF")
+    render.add_argument("--seconds", type=float, default=4.0, help="GIF length [s]")
+    render.add_argument("--driver", default="expert", choices=["expert", "naive"], help="who drives the ego")
+    render.set_defaults(func=_world_render)
+
+    bench = sub.add_parser("bench", help="benchmarks: ours beside the reference, same run").add_subparsers(dest="bench_command", required=True)
+    bw = bench.add_parser("world", help="vehicle-steps/s vs highway-env highway-fast-v0, and camera frames/s")
+    bw.add_argument("--seconds", type=float, default=5.0, help="wall time per measurement [s]")
+    bw.add_argument("--worlds", type=int, default=256, help="worlds per batch")
+    bw.add_argument("--json", action="store_true")
+    bw.set_defaults(func=_bench_world)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DojoConfigError as err:
+        print(f"dojo: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
