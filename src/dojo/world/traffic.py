@@ -41,59 +41,86 @@ def _idm_behind(veh: Vehicles, w: np.ndarray, f: np.ndarray, gap: np.ndarray, v_
 
 @dataclass
 class LaneChoice:
-    target: np.ndarray  # (W, V) int: lane chosen (== current lane when staying)
-    advantage: np.ndarray  # (W, V) [m/s^2]
+    target: np.ndarray  # (W, K) int: lane chosen (== current lane when staying)
+    advantage: np.ndarray  # (W, K) [m/s^2]
 
 
-def mobil(roads: Roads, veh: Vehicles, per: Perception, a_now: np.ndarray, allowed: np.ndarray | None = None) -> LaneChoice:
-    """MOBIL lane choice for every vehicle: best of left/right if safe and worth it.
+def deciding_slots(step_count: np.ndarray, num_slots: int, period: int) -> np.ndarray:
+    """(W, ceil(V / period)) slots whose lane decision falls on this step of each world.
 
-    ``allowed`` (W, V, 2) optionally restricts the [right, left] options (route commands).
+    Slot i of world w decides when (step + i) % period == 0, so each step carries 1/period of
+    the decisions and every driver still decides once a period. Entries past the last slot
+    repeat the last slot; callers mask them with ``< num_slots`` of the raw value.
+    """
+    k = -(-num_slots // period)
+    return ((-step_count) % period)[:, None] + period * np.arange(k)[None, :]
+
+
+def mobil(
+    roads: Roads,
+    veh: Vehicles,
+    per: Perception,
+    a_now: np.ndarray,
+    slots: np.ndarray,
+    allowed: np.ndarray | None = None,
+) -> LaneChoice:
+    """MOBIL lane choice for the vehicles ``slots`` (W, K): best of left/right if safe and worth it.
+
+    ``a_now`` (W, V) is every vehicle's current IDM acceleration. ``allowed`` (W, K, 2)
+    optionally restricts the [right, left] options (route commands).
     """
     idx = per.index
     nw, nv = veh.shape
     wi = np.arange(nw)[:, None]
-    own = np.broadcast_to(np.arange(nv), (nw, nv))
-    lane = idx.lane
-    driven = veh.driven & veh.active
-    a_now_all = np.where(driven, a_now, 0.0)
+    valid_slot = slots < nv
+    own = np.minimum(slots, nv - 1)
+    lane = idx.lane[wi, own]
+    s_mod = idx.s_mod[wi, own]
+    scale = per.gap_scale[wi, own]
+    driven_all = veh.driven & veh.active
+    driven = driven_all[wi, own] & valid_slot
+    a_now_all = np.where(driven_all, a_now, 0.0)
+    a_self_now = a_now[wi, own]
 
-    # Old follower: nearest vehicle behind i in i's lane; after i leaves it follows i's leader.
-    _, old_f = idx.neighbours(lane, idx.s_mod, exclude=own)
+    # Old follower: nearest vehicle behind in the own lane; after the change it follows our leader.
+    _, old_f = idx.neighbours(lane, s_mod, exclude=own)
     has_old_f = old_f >= 0
     old_f = np.where(has_old_f, old_f, own)
-    has_leader = per.leader != own
-    gap_f_to_leader = np.where(has_leader, bumper_gap(veh, roads, old_f, per.leader, per.gap_scale[wi, old_f]), INF)
-    a_old_f_after = _idm_behind(veh, wi, old_f, gap_f_to_leader, veh.v[wi, per.leader], has_leader)
-    d_old = np.where(has_old_f & driven[wi, old_f], a_old_f_after - a_now_all[wi, old_f], 0.0)
+    my_leader = per.leader[wi, own]
+    has_leader = my_leader != own
+    gap_f_to_leader = np.where(has_leader, bumper_gap(veh, roads, old_f, my_leader, per.gap_scale[wi, old_f]), INF)
+    a_old_f_after = _idm_behind(veh, wi, old_f, gap_f_to_leader, veh.v[wi, my_leader], has_leader)
+    d_old = np.where(has_old_f & driven_all[wi, old_f], a_old_f_after - a_now_all[wi, old_f], 0.0)
 
-    lane_end_urge = np.where(_lane_ends_ahead(roads, veh, lane), LANE_END_URGE, 0.0)
+    lane_end_urge = np.where(_lane_ends_ahead(roads, veh.s[wi, own], lane), LANE_END_URGE, 0.0)
     best_target = lane.copy()
-    best_adv = np.full((nw, nv), -INF)
+    best_adv = np.full(lane.shape, -INF)
+    half_ring = 0.5 * roads.length[:, None]
     for k, step in enumerate((-1, 1)):
         new_lane = lane + step
-        lead, foll = idx.neighbours(new_lane, idx.s_mod, exclude=own)
+        lead, foll = idx.neighbours(new_lane, s_mod, exclude=own)
         has_lead, has_foll = lead >= 0, foll >= 0
         lead, foll = np.where(has_lead, lead, own), np.where(has_foll, foll, own)
-        lead_gap = np.where(has_lead, bumper_gap(veh, roads, own, lead, per.gap_scale), INF)
+        lead_gap = np.where(has_lead, bumper_gap(veh, roads, own, lead, scale), INF)
         foll_gap = np.where(has_foll, bumper_gap(veh, roads, foll, own, per.gap_scale[wi, foll]), INF)
         # a neighbour found by wrapping round the ring is far away, not alongside
-        lead_gap = np.where(lead_gap > 0.5 * roads.length[:, None], INF, lead_gap)
-        foll_gap = np.where(foll_gap > 0.5 * roads.length[:, None], INF, foll_gap)
+        lead_gap = np.where(lead_gap > half_ring, INF, lead_gap)
+        foll_gap = np.where(foll_gap > half_ring, INF, foll_gap)
         has_lead &= np.isfinite(lead_gap)
         has_foll &= np.isfinite(foll_gap)
         a_self_after = _idm_behind(veh, wi, own, lead_gap, veh.v[wi, lead], has_lead)
-        a_f_after = _idm_behind(veh, wi, foll, foll_gap, veh.v, has_foll)
-        foll_driven = has_foll & driven[wi, foll]
+        a_f_after = _idm_behind(veh, wi, foll, foll_gap, veh.v[wi, own], has_foll)
+        foll_driven = has_foll & driven_all[wi, foll]
         a_f_now = np.where(foll_driven, a_now_all[wi, foll], 0.0)
         a_f_after = np.where(foll_driven, a_f_after, 0.0)
         overlap = (has_lead & (lead_gap < 0.5)) | (has_foll & (foll_gap < 0.5))
-        new_lane_ends = np.where(_lane_ends_ahead(roads, veh, new_lane), LANE_END_URGE, 0.0)
+        new_lane_ends = np.where(_lane_ends_ahead(roads, veh.s[wi, own], new_lane), LANE_END_URGE, 0.0)
         wants, adv = mobil_wants_change(
-            a_now, a_self_after + lane_end_urge - new_lane_ends, a_f_now, a_f_after, np.zeros_like(d_old), d_old,
-            veh.politeness, veh.b_safe, veh.a_gain,
+            a_self_now, a_self_after + lane_end_urge - new_lane_ends, a_f_now, a_f_after,
+            np.zeros_like(d_old), d_old, veh.politeness[wi, own], veh.b_safe[wi, own], veh.a_gain[wi, own],
         )
-        open_new = roads.lane_open(new_lane, veh.s, slice(None)) & roads.lane_open(new_lane, veh.s + 60.0, slice(None))
+        s_own = veh.s[wi, own]
+        open_new = roads.lane_open(new_lane, s_own, wi) & roads.lane_open(new_lane, s_own + 60.0, wi)
         open_new &= new_lane >= 0  # nobody changes onto the ramp
         ok = wants & open_new & ~overlap & driven
         if allowed is not None:
@@ -101,33 +128,42 @@ def mobil(roads: Roads, veh: Vehicles, per: Perception, a_now: np.ndarray, allow
         better = ok & (adv > best_adv)
         best_target = np.where(better, new_lane, best_target)
         best_adv = np.where(better, adv, best_adv)
-    ds = wrap(veh.s[:, None, :] - veh.s[:, :, None], roads.length[:, None, None])
-    best_target = _resolve_conflicts(ds, lane, best_target, best_adv, veh.target_lane)
+    best_target = _resolve_conflicts(roads, veh, idx.lane, own, lane, best_target, best_adv)
     return LaneChoice(target=best_target, advantage=best_adv)
 
 
 CONFLICT_RANGE_M = 30.0
 
 
-def _resolve_conflicts(ds: np.ndarray, lane: np.ndarray, target: np.ndarray, adv: np.ndarray, current_target: np.ndarray) -> np.ndarray:
+def _resolve_conflicts(
+    roads: Roads, veh: Vehicles, lane_all: np.ndarray, own: np.ndarray, lane: np.ndarray, target: np.ndarray, adv: np.ndarray
+) -> np.ndarray:
     """Two drivers who would change into the same lane side by side: only the keener one goes.
 
     A change is also dropped when someone nearby is already moving into that lane, since MOBIL's
     gaps were measured before either moved.
     """
-    nv = lane.shape[1]
+    wi = np.arange(own.shape[0])[:, None]
+    k = own.shape[1]
+    s_own = veh.s[wi, own]
+    length = roads.length[:, None, None]
     changing = target != lane
+    ds_pair = wrap(s_own[:, None, :] - s_own[:, :, None], length)  # (W, K, K)
     same_target = changing[:, :, None] & changing[:, None, :] & (target[:, :, None] == target[:, None, :])
-    close = np.abs(ds) < CONFLICT_RANGE_M
-    order = np.arange(nv)
+    order = np.arange(k)
     beaten = (adv[:, None, :] > adv[:, :, None]) | ((adv[:, None, :] == adv[:, :, None]) & (order[None, None, :] < order[None, :, None]))
-    loses = (same_target & close & beaten).any(axis=2)
-    already = (current_target != lane)[:, None, :] & (current_target[:, None, :] == target[:, :, None])
-    blocked = changing & (already & close & ~np.eye(nv, dtype=bool)[None]).any(axis=2)
+    loses = (same_target & (np.abs(ds_pair) < CONFLICT_RANGE_M) & beaten).any(axis=2)
+    # anyone (deciding now or not) already moving into that lane nearby
+    mover = veh.active & (veh.target_lane != lane_all)  # (W, V)
+    ds_all = wrap(veh.s[:, None, :] - s_own[:, :, None], length)  # (W, K, V)
+    already = mover[:, None, :] & (veh.target_lane[:, None, :] == target[:, :, None])
+    already &= np.abs(ds_all) < CONFLICT_RANGE_M
+    already &= np.arange(veh.shape[1])[None, None, :] != own[:, :, None]
+    blocked = changing & already.any(axis=2)
     return np.where(loses | blocked, lane, target)
 
 
-def _lane_ends_ahead(roads: Roads, veh: Vehicles, lane: np.ndarray) -> np.ndarray:
-    w = slice(None)
-    ends = ~roads.lane_open(lane, veh.s + LANE_END_LOOKAHEAD_M, w) | ~roads.lane_open(lane, veh.s + 0.5 * LANE_END_LOOKAHEAD_M, w)
+def _lane_ends_ahead(roads: Roads, s: np.ndarray, lane: np.ndarray) -> np.ndarray:
+    w = np.arange(s.shape[0])[:, None]
+    ends = ~roads.lane_open(lane, s + LANE_END_LOOKAHEAD_M, w) | ~roads.lane_open(lane, s + 0.5 * LANE_END_LOOKAHEAD_M, w)
     return ends | (lane < 0)

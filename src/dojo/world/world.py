@@ -32,7 +32,14 @@ from dojo.world.scenarios import (
     check_seed,
     generate,
 )
-from dojo.world.traffic import DECISION_PERIOD_S, WAKE_TTC_S, LaneChoice, follow_accel, mobil
+from dojo.world.traffic import (
+    DECISION_PERIOD_S,
+    WAKE_TTC_S,
+    LaneChoice,
+    deciding_slots,
+    follow_accel,
+    mobil,
+)
 from dojo.world.vehicles import Kind, Vehicles
 
 DT_S = 0.1  # one world step = one decision = one camera frame (10 Hz)
@@ -40,6 +47,7 @@ EGO_ACCEL_RANGE = (-8.0, 4.0)  # [m/s^2] what the ego's actuators can do
 EGO_STEER_LIMIT = 0.5  # [rad]
 CUT_IN_TAU_S = 0.35  # lateral time constant of an aggressive cut-in [s]
 MAX_DELAY_STEPS = 16
+DECISION_STEPS = round(DECISION_PERIOD_S / DT_S)
 
 
 class Command(IntEnum):
@@ -185,28 +193,25 @@ class World:
         (and drop its incentive threshold), KEEP_LANE lets it overtake as a human would.
         """
         veh, per = self.vehicles, self.perception
-        a_follow = follow_accel(veh, per)[:, 0]
-        decide = (self.step_count % round(DECISION_PERIOD_S / DT_S)) == 0
+        a_follow = follow_accel(veh, per)
+        decide = (self.step_count % DECISION_STEPS) == 0
         if decide.any():
-            target = self._expert_lane_choice(a_follow)
             lane_now = per.index.lane[:, 0]
             settled = veh.target_lane[:, 0] == lane_now
+            target = self._expert_lane_choice(a_follow)
             veh.target_lane[:, 0] = np.where(decide & settled, target, veh.target_lane[:, 0])
-        accel = a_follow
-        steer = self._lane_steer(np.array([0]))[:, 0]
-        return accel, steer
+        return a_follow[:, 0], self._lane_steer(np.array([0]))[:, 0]
 
     def _expert_lane_choice(self, a_follow: np.ndarray) -> np.ndarray:
         veh, per = self.vehicles, self.perception
-        nw, nv = veh.shape
-        allowed = np.ones((nw, nv, 2), dtype=bool)
+        nw = self.num_worlds
         cmd = self.command
-        allowed[:, 0, 0] = cmd != Command.CHANGE_LEFT  # right option
+        allowed = np.ones((nw, 1, 2), dtype=bool)
+        allowed[:, 0, 0] = cmd != Command.CHANGE_LEFT  # the right option
         allowed[:, 0, 1] = (cmd != Command.CHANGE_RIGHT) & (cmd != Command.TAKE_EXIT)
         saved_gain = veh.a_gain[:, 0].copy()
         veh.a_gain[:, 0] = np.where(cmd == Command.KEEP_LANE, saved_gain, -1.0)  # a command overrides gain
-        a_now = follow_accel(veh, per)
-        choice: LaneChoice = mobil(self.roads, veh, per, a_now, allowed)
+        choice: LaneChoice = mobil(self.roads, veh, per, a_follow, np.zeros((nw, 1), dtype=np.int64), allowed)
         veh.a_gain[:, 0] = saved_gain
         return choice.target[:, 0]
 
@@ -278,13 +283,14 @@ class World:
         veh = self.vehicles
         nw, nv = veh.shape
         a_cmd = follow_accel(veh, per)
-        decide = (self.step_count % round(DECISION_PERIOD_S / DT_S)) == 0
-        if decide.any():
-            choice = mobil(self.roads, veh, per, a_cmd)
-            settled = veh.target_lane == per.index.lane
-            attentive = veh.lapse_left <= 0.0
-            change = decide[:, None] & settled & attentive & (np.arange(nv) > 0)
-            veh.target_lane = np.where(change, choice.target, veh.target_lane)
+        # lane decisions: each driver once per DECISION_PERIOD_S, spread over the steps
+        slots = deciding_slots(self.step_count, nv, DECISION_STEPS)
+        choice = mobil(self.roads, veh, per, a_cmd, slots)
+        wi = np.arange(nw)[:, None]
+        own = np.minimum(slots, nv - 1)
+        settled = veh.target_lane[wi, own] == per.index.lane[wi, own]
+        change = (slots < nv) & (slots > 0) & settled & (veh.lapse_left[wi, own] <= 0.0)
+        veh.target_lane[np.nonzero(change)[0], own[change]] = choice.target[change]
         # hazards override the drivers
         forced = self._forced_left_s > 0.0
         a_cmd = np.where(forced, self._forced_accel, a_cmd)
