@@ -73,6 +73,7 @@ class Perception:
     ttc_s: np.ndarray  # gap / closing when closing > 0, else inf [s]
     index: LaneIndex
     gap_scale: np.ndarray  # metres along the lane per metre of s at each vehicle
+    curvature: np.ndarray  # [1/m] of the road at each vehicle
 
 
 def build_index(roads: Roads, veh: Vehicles) -> LaneIndex:
@@ -148,4 +149,6 @@ def perceive(roads: Roads, veh: Vehicles) -> Perception:
     closing = np.where(has, veh.v - veh.v[w, leader], 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ttc = np.where(has & (closing > 1e-6), np.maximum(best_gap, 0.0) / closing, INF)
-    return Perception(leader=leader, gap_m=best_gap, closing_mps=closing, ttc_s=ttc, index=idx, gap_scale=gap_scale)
+    return Perception(
+        leader=leader, gap_m=best_gap, closing_mps=closing, ttc_s=ttc, index=idx, gap_scale=gap_scale, curvature=kappa
+    )

@@ -102,7 +102,10 @@ class _Traffic:
     """Knobs one family sets; the generator turns them into vehicles."""
 
     lanes: tuple[int, int] = (2, 5)
-    density_per_km_lane: tuple[float, float] = (12.0, 22.0)
+    # Vehicles kept in the 500 m window round the ego. A count, not a density, so that every
+    # world of a family needs about as many slots and batches carry little padding: two-lane
+    # roads are then busier than five-lane ones.
+    vehicles: tuple[int, int] = (22, 32)
     truck_share: float = 0.15
     v0_mps: tuple[float, float] = (24.0, 33.0)
     truck_v0_mps: tuple[float, float] = (21.0, 24.0)
@@ -115,11 +118,11 @@ class _Traffic:
 
 _FAMILY_TRAFFIC = {
     "highway": _Traffic(),
-    "merge": _Traffic(lanes=(2, 4), ego_lane="right"),
-    "lane_drop": _Traffic(lanes=(3, 5), density_per_km_lane=(10.0, 16.0), ego_lane="right"),
-    "cut_in": _Traffic(density_per_km_lane=(8.0, 14.0)),
-    "stalled": _Traffic(density_per_km_lane=(6.0, 12.0)),
-    "dense": _Traffic(lanes=(2, 4), density_per_km_lane=(28.0, 40.0), v0_mps=(16.0, 24.0), headway_s=(1.0, 1.6)),
+    "merge": _Traffic(lanes=(2, 4), vehicles=(20, 28), ego_lane="right"),
+    "lane_drop": _Traffic(lanes=(3, 5), vehicles=(20, 28), ego_lane="right"),
+    "cut_in": _Traffic(vehicles=(14, 24)),
+    "stalled": _Traffic(vehicles=(10, 20)),
+    "dense": _Traffic(lanes=(2, 4), vehicles=(40, 50), v0_mps=(16.0, 24.0), headway_s=(1.0, 1.6)),
 }
 
 
@@ -140,9 +143,7 @@ def generate(family: str, seed: int) -> Scenario:
         road_kw.update(drop_start_m=drop_start, drop_length_m=min(600.0, straight - drop_start))
     road = RoadConfig(lanes=lanes, lane_width_m=4.0, straight_m=straight, radius_m=radius, **road_kw)
 
-    density = float(rng.uniform(*knobs.density_per_km_lane))
-    window_km = (WINDOW_AHEAD_M + WINDOW_BEHIND_M) / 1000.0
-    n_traffic = int(round(density * window_km * lanes))
+    n_traffic = int(rng.integers(knobs.vehicles[0], knobs.vehicles[1] + 1))
     n_obstacles = 2
     v = Vehicles.empty(1, 1 + n_traffic + n_obstacles)
 

@@ -48,6 +48,7 @@ EGO_STEER_LIMIT = 0.5  # [rad]
 CUT_IN_TAU_S = 0.35  # lateral time constant of an aggressive cut-in [s]
 MAX_DELAY_STEPS = 16
 DECISION_STEPS = round(DECISION_PERIOD_S / DT_S)
+RECYCLE_STEPS = 5
 
 
 class Command(IntEnum):
@@ -225,7 +226,7 @@ class World:
         veh = self.vehicles
         w = np.arange(self.num_worlds)[:, None]
         d_target = veh.target_lane[w, slots] * self.roads.lane_width[:, None]
-        kappa = self.roads.curvature(veh.s[w, slots], w)
+        kappa = self.perception.curvature[w, slots]
         tau = np.where(self._cut_in_tau[w, slots] > 0, self._cut_in_tau[w, slots], 0.6)
         return steer_to_offset(veh.d[w, slots], veh.psi[w, slots], veh.v[w, slots], d_target, kappa, veh.length[w, slots], tau)
 
@@ -253,7 +254,7 @@ class World:
         moving = veh.active & veh.driven & ~veh.crashed
         accel = np.where(moving, accel, 0.0)
         steer = np.where(moving, steer, 0.0)
-        kappa = roads.curvature(veh.s, np.arange(self.num_worlds)[:, None])
+        kappa = per.curvature
         s, d, psi, v = bicycle_step(veh.s, veh.d, veh.psi, veh.v, accel, steer, veh.length, kappa, DT_S)
         veh.s = np.where(moving, np.mod(s, roads.length[:, None]), veh.s)
         veh.d = np.where(moving, d, veh.d)
@@ -268,7 +269,7 @@ class World:
         new_hit = hit & ~veh.crashed
         veh.crashed |= hit
         veh.v = np.where(veh.crashed & (np.arange(veh.shape[1]) > 0), 0.0, veh.v)  # wrecks stop
-        self._recycle(per)
+        self._recycle(per, due=self.step_count % RECYCLE_STEPS == 0)
         self._perception = per
         ego_hit = new_hit[:, 0]
         ttc = per.ttc_s[:, 0]
@@ -350,15 +351,20 @@ class World:
         veh.target_lane[w, c] = ego_lane
         self._cut_in_tau[w, c] = CUT_IN_TAU_S
 
-    def _recycle(self, per: Perception) -> None:
-        """Keep traffic density around the ego constant: move vehicles that left the window to its other end."""
+    def _recycle(self, per: Perception, due: np.ndarray) -> None:
+        """Keep traffic density around the ego constant: move vehicles that left the window to its other end.
+
+        Checked every RECYCLE_STEPS steps (``due``, (W,)): the window's ends are far from the ego.
+        """
+        if not due.any():
+            return
         veh = self.vehicles
         ds_ego = wrap(veh.s - veh.s[:, :1], self.roads.length[:, None])  # (W, V) relative to the ego
         movable = veh.active & veh.driven & (np.arange(veh.shape[1]) > 0)
         fell_behind = movable & (ds_ego < -WINDOW_BEHIND_M)
         ran_ahead = movable & (ds_ego > WINDOW_AHEAD_M)
         crashed_far = veh.active & veh.crashed & (np.abs(ds_ego) > 150.0) & (np.arange(veh.shape[1]) > 0)
-        go = fell_behind | ran_ahead | crashed_far
+        go = (fell_behind | ran_ahead | crashed_far) & due[:, None]
         if not go.any():
             return
         nv = veh.shape[1]
