@@ -111,12 +111,15 @@ def test_bad_actions_are_refused():
 
 
 def _world_with_a_lane_to_the_left() -> tuple[World, int]:
-    for seed in range(50):
-        world = World("stalled", seeds=[seed])  # light traffic
-        lane = round(world.vehicles.d[0, 0] / world.roads.lane_width[0])
-        if lane < world.roads.lanes[0] - 1:
+    """A light-traffic world whose ego has a free lane to its left (nobody within 60 m)."""
+    for seed in range(100):
+        world = World("stalled", seeds=[seed])
+        v, width = world.vehicles, world.roads.lane_width[0]
+        lane = round(v.d[0, 0] / width)
+        in_left = v.active[0] & (np.abs(v.d[0] - (lane + 1) * width) < 2.0)
+        if lane < world.roads.lanes[0] - 1 and not (in_left & (np.abs(v.s[0] - v.s[0, 0]) < 60.0)).any():
             return world, lane
-    raise AssertionError("no seed starts with a lane to the ego's left")
+    raise AssertionError("no seed starts with a free lane to the ego's left")
 
 
 def test_meta_action_lane_left_moves_one_lane_left():

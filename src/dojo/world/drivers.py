@@ -5,7 +5,7 @@ IDM (Treiber, Hennecke & Helbing 2000):
     s_star = s0 + max(0, v T + v dv / (2 sqrt(a_max b)))      dv = v - v_leader (closing speed)
 
 MOBIL (Kesting, Treiber & Helbing 2007), for a change of the driver c to a new lane:
-    safety:    a_new_follower_after >= -b_safe
+    safety:    a_new_follower_after >= -b_safe  (and the same for the changer, see below)
     incentive: (a_c_after - a_c_now) + p * (dA_new_follower + dA_old_follower) > a_gain
 
 All functions are elementwise over arrays of any shape, so they serve every world at once.
@@ -50,8 +50,13 @@ def mobil_wants_change(
     b_safe: np.ndarray,
     a_gain: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(wants, advantage): whether the change is safe and worth it, and its net advantage [m/s^2]."""
-    safe = a_new_follower_after >= -b_safe
+    """(wants, advantage): whether the change is safe and worth it, and its net advantage [m/s^2].
+
+    Besides the new follower, the changer itself must not have to brake harder than ``b_safe``
+    behind its new leader: without that, a driver braking hard in its own lane would swerve
+    into any gap that is merely less bad, however short.
+    """
+    safe = (a_new_follower_after >= -b_safe) & (a_self_after >= -b_safe)
     advantage = (a_self_after - a_self_now) + politeness * (
         (a_new_follower_after - a_new_follower_now) + (a_old_follower_after - a_old_follower_now)
     )

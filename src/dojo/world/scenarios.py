@@ -126,6 +126,14 @@ _FAMILY_TRAFFIC = {
 }
 
 
+OBSTACLE_SLOTS = 2
+
+
+def slots_needed(family: str) -> int:
+    """Vehicle slots any scenario of ``family`` can need: the ego, its traffic and obstacles."""
+    return 1 + _FAMILY_TRAFFIC[check_family(family)].vehicles[1] + OBSTACLE_SLOTS
+
+
 def generate(family: str, seed: int) -> Scenario:
     """Build the scenario ``(family, seed)``; the same pair always gives the same scenario."""
     family, seed = check_family(family), check_seed(seed)
@@ -144,8 +152,7 @@ def generate(family: str, seed: int) -> Scenario:
     road = RoadConfig(lanes=lanes, lane_width_m=4.0, straight_m=straight, radius_m=radius, **road_kw)
 
     n_traffic = int(rng.integers(knobs.vehicles[0], knobs.vehicles[1] + 1))
-    n_obstacles = 2
-    v = Vehicles.empty(1, 1 + n_traffic + n_obstacles)
+    v = Vehicles.empty(1, 1 + n_traffic + OBSTACLE_SLOTS)
 
     ego_lane = 0 if knobs.ego_lane == "right" else int(rng.integers(0, lanes))
     ego_v0 = float(rng.uniform(26.0, 30.0)) if family != "dense" else float(rng.uniform(20.0, 24.0))
@@ -170,6 +177,7 @@ def generate(family: str, seed: int) -> Scenario:
         _put(v, slot, kind, s, lane, road, speed=min(float(v.v0[0, slot]), ego_v0) - 2.0, rng=rng)
         slot += 1
     v.active[0, slot:] = False
+    _settle_speeds(v)
 
     hazards = HazardPlan()
     obstacle = 1 + n_traffic
@@ -181,6 +189,8 @@ def generate(family: str, seed: int) -> Scenario:
         kind = Kind.DEBRIS if rng.uniform() < 0.3 else Kind.CAR
         _put_obstacle(v, obstacle + 1, kind, ego_s + float(rng.uniform(150.0, 350.0)), ego_lane, road)
         _clear_lane(v, ego_lane, ego_s, v.s[0, obstacle + 1], road)
+    if family == "merge":
+        _place_mergers(v, rng, road)
     if family == "cut_in":
         cutter = _place_cutter(v, rng, road, ego_lane, ego_s)
         for t in sorted(rng.uniform(4.0, 24.0, size=1)):
@@ -213,6 +223,38 @@ def _put(v: Vehicles, i: int, kind: Kind, s: float, lane: int, road: RoadConfig,
     v.v[0, i] = max(speed, 0.0)
     v.length[0, i], v.width[0, i], v.height[0, i] = length * scale, width, height
     v.target_lane[0, i] = lane
+
+
+def _place_mergers(v: Vehicles, rng: np.random.Generator, road: RoadConfig) -> None:
+    """Turn the traffic slots farthest from the ramp into impatient drivers queued on it.
+
+    They start slow at the head of the ramp and reach its end about when the ego passes; with
+    politeness 0 and a high b_safe they merge into gaps that make the right lane brake hard.
+    """
+    slots = [i for i in range(1, v.shape[1]) if v.active[0, i] and v.driven[0, i] and v.kind[0, i] == Kind.CAR]
+    slots.sort(key=lambda i: -abs(v.s[0, i] - road.ramp_start_m))
+    for k, i in enumerate(slots[:3]):
+        s = road.ramp_start_m + 5.0 + 25.0 * k + float(rng.uniform(0.0, 10.0))
+        _put(v, i, Kind.CAR, s, -1, road, speed=float(rng.uniform(6.0, 12.0)), rng=rng)
+        v.politeness[0, i] = 0.0
+        v.b_safe[0, i] = float(rng.uniform(4.0, 6.0))
+        v.a_gain[0, i] = 0.0
+
+
+def _settle_speeds(v: Vehicles) -> None:
+    """Start nobody faster than the IDM equilibrium speed for its gap, (gap - s0) / T.
+
+    Positions and desired speeds are drawn independently; without this a fast car can start
+    30 m behind a slow truck and open the episode with an emergency stop.
+    """
+    live = np.nonzero(v.active[0])[0]
+    for lane in np.unique(v.target_lane[0, live]):
+        row = live[v.target_lane[0, live] == lane]
+        row = row[np.argsort(v.s[0, row])[::-1]]  # front to back
+        for lead, foll in zip(row[:-1], row[1:], strict=True):
+            gap = v.s[0, lead] - v.s[0, foll] - 0.5 * (v.length[0, lead] + v.length[0, foll])
+            v_eq = max(gap - v.s0[0, foll], 0.0) / v.t_headway[0, foll]
+            v.v[0, foll] = min(v.v[0, foll], v_eq, v.v[0, lead] + 3.0)
 
 
 def _put_obstacle(v: Vehicles, i: int, kind: Kind, s: float, lane: int, road: RoadConfig) -> None:

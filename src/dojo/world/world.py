@@ -31,6 +31,7 @@ from dojo.world.scenarios import (
     check_family,
     check_seed,
     generate,
+    slots_needed,
 )
 from dojo.world.traffic import (
     DECISION_PERIOD_S,
@@ -101,7 +102,8 @@ class World:
         if not ttc_critical_s > 0:
             raise DojoConfigError(f"ttc_critical_s={ttc_critical_s!r} must be positive.")
         scenarios = [generate(check_family(f), check_seed(s)) for f, s in zip(fams, seeds, strict=True)]
-        need = max(sc.vehicles.shape[1] for sc in scenarios)
+        # room for any scenario of these families, so resets never need to grow the arrays
+        need = max(slots_needed(f) for f in set(fams))
         self.max_vehicles = max_vehicles or need
         if self.max_vehicles < need:
             raise DojoConfigError(f"max_vehicles={max_vehicles} is below the {need} slots these scenarios need.")
@@ -158,9 +160,11 @@ class World:
         idx = np.asarray(worlds, dtype=np.int64)
         fams = list(families) if families is not None else list(self.families[idx])
         scenarios = [generate(check_family(f), check_seed(s)) for f, s in zip(fams, seeds, strict=True)]
-        if max(sc.vehicles.shape[1] for sc in scenarios) > self.max_vehicles:
+        need = max(sc.vehicles.shape[1] for sc in scenarios)
+        if need > self.max_vehicles:
             raise DojoConfigError(
-                f"These scenarios need more than max_vehicles={self.max_vehicles} slots; build the World with a larger max_vehicles."
+                f"max_vehicles={self.max_vehicles} is below the {need} slots of the new scenarios; "
+                "build the World with every family it will run, or a larger max_vehicles."
             )
         self.families[idx] = fams
         self.seeds[idx] = list(seeds)
