@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks: ours beside the reference, same run").add_subparsers(dest="bench_command", required=True)
     bw = bench.add_parser("world", help="vehicle-steps/s vs highway-env highway-fast-v0, and camera frames/s")
     bw.add_argument("--seconds", type=float, default=5.0, help="wall time per measurement [s]")
-    bw.add_argument("--worlds", type=int, default=256, help="worlds per batch")
+    bw.add_argument("--worlds", type=int, default=1024, help="worlds per batch (per process)")
     bw.add_argument("--json", action="store_true")
     bw.set_defaults(func=_bench_world)
     return parser

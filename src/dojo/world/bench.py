@@ -61,7 +61,7 @@ def measure_ours_parallel(processes: int, worlds: int, seconds: float, family: s
 
 def bench_world(
     seconds: float = 5.0,
-    worlds: int = 256,
+    worlds: int = 1024,
     processes: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, object]:
