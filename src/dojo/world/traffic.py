@@ -71,19 +71,26 @@ def mobil(
     """
     idx = per.index
     nw, nv = veh.shape
+    k = slots.shape[1]
     wi = np.arange(nw)[:, None]
-    valid_slot = slots < nv
     own = np.minimum(slots, nv - 1)
     lane = idx.lane[wi, own]
-    s_mod = idx.s_mod[wi, own]
-    scale = per.gap_scale[wi, own]
     driven_all = veh.driven & veh.active
-    driven = driven_all[wi, own] & valid_slot
     a_now_all = np.where(driven_all, a_now, 0.0)
-    a_self_now = a_now[wi, own]
+
+    # One query per (driver, lane) for the own lane and both neighbours, laid out (W, 3K):
+    # [own lane | lane to the right | lane to the left].
+    def rep(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, a, a], axis=1)
+
+    q_own = rep(own)
+    q_lane = np.concatenate([lane, lane - 1, lane + 1], axis=1)
+    q_s = veh.s[wi, q_own]
+    ahead, behind = idx.neighbours(q_lane, rep(idx.s_mod[wi, own]), exclude=q_own)
+    lane_ends = np.where(_lane_ends_ahead(roads, q_s, q_lane), LANE_END_URGE, 0.0)
 
     # Old follower: nearest vehicle behind in the own lane; after the change it follows our leader.
-    _, old_f = idx.neighbours(lane, s_mod, exclude=own)
+    old_f = behind[:, :k]
     has_old_f = old_f >= 0
     old_f = np.where(has_old_f, old_f, own)
     my_leader = per.leader[wi, own]
@@ -92,42 +99,42 @@ def mobil(
     a_old_f_after = _idm_behind(veh, wi, old_f, gap_f_to_leader, veh.v[wi, my_leader], has_leader)
     d_old = np.where(has_old_f & driven_all[wi, old_f], a_old_f_after - a_now_all[wi, old_f], 0.0)
 
-    lane_end_urge = np.where(_lane_ends_ahead(roads, veh.s[wi, own], lane), LANE_END_URGE, 0.0)
-    best_target = lane.copy()
-    best_adv = np.full(lane.shape, -INF)
+    # Both candidate lanes at once, (W, 2K): [right | left].
+    def two(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, a], axis=1)
+
+    me, new_lane, s_me = q_own[:, k:], q_lane[:, k:], q_s[:, k:]
+    lead, foll = ahead[:, k:], behind[:, k:]
+    has_lead, has_foll = lead >= 0, foll >= 0
+    lead, foll = np.where(has_lead, lead, me), np.where(has_foll, foll, me)
+    lead_gap = np.where(has_lead, bumper_gap(veh, roads, me, lead, per.gap_scale[wi, me]), INF)
+    foll_gap = np.where(has_foll, bumper_gap(veh, roads, foll, me, per.gap_scale[wi, foll]), INF)
+    # a neighbour found by wrapping round the ring is far away, not alongside
     half_ring = 0.5 * roads.length[:, None]
-    for k, step in enumerate((-1, 1)):
-        new_lane = lane + step
-        lead, foll = idx.neighbours(new_lane, s_mod, exclude=own)
-        has_lead, has_foll = lead >= 0, foll >= 0
-        lead, foll = np.where(has_lead, lead, own), np.where(has_foll, foll, own)
-        lead_gap = np.where(has_lead, bumper_gap(veh, roads, own, lead, scale), INF)
-        foll_gap = np.where(has_foll, bumper_gap(veh, roads, foll, own, per.gap_scale[wi, foll]), INF)
-        # a neighbour found by wrapping round the ring is far away, not alongside
-        lead_gap = np.where(lead_gap > half_ring, INF, lead_gap)
-        foll_gap = np.where(foll_gap > half_ring, INF, foll_gap)
-        has_lead &= np.isfinite(lead_gap)
-        has_foll &= np.isfinite(foll_gap)
-        a_self_after = _idm_behind(veh, wi, own, lead_gap, veh.v[wi, lead], has_lead)
-        a_f_after = _idm_behind(veh, wi, foll, foll_gap, veh.v[wi, own], has_foll)
-        foll_driven = has_foll & driven_all[wi, foll]
-        a_f_now = np.where(foll_driven, a_now_all[wi, foll], 0.0)
-        a_f_after = np.where(foll_driven, a_f_after, 0.0)
-        overlap = (has_lead & (lead_gap < 0.5)) | (has_foll & (foll_gap < 0.5))
-        new_lane_ends = np.where(_lane_ends_ahead(roads, veh.s[wi, own], new_lane), LANE_END_URGE, 0.0)
-        wants, adv = mobil_wants_change(
-            a_self_now, a_self_after + lane_end_urge - new_lane_ends, a_f_now, a_f_after,
-            np.zeros_like(d_old), d_old, veh.politeness[wi, own], veh.b_safe[wi, own], veh.a_gain[wi, own],
-        )
-        s_own = veh.s[wi, own]
-        open_new = roads.lane_open(new_lane, s_own, wi) & roads.lane_open(new_lane, s_own + 60.0, wi)
-        open_new &= new_lane >= 0  # nobody changes onto the ramp
-        ok = wants & open_new & ~overlap & driven
-        if allowed is not None:
-            ok &= allowed[:, :, k]
-        better = ok & (adv > best_adv)
-        best_target = np.where(better, new_lane, best_target)
-        best_adv = np.where(better, adv, best_adv)
+    lead_gap = np.where(lead_gap > half_ring, INF, lead_gap)
+    foll_gap = np.where(foll_gap > half_ring, INF, foll_gap)
+    has_lead &= np.isfinite(lead_gap)
+    has_foll &= np.isfinite(foll_gap)
+    a_self_after = _idm_behind(veh, wi, me, lead_gap, veh.v[wi, lead], has_lead)
+    a_f_after = _idm_behind(veh, wi, foll, foll_gap, veh.v[wi, me], has_foll)
+    foll_driven = has_foll & driven_all[wi, foll]
+    a_f_now = np.where(foll_driven, a_now_all[wi, foll], 0.0)
+    a_f_after = np.where(foll_driven, a_f_after, 0.0)
+    overlap = (has_lead & (lead_gap < 0.5)) | (has_foll & (foll_gap < 0.5))
+    wants, adv = mobil_wants_change(
+        two(a_now[wi, own]), a_self_after + two(lane_ends[:, :k]) - lane_ends[:, k:], a_f_now, a_f_after,
+        np.zeros((nw, 2 * k)), two(d_old), veh.politeness[wi, me], veh.b_safe[wi, me], veh.a_gain[wi, me],
+    )
+    open_new = roads.lane_open(new_lane, s_me, wi) & roads.lane_open(new_lane, s_me + 60.0, wi)
+    open_new &= new_lane >= 0  # nobody changes onto the ramp
+    ok = wants & open_new & ~overlap & two(driven_all[wi, own] & (slots < nv))
+    if allowed is not None:
+        ok &= np.concatenate([allowed[:, :, 0], allowed[:, :, 1]], axis=1)
+    adv = np.where(ok, adv, -INF)
+    left_better = adv[:, k:] > adv[:, :k]
+    best_adv = np.where(left_better, adv[:, k:], adv[:, :k])
+    best_target = np.where(left_better, new_lane[:, k:], new_lane[:, :k])
+    best_target = np.where(np.isfinite(best_adv), best_target, lane)
     best_target = _resolve_conflicts(roads, veh, idx.lane, own, lane, best_target, best_adv)
     return LaneChoice(target=best_target, advantage=best_adv)
 
