@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -23,28 +22,9 @@ from dojo.world.camera import (
 )
 from dojo.world.road import RoadConfig, Roads
 from dojo.world.vehicles import BODY, Kind, Vehicles
+from tests.world.scenes import LANE_W, scene
 
 GREY = palette(False)
-LANE_W = 4.0
-EGO_S = 500.0  # on the first straight, heading +x
-
-
-def scene(
-    objects: Sequence[tuple[Kind, float, float, float]] = (),
-    ego_d: float = LANE_W,
-    ego_s: float = EGO_S,
-    config: RoadConfig | None = None,
-) -> tuple[Roads, Vehicles]:
-    """One world: the ego at (ego_s, ego_d) and objects (kind, ds from the ego, d, psi)."""
-    roads = Roads.stack([config or RoadConfig(lanes=3, lane_width_m=LANE_W)])
-    veh = Vehicles.empty(1, 1 + max(len(objects), 1))
-    veh.active[0, 0], veh.s[0, 0], veh.d[0, 0] = True, ego_s, ego_d
-    for i, (kind, ds, d, psi) in enumerate(objects, start=1):
-        length, width, height = BODY[kind]
-        veh.active[0, i], veh.kind[0, i] = True, kind
-        veh.s[0, i], veh.d[0, i], veh.psi[0, i] = ego_s + ds, d, psi
-        veh.length[0, i], veh.width[0, i], veh.height[0, i] = length, width, height
-    return roads, veh
 
 
 def front_rig(z: float = 1.5, horizon: float = 0.5, max_range: float = 200.0) -> CameraRig:
