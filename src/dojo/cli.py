@@ -27,7 +27,7 @@ def _world_survey(args: argparse.Namespace) -> int:
         for fam in families:
             for driver in ("naive", "expert"):
                 rows.append(run_episodes(fam, driver, seeds, args.seconds, on_step=lambda: bar.update(1)))
-                bar.update(steps - bar.n % steps if bar.n % steps else 0)
+                bar.update(len(rows) * steps - bar.n)  # episodes that all ended early skip ahead
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0

@@ -1,7 +1,7 @@
 """Collisions between oriented boxes (separating-axis test) and leaving the road.
 
-Only pairs close in Frenet coordinates are tested exactly, so the exact test runs on a handful
-of pairs per step whatever the batch size.
+Only a vehicle and its leader closer than CONTACT_GAP_M are tested exactly, so the exact test
+runs on a handful of pairs per step whatever the batch size.
 """
 
 from __future__ import annotations

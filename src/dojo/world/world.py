@@ -17,7 +17,7 @@ import numpy as np
 from dojo.errors import DojoConfigError
 from dojo.world import rng as crng
 from dojo.world.collisions import collisions, off_road
-from dojo.world.drivers import ACCEL_LIMIT, MAX_STEER_RAD, speed_to_target, steer_to_offset
+from dojo.world.drivers import ACCEL_LIMIT, speed_to_target, steer_to_offset
 from dojo.world.dynamics import bicycle_step
 from dojo.world.perception import Perception, perceive, wrap
 from dojo.world.road import Roads
@@ -442,4 +442,4 @@ def meta_to_controls(world: World, action: np.ndarray) -> tuple[np.ndarray, np.n
     return accel, world._lane_steer(np.array([0]))[:, 0]
 
 
-__all__ = ["Command", "DT_S", "MAX_STEER_RAD", "MetaAction", "StepResult", "World"]
+__all__ = ["Command", "DT_S", "EGO_ACCEL_RANGE", "EGO_STEER_LIMIT", "MetaAction", "StepResult", "World"]
