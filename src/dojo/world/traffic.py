@@ -24,10 +24,14 @@ LANE_END_LOOKAHEAD_M = 400.0
 LANE_END_URGE = 1.0  # [m/s^2] added to the incentive to leave an ending lane
 
 
-def follow_accel(veh: Vehicles, per: Perception) -> np.ndarray:
-    """(W, V) IDM acceleration behind each vehicle's current leader."""
-    gap = np.where(np.isfinite(per.gap_m), per.gap_m, NO_LEADER_GAP_M)
-    return idm_accel(veh.v, veh.v0, gap, per.closing_mps, veh.a_max, veh.b_comf, veh.s0, veh.t_headway)
+def follow_accel(veh: Vehicles, per: Perception, slots: slice = slice(None)) -> np.ndarray:
+    """(W, k) IDM acceleration behind the current leader, for the vehicles in ``slots``."""
+    gap = per.gap_m[:, slots]
+    gap = np.where(np.isfinite(gap), gap, NO_LEADER_GAP_M)
+    return idm_accel(
+        veh.v[:, slots], veh.v0[:, slots], gap, per.closing_mps[:, slots],
+        veh.a_max[:, slots], veh.b_comf[:, slots], veh.s0[:, slots], veh.t_headway[:, slots],
+    )
 
 
 def _idm_behind(veh: Vehicles, w: np.ndarray, f: np.ndarray, gap: np.ndarray, v_lead: np.ndarray, has: np.ndarray) -> np.ndarray:

@@ -50,6 +50,7 @@ CUT_IN_TAU_S = 0.35  # lateral time constant of an aggressive cut-in [s]
 MAX_DELAY_STEPS = 16
 DECISION_STEPS = round(DECISION_PERIOD_S / DT_S)
 RECYCLE_STEPS = 5
+EGO, ALL = slice(0, 1), slice(None)  # vehicle slots
 
 
 class Command(IntEnum):
@@ -198,14 +199,16 @@ class World:
         (and drop its incentive threshold), KEEP_LANE lets it overtake as a human would.
         """
         veh, per = self.vehicles, self.perception
-        a_follow = follow_accel(veh, per)
         decide = (self.step_count % DECISION_STEPS) == 0
-        if decide.any():
+        if decide.any():  # MOBIL needs everyone's current acceleration
+            a_follow = follow_accel(veh, per)
             lane_now = per.index.lane[:, 0]
             settled = veh.target_lane[:, 0] == lane_now
             target = self._expert_lane_choice(a_follow)
             veh.target_lane[:, 0] = np.where(decide & settled, target, veh.target_lane[:, 0])
-        return a_follow[:, 0], self._lane_steer(np.array([0]))[:, 0]
+        else:
+            a_follow = follow_accel(veh, per, EGO)
+        return a_follow[:, 0], self._lane_steer(EGO)[:, 0]
 
     def _expert_lane_choice(self, a_follow: np.ndarray) -> np.ndarray:
         veh, per = self.vehicles, self.perception
@@ -224,15 +227,18 @@ class World:
         """(accel, steer) (W,) of the naive driver: hold the current speed, keep the lane."""
         veh = self.vehicles
         veh.target_lane[:, 0] = self.perception.index.lane[:, 0]
-        return np.zeros(self.num_worlds), self._lane_steer(np.array([0]))[:, 0]
+        return np.zeros(self.num_worlds), self._lane_steer(EGO)[:, 0]
 
-    def _lane_steer(self, slots: np.ndarray) -> np.ndarray:
+    def _lane_steer(self, slots: slice) -> np.ndarray:
+        """(W, k) steering of the lane controller for the vehicles in ``slots`` (a slice: a view, no copy)."""
         veh = self.vehicles
-        w = np.arange(self.num_worlds)[:, None]
-        d_target = veh.target_lane[w, slots] * self.roads.lane_width[:, None]
-        kappa = self.perception.curvature[w, slots]
-        tau = np.where(self._cut_in_tau[w, slots] > 0, self._cut_in_tau[w, slots], 0.6)
-        return steer_to_offset(veh.d[w, slots], veh.psi[w, slots], veh.v[w, slots], d_target, kappa, veh.length[w, slots], tau)
+        d_target = veh.target_lane[:, slots] * self.roads.lane_width[:, None]
+        tau_cut = self._cut_in_tau[:, slots]
+        tau = np.where(tau_cut > 0, tau_cut, 0.6)
+        return steer_to_offset(
+            veh.d[:, slots], veh.psi[:, slots], veh.v[:, slots], d_target,
+            self.perception.curvature[:, slots], veh.length[:, slots], tau,
+        )
 
     def meta_action(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(accel, steer) for discrete meta-actions (W,): see :class:`MetaAction`."""
@@ -313,7 +319,7 @@ class World:
         delayed_slot = (slot[:, None] - veh.reaction_steps) % MAX_DELAY_STEPS
         accel = np.take_along_axis(self._cmd_history, delayed_slot[:, :, None], axis=2)[:, :, 0]
         accel = np.where(forced, self._forced_accel, accel)
-        steer = self._lane_steer(np.arange(nv))
+        steer = self._lane_steer(ALL)
         return accel, steer
 
     def _trigger_hazards(self, per: Perception) -> None:
@@ -439,7 +445,7 @@ def meta_to_controls(world: World, action: np.ndarray) -> tuple[np.ndarray, np.n
     )
     veh.v0[:, 0] = np.clip(v_target, 0.0, 40.0)
     accel = np.clip(speed_to_target(veh.v[:, 0], veh.v0[:, 0]), -ACCEL_LIMIT, ACCEL_LIMIT)
-    return accel, world._lane_steer(np.array([0]))[:, 0]
+    return accel, world._lane_steer(EGO)[:, 0]
 
 
 __all__ = ["Command", "DT_S", "EGO_ACCEL_RANGE", "EGO_STEER_LIMIT", "MetaAction", "StepResult", "World"]
