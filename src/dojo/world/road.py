@@ -112,7 +112,7 @@ class Roads:
     def curvature(self, s: np.ndarray, w: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Curvature of the reference line [1/m] at s (positive: bends left)."""
         ls, r = _col(self.straight, w, s), _col(self.radius, w, s)
-        s = np.mod(s, _col(self.length, w, s))
+        s = ring_mod(s, _col(self.length, w, s))
         on_bend = ((s >= ls) & (s < ls + np.pi * r)) | (s >= 2 * ls + np.pi * r)
         return np.where(on_bend, 1.0 / r, 0.0)
 
@@ -121,7 +121,7 @@ class Roads:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frenet (s, d) -> world (x, y) [m] and road heading [rad] at s."""
         ls, r = _col(self.straight, w, s), _col(self.radius, w, s)
-        s = np.mod(s, _col(self.length, w, s))
+        s = ring_mod(s, _col(self.length, w, s))
         half = np.pi * r
         seg = (s >= ls).astype(np.int8) + (s >= ls + half) + (s >= 2 * ls + half)
         rd = r - d
@@ -154,7 +154,7 @@ class Roads:
 
     def lane_open(self, lane: np.ndarray, s: np.ndarray, w: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Whether ``lane`` is drivable at ``s``: main lanes except a dropped stretch, the ramp on its span."""
-        s = np.mod(s, _col(self.length, w, s))
+        s = ring_mod(s, _col(self.length, w, s))
         n = _col(self.lanes, w, s)
         in_ramp = (s >= _col(self.ramp_start, w, s)) & (s < _col(self.ramp_end, w, s))
         in_drop = (s >= _col(self.drop_start, w, s)) & (s < _col(self.drop_end, w, s))
@@ -168,6 +168,11 @@ class Roads:
     def on_road(self, s: np.ndarray, d: np.ndarray, w: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Whether a point lies on a drivable lane (used for off-road and closed-lane checks)."""
         return self.lane_open(self.lane_of(d, w), s, w) & (np.abs(d - self.lane_of(d, w) * _col(self.lane_width, w, d)) <= 0.5 * _col(self.lane_width, w, d) + 1e-9)
+
+
+def ring_mod(x: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """x wrapped into [0, length); numpy's float ``mod`` costs about twice as much."""
+    return x - length * np.floor(x / length)
 
 
 def _col(a: np.ndarray, w: np.ndarray | slice, like: np.ndarray) -> np.ndarray:

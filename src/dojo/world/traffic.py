@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dojo.world.drivers import NO_LEADER_GAP_M, idm_accel, mobil_wants_change
-from dojo.world.perception import INF, Perception, bumper_gap, wrap
+from dojo.world.perception import INF, Perception, bumper_gap, take, wrap
 from dojo.world.road import Roads
 from dojo.world.vehicles import Vehicles
 
@@ -34,12 +34,12 @@ def follow_accel(veh: Vehicles, per: Perception, slots: slice = slice(None)) -> 
     )
 
 
-def _idm_behind(veh: Vehicles, w: np.ndarray, f: np.ndarray, gap: np.ndarray, v_lead: np.ndarray, has: np.ndarray) -> np.ndarray:
+def _idm_behind(veh: Vehicles, f: np.ndarray, gap: np.ndarray, v_lead: np.ndarray, has: np.ndarray) -> np.ndarray:
     """IDM acceleration of vehicles f (W, V) behind a leader at ``gap`` with speed ``v_lead``."""
-    vf = veh.v[w, f]
+    vf = take(veh.v, f)
     return idm_accel(
-        vf, veh.v0[w, f], np.where(has, gap, NO_LEADER_GAP_M), np.where(has, vf - v_lead, 0.0),
-        veh.a_max[w, f], veh.b_comf[w, f], veh.s0[w, f], veh.t_headway[w, f],
+        vf, take(veh.v0, f), np.where(has, gap, NO_LEADER_GAP_M), np.where(has, vf - v_lead, 0.0),
+        take(veh.a_max, f), take(veh.b_comf, f), take(veh.s0, f), take(veh.t_headway, f),
     )
 
 
@@ -78,7 +78,7 @@ def mobil(
     k = slots.shape[1]
     wi = np.arange(nw)[:, None]
     own = np.minimum(slots, nv - 1)
-    lane = idx.lane[wi, own]
+    lane = take(idx.lane, own)
     driven_all = veh.driven & veh.active
     a_now_all = np.where(driven_all, a_now, 0.0)
 
@@ -89,19 +89,19 @@ def mobil(
 
     q_own = rep(own)
     q_lane = np.concatenate([lane, lane - 1, lane + 1], axis=1)
-    q_s = veh.s[wi, q_own]
-    ahead, behind = idx.neighbours(q_lane, rep(idx.s_mod[wi, own]), exclude=q_own)
+    q_s = take(veh.s, q_own)
+    ahead, behind = idx.neighbours(q_lane, rep(take(idx.s_mod, own)), exclude=q_own)
     lane_ends = np.where(_lane_ends_ahead(roads, q_s, q_lane), LANE_END_URGE, 0.0)
 
     # Old follower: nearest vehicle behind in the own lane; after the change it follows our leader.
     old_f = behind[:, :k]
     has_old_f = old_f >= 0
     old_f = np.where(has_old_f, old_f, own)
-    my_leader = per.leader[wi, own]
+    my_leader = take(per.leader, own)
     has_leader = my_leader != own
-    gap_f_to_leader = np.where(has_leader, bumper_gap(veh, roads, old_f, my_leader, per.gap_scale[wi, old_f]), INF)
-    a_old_f_after = _idm_behind(veh, wi, old_f, gap_f_to_leader, veh.v[wi, my_leader], has_leader)
-    d_old = np.where(has_old_f & driven_all[wi, old_f], a_old_f_after - a_now_all[wi, old_f], 0.0)
+    gap_f_to_leader = np.where(has_leader, bumper_gap(veh, roads, old_f, my_leader, take(per.gap_scale, old_f)), INF)
+    a_old_f_after = _idm_behind(veh, old_f, gap_f_to_leader, take(veh.v, my_leader), has_leader)
+    d_old = np.where(has_old_f & take(driven_all, old_f), a_old_f_after - take(a_now_all, old_f), 0.0)
 
     # Both candidate lanes at once, (W, 2K): [right | left].
     def two(a: np.ndarray) -> np.ndarray:
@@ -111,27 +111,27 @@ def mobil(
     lead, foll = ahead[:, k:], behind[:, k:]
     has_lead, has_foll = lead >= 0, foll >= 0
     lead, foll = np.where(has_lead, lead, me), np.where(has_foll, foll, me)
-    lead_gap = np.where(has_lead, bumper_gap(veh, roads, me, lead, per.gap_scale[wi, me]), INF)
-    foll_gap = np.where(has_foll, bumper_gap(veh, roads, foll, me, per.gap_scale[wi, foll]), INF)
+    lead_gap = np.where(has_lead, bumper_gap(veh, roads, me, lead, take(per.gap_scale, me)), INF)
+    foll_gap = np.where(has_foll, bumper_gap(veh, roads, foll, me, take(per.gap_scale, foll)), INF)
     # a neighbour found by wrapping round the ring is far away, not alongside
     half_ring = 0.5 * roads.length[:, None]
     lead_gap = np.where(lead_gap > half_ring, INF, lead_gap)
     foll_gap = np.where(foll_gap > half_ring, INF, foll_gap)
     has_lead &= np.isfinite(lead_gap)
     has_foll &= np.isfinite(foll_gap)
-    a_self_after = _idm_behind(veh, wi, me, lead_gap, veh.v[wi, lead], has_lead)
-    a_f_after = _idm_behind(veh, wi, foll, foll_gap, veh.v[wi, me], has_foll)
-    foll_driven = has_foll & driven_all[wi, foll]
-    a_f_now = np.where(foll_driven, a_now_all[wi, foll], 0.0)
+    a_self_after = _idm_behind(veh, me, lead_gap, take(veh.v, lead), has_lead)
+    a_f_after = _idm_behind(veh, foll, foll_gap, take(veh.v, me), has_foll)
+    foll_driven = has_foll & take(driven_all, foll)
+    a_f_now = np.where(foll_driven, take(a_now_all, foll), 0.0)
     a_f_after = np.where(foll_driven, a_f_after, 0.0)
     overlap = (has_lead & (lead_gap < 0.5)) | (has_foll & (foll_gap < 0.5))
     wants, adv = mobil_wants_change(
-        two(a_now[wi, own]), a_self_after + two(lane_ends[:, :k]) - lane_ends[:, k:], a_f_now, a_f_after,
-        np.zeros((nw, 2 * k)), two(d_old), veh.politeness[wi, me], veh.b_safe[wi, me], veh.a_gain[wi, me],
+        two(take(a_now, own)), a_self_after + two(lane_ends[:, :k]) - lane_ends[:, k:], a_f_now, a_f_after,
+        np.zeros((nw, 2 * k)), two(d_old), take(veh.politeness, me), take(veh.b_safe, me), take(veh.a_gain, me),
     )
     open_new = roads.lane_open(new_lane, s_me, wi) & roads.lane_open(new_lane, s_me + 60.0, wi)
     open_new &= new_lane >= 0  # nobody changes onto the ramp
-    ok = wants & open_new & ~overlap & two(driven_all[wi, own] & (slots < nv))
+    ok = wants & open_new & ~overlap & two(take(driven_all, own) & (slots < nv))
     if allowed is not None:
         ok &= np.concatenate([allowed[:, :, 0], allowed[:, :, 1]], axis=1)
     adv = np.where(ok, adv, -INF)
@@ -154,9 +154,8 @@ def _resolve_conflicts(
     A change is also dropped when someone nearby is already moving into that lane, since MOBIL's
     gaps were measured before either moved.
     """
-    wi = np.arange(own.shape[0])[:, None]
     k = own.shape[1]
-    s_own = veh.s[wi, own]
+    s_own = take(veh.s, own)
     length = roads.length[:, None, None]
     changing = target != lane
     ds_pair = wrap(s_own[:, None, :] - s_own[:, :, None], length)  # (W, K, K)

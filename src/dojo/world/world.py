@@ -19,8 +19,8 @@ from dojo.world import rng as crng
 from dojo.world.collisions import collisions, off_road
 from dojo.world.drivers import ACCEL_LIMIT, speed_to_target, steer_to_offset
 from dojo.world.dynamics import bicycle_step
-from dojo.world.perception import Perception, perceive, wrap
-from dojo.world.road import Roads
+from dojo.world.perception import Perception, perceive, take, wrap
+from dojo.world.road import Roads, ring_mod
 from dojo.world.scenarios import (
     FAMILIES,
     MAX_HAZARDS,
@@ -266,7 +266,7 @@ class World:
         steer = np.where(moving, steer, 0.0)
         kappa = per.curvature
         s, d, psi, v = bicycle_step(veh.s, veh.d, veh.psi, veh.v, accel, steer, veh.length, kappa, DT_S)
-        veh.s = np.where(moving, np.mod(s, roads.length[:, None]), veh.s)
+        veh.s = np.where(moving, ring_mod(s, roads.length[:, None]), veh.s)
         veh.d = np.where(moving, d, veh.d)
         veh.psi = np.where(moving, psi, veh.psi)
         veh.v = np.where(moving, v, veh.v)
@@ -297,10 +297,9 @@ class World:
         # lane decisions: each driver once per DECISION_PERIOD_S, spread over the steps
         slots = deciding_slots(self.step_count, nv, DECISION_STEPS)
         choice = mobil(self.roads, veh, per, a_cmd, slots)
-        wi = np.arange(nw)[:, None]
         own = np.minimum(slots, nv - 1)
-        settled = veh.target_lane[wi, own] == per.index.lane[wi, own]
-        change = (slots < nv) & (slots > 0) & settled & (veh.lapse_left[wi, own] <= 0.0)
+        settled = take(veh.target_lane, own) == take(per.index.lane, own)
+        change = (slots < nv) & (slots > 0) & settled & (take(veh.lapse_left, own) <= 0.0)
         veh.target_lane[np.nonzero(change)[0], own[change]] = choice.target[change]
         # hazards override the drivers
         forced = self._forced_left_s > 0.0
@@ -317,7 +316,9 @@ class World:
         slot = self.step_count % MAX_DELAY_STEPS
         self._cmd_history[np.arange(nw), :, slot] = a_cmd
         delayed_slot = (slot[:, None] - veh.reaction_steps) % MAX_DELAY_STEPS
-        accel = np.take_along_axis(self._cmd_history, delayed_slot[:, :, None], axis=2)[:, :, 0]
+        # the (W, V, D) history seen as (W * V, D): one flat take of each driver's delayed command
+        delayed_flat = delayed_slot + MAX_DELAY_STEPS * np.arange(nw * nv).reshape(nw, nv)
+        accel = self._cmd_history.ravel().take(delayed_flat)
         accel = np.where(forced, self._forced_accel, accel)
         steer = self._lane_steer(ALL)
         return accel, steer
@@ -402,7 +403,7 @@ class World:
         near[np.arange(len(w)), i] = False
         ok = ~near.any(axis=1)
         w, i = w[ok], i[ok]
-        veh.s[w, i] = np.mod(s_new[ok], self.roads.length[w])
+        veh.s[w, i] = ring_mod(s_new[ok], self.roads.length[w])
         veh.d[w, i] = d_new[ok]
         veh.psi[w, i] = 0.0
         veh.target_lane[w, i] = lane[ok]
