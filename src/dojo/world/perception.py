@@ -91,9 +91,11 @@ def build_index(roads: Roads, veh: Vehicles) -> LaneIndex:
     valid = entry_lane != _NO_LANE
     key = np.where(valid, (entry_lane + _LANE_OFFSET) * _LANE_SPAN + entry_s, 15 * _LANE_SPAN)
     order = np.argsort(key, axis=1, kind="stable")
-    sorted_key = np.take_along_axis(key, order, axis=1) + w * _WORLD_SPAN
-    sorted_lane = np.take_along_axis(entry_lane, order, axis=1)
     n2 = 2 * nv
+    flat = w * n2
+    order_flat = (order + flat).ravel()
+    sorted_key = key.ravel().take(order_flat).reshape(nw, n2) + w * _WORLD_SPAN
+    sorted_lane = entry_lane.ravel().take(order_flat).reshape(nw, n2)
     r = np.broadcast_to(np.arange(n2), (nw, n2))
     starts = np.ones((nw, n2), dtype=bool)
     starts[:, 1:] = sorted_lane[:, 1:] != sorted_lane[:, :-1]
@@ -101,9 +103,9 @@ def build_index(roads: Roads, veh: Vehicles) -> LaneIndex:
     ends[:, :-1] = starts[:, 1:]
     run_start = np.maximum.accumulate(np.where(starts, r, 0), axis=1)
     run_end = np.minimum.accumulate(np.where(ends, r, n2 - 1)[:, ::-1], axis=1)[:, ::-1]
-    flat = w * n2
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, r + flat, axis=1)
+    rank = np.empty(nw * n2, dtype=order.dtype)
+    rank[order_flat] = np.arange(nw * n2)  # inverse permutation: where each entry went
+    rank = rank.reshape(nw, n2)
     return LaneIndex(
         lane=lane,
         ghost=ghost,
