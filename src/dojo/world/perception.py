@@ -103,9 +103,9 @@ def build_index(roads: Roads, veh: Vehicles) -> LaneIndex:
     ends[:, :-1] = starts[:, 1:]
     run_start = np.maximum.accumulate(np.where(starts, r, 0), axis=1)
     run_end = np.minimum.accumulate(np.where(ends, r, n2 - 1)[:, ::-1], axis=1)[:, ::-1]
-    rank = np.empty(nw * n2, dtype=order.dtype)
-    rank[order_flat] = np.arange(nw * n2)  # inverse permutation: where each entry went
-    rank = rank.reshape(nw, n2)
+    rank_flat = np.empty(nw * n2, dtype=order.dtype)
+    rank_flat[order_flat] = np.arange(nw * n2)  # inverse permutation: where each entry went
+    rank = rank_flat.reshape(nw, n2)
     return LaneIndex(
         lane=lane,
         ghost=ghost,

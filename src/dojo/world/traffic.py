@@ -125,6 +125,11 @@ def mobil(
     a_f_now = np.where(foll_driven, take(a_now_all, foll), 0.0)
     a_f_after = np.where(foll_driven, a_f_after, 0.0)
     overlap = (has_lead & (lead_gap < 0.5)) | (has_foll & (foll_gap < 0.5))
+    # someone next to us is already moving into that lane: MOBIL's gaps predate their move
+    lane_of_new = per.index.lane
+    for other, gap in ((lead, lead_gap), (foll, foll_gap)):
+        moving_in = (take(veh.target_lane, other) == new_lane) & (take(lane_of_new, other) != new_lane)
+        overlap |= moving_in & (gap < CONFLICT_RANGE_M)
     wants, adv = mobil_wants_change(
         two(take(a_now, own)), a_self_after + two(lane_ends[:, :k]) - lane_ends[:, k:], a_f_now, a_f_after,
         np.zeros((nw, 2 * k)), two(d_old), take(veh.politeness, me), take(veh.b_safe, me), take(veh.a_gain, me),
@@ -139,38 +144,24 @@ def mobil(
     best_adv = np.where(left_better, adv[:, k:], adv[:, :k])
     best_target = np.where(left_better, new_lane[:, k:], new_lane[:, :k])
     best_target = np.where(np.isfinite(best_adv), best_target, lane)
-    best_target = _resolve_conflicts(roads, veh, idx.lane, own, lane, best_target, best_adv)
+    best_target = _resolve_conflicts(roads, veh, own, lane, best_target, best_adv)
     return LaneChoice(target=best_target, advantage=best_adv)
 
 
 CONFLICT_RANGE_M = 30.0
 
 
-def _resolve_conflicts(
-    roads: Roads, veh: Vehicles, lane_all: np.ndarray, own: np.ndarray, lane: np.ndarray, target: np.ndarray, adv: np.ndarray
-) -> np.ndarray:
-    """Two drivers who would change into the same lane side by side: only the keener one goes.
-
-    A change is also dropped when someone nearby is already moving into that lane, since MOBIL's
-    gaps were measured before either moved.
-    """
+def _resolve_conflicts(roads: Roads, veh: Vehicles, own: np.ndarray, lane: np.ndarray, target: np.ndarray, adv: np.ndarray) -> np.ndarray:
+    """Two drivers deciding now to change into the same lane side by side: only the keener one goes."""
     k = own.shape[1]
     s_own = take(veh.s, own)
-    length = roads.length[:, None, None]
     changing = target != lane
-    ds_pair = wrap(s_own[:, None, :] - s_own[:, :, None], length)  # (W, K, K)
+    ds_pair = wrap(s_own[:, None, :] - s_own[:, :, None], roads.length[:, None, None])  # (W, K, K)
     same_target = changing[:, :, None] & changing[:, None, :] & (target[:, :, None] == target[:, None, :])
     order = np.arange(k)
     beaten = (adv[:, None, :] > adv[:, :, None]) | ((adv[:, None, :] == adv[:, :, None]) & (order[None, None, :] < order[None, :, None]))
     loses = (same_target & (np.abs(ds_pair) < CONFLICT_RANGE_M) & beaten).any(axis=2)
-    # anyone (deciding now or not) already moving into that lane nearby
-    mover = veh.active & (veh.target_lane != lane_all)  # (W, V)
-    ds_all = wrap(veh.s[:, None, :] - s_own[:, :, None], length)  # (W, K, V)
-    already = mover[:, None, :] & (veh.target_lane[:, None, :] == target[:, :, None])
-    already &= np.abs(ds_all) < CONFLICT_RANGE_M
-    already &= np.arange(veh.shape[1])[None, None, :] != own[:, :, None]
-    blocked = changing & already.any(axis=2)
-    return np.where(loses | blocked, lane, target)
+    return np.where(loses, lane, target)
 
 
 def _lane_ends_ahead(roads: Roads, s: np.ndarray, lane: np.ndarray) -> np.ndarray:
