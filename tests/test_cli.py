@@ -10,7 +10,7 @@ def test_survey_json_reports_each_family_and_driver(capsys):
     assert main(["world", "survey", "--families", "stalled,cut_in", "--worlds", "4", "--seconds", "5", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["family"], r["driver"]) for r in rows] == [
-        ("stalled", "naive"), ("stalled", "expert"), ("cut_in", "naive"), ("cut_in", "expert"),
+        (f, d) for f in ("stalled", "cut_in") for d in ("naive", "human", "expert")
     ]
     assert all(r["decisions"] > 0 and 0.0 <= r["critical_rate"] <= 1.0 for r in rows)
 
@@ -20,6 +20,7 @@ def test_survey_json_reports_each_family_and_driver(capsys):
     [
         (["world", "survey", "--families", "autobahn"], "autobahn"),
         (["world", "survey", "--worlds", "0"], "--worlds 0"),
+        (["world", "survey", "--drivers", "robot"], "robot"),
         (["world", "render", "--scenario", "nope", "--out", "x.png"], "nope"),
         (["world", "render", "--seed", "-3", "--out", "x.png"], "-3"),
     ],

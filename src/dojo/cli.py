@@ -14,18 +14,22 @@ def _world_survey(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from dojo.world.scenarios import FAMILIES, check_family
-    from dojo.world.survey import run_episodes
+    from dojo.world.survey import DRIVERS, run_episodes
     from dojo.world.world import DT_S
 
     families = [check_family(f) for f in (args.families.split(",") if args.families else FAMILIES)]
+    drivers = args.drivers.split(",")
+    for d in drivers:
+        if d not in DRIVERS:
+            raise DojoConfigError(f"Unknown driver {d!r}; choose from: {', '.join(DRIVERS)}.")
     if args.worlds < 1:
         raise DojoConfigError(f"--worlds {args.worlds} must be at least 1.")
     seeds = range(args.seed, args.seed + args.worlds)
     rows = []
     steps = int(round(args.seconds / DT_S))
-    with tqdm(total=len(families) * 2 * steps, desc="survey", unit="step", disable=args.json, leave=False) as bar:
+    with tqdm(total=len(families) * len(drivers) * steps, desc="survey", unit="step", disable=args.json, leave=False) as bar:
         for fam in families:
-            for driver in ("naive", "expert"):
+            for driver in drivers:
                 rows.append(run_episodes(fam, driver, seeds, args.seconds, on_step=lambda: bar.update(1)))
                 bar.update(len(rows) * steps - bar.n)  # episodes that all ended early skip ahead
     if args.json:
@@ -64,11 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     world = sub.add_parser("world", help="the batched traffic world").add_subparsers(dest="world_command", required=True)
-    survey = world.add_parser("survey", help="critical-situation rates per scenario family, naive driver vs human-driver model")
+    survey = world.add_parser("survey", help="critical-situation rates per scenario family: naive driver vs the human-driver model")
     survey.add_argument("--families", default="", help="comma-separated families (default: all)")
     survey.add_argument("--worlds", type=int, default=64, help="episodes (worlds) per family and driver")
     survey.add_argument("--seconds", type=float, default=30.0, help="episode length [s]")
     survey.add_argument("--seed", type=int, default=0, help="first seed")
+    survey.add_argument(
+        "--drivers", default="naive,human,expert",
+        help="who drives the ego: naive (constant speed, keep lane), human (IDM + MOBIL with reaction delay "
+        "and lapses), expert (the same model with perfect perception)",
+    )
     survey.add_argument("--json", action="store_true", help="print JSON instead of a table")
     survey.set_defaults(func=_world_survey)
 

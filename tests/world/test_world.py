@@ -100,10 +100,21 @@ def test_bad_inputs_name_the_value_before_any_work(families, seeds, match):
         World(families, seeds=seeds)
 
 
+def test_the_ego_human_driver_drives_when_no_action_is_given():
+    world = World("stalled", seeds=[4])
+    v_start = world.vehicles.v[0, 0]
+    results = [world.step(None, None) for _ in range(300)]  # 30 s: past the stalled car
+    assert not any(r.ego_collision[0] for r in results)
+    assert world.vehicles.v[0, 0] > 0.5 * v_start  # it went round the obstacle, not stopped behind it
+    assert world.vehicles.reaction_steps[0, 0] > 0  # a human, not the expert
+
+
 def test_bad_actions_are_refused():
     world = World("highway", seeds=[0, 1])
     with pytest.raises(DojoConfigError, match=r"\(2,\)"):
         world.step(np.zeros(3), np.zeros(3))
+    with pytest.raises(DojoConfigError, match="or neither"):
+        world.step(np.zeros(2), None)
     with pytest.raises(DojoConfigError, match="NaN"):
         world.step(np.array([np.nan, 0.0]), np.zeros(2))
     with pytest.raises(DojoConfigError, match="0..4"):

@@ -209,6 +209,11 @@ def generate(family: str, seed: int) -> Scenario:
         hazards.actor.append(-1)
         hazards.strength.append(float(rng.uniform(4.0, 7.0)))
         hazards.duration_s.append(float(rng.uniform(1.5, 3.5)))
+    # The ego's own human driver (used when nobody else drives it) is as fallible as the
+    # traffic's; drawn from a stream of its own so the rest of the scenario does not change.
+    ego_rng = np.random.default_rng([seed, FAMILIES.index(family), 0xE0])
+    v.reaction_steps[0, 0] = int(round(float(ego_rng.uniform(*knobs.reaction_s)) / 0.1))
+    v.lapse_rate[0, 0] = float(ego_rng.uniform(*knobs.lapse_per_min)) / 60.0
     return Scenario(family, seed, road, v, hazards, ramp_share=0.5 if family == "merge" else 0.0)
 
 

@@ -15,9 +15,15 @@ import numpy as np
 from dojo.errors import DojoConfigError
 from dojo.world.world import DT_S, World
 
-DRIVERS: dict[str, Callable[[World], tuple[np.ndarray, np.ndarray]]] = {
-    "naive": World.naive_action,
-    "expert": World.expert_action,
+
+def _human(world: World) -> tuple[None, None]:
+    return None, None  # World.step lets the ego's own human driver drive
+
+
+DRIVERS: dict[str, Callable[[World], tuple[np.ndarray, np.ndarray] | tuple[None, None]]] = {
+    "naive": World.naive_action,  # constant speed, keep lane
+    "expert": World.expert_action,  # the human-driver model with perfect perception
+    "human": _human,  # the same model with reaction delay and attention lapses
 }
 
 

@@ -245,22 +245,32 @@ class World:
         return meta_to_controls(self, action)
 
     # ------------------------------------------------------------------ step
-    def step(self, ego_accel: np.ndarray, ego_steer: np.ndarray) -> StepResult:
-        """Advance every world by DT_S with the ego's acceleration [m/s^2] and steering [rad] (W,)."""
-        ego_accel = np.asarray(ego_accel, dtype=np.float64).reshape(-1)
-        ego_steer = np.asarray(ego_steer, dtype=np.float64).reshape(-1)
-        if ego_accel.shape != (self.num_worlds,) or ego_steer.shape != (self.num_worlds,):
-            raise DojoConfigError(
-                f"Ego actions must have shape ({self.num_worlds},); got accel {ego_accel.shape}, steer {ego_steer.shape}."
-            )
-        if not (np.isfinite(ego_accel).all() and np.isfinite(ego_steer).all()):
-            raise DojoConfigError("Ego actions contain NaN or infinity.")
+    def step(self, ego_accel: np.ndarray | None, ego_steer: np.ndarray | None) -> StepResult:
+        """Advance every world by DT_S with the ego's acceleration [m/s^2] and steering [rad] (W,).
+
+        ``None`` for both lets the ego's own human driver drive: the same IDM + MOBIL model as
+        the traffic, with that driver's reaction delay and attention lapses (see
+        :meth:`expert_action` for the model with perfect perception).
+        """
+        human_ego = ego_accel is None and ego_steer is None
+        if not human_ego:
+            if ego_accel is None or ego_steer is None:
+                raise DojoConfigError("Give both ego_accel and ego_steer, or neither (the human driver drives).")
+            ego_accel = np.asarray(ego_accel, dtype=np.float64).reshape(-1)
+            ego_steer = np.asarray(ego_steer, dtype=np.float64).reshape(-1)
+            if ego_accel.shape != (self.num_worlds,) or ego_steer.shape != (self.num_worlds,):
+                raise DojoConfigError(
+                    f"Ego actions must have shape ({self.num_worlds},); got accel {ego_accel.shape}, steer {ego_steer.shape}."
+                )
+            if not (np.isfinite(ego_accel).all() and np.isfinite(ego_steer).all()):
+                raise DojoConfigError("Ego actions contain NaN or infinity.")
         veh, per, roads = self.vehicles, self.perception, self.roads
         self._trigger_hazards(per)
 
-        accel, steer = self._traffic_controls(per)
-        accel[:, 0] = np.clip(ego_accel, *EGO_ACCEL_RANGE)
-        steer[:, 0] = np.clip(ego_steer, -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
+        accel, steer = self._traffic_controls(per, human_ego)
+        if not human_ego:
+            accel[:, 0] = np.clip(ego_accel, *EGO_ACCEL_RANGE)
+            steer[:, 0] = np.clip(ego_steer, -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
         moving = veh.active & veh.driven & ~veh.crashed
         accel = np.where(moving, accel, 0.0)
         steer = np.where(moving, steer, 0.0)
@@ -290,7 +300,7 @@ class World:
             collisions=new_hit,
         )
 
-    def _traffic_controls(self, per: Perception) -> tuple[np.ndarray, np.ndarray]:
+    def _traffic_controls(self, per: Perception, human_ego: bool) -> tuple[np.ndarray, np.ndarray]:
         veh = self.vehicles
         nw, nv = veh.shape
         a_cmd = follow_accel(veh, per)
@@ -299,7 +309,7 @@ class World:
         choice = mobil(self.roads, veh, per, a_cmd, slots)
         own = np.minimum(slots, nv - 1)
         settled = take(veh.target_lane, own) == take(per.index.lane, own)
-        change = (slots < nv) & (slots > 0) & settled & (take(veh.lapse_left, own) <= 0.0)
+        change = (slots < nv) & ((slots > 0) | human_ego) & settled & (take(veh.lapse_left, own) <= 0.0)
         veh.target_lane[np.nonzero(change)[0], own[change]] = choice.target[change]
         # hazards override the drivers
         forced = self._forced_left_s > 0.0
