@@ -268,7 +268,7 @@ class World:
         self._trigger_hazards(per)
 
         accel, steer = self._traffic_controls(per, human_ego)
-        if not human_ego:
+        if ego_accel is not None and ego_steer is not None:
             accel[:, 0] = np.clip(ego_accel, *EGO_ACCEL_RANGE)
             steer[:, 0] = np.clip(ego_steer, -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
         moving = veh.active & veh.driven & ~veh.crashed
