@@ -62,6 +62,18 @@ def test_resetting_some_worlds_leaves_the_others_untouched():
     assert np.array_equal(world.vehicles.s[1, : fresh.vehicles.shape[1]], fresh.vehicles.s[0])
 
 
+def test_bad_resets_are_refused_and_change_nothing():
+    world = World("highway", seeds=[1, 2])
+    before = world.vehicles.s.copy()
+    with pytest.raises(DojoConfigError, match="needs 1 seeds"):
+        world.reset([0], seeds=[5, 6])
+    with pytest.raises(DojoConfigError, match=r"\[0, 2\)"):
+        world.reset([2], seeds=[5])
+    with pytest.raises(DojoConfigError, match="autobahn"):
+        world.reset([0], seeds=[5], families=["autobahn"])
+    assert np.array_equal(world.vehicles.s, before)
+
+
 def test_every_family_generates_and_steps():
     world = World(list(FAMILIES), seeds=range(len(FAMILIES)))
     result = None

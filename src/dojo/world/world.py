@@ -137,9 +137,11 @@ class World:
     def _load(self, idx: np.ndarray, scenarios: Sequence[Scenario]) -> None:
         self.roads.assign(idx, Roads.stack([sc.road for sc in scenarios]))
         self.vehicles.assign(idx, _stack_vehicles([sc.vehicles for sc in scenarios], self.max_vehicles))
-        for arr in (self.hazard_time_s,):
-            arr[idx] = np.inf
+        self.hazard_time_s[idx] = np.inf
         self.hazard_kind[idx] = Hazard.NONE
+        self.hazard_actor[idx] = -1
+        self.hazard_strength[idx] = 0.0
+        self.hazard_duration_s[idx] = 0.0
         for row, sc in zip(idx, scenarios, strict=True):
             k = len(sc.hazards.time_s)
             self.hazard_time_s[row, :k] = sc.hazards.time_s
@@ -158,7 +160,14 @@ class World:
 
     def reset(self, worlds: np.ndarray | Sequence[int], seeds: Sequence[int], families: Sequence[str] | None = None) -> None:
         """Start new scenarios in ``worlds`` (others are untouched)."""
-        idx = np.asarray(worlds, dtype=np.int64)
+        idx = np.asarray(worlds, dtype=np.int64).reshape(-1)
+        seeds = list(seeds)
+        if len(seeds) != len(idx) or (families is not None and len(families) != len(idx)):
+            raise DojoConfigError(f"Resetting {len(idx)} worlds needs {len(idx)} seeds (and families); got {len(seeds)}.")
+        if len(idx) and (idx.min() < 0 or idx.max() >= self.num_worlds or len(set(idx.tolist())) != len(idx)):
+            raise DojoConfigError(f"worlds={idx.tolist()!r} must be distinct indices in [0, {self.num_worlds}).")
+        if len(idx) == 0:
+            return
         fams = list(families) if families is not None else list(self.families[idx])
         scenarios = [generate(check_family(f), check_seed(s)) for f, s in zip(fams, seeds, strict=True)]
         need = max(sc.vehicles.shape[1] for sc in scenarios)
