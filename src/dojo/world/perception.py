@@ -75,6 +75,23 @@ class Perception:
     gap_scale: np.ndarray  # metres along the lane per metre of s at each vehicle
     curvature: np.ndarray  # [1/m] of the road at each vehicle
 
+    def assign(self, rows: np.ndarray, other: Perception) -> None:
+        """Overwrite worlds ``rows`` with ``other``, the perception of just those worlds.
+
+        Every world's rows are independent, so a reset of some worlds refreshes only theirs and
+        the others keep exactly what they saw (a batch then behaves like separate worlds).
+        """
+        for name in ("leader", "gap_m", "closing_mps", "ttc_s", "gap_scale", "curvature"):
+            getattr(self, name)[rows] = getattr(other, name)
+        mine, sub = self.index, other.index
+        mine.lane[rows], mine.ghost[rows], mine.s_mod[rows] = sub.lane, sub.ghost, sub.s_mod
+        n2 = mine.rank.shape[1]  # each world owns one block of 2V entries in the flat arrays
+        shift = (rows - np.arange(len(rows)))[:, None]  # blocks to move each sub-world by
+        mine.rank[rows] = sub.rank + shift * n2
+        for name, by in (("keys", _WORLD_SPAN), ("run_start", n2), ("run_end", n2), ("owner", 0)):
+            flat = getattr(mine, name).reshape(-1, n2)
+            flat[rows] = getattr(sub, name).reshape(-1, n2) + shift * by
+
 
 def build_index(roads: Roads, veh: Vehicles) -> LaneIndex:
     nw, nv = veh.shape

@@ -83,6 +83,10 @@ class Vehicles:
     def shape(self) -> tuple[int, int]:
         return self.s.shape
 
+    def take(self, idx: np.ndarray) -> Vehicles:
+        """The worlds ``idx`` as a new (len(idx), V) batch (copies)."""
+        return Vehicles(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
     def assign(self, idx: np.ndarray, other: Vehicles) -> None:
         """Overwrite worlds ``idx`` with ``other`` (which has len(idx) worlds and <= V slots)."""
         v = other.shape[1]

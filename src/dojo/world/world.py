@@ -156,7 +156,11 @@ class World:
         self._cut_in_tau[idx] = 0.0
         self._forced_accel[idx] = 0.0
         self._forced_left_s[idx] = 0.0
-        self._perception: Perception | None = None
+        cached: Perception | None = getattr(self, "_perception", None)
+        if cached is not None and len(idx) < self.num_worlds:
+            cached.assign(idx, perceive(self.roads.take(idx), self.vehicles.take(idx)))
+        else:
+            self._perception: Perception | None = None
 
     def reset(self, worlds: np.ndarray | Sequence[int], seeds: Sequence[int], families: Sequence[str] | None = None) -> None:
         """Start new scenarios in ``worlds`` (others are untouched)."""
