@@ -58,6 +58,7 @@ import av
 import numpy as np
 import zstandard
 from av.video.codeccontext import VideoCodecContext
+from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 from mcap.exceptions import McapError
 from mcap.reader import make_reader
@@ -142,8 +143,12 @@ class _H264Encoder:
         self._reformatter = VideoReformatter()
         self._yuv = np.full(width * height * 3 // 2, 128, dtype=np.uint8)  # neutral chroma
 
-    def encode(self, image: np.ndarray, index: int) -> list[tuple[int, bytes]]:
-        """(pts, Annex B bytes) of the packets out after frame ``index``: one with these settings."""
+    def encode(self, image: np.ndarray, index: int, keyframe: bool = False) -> list[tuple[int, bytes]]:
+        """(pts, Annex B bytes) of the packets out after frame ``index``: one with these settings.
+
+        ``keyframe`` forces an IDR frame here (x264 turns a forced I picture into an IDR when
+        open GOPs are off, its default), so decoding can start at this frame.
+        """
         if self._rgb:
             frame = self._reformatter.reformat(  # one reformatter keeps its scaler: 5x faster
                 av.VideoFrame.from_ndarray(image, format="rgb24"),
@@ -156,6 +161,8 @@ class _H264Encoder:
             frame = av.VideoFrame.from_ndarray(self._yuv.reshape(-1, self._w), format="yuv420p")
         frame.color_range = _RANGE_FULL
         frame.pts = index
+        if keyframe:
+            frame.pict_type = PictureType.I
         return [(int(p.pts or 0), bytes(p)) for p in self._ctx.encode(frame)]
 
     def flush(self) -> list[tuple[int, bytes]]:
@@ -551,10 +558,13 @@ class DriveLogWriter:
         self._put(CAMERA_TOPIC.format(name), ns, message)
 
     # ------------------------------------------------------------------ writes
-    def write_frame(self, t_s: float, images: np.ndarray) -> None:
+    def write_frame(self, t_s: float, images: np.ndarray, keyframe: bool = False) -> None:
         """One image per camera at drive time ``t_s`` [s], later than the previous frame's.
 
         ``images``: uint8 (n_cams, H, W) grey, or (n_cams, H, W, 3) RGB for an ``rgb`` writer.
+        ``keyframe``: start a new group of pictures here (an IDR frame in every camera), as a
+        log that records only windows of a drive does at each window's first frame, so every
+        window decodes on its own; the regular keyframe interval then counts from here.
         """
         self._check_open()
         ns = self._log_ns(t_s)
@@ -577,7 +587,7 @@ class DriveLogWriter:
         with _sigint_held(), self._io():
             for cam, encoder in enumerate(self._encoders):
                 self._pending[cam][self._frames] = ns
-                for pts, data in encoder.encode(images[cam], self._frames):
+                for pts, data in encoder.encode(images[cam], self._frames, keyframe):
                     self._put_video(cam, pts, data)
             self._frames += 1
             self._last_frame_ns = ns

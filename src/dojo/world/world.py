@@ -50,6 +50,9 @@ CUT_IN_TAU_S = 0.35  # lateral time constant of an aggressive cut-in [s]
 MAX_DELAY_STEPS = 16
 DECISION_STEPS = round(DECISION_PERIOD_S / DT_S)
 RECYCLE_STEPS = 5
+# MOBIL incentive threshold under a route command [m/s^2]: change as soon as it is safe, even
+# into a slower lane (b_safe still guards the new follower)
+COMMAND_GAIN = -1.0e3
 EGO, ALL = slice(0, 1), slice(None)  # vehicle slots
 
 
@@ -231,7 +234,7 @@ class World:
         allowed[:, 0, 0] = cmd != Command.CHANGE_LEFT  # the right option
         allowed[:, 0, 1] = (cmd != Command.CHANGE_RIGHT) & (cmd != Command.TAKE_EXIT)
         saved_gain = veh.a_gain[:, 0].copy()
-        veh.a_gain[:, 0] = np.where(cmd == Command.KEEP_LANE, saved_gain, -1.0)  # a command overrides gain
+        veh.a_gain[:, 0] = np.where(cmd == Command.KEEP_LANE, saved_gain, COMMAND_GAIN)
         choice: LaneChoice = mobil(self.roads, veh, per, a_follow, np.zeros((nw, 1), dtype=np.int64), allowed)
         veh.a_gain[:, 0] = saved_gain
         return choice.target[:, 0]
@@ -258,14 +261,23 @@ class World:
         return meta_to_controls(self, action)
 
     # ------------------------------------------------------------------ step
-    def step(self, ego_accel: np.ndarray | None, ego_steer: np.ndarray | None) -> StepResult:
+    def step(
+        self, ego_accel: np.ndarray | None, ego_steer: np.ndarray | None, human: np.ndarray | None = None
+    ) -> StepResult:
         """Advance every world by DT_S with the ego's acceleration [m/s^2] and steering [rad] (W,).
 
         ``None`` for both lets the ego's own human driver drive: the same IDM + MOBIL model as
         the traffic, with that driver's reaction delay and attention lapses (see
-        :meth:`expert_action` for the model with perfect perception).
+        :meth:`expert_action` for the model with perfect perception). ``human`` (W,) bool lets
+        the human drive only those worlds (their ``ego_accel``/``ego_steer`` are ignored), as a
+        fleet with some cars in manual mode needs. The human follows the route command.
         """
         human_ego = ego_accel is None and ego_steer is None
+        if human is not None:
+            human = np.asarray(human)
+            if human.shape != (self.num_worlds,) or human.dtype != np.bool_:
+                raise DojoConfigError(f"human must be a bool array of shape ({self.num_worlds},); got {human!r}.")
+        human_rows = np.full(self.num_worlds, human_ego) if human is None or human_ego else human
         if not human_ego:
             if ego_accel is None or ego_steer is None:
                 raise DojoConfigError("Give both ego_accel and ego_steer, or neither (the human driver drives).")
@@ -280,10 +292,10 @@ class World:
         veh, per, roads = self.vehicles, self.perception, self.roads
         self._trigger_hazards(per)
 
-        accel, steer = self._traffic_controls(per, human_ego)
+        accel, steer = self._traffic_controls(per, human_rows)
         if ego_accel is not None and ego_steer is not None:
-            accel[:, 0] = np.clip(ego_accel, *EGO_ACCEL_RANGE)
-            steer[:, 0] = np.clip(ego_steer, -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
+            accel[:, 0] = np.where(human_rows, accel[:, 0], np.clip(ego_accel, *EGO_ACCEL_RANGE))
+            steer[:, 0] = np.where(human_rows, steer[:, 0], np.clip(ego_steer, -EGO_STEER_LIMIT, EGO_STEER_LIMIT))
         moving = veh.active & veh.driven & ~veh.crashed
         accel = np.where(moving, accel, 0.0)
         steer = np.where(moving, steer, 0.0)
@@ -313,16 +325,17 @@ class World:
             collisions=new_hit,
         )
 
-    def _traffic_controls(self, per: Perception, human_ego: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _traffic_controls(self, per: Perception, human_ego: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every driver's (accel, steer) (W, V); ``human_ego`` (W,): worlds whose ego the human drives."""
         veh = self.vehicles
         nw, nv = veh.shape
         a_cmd = follow_accel(veh, per)
         # lane decisions: each driver once per DECISION_PERIOD_S, spread over the steps
         slots = deciding_slots(self.step_count, nv, DECISION_STEPS)
-        choice = mobil(self.roads, veh, per, a_cmd, slots)
+        choice = self._human_lane_choice(per, a_cmd, slots, human_ego)
         own = np.minimum(slots, nv - 1)
         settled = take(veh.target_lane, own) == take(per.index.lane, own)
-        change = (slots < nv) & ((slots > 0) | human_ego) & settled & (take(veh.lapse_left, own) <= 0.0)
+        change = (slots < nv) & ((slots > 0) | human_ego[:, None]) & settled & (take(veh.lapse_left, own) <= 0.0)
         veh.target_lane[np.nonzero(change)[0], own[change]] = choice.target[change]
         # hazards override the drivers
         forced = self._forced_left_s > 0.0
@@ -345,6 +358,23 @@ class World:
         accel = np.where(forced, self._forced_accel, accel)
         steer = self._lane_steer(ALL)
         return accel, steer
+
+    def _human_lane_choice(self, per: Perception, a_cmd: np.ndarray, slots: np.ndarray, human_ego: np.ndarray) -> LaneChoice:
+        """MOBIL for the deciding drivers; a human-driven ego with a route command keeps to its side."""
+        veh = self.vehicles
+        commanded = human_ego & (self.command != Command.KEEP_LANE)
+        if not commanded.any():
+            return mobil(self.roads, veh, per, a_cmd, slots)
+        cmd = self.command[:, None]
+        ego_decides = (slots == 0) & commanded[:, None]  # (W, K)
+        allowed = np.ones(slots.shape + (2,), dtype=bool)
+        allowed[..., 0] = ~(ego_decides & (cmd == Command.CHANGE_LEFT))  # the right option
+        allowed[..., 1] = ~(ego_decides & ((cmd == Command.CHANGE_RIGHT) | (cmd == Command.TAKE_EXIT)))
+        saved_gain = veh.a_gain[:, 0].copy()
+        veh.a_gain[:, 0] = np.where(commanded, COMMAND_GAIN, saved_gain)
+        choice: LaneChoice = mobil(self.roads, veh, per, a_cmd, slots, allowed)
+        veh.a_gain[:, 0] = saved_gain
+        return choice
 
     def _trigger_hazards(self, per: Perception) -> None:
         due = (self.hazard_time_s <= self.time_s[:, None] + 1e-9) & (self.hazard_kind != Hazard.NONE)
