@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from dojo.errors import DojoConfigError
 
@@ -63,6 +64,52 @@ def _bench_world(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drive(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dojo.fleet.config import DriveConfig
+    from dojo.fleet.drive import DriveSummary, Fleet
+    from dojo.world.scenarios import FAMILIES
+
+    families = tuple(f.strip() for f in args.scenarios.split(",")) if args.scenarios else FAMILIES
+    config = DriveConfig(
+        cars=args.cars, minutes=args.minutes, mode=args.mode, policy=args.policy, families=families,
+        seed=args.seed, out=args.out, drive_s=args.drive_seconds, logging=args.logging, heldout=args.heldout,
+    )
+    fleet = Fleet(config)  # checks the policy and the output folder before any progress bar
+    with tqdm(total=config.steps, desc=f"drive {config.cars} cars", unit="step", disable=args.json, leave=False) as bar:
+        def tick(s: DriveSummary) -> None:
+            bar.update(1)
+            if bar.n % 50 == 0:
+                bar.set_postfix(critical=s.critical_interventions, collisions=s.collisions, refresh=False)
+
+        fleet.on_step = tick
+        summary = fleet.run()
+    out = summary.as_dict()
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(format_drive_summary(out))
+    return 130 if summary.interrupted else 0
+
+
+def format_drive_summary(s: dict[str, Any]) -> str:
+    """The human-readable ``dojo drive`` summary."""
+    lines = [
+        f"{'interrupted: ' if s['interrupted'] else ''}{s['cars']} cars, {s['minutes']:.1f} simulated min each, "
+        f"mode {s['mode']}, policy {s['policy']}: {s['miles']:.1f} miles, {s['decisions']:,} decisions in {s['wall_s']:.1f} s",
+        f"  critical interventions    {s['critical_interventions']:>8,}",
+        f"  non-critical              {s['noncritical_interventions']:>8,}",
+        f"  shadow disagreements      {s['shadow_disagreements']:>8,}",
+        f"  near misses / hard brakes {s['near_misses']:>8,} / {s['hard_brakes']:,}",
+        f"  collisions                {s['collisions']:>8,}",
+        f"  logs                      {len(s['files']):>8,} files, {s['bytes'] / 1e6:.1f} MB, {s['frames_logged']:,} frames",
+    ]
+    if s["reasons"]:
+        lines.append("  reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(s["reasons"].items())))
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dojo", description="Fleet video and drive logs in, better driving networks out.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--seconds", type=float, default=4.0, help="GIF length [s]")
     render.add_argument("--driver", default="expert", choices=["expert", "naive"], help="who drives the ego")
     render.set_defaults(func=_world_render)
+
+    dr = sub.add_parser("drive", help="drive a simulated fleet and write one MCAP drive log per car per drive")
+    dr.add_argument("--cars", type=int, default=8, help="fleet size (each car is one world of the batch)")
+    dr.add_argument("--minutes", type=float, default=2.0, help="simulated minutes per car")
+    dr.add_argument("--mode", default="shadow", help="manual | shadow | autonomous | mixed (even cars shadow, odd autonomous)")
+    dr.add_argument("--policy", default="naive", help="on-board network: naive | expert | a checkpoint path")
+    dr.add_argument("--scenarios", default="", help="comma-separated scenario families (default: all)")
+    dr.add_argument("--seed", type=int, default=0, help="first scenario seed")
+    dr.add_argument("--out", required=True, help="folder for the drive logs (created if missing)")
+    dr.add_argument("--drive-seconds", type=float, default=40.0, help="length of one drive (one log) [s]")
+    dr.add_argument("--logging", default="full", help="full (every frame) | triggers (only windows around events)")
+    dr.add_argument("--heldout", action="store_true", help="use held-out seeds (evaluation), not training seeds")
+    dr.add_argument("--json", action="store_true", help="print the summary as JSON")
+    dr.set_defaults(func=_drive)
 
     bench = sub.add_parser("bench", help="benchmarks: ours beside the reference, same run").add_subparsers(dest="bench_command", required=True)
     bw = bench.add_parser("world", help="vehicle-steps/s vs highway-env highway-fast-v0, and camera frames/s")

@@ -1,0 +1,175 @@
+"""Typed settings of a fleet drive, validated before any car moves.
+
+Every threshold the safety driver, shadow mode and the on-board triggers use lives here, with
+its unit, so a drive's metadata records exactly what was applied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from dojo.errors import DojoConfigError
+from dojo.world.scenarios import FAMILIES, HELDOUT_SEEDS, TRAIN_SEEDS
+
+MODES = ("manual", "shadow", "autonomous", "mixed")
+LOGGING = ("full", "triggers")
+BASELINES = ("naive", "expert")
+
+
+def _number(owner: str, name: str, value: object, low: float, low_ok: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DojoConfigError(f"{owner}.{name}={value!r} must be a finite number.")
+    if value < low or (value == low and not low_ok):
+        raise DojoConfigError(f"{owner}.{name}={value!r} must be {'>=' if low_ok else '>'} {low:g}.")
+    return float(value)
+
+
+def _check_numbers(obj: object, lows: dict[str, tuple[float, bool]]) -> None:
+    for f in fields(obj):  # type: ignore[arg-type]
+        if f.name in lows:
+            low, ok = lows[f.name]
+            _number(type(obj).__name__, f.name, getattr(obj, f.name), low, ok)
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """When the safety driver takes over from the network, and for how long.
+
+    Critical: the ego's time-to-collision is under ``ttc_critical_s``, or keeping the
+    network's acceleration would close the gap within ``reaction_s``, or its steering
+    would leave the road within ``reaction_s``. Control passes to the safety driver
+    ``reaction_s`` after the moment it sees the danger; if the collision comes first, it
+    was too late. Non-critical: ignoring the route command for ``command_patience_s``,
+    straddling a lane line for ``straddle_s``, driving under ``slow_share`` of the desired
+    speed with a free lane ahead for ``slow_s``, or braking harder than ``harsh_brake_mps2``
+    with nothing closing in (TTC over 4 s and a time gap over 2 s).
+    """
+
+    ttc_critical_s: float = 1.5
+    reaction_s: float = 0.3
+    hold_s: float = 3.0
+    command_patience_s: float = 15.0
+    straddle_s: float = 3.0
+    slow_share: float = 0.5
+    slow_s: float = 5.0
+    free_gap_m: float = 60.0
+    harsh_brake_mps2: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, {f.name: (0.0, f.name == "reaction_s") for f in fields(self)})
+        if self.slow_share >= 1.0:
+            raise DojoConfigError(f"SafetyConfig.slow_share={self.slow_share!r} must be below 1.")
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    """What a car uploads: the windows around events, plus a sampled share of normal driving.
+
+    ``shadow_accel_mps2``: a shadow prediction whose acceleration differs from the human's by
+    more than this, or that heads for another lane than the human within ``lane_preview_s``,
+    is a disagreement once it lasts ``persist_s``. ``near_miss_ttc_s``: a TTC under this is a
+    near miss; ``hard_brake_mps2``: braking harder than this is a hard brake. An event of one
+    kind repeats on a car only after ``cooldown_s``. ``sample_normal``: share of the
+    ``sample_slot_s`` slots of driving uploaded without any event.
+    """
+
+    window_before_s: float = 5.0
+    window_after_s: float = 2.0
+    sample_normal: float = 0.1
+    sample_slot_s: float = 10.0
+    near_miss_ttc_s: float = 2.5
+    hard_brake_mps2: float = 4.0
+    shadow_accel_mps2: float = 2.0
+    lane_preview_s: float = 1.5
+    persist_s: float = 0.3
+    cooldown_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        positive = {"sample_slot_s", "near_miss_ttc_s", "hard_brake_mps2", "shadow_accel_mps2", "lane_preview_s"}
+        _check_numbers(self, {f.name: (0.0, f.name not in positive) for f in fields(self)})
+        if self.sample_normal > 1.0:
+            raise DojoConfigError(f"TriggerConfig.sample_normal={self.sample_normal!r} must be a share in [0, 1].")
+
+
+@dataclass(frozen=True)
+class DriveConfig:
+    """One fleet drive: N cars for M simulated minutes in a mode, each car's drives as MCAP logs.
+
+    ``policy``: the on-board network: ``naive``, ``expert`` or a checkpoint path (ignored in
+    ``manual`` mode). ``families``: scenario families the cars are sent into, round robin.
+    ``seed``: first scenario seed; car c's k-th drive uses ``seed + k * cars + c`` (wrapping
+    inside the seed range).
+    ``drive_s``: length of one drive (one log file) [s]; a collision ends a drive early.
+    ``logging``: ``full`` logs every frame, ``triggers`` only the uploaded windows (telemetry,
+    pose and events are always logged: they are small). ``heldout``: draw seeds from the
+    held-out range (evaluation); the default is the training range.
+    """
+
+    cars: int = 8
+    minutes: float = 2.0
+    mode: str = "shadow"
+    policy: str = "naive"
+    families: tuple[str, ...] = FAMILIES
+    seed: int = 0
+    out: str = "drives"
+    drive_s: float = 40.0
+    logging: str = "full"
+    heldout: bool = False
+    keyframe_interval_s: float = 1.0
+    camera_width: int = 96
+    camera_height: int = 48
+    rgb: bool = False
+    label_every: int = 1
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    triggers: TriggerConfig = field(default_factory=TriggerConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("cars", "seed", "camera_width", "camera_height", "label_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DojoConfigError(f"{name}={value!r} must be a whole number.")
+        if self.cars < 1:
+            raise DojoConfigError(f"cars={self.cars!r} must be at least 1.")
+        if self.label_every < 1:
+            raise DojoConfigError(f"label_every={self.label_every!r} must be at least 1.")
+        _number("DriveConfig", "minutes", self.minutes, 0.0, False)
+        _number("DriveConfig", "drive_s", self.drive_s, 0.0, False)
+        if self.mode not in MODES:
+            raise DojoConfigError(f"mode={self.mode!r} must be one of {', '.join(MODES)}.")
+        if self.logging not in LOGGING:
+            raise DojoConfigError(f"logging={self.logging!r} must be one of {', '.join(LOGGING)}.")
+        if not isinstance(self.policy, str) or not self.policy:
+            raise DojoConfigError(f"policy={self.policy!r} must be 'naive', 'expert' or a checkpoint path.")
+        if not self.families:
+            raise DojoConfigError("families is empty; name at least one scenario family.")
+        for fam in self.families:
+            if fam not in FAMILIES:
+                raise DojoConfigError(f"Unknown scenario family {fam!r}; choose from: {', '.join(FAMILIES)}.")
+        seeds = self.seed_range
+        if self.seed not in seeds:
+            which = "held-out" if self.heldout else "training"
+            raise DojoConfigError(f"seed={self.seed!r} is outside the {which} seed range [{seeds.start}, {seeds.stop}).")
+
+    @property
+    def seed_range(self) -> range:
+        return HELDOUT_SEEDS if self.heldout else TRAIN_SEEDS
+
+    def drive_seed(self, car: int, drive: int) -> int:
+        """Scenario seed of car ``car``'s ``drive``-th drive; wraps inside the seed range."""
+        seeds = self.seed_range
+        return seeds.start + (self.seed - seeds.start + drive * self.cars + car) % len(seeds)
+
+    def drive_family(self, car: int, drive: int) -> str:
+        return self.families[(car + drive * self.cars) % len(self.families)]
+
+    @property
+    def steps(self) -> int:
+        """Decision steps of the whole drive (0.1 s each)."""
+        return max(1, round(self.minutes * 600))
+
+    def as_metadata(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["families"] = list(self.families)
+        return out

@@ -1,0 +1,399 @@
+"""A fleet drive: N cars, each the ego of one world of a batch, for M simulated minutes.
+
+Every 0.1 s decision step, for all cars at once: render the cameras, issue route commands, run
+the on-board network (one batched call), let the human, the network or the safety driver
+drive, step the world, then detect events (interventions, shadow disagreements, near misses,
+hard brakes, collisions) and log what the car uploads. A drive ends after ``drive_s`` or at a
+collision; the car then starts its next drive (a new scenario, a new log file).
+
+>>> summary = drive(DriveConfig(cars=4, minutes=1, mode="autonomous", policy="naive", out="drives"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dojo.errors import DojoConfigError
+from dojo.fleet.config import DriveConfig
+from dojo.fleet.policy import Controls, Policy, make_policy
+from dojo.fleet.recorder import CarRecorder
+from dojo.fleet.route import RoutePlan
+from dojo.fleet.safety import Intervention, SafetyDriver, lane_of, lateral_preview
+from dojo.world import rng as crng
+from dojo.world.camera import CameraRig, ego_pose, render
+from dojo.world.occupancy import OccupancySpec, occupancy
+from dojo.world.world import DECISION_STEPS, DT_S, World
+
+METRES_PER_MILE = 1609.344
+LOG_NAME = "car{car:03d}-drive{drive:04d}-{family}-{seed}.mcap"
+MANUAL, SHADOW, AUTONOMOUS = 0, 1, 2
+_SAMPLE_STREAM = 103
+
+
+@dataclass
+class DriveSummary:
+    """What a fleet drive did; ``as_dict`` is the ``dojo drive --json`` output."""
+
+    cars: int
+    mode: str
+    policy: str
+    minutes: float = 0.0  # simulated, per car
+    decisions: int = 0  # car-steps (one on-board decision each)
+    miles: float = 0.0
+    critical_interventions: int = 0
+    noncritical_interventions: int = 0
+    shadow_disagreements: int = 0
+    near_misses: int = 0
+    hard_brakes: int = 0
+    collisions: int = 0
+    drives: int = 0
+    frames_logged: int = 0  # camera frames (all cameras of one step count once)
+    files: list[str] = field(default_factory=list)
+    bytes: int = 0
+    wall_s: float = 0.0
+    interrupted: bool = False
+    reasons: dict[str, int] = field(default_factory=dict)  # intervention reasons
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def car_modes(config: DriveConfig) -> np.ndarray:
+    """(N,) mode of each car; ``mixed`` alternates shadow and autonomous cars."""
+    if config.mode == "mixed":
+        return np.where(np.arange(config.cars) % 2 == 0, SHADOW, AUTONOMOUS)
+    return np.full(config.cars, {"manual": MANUAL, "shadow": SHADOW, "autonomous": AUTONOMOUS}[config.mode])
+
+
+class Fleet:
+    """The cars of one drive (see the module docstring); :meth:`run` drives them."""
+
+    def __init__(
+        self,
+        config: DriveConfig,
+        policy: Policy | None = None,
+        on_step: Callable[[DriveSummary], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.rig = CameraRig.default(rgb=config.rgb, width=config.camera_width, height=config.camera_height)
+        self.modes = car_modes(config)
+        needs_net = (self.modes != MANUAL).any()
+        self.policy = policy if policy is not None or not needs_net else make_policy(config.policy, self.rig)
+        self.out = _output_folder(config.out)
+        self.on_step = on_step
+        n = config.cars
+        self.drive_no = np.zeros(n, dtype=np.int64)
+        fams = [config.drive_family(c, 0) for c in range(n)]
+        self.world = World(fams, [config.drive_seed(c, 0) for c in range(n)], ttc_critical_s=config.safety.ttc_critical_s,
+                           max_vehicles=_max_slots(config))
+        self.route = RoutePlan(self.world)
+        self.safety = SafetyDriver(n, config.safety)
+        self.safety.watching = self.modes == AUTONOMOUS
+        self.spec = OccupancySpec()
+        k = max(self.policy.frames if self.policy is not None else 0, 1)
+        self.history = np.zeros((n, len(self.rig.cameras), k, *self.rig.image_shape[1:]), dtype=np.uint8)
+        self.recorders: list[CarRecorder | None] = [None] * n
+        # event state: previous condition (rising edges) and last event time per kind [s]
+        self._kinds = ("near_miss", "hard_brake", "shadow_disagreement")
+        self._prev = {k: np.zeros(n, dtype=bool) for k in self._kinds}
+        self._last = {k: np.full(n, -np.inf) for k in self._kinds}
+        self._disagree_s = np.zeros(n)
+        mode_name = config.mode
+        self.summary = DriveSummary(cars=n, mode=mode_name, policy=config.policy if needs_net else "none")
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> DriveSummary:
+        """Drive for ``config.minutes``; Ctrl-C stops early and still closes every log cleanly."""
+        start = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            for c in range(self.config.cars):
+                self._open(c)
+            for _ in range(self.config.steps):
+                self._step()
+                if self.on_step is not None:
+                    self.on_step(self.summary)
+        except KeyboardInterrupt as e:
+            self.summary.interrupted = True
+            error = e
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            self._close_all(error)
+            self.summary.wall_s = time.perf_counter() - start
+        return self.summary
+
+    def _step(self) -> None:
+        cfg, world, s = self.config, self.world, self.summary
+        n = cfg.cars
+        t = world.time_s.copy()  # drive time of the state now [s]
+        images = render(world.roads, world.vehicles, self.rig, threads=1)
+        label = (world.step_count % cfg.label_every) == 0
+        grids = occupancy(world.roads, world.vehicles, self.spec) if label.any() else None
+        self.history = np.roll(self.history, -1, axis=2)
+        self.history[:, :, -1] = images
+        fresh = world.step_count == 0
+        self.history[fresh] = images[fresh][:, :, None]  # a new drive has no past: repeat its first frame
+        self.route.update(world)
+        for c in range(n):
+            rec = self.recorders[c]
+            assert rec is not None
+            rec.record_frame(float(t[c]), images[c], grids[c] if grids is not None and label[c] else None, self.spec)
+
+        human = self.modes != AUTONOMOUS
+        proposed, expert_target = self._propose(human)
+        events: list[tuple[int, dict[str, Any]]] = []
+        if proposed is not None:
+            accel, steer = proposed
+            for iv in self.safety.assess(world, accel, steer, self.route.direction(world), expert_target):
+                events.append((iv.car, _intervention_event(iv)))
+                self._count_intervention(iv)
+            by_safety = self.safety.controls_by_safety_driver()
+            if by_safety.any():
+                a_e, st_e = self._expert_controls(keep=~by_safety)
+                accel = np.where(by_safety, a_e, accel)
+                steer = np.where(by_safety, st_e, steer)
+            pre = (world.vehicles.d[:, 0].copy(), world.perception.index.lane[:, 0].copy())
+            result = world.step(accel, steer, human=human)
+        else:
+            pre = (world.vehicles.d[:, 0].copy(), world.perception.index.lane[:, 0].copy())
+            result = world.step(None, None)
+        s.decisions += n
+        s.miles += float(world.vehicles.v[:, 0].sum()) * DT_S / METRES_PER_MILE
+        events += self._shadow_events(proposed, pre)
+        events += self._world_events(result.ego_ttc_s)
+        for c in np.nonzero(result.ego_collision)[0].tolist():
+            if self.modes[c] == AUTONOMOUS and not (self.safety.intervening[c] and self.safety.critical[c]):
+                iv = Intervention(int(c), True, "collision")  # the safety driver never saw it coming
+                events.append((int(c), _intervention_event(iv)))
+                self._count_intervention(iv)
+            events.append((int(c), {"kind": "collision", "critical": True, "reason": "ego_collision"}))
+            s.collisions += 1
+        for c in np.nonzero(self.safety.hand_back(world))[0].tolist():
+            events.append((int(c), {"kind": "intervention_end", "critical": False, "reason": "handed_back"}))
+        t_now = world.time_s
+        self._log_step(t_now, events)
+        self._sample_normal(t_now)
+        ended = result.ego_collision | (t_now >= cfg.drive_s - 1e-9)
+        if ended.any():
+            self._next_drives(np.nonzero(ended)[0])
+        s.minutes += DT_S / 60.0
+
+    # ----------------------------------------------------------- controls
+    def _propose(self, human: np.ndarray) -> tuple[Controls | None, np.ndarray | None]:
+        """The network's controls for every car (None in an all-manual fleet), and the expert's lane choice."""
+        if self.policy is None:
+            return None, None
+        world = self.world
+        veh = world.vehicles
+        saved = veh.target_lane[:, 0].copy(), veh.v0[:, 0].copy()
+        images = self.history if self.policy.frames > 0 else None
+        accel, steer = self.policy.act(world, images)
+        # a shadow prediction must not steer the human's car: undo what a baseline set
+        veh.target_lane[human, 0], veh.v0[human, 0] = saved[0][human], saved[1][human]
+        expert_target = None
+        if self.safety.watching.any() and (world.step_count % DECISION_STEPS == 0).any():
+            before = veh.target_lane[:, 0].copy()
+            world.expert_action()
+            expert_target = veh.target_lane[:, 0].copy()
+            veh.target_lane[:, 0] = before
+        return (np.asarray(accel, dtype=np.float64), np.asarray(steer, dtype=np.float64)), expert_target
+
+    def _expert_controls(self, keep: np.ndarray) -> Controls:
+        veh = self.world.vehicles
+        saved = veh.target_lane[:, 0].copy()
+        accel, steer = self.world.expert_action()
+        veh.target_lane[keep, 0] = saved[keep]
+        return accel, steer
+
+    # ------------------------------------------------------------- events
+    def _shadow_events(self, proposed: Controls | None, pre: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, dict[str, Any]]]:
+        shadow = self.modes == SHADOW
+        if proposed is None or not shadow.any():
+            return []
+        tc, world = self.config.triggers, self.world
+        veh = world.vehicles
+        accel, steer = proposed
+        human_accel, human_steer = veh.accel[:, 0], veh.steer[:, 0]
+        d_now = veh.d[:, 0]
+        # both previews from the state before the step: the lane each action heads for
+        lane_net = lane_of(world, pre[0] + (lateral_preview(world, steer, tc.lane_preview_s) - d_now))
+        lane_human = lane_of(world, pre[0] + (lateral_preview(world, human_steer, tc.lane_preview_s) - d_now))
+        accel_gap = np.abs(accel - human_accel)
+        differ = shadow & ((accel_gap > tc.shadow_accel_mps2) | (lane_net != lane_human))
+        self._disagree_s = np.where(differ, self._disagree_s + DT_S, 0.0)
+        lasting = self._disagree_s >= max(tc.persist_s, DT_S) - 1e-9
+        out = []
+        for c in self._fire("shadow_disagreement", lasting):
+            reason = "lane_decision" if lane_net[c] != lane_human[c] else "acceleration"
+            out.append((c, {"kind": "shadow_disagreement", "critical": False, "reason": reason,
+                            "net_accel_mps2": float(accel[c]), "human_accel_mps2": float(human_accel[c]),
+                            "net_lane": int(lane_net[c]), "human_lane": int(lane_human[c])}))
+        self.summary.shadow_disagreements += len(out)
+        return out
+
+    def _world_events(self, ttc: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
+        tc, veh = self.config.triggers, self.world.vehicles
+        out = []
+        for c in self._fire("near_miss", ttc < tc.near_miss_ttc_s):
+            out.append((c, {"kind": "near_miss", "critical": False, "reason": "ttc_under_threshold", "ttc_s": float(ttc[c])}))
+        for c in self._fire("hard_brake", veh.accel[:, 0] < -tc.hard_brake_mps2):
+            out.append((c, {"kind": "hard_brake", "critical": False, "reason": "deceleration", "accel_mps2": float(veh.accel[c, 0])}))
+        self.summary.near_misses += sum(e[1]["kind"] == "near_miss" for e in out)
+        self.summary.hard_brakes += sum(e[1]["kind"] == "hard_brake" for e in out)
+        return out
+
+    def _fire(self, kind: str, condition: np.ndarray) -> list[int]:
+        """Cars where ``condition`` just became true, at most once per cooldown."""
+        t = self.world.time_s
+        rising = condition & ~self._prev[kind]
+        self._prev[kind] = condition.copy()
+        due = rising & (t - self._last[kind] >= self.config.triggers.cooldown_s)
+        self._last[kind] = np.where(due, t, self._last[kind])
+        return [int(c) for c in np.nonzero(due)[0]]
+
+    def _count_intervention(self, iv: Intervention) -> None:
+        s = self.summary
+        key = ("critical:" if iv.critical else "noncritical:") + iv.reason
+        s.reasons[key] = s.reasons.get(key, 0) + 1
+        if iv.critical:
+            s.critical_interventions += 1
+            if iv.upgrade:
+                s.noncritical_interventions -= 1  # counted once, as the critical one it became
+        else:
+            s.noncritical_interventions += 1
+
+    # ------------------------------------------------------------ logging
+    def _log_step(self, t: np.ndarray, events: list[tuple[int, dict[str, Any]]]) -> None:
+        world, veh = self.world, self.world.vehicles
+        x, y, yaw = ego_pose(world.roads, veh, np.arange(world.num_worlds))
+        lane = world.perception.index.lane[:, 0]
+        ttc = world.perception.ttc_s[:, 0]
+        driver = np.where(self.modes == AUTONOMOUS, np.where(self.safety.driving, "safety_driver", "network"), "human")
+        after = self.config.triggers.window_after_s
+        for c, event in events:
+            rec = self.recorders[c]
+            assert rec is not None
+            rec.writer.write_event(float(t[c]), event)
+            rec.open_window(float(t[c]), after)
+        for c in range(world.num_worlds):
+            rec = self.recorders[c]
+            assert rec is not None
+            tc = float(t[c])
+            rec.writer.write_pose(tc, float(x[c]), float(y[c]), 0.0, float(yaw[c]))
+            rec.writer.write_telemetry(tc, {
+                "speed_mps": float(veh.v[c, 0]), "accel_mps2": float(veh.accel[c, 0]), "steer_rad": float(veh.steer[c, 0]),
+                "lane": int(lane[c]), "ttc_s": float(ttc[c]), "command": int(world.command[c]), "driver": str(driver[c]),
+            })
+
+    def _sample_normal(self, t: np.ndarray) -> None:
+        tc = self.config.triggers
+        slot = np.floor(t / tc.sample_slot_s + 1e-9)
+        starts = np.abs(t - slot * tc.sample_slot_s) < 0.5 * DT_S
+        if not starts.any() or tc.sample_normal <= 0 or self.config.logging == "full":
+            return
+        u = crng.uniform(self.world.seeds, slot.astype(np.int64), _SAMPLE_STREAM, 1)[:, 0]
+        for c in np.nonzero(starts & (u < tc.sample_normal))[0]:
+            rec = self.recorders[c]
+            assert rec is not None
+            rec.upload_until_s = max(rec.upload_until_s, float(t[c]) + tc.sample_slot_s)
+
+    def _open(self, car: int) -> None:
+        cfg, world = self.config, self.world
+        k = int(self.drive_no[car])
+        family, seed = str(world.families[car]), int(world.seeds[car])
+        path = self.out / LOG_NAME.format(car=car, drive=k, family=family, seed=seed)
+        metadata = {
+            "car_id": f"car-{car:03d}", "drive": k, "family": family, "seed": seed,
+            "mode": ["manual", "shadow", "autonomous"][int(self.modes[car])],
+            "policy": self.summary.policy, "logging": cfg.logging,
+            "config": json.dumps(cfg.as_metadata(), default=str),
+        }
+        cam = self.rig.cameras[0]
+        options = {"cameras": self.rig.names, "width": cam.width_px, "height": cam.height_px, "rgb": self.rig.rgb,
+                   "fps": 1.0 / DT_S, "keyframe_interval_s": cfg.keyframe_interval_s}
+        self.recorders[car] = CarRecorder(
+            path, options, metadata, cfg.triggers, cfg.logging == "full", self.rig.image_shape,
+            (self.spec.rows, self.spec.cols), cfg.label_every, 1.0 / DT_S,
+        )
+
+    def _finish(self, car: int, error: BaseException | None = None) -> None:
+        rec = self.recorders[car]
+        if rec is None:
+            return
+        self.recorders[car] = None
+        try:
+            rec.close(error)
+        finally:
+            self.summary.frames_logged += rec.frames_written
+            if rec.path.exists():
+                self.summary.files.append(str(rec.path))
+                self.summary.bytes += rec.path.stat().st_size
+                self.summary.drives += 1
+
+    def _next_drives(self, cars: np.ndarray) -> None:
+        for c in cars:
+            self._finish(int(c))
+        self.drive_no[cars] += 1
+        cfg = self.config
+        seeds = [cfg.drive_seed(int(c), int(self.drive_no[c])) for c in cars]
+        fams = [cfg.drive_family(int(c), int(self.drive_no[c])) for c in cars]
+        self.world.reset(cars, seeds, fams)
+        self.route.restart(self.world, cars)
+        self.safety.restart(cars)
+        for kind in self._kinds:
+            self._prev[kind][cars] = False
+            self._last[kind][cars] = -np.inf
+        self._disagree_s[cars] = 0.0
+        for c in cars:
+            self._open(int(c))
+
+    def _close_all(self, error: BaseException | None) -> None:
+        first: BaseException | None = None
+        for c in range(self.config.cars):
+            try:
+                self._finish(c, error)
+            except BaseException as e:  # keep closing the others; report the first failure
+                first = first or e
+        if first is not None and error is None:
+            raise first
+
+
+def _intervention_event(iv: Intervention) -> dict[str, Any]:
+    return {"kind": "intervention_start", "critical": iv.critical, "reason": iv.reason}
+
+
+def _max_slots(config: DriveConfig) -> int:
+    from dojo.world.scenarios import slots_needed
+
+    return max(slots_needed(f) for f in config.families)
+
+
+def _output_folder(out: str) -> Path:
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DojoConfigError(f"Output folder {out} cannot be created ({e.strerror}).") from e
+    if not path.is_dir():
+        raise DojoConfigError(f"Output folder {out} is not a folder.")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DojoConfigError(f"Output folder {out} is not writable.")
+    clash = sorted(path.glob("car*-drive*.mcap"))
+    if clash:
+        raise DojoConfigError(f"Output folder {out} already holds drive logs ({clash[0].name}, ...); choose another --out.")
+    return path
+
+
+def drive(config: DriveConfig, policy: Policy | None = None, on_step: Callable[[DriveSummary], None] | None = None) -> DriveSummary:
+    """Run one fleet drive (see :class:`Fleet`) and return its summary."""
+    return Fleet(config, policy, on_step).run()

@@ -1,0 +1,103 @@
+"""The on-board network slot: a trained checkpoint, or one of the built-in baselines.
+
+A policy maps the fleet's state to the ego's (acceleration [m/s^2], steering [rad]) for every
+car at once: one call per decision step for the whole fleet, so a network runs one batched
+forward pass (on the GPU when there is one).
+
+- ``naive``: constant speed, keep the lane (reads the world directly).
+- ``expert``: the human-driver model with perfect perception (reads the world directly).
+- a checkpoint path: a :class:`dojo.nets.DrivingPolicy` that sees only what the car sees: the
+  last k frames of its cameras, its speed and the route command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from dojo.errors import DojoConfigError
+from dojo.fleet.config import BASELINES
+from dojo.world.camera import CameraRig
+from dojo.world.world import World
+
+Controls = tuple[np.ndarray, np.ndarray]  # (accel [m/s^2], steer [rad]), each (N,)
+
+
+class Policy(Protocol):
+    name: str
+    frames: int  # camera frames of history it reads; 0: it reads the world's state instead
+
+    def act(self, world: World, images: np.ndarray | None) -> Controls:
+        """Controls of every car; ``images`` is uint8 (N, cams, k, H, W[, 3]) when ``frames`` > 0."""
+        ...
+
+
+class Baseline:
+    """A built-in driver that reads the world's ground truth."""
+
+    frames = 0
+
+    def __init__(self, name: str, act: Callable[[World], Controls]) -> None:
+        self.name, self._act = name, act
+
+    def act(self, world: World, images: np.ndarray | None) -> Controls:
+        return self._act(world)
+
+
+class NetworkPolicy:
+    """A trained :class:`dojo.nets.DrivingPolicy`, batched over the fleet."""
+
+    def __init__(self, path: Path, rig: CameraRig, device: str | None = None) -> None:
+        import torch
+
+        from dojo.nets.checkpoint import load_policy
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model: Any = load_policy(path, device=self.device)
+        cfg = self.model.config
+        cam = rig.cameras[0]
+        want = (len(rig.cameras), cam.height_px, cam.width_px, rig.rgb)
+        have = (cfg.cameras, cfg.height, cfg.width, cfg.rgb)
+        if want != have:
+            raise DojoConfigError(
+                f"Checkpoint {path} is incompatible with this fleet: it reads {_rig_words(*have)}, "
+                f"the cars carry {_rig_words(*want)}."
+            )
+        self.name, self.frames = str(path), int(cfg.frames)
+        self._torch = torch
+
+    def act(self, world: World, images: np.ndarray | None) -> Controls:
+        if images is None:
+            raise DojoConfigError("A network policy needs camera images.")
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(images).to(self.device, non_blocking=True)
+            speed = torch.from_numpy(world.vehicles.v[:, 0].astype(np.float32)).to(self.device)
+            command = torch.from_numpy(world.command).to(self.device)
+            out = self.model(x, speed, command).float().cpu().numpy()  # (N, 2)
+        return out[:, 0].astype(np.float64), out[:, 1].astype(np.float64)
+
+
+def _rig_words(cams: int, height: int, width: int, rgb: bool) -> str:
+    return f"{cams} cameras of {width}x{height} {'RGB' if rgb else 'grey'}"
+
+
+def make_policy(spec: str, rig: CameraRig, device: str | None = None) -> Policy:
+    """``naive``, ``expert`` or the path of a policy checkpoint."""
+    if spec == "naive":
+        return Baseline("naive", World.naive_action)
+    if spec == "expert":
+        return Baseline("expert", World.expert_action)
+    path = Path(spec)
+    looks_like_path = path.suffix != "" or len(path.parts) > 1 or path.exists()
+    if not looks_like_path:
+        raise DojoConfigError(
+            f"Unknown policy {spec!r}: give a baseline ({', '.join(BASELINES)}) or the path of a checkpoint file."
+        )
+    if not path.is_file():
+        what = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
+        raise DojoConfigError(f"Checkpoint {spec} {what}.")
+    return NetworkPolicy(path, rig, device)
