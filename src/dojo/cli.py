@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--seed", type=int, default=0, help="first scenario seed")
     dr.add_argument("--out", required=True, help="folder for the drive logs (created if missing)")
     dr.add_argument("--drive-seconds", type=float, default=40.0, help="length of one drive (one log) [s]")
-    dr.add_argument("--logging", default="full", help="full (every frame) | triggers (only windows around events)")
+    dr.add_argument("--logging", default="full", help="full (every frame) | triggers (only windows around events) | none (no logs)")
     dr.add_argument("--heldout", action="store_true", help="use held-out seeds (evaluation), not training seeds")
     dr.add_argument("--json", action="store_true", help="print the summary as JSON")
     dr.set_defaults(func=_drive)

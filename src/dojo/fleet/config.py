@@ -14,7 +14,7 @@ from dojo.errors import DojoConfigError
 from dojo.world.scenarios import FAMILIES, HELDOUT_SEEDS, TRAIN_SEEDS
 
 MODES = ("manual", "shadow", "autonomous", "mixed")
-LOGGING = ("full", "triggers")
+LOGGING = ("full", "triggers", "none")
 BASELINES = ("naive", "expert")
 
 
@@ -103,7 +103,7 @@ class DriveConfig:
     inside the seed range).
     ``drive_s``: length of one drive (one log file) [s]; a collision ends a drive early.
     ``logging``: ``full`` logs every frame, ``triggers`` only the uploaded windows (telemetry,
-    pose and events are always logged: they are small). ``heldout``: draw seeds from the
+    pose and events are always logged: they are small), ``none`` writes nothing (evaluation). ``heldout``: draw seeds from the
     held-out range (evaluation); the default is the training range.
     """
 

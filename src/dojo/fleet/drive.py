@@ -59,6 +59,8 @@ class DriveSummary:
     files: list[str] = field(default_factory=list)
     bytes: int = 0
     wall_s: float = 0.0
+    sensors_s: float = 0.0  # wall time rendering cameras and occupancy labels [s]
+    logging_s: float = 0.0  # wall time writing logs: encoding, MCAP records, opening, closing [s]
     interrupted: bool = False
     reasons: dict[str, int] = field(default_factory=dict)  # intervention reasons
 
@@ -87,7 +89,8 @@ class Fleet:
         self.modes = car_modes(config)
         needs_net = (self.modes != MANUAL).any()
         self.policy = policy if policy is not None or not needs_net else make_policy(config.policy, self.rig)
-        self.out = _output_folder(config.out)
+        self.logging = config.logging != "none"
+        self.out = _output_folder(config.out) if self.logging else Path(config.out)
         self.on_step = on_step
         n = config.cars
         self.drive_no = np.zeros(n, dtype=np.int64)
@@ -117,6 +120,7 @@ class Fleet:
         try:
             for c in range(self.config.cars):
                 self._open(c)
+            self.summary.logging_s = time.perf_counter() - start
             for _ in range(self.config.steps):
                 self._step()
                 if self.on_step is not None:
@@ -128,7 +132,9 @@ class Fleet:
             error = e
             raise
         finally:
+            tick = time.perf_counter()
             self._close_all(error)
+            self.summary.logging_s += time.perf_counter() - tick
             self.summary.wall_s = time.perf_counter() - start
         return self.summary
 
@@ -136,18 +142,27 @@ class Fleet:
         cfg, world, s = self.config, self.world, self.summary
         n = cfg.cars
         t = world.time_s.copy()  # drive time of the state now [s]
-        images = render(world.roads, world.vehicles, self.rig, threads=1)
-        label = (world.step_count % cfg.label_every) == 0
-        grids = occupancy(world.roads, world.vehicles, self.spec) if label.any() else None
-        self.history = np.roll(self.history, -1, axis=2)
-        self.history[:, :, -1] = images
-        fresh = world.step_count == 0
-        self.history[fresh] = images[fresh][:, :, None]  # a new drive has no past: repeat its first frame
+        needs_images = self.logging or (self.policy is not None and self.policy.frames > 0)
+        tick = time.perf_counter()
+        if needs_images:
+            images = render(world.roads, world.vehicles, self.rig, threads=1)
+            self.history = np.roll(self.history, -1, axis=2)
+            self.history[:, :, -1] = images
+            fresh = world.step_count == 0
+            self.history[fresh] = images[fresh][:, :, None]  # a new drive has no past: repeat its first frame
         self.route.update(world)
-        for c in range(n):
-            rec = self.recorders[c]
-            assert rec is not None
-            rec.record_frame(float(t[c]), images[c], grids[c] if grids is not None and label[c] else None, self.spec)
+        if self.logging:
+            label = (world.step_count % cfg.label_every) == 0
+            grids = occupancy(world.roads, world.vehicles, self.spec) if label.any() else None
+            tock = time.perf_counter()
+            s.sensors_s += tock - tick
+            for c in range(n):
+                rec = self.recorders[c]
+                assert rec is not None
+                rec.record_frame(float(t[c]), images[c], grids[c] if grids is not None and label[c] else None, self.spec)
+            s.logging_s += time.perf_counter() - tock
+        else:
+            s.sensors_s += time.perf_counter() - tick
 
         human = self.modes != AUTONOMOUS
         proposed, expert_target = self._propose(human)
@@ -181,11 +196,13 @@ class Fleet:
         for c in np.nonzero(self.safety.hand_back(world))[0].tolist():
             events.append((int(c), {"kind": "intervention_end", "critical": False, "reason": "handed_back"}))
         t_now = world.time_s
+        tick = time.perf_counter()
         self._log_step(t_now, events)
         self._sample_normal(t_now)
         ended = result.ego_collision | (t_now >= cfg.drive_s - 1e-9)
         if ended.any():
-            self._next_drives(np.nonzero(ended)[0])
+            self._next_drives(np.nonzero(ended)[0])  # mostly closing and opening logs
+        s.logging_s += time.perf_counter() - tick
         s.minutes += DT_S / 60.0
 
     # ----------------------------------------------------------- controls
@@ -274,6 +291,8 @@ class Fleet:
 
     # ------------------------------------------------------------ logging
     def _log_step(self, t: np.ndarray, events: list[tuple[int, dict[str, Any]]]) -> None:
+        if not self.logging:
+            return
         world, veh = self.world, self.world.vehicles
         x, y, yaw = ego_pose(world.roads, veh, np.arange(world.num_worlds))
         lane = world.perception.index.lane[:, 0]
@@ -299,7 +318,7 @@ class Fleet:
         tc = self.config.triggers
         slot = np.floor(t / tc.sample_slot_s + 1e-9)
         starts = np.abs(t - slot * tc.sample_slot_s) < 0.5 * DT_S
-        if not starts.any() or tc.sample_normal <= 0 or self.config.logging == "full":
+        if not starts.any() or tc.sample_normal <= 0 or self.config.logging != "triggers":
             return
         u = crng.uniform(self.world.seeds, slot.astype(np.int64), _SAMPLE_STREAM, 1)[:, 0]
         for c in np.nonzero(starts & (u < tc.sample_normal))[0]:
@@ -308,6 +327,8 @@ class Fleet:
             rec.upload_until_s = max(rec.upload_until_s, float(t[c]) + tc.sample_slot_s)
 
     def _open(self, car: int) -> None:
+        if not self.logging:
+            return
         cfg, world = self.config, self.world
         k = int(self.drive_no[car])
         family, seed = str(world.families[car]), int(world.seeds[car])

@@ -1,0 +1,292 @@
+"""`dojo bench drive`: fleet speed with full logging, beside PyAV encoding the same frames alone.
+
+One call of :func:`bench_drive` measures, in the same process and run:
+
+1. **Logged drive**: ``cars`` cars drive ``seconds`` simulated seconds each in ``mode`` with
+   ``logging="full"`` into a temporary folder (removed afterwards). Every step's camera images
+   are copied out in ``Fleet.on_step`` (not timed by the fleet's ``sensors_s``/``logging_s``,
+   but inside its ``wall_s``: one small copy per step).
+2. **Encode alone**: exactly those images, encoded with PyAV/libx264 and nothing else: one
+   encoder per (car, camera) stream, a fresh one for each new drive of a car (as the writer
+   opens a new log and new encoders then), the same settings as
+   :class:`~dojo.fleet.drivelog.DriveLogWriter` (ultrafast, zerolatency, CRF
+   :data:`~dojo.fleet.drivelog.DEFAULT_CRF`, an IDR every ``keyframe_interval_s`` at 10 fps,
+   one thread). It reuses the writer's own private ``_H264Encoder`` so both sides run the very
+   same encoder code; packets are thrown away (only their sizes are summed). The time includes
+   opening the encoders and flushing them, as the writer's does.
+3. **No logging**: the same fleet with ``logging="none"``: no files and, in modes whose
+   network does not look at images, no rendering either: the pure simulation rate.
+
+The headline is ``ratio_logging_to_encode`` = the fleet's ``logging_s`` (everything it spends
+writing logs: encoding, base64 and JSON, MCAP records and zstd, occupancy labels, telemetry,
+opening and closing files) / ``encode_alone_s``. The target is at most :data:`TARGET_RATIO`.
+A short warm-up (one logged step of one car, one encoded frame) runs first and is not counted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from dojo.errors import DojoConfigError
+from dojo.fleet.config import MODES, DriveConfig
+from dojo.fleet.drive import Fleet
+
+# The writer's encoder itself, private on purpose: the benchmark must time the same code path
+# the drive logs use, with the same settings, and nothing else.
+from dojo.fleet.drivelog import DEFAULT_CRF, _H264Encoder
+from dojo.world.world import DT_S
+
+TARGET_RATIO = 1.5  # logging may cost at most this many times the H.264 encode alone
+PRESET = "ultrafast"  # DriveLogWriter's default, which the fleet uses
+MAX_CAPTURE_BYTES = 4 << 30  # the captured frames are held in memory for the encode-alone pass
+
+
+def _check(cars: object, seconds: object, mode: object) -> tuple[int, float, str]:
+    if isinstance(cars, bool) or not isinstance(cars, int) or cars < 1:
+        raise DojoConfigError(f"cars={cars!r} must be a whole number of cars, at least 1.")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
+        raise DojoConfigError(
+            f"seconds={seconds!r} must be a finite number of simulated seconds per car, > 0."
+        )
+    if mode not in MODES:
+        raise DojoConfigError(f"mode={mode!r} must be one of {', '.join(MODES)}.")
+    return cars, float(seconds), str(mode)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _x264_version(width: int, height: int) -> str:
+    """'x264 core N' as x264 writes it into the SEI of its first keyframe."""
+    encoder = _H264Encoder(width, height, 10.0, 10, DEFAULT_CRF, PRESET, False)
+    packets = encoder.encode(np.zeros((height, width), np.uint8), 0) + encoder.flush()
+    found = re.search(rb"x264 - core \d+", b"".join(data for _, data in packets))
+    return found.group(0).decode().replace(" - ", " ") if found else "libx264 (version unknown)"
+
+
+def machine_info(width: int = 96, height: int = 48) -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, Python, PyAV and libx264."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "av": av.__version__,
+        "libx264": _x264_version(width, height),
+        "libavcodec": ".".join(str(v) for v in av.library_versions.get("libavcodec", ())),
+    }
+
+
+def _drive_config(cars: int, seconds: float, mode: str, out: Path, logging: str) -> DriveConfig:
+    return DriveConfig(cars=cars, minutes=seconds / 60.0, mode=mode, out=str(out), logging=logging)
+
+
+def _logged_drive(config: DriveConfig) -> tuple[Any, np.ndarray, np.ndarray, Fleet]:
+    """Drive with full logging; every step's images (steps, cars, *image_shape) and drive numbers."""
+    fleet = Fleet(config)
+    steps, cars = config.steps, config.cars
+    shape = (steps, cars, *fleet.rig.image_shape)
+    size = math.prod(shape)
+    if size > MAX_CAPTURE_BYTES:
+        raise DojoConfigError(
+            f"cars={cars} x seconds={steps * DT_S:g} needs {size / 2**30:.1f} GiB of captured "
+            f"frames (limit {MAX_CAPTURE_BYTES / 2**30:.0f} GiB); use fewer cars or seconds."
+        )
+    images = np.empty(shape, dtype=np.uint8)
+    drives = np.zeros((steps, cars), dtype=np.int64)  # which drive of its car each frame is in
+    current = fleet.drive_no.copy()
+    taken = 0
+
+    def capture(_: object) -> None:
+        nonlocal current, taken
+        images[taken] = fleet.history[:, :, -1]  # copied: the history is rolled in place
+        drives[taken] = current
+        current = fleet.drive_no.copy()  # cars whose drive ended start the next one next step
+        taken += 1
+
+    fleet.on_step = capture
+    summary = fleet.run()
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    if taken != steps or summary.frames_logged != steps * cars:
+        raise RuntimeError(
+            f"the logged drive made {taken} steps and logged {summary.frames_logged} frame steps; "
+            f"expected {steps} and {steps * cars}."
+        )
+    return summary, images, drives, fleet
+
+
+def encode_alone(
+    images: np.ndarray, drives: np.ndarray, fps: float, keyint: int, rgb: bool
+) -> tuple[float, int, int]:
+    """Encode (steps, cars, cams, H, W[, 3]) images as the writer would; (seconds, images, bytes).
+
+    One encoder per (car, camera), replaced when ``drives`` says the car began a new drive.
+    """
+    steps, cars, cams = images.shape[:3]
+    height, width = images.shape[3:5]
+    encoders: list[list[_H264Encoder]] = [[] for _ in range(cars)]
+    drive_of = np.full(cars, -1, dtype=np.int64)
+    index = np.zeros(cars, dtype=np.int64)
+    count = size = 0
+    start = time.perf_counter()
+    for k in range(steps):
+        for c in range(cars):
+            if drives[k, c] != drive_of[c]:
+                for encoder in encoders[c]:
+                    size += sum(len(data) for _, data in encoder.flush())
+                encoders[c] = [
+                    _H264Encoder(width, height, fps, keyint, DEFAULT_CRF, PRESET, rgb)
+                    for _ in range(cams)
+                ]
+                drive_of[c], index[c] = drives[k, c], 0
+            i = int(index[c])
+            for cam, encoder in enumerate(encoders[c]):
+                size += sum(len(data) for _, data in encoder.encode(images[k, c, cam], i))
+            index[c] += 1
+            count += cams
+    for car_encoders in encoders:
+        for encoder in car_encoders:
+            size += sum(len(data) for _, data in encoder.flush())
+    return time.perf_counter() - start, count, size
+
+
+def _warm_up(folder: Path, mode: str) -> None:
+    """One logged step of one car: first-use costs (imports, tables, codec setup) stay out."""
+    Fleet(_drive_config(1, DT_S, mode, folder, "full")).run()
+
+
+def bench_drive(
+    cars: int = 8,
+    seconds: float = 30.0,
+    mode: str = "manual",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run every measurement of `dojo bench drive` (see the module docstring); JSON-able result."""
+    cars, seconds, mode = _check(cars, seconds, mode)
+    say = log or (lambda _: None)
+    with tempfile.TemporaryDirectory(prefix="dojo-bench-drive-") as tmp:
+        root = Path(tmp)
+        say("warm-up: one logged step ...")
+        _warm_up(root / "warmup", mode)
+        config = _drive_config(cars, seconds, mode, root / "drives", "full")
+        sim_s = config.steps * DT_S
+        say(f"logged drive: {cars} cars x {sim_s:g} s simulated, logging full ...")
+        logged, images, drives, fleet = _logged_drive(config)
+        rig = fleet.rig
+        fps = 1.0 / DT_S
+        keyint = max(1, round(config.keyframe_interval_s * fps))
+        say(f"PyAV/libx264 alone: the same {images.shape[0] * cars * len(rig.names):,} images ...")
+        encode_s, encoded, h264_bytes = encode_alone(images, drives, fps, keyint, rig.rgb)
+        del images
+        say(f"no-logging drive: {cars} cars x {sim_s:g} s simulated ...")
+        bare = Fleet(_drive_config(cars, seconds, mode, root / "none", "none")).run()
+        if bare.interrupted:
+            raise KeyboardInterrupt
+    cams = len(rig.names)
+    width, height = rig.cameras[0].width_px, rig.cameras[0].height_px
+    frame_steps = logged.frames_logged
+    camera_images = frame_steps * cams
+    ratio = logged.logging_s / encode_s if encode_s > 0 else math.inf
+    return {
+        "machine": machine_info(width, height),
+        "cars": cars,
+        "mode": mode,
+        "cameras": list(rig.names),
+        "image_size": f"{width}x{height} {'rgb' if rig.rgb else 'grey'}",
+        "steps": config.steps,
+        "sim_seconds_per_car": sim_s,
+        "encoder": f"libx264 preset={PRESET} tune=zerolatency crf={DEFAULT_CRF} "
+        f"keyint={keyint} fps={fps:g} threads=1",
+        "wall_s_logged": logged.wall_s,
+        "fleet_sim_seconds_per_wall_s": cars * sim_s / logged.wall_s,
+        "wall_s_no_logging": bare.wall_s,
+        "fleet_sim_seconds_per_wall_s_no_logging": cars * sim_s / bare.wall_s,
+        "camera_frames_logged": frame_steps,
+        "camera_images_logged": camera_images,
+        "camera_images_per_s_logged": camera_images / logged.wall_s,
+        "sensors_s": logged.sensors_s,
+        "logging_s": logged.logging_s,
+        "images_per_s_logging": camera_images / logged.logging_s
+        if logged.logging_s > 0
+        else math.inf,
+        "encode_alone_s": encode_s,
+        "images_encoded_alone": encoded,
+        "images_per_s_encode_alone": encoded / encode_s if encode_s > 0 else math.inf,
+        "ratio_logging_to_encode": ratio,
+        "target_ratio": TARGET_RATIO,
+        "meets_target": bool(ratio <= TARGET_RATIO),
+        "files_written": len(logged.files),
+        "bytes_written": logged.bytes,
+        "bytes_per_image": logged.bytes / camera_images if camera_images else 0.0,
+        "h264_bytes_encode_alone": h264_bytes,
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The result as a small table, the logging-to-encode ratio on its own line."""
+    m = result["machine"]
+    cams = len(result["cameras"])
+    out = [
+        f"dojo bench drive: {result['cars']} cars x {result['sim_seconds_per_car']:g} s simulated, "
+        f"mode {result['mode']}, {cams} cameras {result['image_size']}, {result['steps']} steps",
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, PyAV {m['av']}, {m['libx264']}",
+        f"encoder: {result['encoder']}",
+        "",
+        f"{'measure':<44}{'value':>14}",
+    ]
+    rows: list[tuple[str, str]] = [
+        ("fleet sim-s / wall-s, logging full", f"{result['fleet_sim_seconds_per_wall_s']:,.1f}"),
+        (
+            "fleet sim-s / wall-s, no logging",
+            f"{result['fleet_sim_seconds_per_wall_s_no_logging']:,.1f}",
+        ),
+        ("camera images logged", f"{result['camera_images_logged']:,}"),
+        ("camera images / wall-s, logged drive", f"{result['camera_images_per_s_logged']:,.0f}"),
+        ("camera images / s, logging alone", f"{result['images_per_s_logging']:,.0f}"),
+        ("camera images / s, PyAV encode alone", f"{result['images_per_s_encode_alone']:,.0f}"),
+        ("wall s, logged drive", f"{result['wall_s_logged']:,.2f}"),
+        ("  of which sensors (cameras, labels) s", f"{result['sensors_s']:,.2f}"),
+        ("  of which logging s", f"{result['logging_s']:,.2f}"),
+        ("PyAV encode alone s", f"{result['encode_alone_s']:,.2f}"),
+        ("wall s, no-logging drive", f"{result['wall_s_no_logging']:,.2f}"),
+        ("bytes per camera image (MCAP, all channels)", f"{result['bytes_per_image']:,.0f}"),
+        (
+            "bytes per camera image (H.264 alone)",
+            f"{result['h264_bytes_encode_alone'] / max(result['images_encoded_alone'], 1):,.0f}",
+        ),
+    ]
+    out += [f"{name:<44}{value:>14}" for name, value in rows]
+    verdict = "met" if result["meets_target"] else "NOT met"
+    out += [
+        "",
+        f"logging / encode alone: {result['ratio_logging_to_encode']:.2f}x "
+        f"(target <= {result['target_ratio']:g}x): {verdict}",
+    ]
+    return "\n".join(out)
+
+
+__all__ = ["TARGET_RATIO", "bench_drive", "encode_alone", "format_table", "machine_info"]
