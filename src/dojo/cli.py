@@ -110,6 +110,14 @@ def format_drive_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _bench_drive(args: argparse.Namespace) -> int:
+    from dojo.fleet.bench import bench_drive, format_table
+
+    result = bench_drive(cars=args.cars, seconds=args.seconds, mode=args.mode, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dojo", description="Fleet video and drive logs in, better driving networks out.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     bw.add_argument("--worlds", type=int, default=1024, help="worlds per batch (per process)")
     bw.add_argument("--json", action="store_true")
     bw.set_defaults(func=_bench_world)
+    bd = bench.add_parser("drive", help="fleet seconds per wall second and camera frames logged per second vs PyAV encoding alone")
+    bd.add_argument("--cars", type=int, default=8)
+    bd.add_argument("--seconds", type=float, default=30.0, help="simulated seconds per car")
+    bd.add_argument("--mode", default="manual", help="manual | shadow | autonomous | mixed")
+    bd.add_argument("--json", action="store_true")
+    bd.set_defaults(func=_bench_drive)
     return parser
 
 

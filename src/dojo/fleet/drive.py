@@ -61,6 +61,7 @@ class DriveSummary:
     wall_s: float = 0.0
     sensors_s: float = 0.0  # wall time rendering cameras and occupancy labels [s]
     logging_s: float = 0.0  # wall time writing logs: encoding, MCAP records, opening, closing [s]
+    video_logging_s: float = 0.0  # the part of it logging camera frames: H.264 and video records [s]
     interrupted: bool = False
     reasons: dict[str, int] = field(default_factory=dict)  # intervention reasons
 
@@ -356,6 +357,7 @@ class Fleet:
             rec.close(error)
         finally:
             self.summary.frames_logged += rec.frames_written
+            self.summary.video_logging_s += rec.video_s
             if rec.path.exists():
                 self.summary.files.append(str(rec.path))
                 self.summary.bytes += rec.path.stat().st_size

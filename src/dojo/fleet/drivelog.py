@@ -298,27 +298,67 @@ def _stamp(ns: int) -> dict[str, int]:
     return {"sec": ns // 1_000_000_000, "nsec": ns % 1_000_000_000}
 
 
+class _SigintGuard:
+    """A SIGINT handler that defers Ctrl-C while any writer is inside a record.
+
+    Installed once, in front of whatever handler was there (re-wrapped if someone replaces
+    it), so that entering and leaving a record costs a counter, not two ``sigaction`` calls:
+    logging writes tens of thousands of records a second.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending = False
+        self.previous: Any = None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.depth > 0:
+            self.pending = True
+        else:
+            self.forward(frame)
+
+    def forward(self, frame: Any) -> None:
+        previous = self.previous
+        if callable(previous):
+            previous(signal.SIGINT, frame)  # the default handler raises KeyboardInterrupt
+        elif previous == signal.SIG_DFL:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGINT)
+
+    def armed(self) -> bool:
+        """Make sure the guard is SIGINT's handler; False where it cannot be (not the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        current = signal.getsignal(signal.SIGINT)
+        if current == self.handle:
+            return True
+        if current is None:  # a handler installed outside Python: leave it alone
+            return False
+        self.previous = current
+        signal.signal(signal.SIGINT, self.handle)
+        return True
+
+
+_GUARD = _SigintGuard()
+
+
 @contextmanager
 def _sigint_held() -> Iterator[None]:
     """Hold back Ctrl-C (SIGINT) until the block is done, so it never lands inside a record.
 
     Only the main thread can own signal handlers; elsewhere the block runs unprotected.
     """
-    caught: list[int] = []
-    previous: Any = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is not None:  # None: a handler installed outside Python; leave it alone
-            signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    if not _GUARD.armed():
+        yield
+        return
+    _GUARD.depth += 1
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-            if caught and callable(previous):
-                previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
-            elif caught and previous == signal.SIG_DFL:
-                signal.raise_signal(signal.SIGINT)
+        _GUARD.depth -= 1
+        if _GUARD.depth == 0 and _GUARD.pending:
+            _GUARD.pending = False
+            _GUARD.forward(None)
 
 
 # ---------------------------------------------------------------------------------- writer
@@ -385,6 +425,7 @@ class DriveLogWriter:
             for _ in self.cameras
         ]
         self._frames, self._keyframes = 0, [0] * len(self.cameras)
+        self._frame_ids = [json.dumps(f"camera_{name}") for name in self.cameras]
         self._last_frame_ns = -1
         self._pending: list[dict[int, int]] = [{} for _ in self.cameras]  # pts -> log time [ns]
         self._events, self._critical = 0, 0
@@ -537,8 +578,11 @@ class DriveLogWriter:
         return self._start_ns + round(t * 1e9)
 
     def _put(self, topic: str, ns: int, message: dict[str, Any]) -> None:
-        channel = self._channels[topic]
         data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+        self._put_bytes(topic, ns, data)
+
+    def _put_bytes(self, topic: str, ns: int, data: bytes) -> None:
+        channel = self._channels[topic]
         seq = self._counts[channel]
         self._writer.add_message(channel, log_time=ns, data=data, publish_time=ns, sequence=seq)
         self._counts[channel] = seq + 1
@@ -549,13 +593,14 @@ class DriveLogWriter:
         ns = self._pending[cam].pop(pts)
         self._keyframes[cam] += is_keyframe(data)
         name = self.cameras[cam]
-        message = {
-            "timestamp": _stamp(ns),
-            "frame_id": f"camera_{name}",
-            "data": base64.b64encode(data).decode(),
-            "format": VIDEO_FORMAT,
-        }
-        self._put(CAMERA_TOPIC.format(name), ns, message)
+        # the JSON by hand: this runs for every frame of every camera, and every part is
+        # already safe (whole numbers, base64, a frame id escaped once by json.dumps)
+        sec, nsec = divmod(ns, 1_000_000_000)
+        message = (
+            f'{{"timestamp":{{"sec":{sec},"nsec":{nsec}}},"frame_id":{self._frame_ids[cam]},'
+            f'"data":"{base64.b64encode(data).decode()}","format":"{VIDEO_FORMAT}"}}'
+        )
+        self._put_bytes(CAMERA_TOPIC.format(name), ns, message.encode())
 
     # ------------------------------------------------------------------ writes
     def write_frame(self, t_s: float, images: np.ndarray, keyframe: bool = False) -> None:

@@ -10,6 +10,7 @@ decodes on its own.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ class CarRecorder:
         self.upload_until_s = -np.inf
         self.last_written_s = -np.inf
         self.frames_written = 0
+        self.video_s = 0.0  # wall time in write_frame: H.264 encoding and the video records [s]
         size = 0 if full else int(round(triggers.window_before_s * fps)) + 1
         self._images = np.zeros((size, *image_shape), dtype=np.uint8)
         self._grids = np.zeros((size, *grid_shape), dtype=np.uint8)
@@ -85,7 +87,9 @@ class CarRecorder:
         self._times[take] = -np.inf
 
     def _write(self, t_s: float, images: np.ndarray, grid: np.ndarray | None, spec: OccupancySpec, keyframe: bool) -> None:
+        tick = time.perf_counter()
         self.writer.write_frame(t_s, images, keyframe=keyframe)
+        self.video_s += time.perf_counter() - tick
         if grid is not None:
             self.writer.write_occupancy(t_s, grid, spec)
         self.last_written_s = t_s
