@@ -13,10 +13,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job: the most complete pipeline so far (the world survey; `dojo loop` once it exists).
+# The main job: the most complete pipeline so far (world survey, a fleet drive; `dojo loop` once it exists).
 run: $(STAMP)
 	$(BIN)/dojo world survey --worlds 64 --seconds 30
 	$(BIN)/dojo world render --scenario cut_in --seed 3 --out out/frame.png
+	rm -rf out/drives
+	$(BIN)/dojo drive --cars 8 --minutes 1 --mode mixed --policy naive --out out/drives
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -25,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/dojo bench world
+	$(BIN)/dojo bench drive
 
 clean:
 	rm -rf $(VENV) out
