@@ -43,13 +43,14 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path: Path) -> None:
 def test_ctrl_c_mid_drive_leaves_every_log_valid_and_indexed(tmp_path: Path) -> None:
     out = tmp_path / "logs"
     proc = subprocess.Popen(
-        [*DOJO, "drive", "--cars", "3", "--minutes", "5", "--mode", "shadow", "--drive-seconds", "3",
+        [*DOJO, "drive", "--cars", "3", "--minutes", "5", "--mode", "shadow", "--drive-seconds", "10",
          "--out", str(out), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 60
     while len(list(out.glob("*.mcap"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)  # wait until some drives have finished and others are under way
+        time.sleep(0.1)  # wait until the first drives have finished ...
+    time.sleep(0.3)  # ... and the next ones (10 s each, about 1 s of wall time) are under way
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
