@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from dojo.fleet.drivelog import read_drive_log
+from tests.fleet.tmpfs import small_tmpfs
 
 DOJO = [sys.executable, "-m", "dojo.cli"]
 
@@ -66,15 +64,10 @@ def test_ctrl_c_mid_drive_leaves_every_log_valid_and_indexed(tmp_path: Path) -> 
 
 def test_a_full_disk_stops_the_drive_with_one_error_and_closed_logs_stay_intact(tmp_path: Path) -> None:
     """A real 384 KiB tmpfs fills up during the drive (needs a private mount namespace)."""
-    unshare = shutil.which("unshare")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    probe = [unshare or "unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=384k none {mnt}"]
-    if unshare is None or subprocess.run(probe, capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a private tmpfs here (unshare -rm not permitted)")
+    unshare, mnt, mount = small_tmpfs(tmp_path, "384k")
     record = tmp_path / "closed.json"
     script = (
-        f"mount -t tmpfs -o size=384k none {mnt} && "
+        f"{mount} && "
         f"{sys.executable} -m dojo.cli drive --cars 2 --minutes 2 --mode manual --drive-seconds 2 --out {mnt}; "
         f"rc=$?; {sys.executable} -c \"import json,sys,pathlib; from dojo.fleet.drivelog import read_drive_log; "
         f"print(json.dumps({{p.name: read_drive_log(p).status for p in sorted(pathlib.Path('{mnt}').glob('*.mcap'))}}))\" > {record}; "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from dojo.fleet.drivelog import (
 from dojo.world import World
 from dojo.world.camera import CameraRig, ego_pose, render
 from dojo.world.occupancy import OccupancySpec, occupancy
+from tests.fleet.tmpfs import small_tmpfs
 
 STEPS = 30  # 3 s at 10 Hz
 MIN_PSNR_GREY_DB = 35.0  # measured about 56-77 dB at the default crf=18
@@ -375,12 +375,7 @@ def test_a_full_disk_raises_a_clear_error_and_leaves_closed_logs_alone(tmp_path:
 
 def test_a_full_filesystem_removes_the_partial_log(tmp_path: Path) -> None:
     """A real 256 KiB tmpfs fills up while a drive is logged (needs a private mount namespace)."""
-    unshare = shutil.which("unshare")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    probe = [unshare or "unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=256k none {mnt}"]
-    if unshare is None or subprocess.run(probe, capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a private tmpfs here (unshare -rm not permitted)")
+    unshare, mnt, mount = small_tmpfs(tmp_path, "256k")
     child = textwrap.dedent(
         """
         import hashlib, json, sys
@@ -414,7 +409,7 @@ def test_a_full_filesystem_removes_the_partial_log(tmp_path: Path) -> None:
     )
     script = tmp_path / "fill.py"
     script.write_text(child)
-    cmd = f"mount -t tmpfs -o size=256k none {mnt} && exec {sys.executable} {script} {mnt}"
+    cmd = f"{mount} && exec {sys.executable} {script} {mnt}"
     run = subprocess.run([unshare, "-rm", "sh", "-c", cmd], capture_output=True, timeout=60)
     assert run.returncode == 0, run.stderr.decode()
     out = json.loads(run.stdout)

@@ -294,6 +294,12 @@ def _is_inf(value: object) -> bool:
     return isinstance(value, (float, np.floating)) and value == math.inf
 
 
+def _check_uint8(name: str, value: object, shape: tuple[int, ...], layout: str) -> None:
+    if not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.shape != shape:
+        got = f"{value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
+        raise DojoConfigError(f"{name} must be a uint8 array of shape {shape} ({layout}); got a {got}.")
+
+
 def _stamp(ns: int) -> dict[str, int]:
     return {"sec": ns // 1_000_000_000, "nsec": ns % 1_000_000_000}
 
@@ -619,16 +625,7 @@ class DriveLogWriter:
                 f"{(self._last_frame_ns - self._start_ns) / 1e9!r} s."
             )
         shape = (len(self.cameras), self.height, self.width) + ((3,) if self.rgb else ())
-        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != shape:
-            got = (
-                f"{images.dtype} array of shape {images.shape}"
-                if isinstance(images, np.ndarray)
-                else type(images).__name__
-            )
-            raise DojoConfigError(
-                f"images must be a uint8 array of shape {shape} (cameras, height, width"
-                f"{', 3' if self.rgb else ''}); got a {got}."
-            )
+        _check_uint8("images", images, shape, f"cameras, height, width{', 3' if self.rgb else ''}")
         with _sigint_held(), self._io():
             for cam, encoder in enumerate(self._encoders):
                 self._pending[cam][self._frames] = ns
@@ -723,15 +720,7 @@ class DriveLogWriter:
         ns = self._log_ns(t_s)
         spec = spec if spec is not None else OccupancySpec()
         shape = (spec.rows, spec.cols)
-        if not isinstance(grid, np.ndarray) or grid.dtype != np.uint8 or grid.shape != shape:
-            got = (
-                f"{grid.dtype} array of shape {grid.shape}"
-                if isinstance(grid, np.ndarray)
-                else type(grid).__name__
-            )
-            raise DojoConfigError(
-                f"grid must be a uint8 array of shape {shape} (rows, cols of the spec); got a {got}."
-            )
+        _check_uint8("grid", grid, shape, "rows, cols of the spec")
         # grid x runs along the columns (ego -y), grid y along the rows (ego -x): a half turn
         # about the axis (1, -1, 0)/sqrt(2), with the corner of cell (0, 0) at the front left
         s = math.sqrt(0.5)
