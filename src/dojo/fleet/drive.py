@@ -26,7 +26,7 @@ from dojo.fleet.config import DriveConfig
 from dojo.fleet.policy import Controls, Policy, make_policy
 from dojo.fleet.recorder import CarRecorder
 from dojo.fleet.route import RoutePlan
-from dojo.fleet.safety import Intervention, SafetyDriver, lane_of, lateral_preview
+from dojo.fleet.safety import Intervention, SafetyDriver, lateral_preview
 from dojo.world import rng as crng
 from dojo.world.camera import CameraRig, ego_pose, render
 from dojo.world.occupancy import OccupancySpec, occupancy
@@ -178,14 +178,14 @@ class Fleet:
                 a_e, st_e = self._expert_controls(keep=~by_safety)
                 accel = np.where(by_safety, a_e, accel)
                 steer = np.where(by_safety, st_e, steer)
-            pre = (world.vehicles.d[:, 0].copy(), world.perception.index.lane[:, 0].copy())
+        d_before = world.vehicles.d[:, 0].copy()  # [m] the shadow comparison previews from here
+        if proposed is not None:
             result = world.step(accel, steer, human=human)
         else:
-            pre = (world.vehicles.d[:, 0].copy(), world.perception.index.lane[:, 0].copy())
             result = world.step(None, None)
         s.decisions += n
         s.miles += float(world.vehicles.v[:, 0].sum()) * DT_S / METRES_PER_MILE
-        events += self._shadow_events(proposed, pre)
+        events += self._shadow_events(proposed, d_before)
         events += self._world_events(result.ego_ttc_s)
         for c in np.nonzero(result.ego_collision)[0].tolist():
             if self.modes[c] == AUTONOMOUS and not (self.safety.intervening[c] and self.safety.critical[c]):
@@ -204,7 +204,7 @@ class Fleet:
         if ended.any():
             self._next_drives(np.nonzero(ended)[0])  # mostly closing and opening logs
         s.logging_s += time.perf_counter() - tick
-        s.minutes += DT_S / 60.0
+        s.minutes = round(s.decisions / n * DT_S / 60.0, 9)  # from whole steps: no drift from summing
 
     # ----------------------------------------------------------- controls
     def _propose(self, human: np.ndarray) -> tuple[Controls | None, np.ndarray | None]:
@@ -234,7 +234,7 @@ class Fleet:
         return accel, steer
 
     # ------------------------------------------------------------- events
-    def _shadow_events(self, proposed: Controls | None, pre: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, dict[str, Any]]]:
+    def _shadow_events(self, proposed: Controls | None, d_before: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
         shadow = self.modes == SHADOW
         if proposed is None or not shadow.any():
             return []
@@ -243,9 +243,11 @@ class Fleet:
         accel, steer = proposed
         human_accel, human_steer = veh.accel[:, 0], veh.steer[:, 0]
         d_now = veh.d[:, 0]
-        # both previews from the state before the step: the lane each action heads for
-        lane_net = lane_of(world, pre[0] + (lateral_preview(world, steer, tc.lane_preview_s) - d_now))
-        lane_human = lane_of(world, pre[0] + (lateral_preview(world, human_steer, tc.lane_preview_s) - d_now))
+        # the lane each action heads for: both previews from the same state, placed at the offset
+        # the car had when both were decided
+        lanes = world.roads.lane_of
+        lane_net = lanes(d_before + (lateral_preview(world, steer, tc.lane_preview_s) - d_now))
+        lane_human = lanes(d_before + (lateral_preview(world, human_steer, tc.lane_preview_s) - d_now))
         accel_gap = np.abs(accel - human_accel)
         differ = shadow & ((accel_gap > tc.shadow_accel_mps2) | (lane_net != lane_human))
         self._disagree_s = np.where(differ, self._disagree_s + DT_S, 0.0)

@@ -40,11 +40,6 @@ def lateral_preview(world: World, steer: np.ndarray, horizon_s: float) -> np.nda
     return d + v * np.sin(heading) * horizon_s + 0.5 * v * np.cos(heading) * yaw_rate * horizon_s**2
 
 
-def lane_of(world: World, d: np.ndarray) -> np.ndarray:
-    """(N,) nearest lane index of lateral offsets d [m]."""
-    return np.floor(d / world.roads.lane_width + 0.5).astype(np.int64)
-
-
 def gap_closes_within(world: World, accel: np.ndarray, horizon_s: float) -> np.ndarray:
     """(N,) the ego, holding ``accel``, would reach its leader (holding its own) within ``horizon_s``."""
     per, veh = world.perception, world.vehicles
@@ -121,7 +116,7 @@ class SafetyDriver:
             ("leaving_road", off_road),
         ]
         # non-critical timers
-        heading_lane = lane_of(world, lateral_preview(world, steer, 1.5))
+        heading_lane = world.roads.lane_of(lateral_preview(world, steer, 1.5))
         following = (heading_lane - lane) * direction > 0
         self.ignored_s = np.where((direction != 0) & self.feasible & ~following, self.ignored_s + DT_S, 0.0)
         width = world.roads.lane_width
