@@ -515,6 +515,37 @@ def test_bad_writes(tmp_path: Path) -> None:
     assert read_drive_log(tmp_path / "x.mcap").message_counts["/camera/front"] == 1
 
 
+def test_write_frames_logs_what_write_frame_logs_one_by_one(tmp_path: Path) -> None:
+    """A batch, encoded camera by camera, gives the same access units at the same times."""
+    images = np.stack([grey(t) for t in range(25)])  # (T, cams, H, W)
+    times = [t / 10 for t in range(25)]
+    with small_writer(tmp_path / "one.mcap") as log:
+        for t, frame in zip(times, images, strict=True):
+            log.write_frame(t, frame, keyframe=t == 1.2)
+    with small_writer(tmp_path / "batch.mcap") as log:
+        log.write_frames(times[:12], images[:12])
+        log.write_frames(times[12:], images[12:], keyframe=True)
+    for camera in ("front", "rear"):
+        one = video_packets(tmp_path / "one.mcap", camera)
+        batch = video_packets(tmp_path / "batch.mcap", camera)
+        assert [(p.t_s, p.data) for p in one] == [(p.t_s, p.data) for p in batch]
+        assert [p.keyframe for p in batch].count(True) == 4  # 0, 1.0, the forced 1.2, 2.2 s
+
+
+def test_bad_batches_of_frames_write_nothing(tmp_path: Path) -> None:
+    log = small_writer(tmp_path / "x.mcap")
+    images = np.stack([grey(t) for t in range(3)])
+    with pytest.raises(DojoConfigError, match=r"shape \(2, 2, 16, 32\) \(frames, cameras"):
+        log.write_frames([0.0, 0.1], images)
+    with pytest.raises(DojoConfigError, match="t_s=0.1 must be later than the previous frame's 0.1"):
+        log.write_frames([0.0, 0.1, 0.1], images)
+    with pytest.raises(DojoConfigError, match="t_s=inf"):
+        log.write_frames([0.0, float("inf"), 0.3], images)
+    log.write_frames([0.0, 0.1, 0.2], images)
+    log.close()
+    assert read_drive_log(tmp_path / "x.mcap").message_counts["/camera/front"] == 3
+
+
 def test_measure_frame_cost(drive: Drive, tmp_path: Path) -> None:
     cost = measure_frame_cost(drive.frames[:10], tmp_path)
     assert cost.camera_frames == 40

@@ -8,7 +8,8 @@ One call of :func:`bench_drive` measures, in the same process and run:
    but inside its ``wall_s``: one small copy per step).
 2. **Encode alone**: exactly those images, encoded with PyAV/libx264 and nothing else: one
    encoder per (car, camera) stream, a fresh one for each new drive of a car (as the writer
-   opens a new log and new encoders then), the same settings as
+   opens a new log and new encoders then), in the writer's batches of one keyframe interval
+   (each camera's frames of a batch in a row), the same settings as
    :class:`~dojo.fleet.drivelog.DriveLogWriter` (ultrafast, zerolatency, CRF
    :data:`~dojo.fleet.drivelog.DEFAULT_CRF`, an IDR every ``keyframe_interval_s`` at 10 fps,
    one thread). It reuses the writer's own private ``_H264Encoder`` so both sides run the very
@@ -22,7 +23,8 @@ the camera frames: encoding, base64 and JSON, MCAP records) / ``encode_alone_s``
 at most :data:`TARGET_RATIO`. Beside it, ``ratio_logging_to_encode`` puts everything the fleet
 spends writing logs (also occupancy labels, telemetry, poses, events, opening and closing
 files and zstd) over the same encode time.
-A short warm-up (one logged step of one car, one encoded frame) runs first and is not counted.
+Encode alone runs :data:`ENCODE_PASSES` times and the fastest pass counts, so the ratio errs
+towards logging looking costly. A short warm-up (one logged step of one car, one encoded frame) runs first and is not counted.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from dojo.world.world import DT_S
 
 TARGET_RATIO = 1.5  # logging may cost at most this many times the H.264 encode alone
 PRESET = "ultrafast"  # DriveLogWriter's default, which the fleet uses
+ENCODE_PASSES = 3  # encode-alone passes; the fastest is the reference
 MAX_CAPTURE_BYTES = 4 << 30  # the captured frames are held in memory for the encode-alone pass
 
 
@@ -147,32 +150,34 @@ def encode_alone(
     """Encode (steps, cars, cams, H, W[, 3]) images as the writer would; (seconds, images, bytes).
 
     One encoder per (car, camera), replaced when ``drives`` says the car began a new drive.
+    Like the fleet's full logging, each car's frames go in batches of ``keyint`` frames (ended
+    early by a new drive), each camera's frames of a batch one after another.
     """
     steps, cars, cams = images.shape[:3]
     height, width = images.shape[3:5]
-    encoders: list[list[_H264Encoder]] = [[] for _ in range(cars)]
-    drive_of = np.full(cars, -1, dtype=np.int64)
-    index = np.zeros(cars, dtype=np.int64)
     count = size = 0
     start = time.perf_counter()
-    for k in range(steps):
-        for c in range(cars):
-            if drives[k, c] != drive_of[c]:
-                for encoder in encoders[c]:
-                    size += sum(len(data) for _, data in encoder.flush())
-                encoders[c] = [
-                    _H264Encoder(width, height, fps, keyint, DEFAULT_CRF, PRESET, rgb)
-                    for _ in range(cams)
-                ]
-                drive_of[c], index[c] = drives[k, c], 0
-            i = int(index[c])
-            for cam, encoder in enumerate(encoders[c]):
-                size += sum(len(data) for _, data in encoder.encode(images[k, c, cam], i))
-            index[c] += 1
-            count += cams
-    for car_encoders in encoders:
-        for encoder in car_encoders:
-            size += sum(len(data) for _, data in encoder.flush())
+    for c in range(cars):
+        k = 0
+        while k < steps:
+            drive = drives[k, c]
+            end = k + 1
+            while end < steps and drives[end, c] == drive:
+                end += 1
+            encoders = [
+                _H264Encoder(width, height, fps, keyint, DEFAULT_CRF, PRESET, rgb)
+                for _ in range(cams)
+            ]
+            for first in range(k, end, keyint):
+                last = min(first + keyint, end)
+                for cam, encoder in enumerate(encoders):
+                    for i in range(first, last):
+                        packets = encoder.encode(images[i, c, cam], i - k)
+                        size += sum(len(data) for _, data in packets)
+                count += (last - first) * cams
+            for encoder in encoders:
+                size += sum(len(data) for _, data in encoder.flush())
+            k = end
     return time.perf_counter() - start, count, size
 
 
@@ -202,7 +207,9 @@ def bench_drive(
         fps = 1.0 / DT_S
         keyint = max(1, round(config.keyframe_interval_s * fps))
         say(f"PyAV/libx264 alone: the same {images.shape[0] * cars * len(rig.names):,} images ...")
-        encode_s, encoded, h264_bytes = encode_alone(images, drives, fps, keyint, rig.rgb)
+        # the fastest of a few passes: a noisy neighbour can only make the reference look slower
+        passes = [encode_alone(images, drives, fps, keyint, rig.rgb) for _ in range(ENCODE_PASSES)]
+        encode_s, encoded, h264_bytes = min(passes)
         del images
         say(f"no-logging drive: {cars} cars x {sim_s:g} s simulated ...")
         bare = Fleet(_drive_config(cars, seconds, mode, root / "none", "none")).run()
