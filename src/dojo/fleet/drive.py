@@ -300,6 +300,8 @@ class Fleet:
         x, y, yaw = ego_pose(world.roads, veh, np.arange(world.num_worlds))
         lane = world.perception.index.lane[:, 0]
         ttc = world.perception.ttc_s[:, 0]
+        gap = world.perception.gap_m[:, 0]  # to the ego's leader [m]; inf when none
+        leader = world.perception.leader[:, 0]  # its vehicle slot; a new one is a cut-in or lane change
         driver = np.where(self.modes == AUTONOMOUS, np.where(self.safety.driving, "safety_driver", "network"), "human")
         after = self.config.triggers.window_after_s
         for c, event in events:
@@ -315,6 +317,7 @@ class Fleet:
             rec.writer.write_telemetry(tc, {
                 "speed_mps": float(veh.v[c, 0]), "accel_mps2": float(veh.accel[c, 0]), "steer_rad": float(veh.steer[c, 0]),
                 "lane": int(lane[c]), "ttc_s": float(ttc[c]), "command": int(world.command[c]), "driver": str(driver[c]),
+                "gap_m": float(gap[c]) if np.isfinite(gap[c]) else None, "leader": int(leader[c]) if np.isfinite(gap[c]) else -1,
             })
 
     def _sample_normal(self, t: np.ndarray) -> None:

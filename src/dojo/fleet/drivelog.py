@@ -890,7 +890,7 @@ def _corrupt(path: Path, why: str) -> DojoConfigError:
 
 
 @contextmanager
-def _open_log(
+def open_drive_log(
     path: str | os.PathLike[str],
 ) -> Iterator[tuple[Path, Any, dict[str, dict[str, str]]]]:
     """A seeking MCAP reader over a finished drive log, and its metadata records by name.
@@ -942,7 +942,7 @@ def read_drive_log(path: str | os.PathLike[str]) -> DriveLog:
     Raises :class:`DojoConfigError` for a missing, truncated or corrupt file. Video stays
     compressed: see :func:`decode_video` and :func:`video_packets`.
     """
-    with _open_log(path) as (p, reader, metadata):
+    with open_drive_log(path) as (p, reader, metadata):
         summary = reader.get_summary()
         settings = metadata["drive_log"]
         start_ns = int(settings["start_time_ns"])
@@ -987,7 +987,7 @@ def read_drive_log(path: str | os.PathLike[str]) -> DriveLog:
 
 
 def _video(path: str | os.PathLike[str], camera: str) -> tuple[list[VideoPacket], dict[str, str]]:
-    with _open_log(path) as (p, reader, metadata):
+    with open_drive_log(path) as (p, reader, metadata):
         settings = metadata["drive_log"]
         cameras = json.loads(settings["cameras"])
         if camera not in cameras:
@@ -1021,7 +1021,7 @@ def decode_video(path: str | os.PathLike[str], camera: str) -> np.ndarray:
 
 def read_occupancy(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """Times (T,) [s] and uint8 class grids (T, rows, cols) of the occupancy labels."""
-    with _open_log(path) as (_, reader, metadata):
+    with open_drive_log(path) as (_, reader, metadata):
         start_ns = int(metadata["drive_log"]["start_time_ns"])
         times, grids = [], []
         for _, _, message in reader.iter_messages(topics=[OCCUPANCY_TOPIC]):

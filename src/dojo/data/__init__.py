@@ -1,0 +1,1 @@
+"""The data engine: ingest drive logs into the clip store, catalog, mine, version datasets, load."""

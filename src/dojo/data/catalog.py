@@ -1,0 +1,70 @@
+"""The catalog: DuckDB views over the clip store's Parquet tables, for SQL questions and mining.
+
+>>> con = connect("store")
+>>> con.sql("SELECT family, count(*) FROM clips GROUP BY family").fetchall()
+
+Views: ``drives``, ``clips``, ``frames``, ``telemetry``, ``poses``, ``events``, ``labels`` (the
+columns are in :mod:`dojo.data.store`). DuckDB reads the Parquet files where they lie and
+pushes filters and column choices down into them, so a question about one column of a few
+drives reads little more than that. A store on another fsspec filesystem is registered with
+DuckDB, which then reads through it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import duckdb
+
+from dojo.data.store import TABLE_FILES, TABLES, Store
+from dojo.errors import DojoConfigError
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(store: Store | str | os.PathLike[str], threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per store table (empty tables typed too)."""
+    st = store if isinstance(store, Store) else Store(store)
+    con = duckdb.connect(":memory:")
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
+    prefix = ""
+    if not st.local:
+        con.register_filesystem(st.fs)
+        prefix = f"{st.fs.protocol[0] if isinstance(st.fs.protocol, tuple) else st.fs.protocol}://"
+    have_drives = bool(st.drive_ids())
+    for name, schema in TABLES.items():
+        if have_drives:
+            pattern = prefix + st.path("drives", "*", TABLE_FILES[name])
+            con.execute(
+                f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(pattern)}, union_by_name = true)"
+            )
+        else:
+            con.register(f"_empty_{name}", schema.empty_table())
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{name}")
+    return con
+
+
+def query(store: Store | str | os.PathLike[str], sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one SQL statement on the catalog: (column names, rows)."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise DojoConfigError(f"sql={sql!r} must be a non-empty SQL statement.")
+    con = connect(store)
+    try:
+        rel = con.sql(sql)
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0]
+        raise DojoConfigError(f"The query failed: {first}") from e
+    if rel is None:  # a statement without a result (e.g. SET)
+        return [], []
+    try:
+        return list(rel.columns), rel.fetchall()
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0]
+        raise DojoConfigError(f"The query failed: {first}") from e
+
+
+__all__ = ["connect", "query"]
