@@ -13,12 +13,16 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job: the most complete pipeline so far (world survey, a fleet drive; `dojo loop` once it exists).
+# The main job: the most complete pipeline so far (world survey, a fleet drive, ingest and a
+# catalog query; `dojo loop` once it exists).
 run: $(STAMP)
 	$(BIN)/dojo world survey --worlds 64 --seconds 30
 	$(BIN)/dojo world render --scenario cut_in --seed 3 --out out/frame.png
-	rm -rf out/drives
+	rm -rf out/drives out/store
 	$(BIN)/dojo drive --cars 8 --minutes 1 --mode mixed --policy naive --out out/drives
+	$(BIN)/dojo ingest out/drives --store out/store
+	$(BIN)/dojo query out/store "SELECT d.family, d.mode, count(DISTINCT d.drive_id) AS drives, count(c.clip_id) AS clips, sum(c.frames) AS frames FROM drives d LEFT JOIN clips c USING (drive_id) GROUP BY ALL ORDER BY 1, 2"
+	$(BIN)/dojo query out/store "SELECT kind, critical, reason, count(*) AS n FROM events GROUP BY ALL ORDER BY n DESC"
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -28,6 +32,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/dojo bench world
 	$(BIN)/dojo bench drive
+	$(BIN)/dojo bench data
 
 clean:
 	rm -rf $(VENV) out

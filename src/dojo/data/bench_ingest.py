@@ -1,0 +1,127 @@
+"""The ingest part of `dojo bench data`: camera frames ingested per second beside MCAP reading alone.
+
+One run: a fleet drives with full logging into a temporary folder (not timed); then, on those
+same files, (1) the official ``mcap`` reader iterates every message in one process, the floor
+any MCAP ingest stands on, and (2) :func:`dojo.data.ingest.ingest` builds a fresh clip store
+with one worker per core. Each side runs ``repeats`` times and the fastest run counts.
+Target (issue 4): at least :data:`TARGET_FRAMES_PER_S` camera frames a second on 2 cores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mcap.reader import make_reader
+
+from dojo.data.ingest import ingest
+from dojo.errors import DojoConfigError
+from dojo.fleet.bench import machine_info
+from dojo.fleet.config import DriveConfig
+from dojo.fleet.drive import Fleet
+
+TARGET_FRAMES_PER_S = 10_000.0
+
+
+def make_logs(folder: Path, cars: int, seconds: float, seed: int = 0) -> list[Path]:
+    """Drive ``cars`` cars for ``seconds`` each (mixed modes, full logging) into ``folder``."""
+    config = DriveConfig(cars=cars, minutes=seconds / 60.0, mode="mixed", policy="naive",
+                         out=str(folder), seed=seed)
+    summary = Fleet(config).run()
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    return sorted(Path(f) for f in summary.files)
+
+
+def read_all_messages(files: list[Path]) -> tuple[float, int]:
+    """(seconds, messages): every message of every file through the official mcap reader."""
+    count = 0
+    start = time.perf_counter()
+    for path in files:
+        with open(path, "rb") as f:
+            for _ in make_reader(f).iter_messages(log_time_order=False):
+                count += 1
+    return time.perf_counter() - start, count
+
+
+def bench_ingest(
+    cars: int = 8,
+    seconds: float = 120.0,
+    repeats: int = 3,
+    workers: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure ingest against plain MCAP reading on the same logs; a JSON-able result."""
+    if isinstance(cars, bool) or not isinstance(cars, int) or cars < 1:
+        raise DojoConfigError(f"cars={cars!r} must be a whole number of cars, at least 1.")
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+        raise DojoConfigError(f"seconds={seconds!r} must be a finite number of simulated seconds, > 0.")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise DojoConfigError(f"repeats={repeats!r} must be a whole number, at least 1.")
+    say = log or (lambda _: None)
+    with tempfile.TemporaryDirectory(prefix="dojo-bench-ingest-") as tmp:
+        root = Path(tmp)
+        say(f"driving {cars} cars x {seconds:g} s with full logging (not timed) ...")
+        files = make_logs(root / "logs", cars, seconds)
+        size = sum(f.stat().st_size for f in files)
+        read_runs, ingest_runs = [], []
+        messages = frames = clips = 0
+        used = 1
+        for k in range(repeats):
+            say(f"run {k + 1}/{repeats}: mcap reader alone ...")
+            read_s, messages = read_all_messages(files)
+            read_runs.append(read_s)
+            store = root / f"store{k}"
+            say(f"run {k + 1}/{repeats}: dojo ingest ...")
+            summary = ingest(files, store, workers=workers)
+            if summary.files_ingested != len(files):
+                raise RuntimeError(f"ingest took {summary.files_ingested} of {len(files)} files: {summary.quarantined}")
+            ingest_runs.append(summary.wall_s)
+            frames, clips, used = summary.frames, summary.clips, summary.workers
+            shutil.rmtree(store)
+    best_read, best_ingest = min(read_runs), min(ingest_runs)
+    ingest_fps = frames / best_ingest
+    return {
+        "machine": machine_info(),
+        "cores": os.cpu_count(),
+        "files": len(files),
+        "bytes": size,
+        "messages": messages,
+        "camera_frames": frames,
+        "clips": clips,
+        "workers": used,
+        "mcap_read_s_runs": read_runs,
+        "ingest_s_runs": ingest_runs,
+        "mcap_read_messages_per_s": messages / best_read,
+        "ingest_messages_per_s": messages / best_ingest,
+        "ingest_camera_frames_per_s": ingest_fps,
+        "ratio_ingest_to_mcap_read_time": best_ingest / best_read,
+        "target_camera_frames_per_s": TARGET_FRAMES_PER_S,
+        "meets_target": bool(ingest_fps >= TARGET_FRAMES_PER_S),
+    }
+
+
+def format_ingest(result: dict[str, Any]) -> str:
+    r = result
+    verdict = "met" if r["meets_target"] else "NOT met"
+    return "\n".join(
+        [
+            f"ingest: {r['files']} drive logs, {r['bytes'] / 1e6:.1f} MB, {r['messages']:,} messages, "
+            f"{r['camera_frames']:,} camera frames -> {r['clips']} clips ({r['workers']} workers)",
+            f"  mcap reader alone (1 process)   {r['mcap_read_messages_per_s']:>12,.0f} messages/s",
+            f"  dojo ingest                     {r['ingest_messages_per_s']:>12,.0f} messages/s"
+            f"  = {r['ingest_camera_frames_per_s']:,.0f} camera frames/s",
+            f"  ingest time / mcap read time    {r['ratio_ingest_to_mcap_read_time']:>12.2f}x "
+            "(ingest also decodes every frame, hashes, writes Parquet)",
+            f"  target >= {r['target_camera_frames_per_s']:,.0f} camera frames/s: {verdict}",
+        ]
+    )
+
+
+__all__ = ["TARGET_FRAMES_PER_S", "bench_ingest", "format_ingest", "make_logs", "read_all_messages"]
