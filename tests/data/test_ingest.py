@@ -248,3 +248,36 @@ def test_kill_9_mid_ingest_then_rerun_completes_the_store(logs: Path, tmp_path: 
     ingest([many], clean)
     ids = "SELECT clip_id, content_hash FROM clips ORDER BY 1"
     assert query(store, ids) == query(clean, ids)
+
+
+def test_a_store_on_another_fsspec_filesystem(logs: Path) -> None:
+    """The same ingest and catalog through fsspec's in-memory filesystem (as for an object store)."""
+    files = sorted(logs.glob("*.mcap"))[:2]
+    summary = ingest(files, "memory://dojo-test-store", workers=2)
+    assert summary.files_ingested == 2 and summary.workers == 1
+    local = ingest(files, Path(str(logs) + "-local-store"))
+    sql = "SELECT clip_id, frames, content_hash FROM clips ORDER BY 1"
+    assert query("memory://dojo-test-store", sql) == query(Path(str(logs) + "-local-store"), sql)
+    assert local.clips == summary.clips
+
+
+def test_cli_ingest_and_query(logs: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    run = subprocess.run([*DOJO, "ingest", str(logs), "--store", str(store), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["files_ingested"] == len(list(logs.glob("*.mcap"))) and out["quarantined"] == []
+    sql = "SELECT family, count(*) AS clips FROM clips GROUP BY 1 ORDER BY 1"
+    as_json = json.loads(subprocess.run([*DOJO, "query", str(store), sql, "--json"], capture_output=True, text=True).stdout)
+    assert [r["family"] for r in as_json] == ["cut_in", "highway", "stalled"] and sum(r["clips"] for r in as_json) == out["clips"]
+    as_csv = subprocess.run([*DOJO, "query", str(store), sql, "--csv"], capture_output=True, text=True).stdout
+    assert as_csv.splitlines()[0] == "family,clips" and len(as_csv.splitlines()) == 4
+    table = subprocess.run([*DOJO, "query", str(store), "SELECT grid FROM labels LIMIT 3"], capture_output=True, text=True).stdout
+    assert "<9600 bytes>" in table and "(3 rows)" in table
+    bad = subprocess.run([*DOJO, "query", str(store), "SELECT nope FROM clips"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("dojo: error: The query failed:") and len(bad.stderr.splitlines()) == 1
+    partial = tmp_path / "x.mcap"
+    partial.write_bytes(b"not an mcap")
+    mixed = subprocess.run([*DOJO, "ingest", str(partial), "--store", str(store)], capture_output=True, text=True)
+    assert mixed.returncode == 1 and "quarantined" in mixed.stdout and "not an MCAP file" in mixed.stdout

@@ -674,6 +674,8 @@ def ingest(
     summary = IngestSummary(store=st.url, files_seen=len(files) + len(skipped), skipped=list(skipped))
     summary.files_skipped = len(skipped)
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(files)))
+    if "memory" in (st.fs.protocol if isinstance(st.fs.protocol, tuple) else (st.fs.protocol,)):
+        n_workers = 1  # an in-memory filesystem lives in this process: workers could not write to it
     summary.workers = n_workers
     work = _run_dir(st)
     st.fs.makedirs(work, exist_ok=True)
