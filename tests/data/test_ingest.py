@@ -281,3 +281,24 @@ def test_cli_ingest_and_query(logs: Path, tmp_path: Path) -> None:
     partial.write_bytes(b"not an mcap")
     mixed = subprocess.run([*DOJO, "ingest", str(partial), "--store", str(store)], capture_output=True, text=True)
     assert mixed.returncode == 1 and "quarantined" in mixed.stdout and "not an MCAP file" in mixed.stdout
+
+
+def test_cli_mine_and_datasets(logs: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    ingest([logs], store)
+    mine = [*DOJO, "mine", str(store), "--trigger", "near_miss,cut_in", "--param", "near_miss.ttc_s=3.0",
+            "--sample-normal", "0.5", "--out", "cases", "--json"]
+    first = subprocess.run(mine, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    made = json.loads(first.stdout)
+    assert made["dataset"] == "cases@v1" and made["created"] and made["windows"] > 0
+    again = json.loads(subprocess.run(mine, capture_output=True, text=True, timeout=120).stdout)
+    assert again["dataset"] == "cases@v1" and not again["created"]  # the same windows: no new version
+    listed = subprocess.run([*DOJO, "datasets", "list", str(store)], capture_output=True, text=True).stdout
+    assert "cases@v1" in listed and made["content_hash"][:12] in listed
+    card = subprocess.run([*DOJO, "datasets", "show", str(store), "cases"], capture_output=True, text=True).stdout
+    assert card.startswith("# Dataset cases v1") and "near_miss.ttc_s=3.0" in card
+    bad = subprocess.run([*DOJO, "mine", str(store), "--trigger", "nope", "--out", "x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    hostile = subprocess.run([*DOJO, "datasets", "show", str(store), "../../etc"], capture_output=True, text=True)
+    assert hostile.returncode == 2 and hostile.stderr.startswith("dojo: error:")

@@ -103,8 +103,56 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mine(args: argparse.Namespace) -> int:
+    import shlex
+
+    from dojo.data.datasets import format_saved
+    from dojo.data.mine import mine, parse_window
+    from dojo.data.triggers import list_triggers, parse_params
+
+    if args.list_triggers:
+        for t in list_triggers(args.triggers_file):
+            params = ", ".join(f"{k}={v!r}" for k, v in t.params.items())
+            print(f"{t.name:<26}{'' if t.builtin else '(user) '}{t.description}{f'  [{params}]' if params else ''}")
+        return 0
+    if not args.trigger or not args.out:
+        raise _usage("dojo mine needs --trigger NAME[,NAME] and --out DATASET (or --list-triggers).")
+    version = mine(
+        args.store, args.trigger, parse_window(args.window), args.sample_normal, args.seed,
+        out=args.out, val_share=args.val_share, params=parse_params(args.param),
+        user_triggers_file=args.triggers_file,
+        command=" ".join(["dojo", "mine", *map(shlex.quote, sys.argv[2:])]) if sys.argv[1:2] == ["mine"] else None,
+    )
+    if args.json:
+        print(json.dumps({"dataset": version.ref, "created": version.created, "windows": version.entries,
+                          "frames": version.frames, "hours": version.hours, "drives": version.drives,
+                          "moments": version.moments, "dropped_no_video": version.dropped_no_video,
+                          "content_hash": version.content_hash, "path": version.path}, indent=2))
+    else:
+        print(format_saved(version))
+    return 0
+
+
+def _usage(text: str) -> Exception:
+    from dojo.errors import DojoConfigError
+
+    return DojoConfigError(text)
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from dojo.data import datasets as ds
+
+    if args.datasets_command == "list":
+        print(ds.format_list(args.store))
+    elif args.datasets_command == "show":
+        print(ds.format_show(args.store, args.ref), end="")
+    else:
+        print(ds.format_diff(args.store, args.a, args.b))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``ingest`` and ``query`` on the top-level ``dojo`` parser."""
+    """Register ``ingest``, ``query``, ``mine`` and ``datasets`` on the top-level ``dojo`` parser."""
     ing = sub.add_parser(
         "ingest",
         help="read MCAP drive logs into the clip store (atomic, idempotent, resumable, parallel)",
@@ -129,6 +177,43 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="rows as CSV with a header")
     q.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
     q.set_defaults(func=_query)
+
+    m = sub.add_parser(
+        "mine",
+        help="mine triggers (SQL over the catalog) into a new dataset version",
+        description="Find the moments of named triggers, cut windows around them out of the "
+        "clips, add a sampled share of normal driving, split by drive and save an immutable "
+        "dataset version with a Markdown card. Mining the same windows again changes nothing.",
+    )
+    m.add_argument("store", help="clip store folder or fsspec URL")
+    m.add_argument("--trigger", help="trigger names, comma-separated (see --list-triggers)")
+    m.add_argument("--window", default="-5s:+2s", help="seconds before:after each moment (default -5s:+2s)")
+    m.add_argument("--sample-normal", type=float, default=0.1,
+                   help="share of untriggered video slots kept as normal driving (default 0.1)")
+    m.add_argument("--out", help="dataset name; a new version if it exists")
+    m.add_argument("--param", action="append", default=[], metavar="TRIGGER.NAME=VALUE",
+                   help="a trigger parameter, e.g. near_miss.ttc_s=1.0 (repeatable)")
+    m.add_argument("--triggers-file", help="TOML file of user triggers ([triggers.NAME] sql = ...)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the normal sample and the split")
+    m.add_argument("--val-share", type=float, default=0.2, help="share of drives held out for validation")
+    m.add_argument("--list-triggers", action="store_true", help="list the triggers and their parameters")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=_mine)
+
+    d = sub.add_parser("datasets", help="versioned datasets: list, show (the card), diff")
+    dsub = d.add_subparsers(dest="datasets_command", required=True)
+    dl = dsub.add_parser("list", help="every dataset version in a store")
+    dl.add_argument("store")
+    dl.set_defaults(func=_datasets)
+    dsh = dsub.add_parser("show", help="a version's card (NAME, NAME@latest or NAME@vN)")
+    dsh.add_argument("store")
+    dsh.add_argument("ref")
+    dsh.set_defaults(func=_datasets)
+    dd = dsub.add_parser("diff", help="windows added, removed and changed between two versions")
+    dd.add_argument("store")
+    dd.add_argument("a")
+    dd.add_argument("b")
+    dd.set_defaults(func=_datasets)
 
 
 __all__ = ["add_commands", "format_rows"]
