@@ -49,6 +49,7 @@ from dojo.data.store import (
     TABLE_FILES,
     TABLES,
     Store,
+    parquet_options,
 )
 from dojo.errors import DojoConfigError
 from dojo.fleet.drivelog import (
@@ -564,7 +565,7 @@ def _write_drive(store: Store, work: str, drive_id: str, tables: dict[str, pa.Ta
             f.write(data)
     for name in [n for n in TABLES if n != "drives"] + ["drives"]:  # drive.parquet last
         with fs.open(posixpath.join(folder, TABLE_FILES[name]), "wb") as f:
-            pq.write_table(tables[name], f, compression="zstd")
+            pq.write_table(tables[name], f, **parquet_options(TABLES[name]))
     final = store.path("drives", drive_id)
     if store.has_drive(drive_id):
         fs.rm(folder, recursive=True)
