@@ -118,6 +118,16 @@ def _bench_drive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_data(args: argparse.Namespace) -> int:
+    from dojo.data.bench import bench_data, format_result
+
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    result = bench_data(parts, rows=args.rows, cars=args.cars, seconds=args.seconds, repeats=args.repeats,
+                        log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result, indent=2) if args.json else format_result(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dojo", description="Fleet video and drive logs in, better driving networks out.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--mode", default="manual", help="manual | shadow | autonomous | mixed")
     bd.add_argument("--json", action="store_true")
     bd.set_defaults(func=_bench_drive)
+    bdata = bench.add_parser("data", help="ingest frames/s vs mcap reading, loader vs raw PyAV decode, trigger query DuckDB vs pandas")
+    bdata.add_argument("--parts", default="ingest,loader,query", help="comma-separated: ingest, loader, query")
+    bdata.add_argument("--rows", type=int, default=10**8, help="telemetry rows for the query part (default 1e8, ~2.2 GB, cached)")
+    bdata.add_argument("--cars", type=int, default=8, help="cars driven for the ingest and loader parts")
+    bdata.add_argument("--seconds", type=float, default=120.0, help="simulated seconds per car")
+    bdata.add_argument("--repeats", type=int, default=3, help="runs per side; the fastest counts")
+    bdata.add_argument("--json", action="store_true")
+    bdata.set_defaults(func=_bench_data)
     return parser
 
 
