@@ -46,6 +46,7 @@ from dojo.data.store import (
     CLIP_ID_CHARS,
     DRIVE_ID_CHARS,
     MAX_CLIP_S,
+    ROW_GROUP_ROWS,
     TABLE_FILES,
     TABLES,
     Store,
@@ -74,6 +75,7 @@ _VIDEO_SCHEMA = "foxglove.CompressedVideo"
 _TELEMETRY_COLUMNS = ("speed_mps", "accel_mps2", "steer_rad", "lane", "ttc_s", "gap_m", "leader", "command", "driver")
 _COMMANDS = {c.name: int(c) for c in Command}
 _HASH_BLOCK = 1 << 20
+LABEL_ROW_GROUP_ROWS = 100  # one clip at 10 Hz (MAX_CLIP_S)
 
 
 class BadLog(Exception):
@@ -565,7 +567,9 @@ def _write_drive(store: Store, work: str, drive_id: str, tables: dict[str, pa.Ta
             f.write(data)
     for name in [n for n in TABLES if n != "drives"] + ["drives"]:  # drive.parquet last
         with fs.open(posixpath.join(folder, TABLE_FILES[name]), "wb") as f:
-            pq.write_table(tables[name], f, **parquet_options(TABLES[name]))
+            # labels are ~10 KB a row: row groups of about one clip let the loader read just its clip
+            rows = LABEL_ROW_GROUP_ROWS if name == "labels" else ROW_GROUP_ROWS
+            pq.write_table(tables[name], f, **parquet_options(TABLES[name], rows))
     final = store.path("drives", drive_id)
     if store.has_drive(drive_id):
         fs.rm(folder, recursive=True)

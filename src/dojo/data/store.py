@@ -161,7 +161,7 @@ TABLE_FILES = {name: ("drive" if name == "drives" else name) + ".parquet" for na
 ROW_GROUP_ROWS = 1_000_000  # Parquet row group: big enough for fast scans, small enough to skip
 
 
-def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+def parquet_options(schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS) -> dict[str, Any]:
     """How the benchmark writes a table (keywords of ``pq.write_table``), and why.
 
     zstd as ingest uses. Floating-point columns are BYTE_STREAM_SPLIT: their bytes are grouped
@@ -177,7 +177,7 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
         if pa.types.is_string(f.type) or pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)
     ]
     return {
-        "row_group_size": ROW_GROUP_ROWS,
+        "row_group_size": row_group_rows,
         "compression": "zstd",
         "use_dictionary": repeats,
         "column_encoding": dict.fromkeys(floats, "BYTE_STREAM_SPLIT"),

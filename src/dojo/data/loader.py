@@ -1,0 +1,1037 @@
+"""The streaming training loader: decoded training windows from the clip store, for PyTorch.
+
+>>> data = WindowDataset("store", dataset.split("train"), frames=2, seed=0)
+>>> loader = make_loader(data, batch_size=64, num_workers=4)  # a DataLoader that keeps the position
+>>> for epoch in range(epochs):
+...     data.set_epoch(epoch)
+...     for batch in loader:
+...         loss = F.mse_loss(policy(batch["images"], batch["speed_mps"], batch["command"]), batch["action"])
+...         checkpoint["data"] = data.state_dict()  # the position after this batch
+
+A *window* is ``frames`` (k) consecutive frames of one clip ending at its *target* frame, one
+every ``stride`` frames. Each one comes out as a dict::
+
+    images         uint8 (cams, k, H, W) grey or (cams, k, H, W, 3) rgb, oldest frame first
+    speed_mps      float32 ()   ego speed at the target frame [m/s]
+    command        int64 ()     route command in force when the driver decided (dojo.world.Command)
+    action         float32 (2,) [accel_mps2, steer_rad] the driver in control applied next
+    occupancy      uint8 (rows, cols) ground-truth grid at the target frame (zeros when absent)
+    has_occupancy  bool ()
+    clip_id, frame, t_s         which window this is (str, drive frame index, drive time [s])
+    shard, shards, position     where it lies in the epoch (for :meth:`WindowDataset.observe`)
+
+Which telemetry row labels a frame: the fleet logs a frame at time t, then the driver decides
+and the world steps, then telemetry is logged at t + 0.1 s with the speed *after* the step and
+the acceleration and steering applied *during* it. So the image at t pairs with the speed of
+the row at t and with the action and command of the row at t + one decision step: the row at t
+itself holds the action that led *to* the frame, a step late for imitation. A target frame
+without both rows (the first frame of a drive) has no window.
+
+Speed: each clip's video is decoded once per camera, sequentially from the keyframe at or before
+its first needed frame (a clip always starts on one), and every window of the clip is cut from
+those decoded frames; nothing is decoded twice. A window's ``images`` is a view into its clip's
+decoded frames (the batch's stack is the only copy). Grey rigs take the luma plane as it is (the
+fleet writes grey as luma with neutral chroma): what :func:`dojo.fleet.drivelog.decode_video`
+returns, and far cheaper than a pixel-format conversion. Benchmark helpers at the end:
+:func:`decode_rate_raw` (plain PyAV, the reference) and :func:`loader_rate`.
+
+Order and sharding: an epoch's order is a function of (seed, epoch, the windows) and of how many
+shards read it. The clips are shuffled (seed, epoch) and dealt round robin to the shards:
+``world_size x num_workers`` of them, one per DataLoader worker of each DDP rank. A shard decodes
+its clips in turn and passes their windows through a bounded shuffle buffer. Every window is in
+exactly one shard: nothing is repeated or dropped.
+
+Resume: a shard's order is fixed before it decodes anything, so "how many windows of each shard
+were consumed" is a complete position. :meth:`WindowDataset.state_dict` saves it (JSON-safe) and
+:meth:`WindowDataset.load_state_dict` restores it in a fresh process; iteration then yields
+exactly the rest of the epoch, in the same order (the same number of shards is required). With
+DataLoader workers, the worker that serves first after a resume is rotated so the DataLoader's
+round robin over workers continues where it stopped. :class:`WindowLoader` records each batch
+it hands over; iterating the dataset directly records itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, NamedTuple, cast
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from av.video.codeccontext import VideoCodecContext
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from dojo.data.catalog import connect
+from dojo.data.store import TABLE_FILES, Store
+from dojo.errors import DojoConfigError
+
+STATE_FORMAT = "dojo-loader-position"
+STATE_VERSION = 1
+DEFAULT_BUFFER_WINDOWS = 256  # shuffle buffer [windows]; its windows keep their clips' frames alive
+_EPS_S = 1e-6  # [s] slack when comparing logged times to spec bounds
+_LUMA_FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray")
+
+
+class WindowSpec(NamedTuple):
+    """Windows of clip ``clip_id`` whose target frame's drive time lies in ``[t0_s, t1_s]``."""
+
+    clip_id: str
+    t0_s: float
+    t1_s: float
+
+
+@dataclass(frozen=True)
+class Rig:
+    """The camera rig every window of a dataset shares (so windows stack into batches)."""
+
+    cameras: tuple[str, ...]
+    height_px: int
+    width_px: int
+    rgb: bool
+
+    def image_shape(self, frames: int) -> tuple[int, ...]:
+        """Shape of one window's ``images``: (cams, k, H, W) or (cams, k, H, W, 3)."""
+        base = (len(self.cameras), frames, self.height_px, self.width_px)
+        return base + ((3,) if self.rgb else ())
+
+
+@dataclass
+class _Clip:
+    """What a worker needs to turn one clip into its windows, without reading any table."""
+
+    clip_id: str
+    drive_id: str
+    frame: np.ndarray  # (n,) int64 drive frame index of each of the clip's frames
+    t_s: np.ndarray  # (n,) float64 drive time of each frame [s]
+    byte_offset: np.ndarray  # (cams, n) int64 where each access unit lies in video/<camera>.h264
+    byte_size: np.ndarray  # (cams, n) int64
+    keyframe: np.ndarray  # (cams, n) bool
+    targets: np.ndarray  # (w,) int64 index into ``frame`` of each window's target frame
+    speed_mps: np.ndarray  # (w,) float32
+    command: np.ndarray  # (w,) int64
+    action: np.ndarray  # (w, 2) float32 [accel_mps2, steer_rad]
+
+
+# ----------------------------------------------------------------------------- validation
+def _whole(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < low:
+        raise DojoConfigError(f"{name}={value!r} must be a whole number >= {low}.")
+    return int(value)
+
+
+def _spec_from(item: object, where: str) -> WindowSpec:
+    if isinstance(item, Mapping):
+        missing = [k for k in ("clip_id", "t0_s", "t1_s") if k not in item]
+        if missing:
+            raise DojoConfigError(f"{where} has no {', '.join(missing)}; a window spec needs clip_id, t0_s and t1_s.")
+        clip_id, t0, t1 = item["clip_id"], item["t0_s"], item["t1_s"]
+    elif isinstance(item, (tuple, list)) and len(item) == 3:
+        clip_id, t0, t1 = item
+    elif all(hasattr(item, k) for k in ("clip_id", "t0_s", "t1_s")):
+        clip_id, t0, t1 = item.clip_id, item.t0_s, item.t1_s  # type: ignore[attr-defined]
+    else:
+        raise DojoConfigError(f"{where}={item!r} must be (clip_id, t0_s, t1_s) or a dict with those keys.")
+    if not isinstance(clip_id, str) or not clip_id:
+        raise DojoConfigError(f"{where} has clip_id={clip_id!r}; it must be a non-empty string.")
+    for name, v in (("t0_s", t0), ("t1_s", t1)):
+        if isinstance(v, bool) or not isinstance(v, Real) or math.isnan(float(v)):
+            raise DojoConfigError(f"{where} has {name}={v!r}; it must be a time in seconds (+-inf: open).")
+    if float(t0) > float(t1):
+        raise DojoConfigError(f"{where} has t0_s={t0!r} after t1_s={t1!r}.")
+    return WindowSpec(clip_id, float(t0), float(t1))
+
+
+def normalise_specs(specs: object) -> list[WindowSpec] | None:
+    """Window specs as a list of :class:`WindowSpec`, or None for "every window in the store".
+
+    Accepts None, a sequence of ``(clip_id, t0_s, t1_s)`` tuples, of dicts with those keys (a
+    dataset's entries) or of objects with those attributes, or an object with an ``entries``
+    attribute holding such a sequence (a loaded dataset or manifest: all of its splits, so pass
+    ``dataset.split("train")`` for one).
+    """
+    if specs is None:
+        return None
+    entries = getattr(specs, "entries", specs)
+    if isinstance(specs, Mapping) and "entries" in specs:
+        entries = specs["entries"]
+    if isinstance(entries, (str, bytes, Mapping)) or not isinstance(entries, Iterable):
+        raise DojoConfigError(
+            f"specs={specs!r} must be None, a list of (clip_id, t0_s, t1_s) or of dataset entries."
+        )
+    return [_spec_from(item, f"specs[{i}]") for i, item in enumerate(entries)]
+
+
+def _store(store: Store | str | os.PathLike[str]) -> Store:
+    return store if isinstance(store, Store) else Store(store)
+
+
+# ------------------------------------------------------------------------------- planning
+def _nearest(times_s: np.ndarray, t_s: np.ndarray, tolerance_s: float) -> np.ndarray:
+    """Index into sorted ``times_s`` of the entry nearest each of ``t_s``; -1 beyond tolerance."""
+    if len(times_s) == 0:
+        return np.full(len(t_s), -1, dtype=np.int64)
+    right = np.clip(np.searchsorted(times_s, t_s), 0, len(times_s) - 1)
+    left = np.clip(right - 1, 0, len(times_s) - 1)
+    pick = np.where(np.abs(times_s[left] - t_s) <= np.abs(times_s[right] - t_s), left, right)
+    return np.where(np.abs(times_s[pick] - t_s) <= tolerance_s, pick, -1).astype(np.int64)
+
+
+def _arrow(con: Any, sql: str) -> dict[str, np.ndarray]:
+    table = con.sql(sql).arrow()
+    if isinstance(table, pa.RecordBatchReader):  # newer DuckDB returns a reader
+        table = table.read_all()
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+
+def _plan(
+    store: Store, specs: list[WindowSpec] | None, frames: int, stride: int
+) -> tuple[Rig | None, tuple[int, int], list[_Clip]]:
+    """Every window of the specs: the rig, the occupancy grid shape and the clips in spec order.
+
+    Runs once, in the process that builds the dataset, with a handful of DuckDB queries over the
+    catalog; the result is plain numpy, so DataLoader workers get it without touching a table.
+    """
+    con = connect(store)
+    try:
+        known = con.sql("SELECT clip_id, drive_id FROM clips ORDER BY drive_id, start_frame").fetchall()
+        drive_of: dict[str, str] = {}
+        for clip_id, drive_id in known:
+            drive_of.setdefault(clip_id, drive_id)  # the same content in two drives: one of them
+        if specs is None:
+            order = list(drive_of)
+            ranges: dict[str, list[tuple[float, float]]] = {c: [(-math.inf, math.inf)] for c in order}
+        else:
+            unknown = sorted({s.clip_id for s in specs if s.clip_id not in drive_of})
+            if unknown:
+                more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+                raise DojoConfigError(
+                    f"clip_id {', '.join(map(repr, unknown[:3]))}{more} in the window specs "
+                    f"is not in store {store.url!r}."
+                )
+            ranges = {}
+            for s in specs:
+                ranges.setdefault(s.clip_id, []).append((s.t0_s, s.t1_s))
+            order = list(ranges)
+        if not order:
+            return None, (0, 0), []
+        con.register(
+            "_sel",
+            pa.table({"clip_id": order, "drive_id": [drive_of[c] for c in order], "pos": np.arange(len(order))}),
+        )
+        drives = con.sql(
+            "SELECT drive_id, cameras, width_px, height_px, rgb, fps FROM drives "
+            "WHERE drive_id IN (SELECT drive_id FROM _sel) ORDER BY drive_id"
+        ).fetchall()
+        rig_of = {d: Rig(tuple(cams), int(h), int(w), bool(rgb)) for d, cams, w, h, rgb, _ in drives}
+        fps_of = {d: float(fps) for d, *_, fps in drives}
+        rigs = sorted(set(rig_of.values()), key=repr)
+        if len(rigs) > 1:
+            raise DojoConfigError(
+                f"The windows come from drives with different camera rigs ({rigs[0]} and {rigs[1]}); "
+                "restrict the specs to one rig so windows stack into batches."
+            )
+        rig = rigs[0]
+        shapes = con.sql(
+            "SELECT DISTINCT rows, cols FROM labels WHERE drive_id IN (SELECT drive_id FROM _sel) ORDER BY rows, cols"
+        ).fetchall()
+        if len(shapes) > 1:
+            raise DojoConfigError(
+                f"The windows' occupancy labels come in several shapes ({shapes}); restrict the specs to one."
+            )
+        grid = (int(shapes[0][0]), int(shapes[0][1])) if shapes else (0, 0)
+        fr = _arrow(
+            con,
+            "SELECT s.pos, f.camera, f.frame, f.t_s, f.byte_offset, f.byte_size, f.keyframe "
+            "FROM frames f JOIN _sel s ON f.clip_id = s.clip_id AND f.drive_id = s.drive_id "
+            "ORDER BY s.pos, f.camera, f.frame",
+        )
+        tel = _arrow(
+            con,
+            "SELECT drive_id, t_s, speed_mps, accel_mps2, steer_rad, command FROM telemetry "
+            "WHERE drive_id IN (SELECT drive_id FROM _sel) ORDER BY drive_id, t_s",
+        )
+    finally:
+        con.close()
+
+    tel_rows: dict[str, slice] = {}
+    if len(tel["drive_id"]):
+        ids = tel["drive_id"]
+        cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(ids)], strict=True):
+            tel_rows[str(ids[a])] = slice(int(a), int(b))
+    pos = fr["pos"].astype(np.int64)
+    bounds = np.searchsorted(pos, np.arange(len(order) + 1))
+    clips: list[_Clip] = []
+    for i, clip_id in enumerate(order):
+        drive_id = drive_of[clip_id]
+        rows = slice(int(bounds[i]), int(bounds[i + 1]))
+        clip = _clip_plan(clip_id, drive_id, rig, {k: v[rows] for k, v in fr.items()})
+        t_rows = tel_rows.get(drive_id, slice(0, 0))
+        _choose_windows(clip, ranges[clip_id], frames, stride, fps_of[drive_id], {k: v[t_rows] for k, v in tel.items()})
+        if len(clip.targets):
+            clips.append(clip)
+    return rig, grid, clips
+
+
+def _clip_plan(clip_id: str, drive_id: str, rig: Rig, fr: dict[str, np.ndarray]) -> _Clip:
+    """The clip's frames, camera by camera in the rig's order, checked to agree across cameras."""
+    per_cam = {}
+    for cam in rig.cameras:
+        take = fr["camera"] == cam
+        per_cam[cam] = {k: v[take] for k, v in fr.items()}
+    first = per_cam[rig.cameras[0]]
+    for cam in rig.cameras:
+        got = per_cam[cam]
+        if len(got["frame"]) == 0 or not np.array_equal(got["frame"], first["frame"]):
+            raise DojoConfigError(
+                f"Clip {clip_id} camera {cam!r} has {len(got['frame'])} frames in frames.parquet, "
+                f"other than camera {rig.cameras[0]!r} ({len(first['frame'])}); the store is damaged."
+            )
+    empty = np.zeros(0, dtype=np.int64)
+    return _Clip(
+        clip_id=clip_id,
+        drive_id=drive_id,
+        frame=first["frame"].astype(np.int64),
+        t_s=first["t_s"].astype(np.float64),
+        byte_offset=np.stack([per_cam[c]["byte_offset"] for c in rig.cameras]).astype(np.int64),
+        byte_size=np.stack([per_cam[c]["byte_size"] for c in rig.cameras]).astype(np.int64),
+        keyframe=np.stack([per_cam[c]["keyframe"] for c in rig.cameras]).astype(bool),
+        targets=empty,
+        speed_mps=np.zeros(0, dtype=np.float32),
+        command=empty,
+        action=np.zeros((0, 2), dtype=np.float32),
+    )
+
+
+def _choose_windows(
+    clip: _Clip,
+    ranges: list[tuple[float, float]],
+    frames: int,
+    stride: int,
+    fps: float,
+    tel: dict[str, np.ndarray],
+) -> None:
+    """Fill in the clip's windows: k gap-free frames, a target inside a spec, both telemetry rows."""
+    n = len(clip.t_s)
+    idx = np.arange(frames - 1, n, stride, dtype=np.int64)  # candidate target frames
+    if len(idx) == 0:
+        return
+    step_ok = np.abs(np.diff(clip.t_s) * fps - 1.0) < 0.5  # (n-1,) frame i+1 follows frame i
+    bad_before = np.r_[0, np.cumsum(~step_ok)]  # (n,) gaps among the first i frames
+    keep = bad_before[idx] - bad_before[idx - (frames - 1)] == 0
+    t = clip.t_s[idx]
+    inside = np.zeros(len(idx), dtype=bool)
+    for t0, t1 in ranges:
+        inside |= (t >= t0 - _EPS_S) & (t <= t1 + _EPS_S)
+    keep &= inside
+    times = tel["t_s"].astype(np.float64)
+    if len(times) < 2:
+        keep[:] = False
+        now = after = np.full(len(idx), -1, dtype=np.int64)
+    else:
+        step_s = float(np.median(np.diff(times)))  # the decision step (0.1 s in the fleet)
+        now = _nearest(times, t, 0.5 * step_s)  # the row holding the speed at the frame
+        after = _nearest(times, t + step_s, 0.5 * step_s)  # the decision taken on seeing it
+        keep &= (now >= 0) & (after >= 0)
+    now, after = now[keep], after[keep]
+    clip.targets = idx[keep]
+    clip.speed_mps = tel["speed_mps"][now].astype(np.float32)
+    clip.command = tel["command"][after].astype(np.int64)
+    clip.action = np.stack([tel["accel_mps2"][after], tel["steer_rad"][after]], axis=1).astype(np.float32)
+
+
+def _decode_span(clip: _Clip, windows: np.ndarray, frames: int) -> tuple[int, int, np.ndarray]:
+    """(first needed, last needed, (cams,) first decoded) frame index into the clip for ``windows``.
+
+    Decoding starts at each camera's last keyframe at or before the first needed frame.
+    """
+    targets = clip.targets[windows]
+    lo, hi = int(targets.min()) - (frames - 1), int(targets.max())
+    starts = np.empty(len(clip.keyframe), dtype=np.int64)
+    for c, keys in enumerate(clip.keyframe):
+        before = np.flatnonzero(keys[: lo + 1])
+        starts[c] = before[-1] if len(before) else -1
+    return lo, hi, starts
+
+
+# -------------------------------------------------------------------------------- decoding
+def _luma(frame: av.VideoFrame) -> np.ndarray:
+    """(H, W) view of a decoded frame's grey levels: its luma plane, as the fleet wrote it."""
+    if frame.format.name not in _LUMA_FORMATS:
+        return frame.to_ndarray(format="gray")
+    plane = frame.planes[0]
+    rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
+    return rows[: frame.height, : frame.width]
+
+
+def _decode_clip(store: Store, rig: Rig, clip: _Clip, windows: np.ndarray, frames: int) -> tuple[int, np.ndarray]:
+    """(first frame index, uint8 (cams, T, H, W[, 3])) of the clip's frames that ``windows`` need.
+
+    One sequential decode per camera over one byte range read; a DojoConfigError names the clip
+    and camera whose video is missing or does not decode.
+    """
+    lo, hi, starts = _decode_span(clip, windows, frames)
+    out = np.empty((len(rig.cameras), hi - lo + 1, *rig.image_shape(1)[2:]), dtype=np.uint8)
+    for c, cam in enumerate(rig.cameras):
+        path = store.path("drives", clip.drive_id, "video", f"{cam}.h264")
+        first = int(starts[c])
+        if first < 0:
+            raise DojoConfigError(
+                f"Clip {clip.clip_id} camera {cam!r} has no keyframe at or before frame {int(clip.frame[lo])}; "
+                "the store is damaged."
+            )
+        offsets = clip.byte_offset[c, first : hi + 1]
+        sizes = clip.byte_size[c, first : hi + 1]
+        base, end = int(offsets.min()), int((offsets + sizes).max())
+        try:
+            data = store.fs.cat_file(path, start=base, end=end)
+        except OSError as e:
+            raise DojoConfigError(f"Clip {clip.clip_id} camera {cam!r}: cannot read {path} ({e}).") from e
+        if len(data) != end - base:
+            raise DojoConfigError(
+                f"Clip {clip.clip_id} camera {cam!r}: {path} ends before byte {end}; the store is damaged."
+            )
+        try:
+            got = _decode_into(out[c], data, (offsets - base).tolist(), sizes.tolist(), first - lo, rig)
+        except (av.FFmpegError, ValueError) as e:
+            raise DojoConfigError(
+                f"Clip {clip.clip_id} camera {cam!r}: the video in {path} does not decode ({e})."
+            ) from e
+        if got != hi + 1 - first:
+            raise DojoConfigError(
+                f"Clip {clip.clip_id} camera {cam!r}: the video in {path} decodes to {got} "
+                f"frames from {hi + 1 - first} access units."
+            )
+    return lo, out
+
+
+def _decode_into(out: np.ndarray, data: bytes, offsets: list[int], sizes: list[int], skip: int, rig: Rig) -> int:
+    """Decode the access units at ``offsets`` of ``data`` in turn into ``out`` (T, H, W[, 3]).
+
+    The first ``-skip`` frames only prime the decoder (``skip`` <= 0: the keyframe lies before
+    the first frame wanted). Returns how many frames came out. The loop is the loader's hot
+    path, so it is kept free of calls it can do without. (Letting FFmpeg's h264 demuxer split
+    the byte range instead, as raw decoding does, measured slower here: ~1 ms to open a
+    container per clip and camera.)
+    """
+    ctx = cast(VideoCodecContext, av.CodecContext.create("h264", "r"))
+    ctx.thread_count = 1  # parallelism comes from DataLoader workers; one thread wastes nothing
+    decode = ctx.decode
+    size_px, limit = (rig.width_px, rig.height_px), len(out) - skip
+    index = 0
+    for off, size in zip(offsets, sizes, strict=True):
+        for frame in decode(av.Packet(data[off : off + size])):
+            if (frame.width, frame.height) != size_px or index >= limit:
+                raise ValueError(f"frame {index} is {frame.width}x{frame.height}; the rig's are {size_px[0]}x{size_px[1]}")
+            if index + skip >= 0:
+                out[index + skip] = frame.to_ndarray(format="rgb24") if rig.rgb else _luma(frame)
+            index += 1
+    for frame in decode(None):
+        if index + skip >= 0 and index < limit:
+            out[index + skip] = frame.to_ndarray(format="rgb24") if rig.rgb else _luma(frame)
+        index += 1
+    return index
+
+
+def _read_labels(store: Store, clip: _Clip, first_frame: int, last_frame: int) -> dict[int, bytes]:
+    """Occupancy grid bytes of the drive's frames ``first_frame..last_frame``, by frame index.
+
+    Only row groups whose ``frame`` statistics overlap are read, so a labels file written in
+    row groups of about a clip costs a clip's worth of reading, not a drive's.
+    """
+    path = store.path("drives", clip.drive_id, TABLE_FILES["labels"])
+    try:
+        f = store.fs.open(path, "rb")
+    except FileNotFoundError:
+        return {}
+    with f:
+        pf = pq.ParquetFile(f)
+        meta, col = pf.metadata, pf.schema_arrow.get_field_index("frame")
+        groups = []
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(col).statistics
+            if stats is None or not stats.has_min_max or (stats.min <= last_frame and stats.max >= first_frame):
+                groups.append(g)
+        if not groups:
+            return {}
+        # no thread pool: it costs milliseconds to wake per call and workers are parallel already
+        table = pf.read_row_groups(groups, columns=["frame", "grid"], use_threads=False)
+    frames = table.column("frame").to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero((frames >= first_frame) & (frames <= last_frame))
+    grids = table.column("grid").take(pa.array(rows)).to_pylist()
+    return dict(zip(frames[rows].tolist(), grids, strict=True))
+
+
+# ---------------------------------------------------------------------------------- order
+def _emit_order(counts: Sequence[int], buffer_windows: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(clip, window) in the order a shuffle buffer of ``buffer_windows`` emits the windows.
+
+    Windows enter clip by clip; once the buffer is full each new one takes the place of a
+    uniformly drawn one, which leaves; at the end the rest leave in random order. Only ids move,
+    so a shard's whole order costs a fraction of a microsecond a window to work out.
+    """
+    out: list[tuple[int, int]] = []
+    if buffer_windows <= 1:
+        return [(c, w) for c, n in enumerate(counts) for w in range(n)]
+    total = int(sum(counts))
+    draws = rng.integers(0, buffer_windows, size=max(total - buffer_windows, 0)).tolist()
+    buf: list[tuple[int, int]] = []
+    d = 0
+    for c, n in enumerate(counts):
+        for w in range(n):
+            if len(buf) < buffer_windows:
+                buf.append((c, w))
+                continue
+            i = draws[d]
+            d += 1
+            out.append(buf[i])
+            buf[i] = (c, w)
+    out.extend(buf[i] for i in rng.permutation(len(buf)).tolist())
+    return out
+
+
+def _resolve_dist(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+# -------------------------------------------------------------------------------- dataset
+class WindowDataset(IterableDataset[dict[str, Any]]):
+    """Training windows of the clip store, streamed and decoded, sharded and resumable.
+
+    ``store``: a :class:`Store` or its path/URL. ``specs``: which windows (see
+    :func:`normalise_specs`); None for all. ``frames``: k, frames a window (>= 1). ``stride``:
+    one window every this many frames of a clip. ``shuffle``: shuffle clips per epoch and pass
+    windows through a shuffle buffer of ``buffer_windows`` (0 or 1: no buffer); off, windows come
+    in spec order. ``seed``: with the epoch, fixes the order. ``rank``/``world_size``: the DDP
+    place; by default read from ``torch.distributed`` when it is initialised, else 0 of 1.
+    ``occupancy``: also read the occupancy labels (off: no ``occupancy``/``has_occupancy`` keys
+    and no labels file read, for training that does not use them).
+    """
+
+    def __init__(
+        self,
+        store: Store | str | os.PathLike[str],
+        specs: object = None,
+        *,
+        frames: int = 2,
+        stride: int = 1,
+        shuffle: bool = True,
+        buffer_windows: int = DEFAULT_BUFFER_WINDOWS,
+        seed: int = 0,
+        occupancy: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.frames = _whole("frames", frames, 1)
+        self.stride = _whole("stride", stride, 1)
+        self.buffer_windows = _whole("buffer_windows", buffer_windows, 0)
+        self.seed = _whole("seed", seed, 0)
+        if not isinstance(shuffle, bool):
+            raise DojoConfigError(f"shuffle={shuffle!r} must be True or False.")
+        self.shuffle = shuffle
+        if not isinstance(occupancy, bool):
+            raise DojoConfigError(f"occupancy={occupancy!r} must be True or False.")
+        self.occupancy = occupancy
+        if (rank is None) != (world_size is None):
+            raise DojoConfigError(f"rank={rank!r} and world_size={world_size!r}: give both or neither.")
+        if world_size is not None:
+            world_size = _whole("world_size", world_size, 1)
+            rank = _whole("rank", rank, 0)
+            if rank >= world_size:
+                raise DojoConfigError(f"rank={rank} must be below world_size={world_size}.")
+        self.rank, self.world_size = _resolve_dist(rank, world_size)
+        self.store = _store(store)
+        rig, grid, clips = _plan(self.store, normalise_specs(specs), self.frames, self.stride)
+        self.rig: Rig | None = rig
+        self.occupancy_shape: tuple[int, int] = grid  # (rows, cols); (0, 0) when nothing is labelled
+        self._clips = clips
+        h = hashlib.sha256(json.dumps([self.frames, self.stride, self.shuffle, self.buffer_windows, self.seed]).encode())
+        for clip in clips:
+            h.update(clip.clip_id.encode() + clip.targets.tobytes())
+        self.fingerprint = h.hexdigest()[:16]  # the window set and order settings, for resume
+        self.epoch = 0
+        self._reset_position()
+
+    # ------------------------------------------------------------------ what is in it
+    @property
+    def num_windows(self) -> int:
+        """Windows in an epoch, over all shards."""
+        return int(sum(len(c.targets) for c in self._clips))
+
+    @property
+    def num_clips(self) -> int:
+        return len(self._clips)
+
+    def clip_ids(self) -> list[str]:
+        """The clips that have windows, in spec order."""
+        return [c.clip_id for c in self._clips]
+
+    def decoded_camera_frames(self) -> int:
+        """Camera frames an epoch decodes (each frame once; from the keyframe before each clip's first need)."""
+        total = 0
+        for clip in self._clips:
+            _, hi, starts = _decode_span(clip, np.arange(len(clip.targets)), self.frames)
+            total += int(np.sum(hi + 1 - starts))
+        return total
+
+    def _shard_clips(self, shard: int, shards: int, epoch: int) -> list[int]:
+        order = np.arange(len(self._clips))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self._clips))
+        return order[shard::shards].tolist()
+
+    def windows_per_shard(self, shards: int, epoch: int | None = None) -> list[int]:
+        """How many windows each of ``shards`` shards yields in ``epoch`` (DDP ranks need equal steps)."""
+        shards = _whole("shards", shards, 1)
+        e = self.epoch if epoch is None else epoch
+        return [sum(len(self._clips[c].targets) for c in self._shard_clips(s, shards, e)) for s in range(shards)]
+
+    def shard_order(self, shard: int, shards: int, epoch: int | None = None) -> list[tuple[str, int]]:
+        """(clip_id, target drive frame) of each window of a shard, in the order it yields them."""
+        e = self.epoch if epoch is None else epoch
+        clips = self._shard_clips(shard, shards, e)
+        return [
+            (self._clips[clips[c]].clip_id, int(self._clips[clips[c]].frame[self._clips[clips[c]].targets[w]]))
+            for c, w in self._order(clips, shard, shards, e)
+        ]
+
+    def _order(self, clips: list[int], shard: int, shards: int, epoch: int) -> list[tuple[int, int]]:
+        counts = [len(self._clips[c].targets) for c in clips]
+        buffer = self.buffer_windows if self.shuffle else 0
+        rng = np.random.default_rng([self.seed, epoch, shard, shards])
+        return _emit_order(counts, buffer, rng)
+
+    # --------------------------------------------------------------------- position
+    def _reset_position(self) -> None:
+        self._resume: dict[int, int] = {}  # shard -> windows already consumed when iteration starts
+        self._resume_shards: int | None = None
+        self._resume_next: dict[int, int] = {}  # rank -> local shard its DataLoader serves first
+        self._seen: dict[int, int] = {}  # shard -> windows consumed in this pass
+        self._seen_shards: int | None = None
+        self._last: dict[int, int] = {}  # rank -> local shard of the last consumed window
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` from its beginning (call before each epoch, as with DistributedSampler)."""
+        self.epoch = _whole("epoch", epoch, 0)
+        self._reset_position()
+
+    def observe(self, batch: Mapping[str, Any]) -> None:
+        """Record that a batch (or one window) was consumed, for :meth:`state_dict`.
+
+        Iterating the dataset in this process records itself, and :class:`WindowLoader` calls
+        this for each batch it hands over; with a DataLoader of your own and workers (which
+        produce the windows in copies of the dataset), pass each batch here as you use it.
+        """
+        try:
+            shard, shards, position = (
+                np.atleast_1d(np.asarray(batch[k])).astype(np.int64) for k in ("shard", "shards", "position")
+            )
+        except KeyError as e:
+            raise DojoConfigError(f"observe() needs a batch from this loader; it has no {e.args[0]!r}.") from None
+        if len(shard) == 0:
+            return
+        if len(set(shards.tolist())) != 1:
+            raise DojoConfigError(f"observe() got windows read with different shard counts {sorted(set(shards.tolist()))}.")
+        self._record(int(shards[0]), shard.tolist(), position.tolist())
+
+    def _record(self, shards: int, shard: list[int], position: list[int]) -> None:
+        self._seen_shards = shards
+        for s, p in zip(shard, position, strict=True):
+            self._seen[s] = p + 1  # a shard's windows come in order: the last one is the furthest
+        workers = max(1, shards // self.world_size)
+        last = shard[-1]
+        self._last[last // workers] = last % workers
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the epoch, JSON-safe: windows consumed per shard, and who serves next.
+
+        In DDP each rank knows its own shards; combine the ranks' dicts with :func:`merge_states`.
+        """
+        shards = self._seen_shards if self._seen_shards is not None else self._resume_shards
+        positions = dict(self._resume)
+        positions.update(self._seen)
+        next_worker = dict(self._resume_next)
+        if shards is not None:
+            workers = max(1, shards // self.world_size)
+            next_worker.update({r: (w + 1) % workers for r, w in self._last.items()})
+            mine = range(self.rank * workers, (self.rank + 1) * workers)
+            positions = {s: p for s, p in positions.items() if s in mine}
+            next_worker = {r: w for r, w in next_worker.items() if r == self.rank}
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "fingerprint": self.fingerprint,
+            "epoch": self.epoch,
+            "world_size": self.world_size,
+            "shards": shards,
+            "positions": {str(s): int(p) for s, p in sorted(positions.items()) if p > 0},
+            "next_worker": {str(r): int(w) for r, w in sorted(next_worker.items())},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a saved position: the next iteration yields the rest of that epoch."""
+        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+            raise DojoConfigError("The state is not a saved loader position (no 'format': 'dojo-loader-position').")
+        if state.get("version") != STATE_VERSION:
+            raise DojoConfigError(f"The saved loader position is version {state.get('version')!r}; this Dojo reads {STATE_VERSION}.")
+        if state.get("fingerprint") != self.fingerprint:
+            raise DojoConfigError(
+                "The saved loader position is for other windows or order settings "
+                "(specs, frames, stride, shuffle, buffer_windows or seed differ)."
+            )
+        try:
+            epoch = _whole("epoch", state["epoch"], 0)
+            shards = None if state.get("shards") is None else _whole("shards", state["shards"], 1)
+            positions = {int(s): _whole("position", p, 0) for s, p in dict(state["positions"]).items()}
+            next_worker = {int(r): _whole("next_worker", w, 0) for r, w in dict(state["next_worker"]).items()}
+        except (KeyError, TypeError, ValueError) as e:
+            raise DojoConfigError(f"The saved loader position is malformed ({type(e).__name__}: {e}).") from e
+        self.set_epoch(epoch)
+        self._resume, self._resume_shards, self._resume_next = positions, shards, next_worker
+
+    # -------------------------------------------------------------------- iterating
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        rank, world_size = self.rank, self.world_size
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        shards = world_size * workers
+        if self._resume and self._resume_shards not in (None, shards):
+            raise DojoConfigError(
+                f"The saved loader position was taken with {self._resume_shards} shards "
+                f"(world_size x DataLoader workers) but this run has {shards}; resume with the same ones."
+            )
+        if info is None:
+            self._seen, self._seen_shards, self._last = {}, None, {}  # a new pass in this process
+        local = (worker + self._resume_next.get(rank, 0)) % workers
+        shard = rank * workers + local
+        return self._iter_shard(shard, shards, self._resume.get(shard, 0), track=info is None)
+
+    def _iter_shard(self, shard: int, shards: int, start: int, track: bool) -> Iterator[dict[str, Any]]:
+        clips = self._shard_clips(shard, shards, self.epoch)
+        order = self._order(clips, shard, shards, self.epoch)
+        need: dict[int, list[int]] = {}
+        for c, w in order[start:]:
+            need.setdefault(c, []).append(w)
+        pending: dict[tuple[int, int], dict[str, Any]] = {}
+        for position in range(start, len(order)):
+            key = order[position]
+            if key not in pending:  # the clip's first window to leave: decode it, cut all it needs
+                c = key[0]
+                windows = np.array(sorted(need.pop(c)), dtype=np.int64)
+                for w, sample in zip(windows.tolist(), self._windows(self._clips[clips[c]], windows), strict=True):
+                    pending[(c, w)] = sample
+            sample = pending.pop(key)
+            sample.update(shard=shard, shards=shards, position=position)
+            if track:
+                self._record(shards, [shard], [position])
+            yield sample
+
+    def _windows(self, clip: _Clip, windows: np.ndarray) -> list[dict[str, Any]]:
+        """The samples of ``windows`` (indices into ``clip.targets``) of one clip, decoded once.
+
+        Built a whole clip at a time in numpy and split with ``unbind``: a tensor per field per
+        window made one by one costs more than decoding the window's frames.
+        """
+        assert self.rig is not None
+        k, n = self.frames, len(windows)
+        lo, decoded = _decode_clip(self.store, self.rig, clip, windows, k)  # (cams, T, H, W[, 3])
+        j = clip.targets[windows]  # (n,) target frame of each window, index into the clip
+        # every k-frame run of the decoded frames, as views (no copy): (T-k+1) x (cams, k, H, W[, 3]);
+        # a window's images are one of them, so the only copy is the batch's stack
+        runs = np.lib.stride_tricks.sliding_window_view(decoded, k, axis=1, writeable=True)
+        every = torch.from_numpy(np.moveaxis(runs, -1, 2)).movedim(1, 0).unbind(0)
+        frame = clip.frame[j]
+        fields: dict[str, Any] = {
+            "images": [every[r] for r in (j - lo - (k - 1)).tolist()],
+            "speed_mps": torch.from_numpy(clip.speed_mps[windows]).unbind(0),
+            "command": torch.from_numpy(clip.command[windows]).unbind(0),
+            "action": torch.from_numpy(clip.action[windows]).unbind(0),
+        }
+        if self.occupancy:
+            rows, cols = self.occupancy_shape
+            grids = np.zeros((n, rows, cols), dtype=np.uint8)  # (n, rows, cols)
+            has = np.zeros(n, dtype=bool)
+            if rows * cols:
+                labels = _read_labels(self.store, clip, int(frame.min()), int(frame.max()))
+                for i, f in enumerate(frame.tolist()):
+                    grid = labels.get(f)
+                    if grid is not None and len(grid) == rows * cols:
+                        grids[i] = np.frombuffer(grid, dtype=np.uint8).reshape(rows, cols)
+                        has[i] = True
+            fields["occupancy"] = torch.from_numpy(grids).unbind(0)
+            fields["has_occupancy"] = torch.from_numpy(has).unbind(0)
+        fields["frame"] = frame.tolist()
+        fields["t_s"] = clip.t_s[j].tolist()
+        names = list(fields)
+        return [
+            {**dict(zip(names, values, strict=True)), "clip_id": clip.clip_id}
+            for values in zip(*fields.values(), strict=True)
+        ]
+
+
+def merge_states(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One position from every DDP rank's :meth:`WindowDataset.state_dict` (gathered by the trainer)."""
+    if not states:
+        raise DojoConfigError("merge_states() needs at least one state.")
+    first = dict(states[0])
+    for s in states[1:]:
+        for key in ("format", "version", "fingerprint", "epoch", "world_size"):
+            if s.get(key) != first.get(key):
+                raise DojoConfigError(f"The ranks' loader positions differ in {key!r}; they are not from one run.")
+    shards = {int(s["shards"]) for s in states if s.get("shards") is not None}
+    if len(shards) > 1:
+        raise DojoConfigError(f"The ranks' loader positions were taken with different shard counts {sorted(shards)}.")
+    merged = {**first, "shards": shards.pop() if shards else None, "positions": {}, "next_worker": {}}
+    for s in states:
+        merged["positions"].update(s["positions"])
+        merged["next_worker"].update(s["next_worker"])
+    return merged
+
+
+# ------------------------------------------------------------------------------- batching
+_SHARED_MIN_BYTES = 1 << 16  # a batch field this large crosses from a worker in shared memory
+
+
+def _collate(samples: Sequence[Mapping[str, Any]], small_as_numpy: bool) -> dict[str, Any]:
+    if not samples:
+        raise DojoConfigError("collate_windows() got an empty batch.")
+    out: dict[str, Any] = {}
+    for key, first in samples[0].items():
+        values = [s[key] for s in samples]
+        if isinstance(first, torch.Tensor):
+            if first.numel() * first.element_size() * len(values) < _SHARED_MIN_BYTES:
+                small = torch.stack(values)  # (B, ...) a few hundred bytes: torch's stack is quicker
+                out[key] = small.numpy() if small_as_numpy else small
+            else:  # images, grids: numpy's stack is quicker for many large uint8 arrays
+                out[key] = torch.from_numpy(np.stack([v.numpy() for v in values]))
+        elif isinstance(first, str):
+            out[key] = values
+        else:
+            stacked = np.array(values, dtype=np.float64 if isinstance(first, float) else np.int64)
+            out[key] = stacked if small_as_numpy else torch.from_numpy(stacked)
+    return out
+
+
+def collate_windows(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack windows into a batch: tensors (B, ...), numbers a tensor (B,), strings a list.
+
+    Like torch's default_collate for these dicts, but stacks through numpy, which measured
+    faster for the many small uint8 images of a batch on CPU.
+    """
+    return _collate(samples, small_as_numpy=False)
+
+
+def _collate_for_transfer(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Like :func:`collate_windows`, but small fields stay numpy arrays until the main process.
+
+    A tensor crosses from a DataLoader worker as its own shared-memory segment and file
+    descriptor; a numpy array of a few hundred bytes rides in the pickle, which is cheaper.
+    """
+    return _collate(samples, small_as_numpy=True)
+
+
+class WindowLoader:
+    """Batches of a :class:`WindowDataset` through a DataLoader, its position kept as they come.
+
+    Iterating yields dicts of tensors (strings as lists) and records each batch with
+    :meth:`WindowDataset.observe` as it is handed over, so ``dataset.state_dict()`` is the
+    position after the last batch taken, with or without workers.
+    """
+
+    def __init__(self, dataset: WindowDataset, batch_size: int = 32, num_workers: int = 0, **options: Any) -> None:
+        if not isinstance(dataset, WindowDataset):
+            raise DojoConfigError(f"WindowLoader needs a WindowDataset; got {type(dataset).__name__}.")
+        batch_size = _whole("batch_size", batch_size, 1)
+        num_workers = _whole("num_workers", num_workers, 0)
+        if options.get("persistent_workers"):
+            raise DojoConfigError(
+                "persistent_workers=True would keep workers on their first epoch and position; leave it off."
+            )
+        self.dataset = dataset
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.loader: DataLoader[Any] = DataLoader(
+            dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_for_transfer, **options
+        )
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in self.loader:
+            batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+            self.dataset.observe(batch)
+            yield batch
+
+
+def make_loader(dataset: WindowDataset, batch_size: int = 32, num_workers: int = 0, **options: Any) -> WindowLoader:
+    """A :class:`WindowLoader`; ``options`` go to torch's DataLoader (``pin_memory``, ...).
+
+    Workers copy the dataset when each epoch's iteration starts, which is how
+    :meth:`WindowDataset.set_epoch` and a loaded position reach them (so no persistent workers).
+    """
+    return WindowLoader(dataset, batch_size=batch_size, num_workers=num_workers, **options)
+
+
+# ------------------------------------------------------------------------------ measuring
+def _select_clips(store: Store, clip_ids: Sequence[str] | None) -> list[tuple[str, str, list[str]]]:
+    """(clip_id, drive_id, cameras) of the chosen clips (all by default), in store order."""
+    con = connect(store)
+    try:
+        rows = con.sql(
+            "SELECT c.clip_id, c.drive_id, d.cameras FROM clips c JOIN drives d USING (drive_id) "
+            "ORDER BY c.drive_id, c.start_frame"
+        ).fetchall()
+    finally:
+        con.close()
+    if clip_ids is None:
+        return [(c, d, list(cams)) for c, d, cams in rows]
+    by_id = {c: (c, d, list(cams)) for c, d, cams in reversed(rows)}
+    unknown = [c for c in clip_ids if c not in by_id]
+    if unknown:
+        raise DojoConfigError(f"clip_id {unknown[0]!r} is not in store {store.url!r}.")
+    return [by_id[c] for c in dict.fromkeys(clip_ids)]
+
+
+def decode_rate_raw(
+    store: Store | str | os.PathLike[str], clip_ids: Sequence[str] | None = None, max_frames: int | None = None
+) -> dict[str, Any]:
+    """The reference: plain PyAV decoding the same video sequentially, frames/s on one thread.
+
+    Each chosen clip's byte range of each camera file (the whole file when all its clips are
+    chosen) is opened with ``av.open(..., format="h264")`` and every frame decoded and turned
+    into a numpy array the way the loader does (luma plane for grey, rgb24 for colour). One
+    decoding thread: slice threads only slow small frames down, and the loader's parallelism
+    comes from its workers. Reading the bytes is timed too, as it is in the loader.
+    """
+    st = _store(store)
+    if max_frames is not None:
+        max_frames = _whole("max_frames", max_frames, 1)
+    chosen = _select_clips(st, clip_ids)
+    con = connect(st)
+    try:
+        spans = _arrow(
+            con,
+            "SELECT drive_id, clip_id, camera, min(byte_offset) AS a, max(byte_offset + byte_size) AS b "
+            "FROM frames GROUP BY drive_id, clip_id, camera",
+        )
+        rgb_of = dict(con.sql("SELECT drive_id, rgb FROM drives").fetchall())
+        clips_of: dict[str, int] = dict(con.sql("SELECT drive_id, count(*) FROM clips GROUP BY drive_id").fetchall())
+    finally:
+        con.close()
+    span = {
+        (str(d), str(c), str(cam)): (int(a), int(b))
+        for d, c, cam, a, b in zip(spans["drive_id"], spans["clip_id"], spans["camera"], spans["a"], spans["b"], strict=True)
+    }
+    by_drive: dict[str, list[str]] = {}
+    cams_of: dict[str, list[str]] = {}
+    for clip_id, drive_id, cams in chosen:
+        by_drive.setdefault(drive_id, []).append(clip_id)
+        cams_of[drive_id] = cams
+    decoded, files = 0, 0
+    start = time.perf_counter()
+    for drive_id, clips in by_drive.items():
+        whole = len(clips) == clips_of.get(drive_id, -1)
+        for cam in cams_of[drive_id]:
+            path = st.path("drives", drive_id, "video", f"{cam}.h264")
+            if whole:
+                data = st.fs.cat_file(path)
+            else:
+                data = b"".join(st.fs.cat_file(path, *span[(drive_id, c, cam)]) for c in clips)
+            files += 1
+            with av.open(io.BytesIO(data), mode="r", format="h264") as container:
+                stream = container.streams.video[0]
+                stream.codec_context.thread_count = 1
+                for frame in container.decode(stream):
+                    _ = frame.to_ndarray(format="rgb24") if rgb_of[drive_id] else _luma(frame).copy()
+                    decoded += 1
+                    if max_frames is not None and decoded >= max_frames:
+                        break
+            if max_frames is not None and decoded >= max_frames:
+                break
+        if max_frames is not None and decoded >= max_frames:
+            break
+    seconds = time.perf_counter() - start
+    return {
+        "frames": decoded,
+        "seconds": seconds,
+        "frames_per_s": decoded / seconds if seconds > 0 else 0.0,
+        "clips": sum(len(c) for c in by_drive.values()),
+        "streams": files,
+        "threads": 1,
+    }
+
+
+def loader_rate(
+    store: Store | str | os.PathLike[str],
+    clip_ids: Sequence[str] | None = None,
+    *,
+    frames: int = 2,
+    stride: int = 1,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    buffer_windows: int = DEFAULT_BUFFER_WINDOWS,
+    seed: int = 0,
+    occupancy: bool = True,
+) -> dict[str, Any]:
+    """One whole epoch through a DataLoader: windows/s and decoded camera frames/s.
+
+    Windows of the chosen clips (all by default; whole clips, so the same frames as
+    :func:`decode_rate_raw`) are read with ``num_workers`` workers in batches of ``batch_size``.
+    Decoded camera frames are the frames the loader actually decoded (each once), so they
+    compare directly with the raw rate; the clock starts before the workers do.
+    """
+    st = _store(store)
+    specs = None if clip_ids is None else [WindowSpec(c, -math.inf, math.inf) for c in dict.fromkeys(clip_ids)]
+    start = time.perf_counter()
+    data = WindowDataset(
+        st, specs, frames=frames, stride=stride, buffer_windows=buffer_windows, seed=seed,
+        occupancy=occupancy, rank=0, world_size=1,
+    )
+    plan_s = time.perf_counter() - start
+    windows = 0
+    start = time.perf_counter()
+    for batch in make_loader(data, batch_size=batch_size, num_workers=num_workers):
+        windows += len(batch["clip_id"])
+    seconds = time.perf_counter() - start
+    decoded = data.decoded_camera_frames()
+    return {
+        "windows": windows,
+        "decoded_camera_frames": decoded,
+        "delivered_camera_frames": windows * frames * len(data.rig.cameras if data.rig else ()),
+        "seconds": seconds,
+        "plan_s": plan_s,
+        "windows_per_s": windows / seconds if seconds > 0 else 0.0,
+        "decoded_camera_frames_per_s": decoded / seconds if seconds > 0 else 0.0,
+        "num_workers": num_workers,
+        "batch_size": batch_size,
+        "frames": frames,
+        "occupancy": occupancy,
+    }
+
+
+__all__ = [
+    "DEFAULT_BUFFER_WINDOWS",
+    "Rig",
+    "WindowDataset",
+    "WindowSpec",
+    "collate_windows",
+    "decode_rate_raw",
+    "loader_rate",
+    "WindowLoader",
+    "make_loader",
+    "merge_states",
+    "normalise_specs",
+]
