@@ -431,8 +431,6 @@ def _decode_into(out: np.ndarray, data: bytes, offsets: list[int], sizes: list[i
     limit = len(out) - skip
     index = 0
     for off, size in zip(offsets, sizes, strict=True):
-        # a bytes slice, not a memoryview slice: with views, an all-zero stream decoded without
-        # any error (test_video_that_does_not_decode_... failed); we did not find out why
         for frame in decode(av.Packet(data[off : off + size])):
             if frame.width != width or frame.height != height or index >= limit:
                 raise ValueError(f"frame {index} is {frame.width}x{frame.height}; the rig's are {width}x{height}")
