@@ -137,6 +137,7 @@ def test_round_trip_with_the_official_mcap_reader(log_path: Path, drive: Drive) 
             "/camera/right": "foxglove.CompressedVideo",
             "/camera/rear": "foxglove.CompressedVideo",
             "/ego/pose": "foxglove.FrameTransform",
+            "/camera_mounts": "foxglove.FrameTransform",
             "/telemetry": "dojo.Telemetry",
             "/events": "dojo.Event",
             "/labels/occupancy": "foxglove.Grid",
@@ -147,7 +148,7 @@ def test_round_trip_with_the_official_mcap_reader(log_path: Path, drive: Drive) 
             summary.channels[cid].topic: n
             for cid, n in summary.statistics.channel_message_counts.items()
         }
-        assert counts == {topic: STEPS for topic in names} | {"/events": 2}
+        assert counts == {topic: STEPS for topic in names} | {"/events": 2, "/camera_mounts": 4}
         assert summary.statistics.attachment_count == 0
         meta = {m.name: m.metadata for m in reader.iter_metadata()}
         assert set(meta) == {"drive", "drive_log", "summary"}
@@ -551,3 +552,31 @@ def test_measure_frame_cost(drive: Drive, tmp_path: Path) -> None:
     assert cost.camera_frames == 40
     assert cost.encode_ms > 0 and cost.log_ms > 0 and cost.bytes_per_frame > 0
     assert list(tmp_path.iterdir()) == []
+
+
+def _rotate(q: tuple[float, ...], v: tuple[float, float, float]) -> np.ndarray:
+    x, y, z, w = q
+    u, vec = np.array([x, y, z]), np.array(v, dtype=float)
+    return 2 * np.dot(u, vec) * u + (w * w - np.dot(u, u)) * vec + 2 * w * np.cross(u, vec)
+
+
+def test_camera_mounts_place_each_optical_frame_where_the_rig_looks(tmp_path: Path) -> None:
+    """Foxglove's camera convention: optical +z forward, +x right, +y down, in the ego frame."""
+    rig = CameraRig.default()
+    path = tmp_path / "mounts.mcap"
+    with DriveLogWriter.from_rig(path, rig) as log:
+        log.write_frame(0.0, np.zeros(rig.image_shape, np.uint8))  # (cams, H, W)
+    mounts = read_drive_log(path).camera_mounts
+    assert set(mounts) == set(rig.names)
+    for cam in rig.cameras:
+        x, y, z, *q = mounts[cam.name]
+        assert (x, y, z) == (cam.x_m, cam.y_m, cam.z_m)
+        yaw = np.radians(cam.yaw_deg)
+        np.testing.assert_allclose(_rotate(tuple(q), (0, 0, 1)), [np.cos(yaw), np.sin(yaw), 0], atol=1e-12)  # looks along yaw
+        np.testing.assert_allclose(_rotate(tuple(q), (1, 0, 0)), [np.sin(yaw), -np.cos(yaw), 0], atol=1e-12)  # right
+        np.testing.assert_allclose(_rotate(tuple(q), (0, 1, 0)), [0, 0, -1], atol=1e-12)  # down
+    with pytest.raises(DojoConfigError, match="camera_mounts must give"):
+        small_writer(tmp_path / "bad.mcap", camera_mounts=[(0, 0, 1, 0)])
+    with pytest.raises(DojoConfigError, match="camera_mounts rear"):
+        small_writer(tmp_path / "bad2.mcap", camera_mounts=[(0, 0, 1, 0), (0, 0, float("nan"), 0)])
+    assert not (tmp_path / "bad.mcap").exists() and not (tmp_path / "bad2.mcap.partial").exists()

@@ -54,6 +54,7 @@ from dojo.data.store import (
 )
 from dojo.errors import DojoConfigError
 from dojo.fleet.drivelog import (
+    CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
     EVENTS_TOPIC,
     OCCUPANCY_TOPIC,
@@ -70,7 +71,9 @@ _SCHEMA_OF_TOPIC = {
     TELEMETRY_TOPIC: "dojo.Telemetry",
     EVENTS_TOPIC: "dojo.Event",
     OCCUPANCY_TOPIC: "foxglove.Grid",
+    CAMERA_MOUNTS_TOPIC: "foxglove.FrameTransform",
 }
+_OPTIONAL_TOPICS = {CAMERA_MOUNTS_TOPIC}  # logs written before it existed lack it
 _VIDEO_SCHEMA = "foxglove.CompressedVideo"
 _TELEMETRY_COLUMNS = ("speed_mps", "accel_mps2", "steer_rad", "lane", "ttc_s", "gap_m", "leader", "command", "driver")
 _COMMANDS = {c.name: int(c) for c in Command}
@@ -237,7 +240,7 @@ def _parse(path: Path) -> _Parsed:
                         f"expected {want!r} (json)"
                     )
                 present[ch.topic] = ch.id
-            missing = [t for t in expected if t not in present]
+            missing = [t for t in expected if t not in present and t not in _OPTIONAL_TOPICS]
             if missing:
                 raise BadLog(f"it has no {', '.join(missing)} channel")
             topic_of = {cid: topic for topic, cid in present.items()}
@@ -256,6 +259,8 @@ def _parse(path: Path) -> _Parsed:
                     stream.units.append(unit)
                     continue
                 topic = topic_of[channel.id]
+                if topic == CAMERA_MOUNTS_TOPIC:
+                    continue  # static rig geometry; the store keeps the rig in drive.parquet
                 if topic == OCCUPANCY_TOPIC:
                     record, grid = _split_data(message.data)
                 else:

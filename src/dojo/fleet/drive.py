@@ -23,6 +23,7 @@ import numpy as np
 
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig
+from dojo.fleet.logwriter import camera_mounts
 from dojo.fleet.policy import Controls, Policy, make_policy
 from dojo.fleet.recorder import CarRecorder
 from dojo.fleet.route import RoutePlan
@@ -347,7 +348,8 @@ class Fleet:
         }
         cam = self.rig.cameras[0]
         options = {"cameras": self.rig.names, "width": cam.width_px, "height": cam.height_px, "rgb": self.rig.rgb,
-                   "fps": 1.0 / DT_S, "keyframe_interval_s": cfg.keyframe_interval_s}
+                   "fps": 1.0 / DT_S, "keyframe_interval_s": cfg.keyframe_interval_s,
+                   "camera_mounts": camera_mounts(self.rig)}
         self.recorders[car] = CarRecorder(
             path, options, metadata, cfg.triggers, cfg.logging == "full", self.rig.image_shape,
             (self.spec.rows, self.spec.cols), cfg.label_every, 1.0 / DT_S,

@@ -10,6 +10,7 @@ topic                   schema                     one message per
 ``/telemetry``          dojo.Telemetry             decision: speed, accel, steer, lane, TTC, command
 ``/events``             dojo.Event                 event: interventions, disagreements, collisions
 ``/labels/occupancy``   foxglove.Grid              ground-truth bird's-eye occupancy grid
+``/camera_mounts``      foxglove.FrameTransform    camera, once at t = 0: ``ego`` -> ``camera_<name>``
 ======================  =========================  ==============================================
 
 Metadata records: ``drive`` (the caller's config: family, seed, mode, car id, ... plus
@@ -36,6 +37,8 @@ disk raises :class:`~dojo.errors.DojoConfigError` and removes the partial file.
 from __future__ import annotations
 
 from dojo.fleet.logformat import (
+    CAMERA_FRAME,
+    CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
     EGO_FRAME,
     EVENTS_TOPIC,
@@ -57,7 +60,13 @@ from dojo.fleet.logreader import (
     read_occupancy,
     video_packets,
 )
-from dojo.fleet.logwriter import DriveLogWriter, FrameCost, measure_frame_cost
+from dojo.fleet.logwriter import (
+    DriveLogWriter,
+    FrameCost,
+    camera_mounts,
+    measure_frame_cost,
+    optical_rotation,
+)
 from dojo.fleet.video import (
     DEFAULT_CRF,
     VIDEO_FORMAT,
@@ -69,6 +78,8 @@ from dojo.fleet.video import (
 )
 
 __all__ = [
+    "CAMERA_FRAME",
+    "CAMERA_MOUNTS_TOPIC",
     "CAMERA_TOPIC",
     "DEFAULT_CRF",
     "EGO_FRAME",
@@ -88,6 +99,8 @@ __all__ = [
     "FrameCost",
     "VideoPacket",
     "_H264Encoder",
+    "camera_mounts",
+    "optical_rotation",
     "decode_access_units",
     "decode_video",
     "is_keyframe",

@@ -9,7 +9,7 @@ import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from mcap.reader import make_reader
 
 from dojo.errors import DojoConfigError
 from dojo.fleet.logformat import (
+    CAMERA_FRAME,
+    CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
     EVENTS_TOPIC,
     MCAP_MAGIC,
@@ -81,6 +83,8 @@ class DriveLog:
     telemetry: list[dict[str, Any]]  # decoded messages, each with 't_s' instead of 'timestamp'
     events: list[dict[str, Any]]
     poses: np.ndarray  # (N, 5): t_s [s], x, y, z [m], yaw [rad]
+    # camera name -> (x, y, z [m], qx, qy, qz, qw) of its optical frame in the ego frame
+    camera_mounts: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def message_counts(self) -> dict[str, int]:
@@ -163,11 +167,17 @@ def read_drive_log(path: str | os.PathLike[str]) -> DriveLog:
         telemetry: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         poses: list[tuple[float, ...]] = []
+        mounts: dict[str, tuple[float, ...]] = {}
         for _, channel, message in reader.iter_messages(
-            topics=[TELEMETRY_TOPIC, EVENTS_TOPIC, POSE_TOPIC]
+            topics=[TELEMETRY_TOPIC, EVENTS_TOPIC, POSE_TOPIC, CAMERA_MOUNTS_TOPIC]
         ):
             data = json.loads(message.data)
             t = _t_s(message.log_time, start_ns)
+            if channel.topic == CAMERA_MOUNTS_TOPIC:
+                tr, rot = data["translation"], data["rotation"]
+                name = data["child_frame_id"].removeprefix(CAMERA_FRAME.format(""))
+                mounts[name] = (tr["x"], tr["y"], tr["z"], rot["x"], rot["y"], rot["z"], rot["w"])
+                continue
             if channel.topic == POSE_TOPIC:
                 tr, rot = data["translation"], data["rotation"]
                 yaw = 2.0 * math.atan2(rot["z"], rot["w"])
@@ -190,6 +200,7 @@ def read_drive_log(path: str | os.PathLike[str]) -> DriveLog:
             telemetry=telemetry,
             events=events,
             poses=np.array(poses, dtype=np.float64).reshape(-1, 5),
+            camera_mounts=mounts,
         )
 
 

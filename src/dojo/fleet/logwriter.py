@@ -26,6 +26,8 @@ import dojo
 from dojo.errors import DojoConfigError
 from dojo.fleet import schemas
 from dojo.fleet.logformat import (
+    CAMERA_FRAME,
+    CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
     EGO_FRAME,
     EVENTS_TOPIC,
@@ -210,6 +212,34 @@ _GUARD = _SigintGuard()
 
 
 # ---------------------------------------------------------------------------------- writer
+def optical_rotation(yaw_rad: float) -> tuple[float, float, float, float]:
+    """Quaternion (x, y, z, w) of a level camera's optical frame in the ego frame.
+
+    Optical axes (+z forward, +x right, +y down) seen from the ego frame (x forward, y left,
+    z up) for a camera looking straight ahead: z -> (1, 0, 0), x -> (0, -1, 0), y -> (0, 0, -1),
+    the quaternion (-1/2, 1/2, -1/2, 1/2); a camera turned ``yaw_rad`` left adds that turn
+    about the ego's z axis.
+    """
+    half = 0.5 * yaw_rad
+    return _quaternion_product((0.0, 0.0, math.sin(half), math.cos(half)), (-0.5, 0.5, -0.5, 0.5))
+
+
+def _quaternion_product(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float, float]:
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return (
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    )
+
+
+def camera_mounts(rig: CameraRig) -> list[tuple[float, float, float, float]]:
+    """(x_m, y_m, z_m, yaw_rad) of each camera of a rig, in the ego frame."""
+    return [(c.x_m, c.y_m, c.z_m, math.radians(c.yaw_deg)) for c in rig.cameras]
+
+
 class DriveLogWriter:
     """Write one drive of one car to an MCAP file (see the module docstring for the layout).
 
@@ -245,6 +275,7 @@ class DriveLogWriter:
         chunk_size_bytes: int = 1 << 20,
         overwrite: bool = False,
         start_time_ns: int = 0,
+        camera_mounts: Sequence[Sequence[float]] | None = None,
     ) -> None:
         self._closed = True  # until the file is open: a failed __init__ leaves nothing to close
         self.cameras = _camera_names(cameras)
@@ -273,7 +304,8 @@ class DriveLogWriter:
             for _ in self.cameras
         ]
         self._frames, self._keyframes = 0, [0] * len(self.cameras)
-        self._frame_ids = [json.dumps(f"camera_{name}") for name in self.cameras]
+        self._frame_ids = [json.dumps(CAMERA_FRAME.format(name)) for name in self.cameras]
+        mounts = self._check_mounts(camera_mounts)
         self._last_frame_ns = -1
         self._pending: list[dict[int, int]] = [{} for _ in self.cameras]  # pts -> log time [ns]
         self._events, self._critical = 0, 0
@@ -291,6 +323,8 @@ class DriveLogWriter:
                     self._writer.start(profile="", library=f"dojo/{dojo.__version__}")
                     self._channels = self._register()
                     self._counts = dict.fromkeys(self._channels.values(), 0)
+                    if mounts:
+                        self._write_mounts(mounts)
                     self._writer.add_metadata("drive", drive_meta)
                     self._writer.add_metadata("drive_log", self._settings(preset))
         except BaseException:  # e.g. Ctrl-C held back until here: leave no partial file behind
@@ -304,7 +338,35 @@ class DriveLogWriter:
     ) -> DriveLogWriter:
         """A writer for the cameras of a camera rig (their names, size and colour)."""
         cam = rig.cameras[0]
+        options.setdefault("camera_mounts", camera_mounts(rig))
         return cls(path, rig.names, cam.width_px, cam.height_px, rgb=rig.rgb, **options)
+
+    def _check_mounts(self, mounts: Sequence[Sequence[float]] | None) -> list[tuple[float, ...]]:
+        if mounts is None:
+            return []
+        if isinstance(mounts, (str, bytes)) or len(mounts) != len(self.cameras):
+            raise DojoConfigError(
+                f"camera_mounts must give (x_m, y_m, z_m, yaw_rad) for each of the {len(self.cameras)} cameras."
+            )
+        out = []
+        for name, mount in zip(self.cameras, mounts, strict=True):
+            if isinstance(mount, (str, bytes)) or len(mount) != 4:
+                raise DojoConfigError(f"camera_mounts for {name!r} = {mount!r} must be (x_m, y_m, z_m, yaw_rad).")
+            out.append(tuple(_finite(f"camera_mounts {name}", v) for v in mount))
+        return out
+
+    def _write_mounts(self, mounts: list[tuple[float, ...]]) -> None:
+        """Static ego -> camera transforms (Foxglove's 3D panel places the cameras with them)."""
+        for name, (x, y, z, yaw) in zip(self.cameras, mounts, strict=True):
+            qx, qy, qz, qw = optical_rotation(yaw)
+            message = {
+                "timestamp": _stamp(self._start_ns),
+                "parent_frame_id": EGO_FRAME,
+                "child_frame_id": CAMERA_FRAME.format(name),
+                "translation": {"x": x, "y": y, "z": z},
+                "rotation": {"x": qx, "y": qy, "z": qz, "w": qw},
+            }
+            self._put(CAMERA_MOUNTS_TOPIC, self._start_ns, message)
 
     # ------------------------------------------------------------------ setup
     def _open(
@@ -370,6 +432,8 @@ class DriveLogWriter:
         ):
             sid = w.register_schema(name, enc, schemas.schema_bytes(schema))
             channels[topic] = w.register_channel(topic, msg, sid, meta)
+            if topic == POSE_TOPIC:  # the camera mounts share the FrameTransform schema
+                channels[CAMERA_MOUNTS_TOPIC] = w.register_channel(CAMERA_MOUNTS_TOPIC, msg, sid, {})
         return channels
 
     def _settings(self, preset: str) -> dict[str, str]:
