@@ -174,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
 
+    from dojo.train.launch import add_train_command
+
+    add_train_command(sub)
+
     bench = sub.add_parser("bench", help="benchmarks: ours beside the reference, same run").add_subparsers(dest="bench_command", required=True)
     bw = bench.add_parser("world", help="vehicle-steps/s vs highway-env highway-fast-v0, and camera frames/s")
     bw.add_argument("--seconds", type=float, default=5.0, help="wall time per measurement [s]")

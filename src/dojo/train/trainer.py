@@ -1,0 +1,478 @@
+"""The trainer: imitation learning of the driving policy, on one process or many (torchrun, DDP).
+
+>>> summary = train(TrainConfig(dataset="hard_cases", store="store", out="runs/a", steps=500))
+
+What one optimizer step is, for W processes and A accumulation micro-batches::
+
+    every process r:  A micro-batches of b = batch_size / (W * A) windows from its own shard
+                      loss_i = smooth L1 of (prediction - action) / scale, mean over (b, 2)
+                      backward(loss_i / A), gradients all-reduced (averaged) only on the last
+    then              clip the global gradient norm, AdamW step, LR schedule step
+
+Averaging W equal-sized shards' mean gradients is the mean gradient of the global batch, so
+the update does not depend on W or A (up to float summation order); the test compares a
+2-process run with one process fed the same global batches.
+
+Loss: smooth L1 (Huber, beta = 1) on the action normalised per component, accel by
+``ACCEL_SCALE_MPS2`` and steering by ``STEER_SCALE_RAD``. The scales are fixed (not fitted to
+a dataset, so losses of two datasets or two runs compare) and chosen as the size of an
+ordinary manoeuvre: fleet data has accel spread ~0.2 m/s^2 and steering ~0.02 rad, so without
+them steering errors would count ~100x less than accel errors in m/s^2 vs rad and the
+policy would learn to ignore the wheel. Huber rather than MSE: inside one scale unit it *is*
+MSE (ordinary driving), beyond it the gradient stays bounded, so a few hard-braking or
+takeover windows with targets many scales away (exactly what mining adds, -8 m/s^2 brakes)
+cannot dominate a batch's gradient the way their squared error would, early in training when
+the predictions are all near zero.
+
+Epochs and lockstep: each process reads its own shards of the train split (the loader deals
+whole clips to shards), so processes hold different numbers of windows. An epoch here is
+``steps_per_epoch`` steps, the same for every process (the poorest process's full
+micro-batches); then every process moves to the next epoch together (``set_epoch``: a new
+shuffle, a new deal of clips). No process ever waits in a collective for another that ran out
+of data, and within an epoch no window is used twice. The leftover windows of richer shards
+are not used in that epoch (like DistributedSampler's drop_last, but decided by the data).
+
+Resume: the checkpoint (see :mod:`dojo.train.state`) holds the weights, AdamW and schedule
+state, the step and epoch, every process's random states and the loader's position; a resumed
+run reads the same windows in the same order and computes the same losses as one that never
+stopped (bit for bit on CPU in the test).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from dojo.data.loader import WindowDataset, WindowLoader, make_loader, merge_states
+from dojo.errors import DojoConfigError
+from dojo.nets.checkpoint import save_policy
+from dojo.nets.policy import DrivingPolicy, PolicyConfig, parameter_count
+from dojo.train.config import (
+    CHECKPOINT_FILE,
+    RUN_FILE,
+    DistEnv,
+    Prepared,
+    TrainConfig,
+    prepare,
+    steps_per_epoch,
+)
+from dojo.train.metrics import Metrics, truncate_jsonl
+from dojo.train.state import (
+    build_payload,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+ACCEL_SCALE_MPS2 = 1.0  # [m/s^2] one unit of normalised acceleration error
+STEER_SCALE_RAD = 0.05  # [rad] one unit of normalised steering error
+HUBER_BETA = 1.0  # in normalised units: quadratic below, linear above
+
+
+def policy_loss(pred: torch.Tensor, action: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Smooth L1 between predicted and driven ``[accel m/s^2, steer rad]``, both (B, 2),
+    each component divided by its fixed scale first; ``mean`` over batch and components."""
+    scale = pred.new_tensor([ACCEL_SCALE_MPS2, STEER_SCALE_RAD])
+    loss = F.smooth_l1_loss(pred / scale, action / scale, beta=HUBER_BETA, reduction="none")  # (B, 2)
+    return loss.mean() if reduction == "mean" else loss.mean(dim=1).sum()
+
+
+def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float) -> float:
+    """Multiplier of the peak LR for update ``step`` (0-based): linear warmup, then cosine/constant."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@contextlib.contextmanager
+def process_group(env: DistEnv, device: str) -> Iterator[None]:
+    """Join torchrun's process group (gloo on CPU, NCCL on CUDA) for the duration, if launched so."""
+    if not env.distributed:
+        yield
+        return
+    if device == "cuda":
+        torch.cuda.set_device(env.local_rank)
+    dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _deterministic(on: bool) -> Iterator[None]:
+    before = torch.are_deterministic_algorithms_enabled()
+    if on:
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (the global generator, for any library code that uses it)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """One process's share of a run: model, optimizer, data; :meth:`fit` runs it to the end.
+
+    Building it writes nothing; :meth:`step` is one optimizer step over given micro-batches
+    (the loop's unit, public so a test can feed a single process the exact global batches of
+    a multi-process run).
+    """
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+        cfg = self.config = prepared.config
+        env = self.env = prepared.env
+        self.rank, self.world = env.rank, env.world_size
+        self.device = torch.device(f"cuda:{env.local_rank}" if prepared.device == "cuda" else "cpu")
+        self.out = Path(cfg.out)
+        self.micro = prepared.micro_batch
+        _seed_everything(cfg.seed)  # the same initial weights on every process
+        self.model = DrivingPolicy(PolicyConfig.from_dict(prepared.net_config)).to(self.device)
+        self.ddp: DistributedDataParallel | None = None
+        forward: nn.Module = self.model
+        if env.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+            forward = self.ddp
+        self.forward: Any = torch.compile(forward) if cfg.compile else forward
+        decay = [p for p in self.model.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.model.parameters() if p.ndim < 2]  # biases, norms
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        steps, warm, sched, floor = cfg.steps, int(cfg.warmup_steps or 0), cfg.schedule, cfg.min_lr_ratio
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, steps, warm, sched, floor)
+        )
+        self.data = WindowDataset(
+            cfg.store, prepared.train_entries, frames=cfg.frames, stride=cfg.stride, shuffle=True,
+            buffer_windows=cfg.buffer_windows, seed=cfg.seed, occupancy=False,
+            rank=self.rank, world_size=self.world,
+        )
+        pin = self.device.type == "cuda"
+        self.loader: WindowLoader = make_loader(self.data, batch_size=self.micro, num_workers=cfg.num_workers, pin_memory=pin)
+        self.val_data: WindowDataset | None = None
+        self.val_loader: WindowLoader | None = None
+        if prepared.val_entries:
+            self.val_data = WindowDataset(
+                cfg.store, prepared.val_entries, frames=cfg.frames, stride=cfg.stride, shuffle=False,
+                seed=cfg.seed, occupancy=False, rank=self.rank, world_size=self.world,
+            )
+            if self.val_data.num_windows:
+                self.val_loader = make_loader(self.val_data, batch_size=self.micro, num_workers=cfg.num_workers, pin_memory=pin)
+        self.step_count = 0  # optimizer steps done
+        self.epoch = 0
+        self.step_in_epoch = 0
+
+    # ------------------------------------------------------------------------ one step
+    def _to_device(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        nb = self.device.type == "cuda"
+        return (
+            batch["images"].to(self.device, non_blocking=nb),  # (b, cams, k, H, W) uint8
+            batch["speed_mps"].to(self.device, non_blocking=nb).float(),  # (b,)
+            batch["command"].to(self.device, non_blocking=nb),  # (b,)
+            batch["action"].to(self.device, non_blocking=nb).float(),  # (b, 2)
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def step(self, micro_batches: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
+        """One optimizer step over ``micro_batches``; returns (loss, gradient norm before clipping).
+
+        The loss is the mean of the micro-batches' losses, averaged over processes when
+        distributed (so every process returns the global batch's loss).
+        """
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        n = len(micro_batches)
+        total = torch.zeros((), device=self.device)
+        for i, batch in enumerate(micro_batches):
+            last = i == n - 1
+            sync = self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
+            images, speed, command, action = self._to_device(batch)
+            with sync:
+                with self._autocast():
+                    pred = self.forward(images, speed, command)  # (b, 2)
+                loss = policy_loss(pred.float(), action)
+                (loss / n).backward()
+            total += loss.detach()
+        limit = self.config.clip_grad_norm if self.config.clip_grad_norm > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit)
+        self.optimizer.step()
+        self.scheduler.step()
+        mean = total / n
+        if self.env.distributed:
+            dist.all_reduce(mean)  # for the record only; the gradients were averaged by DDP
+            mean /= self.world
+        return float(mean), float(grad_norm)
+
+    def _next_full(self, batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        """The next micro-batch of exactly ``micro`` windows (a shard's short last one is skipped)."""
+        for batch in batches:
+            if len(batch["clip_id"]) == self.micro:
+                return batch
+        raise RuntimeError(  # steps_per_epoch guarantees enough full micro-batches: a bug if not
+            f"process {self.rank} ran out of windows in epoch {self.epoch} at step {self.step_in_epoch}."
+        )
+
+    # ---------------------------------------------------------------------- validation
+    def evaluate(self) -> tuple[float, int] | None:
+        """Mean loss over the val split (up to ``val_batches`` micro-batches a process), all processes."""
+        if self.val_loader is None or self.val_data is None:
+            return None
+        self.model.eval()
+        self.val_data.set_epoch(0)
+        sums = torch.zeros(2, dtype=torch.float64)  # (loss sum, windows)
+        with torch.no_grad():
+            for i, batch in enumerate(self.val_loader):
+                if self.config.val_batches and i >= self.config.val_batches:
+                    break
+                images, speed, command, action = self._to_device(batch)
+                with self._autocast():
+                    pred = self.model(images, speed, command)
+                sums[0] += float(policy_loss(pred.float(), action, reduction="sum"))
+                sums[1] += len(action)
+        if self.env.distributed:
+            sums = sums.to(self.device)
+            dist.all_reduce(sums)
+            sums = sums.cpu()
+        windows = int(sums[1])
+        return (float(sums[0]) / windows if windows else math.nan), windows
+
+    # ---------------------------------------------------------------------- checkpoints
+    def save(self, last_loss: float) -> Path | None:
+        """Gather every process's data position and RNG state; rank 0 writes the checkpoint."""
+        mine = (self.data.state_dict(), rng_state())
+        if self.env.distributed:
+            gathered: list[Any] = [None] * self.world
+            dist.all_gather_object(gathered, mine)
+        else:
+            gathered = [mine]
+        path = None
+        if self.rank == 0:
+            p = self.prepared
+            train = {
+                "config": p.resolved,
+                "step": self.step_count,
+                "epoch": self.epoch,
+                "step_in_epoch": self.step_in_epoch,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": [g[1] for g in gathered],
+                "data": merge_states([g[0] for g in gathered]),
+                "dataset": p.dataset_ref,
+                "dataset_hash": p.dataset_hash,
+                "world_size": self.world,
+            }
+            extra = {"step": self.step_count, "dataset": p.dataset_ref, "dataset_hash": p.dataset_hash,
+                     "train_loss": last_loss}
+            payload = build_payload(model_state=self.model.state_dict(), net_config=p.net_config, train=train, extra=extra)
+            path = save_checkpoint(self.out / CHECKPOINT_FILE, payload)
+        if self.env.distributed:
+            dist.barrier()  # no process goes on before the checkpoint of this step exists
+        return path
+
+    def load(self, path: Path) -> None:
+        """Continue from the checkpoint at ``path`` (checked by :func:`prepare` to be this run's)."""
+        payload = load_checkpoint(path)
+        train = payload["train"]
+        if int(train["world_size"]) != self.world:
+            raise DojoConfigError(
+                f"Checkpoint {path} was written by {train['world_size']} processes; this run has {self.world}."
+            )
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(train["optimizer"])
+        self.scheduler.load_state_dict(train["scheduler"])
+        self.step_count, self.epoch = int(train["step"]), int(train["epoch"])
+        self.step_in_epoch = int(train["step_in_epoch"])
+        self.data.load_state_dict(train["data"])
+        set_rng_state(train["rng"][self.rank])
+
+    # ---------------------------------------------------------------------------- loop
+    def _start_files(self) -> None:
+        """Rank 0 records the run (fresh start) or trims logs to the checkpoint (resume)."""
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if self.step_count == 0:
+                (self.out / RUN_FILE).write_text(json.dumps(self.prepared.resolved, indent=1) + "\n")
+                for stale in ("tb", "samples"):
+                    shutil.rmtree(self.out / stale, ignore_errors=True)
+        if self.env.distributed:
+            dist.barrier()
+        if self.config.log_samples:
+            path = self.out / "samples" / f"rank{self.rank}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            truncate_jsonl(path, self.step_count)
+
+    def _advance_epoch(self) -> None:
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.data.set_epoch(self.epoch)
+
+    def fit(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Train to ``config.steps`` (or stop, checkpointed, after step ``stop_after``); a summary."""
+        cfg, p = self.config, self.prepared
+        if p.resume_from is not None:
+            self.load(p.resume_from)
+        else:
+            self.data.set_epoch(0)
+        start_step = self.step_count
+        self._start_files()
+        lead = self.rank == 0
+        metrics = Metrics(self.out if lead else None, resume_step=start_step)
+        samples_log = None
+        if cfg.log_samples:
+            samples_log = open(self.out / "samples" / f"rank{self.rank}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        notes: list[str] = []
+        if self.val_loader is None:
+            notes.append(f"the val split of {p.dataset_ref} is empty: validation skipped")
+        if metrics.tb_kind == "dojo":
+            notes.append("tensorboard is not installed: event files written by dojo's own writer")
+        target = cfg.steps if stop_after is None else max(start_step, min(cfg.steps, stop_after))
+        spe = steps_per_epoch(self.data, self.world, cfg.num_workers, self.micro, cfg.grad_accum, self.epoch)
+        if lead and cfg.progress:
+            print(
+                f"train {cfg.net}/{cfg.size} ({parameter_count(self.model):,} parameters) on {p.dataset_ref}: "
+                f"{p.train_windows} windows, {spe} steps of {cfg.batch_size} an epoch (uses {spe * cfg.batch_size}; "
+                f"the rest of the fuller shards waits for a later deal), "
+                f"{self.world} process(es) on {self.device.type}"
+                + (f"; resuming at step {start_step}" if start_step else "")
+                + "".join(f"; {n}" for n in notes),
+                file=sys.stderr,
+            )
+        bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step",
+                   disable=not (lead and cfg.progress), leave=False)
+        batches: Iterator[dict[str, Any]] | None = None  # started when needed (workers start with it)
+        loss, val, rates, waits, step_time_s = math.nan, None, [], [], 0.0
+        checkpoint: Path | None = None
+        started = time.perf_counter()
+        try:
+            while self.step_count < target:
+                t0 = time.perf_counter()
+                if batches is None:
+                    batches = iter(self.loader)
+                micro = [self._next_full(batches) for _ in range(cfg.grad_accum)]
+                waited = time.perf_counter() - t0
+                lr = self.optimizer.param_groups[0]["lr"]
+                loss, grad_norm = self.step(micro)
+                if not math.isfinite(loss):  # the same all-reduced value on every process: all stop
+                    raise DojoConfigError(
+                        f"Training diverged: the loss is {loss} at step {self.step_count + 1}; lower --lr "
+                        f"(now {cfg.lr:g}) or keep --clip-grad-norm on."
+                    )
+                took = time.perf_counter() - t0
+                self.step_count += 1
+                self.step_in_epoch += 1
+                rate = cfg.batch_size / took
+                step_time_s += took
+                rates.append(rate)
+                waits.append(waited / took)
+                metrics.step({"step": self.step_count, "epoch": self.epoch, "loss": loss, "lr": lr,
+                              "grad_norm": grad_norm, "samples_per_s": rate,
+                              "data_wait_share": waited / took, "step_s": took})
+                if samples_log is not None:
+                    keys = [[c, int(f)] for b in micro for c, f in zip(b["clip_id"], b["frame"].tolist(), strict=True)]
+                    samples_log.write(json.dumps({"step": self.step_count, "epoch": self.epoch, "keys": keys}) + "\n")
+                    samples_log.flush()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.0f}", refresh=False)
+                if self.step_in_epoch == spe:  # every process ends the epoch at the same step
+                    self._advance_epoch()
+                    spe = steps_per_epoch(self.data, self.world, cfg.num_workers, self.micro, cfg.grad_accum, self.epoch)
+                    batches = None
+                done = self.step_count == target
+                if (cfg.val_every and self.step_count % cfg.val_every == 0) or self.step_count == cfg.steps:
+                    val = self.evaluate()
+                    if val is not None:
+                        metrics.validation(self.step_count, val[0], val[1])
+                if (cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0) or done:
+                    checkpoint = self.save(loss)
+        finally:
+            bar.close()
+            metrics.close()
+            if samples_log is not None:
+                samples_log.close()
+        wall = time.perf_counter() - started
+        if self.step_count == start_step and lead:
+            checkpoint = self.out / CHECKPOINT_FILE if (self.out / CHECKPOINT_FILE).exists() else None
+        summary = {
+            "run": str(self.out),
+            "dataset": p.dataset_ref,
+            "dataset_hash": p.dataset_hash,
+            "net": cfg.net,
+            "size": cfg.size,
+            "parameters": parameter_count(self.model),
+            "world_size": self.world,
+            "device": self.device.type,
+            "steps": self.step_count,
+            "steps_this_run": self.step_count - start_step,
+            "finished": self.step_count >= cfg.steps,
+            "epoch": self.epoch,
+            "loss": loss,
+            "val_loss": None if val is None else val[0],
+            "samples_per_s": float(np.median(rates[1:] or rates)) if rates else math.nan,  # the first step warms up
+            "samples_per_s_overall": (len(rates) * cfg.batch_size / step_time_s) if rates else math.nan,
+            "data_wait_share": float(np.median(waits[1:] or waits)) if waits else math.nan,
+            "wall_s": wall,
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "notes": notes,
+        }
+        if lead:
+            if summary["finished"]:
+                policy = save_policy(self.out / "policy.pt", self.model,
+                                     extra={"step": self.step_count, "dataset": p.dataset_ref, "dataset_hash": p.dataset_hash})
+                summary["policy"] = str(policy)
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        return summary
+
+
+def train(config: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
+    """Run (or resume) the training ``config`` describes; the summary of this process.
+
+    Everything is checked (:func:`dojo.train.config.prepare`) before the process group is
+    joined. Under torchrun every process calls this; on one process it trains alone.
+    ``stop_after``: stop after this step with a checkpoint, as a preemption would (the run
+    is then continued with ``resume=True``).
+    """
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise DojoConfigError(f"stop_after={stop_after!r} must be a whole number >= 1.")
+    prepared = prepare(config)
+    with _deterministic(config.deterministic), process_group(prepared.env, prepared.device):
+        if prepared.env.distributed and prepared.device == "cpu":
+            cores = os.cpu_count() or 1
+            torch.set_num_threads(max(1, cores // prepared.env.local_world_size))
+        return Trainer(prepared).fit(stop_after=stop_after)
+
+
+__all__ = ["ACCEL_SCALE_MPS2", "STEER_SCALE_RAD", "Trainer", "lr_factor", "policy_loss", "process_group", "train"]
