@@ -647,12 +647,19 @@ def _alive(pid: int) -> bool:
 
 
 def clean_stale_work(store: Store) -> int:
-    """Remove what ingest runs that died (``kill -9``) left under ``tmp/``; how many entries."""
+    """Remove what ingest runs that died (``kill -9``) left under ``tmp/``; how many entries.
+
+    Only on a local store, where a process id says whether its run is alive. On a shared
+    object store another host's live run looks the same as a dead one, so nothing is removed
+    there; what is left under ``tmp/`` is never read, only stored.
+    """
+    if not store.local:
+        return 0
     removed = 0
     for entry in store.fs.ls(store.path("tmp"), detail=False):
         name = posixpath.basename(entry.rstrip("/"))
         pid_text = name.split("-")[1] if name.count("-") >= 2 else ""
-        if not pid_text.isdigit() or (store.local and _alive(int(pid_text))):
+        if not pid_text.isdigit() or _alive(int(pid_text)):
             continue
         store.fs.rm(entry, recursive=True)
         removed += 1
