@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/dojo bench world
 	$(BIN)/dojo bench drive
 	$(BIN)/dojo bench data
+	$(BIN)/dojo bench train
 
 clean:
 	rm -rf $(VENV) out

@@ -128,6 +128,15 @@ def _bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_train(args: argparse.Namespace) -> int:
+    from dojo.train.bench import bench_train, format_train
+
+    sizes = tuple(s.strip() for s in args.sizes.split(",") if s.strip())
+    result = bench_train(sizes, steps=args.steps, batch_size=args.batch_size, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result, indent=2) if args.json else format_train(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dojo", description="Fleet video and drive logs in, better driving networks out.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     bdata.add_argument("--repeats", type=int, default=3, help="runs per side; the fastest counts")
     bdata.add_argument("--json", action="store_true")
     bdata.set_defaults(func=_bench_data)
+    btrain = bench.add_parser("train", help="dojo train samples/s beside a bare PyTorch loop, FLOPs counted, MFU")
+    btrain.add_argument("--sizes", default="tiny,base", help="comma-separated: tiny, base, large")
+    btrain.add_argument("--steps", type=int, default=30)
+    btrain.add_argument("--batch-size", type=int, default=32)
+    btrain.add_argument("--json", action="store_true")
+    btrain.set_defaults(func=_bench_train)
     return parser
 
 
