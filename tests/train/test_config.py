@@ -32,7 +32,7 @@ BASE: dict[str, Any] = dict(dataset="d", store="s", out="o")
         ({"clip_grad_norm": -1.0}, "clip_grad_norm=-1.0"),
         ({"size": "huge"}, "size='huge' is not known; choose one of: tiny, base, large"),
         ({"net": "vision"}, "net='vision' is not known"),
-        ({"net": "occupancy"}, "occupancy head, which is not built yet"),
+        ({"occupancy_weight": -1.0}, "occupancy_weight=-1.0 must be >= 0"),
         ({"schedule": "linear"}, "schedule='linear'"),
         ({"precision": "fp16"}, "precision='fp16' is not known; choose one of: fp32, bf16"),
         ({"device": "tpu"}, "device='tpu'"),

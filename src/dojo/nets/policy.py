@@ -129,7 +129,118 @@ class PolicyConfig:
         return cls(**{n: data[n] for n in names})
 
 
-class DrivingPolicy(nn.Module):
+class CameraBackbone(nn.Module):
+    """The shared multi-camera backbone: ``images (B, C, k, H, W[, 3]) -> tokens (B, C, D)``.
+
+    One set of conv weights for every camera and a learned embedding of each camera's slot, so
+    every head built on it (driving policy, occupancy) sees the same per-camera tokens; training
+    both heads on it at once is what makes the occupancy labels useful to the policy. It has no
+    ``forward`` of its own (the nets built on it define theirs): :meth:`check_images`, then
+    :meth:`encode`.
+    """
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        if not isinstance(config, PolicyConfig):
+            raise DojoConfigError(
+                f"{type(self).__name__} needs a PolicyConfig; got {type(config).__name__}."
+            )
+        self.config = config
+        w = SIZES[config.size]
+        c1, c2, c3 = w.convs
+        d = w.token
+        self.stem = nn.Conv2d(config.channels, c1, kernel_size=4, stride=4)  # (N, c1, H/4, W/4)
+        self.backbone = nn.Sequential(
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, kernel_size=3, stride=2, padding=1),  # (N, c2, H/8, W/8)
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c2, c3, kernel_size=3, stride=2, padding=1),  # (N, c3, H/16, W/16)
+            nn.ReLU(inplace=True),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(POOL_GRID)  # (N, c3, 3, 6) whatever the image size
+        self.token = nn.Linear(c3 * POOL_GRID[0] * POOL_GRID[1], d)  # camera token (N, D)
+        self.camera_embedding = nn.Parameter(torch.randn(config.cameras, d) * 0.02)  # (C, D)
+        self.token_norm = nn.LayerNorm(d)
+
+    @property
+    def token_width(self) -> int:
+        """D, the width of a camera token."""
+        return self.token.out_features
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Camera tokens ``(B, C, D)`` of checked ``images`` (see :meth:`check_images`)."""
+        cfg = self.config
+        batch = images.shape[0]
+        dtype = self.token.weight.dtype
+        x = images.to(dtype)
+        if images.is_floating_point():
+            x = x.clamp(0.0, 255.0)  # a float image outside 0..255 cannot push activations to inf
+        if cfg.rgb:  # (B, C, k, H, W, 3) -> (B, C, k, 3, H, W)
+            x = x.permute(0, 1, 2, 5, 3, 4)
+        x = x.reshape(batch * cfg.cameras, cfg.channels, cfg.height, cfg.width)  # (B*C, ch, H, W)
+        features = self.backbone(self._stem(x))  # (B*C, c3, H/16, W/16)
+        if tuple(features.shape[-2:]) != POOL_GRID:  # 48 x 96 images need no pooling
+            features = self.pool(features)  # (B*C, c3, 3, 6)
+        tokens = self.token(features.flatten(1)).view(batch, cfg.cameras, -1)  # (B, C, D)
+        return self.token_norm(tokens + self.camera_embedding)  # (B, C, D)
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The first conv on pixels in 0..255, as if they were scaled to [-0.5, 0.5] first.
+
+        conv(x / 255 - 0.5) = conv'(x) with w' = w / 255 and b' = b - 0.5 * sum(w): folding the
+        scaling into the weights spares two passes over the largest tensor of the forward.
+        """
+        w, b = self.stem.weight, self.stem.bias
+        assert b is not None
+        return F.conv2d(
+            x, w * (1.0 / 255.0), b - 0.5 * w.sum(dim=(1, 2, 3)), stride=self.stem.stride
+        )
+
+    def check_images(self, images: torch.Tensor, who: str | None = None) -> int:
+        """Type, device, dtype and shape of ``images``; returns the batch size. Raises DojoConfigError
+        naming ``who`` (the network the user called; this class's name by default)."""
+        cfg = self.config
+        who = who or type(self).__name__
+        if not isinstance(images, torch.Tensor):
+            raise DojoConfigError(
+                f"{who} input images must be a torch.Tensor; got {type(images).__name__}."
+            )
+        device = self.token.weight.device
+        if images.device != device:
+            raise DojoConfigError(f"{who} input images is on {images.device}; the model is on {device}.")
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise DojoConfigError(
+                f"{who} images must be uint8 or floating point (0..255); got {images.dtype}."
+            )
+        batch = images.shape[0] if images.dim() > 0 else 0
+        expected = cfg.image_shape(batch)
+        if tuple(images.shape) != expected or batch < 1:
+            want = ", ".join(str(n) for n in cfg.image_shape(batch)[1:])
+            layout = "(batch, cameras, frames, height, width" + (", 3)" if cfg.rgb else ")")
+            raise DojoConfigError(
+                f"{who} images must have shape (B, {want}) {layout}; got {tuple(images.shape)}."
+            )
+        return batch
+
+
+def cross_attention(
+    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, heads: int
+) -> torch.Tensor:
+    """Multi-head attention of ``queries`` (B or 1, Q, D) over ``keys``/``values`` (B, C, D) -> (B, Q, D).
+
+    Written with plain matmuls (not ``scaled_dot_product_attention``) so that
+    ``torch.utils.flop_counter`` counts it on every device; with a handful of keys (one per
+    camera) a fused kernel would gain nothing.
+    """
+    b, c, d = keys.shape
+    q = queries.view(queries.shape[0], -1, heads, d // heads).transpose(1, 2)  # (B|1, h, Q, d/h)
+    k = keys.view(b, c, heads, d // heads).transpose(1, 2)  # (B, h, C, d/h)
+    v = values.view(b, c, heads, d // heads).transpose(1, 2)  # (B, h, C, d/h)
+    att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // heads), dim=-1)  # (B, h, Q, C)
+    return (att @ v).transpose(1, 2).reshape(b, -1, d)  # (B, Q, D)
+
+
+class DrivingPolicy(CameraBackbone):
     """Multi-camera, k-frame driving policy: ``(images, speed_mps, command) -> (B, 2)`` controls.
 
     The output is ``[acceleration m/s^2, steering rad]``, each bounded by a tanh scaled into the
@@ -151,30 +262,16 @@ class DrivingPolicy(nn.Module):
 
     Cameras share one backbone (weights do not grow with the rig); a learned per-camera embedding
     tells the fusion which camera a token came from. See the module docstring for the layers.
+    The backbone is inherited from :class:`CameraBackbone` (not held as a submodule) so the
+    weights keep their names (``stem.weight``, ``camera_embedding``...) and checkpoints written
+    before the occupancy head existed still load; :meth:`encode` and :meth:`decide` split the
+    forward so another head (``dojo.nets.occupancy``) can read the same camera tokens.
     """
 
     def __init__(self, config: PolicyConfig) -> None:
-        super().__init__()
-        if not isinstance(config, PolicyConfig):
-            raise DojoConfigError(
-                f"DrivingPolicy needs a PolicyConfig; got {type(config).__name__}."
-            )
-        self.config = config
+        super().__init__(config)
         w = SIZES[config.size]
-        c1, c2, c3 = w.convs
         d = w.token
-        self.stem = nn.Conv2d(config.channels, c1, kernel_size=4, stride=4)  # (N, c1, H/4, W/4)
-        self.backbone = nn.Sequential(
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c1, c2, kernel_size=3, stride=2, padding=1),  # (N, c2, H/8, W/8)
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c2, c3, kernel_size=3, stride=2, padding=1),  # (N, c3, H/16, W/16)
-            nn.ReLU(inplace=True),
-        )
-        self.pool = nn.AdaptiveAvgPool2d(POOL_GRID)  # (N, c3, 3, 6) whatever the image size
-        self.token = nn.Linear(c3 * POOL_GRID[0] * POOL_GRID[1], d)  # camera token (N, D)
-        self.camera_embedding = nn.Parameter(torch.randn(config.cameras, d) * 0.02)  # (C, D)
-        self.token_norm = nn.LayerNorm(d)
         self.queries = nn.Parameter(torch.randn(w.queries, d) * 0.02)  # (Q, D)
         self.heads = w.heads
         self.q_proj = nn.Linear(d, d)
@@ -207,22 +304,15 @@ class DrivingPolicy(nn.Module):
         model's device.
         Returns float ``(B, 2)``: ``[acceleration m/s^2, steering rad]`` within the ego's limits.
         """
-        cfg = self.config
-        batch = self._check_inputs(images, speed_mps, command)
-        dtype = self.token.weight.dtype
-        x = images.to(dtype)
-        if images.is_floating_point():
-            x = x.clamp(0.0, 255.0)  # a float image outside 0..255 cannot push activations to inf
-        if cfg.rgb:  # (B, C, k, H, W, 3) -> (B, C, k, 3, H, W)
-            x = x.permute(0, 1, 2, 5, 3, 4)
-        x = x.reshape(batch * cfg.cameras, cfg.channels, cfg.height, cfg.width)  # (B*C, ch, H, W)
-        features = self.backbone(self._stem(x))  # (B*C, c3, H/16, W/16)
-        if tuple(features.shape[-2:]) != POOL_GRID:  # 48 x 96 images need no pooling
-            features = self.pool(features)  # (B*C, c3, 3, 6)
-        tokens = self.token(features.flatten(1)).view(batch, cfg.cameras, -1)  # (B, C, D)
-        tokens = self.token_norm(tokens + self.camera_embedding)  # (B, C, D)
-        fused = self._fuse(tokens)  # (B, Q*D)
+        self._check_inputs(images, speed_mps, command)
+        return self.decide(self.encode(images), speed_mps, command)  # (B, 2)
 
+    def decide(
+        self, tokens: torch.Tensor, speed_mps: torch.Tensor, command: torch.Tensor
+    ) -> torch.Tensor:
+        """Controls ``(B, 2)`` from camera tokens ``(B, C, D)`` (of :meth:`encode`) and checked inputs."""
+        dtype = self.token.weight.dtype
+        fused = self._fuse(tokens)  # (B, Q*D)
         speed = speed_mps.to(dtype).clamp(-SPEED_CLAMP_MPS, SPEED_CLAMP_MPS) / SPEED_SCALE_MPS
         cmd = self.command_embedding(command.long())  # (B, E)
         raw = self.head(torch.cat([fused, cmd, speed[:, None]], dim=1))  # (B, 2)
@@ -232,27 +322,11 @@ class DrivingPolicy(nn.Module):
         steer = t[:, 1] * self.steer_limit_rad  # [rad]
         return torch.stack([accel, steer], dim=1)  # (B, 2)
 
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        """The first conv on pixels in 0..255, as if they were scaled to [-0.5, 0.5] first.
-
-        conv(x / 255 - 0.5) = conv'(x) with w' = w / 255 and b' = b - 0.5 * sum(w): folding the
-        scaling into the weights spares two passes over the largest tensor of the forward.
-        """
-        w, b = self.stem.weight, self.stem.bias
-        assert b is not None
-        return F.conv2d(
-            x, w * (1.0 / 255.0), b - 0.5 * w.sum(dim=(1, 2, 3)), stride=self.stem.stride
-        )
-
     def _fuse(self, tokens: torch.Tensor) -> torch.Tensor:
         """Cross-attention from Q learned queries to the C camera tokens: (B, C, D) -> (B, Q*D)."""
-        b, c, d = tokens.shape
-        h = self.heads
-        q = self.q_proj(self.queries).view(1, -1, h, d // h).transpose(1, 2)  # (1, h, Q, d/h)
-        kv = self.kv_proj(tokens).view(b, c, 2, h, d // h)  # (B, C, 2, h, d/h)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, C, d/h)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // h), dim=-1)  # (B, h, Q, C)
-        out = (att @ v).transpose(1, 2).reshape(b, -1, d)  # (B, Q, D)
+        d = tokens.shape[-1]
+        k, v = self.kv_proj(tokens).split(d, dim=-1)  # each (B, C, D)
+        out = cross_attention(self.q_proj(self.queries)[None], k, v, self.heads)  # (B, Q, D)
         return F.relu(self.out_proj(out)).flatten(1)  # (B, Q*D)
 
     def _check_inputs(
@@ -260,30 +334,18 @@ class DrivingPolicy(nn.Module):
     ) -> int:
         """Shapes, dtypes and command range; returns the batch size. Raises DojoConfigError."""
         cfg = self.config
-        for name, value in (("images", images), ("speed_mps", speed_mps), ("command", command)):
+        for name, value in (("speed_mps", speed_mps), ("command", command)):
             if not isinstance(value, torch.Tensor):
                 raise DojoConfigError(
                     f"DrivingPolicy input {name} must be a torch.Tensor; got {type(value).__name__}."
                 )
+        batch = self.check_images(images)
         device = self.token.weight.device
-        for name, value in (("images", images), ("speed_mps", speed_mps), ("command", command)):
+        for name, value in (("speed_mps", speed_mps), ("command", command)):
             if value.device != device:
                 raise DojoConfigError(
                     f"DrivingPolicy input {name} is on {value.device}; the model is on {device}."
                 )
-        if images.dtype != torch.uint8 and not images.is_floating_point():
-            raise DojoConfigError(
-                f"DrivingPolicy images must be uint8 or floating point (0..255); got {images.dtype}."
-            )
-        batch = images.shape[0] if images.dim() > 0 else 0
-        expected = cfg.image_shape(batch)
-        if tuple(images.shape) != expected or batch < 1:
-            want = ", ".join(str(n) for n in cfg.image_shape(batch)[1:])
-            layout = "(batch, cameras, frames, height, width" + (", 3)" if cfg.rgb else ")")
-            raise DojoConfigError(
-                f"DrivingPolicy images must have shape (B, {want}) {layout}; "
-                f"got {tuple(images.shape)}."
-            )
         if not speed_mps.is_floating_point() or tuple(speed_mps.shape) != (batch,):
             raise DojoConfigError(
                 f"DrivingPolicy speed_mps must be a floating tensor of shape ({batch},); "

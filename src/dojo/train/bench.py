@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from dojo.errors import DojoConfigError
+from dojo.nets.flops import flops_per_sample
 from dojo.nets.policy import DrivingPolicy, PolicyConfig, parameter_count
 from dojo.train.config import TrainConfig
 from dojo.train.trainer import policy_loss, train
@@ -76,14 +76,10 @@ def _batch(config: PolicyConfig, batch: int, device: torch.device) -> tuple[torc
     return tuple(t.to(device) for t in (images, speed, command, action))
 
 
-def train_step_flops(size: str, batch: int = 8) -> int:
-    """FLOPs of one training step (forward and backward) per sample, counted by torch."""
+def train_step_flops(size: str) -> int:
+    """FLOPs of one training step (forward and backward) per sample of the policy, counted by torch."""
     config = PolicyConfig(size=size)
-    model = DrivingPolicy(config)
-    images, speed, command, action = _batch(config, batch, torch.device("cpu"))
-    with FlopCounterMode(display=False) as counter:
-        policy_loss(model(images, speed, command), action).backward()
-    return int(counter.get_total_flops()) // batch
+    return flops_per_sample(DrivingPolicy(config), config, backward=True)
 
 
 def bare_loop(size: str, batch: int, steps: int, device: torch.device) -> float:

@@ -42,6 +42,7 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--stride", "stride", int, "one window every this many frames of a clip"),
     ("--buffer-windows", "buffer_windows", int, "shuffle buffer of the loader [windows]"),
     ("--num-workers", "num_workers", int, "DataLoader worker processes per training process"),
+    ("--occupancy-weight", "occupancy_weight", float, "weight of the occupancy loss with --net both"),
 ]
 _DEFAULTS = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items()}
 
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset NAME, NAME@vN or NAME@latest")
     parser.add_argument("--store", required=True, help="clip store folder")
     parser.add_argument("--out", required=True, help="run folder (checkpoint, metrics, TensorBoard)")
-    parser.add_argument("--net", default="policy", choices=NETS, help="network to train (policy for now)")
+    parser.add_argument("--net", default="policy", choices=NETS, help="network to train: the driving policy, the occupancy grid, or both on one backbone")
     parser.add_argument("--size", default="tiny", choices=SIZES, help="network size")
     for flag, name, kind, text in _OPTIONS:
         parser.add_argument(flag, dest=name, type=kind, default=_DEFAULTS[name], help=f"{text} (default {_DEFAULTS[name]})")

@@ -215,11 +215,13 @@ class Metrics:
         scalars = {f"train/{k}": float(v) for k, v in row.items() if k not in ("step", "epoch")}
         self.tb.add_scalars(int(row["step"]), scalars)
 
-    def validation(self, step: int, val_loss: float, windows: int) -> None:
+    def validation(self, step: int, val_loss: float, windows: int, extra: Mapping[str, float] | None = None) -> None:
+        """One validation: ``extra`` holds further ``val_*`` figures (e.g. ``val_iou``)."""
         if not self.enabled:
             return
-        self.jsonl.write({"step": step, "val_loss": val_loss, "val_windows": windows})
-        self.tb.add_scalars(step, {"val/loss": val_loss})
+        more = dict(extra or {})
+        self.jsonl.write({"step": step, "val_loss": val_loss, "val_windows": windows, **more})
+        self.tb.add_scalars(step, {"val/loss": val_loss, **{f"val/{k.removeprefix('val_')}": float(v) for k, v in more.items()}})
         self.tb.flush()
 
     def close(self) -> None:

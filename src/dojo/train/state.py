@@ -2,10 +2,12 @@
 
 One file, ``OUT/checkpoint.pt``, written by rank 0 to a temporary name, fsynced and renamed over
 the old one (``os.replace``): a reader sees the previous checkpoint or the new one, never half.
-It is a policy checkpoint as :mod:`dojo.nets.checkpoint` reads it (``load_policy`` loads the
-network from it as it stands), with the training state beside it::
+For ``--net policy`` it is a policy checkpoint as :mod:`dojo.nets.checkpoint` reads it
+(``load_policy`` loads the network from it as it stands); the other nets write their own
+``kind`` (``occupancy``, ``both``), which ``load_policy`` refuses by name. The training state
+sits beside the network::
 
-    {"format": "dojo.checkpoint", "version": 1, "kind": "policy",
+    {"format": "dojo.checkpoint", "version": 1, "kind": "policy" | "occupancy" | "both",
      "net_config": {...}, "model": state_dict,                    # the network (load_policy)
      "extra": {"step", "dataset", "dataset_hash", "train_loss"},  # plain values, for people
      "train": {"format": "dojo.train-state", "version": 1,
@@ -85,12 +87,16 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
 
 
 def build_payload(*, model_state: dict[str, torch.Tensor], net_config: dict[str, Any],
-                  train: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint dict (see the module docstring); tensors are copied to the CPU."""
+                  train: dict[str, Any], extra: dict[str, Any], kind: str = KIND) -> dict[str, Any]:
+    """The checkpoint dict (see the module docstring); tensors are copied to the CPU.
+
+    ``kind`` is the net (``policy``, ``occupancy``, ``both``): only a ``policy`` checkpoint is
+    one ``load_policy`` reads, and a resume checks it against the net asked for.
+    """
     return {
         "format": FORMAT,
         "version": VERSION,
-        "kind": KIND,
+        "kind": kind,
         "net_config": net_config,
         "model": {k: v.detach().to("cpu", copy=True) for k, v in model_state.items()},
         "extra": extra,

@@ -1,4 +1,5 @@
-"""The trainer: imitation learning of the driving policy, on one process or many (torchrun, DDP).
+"""The trainer: imitation learning of the driving policy and learning of the occupancy grid,
+on one process or many (torchrun, DDP).
 
 >>> summary = train(TrainConfig(dataset="hard_cases", store="store", out="runs/a", steps=500))
 
@@ -23,6 +24,13 @@ MSE (ordinary driving), beyond it the gradient stays bounded, so a few hard-brak
 takeover windows with targets many scales away (exactly what mining adds, -8 m/s^2 brakes)
 cannot dominate a batch's gradient the way their squared error would, early in training when
 the predictions are all near zero.
+
+``--net occupancy``: cross-entropy per grid cell, averaged over the cells of a window, windows
+without an occupancy label counting zero (:func:`dojo.nets.occupancy.occupancy_loss`; divided
+by the micro-batch size, so the split-independence above holds for it too). ``--net both``:
+the policy loss + ``occupancy_weight`` x the occupancy loss, one backward through the shared
+backbone. Validation reports the occupancy IoU (mean over the occupied classes, cells pooled
+over the whole val split and all processes: :func:`dojo.nets.occupancy.iou_from_counts`).
 
 Epochs and lockstep: each process reads its own shards of the train split (the loader deals
 whole clips to shards), so processes hold different numbers of windows. An epoch here is
@@ -63,7 +71,8 @@ from tqdm import tqdm
 from dojo.data.loader import WindowDataset, WindowLoader, make_loader, merge_states
 from dojo.errors import DojoConfigError
 from dojo.nets.checkpoint import save_policy
-from dojo.nets.policy import DrivingPolicy, PolicyConfig, parameter_count
+from dojo.nets.occupancy import MultiTaskNet, iou_counts, iou_from_counts, make_net, occupancy_loss
+from dojo.nets.policy import DrivingPolicy, parameter_count
 from dojo.train.config import (
     CHECKPOINT_FILE,
     RUN_FILE,
@@ -154,7 +163,8 @@ class Trainer:
         self.out = Path(cfg.out)
         self.micro = prepared.micro_batch
         _seed_everything(cfg.seed)  # the same initial weights on every process
-        self.model = DrivingPolicy(PolicyConfig.from_dict(prepared.net_config)).to(self.device)
+        self.model = make_net(cfg.net, prepared.net_config).to(self.device)
+        self.grids = cfg.net != "policy"  # read the occupancy labels (and has_occupancy)
         self.ddp: DistributedDataParallel | None = None
         forward: nn.Module = self.model
         if env.distributed:
@@ -174,7 +184,7 @@ class Trainer:
         )
         self.data = WindowDataset(
             cfg.store, prepared.train_entries, frames=cfg.frames, stride=cfg.stride, shuffle=True,
-            buffer_windows=cfg.buffer_windows, seed=cfg.seed, occupancy=False,
+            buffer_windows=cfg.buffer_windows, seed=cfg.seed, occupancy=self.grids,
             rank=self.rank, world_size=self.world,
         )
         pin = self.device.type == "cuda"
@@ -184,7 +194,7 @@ class Trainer:
         if prepared.val_entries:
             self.val_data = WindowDataset(
                 cfg.store, prepared.val_entries, frames=cfg.frames, stride=cfg.stride, shuffle=False,
-                seed=cfg.seed, occupancy=False, rank=self.rank, world_size=self.world,
+                seed=cfg.seed, occupancy=self.grids, rank=self.rank, world_size=self.world,
             )
             if self.val_data.num_windows:
                 self.val_loader = make_loader(self.val_data, batch_size=self.micro, num_workers=cfg.num_workers, pin_memory=pin)
@@ -193,14 +203,40 @@ class Trainer:
         self.step_in_epoch = 0
 
     # ------------------------------------------------------------------------ one step
-    def _to_device(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _to_device(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         nb = self.device.type == "cuda"
-        return (
-            batch["images"].to(self.device, non_blocking=nb),  # (b, cams, k, H, W) uint8
-            batch["speed_mps"].to(self.device, non_blocking=nb).float(),  # (b,)
-            batch["command"].to(self.device, non_blocking=nb),  # (b,)
-            batch["action"].to(self.device, non_blocking=nb).float(),  # (b, 2)
-        )
+        out = {
+            "images": batch["images"].to(self.device, non_blocking=nb),  # (b, cams, k, H, W) uint8
+            "speed_mps": batch["speed_mps"].to(self.device, non_blocking=nb).float(),  # (b,)
+            "command": batch["command"].to(self.device, non_blocking=nb),  # (b,)
+            "action": batch["action"].to(self.device, non_blocking=nb).float(),  # (b, 2)
+        }
+        if self.grids:
+            out["occupancy"] = batch["occupancy"].to(self.device, non_blocking=nb)  # (b, rows, cols) uint8
+            out["has_occupancy"] = batch["has_occupancy"].to(self.device, non_blocking=nb)  # (b,) bool
+        return out
+
+    def _predict(self, net: Any, x: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(controls (b, 2) or None, occupancy logits (b, K, rows, cols) or None), in fp32."""
+        with self._autocast():
+            if self.config.net == "occupancy":
+                return None, net(x["images"]).float()
+            out = net(x["images"], x["speed_mps"], x["command"])
+        if self.config.net == "both":
+            controls, logits = out
+            return controls.float(), logits.float()
+        return out.float(), None
+
+    def _loss(self, controls: torch.Tensor | None, logits: torch.Tensor | None,
+              x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of one micro-batch: policy, occupancy, or policy + weight x occupancy."""
+        loss = torch.zeros((), device=self.device)
+        if controls is not None:
+            loss = loss + policy_loss(controls, x["action"])
+        if logits is not None:
+            weight = self.config.occupancy_weight if controls is not None else 1.0
+            loss = loss + weight * occupancy_loss(logits, x["occupancy"], x["has_occupancy"])
+        return loss
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.config.precision == "bf16":
@@ -220,11 +256,9 @@ class Trainer:
         for i, batch in enumerate(micro_batches):
             last = i == n - 1
             sync = self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
-            images, speed, command, action = self._to_device(batch)
+            x = self._to_device(batch)
             with sync:
-                with self._autocast():
-                    pred = self.forward(images, speed, command)  # (b, 2)
-                loss = policy_loss(pred.float(), action)
+                loss = self._loss(*self._predict(self.forward, x), x)
                 (loss / n).backward()
             total += loss.detach()
         limit = self.config.clip_grad_norm if self.config.clip_grad_norm > 0 else math.inf
@@ -247,28 +281,50 @@ class Trainer:
         )
 
     # ---------------------------------------------------------------------- validation
-    def evaluate(self) -> tuple[float, int] | None:
-        """Mean loss over the val split (up to ``val_batches`` micro-batches a process), all processes."""
+    def evaluate(self) -> dict[str, Any] | None:
+        """Validation over the val split (up to ``val_batches`` micro-batches a process), all processes.
+
+        ``val_loss``: the training loss's terms as means over the split (the policy's over all
+        windows, the occupancy's over the labelled ones); ``val_windows``; and for the nets with
+        the occupancy head ``val_occupancy_loss`` and ``val_iou`` (cells pooled, then the mean
+        over the occupied classes present; NaN when no window is labelled).
+        """
         if self.val_loader is None or self.val_data is None:
             return None
         self.model.eval()
         self.val_data.set_epoch(0)
-        sums = torch.zeros(2, dtype=torch.float64)  # (loss sum, windows)
+        sums = torch.zeros(4, dtype=torch.float64)  # (policy loss sum, windows, occupancy loss sum, labelled)
+        counts = torch.zeros(2, 3, dtype=torch.int64)  # IoU (intersections, unions) of the occupied classes
         with torch.no_grad():
             for i, batch in enumerate(self.val_loader):
                 if self.config.val_batches and i >= self.config.val_batches:
                     break
-                images, speed, command, action = self._to_device(batch)
-                with self._autocast():
-                    pred = self.model(images, speed, command)
-                sums[0] += float(policy_loss(pred.float(), action, reduction="sum"))
-                sums[1] += len(action)
+                x = self._to_device(batch)
+                controls, logits = self._predict(self.model, x)
+                sums[1] += len(x["action"])
+                if controls is not None:
+                    sums[0] += float(policy_loss(controls, x["action"], reduction="sum"))
+                if logits is not None:
+                    labelled = x["has_occupancy"]
+                    sums[2] += float(occupancy_loss(logits, x["occupancy"], labelled, reduction="sum"))
+                    sums[3] += float(labelled.sum())
+                    counts += iou_counts(logits.argmax(dim=1), x["occupancy"], labelled).cpu()
         if self.env.distributed:
-            sums = sums.to(self.device)
-            dist.all_reduce(sums)
-            sums = sums.cpu()
-        windows = int(sums[1])
-        return (float(sums[0]) / windows if windows else math.nan), windows
+            both = torch.cat([sums, counts.flatten().to(torch.float64)]).to(self.device)
+            dist.all_reduce(both)
+            both = both.cpu()
+            sums, counts = both[:4], both[4:].round().to(torch.int64).view(2, 3)
+        windows, labelled_n = int(sums[1]), int(sums[3])
+        policy_mean = float(sums[0]) / windows if windows else math.nan
+        result: dict[str, Any] = {"val_windows": windows}
+        if self.config.net == "policy":
+            result["val_loss"] = policy_mean
+            return result
+        occ_mean = float(sums[2]) / labelled_n if labelled_n else math.nan
+        result["val_occupancy_loss"] = occ_mean
+        result["val_iou"] = iou_from_counts(counts)
+        result["val_loss"] = occ_mean if self.config.net == "occupancy" else policy_mean + self.config.occupancy_weight * occ_mean
+        return result
 
     # ---------------------------------------------------------------------- checkpoints
     def save(self, last_loss: float) -> Path | None:
@@ -297,7 +353,8 @@ class Trainer:
             }
             extra = {"step": self.step_count, "dataset": p.dataset_ref, "dataset_hash": p.dataset_hash,
                      "train_loss": last_loss}
-            payload = build_payload(model_state=self.model.state_dict(), net_config=p.net_config, train=train, extra=extra)
+            payload = build_payload(model_state=self.model.state_dict(), net_config=p.net_config, train=train,
+                                    extra=extra, kind=self.config.net)
             path = save_checkpoint(self.out / CHECKPOINT_FILE, payload)
         if self.env.distributed:
             dist.barrier()  # no process goes on before the checkpoint of this step exists
@@ -306,6 +363,10 @@ class Trainer:
     def load(self, path: Path) -> None:
         """Continue from the checkpoint at ``path`` (checked by :func:`prepare` to be this run's)."""
         payload = load_checkpoint(path)
+        if payload.get("kind") != self.config.net:
+            raise DojoConfigError(
+                f"Checkpoint {path} holds a {payload.get('kind')!r} net; this run trains a {self.config.net!r} net."
+            )
         train = payload["train"]
         if int(train["world_size"]) != self.world:
             raise DojoConfigError(
@@ -415,7 +476,8 @@ class Trainer:
                 if (cfg.val_every and self.step_count % cfg.val_every == 0) or self.step_count == cfg.steps:
                     val = self.evaluate()
                     if val is not None:
-                        metrics.validation(self.step_count, val[0], val[1])
+                        metrics.validation(self.step_count, val["val_loss"], val["val_windows"],
+                                           {k: v for k, v in val.items() if k not in ("val_loss", "val_windows")})
                 if (cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0) or done:
                     checkpoint = self.save(loss)
         finally:
@@ -440,7 +502,8 @@ class Trainer:
             "finished": self.step_count >= cfg.steps,
             "epoch": self.epoch,
             "loss": loss,
-            "val_loss": None if val is None else val[0],
+            "val_loss": None if val is None else val["val_loss"],
+            "val_iou": None if val is None else val.get("val_iou"),
             "samples_per_s": float(np.median(rates[1:] or rates)) if rates else math.nan,  # the first step warms up
             "samples_per_s_overall": (len(rates) * cfg.batch_size / step_time_s) if rates else math.nan,
             "data_wait_share": float(np.median(waits[1:] or waits)) if waits else math.nan,
@@ -449,8 +512,9 @@ class Trainer:
             "notes": notes,
         }
         if lead:
-            if summary["finished"]:
-                policy = save_policy(self.out / "policy.pt", self.model,
+            driving = self.model.policy if isinstance(self.model, MultiTaskNet) else self.model
+            if summary["finished"] and isinstance(driving, DrivingPolicy):  # the occupancy net has no policy
+                policy = save_policy(self.out / "policy.pt", driving,
                                      extra={"step": self.step_count, "dataset": p.dataset_ref, "dataset_hash": p.dataset_hash})
                 summary["policy"] = str(policy)
             (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
