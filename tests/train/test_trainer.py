@@ -155,7 +155,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path: Path, monke
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(DojoConfigError, match="No space left"):
+    with pytest.raises(DojoConfigError, match="checkpoint.pt: the disk is full"):
         save_checkpoint(path, {"step": 2})
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1} and not list(tmp_path.glob("*.tmp"))

@@ -64,6 +64,7 @@ from dojo.data.store import (
     parquet_options,
 )
 from dojo.errors import DojoConfigError
+from dojo.fleet.bench import cpu_model
 
 TARGET_S = 2.0  # the issue's target for DuckDB over all rows [s]
 NEAR_MISS_TTC_S = 1.5  # a row is a near miss when its TTC is under this [s]
@@ -505,17 +506,6 @@ def pandas_rows_that_fit(rows: int, available_bytes: int | None = None) -> int:
     return max(10 ** int(math.log10(max(fits, 1))), 1)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on: CPU, cores, memory, library versions."""
     import pandas as pd
@@ -523,7 +513,7 @@ def machine_info() -> dict[str, Any]:
     available = _mem_available_bytes()
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": round(total / 2**30, 1) if total else None,
         "memory_available_gib": round(available / 2**30, 1) if available else None,

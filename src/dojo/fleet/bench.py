@@ -74,7 +74,8 @@ def _check(cars: object, seconds: object, mode: object) -> tuple[int, float, str
     return cars, float(seconds), str(mode)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or what platform knows)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -96,7 +97,7 @@ def _x264_version(width: int, height: int) -> str:
 def machine_info(width: int = 96, height: int = 48) -> dict[str, Any]:
     """What the numbers were measured on: CPU, cores, Python, PyAV and libx264."""
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "av": av.__version__,
@@ -304,4 +305,4 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-__all__ = ["TARGET_RATIO", "bench_drive", "encode_alone", "format_table", "machine_info"]
+__all__ = ["TARGET_RATIO", "bench_drive", "cpu_model", "encode_alone", "format_table", "machine_info"]

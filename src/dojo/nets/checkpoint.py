@@ -65,10 +65,19 @@ def save_policy(
         "model": state,
         "extra": extra_dict,
     }
+    return save_atomic(payload, target)
+
+
+def save_atomic(payload: Mapping[str, Any], target: Path) -> Path:
+    """``torch.save`` to a temporary name, fsync, rename over ``target``, fsync the folder.
+
+    The file at ``target``, if any, stays whole until the new one is complete; a failure
+    removes the temporary file and raises DojoConfigError naming ``target`` and why.
+    """
     tmp = target.with_name(target.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            torch.save(dict(payload), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

@@ -19,7 +19,6 @@ units, AVX2), an upper bound that this clock reading only approximates.
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 
 from dojo.errors import DojoConfigError
+from dojo.fleet.bench import cpu_model
 from dojo.nets.flops import flops_per_sample
 from dojo.nets.policy import DrivingPolicy, PolicyConfig, parameter_count
 from dojo.train.config import TrainConfig
@@ -160,7 +160,7 @@ def bench_train(
             })
     return {
         "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

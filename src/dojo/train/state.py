@@ -23,8 +23,6 @@ Everything in it is a tensor or plain data, so it loads with ``torch.load(weight
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ import numpy as np
 import torch
 
 from dojo.errors import DojoConfigError
-from dojo.nets.checkpoint import FORMAT, KIND, VERSION
+from dojo.nets.checkpoint import FORMAT, KIND, VERSION, save_atomic
 
 TRAIN_FORMAT = "dojo.train-state"
 TRAIN_VERSION = 1
@@ -66,24 +64,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` atomically (temporary file, fsync, os.replace)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise DojoConfigError(f"Cannot write checkpoint {path}: {e.strerror or e}.") from e
-    with contextlib.suppress(OSError):  # make the rename durable too, where the filesystem can
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
+    return save_atomic(payload, path)
 
 
 def build_payload(*, model_state: dict[str, torch.Tensor], net_config: dict[str, Any],
