@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_command(sub)
 
+    from dojo.eval.commands import add_commands as add_eval_commands
+
+    add_eval_commands(sub)
+
     bench = sub.add_parser("bench", help="benchmarks: ours beside the reference, same run").add_subparsers(dest="bench_command", required=True)
     bw = bench.add_parser("world", help="vehicle-steps/s vs highway-env highway-fast-v0, and camera frames/s")
     bw.add_argument("--seconds", type=float, default=5.0, help="wall time per measurement [s]")
