@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from dojo.data.store import TABLE_FILES, TABLES, Store
 from dojo.errors import DojoConfigError
@@ -43,8 +44,20 @@ def connect(store: Store | str | os.PathLike[str], threads: int | None = None) -
                 f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(pattern)}, union_by_name = true)"
             )
         else:
-            con.register(f"_empty_{name}", schema.empty_table())
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{name}")
+            _empty_view(con, name, schema)
+    return con
+
+
+def _empty_view(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema) -> None:
+    con.register(f"_empty_{name}", schema.empty_table())
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{name}")
+
+
+def empty_catalog() -> duckdb.DuckDBPyConnection:
+    """A connection with the catalog's views, all empty but typed: SQL is checked against it."""
+    con = duckdb.connect(":memory:")
+    for name, schema in TABLES.items():
+        _empty_view(con, name, schema)
     return con
 
 
@@ -67,4 +80,4 @@ def query(store: Store | str | os.PathLike[str], sql: str) -> tuple[list[str], l
         raise DojoConfigError(f"The query failed: {first}") from e
 
 
-__all__ = ["connect", "query"]
+__all__ = ["connect", "empty_catalog", "query"]

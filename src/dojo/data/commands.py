@@ -10,6 +10,8 @@ import json
 import sys
 from typing import Any
 
+from dojo.errors import DojoConfigError
+
 MAX_CELL = 40  # characters of a value shown in a table cell
 
 
@@ -116,7 +118,7 @@ def _mine(args: argparse.Namespace) -> int:
             print(f"{t.name:<26}{'' if t.builtin else '(user) '}{t.description}{f'  [{params}]' if params else ''}")
         return 0
     if not args.trigger or not args.out:
-        raise _usage("dojo mine needs --trigger NAME[,NAME] and --out DATASET (or --list-triggers).")
+        raise DojoConfigError("dojo mine needs --trigger NAME[,NAME] and --out DATASET (or --list-triggers).")
     version = mine(
         args.store, args.trigger, parse_window(args.window), args.sample_normal, args.seed,
         out=args.out, val_share=args.val_share, params=parse_params(args.param),
@@ -131,12 +133,6 @@ def _mine(args: argparse.Namespace) -> int:
     else:
         print(format_saved(version))
     return 0
-
-
-def _usage(text: str) -> Exception:
-    from dojo.errors import DojoConfigError
-
-    return DojoConfigError(text)
 
 
 def _datasets(args: argparse.Namespace) -> int:

@@ -304,25 +304,22 @@ def _check_decodes(camera: str, units: list[bytes], width: int, height: int) -> 
     """Decode every access unit once; BadLog names the camera and frame that fail."""
     ctx = av.CodecContext.create("h264", "r")
     decoded = 0
-    try:
-        for i, unit in enumerate(units):
-            try:
-                frames = ctx.decode(av.Packet(unit))
-            except (av.FFmpegError, ValueError) as e:
-                raise BadLog(f"camera {camera!r} video fails to decode at frame {i} ({e})") from e
-            for frame in frames:
-                if (frame.width, frame.height) != (width, height):
-                    raise BadLog(
-                        f"camera {camera!r} video is {frame.width}x{frame.height}, "
-                        f"the log says {width}x{height}"
-                    )
-                decoded += 1
+    for i, unit in enumerate(units):
         try:
-            decoded += len(ctx.decode(None))
+            frames = ctx.decode(av.Packet(unit))
         except (av.FFmpegError, ValueError) as e:
-            raise BadLog(f"camera {camera!r} video fails to decode at its end ({e})") from e
-    finally:
-        del ctx
+            raise BadLog(f"camera {camera!r} video fails to decode at frame {i} ({e})") from e
+        for frame in frames:
+            if (frame.width, frame.height) != (width, height):
+                raise BadLog(
+                    f"camera {camera!r} video is {frame.width}x{frame.height}, "
+                    f"the log says {width}x{height}"
+                )
+            decoded += 1
+    try:
+        decoded += len(ctx.decode(None))
+    except (av.FFmpegError, ValueError) as e:
+        raise BadLog(f"camera {camera!r} video fails to decode at its end ({e})") from e
     if decoded != len(units):
         raise BadLog(f"camera {camera!r} decodes to {decoded} frames from {len(units)} access units")
 
@@ -516,8 +513,7 @@ def _tables(parsed: _Parsed, drive_id: str, source: Path, sha: str, size: int) -
         except (TypeError, ValueError):
             return default
 
-    span = telemetry.column("t_s")
-    duration = float(max(span.to_pylist()) - min(span.to_pylist())) if len(tele) else 0.0
+    duration = tele[-1]["t_s"] - tele[0]["t_s"] if tele else 0.0  # tele is in time order
     drives = pa.table(
         {
             "drive_id": [drive_id],

@@ -268,11 +268,6 @@ class Store:
         return out
 
 
-def empty_table(name: str) -> pa.Table:
-    """A table with no rows and the schema of ``name``."""
-    return TABLES[name].empty_table()
-
-
 __all__ = [
     "CLIPS",
     "ROW_GROUP_ROWS",
@@ -289,5 +284,4 @@ __all__ = [
     "TABLE_FILES",
     "TELEMETRY",
     "Store",
-    "empty_table",
 ]

@@ -53,7 +53,7 @@ from typing import Any
 
 import duckdb
 
-from dojo.data.store import TABLES
+from dojo.data.catalog import empty_catalog
 from dojo.errors import DojoConfigError
 
 ParamValue = float | int | bool | str
@@ -183,15 +183,6 @@ BUILTIN: dict[str, Trigger] = {
 
 
 # ---------------------------------------------------------------------- checking the SQL
-def empty_catalog() -> duckdb.DuckDBPyConnection:
-    """A connection with the catalog's views, all empty but typed: SQL is checked against it."""
-    con = duckdb.connect(":memory:")
-    for name, schema in TABLES.items():
-        con.register(f"_empty_{name}", schema.empty_table())
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{name}")
-    return con
-
-
 def _statement(name: str, sql: str) -> tuple[str, set[str]]:
     """The one SELECT in ``sql`` (no trailing ';') and the named parameters it reads."""
     if not isinstance(sql, str) or not sql.strip():
