@@ -191,6 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_commands(sub)
 
+    from dojo.loop.commands import add_commands as add_loop_commands
+
+    add_loop_commands(sub)
+
+    from dojo.compute.commands import add_commands as add_plan_commands
+
+    add_plan_commands(sub)
+
+    from dojo.service.commands import add_commands as add_service_commands
+
+    add_service_commands(sub)
+
+    from dojo.service.sched_commands import add_commands as add_sched_commands
+
+    add_sched_commands(sub)
+
     bench = sub.add_parser("bench", help="benchmarks: ours beside the reference, same run").add_subparsers(dest="bench_command", required=True)
     bw = bench.add_parser("world", help="vehicle-steps/s vs highway-env highway-fast-v0, and camera frames/s")
     bw.add_argument("--seconds", type=float, default=5.0, help="wall time per measurement [s]")
@@ -217,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     btrain.add_argument("--batch-size", type=int, default=32)
     btrain.add_argument("--json", action="store_true")
     btrain.set_defaults(func=_bench_train)
+
+    from dojo.compute.commands import add_bench_command as add_bench_plan
+
+    add_bench_plan(bench)
     return parser
 
 

@@ -21,6 +21,7 @@ import torch
 from dojo.data.catalog import query
 from dojo.data.ingest import ingest
 from dojo.data.loader import (
+    LANE_LOOKAHEAD_S,
     WindowDataset,
     WindowSpec,
     collate_windows,
@@ -108,6 +109,9 @@ def check_against_logs(samples: Iterable[dict[str, Any]], logged: Logged, k: int
         assert s["speed_mps"].dtype == torch.float32 and s["speed_mps"].item() == pytest.approx(now["speed_mps"], abs=1e-5)
         assert s["action"].tolist() == pytest.approx([after["accel_mps2"], after["steer_rad"]], abs=1e-5)
         assert s["command"].dtype == torch.int64 and s["command"].item() == int(after["command"])
+        rows = logged.telemetry[drive]
+        ahead = rows[min(step + 1 + round(LANE_LOOKAHEAD_S / STEP_S), len(rows) - 1)]  # where it was 1.5 s on
+        assert s["lane_shift"].item() == np.sign(int(ahead["lane"]) - int(after["lane"]))
         # the label is the action taken on seeing the frame: it carries the speed at t to t + dt
         assert after["speed_mps"] == pytest.approx(now["speed_mps"] + s["action"][0].item() * STEP_S, abs=1e-4)
         assert bool(s["has_occupancy"]) and torch.equal(s["occupancy"], torch.from_numpy(logged.labels[drive][step]))

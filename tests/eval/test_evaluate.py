@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from dojo.cli import main
 from dojo.errors import DojoConfigError
-from dojo.eval.commands import main
 from dojo.eval.evaluate import compare_results, evaluate, format_eval, load_suites, plan
 from dojo.world.scenarios import FAMILIES, HELDOUT_SEEDS
 

@@ -9,7 +9,7 @@ import torch
 
 from dojo.errors import DojoConfigError
 from dojo.nets import SIZES, DrivingPolicy, PolicyConfig, parameter_count
-from dojo.world.world import EGO_ACCEL_RANGE, EGO_STEER_LIMIT
+from dojo.world.world import EGO_ACCEL_RANGE
 
 SMALL = PolicyConfig(height=16, width=32)  # fast: one 1 x 2 feature map a camera
 
@@ -30,7 +30,7 @@ def policy(cfg: PolicyConfig = SMALL, seed: int = 0) -> DrivingPolicy:
 def assert_in_limits(out: torch.Tensor) -> None:
     assert torch.isfinite(out).all()
     assert (out[:, 0] >= EGO_ACCEL_RANGE[0]).all() and (out[:, 0] <= EGO_ACCEL_RANGE[1]).all()
-    assert (out[:, 1].abs() <= EGO_STEER_LIMIT).all()
+    assert (out[:, 1].abs() <= 1.0).all()  # lane shift: at most one lane either way
 
 
 @pytest.mark.parametrize("rgb", [False, True])
@@ -72,9 +72,9 @@ def test_saturated_head_reaches_exactly_the_actuator_limits() -> None:
         bottom = model(images, speed, command)
         last.bias.zero_()
         zero = model(images, speed, command)
-    assert torch.equal(top, torch.tensor([[EGO_ACCEL_RANGE[1], EGO_STEER_LIMIT]] * 4))
-    assert torch.equal(bottom, torch.tensor([[EGO_ACCEL_RANGE[0], -EGO_STEER_LIMIT]] * 4))
-    assert torch.equal(zero, torch.zeros(4, 2))  # zero pre-activation: coast, wheel straight
+    assert torch.equal(top, torch.tensor([[EGO_ACCEL_RANGE[1], 1.0]] * 4))
+    assert torch.equal(bottom, torch.tensor([[EGO_ACCEL_RANGE[0], -1.0]] * 4))
+    assert torch.equal(zero, torch.zeros(4, 2))  # zero pre-activation: coast, keep the lane
 
 
 def test_uint8_and_float_images_give_the_same_controls() -> None:

@@ -17,7 +17,7 @@ from dojo.nets import load_policy, load_policy_extra
 from dojo.train import Trainer, prepare, train
 from dojo.train.metrics import crc32c, masked_crc32c
 from dojo.train.state import save_checkpoint
-from dojo.train.trainer import ACCEL_SCALE_MPS2, STEER_SCALE_RAD, lr_factor, policy_loss
+from dojo.train.trainer import ACCEL_SCALE_MPS2, LANE_SHIFT_SCALE, lr_factor, policy_loss
 from tests.train.support import FleetData, tiny_config
 
 
@@ -29,11 +29,11 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
 
 
-def test_loss_weighs_accel_and_steering_by_their_scales() -> None:
+def test_loss_weighs_accel_and_lane_shift_by_their_scales() -> None:
     pred = torch.zeros(1, 2)
     # an error of one scale in either component counts the same: 0.5 (Huber, beta 1) over 2 components
     assert policy_loss(pred, torch.tensor([[ACCEL_SCALE_MPS2, 0.0]])).item() == pytest.approx(0.25)
-    assert policy_loss(pred, torch.tensor([[0.0, STEER_SCALE_RAD]])).item() == pytest.approx(0.25)
+    assert policy_loss(pred, torch.tensor([[0.0, LANE_SHIFT_SCALE]])).item() == pytest.approx(0.25)
     # beyond one scale the loss grows linearly, not quadratically: a -8 m/s^2 brake costs 7.5 / 2
     assert policy_loss(pred, torch.tensor([[-8.0, 0.0]])).item() == pytest.approx(3.75)
 
@@ -54,7 +54,8 @@ def test_the_policy_learns_a_target_it_can_see(fleet_data: FleetData, tmp_path: 
                                           lr=3e-3, schedule="constant")))
     batch = next(iter(trainer.loader))
     speed = batch["speed_mps"].float()
-    batch["action"] = torch.stack([speed / 10 - 1.0, 0.05 * (speed / 15 - 1)], dim=1)  # [m/s^2, rad]
+    batch["action"] = torch.stack([speed / 10 - 1.0, torch.zeros_like(speed)], dim=1)  # [m/s^2, rad]
+    batch["lane_shift"] = 0.5 * (speed / 15 - 1)  # [lanes], about one LANE_SHIFT_SCALE
     losses = [trainer.step([batch])[0] for _ in range(40)]
     assert losses[0] > 0.05 and losses[-1] < losses[0] / 10, losses
 

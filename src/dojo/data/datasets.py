@@ -397,7 +397,12 @@ def card(manifest: Mapping[str, Any]) -> str:
     """The dataset card: Markdown statistics of one version, and how it was made."""
     t, recipe, mining = manifest["totals"], manifest["recipe"], manifest.get("mining", {})
     split = manifest["split"]
-    before, after = recipe["window_s"]
+    # a recipe mines one window for all its triggers, or (the loop's) several parts, each its own
+    parts = recipe.get("parts") or [{"triggers": recipe["triggers"], "window_s": recipe["window_s"]}]
+    windows = "; ".join(
+        f"{p['window_s'][0]:+g} s to {p['window_s'][1]:+g} s around each moment of {', '.join(p['triggers'])}"
+        for p in parts
+    )
     head = ["", "windows", "drives", "frames", "seconds"]
     out = [
         f"# Dataset {manifest['name']} v{manifest['version']}",
@@ -414,7 +419,7 @@ def card(manifest: Mapping[str, Any]) -> str:
         str(recipe.get("command", "")),
         "```",
         "",
-        f"Windows: {before:+g} s to {after:+g} s around each moment, cut to the clips' frames; "
+        f"Windows: {windows}, cut to the clips' frames; "
         f"sampled normal driving: {recipe['sample_normal']:g} of the untriggered slots (seed {recipe['seed']}).",
         "",
         "## Split",

@@ -15,6 +15,8 @@ every ``stride`` frames. Each one comes out as a dict::
     speed_mps      float32 ()   ego speed at the target frame [m/s]
     command        int64 ()     route command in force when the driver decided (dojo.world.Command)
     action         float32 (2,) [accel_mps2, steer_rad] the driver in control applied next
+    lane_shift     float32 ()   the lane the driver was heading for: -1 right, 0 keep, +1 left
+                                (sign of the lane change within LANE_LOOKAHEAD_S of the decision)
     occupancy      uint8 (rows, cols) ground-truth grid at the target frame (zeros when absent)
     has_occupancy  bool ()
     clip_id, frame, t_s         which window this is (str, drive frame index, drive time [s])
@@ -26,6 +28,12 @@ the acceleration and steering applied *during* it. So the image at t pairs with 
 the row at t and with the action and command of the row at t + one decision step: the row at t
 itself holds the action that led *to* the frame, a step late for imitation. A target frame
 without both rows (the first frame of a drive) has no window.
+
+Lane shift: the driver's lateral intent, read from what happened: the sign of the lane index
+``LANE_LOOKAHEAD_S`` after the decision minus the lane at it. A lane change crosses the line
+about a second after it starts, so the label says "going left" from the moment the driver set
+off until the car is in the new lane, and "keep" once it is there. (A lane that changes twice
+within the look-ahead counts by where it ends.)
 
 Speed: each clip's video is decoded once per camera, sequentially from the keyframe at or before
 its first needed frame (a clip always starts on one), and every window of the clip is cut from
@@ -79,6 +87,7 @@ STATE_FORMAT = "dojo-loader-position"
 STATE_VERSION = 1
 DEFAULT_BUFFER_WINDOWS = 256  # shuffle buffer [windows]; its windows keep their clips' frames alive
 _EPS_S = 1e-6  # [s] slack when comparing logged times to spec bounds
+LANE_LOOKAHEAD_S = 1.5  # [s] how far ahead the lane_shift label looks for where the driver went
 _LUMA_FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray")
 
 
@@ -120,6 +129,7 @@ class _Clip:
     speed_mps: np.ndarray  # (w,) float32
     command: np.ndarray  # (w,) int64
     action: np.ndarray  # (w, 2) float32 [accel_mps2, steer_rad]
+    lane_shift: np.ndarray  # (w,) float32 in {-1, 0, +1}
 
 
 # ----------------------------------------------------------------------------- validation
@@ -257,7 +267,7 @@ def _plan(
         )
         tel = _arrow(
             con,
-            "SELECT drive_id, t_s, speed_mps, accel_mps2, steer_rad, command FROM telemetry "
+            "SELECT drive_id, t_s, speed_mps, accel_mps2, steer_rad, command, lane FROM telemetry "
             "WHERE drive_id IN (SELECT drive_id FROM _sel) ORDER BY drive_id, t_s",
         )
     finally:
@@ -310,6 +320,7 @@ def _clip_plan(clip_id: str, drive_id: str, rig: Rig, fr: dict[str, np.ndarray])
         speed_mps=np.zeros(0, dtype=np.float32),
         command=empty,
         action=np.zeros((0, 2), dtype=np.float32),
+        lane_shift=np.zeros(0, dtype=np.float32),
     )
 
 
@@ -348,6 +359,9 @@ def _choose_windows(
     clip.speed_mps = tel["speed_mps"][now].astype(np.float32)
     clip.command = tel["command"][after].astype(np.int64)
     clip.action = np.stack([tel["accel_mps2"][after], tel["steer_rad"][after]], axis=1).astype(np.float32)
+    ahead = np.searchsorted(times, times[after] + LANE_LOOKAHEAD_S - _EPS_S, side="right") - 1  # last row by then
+    lane = tel["lane"].astype(np.int64)
+    clip.lane_shift = np.sign(lane[np.maximum(ahead, after)] - lane[after]).astype(np.float32)
 
 
 def _decode_span(clip: _Clip, windows: np.ndarray, frames: int) -> tuple[int, int, np.ndarray]:
@@ -771,6 +785,7 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
             "speed_mps": torch.from_numpy(clip.speed_mps[windows]).unbind(0),
             "command": torch.from_numpy(clip.command[windows]).unbind(0),
             "action": torch.from_numpy(clip.action[windows]).unbind(0),
+            "lane_shift": torch.from_numpy(clip.lane_shift[windows]).unbind(0),
         }
         if self.occupancy:
             rows, cols = self.occupancy_shape

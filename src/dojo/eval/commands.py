@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +91,3 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--seed", type=int, default=None, help="first scenario seed (default: the suite's first)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON (unbounded values as null)")
     ev.set_defaults(func=_eval)
-
-
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - the lead wires this into dojo.cli
-    parser = argparse.ArgumentParser(prog="dojo")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except DojoConfigError as err:
-        print(f"dojo: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -6,7 +6,7 @@ on one process or many (torchrun, DDP).
 What one optimizer step is, for W processes and A accumulation micro-batches::
 
     every process r:  A micro-batches of b = batch_size / (W * A) windows from its own shard
-                      loss_i = smooth L1 of (prediction - action) / scale, mean over (b, 2)
+                      loss_i = smooth L1 of (prediction - target) / scale, mean over (b, 2)
                       backward(loss_i / A), gradients all-reduced (averaged) only on the last
     then              clip the global gradient norm, AdamW step, LR schedule step
 
@@ -14,12 +14,13 @@ Averaging W equal-sized shards' mean gradients is the mean gradient of the globa
 the update does not depend on W or A (up to float summation order); the test compares a
 2-process run with one process fed the same global batches.
 
-Loss: smooth L1 (Huber, beta = 1) on the action normalised per component, accel by
-``ACCEL_SCALE_MPS2`` and steering by ``STEER_SCALE_RAD``. The scales are fixed (not fitted to
-a dataset, so losses of two datasets or two runs compare) and chosen as the size of an
-ordinary manoeuvre: fleet data has accel spread ~0.2 m/s^2 and steering ~0.02 rad, so without
-them steering errors would count ~100x less than accel errors in m/s^2 vs rad and the
-policy would learn to ignore the wheel. Huber rather than MSE: inside one scale unit it *is*
+Loss: smooth L1 (Huber, beta = 1) on the target ``[accel m/s^2, lane shift]`` (the driver's
+acceleration and the loader's ``lane_shift``, see :class:`dojo.nets.DrivingPolicy` for why a
+lane and not a steering angle) normalised per component, accel by ``ACCEL_SCALE_MPS2`` and the
+lane shift by ``LANE_SHIFT_SCALE``. The scales are fixed (not fitted to a dataset, so losses of
+two datasets or two runs compare): one m/s^2 is an ordinary manoeuvre, and half a lane is where
+the car's rounding flips its choice, so a lane error counts as much as a clear braking error.
+Huber rather than MSE: inside one scale unit it *is*
 MSE (ordinary driving), beyond it the gradient stays bounded, so a few hard-braking or
 takeover windows with targets many scales away (exactly what mining adds, -8 m/s^2 brakes)
 cannot dominate a batch's gradient the way their squared error would, early in training when
@@ -92,14 +93,14 @@ from dojo.train.state import (
 )
 
 ACCEL_SCALE_MPS2 = 1.0  # [m/s^2] one unit of normalised acceleration error
-STEER_SCALE_RAD = 0.05  # [rad] one unit of normalised steering error
+LANE_SHIFT_SCALE = 0.5  # [lanes] one unit of normalised lane-shift error
 HUBER_BETA = 1.0  # in normalised units: quadratic below, linear above
 
 
 def policy_loss(pred: torch.Tensor, action: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Smooth L1 between predicted and driven ``[accel m/s^2, steer rad]``, both (B, 2),
+    """Smooth L1 between predicted and driven ``[accel m/s^2, lane shift]``, both (B, 2),
     each component divided by its fixed scale first; ``mean`` over batch and components."""
-    scale = pred.new_tensor([ACCEL_SCALE_MPS2, STEER_SCALE_RAD])
+    scale = pred.new_tensor([ACCEL_SCALE_MPS2, LANE_SHIFT_SCALE])
     loss = F.smooth_l1_loss(pred / scale, action / scale, beta=HUBER_BETA, reduction="none")  # (B, 2)
     return loss.mean() if reduction == "mean" else loss.mean(dim=1).sum()
 
@@ -209,7 +210,9 @@ class Trainer:
             "images": batch["images"].to(self.device, non_blocking=nb),  # (b, cams, k, H, W) uint8
             "speed_mps": batch["speed_mps"].to(self.device, non_blocking=nb).float(),  # (b,)
             "command": batch["command"].to(self.device, non_blocking=nb),  # (b,)
-            "action": batch["action"].to(self.device, non_blocking=nb).float(),  # (b, 2)
+            # the policy's target: [accel m/s^2 the driver applied, lane shift it headed for]
+            "action": torch.stack([batch["action"][:, 0], batch["lane_shift"]], dim=1)
+            .to(self.device, non_blocking=nb).float(),  # (b, 2)
         }
         if self.grids:
             out["occupancy"] = batch["occupancy"].to(self.device, non_blocking=nb)  # (b, rows, cols) uint8
@@ -539,4 +542,4 @@ def train(config: TrainConfig, *, stop_after: int | None = None) -> dict[str, An
         return Trainer(prepared).fit(stop_after=stop_after)
 
 
-__all__ = ["ACCEL_SCALE_MPS2", "STEER_SCALE_RAD", "Trainer", "lr_factor", "policy_loss", "process_group", "train"]
+__all__ = ["ACCEL_SCALE_MPS2", "LANE_SHIFT_SCALE", "Trainer", "lr_factor", "policy_loss", "process_group", "train"]

@@ -256,6 +256,23 @@ class World:
             self.perception.curvature[:, slots], veh.length[:, slots], tau,
         )
 
+    def steer_to_lane_shift(self, shift: np.ndarray) -> np.ndarray:
+        """(W,) steering [rad] of the lane controller toward the ego's lane ``shift`` over.
+
+        ``shift`` (W,): lanes to the left (+) or right (-) of the ego's current lane, rounded
+        (|shift| < 0.5 keeps the lane; one lane at most). A lane that is not open there (off the
+        road, a dropped stretch) is not taken: the ego keeps its lane.
+        """
+        shift = np.asarray(shift, dtype=np.float64).reshape(-1)
+        if shift.shape != (self.num_worlds,) or not np.isfinite(shift).all():
+            raise DojoConfigError(f"Lane shifts must be {self.num_worlds} finite numbers; got shape {shift.shape}.")
+        veh = self.vehicles
+        lane = self.perception.index.lane[:, 0]
+        target = lane + np.clip(np.rint(shift), -1, 1).astype(np.int64)
+        open_ = self.roads.lane_open(target, veh.s[:, 0], slice(None)) & (target >= 0)
+        veh.target_lane[:, 0] = np.where(open_, target, lane)
+        return self._lane_steer(EGO)[:, 0]
+
     def meta_action(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(accel, steer) for discrete meta-actions (W,): see :class:`MetaAction`."""
         return meta_to_controls(self, action)

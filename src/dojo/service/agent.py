@@ -1,0 +1,374 @@
+"""``dojo agent``: on each host, claim placed jobs from the shared job store and run them.
+
+One loop: requeue the jobs of agents that stopped heartbeating (``jobstore.requeue_stale``,
+any agent may do it), run a scheduling pass (``dispatch.schedule_pass``, serialised in the
+database), claim the most urgent placed job (``jobstore.claim_next``: ``SELECT ... FOR UPDATE
+SKIP LOCKED`` on PostgreSQL, a guarded UPDATE everywhere, so two agents never run the same job),
+and run it as a subprocess:
+
+- ``drive``, ``ingest``, ``eval``, ``loop``: the matching ``dojo`` command;
+- ``train``: ``dojo train`` in the job's run folder, with ``--nproc`` from the allocation
+  (capped by ``--max-nproc``; more than one starts torchrun) and ``--resume`` when the folder
+  already holds a checkpoint, so a requeued job continues from it.
+
+While it runs the agent heartbeats every ``heartbeat_s``, appends the child's output to the
+job's log in the store and, for ``train``, uploads new rows of ``metrics.jsonl``. A job asked
+to cancel is stopped and closed ``cancelled``; a job the scheduler preempts is stopped and
+requeued (its checkpoint stays in the run folder); a job another agent has requeued meanwhile
+(``lost``) is stopped and left alone. The child dies with its agent (``PR_SET_PDEATHSIG`` on
+Linux), so a ``kill -9``'d agent leaves no orphan running the job twice.
+
+Files: ``DATA_DIR/tenants/<tenant>/jobs/<job>/run`` (the job's working folder) and
+``DATA_DIR/tenants/<tenant>/store`` (the tenant's clip store, for ingest and train). The data
+folder must be shared by all agents (and the service) for resumes on another host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from dojo.compute.topology import Topology
+from dojo.errors import DojoConfigError
+from dojo.service import jobstore
+from dojo.service.config import MiB
+from dojo.service.db import Database
+from dojo.service.dispatch import preempt_requested, requeue_preempted, schedule_pass
+from dojo.service.problems import ApiError
+from dojo.service.schema import Dataset, Job, MetricRow, Model
+
+CHECKPOINT_FILE = "checkpoint.pt"  # what dojo train writes in its --out folder
+MAX_LOG_BYTES = 256 * MiB
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class JobContext:
+    """Everything needed to turn a claimed job into a command line."""
+
+    id: str
+    tenant_id: str
+    kind: str
+    spec: dict[str, Any]
+    placement: dict[str, Any]
+    attempt: int
+    data_dir: Path
+    run_dir: Path
+    max_nproc: int = 1
+    dojo: list[str] = field(default_factory=lambda: [sys.executable, "-m", "dojo.cli"])  # the command to call
+    paths: dict[str, str] = field(default_factory=dict)  # ds_/mdl_ id -> local path or store URI
+
+    @property
+    def store(self) -> Path:
+        return self.data_dir / "tenants" / self.tenant_id / "store"
+
+    @property
+    def nproc(self) -> int:
+        return max(1, min(int(self.placement.get("count", 1) or 1), self.max_nproc))
+
+
+def _ref(ctx: JobContext, value: str) -> str:
+    if value.startswith(("mdl_", "ds_")):
+        if value not in ctx.paths:
+            raise DojoConfigError(f"{value} is not known to the job store.")
+        return ctx.paths[value]
+    return value
+
+
+def train_out(ctx: JobContext) -> Path:
+    return ctx.run_dir / "train"
+
+
+def command_for(ctx: JobContext) -> list[str]:
+    """The command line that runs ``ctx``'s job (the ``dojo`` stage command of its kind)."""
+    sp, dojo = ctx.spec, list(ctx.dojo)
+    if ctx.kind == "drive":
+        cmd = [*dojo, "drive", "--cars", str(sp["cars"]), "--minutes", str(sp["minutes"]), "--mode", sp["mode"],
+               "--policy", _ref(ctx, sp["policy"]), "--seed", str(sp["seed"]), "--out", str(ctx.run_dir / "logs"),
+               "--drive-seconds", str(sp["drive_seconds"]), "--logging", sp["logging"], "--json"]
+        if sp.get("scenarios"):
+            cmd += ["--scenarios", ",".join(sp["scenarios"])]
+        return cmd + (["--heldout"] if sp.get("heldout") else [])
+    if ctx.kind == "ingest":
+        cmd = [*dojo, "ingest", _ref(ctx, sp["dataset"]), "--store", str(ctx.store), "--json"]
+        return cmd + (["--workers", str(sp["workers"])] if sp.get("workers") else [])
+    if ctx.kind == "train":
+        if sp.get("resume_from"):
+            raise DojoConfigError("train resume_from (a stored model) is not run by agents yet.")
+        out = train_out(ctx)
+        cmd = [*dojo, "train", "--dataset", sp["dataset"], "--store", str(ctx.store), "--out", str(out),
+               "--net", sp["net"], "--size", sp["size"], "--steps", str(sp["steps"]),
+               "--batch-size", str(sp["batch_size"]), "--lr", str(sp["lr"]), "--precision", sp["precision"],
+               "--no-progress", "--json"]
+        if ctx.nproc > 1:
+            cmd += ["--nproc", str(ctx.nproc)]
+        return cmd + (["--resume"] if (out / CHECKPOINT_FILE).exists() else [])
+    if ctx.kind == "eval":
+        cmd = [*dojo, "eval", "--policy", _ref(ctx, sp["policy"]), "--suite", sp["suite"],
+               "--decisions", str(sp["decisions"]), "--cars", str(sp["cars"]), "--json"]
+        return cmd + (["--seed", str(sp["seed"])] if sp.get("seed") is not None else [])
+    if ctx.kind == "loop":
+        return [*dojo, "loop", "--loops", str(sp["turns"]), "--cars", str(sp["cars"]),
+                "--drive-minutes", str(sp["minutes"]), "--train-steps", str(sp["train_steps"]),
+                "--eval-decisions", str(sp["eval_decisions"]), "--out", str(ctx.run_dir / "loop"), "--json"]
+    raise DojoConfigError(f"Job kind {ctx.kind!r} has no runner.")
+
+
+def metrics_file(ctx: JobContext) -> Path | None:
+    return train_out(ctx) / "metrics.jsonl" if ctx.kind == "train" else None
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class _Output:
+    """The child's stdout and stderr, read by a thread, taken in pieces by the agent."""
+
+    def __init__(self, stream: Any) -> None:
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        fd = stream.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            with self._lock:
+                self._buf += chunk
+        stream.close()
+
+    def take(self) -> bytes:
+        with self._lock:
+            data = bytes(self._buf)
+            self._buf.clear()
+        return data
+
+    def join(self, timeout: float = 10.0) -> None:
+        self._thread.join(timeout)
+
+
+class Agent:
+    """Claims and runs jobs of one job store; see the module doc."""
+
+    def __init__(self, db_url: str, *, data_dir: str | Path = "dojo-service", host_name: str | None = None,
+                 heartbeat_s: float = 5.0, stale_after_s: float = 60.0, poll_s: float = 2.0,
+                 max_nproc: int = 1, schedule: bool = True, topology: Topology | None = None,
+                 claim_status: str = "placed", stop_grace_s: float = 10.0,
+                 command: Callable[[JobContext], list[str]] = command_for, dojo: list[str] | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        if not heartbeat_s > 0 or not poll_s > 0 or not stop_grace_s >= 0:
+            raise DojoConfigError("--heartbeat-s and --poll-s must be > 0.")
+        if not stale_after_s > heartbeat_s:
+            raise DojoConfigError(f"--stale-after-s {stale_after_s:g} must exceed --heartbeat-s {heartbeat_s:g}.")
+        if max_nproc < 1:
+            raise DojoConfigError(f"--max-nproc {max_nproc} must be at least 1.")
+        if claim_status not in ("placed", "queued"):
+            raise DojoConfigError(f"claim_status={claim_status!r} must be 'placed' or 'queued'.")
+        self.db = Database(db_url)
+        self.db.migrate()
+        self.data_dir = Path(data_dir).resolve()
+        self.name = f"{host_name or socket.gethostname()}/{os.getpid()}"
+        self.heartbeat_s, self.stale_after_s, self.poll_s = heartbeat_s, stale_after_s, poll_s
+        self.max_nproc, self.schedule, self.topology = max_nproc, schedule, topology
+        self.claim_status, self.stop_grace_s, self.command = claim_status, stop_grace_s, command
+        self.dojo = list(dojo) if dojo else [sys.executable, "-m", "dojo.cli"]
+        self.log = log or (lambda m: print(f"dojo agent {self.name}: {m}", file=sys.stderr, flush=True))
+        self._stop = False
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, *, once: bool = False) -> int:
+        """Claim and run jobs until stopped (SIGTERM/SIGINT); ``once``: at most one job."""
+        def stop(_sig: int, _frame: Any) -> None:
+            self._stop = True
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, stop)
+        ran = 0
+        while not self._stop:
+            outcome = self.step()
+            if outcome is not None:
+                ran += 1
+            if once:
+                break
+            if outcome is None:
+                time.sleep(self.poll_s)
+        return ran
+
+    def step(self) -> str | None:
+        """Requeue stale jobs, schedule, claim one job and run it; its outcome, or None."""
+        with self.db.session() as s:
+            stale = jobstore.requeue_stale(s, self.stale_after_s)
+        if stale:
+            self.log(f"requeued {', '.join(stale)} (no heartbeat for {self.stale_after_s:g} s)")
+        if self.schedule:
+            schedule_pass(self.db, self.topology)
+        with self.db.session() as s:
+            job = jobstore.claim_next(s, self.name, status=self.claim_status)
+            if job is None:
+                return None
+            ctx = self._context(s, job)
+        return self.run_job(ctx)
+
+    def _context(self, s: Any, job: Job) -> JobContext:
+        paths: dict[str, str] = {}
+        for key in ("policy", "resume_from", "dataset"):
+            ref = job.spec.get(key)
+            if isinstance(ref, str) and ref.startswith("mdl_"):
+                m = s.get(Model, ref)
+                if m is not None and m.tenant_id == job.tenant_id:
+                    paths[ref] = str(self.data_dir / m.path)
+            elif isinstance(ref, str) and ref.startswith("ds_"):
+                d = s.get(Dataset, ref)
+                if d is not None and d.tenant_id == job.tenant_id:
+                    paths[ref] = d.uri or str(self.data_dir / "tenants" / job.tenant_id / "datasets" / d.id)
+        run_dir = self.data_dir / "tenants" / job.tenant_id / "jobs" / job.id / "run"
+        return JobContext(id=job.id, tenant_id=job.tenant_id, kind=job.kind, spec=dict(job.spec),
+                          placement=dict(job.placement or {}), attempt=job.attempt, data_dir=self.data_dir,
+                          run_dir=run_dir, max_nproc=self.max_nproc, dojo=self.dojo, paths=paths)
+
+    # ------------------------------------------------------------------ one job
+    def run_job(self, ctx: JobContext) -> str:
+        """Run a claimed job to its end; returns succeeded, failed, cancelled, preempted or lost."""
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            argv = self.command(ctx)
+        except (DojoConfigError, KeyError) as e:
+            return self._close(ctx.id, "failed", None, f"cannot run this job: {e}")
+        self.log(f"{ctx.id} attempt {ctx.attempt}: {' '.join(argv)}")
+        self._append(ctx.id, f"[agent {self.name}] attempt {ctx.attempt}: {' '.join(argv)}\n".encode())
+        sent = self._sent_metrics(ctx.id)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "DOJO_JOB_ID": ctx.id, "DOJO_JOB_ATTEMPT": str(ctx.attempt)}
+        try:
+            proc = subprocess.Popen(argv, cwd=ctx.run_dir, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
+        except OSError as e:
+            return self._close(ctx.id, "failed", None, f"cannot start {argv[0]}: {e.strerror}")
+        out = _Output(proc.stdout)
+        verdict: str | None = None
+        while True:
+            try:
+                rc: int | None = proc.wait(timeout=self.heartbeat_s)
+            except subprocess.TimeoutExpired:
+                rc = None
+            self._flush(ctx, out, sent)
+            if rc is not None or self._stop:
+                break
+            with self.db.session() as s:
+                status = jobstore.heartbeat(s, ctx.id, self.name)
+                if status == "running" and preempt_requested(s, ctx.id):
+                    status = "preempt"
+            if status != "running":
+                verdict = status
+                break
+        if rc is None:
+            rc = self._terminate(proc)
+        out.join()
+        self._flush(ctx, out, sent)
+        if verdict == "lost":
+            self.log(f"{ctx.id}: lost (requeued by another agent); stopped")
+            return "lost"
+        if verdict == "preempt":
+            with self.db.session() as s:
+                requeue_preempted(s, ctx.id, self.name)
+            self.log(f"{ctx.id}: preempted; requeued, resumes from its checkpoint")
+            return "preempted"
+        if verdict == "cancelling":
+            return self._close(ctx.id, "cancelled", rc, None)
+        if self._stop:  # the agent itself was asked to stop: give the job back
+            with self.db.session() as s:
+                requeue_preempted(s, ctx.id, self.name)
+            return "preempted"
+        if rc == 0:
+            return self._close(ctx.id, "succeeded", 0, None)
+        return self._close(ctx.id, "failed", rc, f"exit code {rc}")
+
+    def _terminate(self, proc: subprocess.Popen[bytes]) -> int:
+        for sig, wait in ((signal.SIGTERM, self.stop_grace_s), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                return proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        return proc.wait()
+
+    def _close(self, job_id: str, status: str, rc: int | None, error: str | None) -> str:
+        if error:
+            self._append(job_id, f"[agent {self.name}] {error}\n".encode())
+        with self.db.session() as s:
+            ok = jobstore.finish(s, job_id, self.name, status=status, exit_code=rc, error=error)
+        self.log(f"{job_id}: {status}" + (f" ({error})" if error else "") + ("" if ok else " (no longer ours)"))
+        return status if ok else "lost"
+
+    # ------------------------------------------------------------------ logs and metrics
+    def _append(self, job_id: str, data: bytes) -> None:
+        if not data:
+            return
+        with self.db.session() as s:
+            job = s.scalar(select(Job).where(Job.id == job_id).with_for_update())
+            if job is None or job.agent != self.name or job.status not in ("running", "cancelling"):
+                return
+            room = MAX_LOG_BYTES - job.log_bytes
+            if room <= 0:
+                return
+            with contextlib.suppress(ApiError):
+                jobstore.append_log(s, job, data[:room], MAX_LOG_BYTES)
+
+    def _sent_metrics(self, job_id: str) -> set[tuple[int, str]]:
+        with self.db.session() as s:
+            rows = s.scalars(select(MetricRow.data).where(MetricRow.job_id == job_id)).all()
+        return {_metric_key(r) for r in rows if isinstance(r, dict)}
+
+    def _flush(self, ctx: JobContext, out: _Output, sent: set[tuple[int, str]]) -> None:
+        self._append(ctx.id, out.take())
+        path = metrics_file(ctx)
+        if path is None or not path.exists():
+            return
+        rows = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if isinstance(row, dict) and "step" in row and _metric_key(row) not in sent:
+                rows.append(row)
+        if not rows:
+            return
+        with self.db.session() as s:
+            job = s.scalar(select(Job).where(Job.id == ctx.id).with_for_update())
+            if job is None or job.agent != self.name or job.status not in ("running", "cancelling"):
+                return
+            for i in range(0, len(rows), 10_000):
+                jobstore.add_metrics(s, job, rows[i:i + 10_000])
+        sent.update(_metric_key(r) for r in rows)
+
+
+def _metric_key(row: dict[str, Any]) -> tuple[int, str]:
+    return int(row.get("step", 0)), "val" if "val_loss" in row else "train"
+
+
+__all__ = ["Agent", "JobContext", "command_for", "metrics_file", "train_out"]

@@ -1,0 +1,151 @@
+"""Engines, sessions and migrations of the job store.
+
+SQLite (WAL, foreign keys on, every transaction ``BEGIN IMMEDIATE`` so that a read followed by
+a write never fails half way) is the default; PostgreSQL (psycopg 3) serves many hosts.
+
+Migrations are our own versioned table, ``dojo_schema_version``, not Alembic: the schema is a
+handful of tables owned by this package, the service must migrate itself on start (one command
+to run, no ``alembic.ini``/``env.py`` to ship) and the same code path must work on SQLite and
+PostgreSQL in tests. Rules: an empty database gets the current tables (``create_all``) and is
+stamped with the newest version; an older database runs each later step of :data:`MIGRATIONS`
+in one transaction; a database newer than this code is refused. Every schema change appends a
+step (explicit DDL, never ``create_all``) and bumps the version. Concurrent starts are
+serialised (a PostgreSQL advisory lock; SQLite's write lock).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dojo.errors import DojoConfigError
+from dojo.service.schema import Base, SchemaVersion
+
+SCHEMA_VERSION = 1
+# (version, description, step) applied in order to databases older than SCHEMA_VERSION.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = []
+_PG_LOCK_KEY = 0x646F6A6F  # "dojo": the advisory lock held while migrating
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3; a bare ``*.db`` path means a SQLite file."""
+    if "://" not in url:
+        if not url.endswith((".db", ".sqlite", ".sqlite3")):
+            raise DojoConfigError(f"--db {url!r} is neither a URL (sqlite:///PATH, postgresql://USER@HOST/DB) "
+                                  "nor a SQLite file path ending in .db, .sqlite or .sqlite3.")
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def masked(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+class Database:
+    """One job store: an engine and a session factory."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError:
+            raise DojoConfigError(f"--db {masked(url)!r} is not a database URL "
+                                  "(sqlite:///PATH or postgresql://USER@HOST/DB).") from None
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise DojoConfigError(f"--db {masked(url)!r}: only SQLite and PostgreSQL are supported.")
+        try:
+            self.engine = _sqlite_engine(self.url) if self.dialect == "sqlite" else create_engine(
+                self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        except ImportError as e:
+            raise DojoConfigError(f"--db {masked(url)!r} needs a driver that is not installed ({e}); "
+                                  "for PostgreSQL: pip install 'psycopg[binary]'.") from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions() as s, s.begin():
+            yield s
+
+    def check(self) -> None:
+        """Connect once; a clear one-line error if the store cannot be reached."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except OperationalError as e:
+            reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+            raise DojoConfigError(f"Cannot reach the job store at {masked(self.url)} ({reason}).") from None
+
+    def migrate(self) -> int:
+        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before (0: empty)."""
+        self.check()
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            found = _current_version(conn)
+            if found > SCHEMA_VERSION:
+                raise DojoConfigError(f"The job store at {masked(self.url)} has schema version {found}, "
+                                      f"newer than this Dojo's {SCHEMA_VERSION}; upgrade Dojo.")
+            if found == 0:
+                Base.metadata.create_all(conn)
+                conn.execute(insert(SchemaVersion),
+                             {"version": SCHEMA_VERSION, "description": "initial schema"})
+            for version, description, step in MIGRATIONS:
+                if found < version <= SCHEMA_VERSION:
+                    step(conn)
+                    conn.execute(insert(SchemaVersion),
+                                 {"version": version, "description": description})
+        return found
+
+    def version(self) -> int:
+        with self.engine.connect() as conn:
+            return _current_version(conn)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _current_version(conn: Connection) -> int:
+    if not inspect(conn).has_table(SchemaVersion.__tablename__):
+        return 0
+    got = conn.execute(select(SchemaVersion.version).order_by(SchemaVersion.version.desc())).first()
+    return int(got[0]) if got else 0
+
+
+def _sqlite_engine(url: str) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DojoConfigError(f"Cannot create the folder of the SQLite job store {database} "
+                                  f"({e.strerror}).") from None
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

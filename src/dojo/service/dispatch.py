@@ -1,0 +1,180 @@
+"""The scheduler on the job store: one pass reads the jobs table, runs the policy, writes back.
+
+``schedule_pass(db)`` rebuilds the machine from the ``placement`` of every placed, running or
+cancelling job, hands the queued chip jobs to :class:`~dojo.service.scheduler.Scheduler`
+(policy ``ours``, with fair share from the tenants' recent usage) and applies its decision:
+
+- a job to start: ``queued -> placed`` with its placement (guarded ``UPDATE ... WHERE status =
+  'queued'``, so a job cancelled meanwhile stays cancelled); an agent then claims it with
+  ``jobstore.claim_next(status="placed")``;
+- a job to preempt: a placed one goes straight back to ``queued``; a running one gets
+  ``placement.preempt = true``, and its agent stops it (the trainer has checkpointed every
+  ``checkpoint_every`` steps) and calls :func:`requeue_preempted`: back to ``queued`` without
+  counting an attempt, so it resumes from its checkpoint when it is placed again. Its chips stay
+  taken until then.
+
+Passes are serialised (a PostgreSQL advisory lock; SQLite's write lock), so any number of agents
+may run them. Run times are unknown to the service, so backfill here is the "keep off the
+reserved chips" half of EASY: a job starts past a blocked head only where the head will not go.
+GPU jobs are placed as a count (no GPU topology here).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, text, update
+from sqlalchemy.orm import Session
+
+from dojo.compute.placement import Placement
+from dojo.compute.topology import Topology
+from dojo.errors import DojoConfigError
+from dojo.service.db import Database
+from dojo.service.scheduler import FairShare, SchedJob, Scheduler
+from dojo.service.schema import Job, aware, utcnow
+
+_PG_SCHED_LOCK = 0x646F6A73  # "dojs": held while a scheduling pass runs
+HALF_LIFE_S = 3600.0
+
+
+def default_topology() -> Topology:
+    from dojo.compute.topology import parse_system
+
+    return parse_system("exapod")
+
+
+def chip_ranges(chips: tuple[int, ...] | list[int]) -> list[list[int]]:
+    """``[0, 1, 2, 7]`` -> ``[[0, 3], [7, 8]]`` (half-open ranges, for the placement column)."""
+    out: list[list[int]] = []
+    for c in sorted(chips):
+        if out and out[-1][1] == c:
+            out[-1][1] = c + 1
+        else:
+            out.append([c, c + 1])
+    return out
+
+
+def chips_of(placement: dict[str, Any]) -> list[int]:
+    return [c for a, b in placement.get("chip_ranges", []) for c in range(int(a), int(b))]
+
+
+def placement_json(topology: Topology, p: Placement) -> dict[str, Any]:
+    """What the ``placement`` column holds for a chip job."""
+    tiles = sorted({topology.chip_block(c, "tile") for c in p.chips}) if "tile" in [
+        lv.name for lv in topology.levels] else []
+    cabinets = sorted({topology.block("cabinet", topology.chip_block(c, "cabinet")).name for c in p.chips}) \
+        if "cabinet" in [lv.name for lv in topology.levels] else []
+    return {"resource": "chips", "system": topology.name, "count": p.size, "block": p.block,
+            "level": p.level, "contiguous": p.contiguous, "chip_ranges": chip_ranges(p.chips),
+            "tiles": [topology.block("tile", t).name for t in tiles], "hosts": cabinets}
+
+
+@dataclass
+class PassResult:
+    placed: list[str] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)
+    reservation: dict[str, Any] | None = None
+
+
+def _seconds(dt: datetime | None) -> float:
+    a = aware(dt)
+    return a.timestamp() if a is not None else 0.0
+
+
+def fair_share(s: Session, now: datetime, half_life_s: float = HALF_LIFE_S) -> FairShare:
+    """Each tenant's chip-seconds of the last few half-lives, decayed to ``now``."""
+    fair = FairShare(half_life_s)
+    since = now - timedelta(seconds=8 * half_life_s)
+    rows = s.execute(select(Job.tenant_id, Job.chips, Job.started_at, Job.finished_at, Job.status).where(
+        Job.chips > 0, Job.started_at.is_not(None),
+        or_(Job.finished_at.is_(None), Job.finished_at >= since)))
+    t_now = now.timestamp()
+    for tenant, chips, started, finished, status in rows:
+        end = _seconds(finished) if finished is not None else t_now
+        if finished is None and status not in ("running", "cancelling"):
+            continue  # requeued: its earlier runs are not counted here
+        fair.charge_interval(tenant, int(chips), max(_seconds(started), t_now - 8 * half_life_s), end, t_now)
+    return fair
+
+
+def schedule_pass(db: Database, topology: Topology | None = None, *, now: datetime | None = None) -> PassResult:
+    """One scheduling pass over the job store (see the module doc)."""
+    topo = topology or default_topology()
+    now = now or utcnow()
+    t_now = now.timestamp()
+    out = PassResult()
+    with db.session() as s:
+        if db.dialect == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHED_LOCK})
+        sched = Scheduler(topo, policy="ours", fair=fair_share(s, now), preempt_frees_now=False)
+        active = s.scalars(select(Job).where(Job.status.in_(("queued", "placed", "running", "cancelling")))).all()
+        queue: list[SchedJob] = []
+        for job in active:
+            sj = SchedJob(job.id, job.tenant_id, job.chips, job.priority, _seconds(job.created_at))
+            if job.status == "queued":
+                if job.chips > 0:
+                    if job.chips <= topo.total_chips:
+                        queue.append(sj)
+                elif job.gpus > 0 and _place_gpus(s, job, now):
+                    out.placed.append(job.id)
+                continue
+            if job.placement and job.placement.get("resource") == "chips":
+                try:
+                    sched.restore(sj, chips_of(job.placement), _seconds(job.started_at or job.updated_at),
+                                  preempting=bool(job.placement.get("preempt")))
+                except DojoConfigError:  # another system's chips, or overlapping: leave it be
+                    continue
+        d = sched.schedule(queue, t_now)
+        for sj, p in d.start:
+            done = s.execute(update(Job).where(Job.id == sj.id, Job.status == "queued").values(
+                status="placed", placement=placement_json(topo, p), updated_at=now)
+                .execution_options(synchronize_session=False))
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                out.placed.append(sj.id)
+        for vid in d.preempt:
+            victim = s.get(Job, vid, with_for_update=True)
+            if victim is None:
+                continue
+            if victim.status == "placed":
+                victim.status, victim.placement = "queued", None
+            elif victim.status == "running" and victim.placement:
+                victim.placement = {**victim.placement, "preempt": True}
+            else:
+                continue
+            victim.updated_at = now
+            out.preempted.append(vid)
+        if d.reservation is not None:
+            at = d.reservation.at_s
+            out.reservation = {"job": d.reservation.job_id, "at_s": None if math.isinf(at) else at,
+                               "chips": len(d.reservation.chips)}
+    return out
+
+
+def _place_gpus(s: Session, job: Job, now: datetime) -> bool:
+    done = s.execute(update(Job).where(Job.id == job.id, Job.status == "queued").values(
+        status="placed", placement={"resource": "gpus", "count": job.gpus}, updated_at=now)
+        .execution_options(synchronize_session=False))
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def preempt_requested(s: Session, job_id: str) -> bool:
+    placement = s.scalar(select(Job.placement).where(Job.id == job_id))
+    return bool(placement and placement.get("preempt"))
+
+
+def requeue_preempted(s: Session, job_id: str, agent: str) -> bool:
+    """The agent stopped a preempted job: back to ``queued``; the run does not count as an attempt."""
+    job = s.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    if job is None or job.agent != agent or job.status != "running":
+        return False
+    job.status, job.agent, job.placement, job.heartbeat_at = "queued", None, None, None
+    job.attempt = max(0, job.attempt - 1)
+    job.updated_at = utcnow()
+    return True
+
+
+__all__ = ["PassResult", "chip_ranges", "chips_of", "fair_share", "placement_json", "preempt_requested",
+           "requeue_preempted", "schedule_pass"]

@@ -1,0 +1,140 @@
+"""Datasets: MCAP drive logs uploaded into the tenant's folder, or a registered store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from dojo.service.api_models import DatasetCreate, DatasetFileOut, DatasetOut
+from dojo.service.auth import new_id
+from dojo.service.constants import ACTIVE
+from dojo.service.deps import Ctx, TenantId
+from dojo.service.problems import ApiError, not_found
+from dojo.service.schema import Dataset, DatasetFile, Job
+from dojo.service.storage import MCAP_MAGIC, Stored, safe_name
+from dojo.service.uploads import BINARY_BODY, receive_upload
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+# Stores a tenant may register: remote object stores only; a local path could name another
+# tenant's folder or the server's own files.
+STORE_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss", "https")
+
+
+def _get(s: Session, tenant_id: str, dataset_id: str) -> Dataset:
+    ds = s.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id))
+    if ds is None:
+        raise not_found("Dataset", dataset_id)
+    return ds
+
+
+def _out(ds: Dataset) -> DatasetOut:
+    return DatasetOut(id=ds.id, name=ds.name, source=ds.source,  # type: ignore[arg-type]
+                      uri=ds.uri, size_bytes=ds.size_bytes, files=ds.files, created_at=ds.created_at)
+
+
+def _file_out(f: DatasetFile) -> DatasetFileOut:
+    return DatasetFileOut(name=f.name, size_bytes=f.size_bytes, sha256=f.sha256, created_at=f.created_at)
+
+
+def check_store_uri(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.scheme not in STORE_SCHEMES or not parts.netloc:
+        raise ApiError(422, f"Store {uri[:200]!r} is not a remote store URL; use one of "
+                       f"{', '.join(s + '://' for s in STORE_SCHEMES)} (local paths cannot be "
+                       "registered; upload the files instead).")
+    return uri
+
+
+@router.post("", status_code=201, response_model=DatasetOut)
+def create(body: DatasetCreate, ctx: Ctx, tenant_id: TenantId) -> DatasetOut:
+    """An empty dataset to upload into, or (with ``uri``) a registered remote store."""
+    uri = check_store_uri(body.uri) if body.uri is not None else None
+    with ctx.db.session() as s:
+        if s.scalar(select(Dataset.id).where(Dataset.tenant_id == tenant_id, Dataset.name == body.name)):
+            raise ApiError(409, f"Dataset {body.name!r} already exists.")
+        ds = Dataset(id=new_id("ds"), tenant_id=tenant_id, name=body.name, uri=uri,
+                     source="store" if uri else "upload", size_bytes=0, files=0)
+        s.add(ds)
+        try:
+            s.flush()
+        except IntegrityError:
+            raise ApiError(409, f"Dataset {body.name!r} already exists.") from None
+        return _out(ds)
+
+
+@router.get("", response_model=list[DatasetOut])
+def list_datasets(ctx: Ctx, tenant_id: TenantId) -> list[DatasetOut]:
+    with ctx.db.session() as s:
+        rows = s.scalars(select(Dataset).where(Dataset.tenant_id == tenant_id).order_by(Dataset.created_at))
+        return [_out(d) for d in rows]
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def show(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> DatasetOut:
+    with ctx.db.session() as s:
+        return _out(_get(s, tenant_id, dataset_id))
+
+
+@router.delete("/{dataset_id}", status_code=204)
+def delete(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> Response:
+    """Delete a dataset and its files; refused (409) while an active job names it."""
+    with ctx.db.session() as s:
+        ds = _get(s, tenant_id, dataset_id)
+        specs = s.scalars(select(Job.spec).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE)))
+        if any(spec.get("dataset") == dataset_id for spec in specs):
+            raise ApiError(409, f"Dataset {dataset_id!r} is used by an active job.")
+        s.delete(ds)
+    ctx.storage.remove_tree(ctx.storage.dataset_dir(tenant_id, dataset_id))
+    return Response(status_code=204)
+
+
+@router.get("/{dataset_id}/files", response_model=list[DatasetFileOut])
+def files(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> list[DatasetFileOut]:
+    with ctx.db.session() as s:
+        _get(s, tenant_id, dataset_id)
+        rows = s.scalars(select(DatasetFile).where(DatasetFile.dataset_id == dataset_id)
+                         .order_by(DatasetFile.name))
+        return [_file_out(f) for f in rows]
+
+
+@router.post("/{dataset_id}/files", status_code=201, response_model=DatasetFileOut,
+             openapi_extra=BINARY_BODY)
+async def upload(dataset_id: str, request: Request, ctx: Ctx, tenant_id: TenantId,
+                 name: Annotated[str, Query(max_length=1024, description="file name, e.g. drive_0001.mcap")]
+                 ) -> DatasetFileOut:
+    """Upload one MCAP drive log (the raw body). Stored files are never replaced (409)."""
+    safe_name(name)
+
+    def precheck() -> bool:
+        with ctx.db.session() as s:
+            ds = _get(s, tenant_id, dataset_id)
+            if ds.source != "upload":
+                raise ApiError(409, f"Dataset {dataset_id!r} is a registered store; it takes no uploads.")
+            if s.scalar(select(DatasetFile.id).where(DatasetFile.dataset_id == dataset_id,
+                                                     DatasetFile.name == name)) is not None:
+                raise ApiError(409, f"File {name!r} already exists; stored files are never replaced.")
+            return True
+
+    await run_in_threadpool(precheck)
+    folder = ctx.storage.dataset_dir(tenant_id, dataset_id)
+
+    def commit(s: Session, stored: Stored) -> DatasetFileOut:
+        ds = _get(s, tenant_id, dataset_id)
+        row = DatasetFile(dataset_id=ds.id, name=name, size_bytes=stored.size_bytes, sha256=stored.sha256)
+        s.add(row)
+        ds.size_bytes += stored.size_bytes
+        ds.files += 1
+        try:
+            s.flush()
+        except IntegrityError:
+            raise ApiError(409, f"File {name!r} already exists; stored files are never replaced.") from None
+        return _file_out(row)
+
+    return await receive_upload(request, ctx, tenant_id, folder, name, magic=MCAP_MAGIC, commit=commit)

@@ -1,0 +1,84 @@
+"""Tenants, their quotas and what they use."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dojo.service.api_models import Quotas, QuotasIn, TenantOut, TokenCreated, TokenOut, Usage
+from dojo.service.auth import issue_token, new_id
+from dojo.service.config import Quotas as DefaultQuotas
+from dojo.service.constants import ACTIVE
+from dojo.service.problems import ApiError, not_found
+from dojo.service.schema import Dataset, Job, Model, Tenant, Token
+
+
+def create_tenant(s: Session, name: str, quotas: QuotasIn, defaults: DefaultQuotas) -> tuple[Tenant, Token, str]:
+    """A new tenant and its first token (secret returned once)."""
+    if s.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
+        raise ApiError(409, f"Tenant {name!r} already exists.")
+    tenant = Tenant(id=new_id("ten"), name=name, disabled=False,
+                    max_concurrent_jobs=_pick(quotas.max_concurrent_jobs, defaults.max_concurrent_jobs),
+                    max_chips=_pick(quotas.max_chips, defaults.max_chips),
+                    max_gpus=_pick(quotas.max_gpus, defaults.max_gpus),
+                    max_storage_bytes=_pick(quotas.max_storage_bytes, defaults.max_storage_bytes))
+    s.add(tenant)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise ApiError(409, f"Tenant {name!r} already exists.") from None
+    token, secret = issue_token(s, role="tenant", tenant_id=tenant.id, name="initial")
+    return tenant, token, secret
+
+
+def _pick(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def set_quotas(tenant: Tenant, quotas: QuotasIn) -> None:
+    for key, value in quotas.model_dump(exclude_none=True).items():
+        setattr(tenant, key, value)
+
+
+def tenant_by_ref(s: Session, ref: str) -> Tenant:
+    """A tenant by id or name (admin only), or 404."""
+    tenant = s.get(Tenant, ref) or s.scalar(select(Tenant).where(Tenant.name == ref))
+    if tenant is None:
+        raise not_found("Tenant", ref)
+    return tenant
+
+
+def usage(s: Session, tenant_id: str) -> Usage:
+    active = s.execute(
+        select(func.count(Job.id), func.coalesce(func.sum(Job.chips), 0), func.coalesce(func.sum(Job.gpus), 0))
+        .where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))
+    ).one()
+    data = s.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.tenant_id == tenant_id))
+    models = s.scalar(select(func.coalesce(func.sum(Model.size_bytes), 0)).where(Model.tenant_id == tenant_id))
+    return Usage(active_jobs=int(active[0]), chips=int(active[1]), gpus=int(active[2]),
+                 storage_bytes=int(data or 0) + int(models or 0))
+
+
+def lock_tenant(s: Session, tenant_id: str) -> Tenant:
+    """The tenant row, locked until the transaction ends (serialises quota checks on PostgreSQL)."""
+    tenant = s.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
+    if tenant is None:  # deleted while the request ran
+        raise ApiError(401, "Invalid or revoked token.")
+    return tenant
+
+
+def tenant_out(s: Session, t: Tenant) -> TenantOut:
+    return TenantOut(id=t.id, name=t.name, disabled=t.disabled, created_at=t.created_at,
+                     quotas=Quotas(max_concurrent_jobs=t.max_concurrent_jobs, max_chips=t.max_chips,
+                                   max_gpus=t.max_gpus, max_storage_bytes=t.max_storage_bytes),
+                     usage=usage(s, t.id))
+
+
+def token_out(t: Token) -> TokenOut:
+    return TokenOut(id=t.id, tenant_id=t.tenant_id, role=t.role, name=t.name, prefix=t.prefix,
+                    created_at=t.created_at, expires_at=t.expires_at, revoked_at=t.revoked_at)
+
+
+def token_created(t: Token, secret: str) -> TokenCreated:
+    return TokenCreated(token=secret, **token_out(t).model_dump())

@@ -1,0 +1,194 @@
+"""The command line against a real server on loopback (uvicorn), and a server killed with -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from dojo.cli import main
+from dojo.service.app import create_app
+from dojo.service.config import ServiceConfig
+
+from .conftest import MCAP
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(URL, database URL) of a uvicorn server on a free loopback port, in a thread."""
+    db_url = f"sqlite:///{tmp_path / 'svc.db'}"
+    app = create_app(ServiceConfig(db_url=db_url, data_dir=tmp_path / "data", min_free_bytes=0))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.01)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", db_url
+    srv.should_exit = True
+    thread.join(5)
+    app.state.ctx.db.dispose()
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_admin_submit_and_jobs_commands(server, capsys, monkeypatch) -> None:
+    url, db = server
+    code, out, _ = _run(capsys, "admin", "tenant", "create", "acme", "--db", db, "--max-gpus", "2")
+    assert code == 0 and "shown only this once" in out
+    token = out.strip().splitlines()[-1]
+    assert token.startswith("dojo_")
+    monkeypatch.setenv("DOJO_URL", url)
+    monkeypatch.setenv("DOJO_TOKEN", token)
+    code, out, _ = _run(capsys, "submit", "eval", "--set", "policy=expert", "--set", "decisions=500",
+                        "--tiles", "2", "--priority", "5", "--name", "nightly")
+    assert code == 0
+    job = out.strip()
+    assert job.startswith("job_")
+    code, out, _ = _run(capsys, "jobs", "list")
+    assert code == 0 and job in out and "nightly" in out and "2 tiles" in out
+    code, out, _ = _run(capsys, "jobs", "show", job)
+    shown = json.loads(out)
+    assert shown["spec"]["decisions"] == 500 and shown["priority"] == 5
+    httpx.post(f"{url}/v1/jobs/{job}/logs", content=b"hello from the runner\n",
+               headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+    code, out, _ = _run(capsys, "jobs", "logs", job)
+    assert out == "hello from the runner\n"
+    code, out, _ = _run(capsys, "jobs", "cancel", job)
+    assert code == 0 and out.strip() == f"{job} cancelled"
+    code, out, _ = _run(capsys, "jobs", "logs", job, "--follow")  # ended: returns at once
+    assert code == 0 and out == "hello from the runner\n"
+    code, _, err = _run(capsys, "submit", "train", "--gpus", "3", "--set", "dataset=cuts")
+    assert code == 2 and "max_gpus" in err and "HTTP 403" in err
+    code, out, _ = _run(capsys, "admin", "tenant", "set", "acme", "--max-gpus", "4", "--db", db)
+    assert json.loads(out)["quotas"]["max_gpus"] == 4
+    code, out, _ = _run(capsys, "admin", "token", "create", "--admin", "--db", db)
+    admin = out.strip()
+    listed = httpx.get(f"{url}/v1/tenants", headers={"Authorization": f"Bearer {admin}"}).json()
+    assert [t["name"] for t in listed] == ["acme"]
+
+
+BAD_ARGS = [
+    (["submit", "eval", "--spec", "{bad json"], "not valid JSON"),
+    (["submit", "eval", "--spec", "[1]"], "neither JSON nor a readable file"),
+    (["submit", "eval", "--chips", "1", "--gpus", "1"], "one of --chips"),
+    (["submit", "eval", "--set", "novalue"], "KEY=VALUE"),
+    (["submit", "fly"], None),  # argparse: invalid choice
+    (["jobs", "show", "job_0123456789abcdef"], "not found"),
+    (["jobs", "show", "../../v1/tenants"], "is not a job id"),
+    (["jobs", "cancel", "job_0123456789abcdef"], "not found"),
+    (["submit", "eval", "--set", "policy=expert", "--set", "decisions=-1"], "decisions"),
+    (["jobs", "logs", "x", "--offset", "-5"], "--offset -5"),
+]
+
+
+def test_bad_client_input_is_one_clear_line(server, capsys, monkeypatch) -> None:
+    url, db = server
+    code, out, _ = _run(capsys, "admin", "tenant", "create", "acme", "--db", db)
+    monkeypatch.setenv("DOJO_URL", url)
+    monkeypatch.setenv("DOJO_TOKEN", out.strip().splitlines()[-1])
+    for argv, words in BAD_ARGS:
+        if words is None:
+            with pytest.raises(SystemExit):
+                main(argv)
+            capsys.readouterr()
+            continue
+        code, _, err = _run(capsys, *argv)
+        assert code == 2 and words in err and err.count("\n") == 1, (argv, err)
+
+
+def test_missing_token_and_unreachable_service(capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("DOJO_TOKEN", raising=False)
+    code, _, err = _run(capsys, "jobs", "list", "--url", "http://127.0.0.1:9")
+    assert code == 2 and "No token" in err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    code, _, err = _run(capsys, "jobs", "list", "--url", f"http://127.0.0.1:{port}", "--token", "dojo_x")
+    assert code == 2 and "Cannot reach the Dojo service" in err
+    code, _, err = _run(capsys, "admin", "tenant", "create", "bad name!", "--db", str(tmp_path / "x.db"))
+    assert code == 2 and "bad name!" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(db_url: str, data: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "dojo.cli", "serve", "--db", db_url,
+                             "--data-dir", str(data), "--port", str(port), "--log-level", "warning"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "server died")
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+def test_kill_9_the_server_and_everything_is_still_there(tmp_path: Path, capsys) -> None:
+    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"  # PostgreSQL's durability is PostgreSQL's
+    code, out, _ = _run(capsys, "admin", "tenant", "create", "acme", "--db", db_url)
+    h = {"Authorization": f"Bearer {out.strip().splitlines()[-1]}"}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(db_url, tmp_path / "data", port)
+    try:
+        ds = httpx.post(f"{url}/v1/datasets", json={"name": "logs"}, headers=h).json()["id"]
+        httpx.post(f"{url}/v1/datasets/{ds}/files", params={"name": "a.mcap"}, content=MCAP,
+                   headers=h).raise_for_status()
+        jobs = [httpx.post(f"{url}/v1/jobs", json={"kind": "ingest", "spec": {"dataset": ds}},
+                           headers=h).json()["id"] for _ in range(3)]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    proc = _start(db_url, tmp_path / "data", port)
+    try:
+        listed = httpx.get(f"{url}/v1/jobs", headers=h).json()
+        assert sorted(j["id"] for j in listed["jobs"]) == sorted(jobs)
+        files = httpx.get(f"{url}/v1/datasets/{ds}/files", headers=h).json()
+        assert [f["name"] for f in files] == ["a.mcap"] and files[0]["size_bytes"] == len(MCAP)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+
+def test_jobs_logs_prints_a_log_longer_than_one_answer(server, capsys, monkeypatch) -> None:
+    url, db = server
+    code, out, _ = _run(capsys, "admin", "tenant", "create", "acme", "--db", db)
+    token = out.strip().splitlines()[-1]
+    h = {"Authorization": f"Bearer {token}"}
+    job = httpx.post(f"{url}/v1/jobs", json={"kind": "drive"}, headers=h).json()["id"]
+    lines = [f"{i:07d} {'x' * 92}\n" for i in range(15_000)]  # 1.5 MB, over the 1 MiB per answer
+    for i in range(0, len(lines), 5000):
+        httpx.post(f"{url}/v1/jobs/{job}/logs", content="".join(lines[i:i + 5000]).encode(),
+                   headers=h).raise_for_status()
+    code, out, _ = _run(capsys, "jobs", "logs", job, "--url", url, "--token", token)
+    assert code == 0 and out == "".join(lines)
+    code, out, _ = _run(capsys, "jobs", "logs", job, "--url", url, "--token", token, "--offset", "100")
+    assert out == "".join(lines)[100:]
