@@ -160,7 +160,7 @@ def plot_nines(result: dict[str, Any], path: Path) -> Picture:
     ax.set_title("Nines per loop (95% Clopper-Pearson interval; arrow: no upper bound)")
     ax.set_xticks([int(r["loop"]) for r in rows] or [0])
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the plot: never over a point
     _save(fig, path)
     return Picture("Nines per loop", path.name,
                    "Each candidate's nines on the held-out suite; promoted turns are starred.")
