@@ -27,6 +27,7 @@ from dojo.loop import LoopConfig, run_loop
         ("hazard_window_s", (2.0, -3.0), "hazard_window_s"),
         ("alpha", 0.9, "alpha=0.9"),
         ("out", " ", "out=' '"),
+        ("warm_start", "yes", "warm_start='yes'"),
     ],
 )
 def test_bad_values_are_refused_by_name(field: str, value: object, words: str) -> None:

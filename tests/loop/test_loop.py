@@ -56,6 +56,9 @@ def test_turn_zero_learns_from_humans_and_turn_one_deploys_the_model_it_was_gate
     # turn 1 drove what was deployed after turn 0 and was judged against it
     assert second["drive"]["policy"] == first["deployed"] == second["against"]
     assert result["deployed"]["model"] == second["deployed"]
+    # candidates start from the deployed network (warm start), from scratch while naive is deployed
+    assert first["started_from"] == "scratch"
+    assert second["started_from"] == ("scratch" if first["deployed"] == "naive" else first["deployed"])
 
 
 def test_every_dataset_window_was_driven_by_a_person_and_turns_aggregate(loop_run: tuple[Path, dict]) -> None:

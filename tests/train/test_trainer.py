@@ -187,3 +187,20 @@ def test_windows_come_from_the_train_split_only_once_each(fleet_data: FleetData,
     assert [line["step"] for line in lines] == [1, 2, 3]
     assert len(seen) == 24 and len(set(seen)) == 24 and set(seen) <= train_windows
     assert train_windows and val_windows and not train_windows & val_windows
+
+
+def test_init_from_starts_from_the_given_policy_and_refuses_another_network(fleet_data: FleetData, tmp_path: Path) -> None:
+    first = train(tiny_config(fleet_data, tmp_path / "first", steps=3))
+    start = load_policy(Path(first["run"]) / "policy.pt")
+    # a fine-tuning run built from it holds exactly its weights before the first step
+    trainer = Trainer(prepare(tiny_config(fleet_data, tmp_path / "tune", init_from=str(Path(first["run"]) / "policy.pt"))))
+    for name, w in start.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], w), name
+    fresh = Trainer(prepare(tiny_config(fleet_data, tmp_path / "fresh", seed=7)))
+    assert any(not torch.equal(fresh.model.state_dict()[n], w) for n, w in start.state_dict().items())
+    with pytest.raises(DojoConfigError, match="another network than this run's: size 'tiny'"):
+        prepare(tiny_config(fleet_data, tmp_path / "base", size="base", init_from=str(Path(first["run"]) / "policy.pt")))
+    with pytest.raises(DojoConfigError, match="net='both' is not 'policy'"):
+        tiny_config(fleet_data, tmp_path / "both", net="both", init_from=str(Path(first["run"]) / "policy.pt"))
+    with pytest.raises(DojoConfigError, match="nothing.pt"):
+        prepare(tiny_config(fleet_data, tmp_path / "missing", init_from=str(tmp_path / "nothing.pt")))

@@ -46,8 +46,8 @@ class LoopConfig:
     current model). ``cars`` drive ``drive_minutes`` simulated minutes each per turn (even cars in
     shadow mode, odd cars autonomous with the safety driver, from turn 1). ``budget_minutes``:
     wall-clock budget; a turn that would not finish inside it (judged by the slowest turn so far)
-    is not started. ``train_steps`` of ``batch_size`` windows train each candidate from scratch on
-    the aggregated dataset. ``eval_decisions`` on ``suite`` judge every candidate and both
+    is not started. ``train_steps`` of ``batch_size`` windows train each candidate on the
+    aggregated dataset, from the deployed network's weights with ``warm_start`` (else from scratch). ``eval_decisions`` on ``suite`` judge every candidate and both
     baselines on the same seeds. ``sample_normal``: share of untriggered driving added per turn.
     """
 
@@ -66,6 +66,10 @@ class LoopConfig:
     # the consecutive, near-identical frames of two or three clips (measured: with 256 the tiny
     # policy learned no braking in 1,500 steps; drawn at random from all windows it did)
     shuffle_windows: int = 8192
+    # start each candidate from the deployed network's weights (once one is deployed): the
+    # training of every promoted turn carries over, and candidates differ by what the new data
+    # teaches rather than by a fresh random start
+    warm_start: bool = True
     frames: int = 2
     eval_decisions: int = 24_000
     eval_cars: int = 16
@@ -86,6 +90,8 @@ class LoopConfig:
             _whole(name, getattr(self, name), low)
         if self.cars < 2:
             raise DojoConfigError(f"loop cars={self.cars} must be at least 2: one shadow and one autonomous car a turn.")
+        if not isinstance(self.warm_start, bool):
+            raise DojoConfigError(f"loop warm_start={self.warm_start!r} must be True or False.")
         _number("drive_minutes", self.drive_minutes, 0.0)
         _number("budget_minutes", self.budget_minutes, 0.0)
         _number("lr", self.lr, 0.0)

@@ -14,7 +14,8 @@ One turn, ``k``:
    a sample of normal driving. Only windows a person drove (the human, or the safety driver
    during a takeover) are kept as imitation targets: that is HG-DAgger, and because the store
    keeps every turn's drives, the dataset aggregates over turns as DAgger asks.
-4. **Train** a candidate from scratch on that dataset version.
+4. **Train** a candidate on that dataset version, from the deployed network's weights
+   (``warm_start``; from scratch while ``naive`` is deployed).
 5. **Evaluate** it in closed loop on the held-out suite, on the same seeds as the deployed model
    and both baselines, so their counts compare directly.
 6. **Gate** (:mod:`dojo.loop.gate`): promote only if its lower bound on nines is not below the
@@ -135,12 +136,13 @@ class _Flywheel:
                                   val_share=cfg.val_share, seed=cfg.seed)
         return version, entries, mining
 
-    def train(self, turn: int, ref: str) -> dict[str, Any]:
+    def train(self, turn: int, ref: str, deployed: str) -> dict[str, Any]:
         cfg = self.config
+        init = deployed if cfg.warm_start and cfg.net == "policy" and deployed not in ("naive", "expert") else None
         tc = TrainConfig(dataset=ref, store=str(self.store_path), out=str(self.out / "runs" / f"loop{turn}"),
                          net=cfg.net, size=cfg.size, steps=cfg.train_steps, batch_size=cfg.batch_size, lr=cfg.lr,
                          frames=cfg.frames, seed=cfg.seed + turn, checkpoint_every=0, val_every=cfg.train_steps,
-                         buffer_windows=cfg.shuffle_windows,
+                         buffer_windows=cfg.shuffle_windows, init_from=init,
                          progress=self.progress)
         return train(tc)
 
@@ -223,7 +225,7 @@ class _Flywheel:
         version, entries, mining = self.mine(turn)
         times["mine_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        trained = self.train(turn, version.ref)
+        trained = self.train(turn, version.ref, deployed["model"])
         times["train_s"] = time.perf_counter() - t
         candidate = str(Path(trained["run"]) / "policy.pt")
         t = time.perf_counter()
@@ -244,6 +246,7 @@ class _Flywheel:
             "val_loss": trained["val_loss"],
             "occupancy_iou": trained.get("val_iou"),
             "candidate": candidate,
+            "started_from": trained.get("init_from") or "scratch",
             "decisions": result["decisions"],
             "critical_interventions": result["critical_interventions"],
             "noncritical_interventions": result["noncritical_interventions"],

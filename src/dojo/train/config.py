@@ -128,6 +128,7 @@ class TrainConfig:
     progress: bool = True
     deterministic: bool = False
     occupancy_weight: float = 1.0  # weight of the occupancy loss in net="both"
+    init_from: str | None = None  # a policy.pt whose weights start the run (fine-tuning); net="policy" only
 
     def __post_init__(self) -> None:
         for name in ("dataset", "store", "out"):
@@ -153,6 +154,10 @@ class TrainConfig:
         _float("occupancy_weight", self.occupancy_weight, 0.0, low_ok=True)
         for name in ("compile", "resume", "log_samples", "progress", "deterministic"):
             _bool(name, getattr(self, name))
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise DojoConfigError(f"init_from={self.init_from!r} must be the path of a policy checkpoint.")
+        if self.init_from is not None and self.net != "policy":
+            raise DojoConfigError(f"init_from starts a policy from its weights; net={self.net!r} is not 'policy'.")
         assert self.warmup_steps is not None
         if self.warmup_steps > self.steps:
             raise DojoConfigError(
@@ -383,6 +388,13 @@ def prepare(config: TrainConfig, env: DistEnv | None = None, launching: int | No
                 "labels; use net='policy' or a dataset whose drives logged them."
             )
         net = OccupancyConfig(**net, rows=rows, cols=cols, classes=len(CLASS_NAMES)).to_dict()
+    if config.init_from is not None:
+        from dojo.nets.checkpoint import load_policy_config
+
+        start = load_policy_config(config.init_from).to_dict()  # a bad file names itself here
+        if start != net:
+            diff = ", ".join(f"{k} {start.get(k)!r} (run: {net.get(k)!r})" for k in net if start.get(k) != net.get(k))
+            raise DojoConfigError(f"init_from {config.init_from} is another network than this run's: {diff}.")
     resolved = {
         **config.to_dict(),
         "store": str(store.resolve()),

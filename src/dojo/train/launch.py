@@ -62,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nproc", type=int, default=1, help="processes on this machine (K > 1 starts torchrun)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--init-from", dest="init_from", default=None,
+                        help="start from this policy.pt's weights (fine-tuning; --net policy, same size and rig)")
     parser.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms")
     parser.add_argument("--log-samples", action="store_true", help="record every window trained on, per step")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

@@ -165,6 +165,10 @@ class Trainer:
         self.micro = prepared.micro_batch
         _seed_everything(cfg.seed)  # the same initial weights on every process
         self.model = make_net(cfg.net, prepared.net_config).to(self.device)
+        if cfg.init_from is not None:  # fine-tuning; a resume then overwrites these with its own
+            from dojo.nets.checkpoint import load_policy
+
+            self.model.load_state_dict(load_policy(cfg.init_from).state_dict())
         self.grids = cfg.net != "policy"  # read the occupancy labels (and has_occupancy)
         self.ddp: DistributedDataParallel | None = None
         forward: nn.Module = self.model
@@ -493,6 +497,7 @@ class Trainer:
             checkpoint = self.out / CHECKPOINT_FILE if (self.out / CHECKPOINT_FILE).exists() else None
         summary = {
             "run": str(self.out),
+            "init_from": cfg.init_from,
             "dataset": p.dataset_ref,
             "dataset_hash": p.dataset_hash,
             "net": cfg.net,
