@@ -166,29 +166,12 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "date": dt.date.today().isoformat(), "threads_per_process": 1}
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def core_peak() -> tuple[float, str]:
-    """(peak FP32 FLOP/s of one core, how): clock x FP32 FLOPs a cycle of its widest FMA units.
+    """(peak FP32 FLOP/s of one core, how): clock x FP32 FLOPs a cycle of its widest FMA units,
+    as ``dojo bench train`` counts them (64 with AVX-512, 32 with AVX2)."""
+    from dojo.train.bench import _cpu_clock_hz, cpu_flops_per_cycle
 
-    The clock is the one ``dojo bench train`` reads; FLOPs a cycle are 64 with AVX-512 (two
-    16-lane FMA units, 2 FLOPs a lane) and 32 with AVX2 (two 8-lane units), which is the figure
-    ``dojo bench train`` assumes for every CPU.
-    """
-    from dojo.train.bench import CPU_FLOPS_PER_CYCLE, _cpu_clock_hz
-
-    flags = _cpu_flags()
-    per_cycle = 2 * CPU_FLOPS_PER_CYCLE if "avx512f" in flags else CPU_FLOPS_PER_CYCLE
-    isa = "AVX-512" if "avx512f" in flags else "AVX2"
+    per_cycle, isa = cpu_flops_per_cycle()
     clock = _cpu_clock_hz()
     if clock <= 0:
         raise DojoConfigError("The CPU clock could not be read from /proc/cpuinfo; no peak to calibrate against.")

@@ -35,7 +35,26 @@ from dojo.train.config import TrainConfig
 from dojo.train.trainer import policy_loss, train
 
 SIZES = ("tiny", "base", "large")
-CPU_FLOPS_PER_CYCLE = 32  # FP32, per core: 2 FMA units x 8 lanes x 2 (AVX2)
+# FP32 FLOPs per cycle per core: 2 FMA units x lanes x 2; 8 lanes with AVX2, 16 with AVX-512
+CPU_FLOPS_PER_CYCLE = {"avx512f": 64, "avx2": 32}
+CPU_FLOPS_PER_CYCLE_OTHER = 8  # SSE: 2 x 4 lanes, no FMA counted twice
+
+
+def cpu_flops_per_cycle() -> tuple[int, str]:
+    """(FP32 FLOPs per cycle per core, the widest vector extension /proc/cpuinfo lists)."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    for ext, flops in CPU_FLOPS_PER_CYCLE.items():
+        if ext in flags:
+            return flops, ext
+    return CPU_FLOPS_PER_CYCLE_OTHER, "no AVX2"
 GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, SXM [FLOP/s]
 
 
@@ -62,8 +81,9 @@ def peak_flops(device: torch.device) -> tuple[float, str]:
         return 0.0, f"{name}: peak unknown"
     cores = torch.get_num_threads()
     clock = _cpu_clock_hz()
-    return cores * clock * CPU_FLOPS_PER_CYCLE, (
-        f"{cores} threads x {clock / 1e9:.2f} GHz x {CPU_FLOPS_PER_CYCLE} FP32 FLOPs/cycle"
+    per_cycle, ext = cpu_flops_per_cycle()
+    return cores * clock * per_cycle, (
+        f"{cores} threads x {clock / 1e9:.2f} GHz x {per_cycle} FP32 FLOPs/cycle ({ext})"
     )
 
 
