@@ -242,7 +242,7 @@ class _Flywheel:
             "windows_by_trigger": dict(sorted(by_trigger.items())),
             "windows_by_label_source": dict(Counter(e["label_source"] for e in entries)),
             "dropped_network_driven": mining["dropped_network_driven"],
-            "train_loss": trained["loss"],
+            "train_loss": recent_loss(trained["run"]) or trained["loss"],  # mean of the last 10% of steps
             "val_loss": trained["val_loss"],
             "occupancy_iou": trained.get("val_iou"),
             "candidate": candidate,
@@ -262,6 +262,27 @@ class _Flywheel:
             "against": deployed["model"],
             "stage_s": times,
         }
+
+
+def recent_loss(run: str | Path, share: float = 0.1) -> float | None:
+    """Mean training loss over the last ``share`` of a run's steps (its ``metrics.jsonl``): one
+    step's loss is one batch's, too noisy to compare turns by."""
+    losses: list[float] = []
+    try:
+        with open(Path(run) / "metrics.jsonl", encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict) and "step" in row and isinstance(row.get("loss"), (int, float)):
+                    losses.append(float(row["loss"]))
+    except OSError:
+        return None
+    if not losses:
+        return None
+    tail = losses[-max(1, int(len(losses) * share)):]
+    return sum(tail) / len(tail)
 
 
 def _versus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
