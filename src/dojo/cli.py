@@ -237,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     from dojo.compute.commands import add_bench_command as add_bench_plan
 
     add_bench_plan(bench)
+
+    from dojo.service.bench import add_bench_command as add_bench_service
+
+    add_bench_service(bench)
     return parser
 
 
