@@ -289,8 +289,8 @@ def _versus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     from dojo.eval.evaluate import compare_results
 
     c = compare_results(a, b)
-    return {"p_value": c["p_value"], "significant": c["significant"], "safer": {"a": a["policy"], "b": b["policy"],
-                                                                              None: None}[c["better"]]}
+    safer = {"a": a["policy"], "b": b["policy"]}.get(c["better"])  # None when not significant
+    return {"p_value": c["p_value"], "significant": c["significant"], "safer": safer}
 
 
 def _nines_words(r: dict[str, Any]) -> str:

@@ -51,7 +51,8 @@ def gate(candidate: Mapping[str, Any], incumbent: Mapping[str, Any], alpha: floa
     reasons: list[str] = []
     c_low, i_low = float(candidate["nines_low"]), float(incumbent["nines_low"])
     if c_low < i_low:
-        reasons.append(f"lower bound on nines {c_low:.2f} is below the deployed model's {i_low:.2f}")
+        digits = 2 if round(c_low, 2) != round(i_low, 2) else 4  # never "2.41 is below 2.41"
+        reasons.append(f"lower bound on nines {c_low:.{digits}f} is below the deployed model's {i_low:.{digits}f}")
     regressions: dict[str, float] = {}
     for fam, inc in incumbent["families"].items():
         cand = candidate["families"].get(fam)
