@@ -116,12 +116,24 @@ def test_two_processes_match_one_process_fed_the_same_global_batches(
       * the parameter difference's norm under 5% of the distance the weights travelled
         (seen: 1e-5 to 7e-3 / 0.5-0.8).
     """
-    run = runs["straight"]
+    _match_one_process(runs["straight"], fleet_data, tmp_path, net="policy")
+
+
+def test_two_processes_match_one_process_with_both_heads(fleet_data: FleetData, tmp_path: Path) -> None:
+    """The same check for ``--net both``: the occupancy loss (a mean over cells of the windows that
+    have a label, divided by the micro-batch) must split over processes like the policy loss."""
+    run = tmp_path / "both"
+    _run([sys.executable, "-m", "dojo.train", *_flags(fleet_data, run), "--net", "both", "--nproc", str(WORLD)])
+    _match_one_process(run, fleet_data, tmp_path, net="both")
+
+
+def _match_one_process(run: Path, fleet_data: FleetData, tmp_path: Path, net: str) -> None:
+    grids = net != "policy"
     ds = load_dataset(fleet_data.store, fleet_data.dataset)
     every = {(s["clip_id"], int(s["frame"])): s for s in WindowDataset(fleet_data.store, ds.split("train"), frames=2,
-                                                                         shuffle=False, occupancy=False)}
-    config = tiny_config(fleet_data, tmp_path / "one", steps=STEPS, batch_size=BATCH, grad_accum=ACCUM,
-                         warmup_steps=3, lr=1e-3)
+                                                                         shuffle=False, occupancy=grids)}
+    config = tiny_config(fleet_data, tmp_path / f"one-{net}", steps=STEPS, batch_size=BATCH, grad_accum=ACCUM,
+                         warmup_steps=3, lr=1e-3, net=net)
     one = Trainer(prepare(config))
     start = {k: v.clone() for k, v in one.model.state_dict().items()}
     per_rank = {r: samples(run, r) for r in range(WORLD)}
