@@ -242,7 +242,7 @@ class _Flywheel:
             "windows_by_trigger": dict(sorted(by_trigger.items())),
             "windows_by_label_source": dict(Counter(e["label_source"] for e in entries)),
             "dropped_network_driven": mining["dropped_network_driven"],
-            "train_loss": recent_loss(trained["run"]) or trained["loss"],  # mean of the last 10% of steps
+            "train_loss": _train_loss(trained),
             "val_loss": trained["val_loss"],
             "occupancy_iou": trained.get("val_iou"),
             "candidate": candidate,
@@ -283,6 +283,12 @@ def recent_loss(run: str | Path, share: float = 0.1) -> float | None:
         return None
     tail = losses[-max(1, int(len(losses) * share)):]
     return sum(tail) / len(tail)
+
+
+def _train_loss(trained: dict[str, Any]) -> float:
+    """The run's recent mean loss; its last step's when no metrics were written."""
+    recent = recent_loss(trained["run"])
+    return float(trained["loss"]) if recent is None else recent
 
 
 def _versus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
