@@ -7,6 +7,7 @@ loader's bookkeeping or its decoding shows up as a mismatch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -198,13 +200,19 @@ def test_missing_labels_give_zeros_and_false(grey: tuple[Path, Path, Logged], tm
     shutil.copytree(store, copy)
     for path in (copy / "drives").glob("*/labels.parquet"):
         table = pq.read_table(path)
-        pq.write_table(table.filter(np.asarray(table.column("frame")) % 2 == 0), path)
+        table = table.filter(np.asarray(table.column("frame")) % 2 == 0)  # odd frames: no row
+        grid = table.column("grid").to_pylist()  # frames 2 mod 4: a row whose grid is null
+        nulls = [None if f % 4 == 2 else g for f, g in zip(table.column("frame").to_pylist(), grid, strict=True)]
+        pq.write_table(table.set_column(table.schema.get_field_index("grid"), "grid", pa.array(nulls, pa.binary())), path)
     samples = list(WindowDataset(copy, frames=2, shuffle=False))
     for s in samples:
-        labelled = s["frame"] % 2 == 0
+        labelled = s["frame"] % 4 == 0
         assert bool(s["has_occupancy"]) == labelled
         assert labelled or not s["occupancy"].any()
     assert any(s["occupancy"].any() for s in samples if s["has_occupancy"])
+    for batch in make_loader(WindowDataset(copy, frames=2, shuffle=False), batch_size=16):
+        assert batch["has_occupancy"].tolist() == (batch["frame"] % 4 == 0).tolist()
+        assert not batch["occupancy"][~batch["has_occupancy"]].any()
 
 
 # -------------------------------------------------------------------- order and sharding
@@ -371,6 +379,40 @@ def test_batches_feed_the_driving_policy(grey: tuple[Path, Path, Logged]) -> Non
     stacked = collate_windows(samples)
     assert all(torch.equal(stacked["images"][i], samples[i]["images"]) for i in range(3))
     assert stacked["t_s"].dtype == torch.float64 and stacked["clip_id"] == [s["clip_id"] for s in samples]
+
+
+@pytest.mark.parametrize(("workers", "occupancy"), [(0, True), (2, True), (2, False)])
+def test_loader_batches_equal_collated_windows_field_by_field(
+    grey: tuple[Path, Path, Logged], workers: int, occupancy: bool
+) -> None:
+    """The loader builds batches itself; they must be what collating the windows in turn gives."""
+    _, store, _ = grey
+    data = WindowDataset(store, seed=5, occupancy=occupancy)
+    batch_size = 24  # not a divisor of a shard's windows: every shard ends on a partial batch
+    batches = list(make_loader(data, batch_size=batch_size, num_workers=workers))
+    shards = max(workers, 1)
+    per_shard = data.windows_per_shard(shards)
+    assert [len(b["clip_id"]) for b in batches].count(batch_size) == sum(n // batch_size for n in per_shard)
+    # the DataLoader's round robin over workers, each worker batching its own shard's windows
+    sample_batches: list[list[dict[str, Any]]] = [[] for _ in range(shards)]
+    for shard in range(shards):
+        windows = list(WindowDataset(store, seed=5, occupancy=occupancy)._iter_shard(shard, shards, 0, track=False))
+        sample_batches[shard] = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+    expected = [collate_windows(b) for group in itertools.zip_longest(*sample_batches) for b in group if b]
+    assert len(batches) == len(expected)
+    for got, want in zip(batches, expected, strict=True):
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            if isinstance(value, torch.Tensor):
+                assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
+            else:
+                assert got[key] == value, key
+    if occupancy:
+        assert any(b["has_occupancy"].any() for b in batches) and "occupancy" in batches[0]
+    dropped = list(make_loader(WindowDataset(store, seed=5), batch_size=batch_size, num_workers=workers, drop_last=True))
+    assert [len(b["clip_id"]) for b in dropped] == [batch_size] * sum(n // batch_size for n in per_shard)
+    with pytest.raises(DojoConfigError, match="collate_fn"):
+        make_loader(WindowDataset(store), collate_fn=collate_windows)
 
 
 def test_rates_count_the_same_frames_on_both_sides(grey: tuple[Path, Path, Logged]) -> None:

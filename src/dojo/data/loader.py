@@ -37,8 +37,11 @@ within the look-ahead counts by where it ends.)
 
 Speed: each clip's video is decoded once per camera, sequentially from the keyframe at or before
 its first needed frame (a clip always starts on one), and every window of the clip is cut from
-those decoded frames; nothing is decoded twice. A window's ``images`` is a view into its clip's
-decoded frames (the batch's stack is the only copy). Grey rigs take the luma plane as it is (the
+those decoded frames; nothing is decoded twice. :class:`WindowLoader` builds each batch in place
+from the open clips (:meth:`WindowDataset.iter_batches`): a window's frames and label are copied
+once, into the batch, in shared memory when a worker builds it; iterating the dataset itself
+gives windows whose ``images`` are views into the decoded frames. Occupancy labels are read a
+clip at a time, only the Parquet row groups that hold its frames. Grey rigs take the luma plane as it is (the
 fleet writes grey as luma with neutral chroma): what :func:`dojo.fleet.drivelog.decode_video`
 returns, and far cheaper than a pixel-format conversion. Benchmark helpers at the end:
 :func:`decode_rate_raw` (plain PyAV, the reference) and :func:`loader_rate`.
@@ -88,6 +91,7 @@ STATE_VERSION = 1
 DEFAULT_BUFFER_WINDOWS = 256  # shuffle buffer [windows]; its windows keep their clips' frames alive
 _EPS_S = 1e-6  # [s] slack when comparing logged times to spec bounds
 LANE_LOOKAHEAD_S = 1.5  # [s] how far ahead the lane_shift label looks for where the driver went
+LABEL_FOOTERS = 64  # labels files whose Parquet footer a shard keeps, not to parse it per clip
 _LUMA_FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray")
 
 
@@ -458,19 +462,35 @@ def _decode_into(out: np.ndarray, data: bytes, offsets: list[int], sizes: list[i
     return index
 
 
-def _read_labels(store: Store, clip: _Clip, first_frame: int, last_frame: int) -> dict[int, np.ndarray]:
-    """Occupancy grid bytes of the drive's frames ``first_frame..last_frame``, by frame index.
+@dataclass
+class _Labels:
+    """Occupancy grids of a span of one drive's frames, sorted by frame."""
+
+    first: int  # the span [first, last] of drive frames they were read for
+    last: int
+    frame: np.ndarray  # (N,) int64, sorted
+    grid: np.ndarray  # (N, rows, cols) uint8: views into the Parquet column when every grid has the size
+
+
+def _read_labels(
+    store: Store, drive_id: str, first_frame: int, last_frame: int, shape: tuple[int, int], meta: Any = None
+) -> tuple[_Labels, Any]:
+    """(the drive's grids of ``shape`` for frames ``first_frame..last_frame``, the file's footer).
 
     Only row groups whose ``frame`` statistics overlap are read, so a labels file written in
-    row groups of about a clip costs a clip's worth of reading, not a drive's.
+    row groups of about a clip costs a clip's worth of reading, not the drive's. ``meta``: the
+    footer from an earlier call on this drive, which spares parsing it again. Grids of another
+    size or null are left out.
     """
-    path = store.path("drives", clip.drive_id, TABLE_FILES["labels"])
+    rows_, cols = shape
+    none = _Labels(first_frame, last_frame, np.zeros(0, np.int64), np.zeros((0, rows_, cols), np.uint8))
+    path = store.path("drives", drive_id, TABLE_FILES["labels"])
     try:
         f = store.fs.open(path, "rb")
     except FileNotFoundError:
-        return {}
+        return none, None
     with f:
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(f, metadata=meta)
         meta, col = pf.metadata, pf.schema_arrow.get_field_index("frame")
         groups = []
         for g in range(meta.num_row_groups):
@@ -478,21 +498,67 @@ def _read_labels(store: Store, clip: _Clip, first_frame: int, last_frame: int) -
             if stats is None or not stats.has_min_max or (stats.min <= last_frame and stats.max >= first_frame):
                 groups.append(g)
         if not groups:
-            return {}
+            return none, meta
         # no thread pool: it costs milliseconds to wake per call and workers are parallel already
         table = pf.read_row_groups(groups, columns=["frame", "grid"], use_threads=False)
-    frames = table.column("frame").to_numpy(zero_copy_only=False)
-    rows = np.flatnonzero((frames >= first_frame) & (frames <= last_frame))
-    # the grids as views into the column's one value buffer: no Python bytes object per row
+    frames = table.column("frame").to_numpy(zero_copy_only=False).astype(np.int64)
     grid = table.column("grid").combine_chunks()
-    if grid.null_count:
-        grid = grid.filter(grid.is_valid())
-        frames = frames[np.asarray(table.column("grid").is_valid())]
-        rows = np.flatnonzero((frames >= first_frame) & (frames <= last_frame))
     _, offset_buf, value_buf = grid.buffers()
-    offsets = np.frombuffer(offset_buf, dtype=np.int32)[grid.offset : grid.offset + len(grid) + 1]
+    offsets = np.frombuffer(offset_buf, dtype=np.int32)[grid.offset : grid.offset + len(grid) + 1].astype(np.int64)
     values = np.frombuffer(value_buf, dtype=np.uint8)
-    return {int(frames[r]): values[offsets[r] : offsets[r + 1]] for r in rows.tolist()}
+    size = rows_ * cols
+    keep = (frames >= first_frame) & (frames <= last_frame) & (np.diff(offsets) == size)
+    if grid.null_count:
+        keep &= np.asarray(grid.is_valid())
+    rows = np.flatnonzero(keep)
+    if len(rows) and np.array_equal(offsets[rows], offsets[rows[0]] + size * np.arange(len(rows))):
+        # the kept grids lie back to back in the column's value buffer: one view, no copy
+        start = int(offsets[rows[0]])
+        grids = values[start : start + size * len(rows)].reshape(len(rows), rows_, cols)
+    elif len(rows):
+        grids = np.stack([values[offsets[r] : offsets[r] + size] for r in rows.tolist()]).reshape(-1, rows_, cols)
+    else:
+        grids = none.grid
+    order = np.argsort(frames[rows], kind="stable")
+    if np.any(order != np.arange(len(order))):
+        grids = grids[order]
+    return _Labels(first_frame, last_frame, frames[rows][order], grids), meta
+
+
+class _LabelCache:
+    """Reads each clip's occupancy labels as it is opened, keeping only the drives' file footers.
+
+    A clip's grids are about a megabyte and live as long as its windows wait in the shuffle
+    buffer, so the memory they take is soon given back and reused. (Holding a whole drive's
+    labels instead measured slower: fresh pages fault in at several microseconds each here.)
+    """
+
+    def __init__(self, store: Store, shape: tuple[int, int]) -> None:
+        self.store, self.shape = store, shape
+        self.footers: dict[str, Any] = {}
+
+    def grids_for(self, clip: _Clip, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows into the returned grids (-1: no label), (N, rows, cols) grids) for drive ``frames``."""
+        span, self.footers[clip.drive_id] = _read_labels(
+            self.store, clip.drive_id, int(frames.min()), int(frames.max()), self.shape, self.footers.get(clip.drive_id)
+        )
+        if len(self.footers) > LABEL_FOOTERS:
+            self.footers.pop(next(iter(self.footers)))
+        pos = np.minimum(np.searchsorted(span.frame, frames), max(len(span.frame) - 1, 0))
+        hit = (span.frame[pos] == frames) if len(span.frame) else np.zeros(len(frames), dtype=bool)
+        return np.where(hit, pos, -1), span.grid
+
+
+@dataclass
+class _Open:
+    """One clip's windows as decoded, kept while any of them waits in the shuffle buffer."""
+
+    clip: _Clip
+    runs: np.ndarray  # (cams, R, k, H, W[, 3]) view: every k-frame run of the decoded frames
+    run: np.ndarray  # (w,) index into runs[:, ·] of each window of the clip (-1: not decoded)
+    grid_row: np.ndarray  # (w,) index into ``grids`` of each window's label (-1: none)
+    grids: np.ndarray  # (N, rows, cols) uint8
+    left: int  # windows still to leave
 
 
 # ---------------------------------------------------------------------------------- order
@@ -730,6 +796,11 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
 
     # -------------------------------------------------------------------- iterating
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        shard, shards, start, track = self._place()
+        return self._iter_shard(shard, shards, start, track)
+
+    def _place(self) -> tuple[int, int, int, bool]:
+        """(shard, shards, first window, whether to record the position here) for this process."""
         rank, world_size = self.rank, self.world_size
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
@@ -743,70 +814,149 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
             self._seen, self._seen_shards, self._last = {}, None, {}  # a new pass in this process
         local = (worker + self._resume_next.get(rank, 0)) % workers
         shard = rank * workers + local
-        return self._iter_shard(shard, shards, self._resume.get(shard, 0), track=info is None)
+        return shard, shards, self._resume.get(shard, 0), info is None
 
     def _iter_shard(self, shard: int, shards: int, start: int, track: bool) -> Iterator[dict[str, Any]]:
-        clips = self._shard_clips(shard, shards, self.epoch)
-        order = self._order(clips, shard, shards, self.epoch)
-        need: dict[int, list[int]] = {}
-        for c, w in order[start:]:
-            need.setdefault(c, []).append(w)
-        pending: dict[tuple[int, int], dict[str, Any]] = {}
-        for position in range(start, len(order)):
-            key = order[position]
-            if key not in pending:  # the clip's first window to leave: decode it, cut all it needs
-                c = key[0]
-                windows = np.array(sorted(need.pop(c)), dtype=np.int64)
-                for w, sample in zip(windows.tolist(), self._windows(self._clips[clips[c]], windows), strict=True):
-                    pending[(c, w)] = sample
-            sample = pending.pop(key)
+        for keys, position, opened in self._walk(shard, shards, start, 1):
+            (c, w) = keys[0]
+            sample = self._sample(opened[c], w)
             sample.update(shard=shard, shards=shards, position=position)
             if track:
                 self._record(shards, [shard], [position])
             yield sample
 
-    def _windows(self, clip: _Clip, windows: np.ndarray) -> list[dict[str, Any]]:
-        """The samples of ``windows`` (indices into ``clip.targets``) of one clip, decoded once.
+    def iter_batches(self, batch_size: int, shard: int, shards: int, start: int = 0) -> Iterator[dict[str, Any]]:
+        """Shard ``shard`` of ``shards`` from window ``start`` on, ``batch_size`` windows at a time.
 
-        Built a whole clip at a time in numpy and split with ``unbind``: a tensor per field per
-        window made one by one costs more than decoding the window's frames.
+        The batches a DataLoader of ``batch_size`` would collate from this shard's windows, built
+        straight from the clips' decoded frames (one copy of each window's images): what
+        :class:`WindowLoader` runs in each worker. Fields as :func:`collate_windows` gives them,
+        with the small ones as numpy arrays.
         """
+        batch_size = _whole("batch_size", batch_size, 1)
+        for keys, position, opened in self._walk(shard, shards, start, batch_size):
+            yield self._batch(keys, opened, shard, shards, position)
+
+    def _walk(
+        self, shard: int, shards: int, start: int, chunk: int
+    ) -> Iterator[tuple[list[tuple[int, int]], int, dict[int, _Open]]]:
+        """(keys, position of the first, the open clips) for each ``chunk`` of the shard's windows.
+
+        A clip is decoded when its first window is due and let go when its last has left.
+        """
+        clips = self._shard_clips(shard, shards, self.epoch)
+        order = self._order(clips, shard, shards, self.epoch)
+        need: dict[int, list[int]] = {}
+        for c, w in order[start:]:
+            need.setdefault(c, []).append(w)
+        labels = _LabelCache(self.store, self.occupancy_shape) if self.occupancy else None
+        opened: dict[int, _Open] = {}
+        for position in range(start, len(order), chunk):
+            keys = order[position : position + chunk]
+            for c, _ in keys:
+                if c not in opened:
+                    opened[c] = self._open(self._clips[clips[c]], np.array(sorted(need.pop(c)), dtype=np.int64), labels)
+            yield keys, position, opened
+            for c, _ in keys:
+                o = opened[c]
+                o.left -= 1
+                if o.left == 0:
+                    del opened[c]
+
+    def _open(self, clip: _Clip, windows: np.ndarray, labels: _LabelCache | None) -> _Open:
+        """Decode what ``windows`` (indices into ``clip.targets``) of ``clip`` need, and find their labels."""
         assert self.rig is not None
-        k, n = self.frames, len(windows)
+        k = self.frames
         lo, decoded = _decode_clip(self.store, self.rig, clip, windows, k)  # (cams, T, H, W[, 3])
-        j = clip.targets[windows]  # (n,) target frame of each window, index into the clip
-        # every k-frame run of the decoded frames, as views (no copy): (T-k+1) x (cams, k, H, W[, 3]);
-        # a window's images are one of them, so the only copy is the batch's stack
-        runs = np.lib.stride_tricks.sliding_window_view(decoded, k, axis=1, writeable=True)
-        every = torch.from_numpy(np.moveaxis(runs, -1, 2)).movedim(1, 0).unbind(0)
-        frame = clip.frame[j]
-        fields: dict[str, Any] = {
-            "images": [every[r] for r in (j - lo - (k - 1)).tolist()],
-            "speed_mps": torch.from_numpy(clip.speed_mps[windows]).unbind(0),
-            "command": torch.from_numpy(clip.command[windows]).unbind(0),
-            "action": torch.from_numpy(clip.action[windows]).unbind(0),
-            "lane_shift": torch.from_numpy(clip.lane_shift[windows]).unbind(0),
+        # every k-frame run of the decoded frames, as views: (cams, T-k+1, k, H, W[, 3])
+        runs = np.moveaxis(np.lib.stride_tricks.sliding_window_view(decoded, k, axis=1, writeable=True), -1, 2)
+        run = np.full(len(clip.targets), -1, dtype=np.int64)
+        j = clip.targets[windows]  # target frame of each window, index into the clip
+        run[windows] = j - lo - (k - 1)
+        grid_row = np.full(len(clip.targets), -1, dtype=np.int64)
+        rows, cols = self.occupancy_shape
+        grids = np.zeros((0, rows, cols), dtype=np.uint8)
+        if labels is not None and rows * cols:
+            grid_row[windows], grids = labels.grids_for(clip, clip.frame[j])
+        return _Open(clip, runs, run, grid_row, grids, left=len(windows))
+
+    def _sample(self, o: _Open, w: int) -> dict[str, Any]:
+        """Window ``w`` of an open clip as one sample; its images a view into the decoded frames."""
+        clip, j = o.clip, int(o.clip.targets[w])
+        sample: dict[str, Any] = {
+            "images": torch.from_numpy(o.runs[:, int(o.run[w])]),
+            "speed_mps": torch.from_numpy(clip.speed_mps[w : w + 1]).reshape(()),
+            "command": torch.from_numpy(clip.command[w : w + 1]).reshape(()),
+            "action": torch.from_numpy(clip.action[w]),
+            "lane_shift": torch.from_numpy(clip.lane_shift[w : w + 1]).reshape(()),
         }
         if self.occupancy:
-            rows, cols = self.occupancy_shape
-            grids = np.zeros((n, rows, cols), dtype=np.uint8)  # (n, rows, cols)
-            has = np.zeros(n, dtype=bool)
-            if rows * cols:
-                labels = _read_labels(self.store, clip, int(frame.min()), int(frame.max()))
-                for i, f in enumerate(frame.tolist()):
-                    grid = labels.get(f)
-                    if grid is not None and grid.size == rows * cols:
-                        grids[i] = grid.reshape(rows, cols)
-                        has[i] = True
-            fields["occupancy"] = torch.from_numpy(grids).unbind(0)
-            fields["has_occupancy"] = torch.from_numpy(has).unbind(0)
-        fields["frame"] = frame.tolist()
-        fields["t_s"] = clip.t_s[j].tolist()
-        names = list(fields)
-        return [
-            {**dict(zip(names, values, strict=True)), "clip_id": clip.clip_id}
-            for values in zip(*fields.values(), strict=True)
-        ]
+            g = int(o.grid_row[w])
+            grid = o.grids[g] if g >= 0 else np.zeros(self.occupancy_shape, dtype=np.uint8)
+            sample["occupancy"] = torch.from_numpy(grid)
+            sample["has_occupancy"] = torch.tensor(g >= 0)
+        sample.update(frame=int(clip.frame[j]), t_s=float(clip.t_s[j]), clip_id=clip.clip_id)
+        return sample
+
+    def _batch(
+        self, keys: list[tuple[int, int]], opened: dict[int, _Open], shard: int, shards: int, position: int
+    ) -> dict[str, Any]:
+        """The windows ``keys`` as one batch, each field filled in place clip by clip."""
+        assert self.rig is not None
+        n = len(keys)
+        shared = get_worker_info() is not None  # the big fields are built where they will cross to the trainer
+        images_t = _uint8((n, *self.rig.image_shape(self.frames)), shared)  # (B, cams, k, H, W[, 3])
+        images = images_t.numpy()
+        speed = np.empty(n, dtype=np.float32)
+        command = np.empty(n, dtype=np.int64)
+        action = np.empty((n, 2), dtype=np.float32)
+        lane_shift = np.empty(n, dtype=np.float32)
+        frame = np.empty(n, dtype=np.int64)
+        t_s = np.empty(n, dtype=np.float64)
+        occupancy_t = _uint8((n if self.occupancy else 0, *self.occupancy_shape), shared)  # (B, rows, cols)
+        occupancy = occupancy_t.numpy()
+        has = np.zeros(n, dtype=bool)
+        by_clip: dict[int, list[int]] = {}
+        clip_ids = []
+        for i, (c, w) in enumerate(keys):
+            o = opened[c]
+            images[i] = o.runs[:, o.run[w]]  # the one copy of the window's frames
+            if self.occupancy:
+                g = o.grid_row[w]
+                if g >= 0:
+                    occupancy[i] = o.grids[g]  # and of its label
+                    has[i] = True
+                else:
+                    occupancy[i] = 0
+            by_clip.setdefault(c, []).append(i)
+            clip_ids.append(o.clip.clip_id)
+        for c, members in by_clip.items():
+            o, at = opened[c], np.array(members, dtype=np.int64)
+            ws = np.array([keys[i][1] for i in members], dtype=np.int64)
+            clip, j = o.clip, o.clip.targets[ws]
+            speed[at], command[at], action[at], lane_shift[at] = (
+                clip.speed_mps[ws], clip.command[ws], clip.action[ws], clip.lane_shift[ws]
+            )
+            frame[at], t_s[at] = clip.frame[j], clip.t_s[j]
+        batch: dict[str, Any] = {
+            "images": images_t,
+            "speed_mps": speed,
+            "command": command,
+            "action": action,
+            "lane_shift": lane_shift,
+        }
+        if self.occupancy:
+            batch["occupancy"] = occupancy_t
+            batch["has_occupancy"] = has
+        batch.update(
+            frame=frame,
+            t_s=t_s,
+            clip_id=clip_ids,
+            shard=np.full(n, shard, dtype=np.int64),
+            shards=np.full(n, shards, dtype=np.int64),
+            position=np.arange(position, position + n, dtype=np.int64),
+        )
+        return batch
 
 
 def merge_states(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -870,12 +1020,52 @@ def _collate_for_transfer(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any
     return _collate(samples, small_as_numpy=True)
 
 
+def _uint8(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
+    """An uninitialised uint8 tensor; in shared memory when ``shared``, as torch's collate does in
+    workers, so sending it to the main process passes a handle instead of copying it there."""
+    if not shared:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(max(math.prod(shape), 1))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(-1)[: math.prod(shape)].view(shape)
+
+
+class _Batches(IterableDataset[dict[str, Any]]):
+    """A :class:`WindowDataset` read ``batch_size`` windows at a time, for a DataLoader without auto-batching.
+
+    Each DataLoader worker reads its own shard and yields the batches the DataLoader would have
+    collated from that shard's windows (partial last batch included, unless ``drop_last``), so the
+    sequence of batches, and with it the saved position, is the same as batching windows.
+    """
+
+    def __init__(self, dataset: WindowDataset, batch_size: int, drop_last: bool) -> None:
+        super().__init__()
+        self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        data = self.dataset
+        shard, shards, start, track = data._place()
+        for batch in data.iter_batches(self.batch_size, shard, shards, start):
+            n = len(batch["clip_id"])
+            if self.drop_last and n < self.batch_size:
+                return
+            if track:
+                data._record(shards, [shard] * n, batch["position"].tolist())
+            yield batch
+
+
+def _as_is(batch: Any) -> Any:
+    """The DataLoader's per-item hook: batches are already built (small fields stay numpy to cross cheaply)."""
+    return batch
+
+
 class WindowLoader:
     """Batches of a :class:`WindowDataset` through a DataLoader, its position kept as they come.
 
     Iterating yields dicts of tensors (strings as lists) and records each batch with
     :meth:`WindowDataset.observe` as it is handed over, so ``dataset.state_dict()`` is the
-    position after the last batch taken, with or without workers.
+    position after the last batch taken, with or without workers. The batches are what a
+    DataLoader of ``batch_size`` over the windows with :func:`collate_windows` gives, built
+    without a per-window detour (:meth:`WindowDataset.iter_batches`).
     """
 
     def __init__(self, dataset: WindowDataset, batch_size: int = 32, num_workers: int = 0, **options: Any) -> None:
@@ -887,10 +1077,17 @@ class WindowLoader:
             raise DojoConfigError(
                 "persistent_workers=True would keep workers on their first epoch and position; leave it off."
             )
+        for taken in ("collate_fn", "sampler", "batch_sampler"):
+            if taken in options:
+                raise DojoConfigError(f"WindowLoader builds its own batches; {taken}= is not an option of it.")
+        drop_last = options.pop("drop_last", False)
+        if not isinstance(drop_last, bool):
+            raise DojoConfigError(f"drop_last={drop_last!r} must be True or False.")
         self.dataset = dataset
         self.batch_size, self.num_workers = batch_size, num_workers
         self.loader: DataLoader[Any] = DataLoader(
-            dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_for_transfer, **options
+            _Batches(dataset, batch_size, drop_last), batch_size=None, num_workers=num_workers, collate_fn=_as_is,
+            **options,
         )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
