@@ -137,6 +137,15 @@ def _bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_eval(args: argparse.Namespace) -> int:
+    from dojo.eval.bench import bench_eval, format_eval_bench
+
+    cars = tuple(int(c) for c in args.cars.split(",") if c.strip())
+    result = bench_eval(decisions=args.decisions, cars=cars, device=args.device, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result, indent=2) if args.json else format_eval_bench(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dojo", description="Fleet video and drive logs in, better driving networks out.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     btrain.add_argument("--batch-size", type=int, default=32)
     btrain.add_argument("--json", action="store_true")
     btrain.set_defaults(func=_bench_train)
+    beval = bench.add_parser("eval", help="closed-loop decisions/s: the tiny vision policy beside naive")
+    beval.add_argument("--decisions", type=int, default=24_000, help="decisions per side (at least 1000)")
+    beval.add_argument("--cars", default="16,64", help="comma-separated cars a family, one row each")
+    beval.add_argument("--device", default=None, help="torch device for the network (default: cuda if available)")
+    beval.add_argument("--json", action="store_true")
+    beval.set_defaults(func=_bench_eval)
 
     from dojo.compute.commands import add_bench_command as add_bench_plan
 

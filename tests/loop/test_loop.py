@@ -80,3 +80,81 @@ def test_the_report_is_written_beside_the_run(loop_run: tuple[Path, dict]) -> No
     assert Path(result["report"]) == index
     page = index.read_text()
     assert "nines.png" in page and (out / "report" / "nines.png").stat().st_size > 1000
+
+
+def _stages_done(out: Path) -> dict[str, list[str]]:
+    try:
+        journal = json.loads((out / "progress.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {k: sorted(v) for k, v in journal["turns"].items()}
+
+
+def test_a_loop_killed_mid_turn_resumes_from_its_last_stage_and_ends_as_an_uninterrupted_one(
+    loop_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    first, whole = loop_run
+    saved = json.loads((first / "config.json").read_text())
+    out = tmp_path / "run"
+    suites = tmp_path / "suites.toml"
+    suites.write_text(Path(saved["suites_file"]).read_text())
+    argv = ["loop", "--out", str(out), "--loops", "2", "--cars", "4", "--drive-minutes", "0.5",
+            "--train-steps", "4", "--batch-size", "8", "--eval-decisions", "50", "--eval-cars", "2",
+            "--suite", "stalled_only", "--suites-file", str(suites), "--sample-normal", "0.5", "--json"]
+    proc = subprocess.Popen([sys.executable, "-m", "dojo.cli", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while "mine" not in _stages_done(out).get("1", []):  # turn 1 is past its mining: kill it there
+            assert proc.poll() is None, "the loop ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    before = _stages_done(out)
+    assert "row" in before["0"] and "row" not in before["1"]
+    journal = json.loads((out / "progress.json").read_text())
+    logs = {p: p.stat().st_mtime_ns for p in (out / "drives").rglob("*.mcap")}  # both turns drove already
+    naive_eval = (out / "eval" / "naive.json").stat().st_mtime_ns
+    assert not (out / "loop.json").exists()
+
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["loop", "--resume", str(out), "--json"]) == 0
+    resumed = json.loads(buf.getvalue())
+    # what was done is not done again: no drive, no baseline, no turn-0 row, no dataset version
+    assert {p: p.stat().st_mtime_ns for p in (out / "drives").rglob("*.mcap")} == logs
+    assert (out / "eval" / "naive.json").stat().st_mtime_ns == naive_eval
+    assert resumed["loops"][0] == journal["turns"]["0"]["row"]
+    assert resumed["loops"][1]["dataset"] == journal["turns"]["1"]["mine"]["dataset"]
+    assert [v.version for v in list_datasets(out / "store") if v.name == "loop"] == [1, 2]
+    # and the rest ran: the turn that was cut short, then the result and the report
+    assert [r["loop"] for r in resumed["loops"]] == [0, 1]
+    assert resumed["loops"][1]["decisions"] == whole["loops"][1]["decisions"]
+    assert resumed["loops"][1]["deployed"] == (resumed["loops"][1]["candidate"] if resumed["loops"][1]["promoted"]
+                                               else resumed["loops"][0]["deployed"])
+    assert json.loads((out / "loop.json").read_text())["loops"] == resumed["loops"]
+    assert (out / "report" / "index.html").exists()
+
+
+def test_resume_of_a_folder_that_holds_no_loop_is_one_clear_error(tmp_path: Path) -> None:
+    from dojo.errors import DojoConfigError
+    from dojo.loop.flywheel import resume_loop
+
+    with pytest.raises(DojoConfigError, match="no such folder"):
+        resume_loop(tmp_path / "nowhere")
+    with pytest.raises(DojoConfigError, match="config.json is missing"):
+        resume_loop(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(DojoConfigError, match="cannot be read as a loop's config"):
+        resume_loop(tmp_path)

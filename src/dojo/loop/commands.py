@@ -17,9 +17,14 @@ def _window(text: str) -> tuple[float, float]:
 
 
 def _loop(args: argparse.Namespace) -> int:
-    from dojo.loop.flywheel import run_loop
+    from dojo.loop.flywheel import resume_loop, run_loop
     from dojo.loop.report import write_report
 
+    quiet = args.json
+    log = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
+    if args.resume is not None:
+        result = resume_loop(args.resume, log=log, progress=not quiet and sys.stderr.isatty())
+        return _finish(result, args.resume, args.json, write_report)
     config = LoopConfig(
         out=args.out, loops=args.loops, cars=args.cars, drive_minutes=args.drive_minutes,
         budget_minutes=args.budget_minutes, seed=args.seed, net=args.net, size=args.size,
@@ -27,12 +32,13 @@ def _loop(args: argparse.Namespace) -> int:
         eval_cars=args.eval_cars, suite=args.suite, suites_file=args.suites_file, sample_normal=args.sample_normal,
         hazard_window_s=_window(args.hazard_window), takeover_window_s=_window(args.takeover_window),
     )
-    quiet = args.json
-    result = run_loop(config, log=(lambda m: None) if quiet else (lambda m: print(m, flush=True)),
-                      progress=not quiet and sys.stderr.isatty())
-    report = write_report(result, config.out)
-    result["report"] = str(report)
-    if args.json:
+    result = run_loop(config, log=log, progress=not quiet and sys.stderr.isatty())
+    return _finish(result, config.out, args.json, write_report)
+
+
+def _finish(result: dict[str, Any], out: str, as_json: bool, write_report: Any) -> int:
+    result["report"] = str(write_report(result, out))
+    if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:
         print(format_summary(result))
@@ -92,5 +98,8 @@ def add_commands(sub: Any) -> None:
                    help="share of untriggered driving mined each turn (default %(default)s)")
     p.add_argument("--hazard-window", default="-3s:+2s", help="window around a hazard moment (default %(default)s)")
     p.add_argument("--takeover-window", default="0s:+3s", help="window from a takeover on (default %(default)s)")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the loop in DIR from its last completed stage, with the settings it was started "
+                   "with (other settings are ignored; the budget counts from now)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (key 'loops' holds the rows)")
     p.set_defaults(func=_loop)

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tqdm import tqdm
 
@@ -45,12 +47,14 @@ from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import Fleet
 from dojo.loop.config import HAZARD_TRIGGERS, LABEL_SOURCES, TAKEOVER_TRIGGERS, LoopConfig
 from dojo.loop.gate import gate
-from dojo.train.config import TrainConfig
+from dojo.train.config import CHECKPOINT_FILE, TrainConfig
 from dojo.train.trainer import train
 from dojo.world.scenarios import TRAIN_SEEDS
 
 DATASET = "loop"  # the dataset name every turn adds a version to
 RESULT_FILE = "loop.json"
+CONFIG_FILE = "config.json"
+JOURNAL_FILE = "progress.json"  # the stages completed so far: what `dojo loop --resume` skips
 SEEDS_PER_TURN = 100_000  # training seeds set aside for each turn's drives (turns never share a scenario)
 Log = Callable[[str], None]
 
@@ -74,13 +78,78 @@ def _eval_summary(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result[k] for k in keys if k in result}
 
 
+def _write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON atomically: a reader (or a resume after kill -9) sees old or new, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(value, indent=1, default=str))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from JSON (paths as strings), so a resumed run holds the same."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def load_config(out: str | Path) -> LoopConfig:
+    """The :class:`LoopConfig` a loop folder was started with (its ``config.json``)."""
+    path = Path(out) / CONFIG_FILE
+    if not Path(out).is_dir():
+        raise DojoConfigError(f"--resume {out}: no such folder.")
+    try:
+        saved = json.loads(path.read_text())
+        assert isinstance(saved, dict)
+    except FileNotFoundError:
+        raise DojoConfigError(f"--resume {out}: it holds no loop ({CONFIG_FILE} is missing).") from None
+    except (OSError, ValueError, AssertionError) as e:
+        raise DojoConfigError(f"--resume {out}: {path} cannot be read as a loop's config ({e}).") from e
+    for key in ("hazard_window_s", "takeover_window_s"):
+        if isinstance(saved.get(key), list):
+            saved[key] = tuple(saved[key])
+    try:
+        return LoopConfig(**saved)
+    except TypeError as e:
+        raise DojoConfigError(f"--resume {out}: {path} is not a loop config this Dojo reads ({e}).") from e
+
+
 class _Flywheel:
-    def __init__(self, config: LoopConfig, log: Log, progress: bool) -> None:
+    def __init__(self, config: LoopConfig, log: Log, progress: bool, resume: bool = False) -> None:
         self.config, self.log, self.progress = config, log, progress
-        self.out = _check_out(config)
+        self.out = Path(config.out) if resume else _check_out(config)
         get_suite(config.suite, config.suites_file)  # an unknown suite fails before any car moves
         self.store_path = self.out / "store"
         self.evals: dict[str, dict[str, Any]] = {}
+        self.journal: dict[str, Any] = {"baselines": {}, "turns": {}}
+        if resume:
+            path = self.out / JOURNAL_FILE
+            try:
+                self.journal = json.loads(path.read_text()) if path.exists() else self.journal
+                assert isinstance(self.journal.get("turns"), dict) and isinstance(self.journal.get("baselines"), dict)
+            except (OSError, ValueError, AssertionError) as e:
+                raise DojoConfigError(f"--resume {self.out}: {path} cannot be read ({e}).") from e
+            done = sorted(int(k) for k, t in self.journal["turns"].items() if "row" in t)
+            self.log(f"resuming {self.out}: {len(done)} turn(s) complete"
+                     + (f", turn {len(done)} from its last completed stage" if len(done) < config.loops else ""))
+
+    def _save_journal(self) -> None:
+        _write_json(self.out / JOURNAL_FILE, self.journal)
+
+    def _turn_journal(self, turn: int) -> dict[str, Any]:
+        return cast(dict[str, Any], self.journal["turns"].setdefault(str(turn), {}))
+
+    def baseline(self, name: str) -> dict[str, Any]:
+        """A baseline's evaluation, read back when an earlier run of this loop finished it."""
+        done = self.journal["baselines"].get(name)
+        if done is not None:
+            result = cast(dict[str, Any], json.loads((self.out / done).read_text()))
+            self.evals[name] = result
+            return result
+        result = self.evaluate(name, name)
+        self.journal["baselines"][name] = f"eval/{name}.json"
+        self._save_journal()
+        return result
 
     # ------------------------------------------------------------------ stages
     def drive(self, turn: int, policy: str) -> dict[str, Any]:
@@ -139,11 +208,16 @@ class _Flywheel:
     def train(self, turn: int, ref: str, deployed: str) -> dict[str, Any]:
         cfg = self.config
         init = deployed if cfg.warm_start and cfg.net == "policy" and deployed not in ("naive", "expert") else None
-        tc = TrainConfig(dataset=ref, store=str(self.store_path), out=str(self.out / "runs" / f"loop{turn}"),
+        run = self.out / "runs" / f"loop{turn}"
+        # an interrupted run continues from its last checkpoint; one stopped before its first starts again
+        resume = (run / CHECKPOINT_FILE).exists()
+        if run.exists() and not resume:
+            shutil.rmtree(run)
+        tc = TrainConfig(dataset=ref, store=str(self.store_path), out=str(run),
                          net=cfg.net, size=cfg.size, steps=cfg.train_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                         frames=cfg.frames, seed=cfg.seed + turn, checkpoint_every=0, val_every=cfg.train_steps,
-                         buffer_windows=cfg.shuffle_windows, init_from=init,
-                         progress=self.progress)
+                         frames=cfg.frames, seed=cfg.seed + turn, checkpoint_every=max(cfg.train_steps // 4, 1),
+                         val_every=cfg.train_steps, buffer_windows=cfg.shuffle_windows, init_from=init,
+                         resume=resume, progress=self.progress)
         return train(tc)
 
     def evaluate(self, name: str, policy: str) -> dict[str, Any]:
@@ -168,18 +242,30 @@ class _Flywheel:
         start = time.perf_counter()
         budget_s = cfg.budget_minutes * 60.0
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        if not (self.out / CONFIG_FILE).exists():
+            _write_json(self.out / CONFIG_FILE, cfg.to_dict())
         self.log(f"baselines on suite {cfg.suite} ({cfg.eval_decisions:,} decisions each)")
-        naive = self.evaluate("naive", "naive")
-        expert = self.evaluate("expert", "expert")
+        naive = self.baseline("naive")
+        expert = self.baseline("expert")
         self.log(f"  naive  {_nines_words(naive)}\n  expert {_nines_words(expert)}")
         deployed: dict[str, Any] = {"model": "naive", "loop": None, "eval": naive}
         rows: list[dict[str, Any]] = []
         stopped: str | None = None
         slowest_s = 0.0
         for turn in range(cfg.loops):
+            journal = self._turn_journal(turn)
+            done = journal.get("row")
+            if done is not None:  # finished before a resume: its row stands as it was
+                if done["promoted"]:
+                    result = json.loads((self.out / journal["eval"]).read_text())
+                    self.evals[f"loop{turn}"] = result
+                    deployed = {"model": done["candidate"], "loop": turn, "eval": result}
+                slowest_s = max(slowest_s, float(done["wall_s"]))
+                rows.append(done)
+                self.log(format_row(done, header=turn == 0))
+                continue
             elapsed = time.perf_counter() - start
-            if turn > 0 and elapsed + slowest_s > budget_s:
+            if len(rows) > 0 and elapsed + slowest_s > budget_s:
                 stopped = (f"budget: {elapsed / 60:.1f} of {cfg.budget_minutes:g} min spent and a turn takes "
                            f"up to {slowest_s / 60:.1f} min; stopped before loop {turn}")
                 self.log(stopped)
@@ -189,9 +275,11 @@ class _Flywheel:
             if row["promoted"]:
                 deployed = {"model": row["candidate"], "loop": turn, "eval": self.evals[f"loop{turn}"]}
             row["deployed"] = deployed["model"]
-            row["wall_s"] = time.perf_counter() - t0
+            row["wall_s"] = time.perf_counter() - t0 + row.pop("resumed_s", 0.0)
             slowest_s = max(slowest_s, row["wall_s"])
             rows.append(row)
+            self._turn_journal(turn)["row"] = _plain(row)
+            self._save_journal()
             self.log(format_row(row, header=turn == 0))
         result = {
             "config": cfg.to_dict(),
@@ -211,37 +299,65 @@ class _Flywheel:
         (self.out / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str))
         return result
 
-    def turn(self, turn: int, deployed: dict[str, Any]) -> dict[str, Any]:
-        times: dict[str, float] = {}
+    def _stage(self, turn: int, name: str, work: Callable[[], Any]) -> Any:
+        """Stage ``name`` of ``turn``: its journaled result when an earlier run finished it, else run it."""
+        journal = self._turn_journal(turn)
+        if name in journal:
+            return journal[name]
         t = time.perf_counter()
-        drive = self.drive(turn, deployed["model"])
-        times["drive_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        summary = ingest([self.out / "drives" / f"loop{turn}"], self.store_path)
+        value = _plain(work())
+        journal[name] = value
+        journal.setdefault("stage_s", {})[f"{name}_s"] = time.perf_counter() - t
+        self._save_journal()
+        return value
+
+    def _drive_afresh(self, turn: int, policy: str) -> dict[str, Any]:
+        folder = self.out / "drives" / f"loop{turn}"
+        if folder.exists():  # logs of a drive cut short: drive the turn again from its start
+            shutil.rmtree(folder)
+        return self.drive(turn, policy)
+
+    def _ingest(self, turn: int) -> dict[str, Any]:
+        summary = ingest([self.out / "drives" / f"loop{turn}"], self.store_path)  # idempotent: safe to repeat
         if summary.files_quarantined:
             self.log(f"loop {turn}: {summary.files_quarantined} drive log(s) quarantined: {summary.quarantined}")
-        times["ingest_s"] = time.perf_counter() - t
-        t = time.perf_counter()
+        return {"files_ingested": summary.files_ingested, "files_quarantined": summary.files_quarantined,
+                "quarantined": summary.quarantined}
+
+    def _mine(self, turn: int) -> dict[str, Any]:
         version, entries, mining = self.mine(turn)
-        times["mine_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        trained = self.train(turn, version.ref, deployed["model"])
-        times["train_s"] = time.perf_counter() - t
-        candidate = str(Path(trained["run"]) / "policy.pt")
-        t = time.perf_counter()
-        result = self.evaluate(f"loop{turn}", candidate)
-        times["eval_s"] = time.perf_counter() - t
-        decision = gate(result, deployed["eval"], self.config.alpha)
         by_trigger: Counter[str] = Counter(trig for e in entries for trig in e["triggers"])
+        return {"dataset": version.ref, "windows": len(entries), "windows_by_trigger": dict(sorted(by_trigger.items())),
+                "windows_by_label_source": dict(Counter(e["label_source"] for e in entries)),
+                "dropped_network_driven": mining["dropped_network_driven"]}
+
+    def _evaluate_candidate(self, turn: int, candidate: str) -> str:
+        self.evaluate(f"loop{turn}", candidate)
+        return f"eval/loop{turn}.json"
+
+    def turn(self, turn: int, deployed: dict[str, Any]) -> dict[str, Any]:
+        journal = self._turn_journal(turn)
+        resumed_s = sum(journal.get("stage_s", {}).values())  # time the stages done before a resume took
+        drive = self._stage(turn, "drive", lambda: self._drive_afresh(turn, deployed["model"]))
+        self._stage(turn, "ingest", lambda: self._ingest(turn))
+        mined = self._stage(turn, "mine", lambda: self._mine(turn))
+        trained = self._stage(turn, "train", lambda: self.train(turn, mined["dataset"], deployed["model"]))
+        candidate = str(Path(trained["run"]) / "policy.pt")
+        eval_file = self._stage(turn, "eval", lambda: self._evaluate_candidate(turn, candidate))
+        result = self.evals.get(f"loop{turn}") or json.loads((self.out / eval_file).read_text())
+        self.evals[f"loop{turn}"] = result
+        times = dict(journal["stage_s"])
+        decision = gate(result, deployed["eval"], self.config.alpha)
         return {
             "loop": turn,
             "drive": {k: drive[k] for k in ("mode", "policy", "cars", "decisions", "critical_interventions",
                                              "noncritical_interventions", "shadow_disagreements", "collisions")},
-            "dataset": version.ref,
-            "windows": len(entries),
-            "windows_by_trigger": dict(sorted(by_trigger.items())),
-            "windows_by_label_source": dict(Counter(e["label_source"] for e in entries)),
-            "dropped_network_driven": mining["dropped_network_driven"],
+            "dataset": mined["dataset"],
+            "windows": mined["windows"],
+            "windows_by_trigger": mined["windows_by_trigger"],
+            "windows_by_label_source": mined["windows_by_label_source"],
+            "dropped_network_driven": mined["dropped_network_driven"],
+            "resumed_s": resumed_s,
             "train_loss": _train_loss(trained),
             "val_loss": trained["val_loss"],
             "occupancy_iou": trained.get("val_iou"),
@@ -336,4 +452,17 @@ def run_loop(config: LoopConfig, log: Log | None = None, progress: bool = True) 
     return _Flywheel(config, log or _stderr, progress).run()
 
 
-__all__ = ["DATASET", "RESULT_FILE", "format_row", "run_loop"]
+def resume_loop(out: str | Path, log: Log | None = None, progress: bool = True) -> dict[str, Any]:
+    """Continue the loop in ``out`` (stopped, killed or crashed) from its last completed stage.
+
+    The settings are those it was started with (``out/config.json``); finished turns keep their
+    rows, and the turn that was cut short goes on from the stage after its last finished one
+    (a training run from its last checkpoint). The result is what an uninterrupted run gives.
+    """
+    config = load_config(out)
+    if Path(config.out).resolve() != Path(out).resolve():
+        config = LoopConfig(**{**config.to_dict(), "out": str(out)})  # the folder was moved
+    return _Flywheel(config, log or _stderr, progress, resume=True).run()
+
+
+__all__ = ["DATASET", "JOURNAL_FILE", "RESULT_FILE", "format_row", "load_config", "resume_loop", "run_loop"]

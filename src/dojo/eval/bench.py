@@ -1,0 +1,147 @@
+"""`dojo bench eval`: closed-loop decisions/s with the vision policy, beside the baselines.
+
+One run, on the built-in held-out suite, the same decisions for every side:
+
+- **naive**: constant speed, keep lane; it reads the world's state, so nothing is rendered. The
+  floor: what the batched world and the safety driver cost alone.
+- **tiny network**: a :class:`dojo.nets.DrivingPolicy` of size ``tiny`` (freshly initialised:
+  speed does not depend on the weights) driving from its cameras: the world, rendering every
+  car's cameras each decision, and one batched forward pass for the fleet. Its forward passes
+  are timed apart (``inference_s``), so the rest is world plus rendering.
+
+Each side runs with ``cars`` cars a family (16, the loop's default, and 64). Target (issue 6):
+the vision policy at least :data:`TARGET_DECISIONS_PER_S` decisions/s on 2 cores, so that
+5 nines (3e5 decisions, the rule of three) are shown in at most 5 minutes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dojo.errors import DojoConfigError
+from dojo.eval.evaluate import BUILTIN_SUITE, SuiteDriveConfig, evaluate
+from dojo.fleet.bench import machine_info
+from dojo.fleet.policy import Controls, NetworkPolicy
+from dojo.world.camera import CameraRig
+from dojo.world.world import World
+
+TARGET_DECISIONS_PER_S = 1000.0
+FIVE_NINES_DECISIONS = 300_000  # rule of three: no critical intervention in 3e5 decisions is 5 nines at 95%
+
+
+class _Timed:
+    """A policy whose ``act`` calls are timed (the forward pass and the lane controller)."""
+
+    def __init__(self, inner: NetworkPolicy) -> None:
+        self.inner, self.name, self.frames = inner, inner.name, inner.frames
+        self.seconds = 0.0
+
+    def act(self, world: World, images: np.ndarray | None) -> Controls:
+        t = time.perf_counter()
+        out = self.inner.act(world, images)
+        self.seconds += time.perf_counter() - t
+        return out
+
+
+def _tiny_checkpoint(folder: Path, device: str) -> tuple[Path, CameraRig]:
+    import torch
+
+    from dojo.nets.checkpoint import save_policy
+    from dojo.nets.policy import DrivingPolicy, PolicyConfig
+
+    cfg = SuiteDriveConfig()
+    rig = CameraRig.default(rgb=cfg.rgb, width=cfg.camera_width, height=cfg.camera_height)
+    cam = rig.cameras[0]
+    torch.manual_seed(0)
+    model = DrivingPolicy(PolicyConfig(size="tiny", cameras=len(rig.cameras), height=cam.height_px,
+                                       width=cam.width_px, rgb=rig.rgb))
+    return save_policy(folder / "tiny.pt", model, {"note": "untrained, for dojo bench eval"}), rig
+
+
+def bench_eval(
+    decisions: int = 24_000,
+    cars: tuple[int, ...] = (16, 64),
+    device: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure closed-loop decisions/s of naive and the tiny vision policy; a JSON-able result."""
+    say = log or (lambda _: None)
+    if isinstance(decisions, bool) or not isinstance(decisions, int) or decisions < 1000:
+        raise DojoConfigError(f"bench eval decisions={decisions!r} must be a whole number >= 1000.")
+    if not cars or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in cars):
+        raise DojoConfigError(f"bench eval cars={cars!r} must be positive whole numbers.")
+    import torch
+
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="dojo-bench-eval-") as tmp:
+        ckpt, rig = _tiny_checkpoint(Path(tmp), dev)
+        for n in cars:
+            say(f"naive, {n} cars a family, {decisions:,} decisions ...")
+            t = time.perf_counter()
+            naive = evaluate("naive", BUILTIN_SUITE, decisions=decisions, cars=n)
+            naive_s = time.perf_counter() - t
+            say(f"tiny network on {dev}, {n} cars a family, {decisions:,} decisions ...")
+            timed = _Timed(NetworkPolicy(ckpt, rig, dev))
+            t = time.perf_counter()
+            net = evaluate(str(ckpt), BUILTIN_SUITE, decisions=decisions, cars=n, loaded=timed)
+            net_s = time.perf_counter() - t
+            rate = net["decisions"] / net_s
+            rows.append({
+                "cars": n,
+                "naive_decisions": naive["decisions"],
+                "naive_s": naive_s,
+                "naive_decisions_per_s": naive["decisions"] / naive_s,
+                "tiny_decisions": net["decisions"],
+                "tiny_s": net_s,
+                "tiny_decisions_per_s": rate,
+                "inference_s": timed.seconds,
+                "world_and_render_s": net_s - timed.seconds,
+                "inference_share": timed.seconds / net_s,
+                "ratio_tiny_to_naive": rate / (naive["decisions"] / naive_s),
+                "five_nines_minutes": FIVE_NINES_DECISIONS / rate / 60.0,
+            })
+    best = max(rows, key=lambda r: r["tiny_decisions_per_s"])
+    return {
+        "machine": machine_info(),
+        "device": dev,
+        "torch_threads": torch.get_num_threads(),
+        "suite": BUILTIN_SUITE,
+        "rows": rows,
+        "best_cars": best["cars"],
+        "tiny_decisions_per_s": best["tiny_decisions_per_s"],
+        "target_decisions_per_s": TARGET_DECISIONS_PER_S,
+        "ratio_to_target": best["tiny_decisions_per_s"] / TARGET_DECISIONS_PER_S,
+        "meets_target": bool(best["tiny_decisions_per_s"] >= TARGET_DECISIONS_PER_S),
+    }
+
+
+def format_eval_bench(result: dict[str, Any]) -> str:
+    r = result
+    lines = [
+        f"closed-loop evaluation on suite {r['suite']}, device {r['device']} ({r['torch_threads']} torch threads)",
+        f"  {'cars':>5}  {'naive dec/s':>12}  {'tiny net dec/s':>14}  {'tiny/naive':>10}  "
+        f"{'inference':>9}  {'5 nines in':>10}",
+    ]
+    for row in r["rows"]:
+        lines.append(
+            f"  {row['cars']:>5}  {row['naive_decisions_per_s']:>12,.0f}  {row['tiny_decisions_per_s']:>14,.0f}  "
+            f"{row['ratio_tiny_to_naive']:>9.2f}x  {row['inference_share']:>8.0%}  "
+            f"{row['five_nines_minutes']:>7.1f} min"
+        )
+    verdict = "met" if r["meets_target"] else "NOT met"
+    lines.append(
+        f"  target: tiny network >= {r['target_decisions_per_s']:,.0f} decisions/s: "
+        f"{r['tiny_decisions_per_s']:,.0f} with {r['best_cars']} cars a family "
+        f"({r['ratio_to_target']:.2f}x the target), {verdict}"
+    )
+    return "\n".join(lines)
+
+
+__all__ = ["TARGET_DECISIONS_PER_S", "bench_eval", "format_eval_bench"]
