@@ -394,7 +394,7 @@ def test_loader_batches_equal_collated_windows_field_by_field(
     per_shard = data.windows_per_shard(shards)
     assert [len(b["clip_id"]) for b in batches].count(batch_size) == sum(n // batch_size for n in per_shard)
     # the DataLoader's round robin over workers, each worker batching its own shard's windows
-    sample_batches: list[list[dict[str, Any]]] = [[] for _ in range(shards)]
+    sample_batches: list[list[list[dict[str, Any]]]] = [[] for _ in range(shards)]
     for shard in range(shards):
         windows = list(WindowDataset(store, seed=5, occupancy=occupancy)._iter_shard(shard, shards, 0, track=False))
         sample_batches[shard] = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
