@@ -25,6 +25,33 @@ def test_frenet_round_trip_is_exact_everywhere_on_the_ring():
     np.testing.assert_allclose(d2, d, atol=1e-9)
 
 
+@pytest.mark.parametrize(("dtype", "road_dtype"), [(np.float64, np.float64), (np.float32, np.float64),
+                                                   (np.float32, np.float32)])
+def test_frenet_of_many_points_per_road_equals_the_general_formula_bit_for_bit(dtype: type, road_dtype: type) -> None:
+    """A camera's ground pixels take a per-road fast path; it must give the very same numbers."""
+    roads = _roads()
+    rng = np.random.default_rng(1)
+    w = np.array([0, 1, 0, 1, 0, 1, 0, 1])[:, None]  # (rows, 1): the road of each row
+    length = roads.length[w]
+    # rows on each segment alone (both straights, both bends) and rows that span segments
+    centre = np.array([0.3, 0.3, 0.7, 0.7, 0.05, 0.95, 0.0, 0.45])[:, None] * length
+    s = centre + rng.uniform(-60.0, 60.0, (8, 400))
+    s[6:] = rng.uniform(0, 1, (2, 400)) * length[6:]
+    d = rng.uniform(-4.0, 18.0, (8, 400))
+    x, y, _ = roads.to_xy(s, d, w)
+    x, y = x.astype(dtype), y.astype(dtype)
+    roads = Roads(**{k: v.astype(road_dtype) if v.dtype.kind == "f" else v for k, v in roads.__dict__.items()})
+    rows = roads.to_frenet(x, y, w)
+    general = roads._to_frenet_any(x, y, w)
+    for fast, slow in zip(rows, general, strict=True):
+        assert fast.dtype == slow.dtype and np.array_equal(fast, slow)
+    # and lanes_open is lane_open of both sides of a line
+    lane = np.round(d / 4.0).astype(dtype)
+    below, above = roads.lanes_open(lane, s.astype(dtype), w)
+    assert np.array_equal(below, roads.lane_open(lane, s.astype(dtype), w))
+    assert np.array_equal(above, roads.lane_open(lane + 1, s.astype(dtype), w))
+
+
 def test_loop_closes_and_heading_turns_one_full_circle():
     roads = _roads()
     x0, y0, h0 = roads.to_xy(np.zeros((2, 1)), np.zeros((2, 1)))

@@ -43,7 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dojo.errors import DojoConfigError
-from dojo.world.road import Roads
+from dojo.world.road import Roads, ring_mod
 from dojo.world.vehicles import Kind, Vehicles
 
 MAX_HFOV_DEG = 170.0
@@ -384,12 +384,13 @@ def _ground(
     fs, fd = roads.to_frenet(xw, yw, wc)
     lane_w = roads.lane_width[wc]
     q = fd / lane_w - 0.5
-    right = np.round(q).astype(np.int64)  # nearest boundary lies between lanes `right` and right+1
-    open_r = roads.lane_open(right, fs, wc)
-    open_l = roads.lane_open(right + 1, fs, wc)
-    on_line = np.abs(q - right) * lane_w <= tab.mark_half
+    # nearest boundary lies between lanes `right` and right+1; kept float32 (whole numbers), and
+    # q - right is exact in float32 as q and right are within a factor of two (or right is 0)
+    right = np.round(q)
+    open_r, open_l = roads.lanes_open(right, fs, wc)
+    on_line = np.abs(q - right).astype(np.float64) * lane_w <= tab.mark_half
     # solid where drivable meets not drivable (road edges), dashed between two open lanes
-    dash = np.mod(fs, DASH_PERIOD_M) < DASH_M
+    dash = ring_mod(fs, np.float32(DASH_PERIOD_M)) < DASH_M
     painted = on_line & ((open_r != open_l) | (open_r & dash))
     drivable = np.where(q > right, open_l, open_r)  # the lane on the pixel's side of the line
     return np.where(painted, MARKING, np.where(drivable, ASPHALT, GRASS)).astype(np.uint8)

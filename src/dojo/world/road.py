@@ -25,6 +25,7 @@ import numpy as np
 from dojo.errors import DojoConfigError
 
 MIN_LANES, MAX_LANES = 2, 5
+_ROWS_MIN_POINTS = 256  # points per road from which to_frenet works out each road's segment first
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,52 @@ class Roads:
         self, x: np.ndarray, y: np.ndarray, w: np.ndarray | slice = slice(None)
     ) -> tuple[np.ndarray, np.ndarray]:
         """World (x, y) [m] -> Frenet (s, d) [m]; exact inverse of :meth:`to_xy`."""
+        if x.ndim == 2 and x.shape[1] >= _ROWS_MIN_POINTS and isinstance(w, np.ndarray) and w.shape == (len(x), 1):
+            return self._to_frenet_rows(x, y, w)
+        return self._to_frenet_any(x, y, w)
+
+    def _to_frenet_rows(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`to_frenet` of (n, P) points, row i on road ``w[i, 0]`` (a camera's ground pixels).
+
+        The same numbers, computed per row with only the segment formula the row needs: most
+        rows see one straight or one bend, and then the other segments' arctan2 and hypot over
+        every point are wasted. Rows spanning segments take the general path.
+        """
+        ls, r = self.straight[w[:, 0]][:, None], self.radius[w[:, 0]][:, None]
+        xmin, xmax, ymin, ymax = x.min(axis=1), x.max(axis=1), y.min(axis=1), y.max(axis=1)
+        mid = (xmin >= 0.0) & (xmax <= ls[:, 0])
+        groups = {
+            "lower": mid & (ymax < 0.0),  # segment 0, heading +x
+            "upper": mid & (ymin >= 0.0),  # segment 2, heading -x
+            "right": xmin > ls[:, 0],  # bend 1
+            "left": xmax < 0.0,  # bend 3
+        }
+        dtype = np.result_type(x, y, ls, r)  # what the general formula's arithmetic gives
+        s, d = np.empty(x.shape, dtype), np.empty(x.shape, dtype)
+        rest = np.ones(len(x), dtype=bool)
+        for name, rows in groups.items():
+            if not rows.any():
+                continue
+            rest &= ~rows
+            xs, ys, lr, rr = x[rows], y[rows], ls[rows], r[rows]
+            if name == "lower":
+                s[rows], d[rows] = xs, ys + rr
+            elif name == "upper":
+                s[rows], d[rows] = lr + np.pi * rr + (lr - xs), rr - ys
+            elif name == "right":
+                s[rows] = lr + (np.arctan2(ys, xs - lr) + 0.5 * np.pi) * rr
+                d[rows] = rr - np.hypot(xs - lr, ys)
+            else:  # centre (0, 0), subtracted as the general formula does (it promotes like the roads)
+                x0 = xs - np.zeros_like(lr)
+                s[rows] = 2 * lr + np.pi * rr + (np.mod(np.arctan2(ys, x0), 2 * np.pi) - 0.5 * np.pi) * rr
+                d[rows] = rr - np.hypot(x0, ys)
+        if rest.any():
+            s[rest], d[rest] = self._to_frenet_any(x[rest], y[rest], w[rest])
+        return s, d
+
+    def _to_frenet_any(
+        self, x: np.ndarray, y: np.ndarray, w: np.ndarray | slice = slice(None)
+    ) -> tuple[np.ndarray, np.ndarray]:
         ls, r = _col(self.straight, w, x), _col(self.radius, w, x)
         half = np.pi * r
         on_right_bend = x > ls
@@ -160,6 +207,19 @@ class Roads:
         in_drop = (s >= _col(self.drop_start, w, s)) & (s < _col(self.drop_end, w, s))
         main = (lane >= 0) & (lane < n) & ~((lane == 0) & in_drop)
         return main | ((lane == -1) & in_ramp)
+
+    def lanes_open(
+        self, lane: np.ndarray, s: np.ndarray, w: np.ndarray | slice = slice(None)
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`lane_open` of ``lane`` and of ``lane + 1`` at once (the two sides of a lane line)."""
+        s = ring_mod(s, _col(self.length, w, s))
+        n = _col(self.lanes, w, s)
+        in_ramp = (s >= _col(self.ramp_start, w, s)) & (s < _col(self.ramp_end, w, s))
+        in_drop = (s >= _col(self.drop_start, w, s)) & (s < _col(self.drop_end, w, s))
+        below, above = lane, lane + 1
+        open_below = ((below >= 0) & (below < n) & ~((below == 0) & in_drop)) | ((below == -1) & in_ramp)
+        open_above = ((above >= 0) & (above < n) & ~((above == 0) & in_drop)) | ((above == -1) & in_ramp)
+        return open_below, open_above
 
     def lane_of(self, d: np.ndarray, w: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Nearest lane index for lateral offset d (may be -1 or >= lanes: off the main road)."""
