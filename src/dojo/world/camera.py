@@ -390,7 +390,7 @@ def _ground(
     open_r, open_l = roads.lanes_open(right, fs, wc)
     on_line = np.abs(q - right).astype(np.float64) * lane_w <= tab.mark_half
     # solid where drivable meets not drivable (road edges), dashed between two open lanes
-    dash = ring_mod(fs, np.float32(DASH_PERIOD_M)) < DASH_M
+    dash = ring_mod(fs, np.array(DASH_PERIOD_M, dtype=np.float32)) < DASH_M
     painted = on_line & ((open_r != open_l) | (open_r & dash))
     drivable = np.where(q > right, open_l, open_r)  # the lane on the pixel's side of the line
     return np.where(painted, MARKING, np.where(drivable, ASPHALT, GRASS)).astype(np.uint8)
