@@ -45,6 +45,43 @@ def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
         db.dispose()
 
 
+def test_reads_do_not_wait_for_a_writer_on_sqlite_and_see_only_committed_rows(tmp_path: Path) -> None:
+    db = Database(str(tmp_path / "store.db"))
+    try:
+        db.migrate()
+        holding, release = threading.Event(), threading.Event()
+
+        def writer() -> None:
+            with db.session() as s:  # takes SQLite's write lock at BEGIN and keeps it
+                s.execute(insert(SchemaVersion), {"version": 99, "description": "uncommitted"})
+                holding.set()
+                release.wait(60)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            assert holding.wait(30)
+            done = threading.Event()
+            seen: list[int] = []
+
+            def reader() -> None:
+                with db.session(readonly=True) as s:
+                    seen.extend(s.scalars(text("SELECT version FROM dojo_schema_version")).all())
+                done.set()
+
+            threading.Thread(target=reader, daemon=True).start()
+            # a reader that queued for the write lock would wait for the writer (busy_timeout 30 s)
+            assert done.wait(10), "a read-only session waited for the writer's lock"
+            assert seen == [SCHEMA_VERSION]  # the writer's row is not committed yet
+        finally:
+            release.set()
+            t.join()
+        with db.session(readonly=True) as s:
+            assert sorted(s.scalars(text("SELECT version FROM dojo_schema_version")).all()) == [SCHEMA_VERSION, 99]
+    finally:
+        db.dispose()
+
+
 @pytest.mark.parametrize("url, words", [
     ("postgresql://postgres@127.0.0.1:1/test", "Cannot reach the job store at postgresql"),
     ("mysql://root@127.0.0.1/x", "only SQLite and PostgreSQL"),

@@ -57,16 +57,21 @@ def authenticate(s: Session, authorization: str | None, now: datetime | None = N
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise ApiError(401, "Malformed Authorization header: expected 'Bearer TOKEN'.")
-    row = s.scalar(select(Token).where(Token.hash == hash_token(secret)))
+    # one query for the token and its tenant (plain columns, no ORM objects: this runs per request)
+    row = s.execute(
+        select(Token.id, Token.role, Token.tenant_id, Token.revoked_at, Token.expires_at,
+               Tenant.id.label("tenant_found"), Tenant.name, Tenant.disabled)
+        .outerjoin(Tenant, Tenant.id == Token.tenant_id)
+        .where(Token.hash == hash_token(secret))
+    ).first()
     if row is None or row.revoked_at is not None:
         raise ApiError(401, "Invalid or revoked token.")
     expires = aware(row.expires_at)
     if expires is not None and expires <= (now or utcnow()):
         raise ApiError(401, "Token expired.")
     if row.tenant_id is not None:
-        tenant = s.get(Tenant, row.tenant_id)
-        if tenant is None:
+        if row.tenant_found is None:
             raise ApiError(401, "Invalid or revoked token.")
-        if tenant.disabled:
-            raise ApiError(403, f"Tenant {tenant.name!r} is disabled.")
+        if row.disabled:
+            raise ApiError(403, f"Tenant {row.name!r} is disabled.")
     return Principal(token_id=row.id, role=row.role, tenant_id=row.tenant_id)

@@ -72,11 +72,17 @@ class Database:
             raise DojoConfigError(f"--db {masked(url)!r} needs a driver that is not installed ({e}); "
                                   "for PostgreSQL: pip install 'psycopg[binary]'.") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # reads take no write lock: on SQLite a plain (deferred) BEGIN instead of BEGIN IMMEDIATE
+        self._reads = sessionmaker(self.engine.execution_options(dojo_readonly=True), expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A transaction: committed when the block ends, rolled back if it raises."""
-        with self._sessions() as s, s.begin():
+    def session(self, readonly: bool = False) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises.
+
+        ``readonly``: the block only reads, so on SQLite it does not queue for the write lock
+        (writers then wait only for writers); it sees one snapshot all the same.
+        """
+        with (self._reads if readonly else self._sessions)() as s, s.begin():
             yield s
 
     def check(self) -> None:
@@ -146,6 +152,7 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a writer takes the lock at the start, so two writers never deadlock upgrading a read lock
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("dojo_readonly") else "BEGIN IMMEDIATE")
 
     return engine

@@ -22,7 +22,9 @@ class Context:
     storage: Storage
 
 
-def context(request: Request) -> Context:
+# Dependencies that do no I/O are ``async def``: FastAPI would run a plain ``def`` in the thread
+# pool, a thread hop per dependency per request.
+async def context(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
 
@@ -33,18 +35,19 @@ _bearer = HTTPBearer(auto_error=False, description="an API token: 'Authorization
 def principal(request: Request,
               _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
     """The caller (the bearer scheme above only documents the header in the OpenAPI spec)."""
-    with context(request).db.session() as s:
+    ctx: Context = request.app.state.ctx
+    with ctx.db.session(readonly=True) as s:
         return authenticate(s, request.headers.get("authorization"))
 
 
-def tenant(p: Annotated[Principal, Depends(principal)]) -> str:
+async def tenant(p: Annotated[Principal, Depends(principal)]) -> str:
     """The caller's tenant id; admin tokens own no tenant objects (403)."""
     if p.tenant_id is None:
         raise ApiError(403, "This endpoint needs a tenant token; admin tokens manage tenants only.")
     return p.tenant_id
 
 
-def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
+async def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
     if p.role != "admin":
         raise ApiError(403, "This endpoint needs an admin token.")
     return p

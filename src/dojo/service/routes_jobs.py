@@ -37,14 +37,14 @@ def list_jobs(ctx: Ctx, tenant_id: TenantId, status: StatusFilter = None, kind: 
     """The tenant's jobs, newest first."""
     if status and any(x not in STATUSES for x in status.split(",")):
         raise ApiError(422, f"Unknown status in {status!r}; choose from {', '.join(STATUSES)}.")
-    with ctx.db.session() as s:
+    with ctx.db.session(readonly=True) as s:
         rows, total = jobstore.list_jobs(s, tenant_id, status=status, kind=kind, limit=limit, offset=offset)
         return JobList(jobs=[jobstore.job_out(j) for j in rows], total=total)
 
 
 @router.get("/{job_id}", response_model=JobOut)
 def show(job_id: str, ctx: Ctx, tenant_id: TenantId) -> JobOut:
-    with ctx.db.session() as s:
+    with ctx.db.session(readonly=True) as s:
         return jobstore.job_out(jobstore.get(s, tenant_id, job_id))
 
 
