@@ -119,12 +119,14 @@ def test_two_processes_match_one_process_fed_the_same_global_batches(
     _match_one_process(runs["straight"], fleet_data, tmp_path, net="policy")
 
 
-def test_two_processes_match_one_process_with_both_heads(fleet_data: FleetData, tmp_path: Path) -> None:
-    """The same check for ``--net both``: the occupancy loss (a mean over cells of the windows that
-    have a label, divided by the micro-batch) must split over processes like the policy loss."""
-    run = tmp_path / "both"
-    _run([sys.executable, "-m", "dojo.train", *_flags(fleet_data, run), "--net", "both", "--nproc", str(WORLD)])
-    _match_one_process(run, fleet_data, tmp_path, net="both")
+@pytest.mark.parametrize("net", ["both", "occupancy"])
+def test_two_processes_match_one_process_with_the_occupancy_head(fleet_data: FleetData, tmp_path: Path, net: str) -> None:
+    """The same check for ``--net both`` and ``--net occupancy``: the occupancy loss (a mean over
+    cells of the windows that have a label, divided by the micro-batch) must split over processes
+    like the policy loss."""
+    run = tmp_path / net
+    _run([sys.executable, "-m", "dojo.train", *_flags(fleet_data, run), "--net", net, "--nproc", str(WORLD)])
+    _match_one_process(run, fleet_data, tmp_path, net=net)
 
 
 def _match_one_process(run: Path, fleet_data: FleetData, tmp_path: Path, net: str) -> None:

@@ -7,6 +7,7 @@ its unit, so a drive's metadata records exactly what was applied.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -170,6 +171,12 @@ class DriveConfig:
         return max(1, round(self.minutes * 600))
 
     def as_metadata(self) -> dict[str, Any]:
+        """What a drive log records of the drive: everything but the folder it was written to (and a
+        checkpoint's path relative to it), so the same drive writes the same bytes, and gets the
+        same content-hash drive id, wherever it lands."""
         out = asdict(self)
+        out.pop("out")
         out["families"] = list(self.families)
+        if self.policy not in BASELINES:  # a checkpoint: named from the logs' folder, which moves with it
+            out["policy"] = os.path.relpath(self.policy, self.out)
         return out

@@ -340,11 +340,12 @@ class Fleet:
         k = int(self.drive_no[car])
         family, seed = str(world.families[car]), int(world.seeds[car])
         path = self.out / LOG_NAME.format(car=car, drive=k, family=family, seed=seed)
+        recorded = cfg.as_metadata()  # no folder in it, so a drive's bytes do not depend on where it is written
         metadata = {
             "car_id": f"car-{car:03d}", "drive": k, "family": family, "seed": seed,
             "mode": ["manual", "shadow", "autonomous"][int(self.modes[car])],
-            "policy": self.summary.policy, "logging": cfg.logging,
-            "config": json.dumps(cfg.as_metadata(), default=str),
+            "policy": recorded["policy"] if self.summary.policy == cfg.policy else self.summary.policy,
+            "logging": cfg.logging, "config": json.dumps(recorded, default=str),
         }
         cam = self.rig.cameras[0]
         options = {"cameras": self.rig.names, "width": cam.width_px, "height": cam.height_px, "rgb": self.rig.rgb,
