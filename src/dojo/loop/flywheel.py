@@ -1,6 +1,6 @@
 """The fleet-learning loop: deploy → drive → ingest → mine → aggregate → train → evaluate → gate.
 
->>> result = run_loop(LoopConfig(out="out/loop", loops=4))
+>>> result = run_loop(LoopConfig(out="out/loop", loops=5))
 >>> [(r["loop"], r["nines_low"], r["promoted"]) for r in result["loops"]]
 
 One turn, ``k``:
