@@ -152,8 +152,16 @@ def _match_one_process(run: Path, fleet_data: FleetData, tmp_path: Path, net: st
     diff = torch.cat([(ddp[k] - v).flatten() for k, v in final.items()])
     travelled = torch.cat([(v - start[k]).flatten() for k, v in final.items()])
     assert float(diff.abs().median()) < 1e-6
-    assert float((diff.abs() > 1e-5).float().mean()) < 0.05
-    assert float(diff.norm()) < 0.05 * float(travelled.norm()), (float(diff.norm()), float(travelled.norm()))
+    # the weights as a whole went the same way: measured 3e-6 (policy), 8e-5 (occupancy) and
+    # 0.009 (both) of the distance they travelled
+    assert float(diff.norm()) < 0.02 * float(travelled.norm()), (float(diff.norm()), float(travelled.norm()))
+    if net == "policy":
+        # element by element too. Not with the occupancy head on the shared backbone: AdamW
+        # divides each gradient by its own running size, so parameters whose gradient is almost
+        # zero (cells no label reached) take lr-sized steps set by the summation order of the
+        # all-reduce; with both heads, 18% of the weights then differ by more than 1e-5
+        # (largest 1.2e-3) while the whole differs by 0.9%.
+        assert float((diff.abs() > 1e-5).float().mean()) < 0.05
 
 
 def test_a_two_process_run_resumes_exactly(runs: dict[str, Path]) -> None:
