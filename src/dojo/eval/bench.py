@@ -49,7 +49,7 @@ class _Timed:
         return out
 
 
-def _tiny_checkpoint(folder: Path, device: str) -> tuple[Path, CameraRig]:
+def _tiny_checkpoint(folder: Path) -> tuple[Path, CameraRig]:
     import torch
 
     from dojo.nets.checkpoint import save_policy
@@ -81,7 +81,7 @@ def bench_eval(
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="dojo-bench-eval-") as tmp:
-        ckpt, rig = _tiny_checkpoint(Path(tmp), dev)
+        ckpt, rig = _tiny_checkpoint(Path(tmp))
         for n in cars:
             say(f"naive, {n} cars a family, {decisions:,} decisions ...")
             t = time.perf_counter()
