@@ -1043,13 +1043,10 @@ class _Batches(IterableDataset[dict[str, Any]]):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         data = self.dataset
-        shard, shards, start, track = data._place()
+        shard, shards, start, _ = data._place()  # WindowLoader records each batch as it hands it over
         for batch in data.iter_batches(self.batch_size, shard, shards, start):
-            n = len(batch["clip_id"])
-            if self.drop_last and n < self.batch_size:
+            if self.drop_last and len(batch["clip_id"]) < self.batch_size:
                 return
-            if track:
-                data._record(shards, [shard] * n, batch["position"].tolist())
             yield batch
 
 

@@ -232,7 +232,7 @@ class _Flywheel:
                               progress=tick)
         folder = self.out / "eval"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
+        _write_json(folder / f"{name}.json", result)  # whole or absent: the journal points at it
         self.evals[name] = result
         return result
 

@@ -201,25 +201,22 @@ class Roads:
 
     def lane_open(self, lane: np.ndarray, s: np.ndarray, w: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Whether ``lane`` is drivable at ``s``: main lanes except a dropped stretch, the ramp on its span."""
-        s = ring_mod(s, _col(self.length, w, s))
-        n = _col(self.lanes, w, s)
-        in_ramp = (s >= _col(self.ramp_start, w, s)) & (s < _col(self.ramp_end, w, s))
-        in_drop = (s >= _col(self.drop_start, w, s)) & (s < _col(self.drop_end, w, s))
-        main = (lane >= 0) & (lane < n) & ~((lane == 0) & in_drop)
-        return main | ((lane == -1) & in_ramp)
+        return self._open_lanes(s, w, lane)[0]
 
     def lanes_open(
         self, lane: np.ndarray, s: np.ndarray, w: np.ndarray | slice = slice(None)
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`lane_open` of ``lane`` and of ``lane + 1`` at once (the two sides of a lane line)."""
+        below, above = self._open_lanes(s, w, lane, lane + 1)
+        return below, above
+
+    def _open_lanes(self, s: np.ndarray, w: np.ndarray | slice, *lanes: np.ndarray) -> list[np.ndarray]:
+        """:meth:`lane_open` of each of ``lanes`` at ``s``, the road's stretches worked out once."""
         s = ring_mod(s, _col(self.length, w, s))
         n = _col(self.lanes, w, s)
         in_ramp = (s >= _col(self.ramp_start, w, s)) & (s < _col(self.ramp_end, w, s))
         in_drop = (s >= _col(self.drop_start, w, s)) & (s < _col(self.drop_end, w, s))
-        below, above = lane, lane + 1
-        open_below = ((below >= 0) & (below < n) & ~((below == 0) & in_drop)) | ((below == -1) & in_ramp)
-        open_above = ((above >= 0) & (above < n) & ~((above == 0) & in_drop)) | ((above == -1) & in_ramp)
-        return open_below, open_above
+        return [((k >= 0) & (k < n) & ~((k == 0) & in_drop)) | ((k == -1) & in_ramp) for k in lanes]
 
     def lane_of(self, d: np.ndarray, w: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Nearest lane index for lateral offset d (may be -1 or >= lanes: off the main road)."""
