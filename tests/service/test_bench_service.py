@@ -27,7 +27,7 @@ def _check_side(side: dict, kinds: tuple[str, ...]) -> None:
 def test_bench_service_small_load_on_sqlite() -> None:
     result = bench_service(rate=RATE, seconds=SECONDS, warmup_s=0.25)
     assert {"rate", "seconds", "db", "ours", "floor", "target", "p99_ratio_vs_floor"} <= set(result)
-    assert result["db"] == "sqlite"
+    assert result["db"] == "sqlite" and result["workers"] == 2  # what the benchmark runs by default
     _check_side(result["ours"], KINDS)
     _check_side(result["floor"], ("ping",))
     assert result["p99_ratio_vs_floor"] > 0
@@ -52,3 +52,5 @@ def test_bench_service_command_and_bad_arguments() -> None:
         bench_service(rate=1, seconds=1, mix={"delete": 1.0})
     with pytest.raises(DojoConfigError):
         bench_service(rate=1, seconds=1, db="mysql://nope")
+    with pytest.raises(DojoConfigError, match="workers=0"):
+        bench_service(rate=1, seconds=1, workers=0)

@@ -133,10 +133,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(db_url: str, data: Path, port: int) -> subprocess.Popen[bytes]:
+def _start(db_url: str, data: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "dojo.cli", "serve", "--db", db_url,
-                             "--data-dir", str(data), "--port", str(port), "--log-level", "warning"],
+                             "--data-dir", str(data), "--port", str(port), "--log-level", "warning", *extra],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -176,6 +176,37 @@ def test_kill_9_the_server_and_everything_is_still_there(tmp_path: Path, capsys)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def test_serve_with_two_workers_runs_two_processes_over_one_store_and_stops_cleanly(tmp_path: Path, capsys) -> None:
+    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    code, out, _ = _run(capsys, "admin", "tenant", "create", "acme", "--db", db_url)
+    h = {"Authorization": f"Bearer {out.strip().splitlines()[-1]}"}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(db_url, tmp_path / "data", port, "--workers", "2")
+    try:
+        workers = [p for p in _children(proc.pid) if _children(p) == []]  # uvicorn's processes
+        assert len(workers) >= 2, workers
+        # each request on a new connection, so the kernel spreads them over both processes
+        ids = [httpx.post(f"{url}/v1/jobs", json={"kind": "drive"}, headers=h).json()["id"] for _ in range(12)]
+        listed = httpx.get(f"{url}/v1/jobs", params={"limit": 100}, headers=h).json()
+        assert listed["total"] == 12 and sorted(j["id"] for j in listed["jobs"]) == sorted(ids)
+        assert all(httpx.get(f"{url}/v1/jobs/{i}", headers=h).status_code == 200 for i in ids)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert _children(proc.pid) == []
+
+
+def test_serve_refuses_a_bad_worker_count(tmp_path: Path, capsys) -> None:
+    code, _, err = _run(capsys, "serve", "--data-dir", str(tmp_path), "--workers", "0")
+    assert code == 2 and "--workers 0" in err
 
 
 def test_jobs_logs_prints_a_log_longer_than_one_answer(server, capsys, monkeypatch) -> None:

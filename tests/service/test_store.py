@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, inspect, text
 
 from dojo.cli import main
 from dojo.errors import DojoConfigError
@@ -30,6 +30,27 @@ def test_migrate_is_idempotent_and_refuses_a_newer_schema(db_url: str) -> None:
             conn.execute(insert(SchemaVersion), {"version": SCHEMA_VERSION + 1, "description": "future"})
         with pytest.raises(DojoConfigError, match="newer than this Dojo"):
             db.migrate()
+    finally:
+        db.dispose()
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_rows(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        db.migrate()
+        with db.engine.begin() as conn:  # back to how version 1 left a store, with a row in it
+            conn.execute(text("DROP INDEX ix_jobs_tenant_active"))
+            conn.execute(text("UPDATE dojo_schema_version SET version = 1"))
+            conn.execute(text("INSERT INTO tenants (id, name, disabled, max_concurrent_jobs, max_chips, max_gpus, "
+                              "max_storage_bytes, created_at) VALUES ('ten_1', 'old', false, 1, 1, 1, 1, "
+                              "CURRENT_TIMESTAMP)"))
+        assert db.migrate() == 1
+        assert db.version() == SCHEMA_VERSION == 2
+        with db.engine.connect() as conn:
+            indexes = {ix["name"] for ix in inspect(conn).get_indexes("jobs")}
+            assert "ix_jobs_tenant_active" in indexes
+            assert conn.execute(text("SELECT name FROM tenants")).scalars().all() == ["old"]
+        assert db.migrate() == SCHEMA_VERSION  # and again: nothing to do
     finally:
         db.dispose()
 

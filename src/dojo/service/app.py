@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
+import os
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -28,6 +31,7 @@ from dojo.service.problems import ApiError
 from dojo.service.storage import Storage
 
 log = logging.getLogger("dojo.service")
+CONFIG_ENV = "DOJO_SERVE_CONFIG"  # how `dojo serve --workers N` hands its settings to each worker
 
 
 def build_context(config: ServiceConfig) -> Context:
@@ -80,4 +84,22 @@ def create_app(config: ServiceConfig, ctx: Context | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimit, max_json_bytes=config.max_json_bytes,
                        max_upload_bytes=config.max_upload_bytes)
+    return app
+
+
+def config_to_env(config: ServiceConfig) -> str:
+    """``config``'s settings as the JSON that :func:`app_from_env` reads back in a worker process."""
+    return json.dumps({"db_url": config.db_url, "data_dir": str(config.data_dir),
+                       "max_upload_bytes": config.max_upload_bytes})
+
+
+def app_from_env() -> FastAPI:
+    """The app for one of `dojo serve --workers N`'s processes (uvicorn's ``factory``)."""
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        raise DojoConfigError(f"{CONFIG_ENV} is not set; start workers with `dojo serve --workers N`.")
+    settings = json.loads(raw)
+    app = create_app(ServiceConfig(db_url=settings["db_url"], data_dir=Path(settings["data_dir"]),
+                                   max_upload_bytes=int(settings["max_upload_bytes"])))
+    gc.freeze()  # see `dojo serve`: start-up's objects out of the collector's walk
     return app

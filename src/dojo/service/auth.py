@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from dojo.service.problems import ApiError
@@ -40,6 +40,15 @@ def issue_token(s: Session, *, role: str, tenant_id: str | None, name: str = "",
     return row, secret
 
 
+# Built once: constructing a statement costs more than running it on this hot path (every request).
+_BY_HASH = (
+    select(Token.id, Token.role, Token.tenant_id, Token.revoked_at, Token.expires_at,
+           Tenant.id.label("tenant_found"), Tenant.name, Tenant.disabled)
+    .outerjoin(Tenant, Tenant.id == Token.tenant_id)
+    .where(Token.hash == bindparam("hash"))
+)
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a tenant (``tenant_id`` set) or an admin."""
@@ -58,12 +67,7 @@ def authenticate(s: Session, authorization: str | None, now: datetime | None = N
     if scheme.lower() != "bearer" or not secret:
         raise ApiError(401, "Malformed Authorization header: expected 'Bearer TOKEN'.")
     # one query for the token and its tenant (plain columns, no ORM objects: this runs per request)
-    row = s.execute(
-        select(Token.id, Token.role, Token.tenant_id, Token.revoked_at, Token.expires_at,
-               Tenant.id.label("tenant_found"), Tenant.name, Tenant.disabled)
-        .outerjoin(Tenant, Tenant.id == Token.tenant_id)
-        .where(Token.hash == hash_token(secret))
-    ).first()
+    row = s.execute(_BY_HASH, {"hash": hash_token(secret)}).first()
     if row is None or row.revoked_at is not None:
         raise ApiError(401, "Invalid or revoked token.")
     expires = aware(row.expires_at)

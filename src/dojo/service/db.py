@@ -16,6 +16,7 @@ serialised (a PostgreSQL advisory lock; SQLite's write lock).
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,9 +30,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from dojo.errors import DojoConfigError
 from dojo.service.schema import Base, SchemaVersion
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _index_active_jobs(conn: Connection) -> None:
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_tenant_active ON jobs (tenant_id, status, chips, gpus)"))
+
+
 # (version, description, step) applied in order to databases older than SCHEMA_VERSION.
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = []
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (2, "index the active jobs of a tenant for the quota check", _index_active_jobs),
+]
+SQLITE_POOL_SIZE = 48
 _PG_LOCK_KEY = 0x646F6A6F  # "dojo": the advisory lock held while migrating
 
 
@@ -72,6 +82,11 @@ class Database:
             raise DojoConfigError(f"--db {masked(url)!r} needs a driver that is not installed ({e}); "
                                   "for PostgreSQL: pip install 'psycopg[binary]'.") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in its
+        # busy handler (backing off to 100 ms) instead of waking when it frees: under a burst of
+        # submits most time went to those sleeps. Writers of this process queue on a lock of ours,
+        # woken at once; other processes (agents, admin commands) still meet the busy handler.
+        self._write_lock: threading.RLock | None = threading.RLock() if self.dialect == "sqlite" else None
         # reads take no write lock: on SQLite a plain (deferred) BEGIN instead of BEGIN IMMEDIATE
         self._reads = sessionmaker(self.engine.execution_options(dojo_readonly=True), expire_on_commit=False)
 
@@ -82,7 +97,11 @@ class Database:
         ``readonly``: the block only reads, so on SQLite it does not queue for the write lock
         (writers then wait only for writers); it sees one snapshot all the same.
         """
-        with (self._reads if readonly else self._sessions)() as s, s.begin():
+        if readonly or self._write_lock is None:
+            with (self._reads if readonly else self._sessions)() as s, s.begin():
+                yield s
+            return
+        with self._write_lock, self._sessions() as s, s.begin():
             yield s
 
     def check(self) -> None:
@@ -108,8 +127,9 @@ class Database:
                 Base.metadata.create_all(conn)
                 conn.execute(insert(SchemaVersion),
                              {"version": SCHEMA_VERSION, "description": "initial schema"})
+            at = SCHEMA_VERSION if found == 0 else found  # a new database is current already
             for version, description, step in MIGRATIONS:
-                if found < version <= SCHEMA_VERSION:
+                if at < version <= SCHEMA_VERSION:
                     step(conn)
                     conn.execute(insert(SchemaVersion),
                                  {"version": version, "description": description})
@@ -138,7 +158,10 @@ def _sqlite_engine(url: str) -> Engine:
         except OSError as e:
             raise DojoConfigError(f"Cannot create the folder of the SQLite job store {database} "
                                   f"({e.strerror}).") from None
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    # a connection for each of the server's worker threads (anyio's 40) and a few more: a pool
+    # smaller than that opens and closes overflow connections, with their PRAGMAs, under load
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                           pool_size=SQLITE_POOL_SIZE, max_overflow=8)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from dojo.service.api_models import JobOut, JobSubmit
@@ -63,23 +63,44 @@ def submit(s: Session, tenant_id: str, req: JobSubmit) -> Job:
     return job
 
 
+# The hot reads (every show and list) as statements built once: constructing one costs more
+# than SQLite takes to run it.
+_GET = select(Job).where(Job.id == bindparam("job_id"), Job.tenant_id == bindparam("tenant_id"))
+_GET_LOCKED = _GET.with_for_update()
+
+
 def get(s: Session, tenant_id: str, job_id: str, *, lock: bool = False) -> Job:
-    q = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
-    job = s.scalar(q.with_for_update() if lock else q)
+    job = s.scalar(_GET_LOCKED if lock else _GET, {"job_id": job_id, "tenant_id": tenant_id})
     if job is None:
         raise not_found("Job", job_id)
     return job
 
 
+def _listing(with_status: bool, with_kind: bool) -> tuple[Select[Any], Select[Any]]:
+    """(count, page) statements for a job listing with or without each filter."""
+    where = [Job.tenant_id == bindparam("tenant_id")]
+    if with_status:
+        where.append(Job.status.in_(bindparam("statuses", expanding=True)))
+    if with_kind:
+        where.append(Job.kind == bindparam("kind"))
+    page = (select(Job).where(*where).order_by(Job.created_at.desc(), Job.id)
+            .limit(bindparam("limit")).offset(bindparam("offset")))
+    return select(func.count()).select_from(Job).where(*where), page
+
+
+_LISTINGS = {(st, kd): _listing(st, kd) for st in (False, True) for kd in (False, True)}
+
+
 def list_jobs(s: Session, tenant_id: str, *, status: str | None, kind: str | None,
               limit: int, offset: int) -> tuple[list[Job], int]:
-    q = select(Job).where(Job.tenant_id == tenant_id)
+    count, page = _LISTINGS[bool(status), bool(kind)]
+    params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit, "offset": offset}
     if status:
-        q = q.where(Job.status.in_(status.split(",")))
+        params["statuses"] = status.split(",")
     if kind:
-        q = q.where(Job.kind == kind)
-    total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = s.scalars(q.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
+        params["kind"] = kind
+    total = s.scalar(count, params) or 0
+    rows = s.scalars(page, params).all()
     return list(rows), int(total)
 
 

@@ -113,6 +113,8 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_claim", "status", "priority", "created_at"),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
+        # covers the quota check on every submit (count and sums of the tenant's active jobs)
+        Index("ix_jobs_tenant_active", "tenant_id", "status", "chips", "gpus"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
