@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -176,3 +178,30 @@ def test_a_two_process_run_resumes_exactly(runs: dict[str, Path]) -> None:
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     summary = json.loads((b / "summary.json").read_text())
     assert summary["world_size"] == WORLD and summary["finished"] and summary["steps_this_run"] == STEPS - 5
+
+
+def test_sigterm_to_the_launchers_group_stops_both_processes_checkpointed(
+    runs: dict[str, Path], fleet_data: FleetData, tmp_path: Path
+) -> None:
+    """A scheduler preempting `dojo train --nproc 2` signals its process group (as `dojo agent`
+    does): every process finishes the same step, the checkpoint is at that step (no periodic
+    checkpoints in this run), the exit code says it was stopped, and --resume ends where the
+    uninterrupted run ends, loss for loss."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen([sys.executable, "-m", "dojo.train", *_flags(fleet_data, out), "--nproc", str(WORLD)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not (metrics.exists() and len(losses(out)) >= 2):
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read().decode()[-3000:]
+        time.sleep(0.02)
+    os.killpg(launcher.pid, signal.SIGTERM)
+    code = launcher.wait(120)
+    assert code != 0
+    stopped = len(losses(out))
+    assert 2 <= stopped < STEPS, stopped
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["train"]["step"] == stopped
+    assert not list(out.glob("*.tmp"))
+    _run([sys.executable, "-m", "dojo.train", *_flags(fleet_data, out), "--nproc", str(WORLD), "--resume"])
+    assert losses(out) == losses(runs["straight"])

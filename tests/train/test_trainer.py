@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import struct
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from dojo.data.loader import WindowDataset
 from dojo.errors import DojoConfigError
 from dojo.nets import load_policy, load_policy_extra
 from dojo.train import Trainer, prepare, train
+from dojo.train.launch import format_summary
 from dojo.train.metrics import crc32c, masked_crc32c
 from dojo.train.state import save_checkpoint
 from dojo.train.trainer import ACCEL_SCALE_MPS2, LANE_SHIFT_SCALE, lr_factor, policy_loss
@@ -106,6 +109,42 @@ def test_resume_continues_the_same_loss_curve_bit_for_bit(
     oa = torch.load(straight / "checkpoint.pt", weights_only=True)["train"]["optimizer"]["state"]
     ob = torch.load(broken / "checkpoint.pt", weights_only=True)["train"]["optimizer"]["state"]
     assert all(torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"]) for i in oa)
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_ends_the_same(
+    fleet_data: FleetData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGTERM to this process during step 6 (checkpoints every 4 steps): the trainer ends
+    step 6, checkpoints it, reports the stop; resumed, the run is the uninterrupted one."""
+    common = dict(steps=10, batch_size=16, warmup_steps=2, checkpoint_every=4)
+    straight = tmp_path / "straight"
+    train(tiny_config(fleet_data, straight, **common))
+
+    stopped = tmp_path / "stopped"
+    real_step = Trainer.step
+    calls = 0
+
+    def terminated_during_the_sixth(self: Trainer, micro: Any) -> tuple[float, float]:
+        nonlocal calls
+        calls += 1
+        if calls == 6:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled by the trainer, not the default (death)
+        return real_step(self, micro)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(Trainer, "step", terminated_during_the_sixth)
+    summary = train(tiny_config(fleet_data, stopped, **common))
+    monkeypatch.setattr(Trainer, "step", real_step)
+    assert signal.getsignal(signal.SIGTERM) is before  # the trainer's handler is gone again
+    assert summary["stopped_by_signal"] and not summary["finished"] and summary["steps"] == 6
+    assert torch.load(stopped / "checkpoint.pt", weights_only=True)["train"]["step"] == 6  # not 4
+    assert "stopped by SIGTERM at step 6" in format_summary(summary)
+
+    summary = train(tiny_config(fleet_data, stopped, **common, resume=True))
+    assert summary["finished"] and not summary["stopped_by_signal"] and summary["steps_this_run"] == 4
+    assert [r["loss"] for r in rows(stopped)] == [r["loss"] for r in rows(straight)]
+    wa, wb = weights(straight), weights(stopped)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_a_run_leaves_metrics_event_files_and_loadable_checkpoints(fleet_data: FleetData, tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ import io
 import json
 import math
 import os
+import signal
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -1055,6 +1056,23 @@ def _as_is(batch: Any) -> Any:
     return batch
 
 
+class _WorkerInit:
+    """A loader worker ignores SIGTERM, then runs the user's ``worker_init_fn``.
+
+    A stop signal sent to the whole process group (a scheduler preempting a training job)
+    would otherwise kill the workers under a trainer that is finishing its step to checkpoint;
+    the trainer's loader stops them itself, and they exit on their own if it dies.
+    """
+
+    def __init__(self, then: Any) -> None:
+        self.then = then
+
+    def __call__(self, worker_id: int) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if self.then is not None:
+            self.then(worker_id)
+
+
 class WindowLoader:
     """Batches of a :class:`WindowDataset` through a DataLoader, its position kept as they come.
 
@@ -1082,6 +1100,8 @@ class WindowLoader:
             raise DojoConfigError(f"drop_last={drop_last!r} must be True or False.")
         self.dataset = dataset
         self.batch_size, self.num_workers = batch_size, num_workers
+        if num_workers:
+            options["worker_init_fn"] = _WorkerInit(options.get("worker_init_fn"))
         self.loader: DataLoader[Any] = DataLoader(
             _Batches(dataset, batch_size, drop_last), batch_size=None, num_workers=num_workers, collate_fn=_as_is,
             **options,

@@ -14,8 +14,11 @@ before torchrun starts anything.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -102,9 +105,38 @@ def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
             "-m", "dojo.train", *argv]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, so a killed launcher leaves no
+    torchrun behind (Linux; elsewhere nothing)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
+def run_torchrun(cmd: list[str]) -> int:
+    """Run torchrun and pass SIGTERM and SIGINT on to it exactly once; its exit code.
+
+    torchrun runs in a session of its own so that a signal to this launcher's process group
+    (a scheduler's or agent's stop, Ctrl-C) reaches torchrun once, through us: torchrun then
+    stops its workers (they checkpoint on SIGTERM) and waits for them. Had it shared our group
+    it would get the group's signal and ours, and a second signal cuts its shutdown short.
+    """
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
+
+    def forward(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """The human-readable end of a run."""
-    state = "finished" if s["finished"] else "stopped"
+    state = "finished" if s["finished"] else "stopped by SIGTERM" if s.get("stopped_by_signal") else "stopped"
     val = "n/a" if s["val_loss"] is None else f"{s['val_loss']:.4f}"
     lines = [
         f"{state} at step {s['steps']} ({s['steps_this_run']} this run, {s['wall_s']:.1f} s) of {s['net']}/{s['size']} "
@@ -128,10 +160,12 @@ def run(args: argparse.Namespace) -> int:
     env = DistEnv.from_environ()
     if config.nproc > 1 and not env.distributed and "RANK" not in os.environ:
         prepare(config, env, launching=config.nproc)  # every check, once, before torchrun starts
-        return subprocess.run(torchrun_command(config.nproc, _argv_without_nproc(args)), check=False).returncode
+        return run_torchrun(torchrun_command(config.nproc, _argv_without_nproc(args)))
     summary = train(config, stop_after=args.stop_after)
     if env.rank == 0:
         print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    if summary.get("stopped_by_signal"):
+        return 128 + signal.SIGTERM  # what a terminated process reports, though it saved its state first
     return 0 if summary["finished"] or args.stop_after is not None else 1
 
 
@@ -160,4 +194,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-__all__ = ["add_arguments", "add_train_command", "config_from_args", "main", "run", "torchrun_command"]
+__all__ = ["add_arguments", "add_train_command", "config_from_args", "main", "run", "run_torchrun", "torchrun_command"]

@@ -55,7 +55,9 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -163,6 +165,8 @@ class Trainer:
         self.device = torch.device(f"cuda:{env.local_rank}" if prepared.device == "cuda" else "cpu")
         self.out = Path(cfg.out)
         self.micro = prepared.micro_batch
+        self.term_requested = False  # set by SIGTERM (a preemption): stop after this step, checkpointed
+        self.stop_now = False  # some process was asked to stop: every process stops after this step
         _seed_everything(cfg.seed)  # the same initial weights on every process
         self.model = make_net(cfg.net, prepared.net_config).to(self.device)
         if cfg.init_from is not None:  # fine-tuning; a resume then overwrites these with its own
@@ -274,8 +278,14 @@ class Trainer:
         self.scheduler.step()
         mean = total / n
         if self.env.distributed:
-            dist.all_reduce(mean)  # for the record only; the gradients were averaged by DDP
-            mean /= self.world
+            # the loss for the record (DDP averaged the gradients already) and, in the same
+            # collective, whether any process was told to stop: all of them stop at this step
+            both = torch.stack([mean, torch.tensor(float(self.term_requested), device=self.device)])
+            dist.all_reduce(both)
+            mean = both[0] / self.world
+            self.stop_now = bool(both[1] > 0)
+        else:
+            self.stop_now = self.term_requested
         return float(mean), float(grad_norm)
 
     def _next_full(self, batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
@@ -403,6 +413,19 @@ class Trainer:
             path.parent.mkdir(parents=True, exist_ok=True)
             truncate_jsonl(path, self.step_count)
 
+    def _catch_sigterm(self) -> Any:
+        """SIGTERM (a scheduler preempting the job, torchrun passing it on) asks for a stop after
+        the current step with a checkpoint, instead of dying and losing the steps since the last
+        one; returns the handler it replaced (None where signals cannot be caught: not the main
+        thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def request_stop(_signum: int, _frame: Any) -> None:
+            self.term_requested = True
+
+        return signal.signal(signal.SIGTERM, request_stop)
+
     def _advance_epoch(self) -> None:
         self.epoch += 1
         self.step_in_epoch = 0
@@ -445,6 +468,7 @@ class Trainer:
         loss, val, rates, waits, step_time_s = math.nan, None, [], [], 0.0
         checkpoint: Path | None = None
         started = time.perf_counter()
+        previous_handler = self._catch_sigterm()
         try:
             while self.step_count < target:
                 t0 = time.perf_counter()
@@ -485,9 +509,16 @@ class Trainer:
                     if val is not None:
                         metrics.validation(self.step_count, val["val_loss"], val["val_windows"],
                                            {k: v for k, v in val.items() if k not in ("val_loss", "val_windows")})
-                if (cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0) or done:
+                if (cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0) or done or self.stop_now:
                     checkpoint = self.save(loss)
+                if self.stop_now and not done:
+                    if lead and cfg.progress:
+                        print(f"\nstopped by SIGTERM after step {self.step_count}, checkpointed; continue with "
+                              "--resume", file=sys.stderr)
+                    break
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
             bar.close()
             metrics.close()
             if samples_log is not None:
@@ -508,6 +539,7 @@ class Trainer:
             "steps": self.step_count,
             "steps_this_run": self.step_count - start_step,
             "finished": self.step_count >= cfg.steps,
+            "stopped_by_signal": self.stop_now and self.step_count < cfg.steps,
             "epoch": self.epoch,
             "loss": loss,
             "val_loss": None if val is None else val["val_loss"],
