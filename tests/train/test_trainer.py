@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,21 @@ def test_the_policy_learns_a_target_it_can_see(fleet_data: FleetData, tmp_path: 
     assert losses[0] > 0.05 and losses[-1] < losses[0] / 10, losses
 
 
+def _on_step(monkeypatch: pytest.MonkeyPatch, call: int, action: Callable[[], None]) -> None:
+    """Run ``action`` at the start of the ``call``-th optimizer step (1-based)."""
+    real_step = Trainer.step
+    calls = 0
+
+    def step(self: Trainer, micro: Any) -> tuple[float, float]:
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            action()
+        return real_step(self, micro)
+
+    monkeypatch.setattr(Trainer, "step", step)
+
+
 def test_resume_continues_the_same_loss_curve_bit_for_bit(
     fleet_data: FleetData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,20 +93,14 @@ def test_resume_continues_the_same_loss_curve_bit_for_bit(
     train(tiny_config(fleet_data, straight, **common))
 
     broken = tmp_path / "broken"
-    real_step = Trainer.step
-    calls = 0
 
-    def dies_on_the_eighth(self: Trainer, micro: Any) -> tuple[float, float]:
-        nonlocal calls
-        calls += 1
-        if calls == 8:
-            raise KeyboardInterrupt  # as if killed mid-step
-        return real_step(self, micro)
+    def killed() -> None:
+        raise KeyboardInterrupt  # as if killed mid-step
 
-    monkeypatch.setattr(Trainer, "step", dies_on_the_eighth)
+    _on_step(monkeypatch, 8, killed)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(fleet_data, broken, **common))
-    monkeypatch.setattr(Trainer, "step", real_step)
+    monkeypatch.undo()
     assert [r["step"] for r in rows(broken)] == list(range(1, 8))  # logged past the checkpoint
     assert torch.load(broken / "checkpoint.pt", weights_only=True)["train"]["step"] == 4
     assert not list(broken.glob("*.tmp"))
@@ -121,20 +131,11 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_ends_the_same
     train(tiny_config(fleet_data, straight, **common))
 
     stopped = tmp_path / "stopped"
-    real_step = Trainer.step
-    calls = 0
-
-    def terminated_during_the_sixth(self: Trainer, micro: Any) -> tuple[float, float]:
-        nonlocal calls
-        calls += 1
-        if calls == 6:
-            os.kill(os.getpid(), signal.SIGTERM)  # handled by the trainer, not the default (death)
-        return real_step(self, micro)
-
     before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(Trainer, "step", terminated_during_the_sixth)
+    # handled by the trainer, not the default (death)
+    _on_step(monkeypatch, 6, lambda: os.kill(os.getpid(), signal.SIGTERM))
     summary = train(tiny_config(fleet_data, stopped, **common))
-    monkeypatch.setattr(Trainer, "step", real_step)
+    monkeypatch.undo()
     assert signal.getsignal(signal.SIGTERM) is before  # the trainer's handler is gone again
     assert summary["stopped_by_signal"] and not summary["finished"] and summary["steps"] == 6
     assert torch.load(stopped / "checkpoint.pt", weights_only=True)["train"]["step"] == 6  # not 4
