@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +115,7 @@ def test_the_nproc_launcher_checks_before_starting_torchrun(
     fleet_data: FleetData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started: list[Any] = []
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(launch, "run_torchrun", lambda cmd: started.append(cmd) or 0)
     argv = ["--store", str(fleet_data.store), "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "8",
             "--nproc", "2", "--no-progress"]
     assert launch.main(["--dataset", "nope", *argv]) == 2
@@ -126,11 +125,6 @@ def test_the_nproc_launcher_checks_before_starting_torchrun(
     assert "batch_size=9 does not split evenly into 2 processes" in capsys.readouterr().err
     assert started == [] and not dist.is_initialized()
     # a good command does reach torchrun, with the same flags but --nproc
-    def fake_run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
-        started.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0)
-
-    monkeypatch.setattr(subprocess, "run", fake_run)
     assert launch.main(["--dataset", fleet_data.dataset, *argv]) == 0
     (cmd,) = started
     assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m"]
