@@ -40,6 +40,8 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(db_url: str) -> None:
         db.migrate()
         with db.engine.begin() as conn:  # back to how version 1 left a store, with a row in it
             conn.execute(text("DROP INDEX ix_jobs_tenant_active"))
+            conn.execute(text("DROP INDEX ix_jobs_tenant_listing"))
+            conn.execute(text("CREATE INDEX ix_jobs_tenant_created ON jobs (tenant_id, created_at)"))
             conn.execute(text("UPDATE dojo_schema_version SET version = 1"))
             conn.execute(text("INSERT INTO tenants (id, name, disabled, max_concurrent_jobs, max_chips, max_gpus, "
                               "max_storage_bytes, created_at) VALUES ('ten_1', 'old', false, 1, 1, 1, 1, "
@@ -48,7 +50,8 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(db_url: str) -> None:
         assert db.version() == SCHEMA_VERSION == 2
         with db.engine.connect() as conn:
             indexes = {ix["name"] for ix in inspect(conn).get_indexes("jobs")}
-            assert "ix_jobs_tenant_active" in indexes
+            assert {"ix_jobs_tenant_active", "ix_jobs_tenant_listing"} <= indexes
+            assert "ix_jobs_tenant_created" not in indexes
             assert conn.execute(text("SELECT name FROM tenants")).scalars().all() == ["old"]
         assert db.migrate() == SCHEMA_VERSION  # and again: nothing to do
     finally:

@@ -394,7 +394,7 @@ def _job_rows(s: Session, viewer: Viewer, *, statuses: Iterable[str] | None, lim
     if statuses:
         q = q.where(Job.status.in_(tuple(statuses)))
     total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = s.execute(q.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
+    rows = s.execute(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)).all()
     return [{"id": j.id, "name": j.name, "tenant": tenant, "kind": j.kind, "status": j.status,
              "compute": f"{j.compute_count} {j.compute_unit}", "priority": j.priority,
              "where": _where(j.placement), "created": _time(j.created_at)} for j, tenant in rows], int(total)

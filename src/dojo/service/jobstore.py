@@ -83,7 +83,7 @@ def _listing(with_status: bool, with_kind: bool) -> tuple[Select[Any], Select[An
         where.append(Job.status.in_(bindparam("statuses", expanding=True)))
     if with_kind:
         where.append(Job.kind == bindparam("kind"))
-    page = (select(Job).where(*where).order_by(Job.created_at.desc(), Job.id)
+    page = (select(Job).where(*where).order_by(Job.created_at.desc(), Job.id.desc())
             .limit(bindparam("limit")).offset(bindparam("offset")))
     return select(func.count()).select_from(Job).where(*where), page
 

@@ -112,7 +112,8 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_claim", "status", "priority", "created_at"),
-        Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
+        # a tenant's listing, newest first: read backwards, LIMIT rows and no sort
+        Index("ix_jobs_tenant_listing", "tenant_id", "created_at", "id"),
         # covers the quota check on every submit (count and sums of the tenant's active jobs)
         Index("ix_jobs_tenant_active", "tenant_id", "status", "chips", "gpus"),
     )
