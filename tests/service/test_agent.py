@@ -231,3 +231,21 @@ def test_preempted_job_is_requeued_and_a_cancelled_one_closed(store: tuple[str, 
     assert outcome[-1] == "cancelled"
     assert job_row(db_url, job_id)["status"] == "cancelled"
     db.dispose()
+
+
+def test_a_run_past_its_time_limit_is_stopped_and_fails(store: tuple[str, str], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    db_url, tid = store
+    (tmp_path / "fake_dojo.py").write_text(FAKE_DOJO)
+    monkeypatch.setenv("FAKE_STEP_S", "0.1")
+    job_id = submit(db_url, tid, "train", {"dataset": "cut_ins@v1", "steps": 100000}, chips=25, time_limit_s=1)
+    agent = Agent(db_url, data_dir=tmp_path / "data", host_name="h1", heartbeat_s=5.0, stale_after_s=30.0,
+                  topology=parse_system("cabinet"), dojo=[sys.executable, str(tmp_path / "fake_dojo.py")],
+                  stop_grace_s=5.0)
+    started = time.monotonic()
+    assert agent.step() == "failed"
+    took = time.monotonic() - started
+    row = job_row(db_url, job_id)
+    assert row["status"] == "failed" and row["error"] == "stopped at its time limit of 1 s"
+    assert 1.0 <= took < 5.0  # the limit, not the 5 s heartbeat, woke the agent
+    assert 3 <= len(row["metrics"]) <= 15  # it ran for about its second, then stopped

@@ -58,7 +58,7 @@ def test_admin_submit_and_jobs_commands(server, capsys, monkeypatch) -> None:
     monkeypatch.setenv("DOJO_URL", url)
     monkeypatch.setenv("DOJO_TOKEN", token)
     code, out, _ = _run(capsys, "submit", "eval", "--set", "policy=expert", "--set", "decisions=500",
-                        "--tiles", "2", "--priority", "5", "--name", "nightly")
+                        "--tiles", "2", "--priority", "5", "--name", "nightly", "--time-limit", "1.5h")
     assert code == 0
     job = out.strip()
     assert job.startswith("job_")
@@ -66,7 +66,7 @@ def test_admin_submit_and_jobs_commands(server, capsys, monkeypatch) -> None:
     assert code == 0 and job in out and "nightly" in out and "2 tiles" in out
     code, out, _ = _run(capsys, "jobs", "show", job)
     shown = json.loads(out)
-    assert shown["spec"]["decisions"] == 500 and shown["priority"] == 5
+    assert shown["spec"]["decisions"] == 500 and shown["priority"] == 5 and shown["time_limit_s"] == 5400
     httpx.post(f"{url}/v1/jobs/{job}/logs", content=b"hello from the runner\n",
                headers={"Authorization": f"Bearer {token}"}).raise_for_status()
     code, out, _ = _run(capsys, "jobs", "logs", job)
@@ -77,6 +77,9 @@ def test_admin_submit_and_jobs_commands(server, capsys, monkeypatch) -> None:
     assert code == 0 and out == "hello from the runner\n"
     code, _, err = _run(capsys, "submit", "train", "--gpus", "3", "--set", "dataset=cuts")
     assert code == 2 and "max_gpus" in err and "HTTP 403" in err
+    for bad in ("soon", "0", "5 minutes", "2w", "0.1s"):
+        code, _, err = _run(capsys, "submit", "eval", "--set", "policy=naive", "--time-limit", bad)
+        assert code == 2 and f"--time-limit {bad!r}" in err, (bad, err)
     code, out, _ = _run(capsys, "admin", "tenant", "set", "acme", "--max-gpus", "4", "--db", db)
     assert json.loads(out)["quotas"]["max_gpus"] == 4
     code, out, _ = _run(capsys, "admin", "token", "create", "--admin", "--db", db)

@@ -65,6 +65,9 @@ BAD_SUBMISSIONS = [
     ({"kind": "eval", "spec": {"policy": "expert"}, "priority": "high"}, "priority"),
     ({"kind": "eval", "spec": {"policy": "expert"}, "owner": "root"}, "owner"),
     ({"kind": "eval", "spec": ["policy"]}, "spec"),
+    ({"kind": "eval", "spec": {"policy": "expert"}, "time_limit_s": 0}, "time_limit_s"),
+    ({"kind": "eval", "spec": {"policy": "expert"}, "time_limit_s": 10**12}, "time_limit_s"),
+    ({"kind": "eval", "spec": {"policy": "expert"}, "time_limit_s": "1h"}, "time_limit_s"),
     ([1, 2, 3], "body"),
 ]
 
@@ -79,6 +82,16 @@ def test_bad_job_submissions_get_422_naming_the_problem(svc: Service) -> None:
         r = svc.client.post("/v1/jobs", content=raw, headers={**h, "Content-Type": "application/json"})
         assert r.status_code == 422 and r.json()["detail"], raw
     assert svc.client.get("/v1/jobs", headers=h).json()["total"] == 0
+
+
+def test_a_time_limit_is_kept_and_shown(svc: Service) -> None:
+    h = svc.tenant("acme")
+    r = svc.client.post("/v1/jobs", json={"kind": "eval", "spec": {"policy": "naive"}, "time_limit_s": 3600},
+                        headers=h)
+    assert r.status_code == 201 and r.json()["time_limit_s"] == 3600
+    assert svc.client.get(f"/v1/jobs/{r.json()['id']}", headers=h).json()["time_limit_s"] == 3600
+    r = svc.client.post("/v1/jobs", json={"kind": "eval", "spec": {"policy": "naive"}}, headers=h)
+    assert r.json()["time_limit_s"] is None  # no limit unless asked
 
 
 def test_oversized_bodies_get_413_with_or_without_a_length(svc: Service) -> None:

@@ -147,22 +147,10 @@ def test_fair_share_interval_matches_the_integral() -> None:
 
 
 def _tenant_and_jobs(db_url: str, specs: list[tuple[int, int]]) -> list[str]:
-    from dojo.service import admin, jobstore
-    from dojo.service.api_models import JobSubmit
-    from dojo.service.db import Database
-    from dojo.service.schema import Tenant
+    from dojo.service import admin
 
     admin.tenant_create(db_url, "acme", {})
-    db = Database(db_url)
-    ids = []
-    with db.session() as s:
-        tid = s.query(Tenant).one().id
-        for chips, prio in specs:
-            req = JobSubmit.model_validate({"kind": "eval", "spec": {"policy": "naive"}, "compute": {"chips": chips},
-                                            "priority": prio})
-            ids.append(jobstore.submit(s, tid, req).id)
-    db.dispose()
-    return ids
+    return _tenant_and_jobs_more(db_url, specs)
 
 
 def test_schedule_pass_places_preempts_and_rebuilds_from_the_table(db_url: str) -> None:
@@ -199,20 +187,50 @@ def test_schedule_pass_places_preempts_and_rebuilds_from_the_table(db_url: str) 
     db.dispose()
 
 
-def _tenant_and_jobs_more(db_url: str, specs: list[tuple[int, int]]) -> list[str]:
+def _tenant_and_jobs_more(db_url: str, specs: list[tuple[int, int]], time_limit_s: list[int | None] | None = None
+                          ) -> list[str]:
     from dojo.service import jobstore
     from dojo.service.api_models import JobSubmit
     from dojo.service.db import Database
     from dojo.service.schema import Tenant
 
+    limits = time_limit_s or [None] * len(specs)
     db = Database(db_url)
     with db.session() as s:
         tid = s.query(Tenant).one().id
         ids = [jobstore.submit(s, tid, JobSubmit.model_validate(
-            {"kind": "eval", "spec": {"policy": "naive"}, "compute": {"chips": c}, "priority": p})).id
-            for c, p in specs]
+            {"kind": "eval", "spec": {"policy": "naive"}, "compute": {"chips": c}, "priority": p,
+             "time_limit_s": limit})).id
+            for (c, p), limit in zip(specs, limits, strict=True)]
     db.dispose()
     return ids
+
+
+def test_time_limits_let_the_pass_backfill_a_short_job_before_the_reservation(db_url: str) -> None:
+    from dojo.service import jobstore
+    from dojo.service.db import Database
+    from dojo.service.dispatch import schedule_pass
+    from dojo.service.schema import Job
+
+    topo = parse_system("cabinet")  # 300 chips
+    running, = _tenant_and_jobs(db_url, [(200, 0)])
+    db = Database(db_url)
+    with db.session() as s:  # 200 chips taken for at most 100 s
+        s.get(Job, running).time_limit_s = 100
+    assert schedule_pass(db, topo).placed == [running]
+    with db.session() as s:
+        assert jobstore.claim_next(s, "agent-1", status="placed").id == running
+    head, long, short, unknown = _tenant_and_jobs_more(
+        db_url, [(300, 0), (100, 0), (100, 0), (100, 0)], time_limit_s=[None, 500, 50, None])
+    r = schedule_pass(db, topo, now=utcnow() + timedelta(seconds=10))
+    # the head waits for the running job's limit; only the job that ends before then may use its chips
+    assert r.reservation is not None and r.reservation["job"] == head
+    assert r.reservation["at_s"] is not None
+    assert r.placed == [short]
+    with db.session() as s:
+        status = {j: s.get(Job, j).status for j in (head, long, short, unknown)}
+    assert status == {head: "queued", long: "queued", short: "placed", unknown: "queued"}
+    db.dispose()
 
 
 def test_fair_share_from_the_table(db_url: str) -> None:

@@ -42,6 +42,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(db_url: str) -> None:
             conn.execute(text("DROP INDEX ix_jobs_tenant_active"))
             conn.execute(text("DROP INDEX ix_jobs_tenant_listing"))
             conn.execute(text("CREATE INDEX ix_jobs_tenant_created ON jobs (tenant_id, created_at)"))
+            conn.execute(text("ALTER TABLE jobs DROP COLUMN time_limit_s"))
             conn.execute(text("UPDATE dojo_schema_version SET version = 1"))
             conn.execute(text("INSERT INTO tenants (id, name, disabled, max_concurrent_jobs, max_chips, max_gpus, "
                               "max_storage_bytes, created_at) VALUES ('ten_1', 'old', false, 1, 1, 1, 1, "
@@ -52,6 +53,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(db_url: str) -> None:
             indexes = {ix["name"] for ix in inspect(conn).get_indexes("jobs")}
             assert {"ix_jobs_tenant_active", "ix_jobs_tenant_listing"} <= indexes
             assert "ix_jobs_tenant_created" not in indexes
+            assert "time_limit_s" in {c["name"] for c in inspect(conn).get_columns("jobs")}
             assert conn.execute(text("SELECT name FROM tenants")).scalars().all() == ["old"]
         assert db.migrate() == SCHEMA_VERSION  # and again: nothing to do
     finally:

@@ -26,8 +26,8 @@ folder must be shared by all agents (and the service) for resumes on another hos
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
+import math
 import os
 import signal
 import socket
@@ -44,6 +44,7 @@ from sqlalchemy import select
 
 from dojo.compute.topology import Topology
 from dojo.errors import DojoConfigError
+from dojo.proc import die_with_parent
 from dojo.service import jobstore
 from dojo.service.config import MiB
 from dojo.service.db import Database
@@ -53,7 +54,6 @@ from dojo.service.schema import Dataset, Job, MetricRow, Model
 
 CHECKPOINT_FILE = "checkpoint.pt"  # what dojo train writes in its --out folder
 MAX_LOG_BYTES = 256 * MiB
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -69,6 +69,7 @@ class JobContext:
     data_dir: Path
     run_dir: Path
     max_nproc: int = 1
+    time_limit_s: int | None = None  # the run is stopped and fails after this long [s]
     dojo: list[str] = field(default_factory=lambda: [sys.executable, "-m", "dojo.cli"])  # the command to call
     paths: dict[str, str] = field(default_factory=dict)  # ds_/mdl_ id -> local path or store URI
 
@@ -130,12 +131,6 @@ def command_for(ctx: JobContext) -> list[str]:
 
 def metrics_file(ctx: JobContext) -> Path | None:
     return train_out(ctx) / "metrics.jsonl" if ctx.kind == "train" else None
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class _Output:
@@ -247,7 +242,8 @@ class Agent:
         run_dir = self.data_dir / "tenants" / job.tenant_id / "jobs" / job.id / "run"
         return JobContext(id=job.id, tenant_id=job.tenant_id, kind=job.kind, spec=dict(job.spec),
                           placement=dict(job.placement or {}), attempt=job.attempt, data_dir=self.data_dir,
-                          run_dir=run_dir, max_nproc=self.max_nproc, dojo=self.dojo, paths=paths)
+                          run_dir=run_dir, max_nproc=self.max_nproc, time_limit_s=job.time_limit_s,
+                          dojo=self.dojo, paths=paths)
 
     # ------------------------------------------------------------------ one job
     def run_job(self, ctx: JobContext) -> str:
@@ -264,18 +260,22 @@ class Agent:
         try:
             proc = subprocess.Popen(argv, cwd=ctx.run_dir, env=env, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL))
         except OSError as e:
             return self._close(ctx.id, "failed", None, f"cannot start {argv[0]}: {e.strerror}")
         out = _Output(proc.stdout)
         verdict: str | None = None
+        deadline = math.inf if ctx.time_limit_s is None else time.monotonic() + ctx.time_limit_s
         while True:
             try:
-                rc: int | None = proc.wait(timeout=self.heartbeat_s)
+                rc: int | None = proc.wait(timeout=max(0.0, min(self.heartbeat_s, deadline - time.monotonic())))
             except subprocess.TimeoutExpired:
                 rc = None
             self._flush(ctx, out, sent)
             if rc is not None or self._stop:
+                break
+            if time.monotonic() >= deadline:
+                verdict = "timeout"
                 break
             with self.db.session() as s:
                 status = jobstore.heartbeat(s, ctx.id, self.name)
@@ -298,6 +298,8 @@ class Agent:
             return "preempted"
         if verdict == "cancelling":
             return self._close(ctx.id, "cancelled", rc, None)
+        if verdict == "timeout":  # a checkpointing job saved its state on the way out: resubmit to go on
+            return self._close(ctx.id, "failed", rc, f"stopped at its time limit of {ctx.time_limit_s} s")
         if self._stop:  # the agent itself was asked to stop: give the job back
             with self.db.session() as s:
                 requeue_preempted(s, ctx.id, self.name)

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+MAX_TIME_LIMIT_S = 30 * 86_400  # a month
+
 Text = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]  # no control characters
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 JobKind = Literal["drive", "ingest", "train", "eval", "loop"]
@@ -132,6 +134,9 @@ class JobSubmit(_In):
     compute: Compute = Field(default_factory=lambda: Compute.model_validate({"chips": 1}))
     priority: int = Field(0, ge=-1000, le=1000, description="higher runs first")
     max_attempts: int = Field(3, ge=1, le=100, description="runs before a failing job stays failed")
+    time_limit_s: int | None = Field(None, ge=1, le=MAX_TIME_LIMIT_S,
+                                     description="a run longer than this is stopped and fails [s]; the "
+                                     "scheduler also uses it to backfill short jobs before a reservation")
     spec: dict[str, Any] = Field(default_factory=dict, description="the kind's settings (see specs)")
 
 
@@ -147,6 +152,7 @@ class JobOut(BaseModel):
     placement: dict[str, Any] | None
     attempt: int
     max_attempts: int
+    time_limit_s: int | None
     exit_code: int | None
     error: str | None
     log_bytes: int

@@ -75,8 +75,10 @@ class Client:
 
     # jobs
     def submit(self, kind: str, spec: dict[str, Any], compute: dict[str, int], priority: int = 0,
-               name: str = "") -> dict[str, Any]:
+               name: str = "", time_limit_s: int | None = None) -> dict[str, Any]:
         body = {"kind": kind, "spec": spec, "compute": compute, "priority": priority, "name": name}
+        if time_limit_s is not None:
+            body["time_limit_s"] = time_limit_s
         return dict(self._json("POST", "/v1/jobs", json=body))
 
     def jobs(self, status: str | None = None, kind: str | None = None, limit: int = 100) -> dict[str, Any]:

@@ -100,13 +100,26 @@ def _parse_spec(args: argparse.Namespace) -> dict[str, Any]:
     return spec
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration_s(text: str) -> int:
+    """``"90"``, ``"90s"``, ``"30m"``, ``"2h"``, ``"1.5d"`` -> whole seconds (at least 1)."""
+    m = _DURATION.fullmatch(text.strip())
+    if not m or float(m.group(1)) * _UNIT_S[m.group(2)] < 1:
+        raise DojoConfigError(f"--time-limit {text!r} must be a duration of at least 1 s, like 90, 30m, 2h or 1d.")
+    return round(float(m.group(1)) * _UNIT_S[m.group(2)])
+
+
 def _submit(args: argparse.Namespace) -> int:
     given = [(u, n) for u, n in (("chips", args.chips), ("tiles", args.tiles), ("gpus", args.gpus)) if n is not None]
     if len(given) > 1:
         raise DojoConfigError("Give one of --chips, --tiles or --gpus, not several.")
     compute = dict(given) if given else {"chips": 1}
     with _client(args) as c:
-        job = c.submit(args.kind, _parse_spec(args), compute, priority=args.priority, name=args.name)
+        job = c.submit(args.kind, _parse_spec(args), compute, priority=args.priority, name=args.name,
+                       time_limit_s=None if args.time_limit is None else parse_duration_s(args.time_limit))
     print(json.dumps(job, indent=2) if args.json else job["id"])
     return 0
 
@@ -236,6 +249,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sm.add_argument("--gpus", type=int, default=None, help="GPUs to run on")
     sm.add_argument("--priority", type=int, default=0, help="higher runs first (-1000..1000)")
     sm.add_argument("--name", default="", help="a label")
+    sm.add_argument("--time-limit", default=None, metavar="DURATION",
+                    help="stop a run that lasts longer (90, 30m, 2h, 1d); lets the scheduler backfill the job")
     sm.add_argument("--json", action="store_true", help="print the whole job as JSON, not just its id")
     _client_flags(sm)
     sm.set_defaults(func=_submit)

@@ -33,15 +33,16 @@ from dojo.service.schema import Base, SchemaVersion
 SCHEMA_VERSION = 2
 
 
-def _index_for_the_hot_reads(conn: Connection) -> None:
+def _version_2(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_tenant_active ON jobs (tenant_id, status, chips, gpus)"))
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_tenant_listing ON jobs (tenant_id, created_at, id)"))
     conn.execute(text("DROP INDEX IF EXISTS ix_jobs_tenant_created"))  # the listing's, now with its tie-break
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN time_limit_s INTEGER"))
 
 
 # (version, description, step) applied in order to databases older than SCHEMA_VERSION.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
-    (2, "index a tenant's active jobs (quota check) and its listing (newest first)", _index_for_the_hot_reads),
+    (2, "jobs: time limits; indexes for the quota check and the newest-first listing", _version_2),
 ]
 SQLITE_POOL_SIZE = 48
 _PG_LOCK_KEY = 0x646F6A6F  # "dojo": the advisory lock held while migrating

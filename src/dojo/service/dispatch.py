@@ -14,8 +14,11 @@ cancelling job, hands the queued chip jobs to :class:`~dojo.service.scheduler.Sc
   taken until then.
 
 Passes are serialised (a PostgreSQL advisory lock; SQLite's write lock), so any number of agents
-may run them. Run times are unknown to the service, so backfill here is the "keep off the
-reserved chips" half of EASY: a job starts past a blocked head only where the head will not go.
+may run them. A job's ``time_limit_s`` is the scheduler's run-time estimate (the agent stops a
+run that outlasts it): the reservation for a blocked head is at the end of the limits of the
+running jobs it waits for, and a job with a limit that ends before then may start on reserved
+chips (EASY backfill). Jobs without a limit never end as far as the scheduler knows: they
+start past a blocked head only where the head will not go.
 GPU jobs are placed as a count (no GPU topology here).
 """
 
@@ -113,7 +116,8 @@ def schedule_pass(db: Database, topology: Topology | None = None, *, now: dateti
         active = s.scalars(select(Job).where(Job.status.in_(("queued", "placed", "running", "cancelling")))).all()
         queue: list[SchedJob] = []
         for job in active:
-            sj = SchedJob(job.id, job.tenant_id, job.chips, job.priority, _seconds(job.created_at))
+            sj = SchedJob(job.id, job.tenant_id, job.chips, job.priority, _seconds(job.created_at),
+                          estimate_s=None if job.time_limit_s is None else float(job.time_limit_s))
             if job.status == "queued":
                 if job.chips > 0:
                     if job.chips <= topo.total_chips:

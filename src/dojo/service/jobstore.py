@@ -56,7 +56,8 @@ def submit(s: Session, tenant_id: str, req: JobSubmit) -> Job:
     now = utcnow()
     job = Job(id=new_id("job"), tenant_id=tenant_id, name=req.name, kind=req.kind, status="queued",
               priority=req.priority, compute_unit=unit, compute_count=count, chips=chips, gpus=gpus,
-              spec=spec, attempt=0, max_attempts=req.max_attempts, log_bytes=0, metric_rows=0,
+              spec=spec, attempt=0, max_attempts=req.max_attempts, time_limit_s=req.time_limit_s,
+              log_bytes=0, metric_rows=0,
               created_at=now, updated_at=now)
     s.add(job)
     s.flush()
@@ -121,7 +122,8 @@ def cancel(s: Session, tenant_id: str, job_id: str) -> Job:
 def job_out(job: Job) -> JobOut:
     return JobOut(id=job.id, name=job.name, kind=job.kind, status=job.status, priority=job.priority,
                   compute={job.compute_unit: job.compute_count}, spec=job.spec, placement=job.placement,
-                  attempt=job.attempt, max_attempts=job.max_attempts, exit_code=job.exit_code,
+                  attempt=job.attempt, max_attempts=job.max_attempts, time_limit_s=job.time_limit_s,
+                  exit_code=job.exit_code,
                   error=job.error, log_bytes=job.log_bytes, metric_rows=job.metric_rows,
                   created_at=job.created_at, updated_at=job.updated_at, started_at=job.started_at,
                   finished_at=job.finished_at, heartbeat_at=job.heartbeat_at)

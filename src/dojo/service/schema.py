@@ -134,6 +134,7 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    time_limit_s: Mapped[int | None] = mapped_column(Integer, nullable=True)  # per run
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     log_bytes: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -25,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dojo.errors import DojoConfigError
+from dojo.proc import die_with_parent
 from dojo.train.config import NETS, PRECISIONS, SCHEDULES, SIZES, DistEnv, TrainConfig, prepare
 
 # (flag, TrainConfig field, type, help); defaults come from TrainConfig
@@ -105,13 +105,6 @@ def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
             "-m", "dojo.train", *argv]
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies, so a killed launcher leaves no
-    torchrun behind (Linux; elsewhere nothing)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-
-
 def run_torchrun(cmd: list[str]) -> int:
     """Run torchrun and pass SIGTERM and SIGINT on to it exactly once; its exit code.
 
@@ -120,7 +113,8 @@ def run_torchrun(cmd: list[str]) -> int:
     stops its workers (they checkpoint on SIGTERM) and waits for them. Had it shared our group
     it would get the group's signal and ours, and a second signal cuts its shutdown short.
     """
-    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    # SIGTERM if this launcher dies: a killed launcher leaves no torchrun behind
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
 
     def forward(signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):
