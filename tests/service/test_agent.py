@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from dojo.compute.topology import parse_system
+from dojo.errors import DojoConfigError
 from dojo.service import admin, jobstore
 from dojo.service.agent import CHECKPOINT_FILE, Agent, JobContext, command_for
 from dojo.service.api_models import JobSubmit
@@ -50,6 +51,7 @@ print(json.dumps({"resumed_from": start}))
 AGENT = r'''
 import sys
 from dojo.compute.topology import parse_system
+from dojo.errors import DojoConfigError
 from dojo.service.agent import Agent
 Agent(sys.argv[1], data_dir=sys.argv[2], host_name=sys.argv[3], heartbeat_s=0.3, stale_after_s=2.0, poll_s=0.2,
       topology=parse_system("cabinet"), dojo=[sys.executable, sys.argv[4]]).run()
@@ -136,6 +138,50 @@ def test_agent_runs_a_real_drive_job(tmp_path: Path) -> None:
     logs = list((tmp_path / "data" / "tenants" / tid / "jobs" / job_id / "run" / "logs").rglob("*.mcap"))
     assert len(logs) >= 2
     assert agent.step() is None  # nothing left
+    db.dispose()
+
+
+def test_a_drive_job_stores_its_logs_in_the_dataset_once_and_within_the_quota(tmp_path: Path) -> None:
+    import hashlib
+
+    from dojo.service.drive_logs import store_drive_logs
+    from dojo.service.problems import ApiError
+    from dojo.service.schema import Dataset, DatasetFile
+    from dojo.service.storage import Storage
+
+    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    admin.tenant_create(db_url, "acme", {})
+    db = Database(db_url)
+    with db.session() as s:
+        tid = s.query(Tenant).one().id
+        s.add(Dataset(id="ds_0123456789abcdef", tenant_id=tid, name="fleet", source="upload", size_bytes=0, files=0))
+    job_id = submit(db_url, tid, "drive", {"cars": 2, "minutes": 0.05, "mode": "manual", "drive_seconds": 3.0,
+                                           "dataset": "ds_0123456789abcdef"})
+    agent = Agent(db_url, data_dir=tmp_path / "data", host_name="h1", heartbeat_s=1.0, stale_after_s=10.0,
+                  topology=parse_system("cabinet"))
+    assert agent.step() == "succeeded"
+    logs_dir = tmp_path / "data" / "tenants" / tid / "jobs" / job_id / "run" / "logs"
+    logs = sorted(logs_dir.rglob("*.mcap"))
+    with db.session() as s:
+        files = {f.name: f for f in s.query(DatasetFile).all()}
+        ds = s.get(Dataset, "ds_0123456789abcdef")
+        assert ds.files == len(logs) >= 2 and ds.size_bytes == sum(p.stat().st_size for p in logs)
+    stored_dir = tmp_path / "data" / "tenants" / tid / "datasets" / "ds_0123456789abcdef"
+    for log in logs:
+        name = f"{job_id}_{log.relative_to(logs_dir).as_posix().replace('/', '_')}"
+        assert files[name].sha256 == hashlib.sha256(log.read_bytes()).hexdigest()
+        assert (stored_dir / name).read_bytes() == log.read_bytes()
+    assert "stored" in job_row(db_url, job_id)["log"]
+    storage = Storage(tmp_path / "data", 0)
+    # run again (as after a lost agent): nothing new, nothing doubled
+    assert store_drive_logs(db, storage, tid, "ds_0123456789abcdef", job_id, logs_dir) == 0
+    # another job's logs over the storage quota: refused with the reason, no file left behind
+    admin.tenant_update(db_url, "acme", {"max_storage_bytes": ds.size_bytes + 10}, None)
+    with pytest.raises(ApiError, match="max_storage_bytes"):
+        store_drive_logs(db, storage, tid, "ds_0123456789abcdef", "job_other0000000000", logs_dir)
+    assert sorted(p.name for p in stored_dir.iterdir()) == sorted(files)
+    with pytest.raises(ApiError, match="not found"):
+        store_drive_logs(db, storage, "ten_someone_else", "ds_0123456789abcdef", job_id, logs_dir)
     db.dispose()
 
 
@@ -249,3 +295,16 @@ def test_a_run_past_its_time_limit_is_stopped_and_fails(store: tuple[str, str], 
     assert row["status"] == "failed" and row["error"] == "stopped at its time limit of 1 s"
     assert 1.0 <= took < 5.0  # the limit, not the 5 s heartbeat, woke the agent
     assert 3 <= len(row["metrics"]) <= 15  # it ran for about its second, then stopped
+
+
+def test_train_fine_tunes_a_stored_model_and_a_loop_from_a_policy_fails_clearly(tmp_path: Path) -> None:
+    from dojo.service.specs import LoopSpec, TrainSpec
+
+    model = "mdl_0123456789abcdef"
+    spec = TrainSpec.model_validate({"dataset": "cut_ins@v2", "resume_from": model}).model_dump()
+    ctx = _ctx(tmp_path, "train", spec)
+    ctx.paths[model] = str(tmp_path / "models" / "policy.pt")
+    cmd = command_for(ctx)
+    assert cmd[cmd.index("--init-from") + 1] == str(tmp_path / "models" / "policy.pt") and "--resume" not in cmd
+    with pytest.raises(DojoConfigError, match="loop starting from policy 'expert'"):
+        command_for(_ctx(tmp_path, "loop", LoopSpec.model_validate({"policy": "expert"}).model_dump()))

@@ -46,11 +46,13 @@ from dojo.compute.topology import Topology
 from dojo.errors import DojoConfigError
 from dojo.proc import die_with_parent
 from dojo.service import jobstore
-from dojo.service.config import MiB
+from dojo.service.config import MiB, ServiceConfig
 from dojo.service.db import Database
 from dojo.service.dispatch import preempt_requested, requeue_preempted, schedule_pass
+from dojo.service.drive_logs import store_drive_logs
 from dojo.service.problems import ApiError
 from dojo.service.schema import Dataset, Job, MetricRow, Model
+from dojo.service.storage import Storage
 
 CHECKPOINT_FILE = "checkpoint.pt"  # what dojo train writes in its --out folder
 MAX_LOG_BYTES = 256 * MiB
@@ -108,8 +110,6 @@ def command_for(ctx: JobContext) -> list[str]:
         cmd = [*dojo, "ingest", _ref(ctx, sp["dataset"]), "--store", str(ctx.store), "--json"]
         return cmd + (["--workers", str(sp["workers"])] if sp.get("workers") else [])
     if ctx.kind == "train":
-        if sp.get("resume_from"):
-            raise DojoConfigError("train resume_from (a stored model) is not run by agents yet.")
         out = train_out(ctx)
         cmd = [*dojo, "train", "--dataset", sp["dataset"], "--store", str(ctx.store), "--out", str(out),
                "--net", sp["net"], "--size", sp["size"], "--steps", str(sp["steps"]),
@@ -117,12 +117,17 @@ def command_for(ctx: JobContext) -> list[str]:
                "--no-progress", "--json"]
         if ctx.nproc > 1:
             cmd += ["--nproc", str(ctx.nproc)]
+        if sp.get("resume_from"):  # fine-tune a stored model; a later attempt's --resume takes over
+            cmd += ["--init-from", _ref(ctx, sp["resume_from"])]
         return cmd + (["--resume"] if (out / CHECKPOINT_FILE).exists() else [])
     if ctx.kind == "eval":
         cmd = [*dojo, "eval", "--policy", _ref(ctx, sp["policy"]), "--suite", sp["suite"],
                "--decisions", str(sp["decisions"]), "--cars", str(sp["cars"]), "--json"]
         return cmd + (["--seed", str(sp["seed"])] if sp.get("seed") is not None else [])
     if ctx.kind == "loop":
+        if sp.get("policy", "naive") != "naive":
+            raise DojoConfigError(f"a loop starting from policy {sp['policy']!r} is not run by agents yet "
+                                  "(loops start from naive).")
         return [*dojo, "loop", "--loops", str(sp["turns"]), "--cars", str(sp["cars"]),
                 "--drive-minutes", str(sp["minutes"]), "--train-steps", str(sp["train_steps"]),
                 "--eval-decisions", str(sp["eval_decisions"]), "--out", str(ctx.run_dir / "loop"), "--json"]
@@ -304,6 +309,14 @@ class Agent:
             with self.db.session() as s:
                 requeue_preempted(s, ctx.id, self.name)
             return "preempted"
+        if rc == 0 and ctx.kind == "drive" and ctx.spec.get("dataset"):
+            dataset = ctx.spec["dataset"]
+            try:
+                n = store_drive_logs(self.db, Storage(self.data_dir, ServiceConfig().min_free_bytes), ctx.tenant_id,
+                                     dataset, ctx.id, ctx.run_dir / "logs")
+            except ApiError as e:
+                return self._close(ctx.id, "failed", 0, f"the drive's logs were not stored in {dataset}: {e.detail}")
+            self._append(ctx.id, f"[agent {self.name}] stored {n} drive log(s) in dataset {dataset}\n".encode())
         if rc == 0:
             return self._close(ctx.id, "succeeded", 0, None)
         return self._close(ctx.id, "failed", rc, f"exit code {rc}")
