@@ -28,6 +28,8 @@ from dojo.loop import LoopConfig, run_loop
         ("alpha", 0.9, "alpha=0.9"),
         ("out", " ", "out=' '"),
         ("warm_start", "yes", "warm_start='yes'"),
+        ("start_policy", "/nowhere/policy.pt", "start_policy='/nowhere/policy.pt'"),
+        ("start_policy", "expert", "start_policy='expert'"),
     ],
 )
 def test_bad_values_are_refused_by_name(field: str, value: object, words: str) -> None:

@@ -161,3 +161,34 @@ def test_resume_of_a_folder_that_holds_no_loop_is_one_clear_error(tmp_path: Path
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(DojoConfigError, match="cannot be read as a loop's config"):
         resume_loop(tmp_path)
+
+
+def test_a_loop_can_start_from_a_team_policy_which_gates_and_warm_starts_the_first_candidate(
+    loop_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    first, _ = loop_run
+    policy = first / "runs" / "loop0" / "policy.pt"  # the toy loop's first candidate, as a stored model
+    saved = json.loads((first / "config.json").read_text())
+    out = tmp_path / "run"
+    argv = ["loop", "--out", str(out), "--loops", "1", "--cars", "4", "--drive-minutes", "0.5",
+            "--train-steps", "4", "--batch-size", "8", "--eval-decisions", "50", "--eval-cars", "2",
+            "--suite", "stalled_only", "--suites-file", saved["suites_file"], "--sample-normal", "0.5",
+            "--start-policy", str(policy), "--json"]
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(argv) == 0
+    result = json.loads(buf.getvalue())
+    start = json.loads((out / "eval" / "start.json").read_text())
+    assert result["start"]["model"] == str(policy) and result["start"]["nines"] == start["nines"]
+    assert start["policy"] != "naive"  # the team's network was evaluated, on the same suite
+    row = result["loops"][0]
+    assert row["deployed"] == (row["candidate"] if row["promoted"] else str(policy))  # it gated turn 0
+    trained = json.loads((out / "runs" / "loop0" / "summary.json").read_text())
+    assert trained["init_from"] == str(policy)  # and warm-started the candidate
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf):
+        assert main(["loop", "--out", str(tmp_path / "bad"), "--start-policy", str(tmp_path / "none.pt")]) == 2
+    assert "start_policy=" in buf.getvalue()

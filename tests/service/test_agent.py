@@ -297,7 +297,7 @@ def test_a_run_past_its_time_limit_is_stopped_and_fails(store: tuple[str, str], 
     assert 3 <= len(row["metrics"]) <= 15  # it ran for about its second, then stopped
 
 
-def test_train_fine_tunes_a_stored_model_and_a_loop_from_a_policy_fails_clearly(tmp_path: Path) -> None:
+def test_train_fine_tunes_a_stored_model_and_a_loop_starts_from_one(tmp_path: Path) -> None:
     from dojo.service.specs import LoopSpec, TrainSpec
 
     model = "mdl_0123456789abcdef"
@@ -306,5 +306,13 @@ def test_train_fine_tunes_a_stored_model_and_a_loop_from_a_policy_fails_clearly(
     ctx.paths[model] = str(tmp_path / "models" / "policy.pt")
     cmd = command_for(ctx)
     assert cmd[cmd.index("--init-from") + 1] == str(tmp_path / "models" / "policy.pt") and "--resume" not in cmd
-    with pytest.raises(DojoConfigError, match="loop starting from policy 'expert'"):
-        command_for(_ctx(tmp_path, "loop", LoopSpec.model_validate({"policy": "expert"}).model_dump()))
+    loop = _ctx(tmp_path, "loop", LoopSpec.model_validate({"policy": model, "turns": 2}).model_dump())
+    loop.paths[model] = str(tmp_path / "models" / "policy.pt")
+    cmd = command_for(loop)
+    assert cmd[cmd.index("--start-policy") + 1] == str(tmp_path / "models" / "policy.pt")
+    assert cmd[cmd.index("--loops") + 1] == "2" and "--resume" not in cmd
+    (tmp_path / "run" / "loop").mkdir(parents=True)
+    (tmp_path / "run" / "loop" / "progress.json").write_text("{}")
+    assert command_for(loop)[-3:] == ["--resume", str(tmp_path / "run" / "loop"), "--json"]
+    with pytest.raises(DojoConfigError, match="cannot deploy 'expert'"):
+        command_for(_ctx(tmp_path / "other", "loop", LoopSpec.model_validate({"policy": "expert"}).model_dump()))

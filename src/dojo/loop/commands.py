@@ -30,6 +30,7 @@ def _loop(args: argparse.Namespace) -> int:
         budget_minutes=args.budget_minutes, seed=args.seed, net=args.net, size=args.size,
         train_steps=args.train_steps, batch_size=args.batch_size, eval_decisions=args.eval_decisions,
         eval_cars=args.eval_cars, suite=args.suite, suites_file=args.suites_file, sample_normal=args.sample_normal,
+        start_policy=args.start_policy,
         hazard_window_s=_window(args.hazard_window), takeover_window_s=_window(args.takeover_window),
     )
     result = run_loop(config, log=log, progress=not quiet and sys.stderr.isatty())
@@ -93,6 +94,9 @@ def add_commands(sub: Any) -> None:
                    help="decisions per evaluation, on the same held-out seeds for every model (default %(default)s)")
     p.add_argument("--eval-cars", type=int, default=d.eval_cars)
     p.add_argument("--suite", default=d.suite, help="evaluation suite (default %(default)s)")
+    p.add_argument("--start-policy", default=d.start_policy, metavar="naive|PATH",
+                   help="the model deployed before turn 0: naive or a policy checkpoint, which also "
+                   "warm-starts the first candidate (default %(default)s)")
     p.add_argument("--suites-file", default=None, help="TOML file with user suites")
     p.add_argument("--sample-normal", type=float, default=d.sample_normal,
                    help="share of untriggered driving mined each turn (default %(default)s)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from dojo.errors import DojoConfigError
@@ -72,6 +73,9 @@ class LoopConfig:
     # training of every promoted turn carries over, and candidates differ by what the new data
     # teaches rather than by a fresh random start
     warm_start: bool = True
+    # the model deployed before turn 0: naive, or a policy checkpoint (a team's current network);
+    # it is evaluated beside the baselines, gates the first candidate and warm-starts it
+    start_policy: str = "naive"
     frames: int = 2
     eval_decisions: int = 24_000
     eval_cars: int = 16
@@ -96,6 +100,10 @@ class LoopConfig:
             raise DojoConfigError(f"loop cars={self.cars} must be at least 2: one shadow and one autonomous car a turn.")
         if not isinstance(self.warm_start, bool):
             raise DojoConfigError(f"loop warm_start={self.warm_start!r} must be True or False.")
+        if not isinstance(self.start_policy, str) or (self.start_policy != "naive"
+                                                      and not Path(self.start_policy).is_file()):
+            raise DojoConfigError(f"loop start_policy={self.start_policy!r} must be 'naive' or a policy checkpoint "
+                                  "file (policy.pt or checkpoint.pt).")
         _number("drive_minutes", self.drive_minutes, 0.0)
         _number("budget_minutes", self.budget_minutes, 0.0)
         _number("lr", self.lr, 0.0)

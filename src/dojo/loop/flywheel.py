@@ -139,14 +139,15 @@ class _Flywheel:
     def _turn_journal(self, turn: int) -> dict[str, Any]:
         return cast(dict[str, Any], self.journal["turns"].setdefault(str(turn), {}))
 
-    def baseline(self, name: str) -> dict[str, Any]:
-        """A baseline's evaluation, read back when an earlier run of this loop finished it."""
+    def baseline(self, name: str, policy: str | None = None) -> dict[str, Any]:
+        """A baseline's evaluation (of ``policy``, by default the policy called ``name``), read
+        back when an earlier run of this loop finished it."""
         done = self.journal["baselines"].get(name)
         if done is not None:
             result = cast(dict[str, Any], json.loads((self.out / done).read_text()))
             self.evals[name] = result
             return result
-        result = self.evaluate(name, name)
+        result = self.evaluate(name, policy or name)
         self.journal["baselines"][name] = f"eval/{name}.json"
         self._save_journal()
         return result
@@ -249,6 +250,10 @@ class _Flywheel:
         expert = self.baseline("expert")
         self.log(f"  naive  {_nines_words(naive)}\n  expert {_nines_words(expert)}")
         deployed: dict[str, Any] = {"model": "naive", "loop": None, "eval": naive}
+        if cfg.start_policy != "naive":  # a team's current network, deployed before turn 0
+            first = self.baseline("start", cfg.start_policy)
+            self.log(f"  start  {_nines_words(first)} ({cfg.start_policy})")
+            deployed = {"model": cfg.start_policy, "loop": None, "eval": first}
         rows: list[dict[str, Any]] = []
         stopped: str | None = None
         slowest_s = 0.0
@@ -291,6 +296,7 @@ class _Flywheel:
             "expert_nines": expert["nines"], "expert_nines_low": expert["nines_low"],
             "expert_nines_high": expert["nines_high"], "expert_nines_is_bound": expert["nines_is_bound"],
             "deployed": {"model": deployed["model"], "loop": deployed["loop"], **_eval_summary(deployed["eval"])},
+            "start": {"model": cfg.start_policy, **_eval_summary(self.evals.get("start", naive))},
             "stopped_early": stopped,
             "wall_s": time.perf_counter() - start,
         }

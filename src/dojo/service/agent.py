@@ -55,6 +55,7 @@ from dojo.service.schema import Dataset, Job, MetricRow, Model
 from dojo.service.storage import Storage
 
 CHECKPOINT_FILE = "checkpoint.pt"  # what dojo train writes in its --out folder
+LOOP_JOURNAL_FILE = "progress.json"  # what dojo loop writes in its --out folder (its resume journal)
 MAX_LOG_BYTES = 256 * MiB
 
 
@@ -125,12 +126,17 @@ def command_for(ctx: JobContext) -> list[str]:
                "--decisions", str(sp["decisions"]), "--cars", str(sp["cars"]), "--json"]
         return cmd + (["--seed", str(sp["seed"])] if sp.get("seed") is not None else [])
     if ctx.kind == "loop":
-        if sp.get("policy", "naive") != "naive":
-            raise DojoConfigError(f"a loop starting from policy {sp['policy']!r} is not run by agents yet "
-                                  "(loops start from naive).")
+        out = ctx.run_dir / "loop"
+        if (out / LOOP_JOURNAL_FILE).exists():  # a rerun (its agent lost): on from the last finished stage
+            return [*dojo, "loop", "--resume", str(out), "--json"]
+        policy = sp.get("policy", "naive")
+        if policy == "expert":
+            raise DojoConfigError("a loop cannot deploy 'expert' (it drives on the world's ground truth); "
+                                  "start from naive or a stored model.")
         return [*dojo, "loop", "--loops", str(sp["turns"]), "--cars", str(sp["cars"]),
                 "--drive-minutes", str(sp["minutes"]), "--train-steps", str(sp["train_steps"]),
-                "--eval-decisions", str(sp["eval_decisions"]), "--out", str(ctx.run_dir / "loop"), "--json"]
+                "--eval-decisions", str(sp["eval_decisions"]), "--start-policy", _ref(ctx, policy),
+                "--out", str(out), "--json"]
     raise DojoConfigError(f"Job kind {ctx.kind!r} has no runner.")
 
 
