@@ -309,7 +309,7 @@ class Agent:
             return "preempted"
         if verdict == "cancelling":
             return self._close(ctx.id, "cancelled", rc, None)
-        if verdict == "timeout":  # a checkpointing job saved its state on the way out: resubmit to go on
+        if verdict == "timeout":  # ends failed, like Slurm's TIMEOUT; a train run checkpointed on the SIGTERM
             return self._close(ctx.id, "failed", rc, f"stopped at its time limit of {ctx.time_limit_s} s")
         if self._stop:  # the agent itself was asked to stop: give the job back
             with self.db.session() as s:
