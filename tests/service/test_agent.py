@@ -122,26 +122,8 @@ def test_train_command_resumes_from_a_checkpoint_and_takes_nproc(tmp_path: Path)
     assert "--nproc" not in command_for(_ctx(tmp_path, "train", spec, count=25, max_nproc=1))
 
 
-def test_agent_runs_a_real_drive_job(tmp_path: Path) -> None:
-    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    admin.tenant_create(db_url, "acme", {})
-    db = Database(db_url)
-    with db.session() as s:
-        tid = s.query(Tenant).one().id
-    job_id = submit(db_url, tid, "drive", {"cars": 2, "minutes": 0.05, "mode": "manual", "drive_seconds": 3.0})
-    agent = Agent(db_url, data_dir=tmp_path / "data", host_name="h1", heartbeat_s=1.0, stale_after_s=10.0,
-                  topology=parse_system("cabinet"))
-    assert agent.step() == "succeeded"
-    row = job_row(db_url, job_id)
-    assert row["status"] == "succeeded" and row["exit_code"] == 0 and row["attempt"] == 1
-    assert '"cars": 2' in row["log"] and "critical_interventions" in row["log"]  # the child's JSON summary
-    logs = list((tmp_path / "data" / "tenants" / tid / "jobs" / job_id / "run" / "logs").rglob("*.mcap"))
-    assert len(logs) >= 2
-    assert agent.step() is None  # nothing left
-    db.dispose()
-
-
-def test_a_drive_job_stores_its_logs_in_the_dataset_once_and_within_the_quota(tmp_path: Path) -> None:
+def test_agent_runs_a_real_drive_job_and_stores_its_logs_in_the_dataset_once_within_the_quota(
+        tmp_path: Path) -> None:
     import hashlib
 
     from dojo.service.drive_logs import store_drive_logs
@@ -160,6 +142,10 @@ def test_a_drive_job_stores_its_logs_in_the_dataset_once_and_within_the_quota(tm
     agent = Agent(db_url, data_dir=tmp_path / "data", host_name="h1", heartbeat_s=1.0, stale_after_s=10.0,
                   topology=parse_system("cabinet"))
     assert agent.step() == "succeeded"
+    row = job_row(db_url, job_id)
+    assert row["status"] == "succeeded" and row["exit_code"] == 0 and row["attempt"] == 1
+    assert '"cars": 2' in row["log"] and "critical_interventions" in row["log"]  # the child's JSON summary
+    assert agent.step() is None  # nothing left
     logs_dir = tmp_path / "data" / "tenants" / tid / "jobs" / job_id / "run" / "logs"
     logs = sorted(logs_dir.rglob("*.mcap"))
     with db.session() as s:
