@@ -160,14 +160,14 @@ def test_agent_runs_a_real_drive_job_and_stores_its_logs_in_the_dataset_once_wit
     assert "stored" in job_row(db_url, job_id)["log"]
     storage = Storage(tmp_path / "data", 0)
     # run again (as after a lost agent): nothing new, nothing doubled
-    assert store_drive_logs(db, storage, tid, "ds_0123456789abcdef", job_id, logs_dir) == 0
+    assert store_drive_logs(db, storage, tid, "ds_0123456789abcdef", job_id, logs_dir, cap=1 << 30) == 0
     # another job's logs over the storage quota: refused with the reason, no file left behind
     admin.tenant_update(db_url, "acme", {"max_storage_bytes": ds.size_bytes + 10}, None)
     with pytest.raises(ApiError, match="max_storage_bytes"):
-        store_drive_logs(db, storage, tid, "ds_0123456789abcdef", "job_other0000000000", logs_dir)
+        store_drive_logs(db, storage, tid, "ds_0123456789abcdef", "job_other0000000000", logs_dir, cap=1 << 30)
     assert sorted(p.name for p in stored_dir.iterdir()) == sorted(files)
     with pytest.raises(ApiError, match="not found"):
-        store_drive_logs(db, storage, "ten_someone_else", "ds_0123456789abcdef", job_id, logs_dir)
+        store_drive_logs(db, storage, "ten_someone_else", "ds_0123456789abcdef", job_id, logs_dir, cap=1 << 30)
     db.dispose()
 
 

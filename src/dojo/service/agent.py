@@ -318,8 +318,9 @@ class Agent:
         if rc == 0 and ctx.kind == "drive" and ctx.spec.get("dataset"):
             dataset = ctx.spec["dataset"]
             try:
-                n = store_drive_logs(self.db, Storage(self.data_dir, ServiceConfig().min_free_bytes), ctx.tenant_id,
-                                     dataset, ctx.id, ctx.run_dir / "logs")
+                limits = ServiceConfig()  # the service's defaults: free disk kept, largest file
+                n = store_drive_logs(self.db, Storage(self.data_dir, limits.min_free_bytes), ctx.tenant_id,
+                                     dataset, ctx.id, ctx.run_dir / "logs", cap=limits.max_upload_bytes)
             except ApiError as e:
                 return self._close(ctx.id, "failed", 0, f"the drive's logs were not stored in {dataset}: {e.detail}")
             self._append(ctx.id, f"[agent {self.name}] stored {n} drive log(s) in dataset {dataset}\n".encode())

@@ -15,23 +15,16 @@ from dojo.service.api_models import DatasetCreate, DatasetFileOut, DatasetOut
 from dojo.service.auth import new_id
 from dojo.service.constants import ACTIVE
 from dojo.service.deps import Ctx, TenantId
-from dojo.service.problems import ApiError, not_found
+from dojo.service.problems import ApiError
 from dojo.service.schema import Dataset, DatasetFile, Job
 from dojo.service.storage import MCAP_MAGIC, Stored, safe_name
-from dojo.service.uploads import BINARY_BODY, receive_upload
+from dojo.service.uploads import BINARY_BODY, add_dataset_file, get_dataset, receive_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 # Stores a tenant may register: remote object stores only; a local path could name another
 # tenant's folder or the server's own files.
 STORE_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss", "https")
-
-
-def _get(s: Session, tenant_id: str, dataset_id: str) -> Dataset:
-    ds = s.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id))
-    if ds is None:
-        raise not_found("Dataset", dataset_id)
-    return ds
 
 
 def _out(ds: Dataset) -> DatasetOut:
@@ -79,14 +72,14 @@ def list_datasets(ctx: Ctx, tenant_id: TenantId) -> list[DatasetOut]:
 @router.get("/{dataset_id}", response_model=DatasetOut)
 def show(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> DatasetOut:
     with ctx.db.session() as s:
-        return _out(_get(s, tenant_id, dataset_id))
+        return _out(get_dataset(s, tenant_id, dataset_id))
 
 
 @router.delete("/{dataset_id}", status_code=204)
 def delete(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> Response:
     """Delete a dataset and its files; refused (409) while an active job names it."""
     with ctx.db.session() as s:
-        ds = _get(s, tenant_id, dataset_id)
+        ds = get_dataset(s, tenant_id, dataset_id)
         specs = s.scalars(select(Job.spec).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE)))
         if any(spec.get("dataset") == dataset_id for spec in specs):
             raise ApiError(409, f"Dataset {dataset_id!r} is used by an active job.")
@@ -98,7 +91,7 @@ def delete(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> Response:
 @router.get("/{dataset_id}/files", response_model=list[DatasetFileOut])
 def files(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> list[DatasetFileOut]:
     with ctx.db.session() as s:
-        _get(s, tenant_id, dataset_id)
+        get_dataset(s, tenant_id, dataset_id)
         rows = s.scalars(select(DatasetFile).where(DatasetFile.dataset_id == dataset_id)
                          .order_by(DatasetFile.name))
         return [_file_out(f) for f in rows]
@@ -114,7 +107,7 @@ async def upload(dataset_id: str, request: Request, ctx: Ctx, tenant_id: TenantI
 
     def precheck() -> bool:
         with ctx.db.session() as s:
-            ds = _get(s, tenant_id, dataset_id)
+            ds = get_dataset(s, tenant_id, dataset_id)
             if ds.source != "upload":
                 raise ApiError(409, f"Dataset {dataset_id!r} is a registered store; it takes no uploads.")
             if s.scalar(select(DatasetFile.id).where(DatasetFile.dataset_id == dataset_id,
@@ -126,15 +119,6 @@ async def upload(dataset_id: str, request: Request, ctx: Ctx, tenant_id: TenantI
     folder = ctx.storage.dataset_dir(tenant_id, dataset_id)
 
     def commit(s: Session, stored: Stored) -> DatasetFileOut:
-        ds = _get(s, tenant_id, dataset_id)
-        row = DatasetFile(dataset_id=ds.id, name=name, size_bytes=stored.size_bytes, sha256=stored.sha256)
-        s.add(row)
-        ds.size_bytes += stored.size_bytes
-        ds.files += 1
-        try:
-            s.flush()
-        except IntegrityError:
-            raise ApiError(409, f"File {name!r} already exists; stored files are never replaced.") from None
-        return _file_out(row)
+        return _file_out(add_dataset_file(s, tenant_id, dataset_id, name, stored))
 
     return await receive_upload(request, ctx, tenant_id, folder, name, magic=MCAP_MAGIC, commit=commit)

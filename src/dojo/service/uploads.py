@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
 
 from fastapi import Request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from dojo.service.db import Database
 from dojo.service.deps import Context
-from dojo.service.problems import ApiError, quota_exceeded
-from dojo.service.storage import Stored
+from dojo.service.problems import ApiError, not_found, quota_exceeded
+from dojo.service.schema import Dataset, DatasetFile
+from dojo.service.storage import Storage, Stored
 from dojo.service.tenants import lock_tenant, usage
 
 T = TypeVar("T")
@@ -20,37 +24,37 @@ BINARY_BODY = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
-def _room(ctx: Context, tenant_id: str) -> tuple[int, int, int]:
+def _room(db: Database, tenant_id: str) -> tuple[int, int, int]:
     """(limit, used, room) of the tenant's storage quota [bytes]."""
-    with ctx.db.session() as s:
+    with db.session() as s:
         tenant = lock_tenant(s, tenant_id)
         used = usage(s, tenant_id).storage_bytes
         return tenant.max_storage_bytes, used, max(0, tenant.max_storage_bytes - used)
 
 
-async def receive_upload(request: Request, ctx: Context, tenant_id: str, folder: Path, name: str,
-                         *, magic: bytes | None,
-                         commit: Callable[[Session, Stored], T]) -> T:
-    """Stream the request body to ``folder/name`` and record it with ``commit`` in one transaction.
+async def store_file(db: Database, storage: Storage, tenant_id: str, folder: Path, name: str,
+                     chunks: AsyncIterator[bytes], *, cap: int, magic: bytes | None,
+                     commit: Callable[[Session, Stored], T], declared: int | None = None) -> T:
+    """Write ``chunks`` to ``folder/name`` and record it with ``commit`` in one transaction.
 
-    On any failure (quota, size, disk, client gone, database) the file is not left behind.
+    The quota is checked before (against ``declared`` size, if known), while the bytes arrive,
+    and again under the tenant lock when recording. No transaction is held while the bytes are
+    written. On any failure (quota, ``cap`` per file, disk, sender gone, database) the file is
+    not left behind.
     """
-    limit, used, room = await run_in_threadpool(_room, ctx, tenant_id)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > room:
-        raise quota_exceeded("max_storage_bytes", limit, used, int(declared), "bytes")
-    cap = ctx.config.max_upload_bytes
+    limit, used, room = await run_in_threadpool(_room, db, tenant_id)
+    if declared is not None and declared > room:
+        raise quota_exceeded("max_storage_bytes", limit, used, declared, "bytes")
 
     def too_large(size: int) -> ApiError:
         if size > cap:
             return ApiError(413, f"Upload {name!r} is over the limit of {cap} bytes per file.", limit=cap)
         return quota_exceeded("max_storage_bytes", limit, used, size, "bytes")
 
-    stored = await ctx.storage.receive(request.stream(), folder, name, max_bytes=min(cap, room),
-                                       too_large=too_large, magic=magic)
+    stored = await storage.receive(chunks, folder, name, max_bytes=min(cap, room), too_large=too_large, magic=magic)
 
     def record() -> T:
-        with ctx.db.session() as s:
+        with db.session() as s:
             tenant = lock_tenant(s, tenant_id)
             now_used = usage(s, tenant_id).storage_bytes
             if now_used + stored.size_bytes > tenant.max_storage_bytes:
@@ -63,3 +67,35 @@ async def receive_upload(request: Request, ctx: Context, tenant_id: str, folder:
     except BaseException:
         stored.path.unlink(missing_ok=True)
         raise
+
+
+async def receive_upload(request: Request, ctx: Context, tenant_id: str, folder: Path, name: str,
+                         *, magic: bytes | None,
+                         commit: Callable[[Session, Stored], T]) -> T:
+    """An HTTP upload's body through :func:`store_file`."""
+    declared = request.headers.get("content-length")
+    return await store_file(ctx.db, ctx.storage, tenant_id, folder, name, request.stream(),
+                            cap=ctx.config.max_upload_bytes, magic=magic, commit=commit,
+                            declared=int(declared) if declared is not None and declared.isdigit() else None)
+
+
+def add_dataset_file(s: Session, tenant_id: str, dataset_id: str, name: str, stored: Stored) -> DatasetFile:
+    """Record a stored file in a tenant's dataset (404 for another tenant's; 409 if the name is taken)."""
+    ds = get_dataset(s, tenant_id, dataset_id)
+    row = DatasetFile(dataset_id=ds.id, name=name, size_bytes=stored.size_bytes, sha256=stored.sha256)
+    s.add(row)
+    ds.size_bytes += stored.size_bytes
+    ds.files += 1
+    try:
+        s.flush()
+    except IntegrityError:
+        raise ApiError(409, f"File {name!r} already exists; stored files are never replaced.") from None
+    return row
+
+
+def get_dataset(s: Session, tenant_id: str, dataset_id: str) -> Dataset:
+    """A tenant's dataset, or 404 (also for another tenant's)."""
+    ds = s.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id))
+    if ds is None:
+        raise not_found("Dataset", dataset_id)
+    return ds
