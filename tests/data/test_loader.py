@@ -415,6 +415,28 @@ def test_loader_batches_equal_collated_windows_field_by_field(
         make_loader(WindowDataset(store), collate_fn=collate_windows)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_let_go_lend_their_memory_and_batches_held_keep_their_contents(
+    grey: tuple[Path, Path, Logged], workers: int
+) -> None:
+    """Batches the trainer keeps are never written over while the others are let go (and reused).
+
+    With workers this is the slots' handshake across processes (a batch in a slot the trainer's
+    side has seen before arrives without its tensors and is rebuilt there); test_slots.py checks
+    each step of it, and test_buffers.py that let-go memory is lent again.
+    """
+    _, store, _ = grey
+    held = list(make_loader(WindowDataset(store, seed=3), batch_size=16, num_workers=workers))  # no reuse
+    kept: list[tuple[int, dict[str, Any]]] = []
+    for i, batch in enumerate(make_loader(WindowDataset(store, seed=3), batch_size=16, num_workers=workers)):
+        assert batch_keys([batch]) == batch_keys([held[i]])
+        assert torch.equal(batch["images"], held[i]["images"]) and torch.equal(batch["occupancy"], held[i]["occupancy"])
+        if i % 3 == 0:
+            kept.append((i, batch))  # a trainer keeping some batches (to log them, say)
+    for i, batch in kept:  # and none of those kept was written over
+        assert torch.equal(batch["images"], held[i]["images"]) and torch.equal(batch["occupancy"], held[i]["occupancy"])
+
+
 def test_rates_count_the_same_frames_on_both_sides(grey: tuple[Path, Path, Logged]) -> None:
     _, store, logged = grey
     raw = decode_rate_raw(store)

@@ -20,6 +20,7 @@ from dojo.nets import (
     format_table,
     iou_counts,
     iou_from_counts,
+    iou_per_class,
     make_net,
     occupancy_iou,
     occupancy_loss,
@@ -121,6 +122,9 @@ def test_iou_of_a_hand_made_half_overlap() -> None:
     counts = iou_counts(pred, target)
     assert counts.tolist() == [[2, 1, 0], [4, 3, 0]]  # (intersections, unions) of vehicle, obstacle, not_drivable
     assert occupancy_iou(pred, target) == pytest.approx((2 / 4 + 1 / 3) / 2)
+    per_class = iou_per_class(counts)
+    assert per_class["vehicle"] == 0.5 and per_class["obstacle"] == pytest.approx(1 / 3)
+    assert math.isnan(per_class["not_drivable"]) and list(per_class) == ["vehicle", "obstacle", "not_drivable"]
 
 
 def test_iou_pools_cells_over_windows_skips_unlabelled_ones_and_is_nan_when_empty() -> None:

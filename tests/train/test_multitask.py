@@ -36,6 +36,9 @@ def test_both_trains_reports_iou_and_resumes_bit_for_bit(fleet_data: FleetData, 
     assert [v["step"] for v in vals] == [3, 6]
     for v in vals:
         assert 0.0 <= v["val_iou"] <= 1.0 and math.isfinite(v["val_occupancy_loss"])
+        per_class = [v[f"val_iou_{name}"] for name in ("vehicle", "obstacle", "not_drivable")]
+        present = [x for x in per_class if x is not None and math.isfinite(x)]
+        assert present and v["val_iou"] == pytest.approx(sum(present) / len(present))  # the mean of the classes present
     assert summary["val_iou"] == vals[-1]["val_iou"]
     run = json.loads((straight / "run.json").read_text())
     net = OccupancyConfig.from_dict(run["net_config"])

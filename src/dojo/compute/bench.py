@@ -109,6 +109,10 @@ def _ddp_worker(rank: int, world: int, port: int, configs: list[tuple[str, int]]
                 dist.barrier()
                 t = _step_times(model, size, -(-batch // world), steps, seed=rank)
                 queue.put((size, batch, t.wall_s, t.cpu_s))
+                del model  # DDP's reducer holds gloo work: gone before the group is torn down
+        # No rank tears its group down while a peer still talks to it: gloo then aborted
+        # ("terminate called without an active exception") about once in a few hundred runs.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -41,9 +41,14 @@ those decoded frames; nothing is decoded twice. :class:`WindowLoader` builds eac
 from the open clips (:meth:`WindowDataset.iter_batches`): a window's frames and label are copied
 once, into the batch, in shared memory when a worker builds it; iterating the dataset itself
 gives windows whose ``images`` are views into the decoded frames. Occupancy labels are read a
-clip at a time, only the Parquet row groups that hold its frames. Grey rigs take the luma plane as it is (the
-fleet writes grey as luma with neutral chroma): what :func:`dojo.fleet.drivelog.decode_video`
-returns, and far cheaper than a pixel-format conversion. Benchmark helpers at the end:
+clip at a time, only the Parquet row groups that hold its frames. Memory is reused, never
+faulted in afresh per clip or batch: decoded clips and in-process batches come from a
+:class:`~dojo.data.buffers.BufferPool` (a buffer is lent again only once nothing holds what was
+made of it), and workers write batches into slots the trainer's process hands back once it has
+let a batch go (:mod:`dojo.data.slots`). A shard keeps the video and labels files it reads
+open. Grey rigs take the luma plane as it is (the fleet writes grey as luma with neutral
+chroma): what :func:`dojo.fleet.drivelog.decode_video` returns, and far cheaper than a
+pixel-format conversion. Benchmark helpers at the end:
 :func:`decode_rate_raw` (plain PyAV, the reference) and :func:`loader_rate`.
 
 Order and sharding: an epoch's order is a function of (seed, epoch, the windows) and of how many
@@ -73,7 +78,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import av
 import numpy as np
@@ -83,8 +88,10 @@ import torch
 from av.video.codeccontext import VideoCodecContext
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from dojo.data.buffers import BufferPool, reusable
 from dojo.data.catalog import connect
-from dojo.data.store import TABLE_FILES, Store
+from dojo.data.slots import FreshShared, SlotRing, WorkerSlots
+from dojo.data.store import TABLE_FILES, OpenFiles, Store
 from dojo.errors import DojoConfigError
 
 STATE_FORMAT = "dojo-loader-position"
@@ -92,8 +99,17 @@ STATE_VERSION = 1
 DEFAULT_BUFFER_WINDOWS = 256  # shuffle buffer [windows]; its windows keep their clips' frames alive
 _EPS_S = 1e-6  # [s] slack when comparing logged times to spec bounds
 LANE_LOOKAHEAD_S = 1.5  # [s] how far ahead the lane_shift label looks for where the driver went
-LABEL_FOOTERS = 64  # labels files whose Parquet footer a shard keeps, not to parse it per clip
+OPEN_FILES = 256  # video and labels files a shard keeps open, not to open them for every clip
 _LUMA_FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray")
+
+
+class _Memory(Protocol):
+    """Where a batch's big fields are built (see :mod:`dojo.data.buffers` and :mod:`dojo.data.slots`)."""
+
+    def tensors(self, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]: ...
+
+
+_BIG_FIELDS = ("images", "occupancy")
 
 
 class WindowSpec(NamedTuple):
@@ -393,14 +409,17 @@ def _luma(frame: av.VideoFrame) -> np.ndarray:
     return rows[: frame.height, : frame.width]
 
 
-def _decode_clip(store: Store, rig: Rig, clip: _Clip, windows: np.ndarray, frames: int) -> tuple[int, np.ndarray]:
+def _decode_clip(
+    store: Store, rig: Rig, clip: _Clip, windows: np.ndarray, frames: int, pool: BufferPool, files: OpenFiles
+) -> tuple[int, np.ndarray]:
     """(first frame index, uint8 (cams, T, H, W[, 3])) of the clip's frames that ``windows`` need.
 
-    One sequential decode per camera over one byte range read; a DojoConfigError names the clip
-    and camera whose video is missing or does not decode.
+    One sequential decode per camera over one byte range read (from ``files``, kept open), into
+    memory from ``pool``; a DojoConfigError names the clip and camera whose video is missing or
+    does not decode.
     """
     lo, hi, starts = _decode_span(clip, windows, frames)
-    out = np.empty((len(rig.cameras), hi - lo + 1, *rig.image_shape(1)[2:]), dtype=np.uint8)
+    out = pool.tensors([(len(rig.cameras), hi - lo + 1, *rig.image_shape(1)[2:])])[0].numpy()
     for c, cam in enumerate(rig.cameras):
         path = store.path("drives", clip.drive_id, "video", f"{cam}.h264")
         first = int(starts[c])
@@ -413,7 +432,7 @@ def _decode_clip(store: Store, rig: Rig, clip: _Clip, windows: np.ndarray, frame
         sizes = clip.byte_size[c, first : hi + 1]
         base, end = int(offsets.min()), int((offsets + sizes).max())
         try:
-            data = store.fs.cat_file(path, start=base, end=end)
+            data = files.read(store.fs, path, base, end)
         except OSError as e:
             raise DojoConfigError(f"Clip {clip.clip_id} camera {cam!r}: cannot read {path} ({e}).") from e
         if len(data) != end - base:
@@ -445,7 +464,7 @@ def _decode_into(out: np.ndarray, data: bytes, offsets: list[int], sizes: list[i
     """
     ctx = cast(VideoCodecContext, av.CodecContext.create("h264", "r"))
     ctx.thread_count = 1  # parallelism comes from DataLoader workers; one thread wastes nothing
-    decode = ctx.decode
+    decode, frombuffer, u8 = ctx.decode, np.frombuffer, np.uint8
     width, height = rig.width_px, rig.height_px
     limit = len(out) - skip
     index = 0
@@ -453,8 +472,13 @@ def _decode_into(out: np.ndarray, data: bytes, offsets: list[int], sizes: list[i
         for frame in decode(av.Packet(data[off : off + size])):
             if frame.width != width or frame.height != height or index >= limit:
                 raise ValueError(f"frame {index} is {frame.width}x{frame.height}; the rig's are {width}x{height}")
-            if index + skip >= 0:
-                out[index + skip] = frame.to_ndarray(format="rgb24") if rig.rgb else _luma(frame)
+            at = index + skip
+            if at >= 0:
+                if not rig.rgb and frame.format.name in _LUMA_FORMATS:  # _luma, inlined: ~4% of decoding
+                    plane = frame.planes[0]
+                    out[at] = frombuffer(plane, u8).reshape(-1, plane.line_size)[:height, :width]  # type: ignore[call-overload]
+                else:
+                    out[at] = frame.to_ndarray(format="rgb24") if rig.rgb else _luma(frame)
             index += 1
     for frame in decode(None):
         if index + skip >= 0 and index < limit:
@@ -467,41 +491,35 @@ def _decode_into(out: np.ndarray, data: bytes, offsets: list[int], sizes: list[i
 class _Labels:
     """Occupancy grids of a span of one drive's frames, sorted by frame."""
 
-    first: int  # the span [first, last] of drive frames they were read for
-    last: int
     frame: np.ndarray  # (N,) int64, sorted
     grid: np.ndarray  # (N, rows, cols) uint8: views into the Parquet column when every grid has the size
 
 
-def _read_labels(
-    store: Store, drive_id: str, first_frame: int, last_frame: int, shape: tuple[int, int], meta: Any = None
-) -> tuple[_Labels, Any]:
-    """(the drive's grids of ``shape`` for frames ``first_frame..last_frame``, the file's footer).
+def _label_groups(pf: pq.ParquetFile, first_frame: int, last_frame: int) -> list[int]:
+    """The row groups of a labels file whose ``frame`` statistics overlap the span."""
+    meta, col = pf.metadata, pf.schema_arrow.get_field_index("frame")
+    groups = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max or (stats.min <= last_frame and stats.max >= first_frame):
+            groups.append(g)
+    return groups
+
+
+def _read_labels(pf: pq.ParquetFile | None, first_frame: int, last_frame: int, shape: tuple[int, int]) -> _Labels:
+    """The grids of ``shape`` in labels file ``pf`` (None: the drive has none) for frames ``first_frame..last_frame``.
 
     Only row groups whose ``frame`` statistics overlap are read, so a labels file written in
-    row groups of about a clip costs a clip's worth of reading, not the drive's. ``meta``: the
-    footer from an earlier call on this drive, which spares parsing it again. Grids of another
-    size or null are left out.
+    row groups of about a clip costs a clip's worth of reading, not the drive's. Grids of
+    another size or null are left out.
     """
     rows_, cols = shape
-    none = _Labels(first_frame, last_frame, np.zeros(0, np.int64), np.zeros((0, rows_, cols), np.uint8))
-    path = store.path("drives", drive_id, TABLE_FILES["labels"])
-    try:
-        f = store.fs.open(path, "rb")
-    except FileNotFoundError:
-        return none, None
-    with f:
-        pf = pq.ParquetFile(f, metadata=meta)
-        meta, col = pf.metadata, pf.schema_arrow.get_field_index("frame")
-        groups = []
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(col).statistics
-            if stats is None or not stats.has_min_max or (stats.min <= last_frame and stats.max >= first_frame):
-                groups.append(g)
-        if not groups:
-            return none, meta
-        # no thread pool: it costs milliseconds to wake per call and workers are parallel already
-        table = pf.read_row_groups(groups, columns=["frame", "grid"], use_threads=False)
+    none = _Labels(np.zeros(0, np.int64), np.zeros((0, rows_, cols), np.uint8))
+    groups = [] if pf is None else _label_groups(pf, first_frame, last_frame)
+    if pf is None or not groups:
+        return none
+    # no thread pool: it costs milliseconds to wake per call and workers are parallel already
+    table = pf.read_row_groups(groups, columns=["frame", "grid"], use_threads=False)
     frames = table.column("frame").to_numpy(zero_copy_only=False).astype(np.int64)
     grid = table.column("grid").combine_chunks()
     _, offset_buf, value_buf = grid.buffers()
@@ -523,28 +541,42 @@ def _read_labels(
     order = np.argsort(frames[rows], kind="stable")
     if np.any(order != np.arange(len(order))):
         grids = grids[order]
-    return _Labels(first_frame, last_frame, frames[rows][order], grids), meta
+    return _Labels(frames[rows][order], grids)
 
 
 class _LabelCache:
-    """Reads each clip's occupancy labels as it is opened, keeping only the drives' file footers.
+    """Reads each clip's occupancy labels as it is opened, keeping the drives' labels files open.
 
-    A clip's grids are about a megabyte and live as long as its windows wait in the shuffle
-    buffer, so the memory they take is soon given back and reused. (Holding a whole drive's
-    labels instead measured slower: fresh pages fault in at several microseconds each here.)
+    An open file keeps its parsed footer and spares the open: a clip's labels then cost about
+    a quarter of a millisecond instead of one (measured). A clip's grids are about a megabyte
+    and live as long as its windows wait in the shuffle buffer, so the memory they take is
+    soon given back and reused. (Holding a whole drive's labels instead measured slower: fresh
+    pages fault in at several microseconds each here.)
     """
 
-    def __init__(self, store: Store, shape: tuple[int, int]) -> None:
-        self.store, self.shape = store, shape
-        self.footers: dict[str, Any] = {}
+    def __init__(self, store: Store, shape: tuple[int, int], files: OpenFiles) -> None:
+        self.store, self.shape, self.files = store, shape, files
+
+    def _reader(self, drive_id: str) -> pq.ParquetFile | None:
+        path = self.store.path("drives", drive_id, TABLE_FILES["labels"])
+
+        def opener() -> tuple[Any, pq.ParquetFile | None]:
+            try:
+                f = self.store.fs.open(path, "rb")
+            except FileNotFoundError:
+                return None, None
+            try:
+                # pre_buffer off: it coalesces reads for remote files, and costs time on a local one
+                return f, pq.ParquetFile(f, pre_buffer=False)
+            except BaseException:
+                f.close()
+                raise
+
+        return cast("pq.ParquetFile | None", self.files.get(path, opener))
 
     def grids_for(self, clip: _Clip, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows into the returned grids (-1: no label), (N, rows, cols) grids) for drive ``frames``."""
-        span, self.footers[clip.drive_id] = _read_labels(
-            self.store, clip.drive_id, int(frames.min()), int(frames.max()), self.shape, self.footers.get(clip.drive_id)
-        )
-        if len(self.footers) > LABEL_FOOTERS:
-            self.footers.pop(next(iter(self.footers)))
+        span = _read_labels(self._reader(clip.drive_id), int(frames.min()), int(frames.max()), self.shape)
         pos = np.minimum(np.searchsorted(span.frame, frames), max(len(span.frame) - 1, 0))
         hit = (span.frame[pos] == frames) if len(span.frame) else np.zeros(len(frames), dtype=bool)
         return np.where(hit, pos, -1), span.grid
@@ -835,8 +867,13 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         with the small ones as numpy arrays.
         """
         batch_size = _whole("batch_size", batch_size, 1)
+        return self._batches(batch_size, shard, shards, start, _batch_memory(None))
+
+    def _batches(
+        self, batch_size: int, shard: int, shards: int, start: int, memory: _Memory
+    ) -> Iterator[dict[str, Any]]:
         for keys, position, opened in self._walk(shard, shards, start, batch_size):
-            yield self._batch(keys, opened, shard, shards, position)
+            yield self._batch(keys, opened, shard, shards, position, memory)
 
     def _walk(
         self, shard: int, shards: int, start: int, chunk: int
@@ -850,25 +887,33 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         need: dict[int, list[int]] = {}
         for c, w in order[start:]:
             need.setdefault(c, []).append(w)
-        labels = _LabelCache(self.store, self.occupancy_shape) if self.occupancy else None
+        files = OpenFiles(OPEN_FILES)
+        labels = _LabelCache(self.store, self.occupancy_shape, files) if self.occupancy else None
+        pool = BufferPool()
         opened: dict[int, _Open] = {}
-        for position in range(start, len(order), chunk):
-            keys = order[position : position + chunk]
-            for c, _ in keys:
-                if c not in opened:
-                    opened[c] = self._open(self._clips[clips[c]], np.array(sorted(need.pop(c)), dtype=np.int64), labels)
-            yield keys, position, opened
-            for c, _ in keys:
-                o = opened[c]
-                o.left -= 1
-                if o.left == 0:
-                    del opened[c]
+        try:
+            for position in range(start, len(order), chunk):
+                keys = order[position : position + chunk]
+                for c, _ in keys:
+                    if c not in opened:
+                        windows = np.array(sorted(need.pop(c)), dtype=np.int64)
+                        opened[c] = self._open(self._clips[clips[c]], windows, labels, pool, files)
+                yield keys, position, opened
+                for c, _ in keys:
+                    o = opened[c]
+                    o.left -= 1
+                    if o.left == 0:
+                        del opened[c]
+        finally:
+            files.close()
 
-    def _open(self, clip: _Clip, windows: np.ndarray, labels: _LabelCache | None) -> _Open:
+    def _open(
+        self, clip: _Clip, windows: np.ndarray, labels: _LabelCache | None, pool: BufferPool, files: OpenFiles
+    ) -> _Open:
         """Decode what ``windows`` (indices into ``clip.targets``) of ``clip`` need, and find their labels."""
         assert self.rig is not None
         k = self.frames
-        lo, decoded = _decode_clip(self.store, self.rig, clip, windows, k)  # (cams, T, H, W[, 3])
+        lo, decoded = _decode_clip(self.store, self.rig, clip, windows, k, pool, files)  # (cams, T, H, W[, 3])
         # every k-frame run of the decoded frames, as views: (cams, T-k+1, k, H, W[, 3])
         runs = np.moveaxis(np.lib.stride_tricks.sliding_window_view(decoded, k, axis=1, writeable=True), -1, 2)
         run = np.full(len(clip.targets), -1, dtype=np.int64)
@@ -900,13 +945,19 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         return sample
 
     def _batch(
-        self, keys: list[tuple[int, int]], opened: dict[int, _Open], shard: int, shards: int, position: int
+        self,
+        keys: list[tuple[int, int]],
+        opened: dict[int, _Open],
+        shard: int,
+        shards: int,
+        position: int,
+        memory: _Memory,
     ) -> dict[str, Any]:
-        """The windows ``keys`` as one batch, each field filled in place clip by clip."""
+        """The windows ``keys`` as one batch, each field filled in place clip by clip (big ones in ``memory``)."""
         assert self.rig is not None
         n = len(keys)
-        shared = get_worker_info() is not None  # the big fields are built where they will cross to the trainer
-        images_t = _uint8((n, *self.rig.image_shape(self.frames)), shared)  # (B, cams, k, H, W[, 3])
+        big = [(n, *self.rig.image_shape(self.frames)), (n if self.occupancy else 0, *self.occupancy_shape)]
+        images_t, occupancy_t = memory.tensors(big)  # (B, cams, k, H, W[, 3]), (B, rows, cols)
         images = images_t.numpy()
         speed = np.empty(n, dtype=np.float32)
         command = np.empty(n, dtype=np.int64)
@@ -914,7 +965,6 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         lane_shift = np.empty(n, dtype=np.float32)
         frame = np.empty(n, dtype=np.int64)
         t_s = np.empty(n, dtype=np.float64)
-        occupancy_t = _uint8((n if self.occupancy else 0, *self.occupancy_shape), shared)  # (B, rows, cols)
         occupancy = occupancy_t.numpy()
         has = np.zeros(n, dtype=bool)
         by_clip: dict[int, list[int]] = {}
@@ -980,27 +1030,7 @@ def merge_states(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- batching
-_SHARED_MIN_BYTES = 1 << 16  # a batch field this large crosses from a worker in shared memory
-
-
-def _collate(samples: Sequence[Mapping[str, Any]], small_as_numpy: bool) -> dict[str, Any]:
-    if not samples:
-        raise DojoConfigError("collate_windows() got an empty batch.")
-    out: dict[str, Any] = {}
-    for key, first in samples[0].items():
-        values = [s[key] for s in samples]
-        if isinstance(first, torch.Tensor):
-            if first.numel() * first.element_size() * len(values) < _SHARED_MIN_BYTES:
-                small = torch.stack(values)  # (B, ...) a few hundred bytes: torch's stack is quicker
-                out[key] = small.numpy() if small_as_numpy else small
-            else:  # images, grids: numpy's stack is quicker for many large uint8 arrays
-                out[key] = torch.from_numpy(np.stack([v.numpy() for v in values]))
-        elif isinstance(first, str):
-            out[key] = values
-        else:
-            stacked = np.array(values, dtype=np.float64 if isinstance(first, float) else np.int64)
-            out[key] = stacked if small_as_numpy else torch.from_numpy(stacked)
-    return out
+_NUMPY_STACK_BYTES = 1 << 16  # a field this large stacks faster through numpy than torch
 
 
 def collate_windows(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -1009,25 +1039,31 @@ def collate_windows(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     Like torch's default_collate for these dicts, but stacks through numpy, which measured
     faster for the many small uint8 images of a batch on CPU.
     """
-    return _collate(samples, small_as_numpy=False)
+    if not samples:
+        raise DojoConfigError("collate_windows() got an empty batch.")
+    out: dict[str, Any] = {}
+    for key, first in samples[0].items():
+        values = [s[key] for s in samples]
+        if isinstance(first, torch.Tensor):
+            if first.numel() * first.element_size() * len(values) < _NUMPY_STACK_BYTES:
+                out[key] = torch.stack(values)  # (B, ...) a few hundred bytes: torch's stack is quicker
+            else:  # images, grids: numpy's stack is quicker for many large uint8 arrays
+                out[key] = torch.from_numpy(np.stack([v.numpy() for v in values]))
+        elif isinstance(first, str):
+            out[key] = values
+        else:
+            out[key] = torch.from_numpy(np.array(values, dtype=np.float64 if isinstance(first, float) else np.int64))
+    return out
 
 
-def _collate_for_transfer(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Like :func:`collate_windows`, but small fields stay numpy arrays until the main process.
-
-    A tensor crosses from a DataLoader worker as its own shared-memory segment and file
-    descriptor; a numpy array of a few hundred bytes rides in the pickle, which is cheaper.
-    """
-    return _collate(samples, small_as_numpy=True)
-
-
-def _uint8(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
-    """An uninitialised uint8 tensor; in shared memory when ``shared``, as torch's collate does in
-    workers, so sending it to the main process passes a handle instead of copying it there."""
-    if not shared:
-        return torch.empty(shape, dtype=torch.uint8)
-    storage = torch.UntypedStorage._new_shared(max(math.prod(shape), 1))
-    return torch.empty(0, dtype=torch.uint8).set_(storage).view(-1)[: math.prod(shape)].view(shape)
+def _batch_memory(slots: SlotRing | None) -> _Memory:
+    """Where this process builds batches: in this process (the trainer's), memory reused once
+    let go; in a DataLoader worker, shared memory the batch crosses in: the slots of ``slots``
+    (handed back by WindowLoader), else fresh each time."""
+    info = get_worker_info()
+    if info is None:
+        return BufferPool()
+    return WorkerSlots(slots, info.id) if slots is not None else FreshShared()
 
 
 class _Batches(IterableDataset[dict[str, Any]]):
@@ -1041,13 +1077,17 @@ class _Batches(IterableDataset[dict[str, Any]]):
     def __init__(self, dataset: WindowDataset, batch_size: int, drop_last: bool) -> None:
         super().__init__()
         self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
+        self.slots: SlotRing | None = None  # set by WindowLoader for each pass with workers
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         data = self.dataset
         shard, shards, start, _ = data._place()  # WindowLoader records each batch as it hands it over
-        for batch in data.iter_batches(self.batch_size, shard, shards, start):
+        memory = _batch_memory(self.slots)
+        for batch in data._batches(self.batch_size, shard, shards, start, memory):
             if self.drop_last and len(batch["clip_id"]) < self.batch_size:
                 return
+            if isinstance(memory, WorkerSlots):
+                memory.stamp(batch, _BIG_FIELDS)
             yield batch
 
 
@@ -1102,16 +1142,29 @@ class WindowLoader:
         self.batch_size, self.num_workers = batch_size, num_workers
         if num_workers:
             options["worker_init_fn"] = _WorkerInit(options.get("worker_init_fn"))
+        self.prefetch_factor = int(options.get("prefetch_factor") or 2)  # batches a worker has in flight
+        self.pin_memory = bool(options.get("pin_memory"))
+        self._batches = _Batches(dataset, batch_size, drop_last)
         self.loader: DataLoader[Any] = DataLoader(
-            _Batches(dataset, batch_size, drop_last), batch_size=None, num_workers=num_workers, collate_fn=_as_is,
-            **options,
+            self._batches, batch_size=None, num_workers=num_workers, collate_fn=_as_is, **options
         )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch in self.loader:
-            batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
-            self.dataset.observe(batch)
-            yield batch
+        # workers write batches into slots handed back once a batch is let go (see dojo.data.slots)
+        slots = None
+        if self.num_workers and reusable():
+            slots = SlotRing(self.num_workers, self.prefetch_factor + 3, keep=not self.pin_memory)
+        self._batches.slots = slots  # the workers start (and take their copy) in iter(self.loader)
+        try:
+            for batch in self.loader:
+                if slots is not None:
+                    slots.received(batch, _BIG_FIELDS)
+                    slots.release_idle()
+                batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+                self.dataset.observe(batch)
+                yield batch
+        finally:
+            self._batches.slots = None
 
 
 def make_loader(dataset: WindowDataset, batch_size: int = 32, num_workers: int = 0, **options: Any) -> WindowLoader:

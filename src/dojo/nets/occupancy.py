@@ -245,6 +245,19 @@ def iou_from_counts(counts: torch.Tensor | Sequence[Sequence[int]]) -> float:
     return float((c[0][present] / c[1][present]).mean())
 
 
+def iou_per_class(counts: torch.Tensor | Sequence[Sequence[int]]) -> dict[str, float]:
+    """IoU of each of the OCCUPIED_CLASSES by name (NaN for a class in neither prediction nor target).
+
+    What the mean hides: a static class (the road's edges) is easy and can carry the mean while
+    the moving one (vehicles) is still missed.
+    """
+    c = torch.as_tensor(counts, dtype=torch.float64)  # (2, 3)
+    return {
+        CLASS_NAMES[k]: float(c[0][i] / c[1][i]) if c[1][i] > 0 else math.nan
+        for i, k in enumerate(OCCUPIED_CLASSES)
+    }
+
+
 def occupancy_iou(pred: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None) -> float:
     """Mean IoU of the occupied classes of one batch (see :func:`iou_from_counts`)."""
     return iou_from_counts(iou_counts(pred, target, labelled))
@@ -254,6 +267,7 @@ __all__ = [
     "DECODER_STRIDE",
     "NET_KINDS",
     "OCCUPIED_CLASSES",
+    "iou_per_class",
     "MultiTaskNet",
     "OccupancyConfig",
     "OccupancyHead",

@@ -74,7 +74,14 @@ from tqdm import tqdm
 from dojo.data.loader import WindowDataset, WindowLoader, make_loader, merge_states
 from dojo.errors import DojoConfigError
 from dojo.nets.checkpoint import save_policy
-from dojo.nets.occupancy import MultiTaskNet, iou_counts, iou_from_counts, make_net, occupancy_loss
+from dojo.nets.occupancy import (
+    MultiTaskNet,
+    iou_counts,
+    iou_from_counts,
+    iou_per_class,
+    make_net,
+    occupancy_loss,
+)
 from dojo.nets.policy import DrivingPolicy, parameter_count
 from dojo.train.config import (
     CHECKPOINT_FILE,
@@ -303,8 +310,9 @@ class Trainer:
 
         ``val_loss``: the training loss's terms as means over the split (the policy's over all
         windows, the occupancy's over the labelled ones); ``val_windows``; and for the nets with
-        the occupancy head ``val_occupancy_loss`` and ``val_iou`` (cells pooled, then the mean
-        over the occupied classes present; NaN when no window is labelled).
+        the occupancy head ``val_occupancy_loss``, ``val_iou`` (cells pooled, then the mean
+        over the occupied classes present; NaN when no window is labelled) and each class's
+        ``val_iou_<class>``.
         """
         if self.val_loader is None or self.val_data is None:
             return None
@@ -340,6 +348,7 @@ class Trainer:
         occ_mean = float(sums[2]) / labelled_n if labelled_n else math.nan
         result["val_occupancy_loss"] = occ_mean
         result["val_iou"] = iou_from_counts(counts)
+        result.update({f"val_iou_{name}": iou for name, iou in iou_per_class(counts).items()})
         result["val_loss"] = occ_mean if self.config.net == "occupancy" else policy_mean + self.config.occupancy_weight * occ_mean
         return result
 
