@@ -215,6 +215,35 @@ def test_missing_labels_give_zeros_and_false(grey: tuple[Path, Path, Logged], tm
         assert not batch["occupancy"][~batch["has_occupancy"]].any()
 
 
+
+def test_labels_out_of_order_of_another_size_and_without_statistics(
+    grey: tuple[Path, Path, Logged], tmp_path: Path
+) -> None:
+    """A labels file another writer made: rows backwards, small row groups with no frame
+    statistics, every fifth grid of another size. Each window still gets its own frame's grid,
+    and the odd-sized ones count as unlabelled."""
+    _, store, logged = grey
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    for path in (copy / "drives").glob("*/labels.parquet"):
+        table = pq.read_table(path)
+        table = table.take(np.arange(table.num_rows)[::-1])
+        grid = table.column("grid").to_pylist()
+        odd = [g[:-1] if f % 5 == 0 else g for f, g in zip(table.column("frame").to_pylist(), grid, strict=True)]
+        table = table.set_column(table.schema.get_field_index("grid"), "grid", pa.array(odd, pa.binary()))
+        pq.write_table(table, path, row_group_size=7, write_statistics=False)
+    data = WindowDataset(copy, frames=2, shuffle=False)
+    samples = list(data)
+    assert samples
+    for s in samples:
+        assert bool(s["has_occupancy"]) == (s["frame"] % 5 != 0)
+        if s["has_occupancy"]:
+            want = logged.labels[logged.drive_of[s["clip_id"]]][round(float(s["t_s"]) / STEP_S)]
+            assert torch.equal(s["occupancy"], torch.from_numpy(want))
+        else:
+            assert not s["occupancy"].any()
+
+
 # -------------------------------------------------------------------- order and sharding
 def test_order_is_a_function_of_seed_and_epoch_and_the_buffer_mixes_clips(grey: tuple[Path, Path, Logged]) -> None:
     _, store, _ = grey
