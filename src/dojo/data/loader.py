@@ -1220,9 +1220,11 @@ class WindowLoader:
                 if slots is not None:
                     slots.received(batch, _BIG_FIELDS)
                     slots.release_idle()
-                batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
-                self.dataset.observe(batch)
-                yield batch
+                # a batch is one shard's windows in order (see _Batches): its last one says where it stands
+                shard, position = batch["shard"], batch["position"]
+                if len(position):
+                    self.dataset._record(int(batch["shards"][0]), [int(shard[-1])], [int(position[-1])])
+                yield {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
         finally:
             self._batches.slots = None
 
