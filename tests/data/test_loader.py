@@ -285,7 +285,8 @@ def test_shards_over_ranks_and_workers_cover_every_window_once(
 # ---------------------------------------------------------------------------------- resume
 def test_resume_in_process_continues_the_same_sequence(grey: tuple[Path, Path, Logged]) -> None:
     _, store, _ = grey
-    whole = keys(WindowDataset(store, seed=7))
+    samples = list(WindowDataset(store, seed=7))
+    whole = keys(samples)
     for taken in (0, 1, 150, len(whole)):
         data = WindowDataset(store, seed=7)
         it = iter(data)
@@ -293,7 +294,11 @@ def test_resume_in_process_continues_the_same_sequence(grey: tuple[Path, Path, L
         state = json.loads(json.dumps(data.state_dict()))  # it must survive a JSON checkpoint
         fresh = WindowDataset(store, seed=7)
         fresh.load_state_dict(state)
-        assert head + keys(fresh) == whole, taken
+        rest = list(fresh)
+        assert head + keys(rest) == whole, taken
+        # the labels read for the rest (read ahead from where it resumed) are each window's own
+        for got, want in zip(rest, samples[taken:], strict=True):
+            assert torch.equal(got["occupancy"], want["occupancy"]) and torch.equal(got["images"], want["images"])
     # an epoch later, from a saved position, too
     data = WindowDataset(store, seed=7)
     data.set_epoch(2)
