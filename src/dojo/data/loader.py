@@ -561,9 +561,10 @@ def _read_labels(lf: _LabelsFile | None, first_frame: int, last_frame: int, shap
     are left out.
     """
     rows_, cols = shape
+    none = _Labels(np.zeros(0, np.int64), np.zeros((0, rows_, cols), np.uint8))
     groups = [] if lf is None else lf.groups(first_frame, last_frame)
     if lf is None or not groups:
-        return _Labels(np.zeros(0, np.int64), np.zeros((0, rows_, cols), np.uint8))
+        return none
     # no thread pool: it costs milliseconds to wake per call and workers are parallel already
     grid_col = lf.pf.read_row_groups(groups, columns=["grid"], use_threads=False).column("grid")
     grid = grid_col.chunk(0) if grid_col.num_chunks == 1 else grid_col.combine_chunks()
@@ -577,7 +578,7 @@ def _read_labels(lf: _LabelsFile | None, first_frame: int, last_frame: int, shap
         keep &= np.asarray(grid.is_valid())
     rows = np.flatnonzero(keep)
     if not len(rows):
-        return _Labels(np.zeros(0, np.int64), np.zeros((0, rows_, cols), np.uint8))
+        return none
     start = int(offsets[rows[0]])
     if int(offsets[rows[-1]]) - start == size * (len(rows) - 1):
         # nothing but empty rows between the kept grids: they lie back to back in the column's
@@ -1026,20 +1027,20 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
 
     def _sample(self, o: _Open, w: int) -> dict[str, Any]:
         """Window ``w`` of an open clip as one sample; its images a view into the decoded frames."""
-        clip, j = o.clip, int(o.clip.targets[w])
+        small = o.small[w : w + 1]  # the record a batch copies too
         sample: dict[str, Any] = {
             "images": torch.from_numpy(o.runs[:, int(o.run[w])]),
-            "speed_mps": torch.from_numpy(clip.speed_mps[w : w + 1]).reshape(()),
-            "command": torch.from_numpy(clip.command[w : w + 1]).reshape(()),
-            "action": torch.from_numpy(clip.action[w]),
-            "lane_shift": torch.from_numpy(clip.lane_shift[w : w + 1]).reshape(()),
+            "speed_mps": torch.from_numpy(small["speed_mps"].copy()).reshape(()),
+            "command": torch.from_numpy(small["command"].copy()).reshape(()),
+            "action": torch.from_numpy(small["action"][0].copy()),
+            "lane_shift": torch.from_numpy(small["lane_shift"].copy()).reshape(()),
         }
         if self.occupancy:
             g = int(o.grid_row[w])
             grid = o.grids[g] if g >= 0 else np.zeros(self.occupancy_shape, dtype=np.uint8)
             sample["occupancy"] = torch.from_numpy(grid)
             sample["has_occupancy"] = torch.tensor(g >= 0)
-        sample.update(frame=int(clip.frame[j]), t_s=float(clip.t_s[j]), clip_id=clip.clip_id)
+        sample.update(frame=int(small["frame"][0]), t_s=float(small["t_s"][0]), clip_id=o.clip.clip_id)
         return sample
 
     def _batch(
