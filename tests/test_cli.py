@@ -7,7 +7,22 @@ from dojo.cli import main
 
 
 def test_survey_json_reports_each_family_and_driver(capsys):
-    assert main(["world", "survey", "--families", "stalled,cut_in", "--worlds", "4", "--seconds", "5", "--json"]) == 0
+    assert (
+        main(
+            [
+                "world",
+                "survey",
+                "--families",
+                "stalled,cut_in",
+                "--worlds",
+                "4",
+                "--seconds",
+                "5",
+                "--json",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert [(r["family"], r["driver"]) for r in rows] == [
         (f, d) for f in ("stalled", "cut_in") for d in ("naive", "human", "expert")
@@ -42,7 +57,24 @@ def test_render_writes_a_mosaic_png(tmp_path):
 
 def test_render_gif_has_one_frame_per_step(tmp_path):
     out = tmp_path / "clip.gif"
-    assert main(["world", "render", "--scenario", "stalled", "--seed", "1", "--out", str(out), "--gif", "--seconds", "1"]) == 0
+    assert (
+        main(
+            [
+                "world",
+                "render",
+                "--scenario",
+                "stalled",
+                "--seed",
+                "1",
+                "--out",
+                str(out),
+                "--gif",
+                "--seconds",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).n_frames == 10
 
 
@@ -50,6 +82,13 @@ def test_bench_world_prints_ours_beside_highway_env(capsys):
     pytest.importorskip("highway_env")
     assert main(["bench", "world", "--seconds", "0.3", "--worlds", "8", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    for key in ("ours_vehicle_steps_per_s", "highway_env_vehicle_steps_per_s", "ratio", "camera_frames_per_s"):
+    for key in (
+        "ours_vehicle_steps_per_s",
+        "highway_env_vehicle_steps_per_s",
+        "ratio",
+        "camera_frames_per_s",
+    ):
         assert result[key] > 0, key
-    assert result["ratio"] == pytest.approx(result["ours_vehicle_steps_per_s"] / result["highway_env_vehicle_steps_per_s"])
+    assert result["ratio"] == pytest.approx(
+        result["ours_vehicle_steps_per_s"] / result["highway_env_vehicle_steps_per_s"]
+    )

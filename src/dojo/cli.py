@@ -28,19 +28,31 @@ def _world_survey(args: argparse.Namespace) -> int:
     seeds = range(args.seed, args.seed + args.worlds)
     rows = []
     steps = int(round(args.seconds / DT_S))
-    with tqdm(total=len(families) * len(drivers) * steps, desc="survey", unit="step", disable=args.json, leave=False) as bar:
+    with tqdm(
+        total=len(families) * len(drivers) * steps,
+        desc="survey",
+        unit="step",
+        disable=args.json,
+        leave=False,
+    ) as bar:
         for fam in families:
             for driver in drivers:
-                rows.append(run_episodes(fam, driver, seeds, args.seconds, on_step=lambda: bar.update(1)))
+                rows.append(
+                    run_episodes(fam, driver, seeds, args.seconds, on_step=lambda: bar.update(1))
+                )
                 bar.update(len(rows) * steps - bar.n)  # episodes that all ended early skip ahead
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
-    print(f"{args.worlds} worlds x {args.seconds:g} s per family (seeds {seeds.start}..{seeds.stop - 1}); "
-          f"critical = TTC < 1.5 s or collision")
+    print(
+        f"{args.worlds} worlds x {args.seconds:g} s per family (seeds {seeds.start}..{seeds.stop - 1}); "
+        f"critical = TTC < 1.5 s or collision"
+    )
     print(f"{'family':<11}{'driver':<8}{'decisions':>11}{'critical':>10}{'rate':>10}{'crashes':>9}")
     for r in rows:
-        print(f"{r.family:<11}{r.driver:<8}{r.decisions:>11,}{r.critical:>10,}{r.critical_rate:>10.2%}{r.collisions:>9}")
+        print(
+            f"{r.family:<11}{r.driver:<8}{r.decisions:>11,}{r.critical:>10,}{r.critical_rate:>10.2%}{r.collisions:>9}"
+        )
     return 0
 
 
@@ -48,7 +60,14 @@ def _world_render(args: argparse.Namespace) -> int:
     from dojo.world.render import render_clip, render_moment
 
     if args.gif:
-        n = render_clip(args.scenario, args.seed, args.out, seconds=args.seconds, driver=args.driver, at_s=args.at)
+        n = render_clip(
+            args.scenario,
+            args.seed,
+            args.out,
+            seconds=args.seconds,
+            driver=args.driver,
+            at_s=args.at,
+        )
         print(f"wrote {args.out} ({n} frames)")
     else:
         render_moment(args.scenario, args.seed, args.out, at_s=args.at, driver=args.driver)
@@ -59,7 +78,9 @@ def _world_render(args: argparse.Namespace) -> int:
 def _bench_world(args: argparse.Namespace) -> int:
     from dojo.world.bench import bench_world, format_table
 
-    result = bench_world(seconds=args.seconds, worlds=args.worlds, log=lambda m: print(m, file=sys.stderr))
+    result = bench_world(
+        seconds=args.seconds, worlds=args.worlds, log=lambda m: print(m, file=sys.stderr)
+    )
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 
@@ -73,15 +94,32 @@ def _drive(args: argparse.Namespace) -> int:
 
     families = tuple(f.strip() for f in args.scenarios.split(",")) if args.scenarios else FAMILIES
     config = DriveConfig(
-        cars=args.cars, minutes=args.minutes, mode=args.mode, policy=args.policy, families=families,
-        seed=args.seed, out=args.out, drive_s=args.drive_seconds, logging=args.logging, heldout=args.heldout,
+        cars=args.cars,
+        minutes=args.minutes,
+        mode=args.mode,
+        policy=args.policy,
+        families=families,
+        seed=args.seed,
+        out=args.out,
+        drive_s=args.drive_seconds,
+        logging=args.logging,
+        heldout=args.heldout,
     )
     fleet = Fleet(config)  # checks the policy and the output folder before any progress bar
-    with tqdm(total=config.steps, desc=f"drive {config.cars} cars", unit="step", disable=args.json, leave=False) as bar:
+    with tqdm(
+        total=config.steps,
+        desc=f"drive {config.cars} cars",
+        unit="step",
+        disable=args.json,
+        leave=False,
+    ) as bar:
+
         def tick(s: DriveSummary) -> None:
             bar.update(1)
             if bar.n % 50 == 0:
-                bar.set_postfix(critical=s.critical_interventions, collisions=s.collisions, refresh=False)
+                bar.set_postfix(
+                    critical=s.critical_interventions, collisions=s.collisions, refresh=False
+                )
 
         fleet.on_step = tick
         summary = fleet.run()
@@ -113,7 +151,12 @@ def format_drive_summary(s: dict[str, Any]) -> str:
 def _bench_drive(args: argparse.Namespace) -> int:
     from dojo.fleet.bench import bench_drive, format_table
 
-    result = bench_drive(cars=args.cars, seconds=args.seconds, mode=args.mode, log=lambda m: print(m, file=sys.stderr))
+    result = bench_drive(
+        cars=args.cars,
+        seconds=args.seconds,
+        mode=args.mode,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 
@@ -122,8 +165,14 @@ def _bench_data(args: argparse.Namespace) -> int:
     from dojo.data.bench import bench_data, format_result
 
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
-    result = bench_data(parts, rows=args.rows, cars=args.cars, seconds=args.seconds, repeats=args.repeats,
-                        log=lambda m: print(m, file=sys.stderr))
+    result = bench_data(
+        parts,
+        rows=args.rows,
+        cars=args.cars,
+        seconds=args.seconds,
+        repeats=args.repeats,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0
 
@@ -132,7 +181,9 @@ def _bench_train(args: argparse.Namespace) -> int:
     from dojo.train.bench import bench_train, format_train
 
     sizes = tuple(s.strip() for s in args.sizes.split(",") if s.strip())
-    result = bench_train(sizes, steps=args.steps, batch_size=args.batch_size, log=lambda m: print(m, file=sys.stderr))
+    result = bench_train(
+        sizes, steps=args.steps, batch_size=args.batch_size, log=lambda m: print(m, file=sys.stderr)
+    )
     print(json.dumps(result, indent=2) if args.json else format_train(result))
     return 0
 
@@ -141,50 +192,94 @@ def _bench_eval(args: argparse.Namespace) -> int:
     from dojo.eval.bench import bench_eval, format_eval_bench
 
     cars = tuple(int(c) for c in args.cars.split(",") if c.strip())
-    result = bench_eval(decisions=args.decisions, cars=cars, device=args.device, log=lambda m: print(m, file=sys.stderr))
+    result = bench_eval(
+        decisions=args.decisions,
+        cars=cars,
+        device=args.device,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     print(json.dumps(result, indent=2) if args.json else format_eval_bench(result))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dojo", description="Fleet video and drive logs in, better driving networks out.")
+    parser = argparse.ArgumentParser(
+        prog="dojo", description="Fleet video and drive logs in, better driving networks out."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    world = sub.add_parser("world", help="the batched traffic world").add_subparsers(dest="world_command", required=True)
-    survey = world.add_parser("survey", help="critical-situation rates per scenario family: naive driver vs the human-driver model")
+    world = sub.add_parser("world", help="the batched traffic world").add_subparsers(
+        dest="world_command", required=True
+    )
+    survey = world.add_parser(
+        "survey",
+        help="critical-situation rates per scenario family: naive driver vs the human-driver model",
+    )
     survey.add_argument("--families", default="", help="comma-separated families (default: all)")
-    survey.add_argument("--worlds", type=int, default=64, help="episodes (worlds) per family and driver")
+    survey.add_argument(
+        "--worlds", type=int, default=64, help="episodes (worlds) per family and driver"
+    )
     survey.add_argument("--seconds", type=float, default=30.0, help="episode length [s]")
     survey.add_argument("--seed", type=int, default=0, help="first seed")
     survey.add_argument(
-        "--drivers", default="naive,human,expert",
+        "--drivers",
+        default="naive,human,expert",
         help="who drives the ego: naive (constant speed, keep lane), human (IDM + MOBIL with reaction delay "
         "and lapses), expert (the same model with perfect perception)",
     )
     survey.add_argument("--json", action="store_true", help="print JSON instead of a table")
     survey.set_defaults(func=_world_survey)
 
-    render = world.add_parser("render", help="camera mosaic beside the BEV occupancy grid of one moment (or a GIF)")
+    render = world.add_parser(
+        "render", help="camera mosaic beside the BEV occupancy grid of one moment (or a GIF)"
+    )
     render.add_argument("--scenario", default="highway", help="scenario family")
     render.add_argument("--seed", type=int, default=0)
     render.add_argument("--out", required=True, help="output .png (or .gif with --gif)")
-    render.add_argument("--at", type=float, default=None, help="moment to show [s] (default: the scenario's first hazard, else 5 s)")
+    render.add_argument(
+        "--at",
+        type=float,
+        default=None,
+        help="moment to show [s] (default: the scenario's first hazard, else 5 s)",
+    )
     render.add_argument("--gif", action="store_true", help="write a few seconds as an animated GIF")
     render.add_argument("--seconds", type=float, default=4.0, help="GIF length [s]")
-    render.add_argument("--driver", default="expert", choices=["expert", "naive"], help="who drives the ego")
+    render.add_argument(
+        "--driver", default="expert", choices=["expert", "naive"], help="who drives the ego"
+    )
     render.set_defaults(func=_world_render)
 
-    dr = sub.add_parser("drive", help="drive a simulated fleet and write one MCAP drive log per car per drive")
-    dr.add_argument("--cars", type=int, default=8, help="fleet size (each car is one world of the batch)")
+    dr = sub.add_parser(
+        "drive", help="drive a simulated fleet and write one MCAP drive log per car per drive"
+    )
+    dr.add_argument(
+        "--cars", type=int, default=8, help="fleet size (each car is one world of the batch)"
+    )
     dr.add_argument("--minutes", type=float, default=2.0, help="simulated minutes per car")
-    dr.add_argument("--mode", default="shadow", help="manual | shadow | autonomous | mixed (even cars shadow, odd autonomous)")
-    dr.add_argument("--policy", default="naive", help="on-board network: naive | expert | a checkpoint path")
-    dr.add_argument("--scenarios", default="", help="comma-separated scenario families (default: all)")
+    dr.add_argument(
+        "--mode",
+        default="shadow",
+        help="manual | shadow | autonomous | mixed (even cars shadow, odd autonomous)",
+    )
+    dr.add_argument(
+        "--policy", default="naive", help="on-board network: naive | expert | a checkpoint path"
+    )
+    dr.add_argument(
+        "--scenarios", default="", help="comma-separated scenario families (default: all)"
+    )
     dr.add_argument("--seed", type=int, default=0, help="first scenario seed")
     dr.add_argument("--out", required=True, help="folder for the drive logs (created if missing)")
-    dr.add_argument("--drive-seconds", type=float, default=40.0, help="length of one drive (one log) [s]")
-    dr.add_argument("--logging", default="full", help="full (every frame) | triggers (only windows around events) | none (no logs)")
-    dr.add_argument("--heldout", action="store_true", help="use held-out seeds (evaluation), not training seeds")
+    dr.add_argument(
+        "--drive-seconds", type=float, default=40.0, help="length of one drive (one log) [s]"
+    )
+    dr.add_argument(
+        "--logging",
+        default="full",
+        help="full (every frame) | triggers (only windows around events) | none (no logs)",
+    )
+    dr.add_argument(
+        "--heldout", action="store_true", help="use held-out seeds (evaluation), not training seeds"
+    )
     dr.add_argument("--json", action="store_true", help="print the summary as JSON")
     dr.set_defaults(func=_drive)
 
@@ -216,36 +311,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sched_commands(sub)
 
-    bench = sub.add_parser("bench", help="benchmarks: ours beside the reference, same run").add_subparsers(dest="bench_command", required=True)
-    bw = bench.add_parser("world", help="vehicle-steps/s vs highway-env highway-fast-v0, and camera frames/s")
+    bench = sub.add_parser(
+        "bench", help="benchmarks: ours beside the reference, same run"
+    ).add_subparsers(dest="bench_command", required=True)
+    bw = bench.add_parser(
+        "world", help="vehicle-steps/s vs highway-env highway-fast-v0, and camera frames/s"
+    )
     bw.add_argument("--seconds", type=float, default=5.0, help="wall time per measurement [s]")
     bw.add_argument("--worlds", type=int, default=1024, help="worlds per batch (per process)")
     bw.add_argument("--json", action="store_true")
     bw.set_defaults(func=_bench_world)
-    bd = bench.add_parser("drive", help="fleet seconds per wall second and camera frames logged per second vs PyAV encoding alone")
+    bd = bench.add_parser(
+        "drive",
+        help="fleet seconds per wall second and camera frames logged per second vs PyAV encoding alone",
+    )
     bd.add_argument("--cars", type=int, default=8)
     bd.add_argument("--seconds", type=float, default=30.0, help="simulated seconds per car")
     bd.add_argument("--mode", default="manual", help="manual | shadow | autonomous | mixed")
     bd.add_argument("--json", action="store_true")
     bd.set_defaults(func=_bench_drive)
-    bdata = bench.add_parser("data", help="ingest frames/s vs mcap reading, loader vs raw PyAV decode, trigger query DuckDB vs pandas")
-    bdata.add_argument("--parts", default="ingest,loader,query", help="comma-separated: ingest, loader, query")
-    bdata.add_argument("--rows", type=int, default=10**8, help="telemetry rows for the query part (default 1e8, ~2.2 GB, cached)")
-    bdata.add_argument("--cars", type=int, default=8, help="cars driven for the ingest and loader parts")
+    bdata = bench.add_parser(
+        "data",
+        help="ingest frames/s vs mcap reading, loader vs raw PyAV decode, trigger query DuckDB vs pandas",
+    )
+    bdata.add_argument(
+        "--parts", default="ingest,loader,query", help="comma-separated: ingest, loader, query"
+    )
+    bdata.add_argument(
+        "--rows",
+        type=int,
+        default=10**8,
+        help="telemetry rows for the query part (default 1e8, ~2.2 GB, cached)",
+    )
+    bdata.add_argument(
+        "--cars", type=int, default=8, help="cars driven for the ingest and loader parts"
+    )
     bdata.add_argument("--seconds", type=float, default=120.0, help="simulated seconds per car")
     bdata.add_argument("--repeats", type=int, default=3, help="runs per side; the fastest counts")
     bdata.add_argument("--json", action="store_true")
     bdata.set_defaults(func=_bench_data)
-    btrain = bench.add_parser("train", help="dojo train samples/s beside a bare PyTorch loop, FLOPs counted, MFU")
+    btrain = bench.add_parser(
+        "train", help="dojo train samples/s beside a bare PyTorch loop, FLOPs counted, MFU"
+    )
     btrain.add_argument("--sizes", default="tiny,base", help="comma-separated: tiny, base, large")
     btrain.add_argument("--steps", type=int, default=30)
     btrain.add_argument("--batch-size", type=int, default=32)
     btrain.add_argument("--json", action="store_true")
     btrain.set_defaults(func=_bench_train)
-    beval = bench.add_parser("eval", help="closed-loop decisions/s: the tiny vision policy beside naive")
-    beval.add_argument("--decisions", type=int, default=24_000, help="decisions per side (at least 1000)")
-    beval.add_argument("--cars", default="16,64", help="comma-separated cars a family, one row each")
-    beval.add_argument("--device", default=None, help="torch device for the network (default: cuda if available)")
+    beval = bench.add_parser(
+        "eval", help="closed-loop decisions/s: the tiny vision policy beside naive"
+    )
+    beval.add_argument(
+        "--decisions", type=int, default=24_000, help="decisions per side (at least 1000)"
+    )
+    beval.add_argument(
+        "--cars", default="16,64", help="comma-separated cars a family, one row each"
+    )
+    beval.add_argument(
+        "--device", default=None, help="torch device for the network (default: cuda if available)"
+    )
     beval.add_argument("--json", action="store_true")
     beval.set_defaults(func=_bench_eval)
 

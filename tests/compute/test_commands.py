@@ -26,17 +26,58 @@ def _run(argv: list[str]) -> int:
 
 
 def test_plan_table_with_equivalence(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(["plan", "--net", "policy", "--size", "tiny", "--samples", "1e9", "--system", "exapod",
-                 "--vs", "h100-node:64"]) == 0
+    assert (
+        _run(
+            [
+                "plan",
+                "--net",
+                "policy",
+                "--size",
+                "tiny",
+                "--samples",
+                "1e9",
+                "--system",
+                "exapod",
+                "--vs",
+                "h100-node:64",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    for text in ("step time", "time to train", "energy", "cost", "exapod", "h100-node:64", "equivalence:",
-                 "1.09 EFLOP/s"):
+    for text in (
+        "step time",
+        "time to train",
+        "energy",
+        "cost",
+        "exapod",
+        "h100-node:64",
+        "equivalence:",
+        "1.09 EFLOP/s",
+    ):
         assert text in out
 
 
 def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(["plan", "--size", "tiny", "--samples", "1e6", "--system", "tile", "--nproc", "20",
-                 "--batch", "640", "--json"]) == 0
+    assert (
+        _run(
+            [
+                "plan",
+                "--size",
+                "tiny",
+                "--samples",
+                "1e6",
+                "--system",
+                "tile",
+                "--nproc",
+                "20",
+                "--batch",
+                "640",
+                "--json",
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     (p,) = data["plans"]
     assert p["chips"] == 20 and p["batch_per_chip"] == 32
@@ -45,15 +86,36 @@ def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_plan_on_this_cpu(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(["plan", "--size", "tiny", "--samples", "1e4", "--system", "cpu-host", "--batch", "32"]) == 0
+    assert (
+        _run(
+            ["plan", "--size", "tiny", "--samples", "1e4", "--system", "cpu-host", "--batch", "32"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "fp32" in out and "calibration:" in out
 
 
 def test_plan_draws_the_placement(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "plan.png"
-    assert _run(["plan", "--size", "tiny", "--system", "exapod", "--nproc", "20", "--batch", "640",
-                 "--draw", str(out)]) == 0
+    assert (
+        _run(
+            [
+                "plan",
+                "--size",
+                "tiny",
+                "--system",
+                "exapod",
+                "--nproc",
+                "20",
+                "--batch",
+                "640",
+                "--draw",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert f"wrote {out}" in capsys.readouterr().out
     img = Image.open(out).convert("RGB")
     colours = {c for _, c in img.getcolors(maxcolors=1 << 16) or []}

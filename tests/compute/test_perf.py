@@ -35,7 +35,9 @@ def test_ring_allreduce_closed_form() -> None:
 def test_allreduce_keeps_the_rings_bandwidth_and_takes_a_trees_latency() -> None:
     assert allreduce_s(1e9, 2, 100.0, 10.0) == pytest.approx(ring_allreduce_s(1e9, 2, 100.0, 10.0))
     # 1,024 members: the ring would pay 2 x 1,023 latencies, the tree 2 x 10
-    assert allreduce_s(1e6, 1024, 100.0, 10.0) == pytest.approx(2 * 1023 / 1024 * 1e6 / 100e9 + 20 * 10e-6)
+    assert allreduce_s(1e6, 1024, 100.0, 10.0) == pytest.approx(
+        2 * 1023 / 1024 * 1e6 / 100e9 + 20 * 10e-6
+    )
     assert allreduce_s(1e6, 1024, 100.0, 10.0) < ring_allreduce_s(1e6, 1024, 100.0, 10.0) / 50
 
 
@@ -43,8 +45,12 @@ def test_hierarchical_allreduce_sums_one_ring_per_level() -> None:
     topo = parse_system("h100-node:4")
     gpu, node = topo.levels
     times = hierarchical_allreduce_s(2e8, (8, 4), topo.levels, comm_efficiency=0.5)
-    assert times[0] == pytest.approx(2 * 7 / 8 * 2e8 / (gpu.uplink_gbs * 0.5e9) + 2 * 3 * gpu.latency_us * 1e-6)
-    assert times[1] == pytest.approx(2 * 3 / 4 * 2e8 / (node.uplink_gbs * 0.5e9) + 2 * 2 * node.latency_us * 1e-6)
+    assert times[0] == pytest.approx(
+        2 * 7 / 8 * 2e8 / (gpu.uplink_gbs * 0.5e9) + 2 * 3 * gpu.latency_us * 1e-6
+    )
+    assert times[1] == pytest.approx(
+        2 * 3 / 4 * 2e8 / (node.uplink_gbs * 0.5e9) + 2 * 2 * node.latency_us * 1e-6
+    )
 
 
 def test_step_time_parts_on_a_gpu_node_pair() -> None:
@@ -55,10 +61,13 @@ def test_step_time_parts_on_a_gpu_node_pair() -> None:
     assert p.placement.ring_sizes == (8, 2)
     assert p.step.compute_s == pytest.approx(3e9 * 64 / (989e12 * model.efficiency))
     grad = W.params * 2  # bf16 gradients
-    expected_ar = (allreduce_s(grad, 8, 450 * model.comm_efficiency, 5.0)
-                   + ring_allreduce_s(grad, 2, 400 * model.comm_efficiency, 10.0))
+    expected_ar = allreduce_s(grad, 8, 450 * model.comm_efficiency, 5.0) + ring_allreduce_s(
+        grad, 2, 400 * model.comm_efficiency, 10.0
+    )
     assert p.step.allreduce_s == pytest.approx(expected_ar)
-    assert p.step.exposed_allreduce_s == pytest.approx(max(0.0, expected_ar - 2 / 3 * p.step.compute_s))
+    assert p.step.exposed_allreduce_s == pytest.approx(
+        max(0.0, expected_ar - 2 / 3 * p.step.compute_s)
+    )
     assert p.step.update_s == pytest.approx(W.params * 28 / 3350e9)
     assert p.steps == math.ceil(1e6 / 1024)
     assert p.time_to_train_s == pytest.approx(p.steps * p.step.total_s)
@@ -68,7 +77,12 @@ def test_step_time_parts_on_a_gpu_node_pair() -> None:
 
 
 def test_energy_and_cost_of_a_tile_job() -> None:
-    p = plan(Job(W, samples=1e6, batch=640, chips=20), parse_system("exapod"), price_kwh=0.2, price_chip_hour=1.5)
+    p = plan(
+        Job(W, samples=1e6, batch=640, chips=20),
+        parse_system("exapod"),
+        price_kwh=0.2,
+        price_chip_hour=1.5,
+    )
     assert p.placement.block == "exapod0/cabinet0/tray0/tile0"
     assert p.power_w == pytest.approx(20 * 400 + 5000)  # the whole tile's overhead is spent
     assert p.cost == pytest.approx(p.energy_kwh * 0.2 + 20 * p.time_to_train_s / 3600 * 1.5)
@@ -76,11 +90,15 @@ def test_energy_and_cost_of_a_tile_job() -> None:
 
 def test_more_chips_train_faster_until_communication_dominates() -> None:
     small = Workload("comm-light", 1e10, 1_000_000)
-    times = [plan(Job(small, 1e7, batch=3000, chips=n), parse_system("exapod")).time_to_train_s
-             for n in (25, 150, 300, 3000)]
+    times = [
+        plan(Job(small, 1e7, batch=3000, chips=n), parse_system("exapod")).time_to_train_s
+        for n in (25, 150, 300, 3000)
+    ]
     assert times == sorted(times, reverse=True)
     big_grads = Workload("comm-heavy", 1e6, 2_000_000_000 // 16)
-    one, many = (plan(Job(big_grads, 1e6, batch=3000, chips=n), parse_system("exapod")) for n in (1, 3000))
+    one, many = (
+        plan(Job(big_grads, 1e6, batch=3000, chips=n), parse_system("exapod")) for n in (1, 3000)
+    )
     assert many.step.exposed_allreduce_s > many.step.compute_s  # communication-bound at scale
     assert one.step.allreduce_s == 0.0
 
@@ -118,14 +136,32 @@ def test_equivalence_can_be_none_within_the_batch() -> None:
 
 
 def test_the_planner_on_this_cpu_is_the_calibrated_model() -> None:
-    cal = Calibration(machine={"cpu": "test", "cores": 2}, peak_tflops_per_core=0.064, peak_source="test",
-                      fit=Fit(efficiency=0.7, step_overhead_s=0.003, sample_overhead_s=0.0004, update_gbs=4.0,
-                              allreduce_gbs=0.2, allreduce_latency_us=900.0))
+    cal = Calibration(
+        machine={"cpu": "test", "cores": 2},
+        peak_tflops_per_core=0.064,
+        peak_source="test",
+        fit=Fit(
+            efficiency=0.7,
+            step_overhead_s=0.003,
+            sample_overhead_s=0.0004,
+            update_gbs=4.0,
+            allreduce_gbs=0.2,
+            allreduce_latency_us=900.0,
+        ),
+    )
     topo = parse_system("cpu-host", all_families(cal))
     for nproc, batch in ((1, 8), (2, 32)):
-        m = Measurement(size="base", batch=batch, nproc=nproc, step_s=1.0, flops_per_sample=W.train_flops_per_sample,
-                        params=W.params)
-        p = plan(Job(W, samples=1e4, batch=batch, chips=nproc, precision="fp32"), topo, model=cal.model())
+        m = Measurement(
+            size="base",
+            batch=batch,
+            nproc=nproc,
+            step_s=1.0,
+            flops_per_sample=W.train_flops_per_sample,
+            params=W.params,
+        )
+        p = plan(
+            Job(W, samples=1e4, batch=batch, chips=nproc, precision="fp32"), topo, model=cal.model()
+        )
         assert p.step.total_s == pytest.approx(predict_s(m, cal.fit, 0.064e12))
 
 

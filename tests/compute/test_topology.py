@@ -31,10 +31,14 @@ def test_exapod_headlines_fall_out_of_the_d1() -> None:
     assert pod.blocks_at("tile") == 120
     # 3,000 x 362 TFLOPS = 1.086 EFLOPS, published as "1.1 EFLOPS"
     assert pod.peak_tflops("exapod", "bf16") == pytest.approx(3000 * 362.0)
-    assert pod.peak_tflops("exapod", "bf16") / 1e6 == pytest.approx(h["exapod_bf16_eflops"], rel=0.02)
+    assert pod.peak_tflops("exapod", "bf16") / 1e6 == pytest.approx(
+        h["exapod_bf16_eflops"], rel=0.02
+    )
     assert pod.peak_tflops("tile", "bf16") / 1e3 == pytest.approx(h["tile_bf16_pflops"], rel=0.01)
     assert pod.peak_tflops("tray", "bf16") / 1e3 == pytest.approx(h["tray_bf16_pflops"], rel=0.01)
-    assert pod.peak_tflops("cabinet", "bf16") / 1e3 == pytest.approx(h["cabinet_bf16_pflops"], rel=0.02)
+    assert pod.peak_tflops("cabinet", "bf16") / 1e3 == pytest.approx(
+        h["cabinet_bf16_pflops"], rel=0.02
+    )
     assert pod.sram_gb("tile") == pytest.approx(h["tile_sram_gb"], rel=0.01)
     assert pod.sram_gb("exapod") / 1e3 == pytest.approx(h["exapod_sram_tb"], rel=0.03)
     assert pod.dram_gb("exapod") / 1e3 == pytest.approx(h["exapod_dram_tb"], rel=0.03)
@@ -46,8 +50,12 @@ def test_gpu_node_headlines() -> None:
     for name, family in (("h100", load_family("h100.toml")), ("a100", load_family("a100.toml"))):
         node = Topology(family, f"{name}-node")
         assert node.total_chips == 8
-        assert node.peak_tflops("node", "bf16") / 1e3 == pytest.approx(family.headlines["node_bf16_pflops"], rel=0.01)
-        assert node.power_w("node") / 1e3 == pytest.approx(family.headlines["node_power_kw"], rel=0.01)
+        assert node.peak_tflops("node", "bf16") / 1e3 == pytest.approx(
+            family.headlines["node_bf16_pflops"], rel=0.01
+        )
+        assert node.power_w("node") / 1e3 == pytest.approx(
+            family.headlines["node_power_kw"], rel=0.01
+        )
     h100 = Topology(load_family("h100.toml"), "h100-node")
     assert h100.sram_gb("node") == pytest.approx(640.0)
     assert h100.peak_tflops("gpu", "bf16") == 989.0
@@ -62,7 +70,11 @@ def test_block_names_round_trip_and_enumerate() -> None:
     assert pod.block("tile", 46).name == "exapod0/cabinet3/tray1/tile4"
     names = [b.name for b in pod.blocks("tray")]
     assert len(names) == len(set(names)) == 20
-    assert names[:3] == ["exapod0/cabinet0/tray0", "exapod0/cabinet0/tray1", "exapod0/cabinet1/tray0"]
+    assert names[:3] == [
+        "exapod0/cabinet0/tray0",
+        "exapod0/cabinet0/tray1",
+        "exapod0/cabinet1/tray0",
+    ]
     for level in range(pod.top + 1):
         blocks = list(pod.blocks(level))
         assert sum(len(b.chips) for b in blocks) == pod.total_chips

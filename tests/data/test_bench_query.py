@@ -34,7 +34,9 @@ ROWS, ROWS_PER_DRIVE = 200_000, 20_000
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("benchquery") / "data"
     messages: list[str] = []
-    out = make_telemetry(folder, ROWS, rows_per_drive=ROWS_PER_DRIVE, seed=3, progress=messages.append)
+    out = make_telemetry(
+        folder, ROWS, rows_per_drive=ROWS_PER_DRIVE, seed=3, progress=messages.append
+    )
     out["_folder"] = folder
     out["_messages"] = messages
     return out
@@ -58,7 +60,10 @@ def brute_force(rows: list[tuple[str, float, float | None]]) -> list[DriveNearMi
 
 def test_layout_and_schema(data: dict) -> None:
     store = Path(data["store"])
-    assert json.loads((store / "store.json").read_text()) == {"format": "dojo-clip-store", "version": 1}
+    assert json.loads((store / "store.json").read_text()) == {
+        "format": "dojo-clip-store",
+        "version": 1,
+    }
     assert data["drives"] == ROWS // ROWS_PER_DRIVE and data["rows"] == ROWS and data["bytes"] > 0
     assert sorted(Store(store).drive_ids()) == sorted(data["drive_ids"])
     first = store / "drives" / data["drive_ids"][0]
@@ -171,8 +176,13 @@ def test_bench_on_a_subset_reports_the_ratio(data: dict) -> None:
     json.dumps(result)  # JSON-able
     assert result["data"]["reused"]
     assert result["pandas_rows"] == ROWS // 2 and result["rows"] == ROWS
-    assert result["answers_agree"] and result["answer"]["events"] > result["answer_same_rows"]["events"] > 0
-    assert result["speedup_vs_pandas"] == pytest.approx(result["pandas_s"] / result["duckdb_same_rows_s"])
+    assert (
+        result["answers_agree"]
+        and result["answer"]["events"] > result["answer_same_rows"]["events"] > 0
+    )
+    assert result["speedup_vs_pandas"] == pytest.approx(
+        result["pandas_s"] / result["duckdb_same_rows_s"]
+    )
     assert result["meets_target"] == (result["duckdb_s"] < result["target_s"] == 2.0)
     table = format_table(result)
     assert f"{result['speedup_vs_pandas']:.1f}x" in table and "speed-up" in table
@@ -182,7 +192,9 @@ def test_bench_on_a_subset_reports_the_ratio(data: dict) -> None:
 
 @pytest.mark.parametrize("rows", [0, -5, 1.5, "100", True, None])
 def test_bad_rows_are_refused(rows: object, tmp_path: Path) -> None:
-    with pytest.raises(DojoConfigError, match=r"^rows=.* must be a whole number of rows, at least 1\.$"):
+    with pytest.raises(
+        DojoConfigError, match=r"^rows=.* must be a whole number of rows, at least 1\.$"
+    ):
         bench_trigger_query(rows=rows, folder=tmp_path, log=None)  # type: ignore[arg-type]
     with pytest.raises(DojoConfigError, match=r"^rows="):
         make_telemetry(tmp_path, rows)  # type: ignore[arg-type]

@@ -46,13 +46,20 @@ def test_numpy_arrays_and_views_hold_their_memory() -> None:
 def test_several_tensors_of_one_request_share_a_storage_without_overlap() -> None:
     pool = BufferPool()
     images, grid = pool.tensors([(3, 5, 7), (2, 11)])
-    assert images.shape == (3, 5, 7) and grid.shape == (2, 11) and images.dtype == grid.dtype == torch.uint8
+    assert (
+        images.shape == (3, 5, 7)
+        and grid.shape == (2, 11)
+        and images.dtype == grid.dtype == torch.uint8
+    )
     images.fill_(200)
     grid.fill_(9)
     assert bool((images == 200).all()) and bool((grid == 9).all())
     assert grid.data_ptr() % 64 == 0 and grid.data_ptr() >= images.data_ptr() + images.numel()
     assert nbytes_for([(3, 5, 7), (2, 11)]) == 128 + 64
-    assert [v.shape for v in views(torch.UntypedStorage(192), [(3, 5, 7), (2, 11)])] == [(3, 5, 7), (2, 11)]
+    assert [v.shape for v in views(torch.UntypedStorage(192), [(3, 5, 7), (2, 11)])] == [
+        (3, 5, 7),
+        (2, 11),
+    ]
 
 
 def test_the_pool_keeps_few_idle_buffers() -> None:
@@ -61,4 +68,6 @@ def test_the_pool_keeps_few_idle_buffers() -> None:
     assert len(pool.storages) == 6  # all in use: all remembered
     del held
     (big,) = pool.tensors([(10_000,)])  # none fits: a new one, and the idle beyond spare go
-    assert len(pool.storages) <= 2 + 1 and any(big.data_ptr() == s.data_ptr() for s in pool.storages)
+    assert len(pool.storages) <= 2 + 1 and any(
+        big.data_ptr() == s.data_ptr() for s in pool.storages
+    )

@@ -33,8 +33,15 @@ DOJO = [sys.executable, "-m", "dojo.cli"]
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real drive logs: 2 cars, mixed modes, full logging, 8 s drives (about 6 files)."""
     out = tmp_path_factory.mktemp("logs")
-    config = DriveConfig(cars=2, minutes=0.35, mode="mixed", policy="naive", out=str(out), drive_s=8.0,
-                         families=("cut_in", "stalled", "highway"))
+    config = DriveConfig(
+        cars=2,
+        minutes=0.35,
+        mode="mixed",
+        policy="naive",
+        out=str(out),
+        drive_s=8.0,
+        families=("cut_in", "stalled", "highway"),
+    )
     Fleet(config).run()
     return out
 
@@ -43,20 +50,37 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trigger_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Trigger-only logs, whose camera frames come in windows with gaps between them."""
     out = tmp_path_factory.mktemp("trigger_logs")
-    config = DriveConfig(cars=2, minutes=0.5, mode="autonomous", policy="naive", out=str(out), drive_s=30.0,
-                         families=("stalled", "cut_in"), logging="triggers")
+    config = DriveConfig(
+        cars=2,
+        minutes=0.5,
+        mode="autonomous",
+        policy="naive",
+        out=str(out),
+        drive_s=30.0,
+        families=("stalled", "cut_in"),
+        logging="triggers",
+    )
     Fleet(config).run()
     return out
 
 
 def tree_digest(root: Path) -> dict[str, str]:
     """SHA-256 of every file under ``root/drives`` (what a stored clip is made of)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / "drives").rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "drives").rglob("*"))
+        if p.is_file()
+    }
 
 
-def rewrite(src: Path, dst: Path, drop: tuple[str, ...] = (), extra_channel: bool = False,
-            spoil_video_at: int | None = None, tag: str = "") -> None:
+def rewrite(
+    src: Path,
+    dst: Path,
+    drop: tuple[str, ...] = (),
+    extra_channel: bool = False,
+    spoil_video_at: int | None = None,
+    tag: str = "",
+) -> None:
     """Copy a drive log record by record with the official mcap writer, changing one thing."""
     with open(src, "rb") as f, open(dst, "wb") as g:
         reader = make_reader(f)
@@ -64,9 +88,17 @@ def rewrite(src: Path, dst: Path, drop: tuple[str, ...] = (), extra_channel: boo
         assert summary is not None
         writer = Writer(g, compression=CompressionType.ZSTD)
         writer.start()
-        schema_ids = {sid: writer.register_schema(s.name, s.encoding, s.data) for sid, s in summary.schemas.items()}
-        channel_ids = {cid: writer.register_channel(c.topic, c.message_encoding, schema_ids[c.schema_id], c.metadata)
-                       for cid, c in summary.channels.items() if c.topic not in drop}
+        schema_ids = {
+            sid: writer.register_schema(s.name, s.encoding, s.data)
+            for sid, s in summary.schemas.items()
+        }
+        channel_ids = {
+            cid: writer.register_channel(
+                c.topic, c.message_encoding, schema_ids[c.schema_id], c.metadata
+            )
+            for cid, c in summary.channels.items()
+            if c.topic not in drop
+        }
         if extra_channel:
             lidar = writer.register_schema("acme.LidarScan", "jsonschema", b"{}")
             channel_ids[-1] = writer.register_channel("/lidar", "json", lidar)
@@ -82,8 +114,13 @@ def rewrite(src: Path, dst: Path, drop: tuple[str, ...] = (), extra_channel: boo
                     record["data"] = "AAAA" * 40  # zero bytes: no NAL unit at all
                     data = json.dumps(record).encode()
                 frame += 1
-            writer.add_message(channel_ids[channel.id], log_time=message.log_time, publish_time=message.publish_time,
-                               data=data, sequence=message.sequence)
+            writer.add_message(
+                channel_ids[channel.id],
+                log_time=message.log_time,
+                publish_time=message.publish_time,
+                data=data,
+                sequence=message.sequence,
+            )
         for m in reader.iter_metadata():
             writer.add_metadata(m.name, m.metadata)
         if tag:  # a distinct file with the same drive in it
@@ -91,12 +128,20 @@ def rewrite(src: Path, dst: Path, drop: tuple[str, ...] = (), extra_channel: boo
         writer.finish()
 
 
-def test_ingest_remuxes_every_frame_and_table_and_the_catalog_agrees(logs: Path, tmp_path: Path) -> None:
+def test_ingest_remuxes_every_frame_and_table_and_the_catalog_agrees(
+    logs: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     files = sorted(logs.glob("*.mcap"))
     summary = ingest([logs], store).as_dict()
     assert summary["files_ingested"] == len(files) >= 4 and summary["files_quarantined"] == 0
-    assert summary.keys() >= {"files_ingested", "files_quarantined", "quarantined", "frames", "clips"}
+    assert summary.keys() >= {
+        "files_ingested",
+        "files_quarantined",
+        "quarantined",
+        "frames",
+        "clips",
+    }
     st = Store(store)
     con = connect(st)
     total_frames = 0
@@ -104,34 +149,55 @@ def test_ingest_remuxes_every_frame_and_table_and_the_catalog_agrees(logs: Path,
         log = read_drive_log(f)
         sha = hashlib.sha256(f.read_bytes()).hexdigest()
         drive_id = sha[:24]
-        (n_frames,) = con.execute("SELECT frames FROM drives WHERE drive_id = ?", [drive_id]).fetchone()
+        (n_frames,) = con.execute(
+            "SELECT frames FROM drives WHERE drive_id = ?", [drive_id]
+        ).fetchone()
         assert n_frames == log.message_counts["/camera/front"]
         total_frames += n_frames * len(log.cameras)
         # the video is a remux: decoding the store's stream gives exactly the log's frames
         for cam in log.cameras:
-            rows = con.execute("SELECT byte_offset, byte_size FROM frames WHERE drive_id = ? AND camera = ? ORDER BY frame",
-                               [drive_id, cam]).fetchall()
+            rows = con.execute(
+                "SELECT byte_offset, byte_size FROM frames WHERE drive_id = ? AND camera = ? ORDER BY frame",
+                [drive_id, cam],
+            ).fetchall()
             data = (store / "drives" / drive_id / "video" / f"{cam}.h264").read_bytes()
             assert sum(size for _, size in rows) == len(data)
-            units = [data[o:o + s] for o, s in rows]
-            np.testing.assert_array_equal(decode_access_units(units, rgb=False), decode_video(f, cam))
+            units = [data[o : o + s] for o, s in rows]
+            np.testing.assert_array_equal(
+                decode_access_units(units, rgb=False), decode_video(f, cam)
+            )
         # telemetry, events and labels: the same values, in time order
-        tele = con.execute("SELECT t_s, speed_mps, lane, command, driver FROM telemetry WHERE drive_id = ? ORDER BY t_s",
-                           [drive_id]).fetchall()
-        assert tele == [(r["t_s"], r["speed_mps"], r["lane"], r["command"], r["driver"]) for r in log.telemetry]
-        kinds = [k for (k,) in con.execute("SELECT kind FROM events WHERE drive_id = ? ORDER BY t_s", [drive_id]).fetchall()]
+        tele = con.execute(
+            "SELECT t_s, speed_mps, lane, command, driver FROM telemetry WHERE drive_id = ? ORDER BY t_s",
+            [drive_id],
+        ).fetchall()
+        assert tele == [
+            (r["t_s"], r["speed_mps"], r["lane"], r["command"], r["driver"]) for r in log.telemetry
+        ]
+        kinds = [
+            k
+            for (k,) in con.execute(
+                "SELECT kind FROM events WHERE drive_id = ? ORDER BY t_s", [drive_id]
+            ).fetchall()
+        ]
         assert kinds == [e["kind"] for e in log.events]
         times, grids = read_occupancy(f)
-        stored = con.execute("SELECT t_s, grid FROM labels WHERE drive_id = ? ORDER BY t_s", [drive_id]).fetchall()
+        stored = con.execute(
+            "SELECT t_s, grid FROM labels WHERE drive_id = ? ORDER BY t_s", [drive_id]
+        ).fetchall()
         assert len(stored) == len(times)
         assert all(bytes(g) == grid.tobytes() for (_, g), grid in zip(stored, grids, strict=True))
     assert summary["frames"] == total_frames
     # clips tile each drive's frames, start on keyframes, and are at most 10 s long
-    clips = con.execute("SELECT drive_id, start_frame, end_frame, t1_s - t0_s FROM clips ORDER BY 1, 2").fetchall()
+    clips = con.execute(
+        "SELECT drive_id, start_frame, end_frame, t1_s - t0_s FROM clips ORDER BY 1, 2"
+    ).fetchall()
     assert len(clips) == summary["clips"]
     assert max(span for *_, span in clips) < 10.0
-    starts = con.execute("SELECT count(*) FROM frames f JOIN clips c ON f.clip_id = c.clip_id "
-                         "AND f.frame = c.start_frame WHERE NOT f.keyframe").fetchone()
+    starts = con.execute(
+        "SELECT count(*) FROM frames f JOIN clips c ON f.clip_id = c.clip_id "
+        "AND f.frame = c.start_frame WHERE NOT f.keyframe"
+    ).fetchone()
     assert starts == (0,)
 
 
@@ -146,11 +212,14 @@ def test_trigger_only_logs_make_one_clip_per_window(trigger_logs: Path, tmp_path
           FROM frames WHERE camera = 'front') WHERE dt > 0.15""").fetchone()
     assert gaps == (0,)  # no clip spans a gap in the frames
     tele, frames = con.execute(
-        "SELECT (SELECT count(*) FROM telemetry), (SELECT count(*) FROM frames WHERE camera = 'front')").fetchone()
+        "SELECT (SELECT count(*) FROM telemetry), (SELECT count(*) FROM frames WHERE camera = 'front')"
+    ).fetchone()
     assert frames < tele  # windows only, while telemetry covers every step
 
 
-def test_ingest_is_idempotent_and_the_same_file_twice_is_one_drive(logs: Path, tmp_path: Path) -> None:
+def test_ingest_is_idempotent_and_the_same_file_twice_is_one_drive(
+    logs: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     one = sorted(logs.glob("*.mcap"))[0]
     copy = tmp_path / "copy.mcap"
@@ -165,7 +234,9 @@ def test_ingest_is_idempotent_and_the_same_file_twice_is_one_drive(logs: Path, t
     assert third.files_ingested == 0 and third.files_already == len(list(logs.glob("*.mcap")))
 
 
-def test_bad_files_are_quarantined_with_a_reason_and_stored_clips_stay(logs: Path, tmp_path: Path) -> None:
+def test_bad_files_are_quarantined_with_a_reason_and_stored_clips_stay(
+    logs: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     good = sorted(logs.glob("*.mcap"))
     ingest(good[:2], store)
@@ -185,11 +256,18 @@ def test_bad_files_are_quarantined_with_a_reason_and_stored_clips_stay(logs: Pat
     reasons = {Path(q["file"]).name: q["reason"] for q in summary["quarantined"]}
     assert summary["files_ingested"] == 1 and summary["files_quarantined"] == 6
     assert "truncated" in reasons["truncated.mcap"]
-    assert "not an MCAP file" in reasons["random.mcap"] and "not an MCAP file" in reasons["empty.mcap"]
-    assert "'/lidar'" in reasons["unknown_schema.mcap"] and "acme.LidarScan" in reasons["unknown_schema.mcap"]
+    assert (
+        "not an MCAP file" in reasons["random.mcap"] and "not an MCAP file" in reasons["empty.mcap"]
+    )
+    assert (
+        "'/lidar'" in reasons["unknown_schema.mcap"]
+        and "acme.LidarScan" in reasons["unknown_schema.mcap"]
+    )
     assert "no /telemetry channel" in reasons["no_telemetry.mcap"]
     assert "camera 'front'" in reasons["bad_video.mcap"] and "decode" in reasons["bad_video.mcap"]
-    assert summary["skipped"] == [{"file": str(bad / "writing.mcap.partial"), "reason": "still being written (.partial)"}]
+    assert summary["skipped"] == [
+        {"file": str(bad / "writing.mcap.partial"), "reason": "still being written (.partial)"}
+    ]
     assert {q["reason"] for q in Store(store).quarantined()} == set(reasons.values())
     # what was stored before is byte for byte the same, and the catalog still reads it
     assert {k: v for k, v in tree_digest(store).items() if k in before} == before
@@ -197,7 +275,9 @@ def test_bad_files_are_quarantined_with_a_reason_and_stored_clips_stay(logs: Pat
     assert not list((store / "tmp").iterdir())
 
 
-def test_an_empty_folder_a_missing_path_and_a_store_that_is_a_file(tmp_path: Path, logs: Path) -> None:
+def test_an_empty_folder_a_missing_path_and_a_store_that_is_a_file(
+    tmp_path: Path, logs: Path
+) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     summary = ingest([empty], tmp_path / "store")
@@ -225,11 +305,17 @@ def test_kill_9_mid_ingest_then_rerun_completes_the_store(logs: Path, tmp_path: 
     many.mkdir()
     for f in sorted(logs.glob("*.mcap")):  # the same logs several times, each a distinct file
         for k in range(4):
-            rewrite(f, many / f"{f.stem}-{k}.mcap", tag=str(k)) if k else shutil.copy(f, many / f.name)
+            rewrite(f, many / f"{f.stem}-{k}.mcap", tag=str(k)) if k else shutil.copy(
+                f, many / f.name
+            )
     n = len(list(many.glob("*.mcap")))
     store = tmp_path / "store"
-    proc = subprocess.Popen([*DOJO, "ingest", str(many), "--store", str(store), "--workers", "1", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [*DOJO, "ingest", str(many), "--store", str(store), "--workers", "1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list((store / "drives").glob("*"))) < 2:
         time.sleep(0.02)
@@ -263,42 +349,96 @@ def test_a_store_on_another_fsspec_filesystem(logs: Path) -> None:
 
 def test_cli_ingest_and_query(logs: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    run = subprocess.run([*DOJO, "ingest", str(logs), "--store", str(store), "--json"],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [*DOJO, "ingest", str(logs), "--store", str(store), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     assert out["files_ingested"] == len(list(logs.glob("*.mcap"))) and out["quarantined"] == []
     sql = "SELECT family, count(*) AS clips FROM clips GROUP BY 1 ORDER BY 1"
-    as_json = json.loads(subprocess.run([*DOJO, "query", str(store), sql, "--json"], capture_output=True, text=True).stdout)
-    assert [r["family"] for r in as_json] == ["cut_in", "highway", "stalled"] and sum(r["clips"] for r in as_json) == out["clips"]
-    as_csv = subprocess.run([*DOJO, "query", str(store), sql, "--csv"], capture_output=True, text=True).stdout
+    as_json = json.loads(
+        subprocess.run(
+            [*DOJO, "query", str(store), sql, "--json"], capture_output=True, text=True
+        ).stdout
+    )
+    assert [r["family"] for r in as_json] == ["cut_in", "highway", "stalled"] and sum(
+        r["clips"] for r in as_json
+    ) == out["clips"]
+    as_csv = subprocess.run(
+        [*DOJO, "query", str(store), sql, "--csv"], capture_output=True, text=True
+    ).stdout
     assert as_csv.splitlines()[0] == "family,clips" and len(as_csv.splitlines()) == 4
-    table = subprocess.run([*DOJO, "query", str(store), "SELECT grid FROM labels LIMIT 3"], capture_output=True, text=True).stdout
+    table = subprocess.run(
+        [*DOJO, "query", str(store), "SELECT grid FROM labels LIMIT 3"],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "<9600 bytes>" in table and "(3 rows)" in table
-    bad = subprocess.run([*DOJO, "query", str(store), "SELECT nope FROM clips"], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.startswith("dojo: error: The query failed:") and len(bad.stderr.splitlines()) == 1
+    bad = subprocess.run(
+        [*DOJO, "query", str(store), "SELECT nope FROM clips"], capture_output=True, text=True
+    )
+    assert (
+        bad.returncode == 2
+        and bad.stderr.startswith("dojo: error: The query failed:")
+        and len(bad.stderr.splitlines()) == 1
+    )
     partial = tmp_path / "x.mcap"
     partial.write_bytes(b"not an mcap")
-    mixed = subprocess.run([*DOJO, "ingest", str(partial), "--store", str(store)], capture_output=True, text=True)
-    assert mixed.returncode == 1 and "quarantined" in mixed.stdout and "not an MCAP file" in mixed.stdout
+    mixed = subprocess.run(
+        [*DOJO, "ingest", str(partial), "--store", str(store)], capture_output=True, text=True
+    )
+    assert (
+        mixed.returncode == 1
+        and "quarantined" in mixed.stdout
+        and "not an MCAP file" in mixed.stdout
+    )
 
 
 def test_cli_mine_and_datasets(logs: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     ingest([logs], store)
-    mine = [*DOJO, "mine", str(store), "--trigger", "near_miss,cut_in", "--param", "near_miss.ttc_s=3.0",
-            "--sample-normal", "0.5", "--out", "cases", "--json"]
+    mine = [
+        *DOJO,
+        "mine",
+        str(store),
+        "--trigger",
+        "near_miss,cut_in",
+        "--param",
+        "near_miss.ttc_s=3.0",
+        "--sample-normal",
+        "0.5",
+        "--out",
+        "cases",
+        "--json",
+    ]
     first = subprocess.run(mine, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     made = json.loads(first.stdout)
     assert made["dataset"] == "cases@v1" and made["created"] and made["windows"] > 0
     again = json.loads(subprocess.run(mine, capture_output=True, text=True, timeout=120).stdout)
-    assert again["dataset"] == "cases@v1" and not again["created"]  # the same windows: no new version
-    listed = subprocess.run([*DOJO, "datasets", "list", str(store)], capture_output=True, text=True).stdout
+    assert (
+        again["dataset"] == "cases@v1" and not again["created"]
+    )  # the same windows: no new version
+    listed = subprocess.run(
+        [*DOJO, "datasets", "list", str(store)], capture_output=True, text=True
+    ).stdout
     assert "cases@v1" in listed and made["content_hash"][:12] in listed
-    card = subprocess.run([*DOJO, "datasets", "show", str(store), "cases"], capture_output=True, text=True).stdout
+    card = subprocess.run(
+        [*DOJO, "datasets", "show", str(store), "cases"], capture_output=True, text=True
+    ).stdout
     assert card.startswith("# Dataset cases v1") and "near_miss.ttc_s=3.0" in card
-    bad = subprocess.run([*DOJO, "mine", str(store), "--trigger", "nope", "--out", "x"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    hostile = subprocess.run([*DOJO, "datasets", "show", str(store), "../../etc"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [*DOJO, "mine", str(store), "--trigger", "nope", "--out", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        bad.returncode == 2 and "nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    )
+    hostile = subprocess.run(
+        [*DOJO, "datasets", "show", str(store), "../../etc"], capture_output=True, text=True
+    )
     assert hostile.returncode == 2 and hostile.stderr.startswith("dojo: error:")

@@ -56,10 +56,14 @@ class Logged:
             self.video[drive_id] = {cam: decode_video(path, cam) for cam in log.cameras}
             self.telemetry[drive_id] = {round(r["t_s"] / STEP_S): r for r in log.telemetry}
             times, grids = read_occupancy(path)
-            self.labels[drive_id] = {round(t / STEP_S): g for t, g in zip(times, grids, strict=True)}
+            self.labels[drive_id] = {
+                round(t / STEP_S): g for t, g in zip(times, grids, strict=True)
+            }
         _, clips = query(store, "SELECT clip_id, drive_id FROM clips")
         self.drive_of = dict(clips)
-        _, counts = query(store, "SELECT clip_id, count(DISTINCT frame) FROM frames GROUP BY clip_id")
+        _, counts = query(
+            store, "SELECT clip_id, count(DISTINCT frame) FROM frames GROUP BY clip_id"
+        )
         self.clip_frames = dict(counts)
 
 
@@ -95,7 +99,9 @@ def keys(samples: Iterable[dict[str, Any]]) -> list[Key]:
 
 
 def batch_keys(batches: Iterable[dict[str, Any]]) -> list[Key]:
-    return [(c, int(f)) for b in batches for c, f in zip(b["clip_id"], b["frame"].tolist(), strict=True)]
+    return [
+        (c, int(f)) for b in batches for c, f in zip(b["clip_id"], b["frame"].tolist(), strict=True)
+    ]
 
 
 def check_against_logs(samples: Iterable[dict[str, Any]], logged: Logged, k: int) -> int:
@@ -105,30 +111,49 @@ def check_against_logs(samples: Iterable[dict[str, Any]], logged: Logged, k: int
         drive = logged.drive_of[s["clip_id"]]
         f = int(s["frame"])
         step = round(float(s["t_s"]) / STEP_S)
-        expected = np.stack([v[f - k + 1 : f + 1] for v in logged.video[drive].values()])  # (cams, k, H, W)
+        expected = np.stack(
+            [v[f - k + 1 : f + 1] for v in logged.video[drive].values()]
+        )  # (cams, k, H, W)
         assert torch.equal(s["images"], torch.from_numpy(expected)), (s["clip_id"], f)
         now, after = logged.telemetry[drive][step], logged.telemetry[drive][step + 1]
-        assert s["speed_mps"].dtype == torch.float32 and s["speed_mps"].item() == pytest.approx(now["speed_mps"], abs=1e-5)
-        assert s["action"].tolist() == pytest.approx([after["accel_mps2"], after["steer_rad"]], abs=1e-5)
+        assert s["speed_mps"].dtype == torch.float32 and s["speed_mps"].item() == pytest.approx(
+            now["speed_mps"], abs=1e-5
+        )
+        assert s["action"].tolist() == pytest.approx(
+            [after["accel_mps2"], after["steer_rad"]], abs=1e-5
+        )
         assert s["command"].dtype == torch.int64 and s["command"].item() == int(after["command"])
         rows = logged.telemetry[drive]
-        ahead = rows[min(step + 1 + round(LANE_LOOKAHEAD_S / STEP_S), len(rows) - 1)]  # where it was 1.5 s on
+        ahead = rows[
+            min(step + 1 + round(LANE_LOOKAHEAD_S / STEP_S), len(rows) - 1)
+        ]  # where it was 1.5 s on
         assert s["lane_shift"].item() == np.sign(int(ahead["lane"]) - int(after["lane"]))
         # the label is the action taken on seeing the frame: it carries the speed at t to t + dt
-        assert after["speed_mps"] == pytest.approx(now["speed_mps"] + s["action"][0].item() * STEP_S, abs=1e-4)
-        assert bool(s["has_occupancy"]) and torch.equal(s["occupancy"], torch.from_numpy(logged.labels[drive][step]))
+        assert after["speed_mps"] == pytest.approx(
+            now["speed_mps"] + s["action"][0].item() * STEP_S, abs=1e-4
+        )
+        assert bool(s["has_occupancy"]) and torch.equal(
+            s["occupancy"], torch.from_numpy(logged.labels[drive][step])
+        )
         n += 1
     return n
 
 
 # --------------------------------------------------------------------------- correctness
-def test_every_window_decodes_to_the_logged_frames_with_its_telemetry_and_labels(grey: tuple[Path, Path, Logged]) -> None:
+def test_every_window_decodes_to_the_logged_frames_with_its_telemetry_and_labels(
+    grey: tuple[Path, Path, Logged],
+) -> None:
     _, store, logged = grey
     data = WindowDataset(store, frames=2)
     samples = list(data)
     # one window per frame of a clip except its first (a window stays inside its clip)
     expected = {(c, f) for c, f in _all_targets(store, 2)}
-    assert len(samples) == data.num_windows == len(expected) == sum(n - 1 for n in logged.clip_frames.values())
+    assert (
+        len(samples)
+        == data.num_windows
+        == len(expected)
+        == sum(n - 1 for n in logged.clip_frames.values())
+    )
     assert set(keys(samples)) == expected and len(set(keys(samples))) == len(samples)
     assert check_against_logs(samples, logged, k=2) == len(samples)
     first = samples[0]
@@ -139,7 +164,9 @@ def test_every_window_decodes_to_the_logged_frames_with_its_telemetry_and_labels
 
 
 def _all_targets(store: Path, k: int) -> list[Key]:
-    _, rows = query(store, "SELECT DISTINCT clip_id, frame, start_frame FROM frames JOIN clips USING (clip_id)")
+    _, rows = query(
+        store, "SELECT DISTINCT clip_id, frame, start_frame FROM frames JOIN clips USING (clip_id)"
+    )
     return [(c, f) for c, f, start in rows if f - start >= k - 1]
 
 
@@ -149,7 +176,9 @@ def test_three_frames_stride_two_and_one_frame_windows(grey: tuple[Path, Path, L
     samples = list(data)
     _, starts = query(store, "SELECT clip_id, start_frame FROM clips")
     start_of = dict(starts)
-    assert samples and all((f - start_of[c] - 2) % 2 == 0 and f - start_of[c] >= 2 for c, f in keys(samples))
+    assert samples and all(
+        (f - start_of[c] - 2) % 2 == 0 and f - start_of[c] >= 2 for c, f in keys(samples)
+    )
     assert check_against_logs(samples[::7], logged, k=3) == len(samples[::7])
     # k = 1: a drive's first frame has no telemetry row at its time (the first is logged after a step)
     single = keys(WindowDataset(store, frames=1, shuffle=False))
@@ -164,12 +193,21 @@ def test_an_rgb_rig_gives_colour_windows(colour: tuple[Path, Path, Logged]) -> N
     assert check_against_logs(samples, logged, k=2) == len(samples)
 
 
-def test_specs_restrict_the_windows_and_decode_only_from_the_last_keyframe(grey: tuple[Path, Path, Logged]) -> None:
+def test_specs_restrict_the_windows_and_decode_only_from_the_last_keyframe(
+    grey: tuple[Path, Path, Logged],
+) -> None:
     _, store, logged = grey
-    _, rows = query(store, "SELECT clip_id, t0_s FROM clips WHERE start_frame = 100 ORDER BY clip_id LIMIT 1")
+    _, rows = query(
+        store, "SELECT clip_id, t0_s FROM clips WHERE start_frame = 100 ORDER BY clip_id LIMIT 1"
+    )
     clip, t0 = rows[0]
-    lo_s, hi_s = t0 + 2.0, t0 + 3.0  # targets 2.0 .. 3.0 s into a clip starting on a keyframe each 1 s
-    data = WindowDataset(store, [(clip, lo_s, hi_s), (clip, lo_s + 0.5, hi_s)])  # overlapping: no duplicates
+    lo_s, hi_s = (
+        t0 + 2.0,
+        t0 + 3.0,
+    )  # targets 2.0 .. 3.0 s into a clip starting on a keyframe each 1 s
+    data = WindowDataset(
+        store, [(clip, lo_s, hi_s), (clip, lo_s + 0.5, hi_s)]
+    )  # overlapping: no duplicates
     samples = list(data)
     assert sorted(keys(samples)) == [(clip, f) for f in range(120, 131)]
     # the first window needs frame 119: decoding starts at the keyframe of frame 110
@@ -194,7 +232,9 @@ def test_a_store_on_another_fsspec_filesystem(grey: tuple[Path, Path, Logged]) -
     assert check_against_logs(samples[::25], logged, k=2) == len(samples[::25])
 
 
-def test_missing_labels_give_zeros_and_false(grey: tuple[Path, Path, Logged], tmp_path: Path) -> None:
+def test_missing_labels_give_zeros_and_false(
+    grey: tuple[Path, Path, Logged], tmp_path: Path
+) -> None:
     _, store, _ = grey
     copy = tmp_path / "store"
     shutil.copytree(store, copy)
@@ -202,8 +242,16 @@ def test_missing_labels_give_zeros_and_false(grey: tuple[Path, Path, Logged], tm
         table = pq.read_table(path)
         table = table.filter(np.asarray(table.column("frame")) % 2 == 0)  # odd frames: no row
         grid = table.column("grid").to_pylist()  # frames 2 mod 4: a row whose grid is null
-        nulls = [None if f % 4 == 2 else g for f, g in zip(table.column("frame").to_pylist(), grid, strict=True)]
-        pq.write_table(table.set_column(table.schema.get_field_index("grid"), "grid", pa.array(nulls, pa.binary())), path)
+        nulls = [
+            None if f % 4 == 2 else g
+            for f, g in zip(table.column("frame").to_pylist(), grid, strict=True)
+        ]
+        pq.write_table(
+            table.set_column(
+                table.schema.get_field_index("grid"), "grid", pa.array(nulls, pa.binary())
+            ),
+            path,
+        )
     samples = list(WindowDataset(copy, frames=2, shuffle=False))
     for s in samples:
         labelled = s["frame"] % 4 == 0
@@ -213,7 +261,6 @@ def test_missing_labels_give_zeros_and_false(grey: tuple[Path, Path, Logged], tm
     for batch in make_loader(WindowDataset(copy, frames=2, shuffle=False), batch_size=16):
         assert batch["has_occupancy"].tolist() == (batch["frame"] % 4 == 0).tolist()
         assert not batch["occupancy"][~batch["has_occupancy"]].any()
-
 
 
 def test_labels_out_of_order_of_another_size_and_without_statistics(
@@ -229,8 +276,13 @@ def test_labels_out_of_order_of_another_size_and_without_statistics(
         table = pq.read_table(path)
         table = table.take(np.arange(table.num_rows)[::-1])
         grid = table.column("grid").to_pylist()
-        odd = [g[:-1] if f % 5 == 0 else g for f, g in zip(table.column("frame").to_pylist(), grid, strict=True)]
-        table = table.set_column(table.schema.get_field_index("grid"), "grid", pa.array(odd, pa.binary()))
+        odd = [
+            g[:-1] if f % 5 == 0 else g
+            for f, g in zip(table.column("frame").to_pylist(), grid, strict=True)
+        ]
+        table = table.set_column(
+            table.schema.get_field_index("grid"), "grid", pa.array(odd, pa.binary())
+        )
         pq.write_table(table, path, row_group_size=7, write_statistics=False)
     data = WindowDataset(copy, frames=2, shuffle=False)
     samples = list(data)
@@ -245,7 +297,9 @@ def test_labels_out_of_order_of_another_size_and_without_statistics(
 
 
 # -------------------------------------------------------------------- order and sharding
-def test_order_is_a_function_of_seed_and_epoch_and_the_buffer_mixes_clips(grey: tuple[Path, Path, Logged]) -> None:
+def test_order_is_a_function_of_seed_and_epoch_and_the_buffer_mixes_clips(
+    grey: tuple[Path, Path, Logged],
+) -> None:
     _, store, _ = grey
     a, b = WindowDataset(store, seed=3), WindowDataset(store, seed=3)
     first = keys(a)
@@ -298,7 +352,9 @@ def test_resume_in_process_continues_the_same_sequence(grey: tuple[Path, Path, L
         assert head + keys(rest) == whole, taken
         # the labels read for the rest (read ahead from where it resumed) are each window's own
         for got, want in zip(rest, samples[taken:], strict=True):
-            assert torch.equal(got["occupancy"], want["occupancy"]) and torch.equal(got["images"], want["images"])
+            assert torch.equal(got["occupancy"], want["occupancy"]) and torch.equal(
+                got["images"], want["images"]
+            )
     # an epoch later, from a saved position, too
     data = WindowDataset(store, seed=7)
     data.set_epoch(2)
@@ -311,7 +367,9 @@ def test_resume_in_process_continues_the_same_sequence(grey: tuple[Path, Path, L
     assert fresh.epoch == 2 and head + keys(fresh) == epoch2
 
 
-def test_resume_with_dataloader_workers_continues_the_same_batches(grey: tuple[Path, Path, Logged]) -> None:
+def test_resume_with_dataloader_workers_continues_the_same_batches(
+    grey: tuple[Path, Path, Logged],
+) -> None:
     _, store, _ = grey
     whole = batch_keys(make_loader(WindowDataset(store, seed=1), batch_size=16, num_workers=2))
     data = WindowDataset(store, seed=1)
@@ -380,12 +438,16 @@ def test_bad_inputs_are_one_clear_sentence(grey: tuple[Path, Path, Logged], tmp_
         make_loader(WindowDataset(store, []), num_workers=1, persistent_workers=True)
 
 
-def test_video_that_does_not_decode_names_the_clip_and_camera(grey: tuple[Path, Path, Logged], tmp_path: Path) -> None:
+def test_video_that_does_not_decode_names_the_clip_and_camera(
+    grey: tuple[Path, Path, Logged], tmp_path: Path
+) -> None:
     _, store, _ = grey
     copy = tmp_path / "store"
     shutil.copytree(store, copy)
     # the longest drive: a short one (a crash in its first frames) may hold no 2-frame window
-    drive = query(copy, "SELECT drive_id FROM drives ORDER BY frames DESC, drive_id LIMIT 1")[1][0][0]
+    drive = query(copy, "SELECT drive_id FROM drives ORDER BY frames DESC, drive_id LIMIT 1")[1][0][
+        0
+    ]
     clips = [c for (c,) in query(copy, f"SELECT clip_id FROM clips WHERE drive_id = '{drive}'")[1]]
     assert WindowDataset(copy, [(c, 0.0, 1e9) for c in clips]).num_windows > 0
     video = copy / "drives" / drive / "video" / "left.h264"
@@ -393,7 +455,9 @@ def test_video_that_does_not_decode_names_the_clip_and_camera(grey: tuple[Path, 
     with pytest.raises(DojoConfigError, match=rf"Clip ({'|'.join(clips)}) camera 'left'"):
         list(WindowDataset(copy, [(c, 0.0, 1e9) for c in clips]))
     video.unlink()
-    with pytest.raises(DojoConfigError, match=rf"Clip ({'|'.join(clips)}) camera 'left': cannot read"):
+    with pytest.raises(
+        DojoConfigError, match=rf"Clip ({'|'.join(clips)}) camera 'left': cannot read"
+    ):
         list(WindowDataset(copy, [(clips[0], 0.0, 1e9)]))
 
 
@@ -405,14 +469,20 @@ def test_batches_feed_the_driving_policy(grey: tuple[Path, Path, Logged]) -> Non
     assert batch["images"].shape == (8, 4, 2, 48, 96) and batch["speed_mps"].shape == (8,)
     assert batch["action"].shape == (8, 2) and batch["has_occupancy"].dtype == torch.bool
     assert data.rig is not None
-    policy = DrivingPolicy(PolicyConfig(cameras=len(data.rig.cameras), frames=2, height=48, width=96))
-    loss = torch.nn.functional.mse_loss(policy(batch["images"], batch["speed_mps"], batch["command"]), batch["action"])
+    policy = DrivingPolicy(
+        PolicyConfig(cameras=len(data.rig.cameras), frames=2, height=48, width=96)
+    )
+    loss = torch.nn.functional.mse_loss(
+        policy(batch["images"], batch["speed_mps"], batch["command"]), batch["action"]
+    )
     loss.backward()
     assert torch.isfinite(loss)
     samples = [s for _, s in zip(range(3), WindowDataset(store), strict=False)]
     stacked = collate_windows(samples)
     assert all(torch.equal(stacked["images"][i], samples[i]["images"]) for i in range(3))
-    assert stacked["t_s"].dtype == torch.float64 and stacked["clip_id"] == [s["clip_id"] for s in samples]
+    assert stacked["t_s"].dtype == torch.float64 and stacked["clip_id"] == [
+        s["clip_id"] for s in samples
+    ]
 
 
 @pytest.mark.parametrize(("workers", "occupancy"), [(0, True), (2, True), (2, False)])
@@ -426,13 +496,23 @@ def test_loader_batches_equal_collated_windows_field_by_field(
     batches = list(make_loader(data, batch_size=batch_size, num_workers=workers))
     shards = max(workers, 1)
     per_shard = data.windows_per_shard(shards)
-    assert [len(b["clip_id"]) for b in batches].count(batch_size) == sum(n // batch_size for n in per_shard)
+    assert [len(b["clip_id"]) for b in batches].count(batch_size) == sum(
+        n // batch_size for n in per_shard
+    )
     # the DataLoader's round robin over workers, each worker batching its own shard's windows
     sample_batches: list[list[list[dict[str, Any]]]] = [[] for _ in range(shards)]
     for shard in range(shards):
-        windows = list(WindowDataset(store, seed=5, occupancy=occupancy)._iter_shard(shard, shards, 0, track=False))
-        sample_batches[shard] = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
-    expected = [collate_windows(b) for group in itertools.zip_longest(*sample_batches) for b in group if b]
+        windows = list(
+            WindowDataset(store, seed=5, occupancy=occupancy)._iter_shard(
+                shard, shards, 0, track=False
+            )
+        )
+        sample_batches[shard] = [
+            windows[i : i + batch_size] for i in range(0, len(windows), batch_size)
+        ]
+    expected = [
+        collate_windows(b) for group in itertools.zip_longest(*sample_batches) for b in group if b
+    ]
     assert len(batches) == len(expected)
     for got, want in zip(batches, expected, strict=True):
         assert got.keys() == want.keys()
@@ -443,8 +523,14 @@ def test_loader_batches_equal_collated_windows_field_by_field(
                 assert got[key] == value, key
     if occupancy:
         assert any(b["has_occupancy"].any() for b in batches) and "occupancy" in batches[0]
-    dropped = list(make_loader(WindowDataset(store, seed=5), batch_size=batch_size, num_workers=workers, drop_last=True))
-    assert [len(b["clip_id"]) for b in dropped] == [batch_size] * sum(n // batch_size for n in per_shard)
+    dropped = list(
+        make_loader(
+            WindowDataset(store, seed=5), batch_size=batch_size, num_workers=workers, drop_last=True
+        )
+    )
+    assert [len(b["clip_id"]) for b in dropped] == [batch_size] * sum(
+        n // batch_size for n in per_shard
+    )
     with pytest.raises(DojoConfigError, match="collate_fn"):
         make_loader(WindowDataset(store), collate_fn=collate_windows)
 
@@ -460,15 +546,23 @@ def test_batches_let_go_lend_their_memory_and_batches_held_keep_their_contents(
     each step of it, and test_buffers.py that let-go memory is lent again.
     """
     _, store, _ = grey
-    held = list(make_loader(WindowDataset(store, seed=3), batch_size=16, num_workers=workers))  # no reuse
+    held = list(
+        make_loader(WindowDataset(store, seed=3), batch_size=16, num_workers=workers)
+    )  # no reuse
     kept: list[tuple[int, dict[str, Any]]] = []
-    for i, batch in enumerate(make_loader(WindowDataset(store, seed=3), batch_size=16, num_workers=workers)):
+    for i, batch in enumerate(
+        make_loader(WindowDataset(store, seed=3), batch_size=16, num_workers=workers)
+    ):
         assert batch_keys([batch]) == batch_keys([held[i]])
-        assert torch.equal(batch["images"], held[i]["images"]) and torch.equal(batch["occupancy"], held[i]["occupancy"])
+        assert torch.equal(batch["images"], held[i]["images"]) and torch.equal(
+            batch["occupancy"], held[i]["occupancy"]
+        )
         if i % 3 == 0:
             kept.append((i, batch))  # a trainer keeping some batches (to log them, say)
     for i, batch in kept:  # and none of those kept was written over
-        assert torch.equal(batch["images"], held[i]["images"]) and torch.equal(batch["occupancy"], held[i]["occupancy"])
+        assert torch.equal(batch["images"], held[i]["images"]) and torch.equal(
+            batch["occupancy"], held[i]["occupancy"]
+        )
 
 
 def test_rates_count_the_same_frames_on_both_sides(grey: tuple[Path, Path, Logged]) -> None:
@@ -477,8 +571,14 @@ def test_rates_count_the_same_frames_on_both_sides(grey: tuple[Path, Path, Logge
     assert raw["frames"] == 4 * sum(logged.clip_frames.values()) and raw["frames_per_s"] > 0
     rate = loader_rate(store, num_workers=0, batch_size=32)
     assert rate["decoded_camera_frames"] == raw["frames"]
-    assert rate["windows"] == sum(n - 1 for n in logged.clip_frames.values()) and rate["windows_per_s"] > 0
+    assert (
+        rate["windows"] == sum(n - 1 for n in logged.clip_frames.values())
+        and rate["windows_per_s"] > 0
+    )
     clip = sorted(logged.clip_frames)[0]
     one = decode_rate_raw(store, [clip], max_frames=7)
     assert one["frames"] == 7 and one["clips"] == 1
-    assert loader_rate(store, [clip], occupancy=False)["decoded_camera_frames"] == 4 * logged.clip_frames[clip]
+    assert (
+        loader_rate(store, [clip], occupancy=False)["decoded_camera_frames"]
+        == 4 * logged.clip_frames[clip]
+    )

@@ -49,7 +49,9 @@ def test_a_slot_comes_back_only_once_its_batch_is_let_go() -> None:
     ring.release_idle()  # the trainer let the first batch go: slot 0 goes back to its worker
     fourth = build(worker, 40)
     worker_key = fourth.pop(SLOT_KEY)
-    assert isinstance(worker_key, tuple) and worker_key[:2] == (0, 0) and worker_key[2] is not None  # sent before: only shapes cross
+    assert (
+        isinstance(worker_key, tuple) and worker_key[:2] == (0, 0) and worker_key[2] is not None
+    )  # sent before: only shapes cross
     assert "images" not in fourth and "occupancy" not in fourth
     fourth[SLOT_KEY] = worker_key
     ring.received(fourth, BIG)  # rebuilt from the storage the trainer's side kept
@@ -58,7 +60,9 @@ def test_a_slot_comes_back_only_once_its_batch_is_let_go() -> None:
     assert bool((fourth["occupancy"] == 41).all()) and int(second["images"][0, 0, 0]) == 20  # type: ignore[attr-defined,index]
 
 
-def test_a_batch_without_a_field_is_rebuilt_without_it_and_pinned_batches_hand_slots_back_at_once() -> None:
+def test_a_batch_without_a_field_is_rebuilt_without_it_and_pinned_batches_hand_slots_back_at_once() -> (
+    None
+):
     ring = SlotRing(workers=1, slots=1)
     worker = WorkerSlots(ring, 0)
     images = worker.tensors(SHAPES)[0]

@@ -24,15 +24,22 @@ def test_bench_eval_measures_the_vision_policy_beside_naive_on_the_same_decision
         assert row["tiny_decisions_per_s"] == pytest.approx(row["tiny_decisions"] / row["tiny_s"])
         assert 0 < row["inference_s"] < row["tiny_s"]
         assert row["world_and_render_s"] == pytest.approx(row["tiny_s"] - row["inference_s"])
-        assert row["five_nines_minutes"] == pytest.approx(FIVE_NINES_DECISIONS / row["tiny_decisions_per_s"] / 60)
+        assert row["five_nines_minutes"] == pytest.approx(
+            FIVE_NINES_DECISIONS / row["tiny_decisions_per_s"] / 60
+        )
         # rendering the cameras and running a network cannot be cheaper than reading the world
         assert row["tiny_decisions_per_s"] < row["naive_decisions_per_s"]
     best = max(result["rows"], key=lambda r: r["tiny_decisions_per_s"])
     assert result["best_cars"] == best["cars"]
-    assert result["ratio_to_target"] == pytest.approx(best["tiny_decisions_per_s"] / TARGET_DECISIONS_PER_S)
+    assert result["ratio_to_target"] == pytest.approx(
+        best["tiny_decisions_per_s"] / TARGET_DECISIONS_PER_S
+    )
     assert result["meets_target"] == (best["tiny_decisions_per_s"] >= TARGET_DECISIONS_PER_S)
     text = format_eval_bench(result)
-    assert "target: tiny network >= 1,000 decisions/s" in text and ("NOT met" in text) != result["meets_target"]
+    assert (
+        "target: tiny network >= 1,000 decisions/s" in text
+        and ("NOT met" in text) != result["meets_target"]
+    )
 
 
 def test_bench_eval_cli_json_and_bad_inputs(capsys: pytest.CaptureFixture[str]) -> None:

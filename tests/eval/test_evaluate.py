@@ -14,8 +14,17 @@ from dojo.errors import DojoConfigError
 from dojo.eval.evaluate import compare_results, evaluate, format_eval, load_suites, plan
 from dojo.world.scenarios import FAMILIES, HELDOUT_SEEDS
 
-KEYS = ("decisions", "miles", "critical_interventions", "noncritical_interventions", "collisions",
-        "miles_per_critical_intervention", "nines", "nines_low", "nines_high")
+KEYS = (
+    "decisions",
+    "miles",
+    "critical_interventions",
+    "noncritical_interventions",
+    "collisions",
+    "miles_per_critical_intervention",
+    "nines",
+    "nines_low",
+    "nines_high",
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +33,9 @@ def baselines() -> dict[str, dict[str, Any]]:
     return {p: evaluate(p, decisions=2_000, cars=4) for p in ("naive", "expert")}
 
 
-def test_expert_is_safer_than_naive_on_the_heldout_suite(baselines: dict[str, dict[str, Any]]) -> None:
+def test_expert_is_safer_than_naive_on_the_heldout_suite(
+    baselines: dict[str, dict[str, Any]],
+) -> None:
     naive, expert = baselines["naive"], baselines["expert"]
     assert expert["critical_interventions"] < naive["critical_interventions"]
     assert expert["nines_low"] > naive["nines_low"]
@@ -43,17 +54,27 @@ def test_result_keys_and_accounting(baselines: dict[str, dict[str, Any]]) -> Non
     for key in ("decisions", "critical_interventions", "noncritical_interventions", "collisions"):
         assert sum(f[key] for f in r["families"].values()) == r[key]
     assert sum(f["miles"] for f in r["families"].values()) == pytest.approx(r["miles"])
-    assert r["decisions"] >= 2_000 and r["decisions"] == len(FAMILIES) * 4 * 400  # whole 40 s drives
+    assert (
+        r["decisions"] >= 2_000 and r["decisions"] == len(FAMILIES) * 4 * 400
+    )  # whole 40 s drives
     if r["critical_interventions"]:
-        assert r["nines"] == pytest.approx(-math.log10(r["critical_interventions"] / r["decisions"]))
-        assert r["miles_per_critical_intervention"] == pytest.approx(r["miles"] / r["critical_interventions"])
+        assert r["nines"] == pytest.approx(
+            -math.log10(r["critical_interventions"] / r["decisions"])
+        )
+        assert r["miles_per_critical_intervention"] == pytest.approx(
+            r["miles"] / r["critical_interventions"]
+        )
     json.dumps(r, allow_nan=False)  # unbounded values are null, so the JSON is strict
 
 
 def test_zero_failures_report_a_bound(baselines: dict[str, dict[str, Any]]) -> None:
     e = baselines["expert"]
     if e["critical_interventions"] == 0:
-        assert e["nines_is_bound"] and e["nines_high"] is None and e["miles_per_critical_intervention"] is None
+        assert (
+            e["nines_is_bound"]
+            and e["nines_high"] is None
+            and e["miles_per_critical_intervention"] is None
+        )
         assert e["nines"] == pytest.approx(-math.log10(3 / e["decisions"]))
     table = format_eval(e)
     assert "overall" in table and all(f in table for f in FAMILIES)
@@ -65,12 +86,31 @@ def test_plan_rounds_up_to_whole_drives() -> None:
     assert plan(1601, 4) == (4, 800)
 
 
-def test_user_suite_from_a_file_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_suite_from_a_file_and_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lo = HELDOUT_SEEDS.start + 500
     f = tmp_path / "suites.toml"
     f.write_text(f'[suites.stalled_only]\nfamilies = ["stalled"]\nseeds = [{lo}, {lo + 2}]\n')
-    assert main(["eval", "--policy", "expert", "--suite", "stalled_only", "--suites-file", str(f),
-                 "--decisions", "1", "--cars", "3", "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--policy",
+                "expert",
+                "--suite",
+                "stalled_only",
+                "--suites-file",
+                str(f),
+                "--decisions",
+                "1",
+                "--cars",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert list(out["families"]) == ["stalled"] and out["decisions"] == 1_200
     assert out["families"]["stalled"]["seeds_repeated"]  # 3 cars, 2 seeds: said, not hidden
@@ -86,14 +126,32 @@ def test_user_suite_from_a_file_and_the_cli(tmp_path: Path, capsys: pytest.Captu
         ({"suite": "nope"}, None, "Unknown suite 'nope'"),
         ({"policy": "robot"}, None, "Unknown policy 'robot'"),
         ({"policy": "missing/model.pt"}, None, "Checkpoint missing/model.pt does not exist."),
-        ({"suite": "leaky"}, "[suites.leaky]\nseeds = [999000, 1000100]\n", "overlap the training seed range"),
-        ({"suite": "train"}, "[suites.train]\nseeds = [0, 100]\n", "overlap the training seed range"),
-        ({"suite": "far"}, "[suites.far]\nseeds = [2000000, 2000100]\n", "leave the held-out seed range"),
-        ({"suite": "fam"}, "[suites.fam]\nfamilies = [\"moon\"]\nseeds = [1000000, 1000100]\n", "unknown scenario family 'moon'"),
+        (
+            {"suite": "leaky"},
+            "[suites.leaky]\nseeds = [999000, 1000100]\n",
+            "overlap the training seed range",
+        ),
+        (
+            {"suite": "train"},
+            "[suites.train]\nseeds = [0, 100]\n",
+            "overlap the training seed range",
+        ),
+        (
+            {"suite": "far"},
+            "[suites.far]\nseeds = [2000000, 2000100]\n",
+            "leave the held-out seed range",
+        ),
+        (
+            {"suite": "fam"},
+            '[suites.fam]\nfamilies = ["moon"]\nseeds = [1000000, 1000100]\n',
+            "unknown scenario family 'moon'",
+        ),
         ({"decisions": 0}, None, "decisions=0 must be at least 1."),
     ],
 )
-def test_bad_input_is_refused_before_driving(tmp_path: Path, kwargs: dict[str, Any], toml: str | None, message: str) -> None:
+def test_bad_input_is_refused_before_driving(
+    tmp_path: Path, kwargs: dict[str, Any], toml: str | None, message: str
+) -> None:
     args: dict[str, Any] = {"policy": "naive", **kwargs}
     if toml is not None:
         path = tmp_path / "suites.toml"
@@ -116,4 +174,7 @@ def test_cli_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dojo: error: Unknown suite 'nope'")
     assert main(["eval"]) == 2
-    assert capsys.readouterr().err.strip() == "dojo: error: Give --policy naive|expert|CHECKPOINT, or --compare A B."
+    assert (
+        capsys.readouterr().err.strip()
+        == "dojo: error: Give --policy naive|expert|CHECKPOINT, or --compare A B."
+    )

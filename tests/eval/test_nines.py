@@ -67,7 +67,9 @@ def test_zero_failures_report_the_rule_of_three_and_say_so() -> None:
     assert r["interval"] == "rule_of_three" and r["nines_is_bound"]
     assert r["high"] == pytest.approx(1e-5) and r["high_rule_of_three"] == pytest.approx(1e-5)
     assert r["high_exact"] == pytest.approx(1 - 0.025 ** (1 / 300_000), rel=1e-9)
-    assert r["nines"] == r["nines_low"] == pytest.approx(5.0)  # 3 * 10^5 clean decisions show 5 nines
+    assert (
+        r["nines"] == r["nines_low"] == pytest.approx(5.0)
+    )  # 3 * 10^5 clean decisions show 5 nines
     assert r["nines_high"] == math.inf and r["low"] == 0.0
 
 
@@ -105,7 +107,10 @@ def test_compare_significance() -> None:
         (lambda: clopper_pearson(-1, 3), "k=-1 must not be negative"),
         (lambda: clopper_pearson(1.5, 3), "k=1.5 must be a whole number"),  # type: ignore[arg-type]
         (lambda: nines(0, 0), "n=0: a rate needs at least one decision"),
-        (lambda: clopper_pearson(1, 3, confidence=1.5), "confidence=1.5 must be a number strictly between 0 and 1"),
+        (
+            lambda: clopper_pearson(1, 3, confidence=1.5),
+            "confidence=1.5 must be a number strictly between 0 and 1",
+        ),
         (lambda: compare(1, 10, 11, 10), "b.k=11 must not exceed b.n=10"),
     ],
 )

@@ -18,13 +18,40 @@ DOJO = [sys.executable, "-m", "dojo.cli"]
 
 def test_drive_prints_a_json_summary_with_the_documented_keys(tmp_path: Path) -> None:
     run = subprocess.run(
-        [*DOJO, "drive", "--cars", "2", "--minutes", "0.1", "--mode", "autonomous", "--policy", "naive",
-         "--scenarios", "stalled", "--seed", "7", "--out", str(tmp_path / "logs"), "--json"],
-        capture_output=True, text=True, timeout=120,
+        [
+            *DOJO,
+            "drive",
+            "--cars",
+            "2",
+            "--minutes",
+            "0.1",
+            "--mode",
+            "autonomous",
+            "--policy",
+            "naive",
+            "--scenarios",
+            "stalled",
+            "--seed",
+            "7",
+            "--out",
+            str(tmp_path / "logs"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
-    for key in ("cars", "decisions", "miles", "critical_interventions", "noncritical_interventions", "collisions", "files"):
+    for key in (
+        "cars",
+        "decisions",
+        "miles",
+        "critical_interventions",
+        "noncritical_interventions",
+        "collisions",
+        "files",
+    ):
         assert key in out
     assert out["cars"] == 2 and out["decisions"] == 120
     assert sorted(out["files"]) == sorted(str(p) for p in (tmp_path / "logs").glob("*.mcap"))
@@ -32,18 +59,40 @@ def test_drive_prints_a_json_summary_with_the_documented_keys(tmp_path: Path) ->
 
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path: Path) -> None:
-    run = subprocess.run([*DOJO, "drive", "--cars", "2", "--mode", "robot", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [*DOJO, "drive", "--cars", "2", "--mode", "robot", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines()[-1] == "dojo: error: mode='robot' must be one of manual, shadow, autonomous, mixed."
+    assert (
+        run.stderr.strip().splitlines()[-1]
+        == "dojo: error: mode='robot' must be one of manual, shadow, autonomous, mixed."
+    )
 
 
 def test_ctrl_c_mid_drive_leaves_every_log_valid_and_indexed(tmp_path: Path) -> None:
     out = tmp_path / "logs"
     proc = subprocess.Popen(
-        [*DOJO, "drive", "--cars", "3", "--minutes", "5", "--mode", "shadow", "--drive-seconds", "10",
-         "--out", str(out), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *DOJO,
+            "drive",
+            "--cars",
+            "3",
+            "--minutes",
+            "5",
+            "--mode",
+            "shadow",
+            "--drive-seconds",
+            "10",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while len(list(out.glob("*.mcap"))) < 3 and time.monotonic() < deadline:
@@ -67,19 +116,26 @@ def test_ctrl_c_mid_drive_leaves_every_log_valid_and_indexed(tmp_path: Path) -> 
     assert set(statuses) <= {"complete", "interrupted: KeyboardInterrupt"}
 
 
-def test_a_full_disk_stops_the_drive_with_one_error_and_closed_logs_stay_intact(tmp_path: Path) -> None:
+def test_a_full_disk_stops_the_drive_with_one_error_and_closed_logs_stay_intact(
+    tmp_path: Path,
+) -> None:
     """A real 384 KiB tmpfs fills up during the drive (needs a private mount namespace)."""
     unshare, mnt, mount = small_tmpfs(tmp_path, "384k")
     record = tmp_path / "closed.json"
     script = (
         f"{mount} && "
         f"{sys.executable} -m dojo.cli drive --cars 2 --minutes 2 --mode manual --drive-seconds 2 --out {mnt}; "
-        f"rc=$?; {sys.executable} -c \"import json,sys,pathlib; from dojo.fleet.drivelog import read_drive_log; "
+        f'rc=$?; {sys.executable} -c "import json,sys,pathlib; from dojo.fleet.drivelog import read_drive_log; '
         f"print(json.dumps({{p.name: read_drive_log(p).status for p in sorted(pathlib.Path('{mnt}').glob('*.mcap'))}}))\" > {record}; "
         f"ls {mnt} > {record}.ls; exit $rc"
     )
-    run = subprocess.run([unshare, "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    run = subprocess.run(
+        [unshare, "-rm", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert run.returncode == 2, run.stderr[-2000:]
     assert run.stderr.strip().splitlines()[-1].startswith("dojo: error: The disk is full")
     closed = json.loads(record.read_text())

@@ -538,7 +538,9 @@ def test_bad_batches_of_frames_write_nothing(tmp_path: Path) -> None:
     images = np.stack([grey(t) for t in range(3)])
     with pytest.raises(DojoConfigError, match=r"shape \(2, 2, 16, 32\) \(frames, cameras"):
         log.write_frames([0.0, 0.1], images)
-    with pytest.raises(DojoConfigError, match="t_s=0.1 must be later than the previous frame's 0.1"):
+    with pytest.raises(
+        DojoConfigError, match="t_s=0.1 must be later than the previous frame's 0.1"
+    ):
         log.write_frames([0.0, 0.1, 0.1], images)
     with pytest.raises(DojoConfigError, match="t_s=inf"):
         log.write_frames([0.0, float("inf"), 0.3], images)
@@ -572,8 +574,12 @@ def test_camera_mounts_place_each_optical_frame_where_the_rig_looks(tmp_path: Pa
         x, y, z, *q = mounts[cam.name]
         assert (x, y, z) == (cam.x_m, cam.y_m, cam.z_m)
         yaw = np.radians(cam.yaw_deg)
-        np.testing.assert_allclose(_rotate(tuple(q), (0, 0, 1)), [np.cos(yaw), np.sin(yaw), 0], atol=1e-12)  # looks along yaw
-        np.testing.assert_allclose(_rotate(tuple(q), (1, 0, 0)), [np.sin(yaw), -np.cos(yaw), 0], atol=1e-12)  # right
+        np.testing.assert_allclose(
+            _rotate(tuple(q), (0, 0, 1)), [np.cos(yaw), np.sin(yaw), 0], atol=1e-12
+        )  # looks along yaw
+        np.testing.assert_allclose(
+            _rotate(tuple(q), (1, 0, 0)), [np.sin(yaw), -np.cos(yaw), 0], atol=1e-12
+        )  # right
         np.testing.assert_allclose(_rotate(tuple(q), (0, 1, 0)), [0, 0, -1], atol=1e-12)  # down
     with pytest.raises(DojoConfigError, match="camera_mounts must give"):
         small_writer(tmp_path / "bad.mcap", camera_mounts=[(0, 0, 1, 0)])

@@ -14,19 +14,34 @@ from dojo.fleet.drive import DriveSummary, Fleet, drive
 from dojo.fleet.drivelog import decode_video, is_keyframe, read_drive_log, video_packets
 from dojo.world.world import DT_S
 
-SUMMARY_KEYS = {"cars", "decisions", "miles", "critical_interventions", "noncritical_interventions", "collisions", "files"}
+SUMMARY_KEYS = {
+    "cars",
+    "decisions",
+    "miles",
+    "critical_interventions",
+    "noncritical_interventions",
+    "collisions",
+    "files",
+}
 
 
-def _run(tmp: Path, capture: bool = False, **kw: object) -> tuple[DriveSummary, dict[tuple[int, int], list[np.ndarray]]]:
+def _run(
+    tmp: Path, capture: bool = False, **kw: object
+) -> tuple[DriveSummary, dict[tuple[int, int], list[np.ndarray]]]:
     """Drive; with ``capture``, also keep the images each car rendered, by (car, step of its drive)."""
     config = DriveConfig(out=str(tmp), **kw)  # type: ignore[arg-type]
     fleet = Fleet(config)
     frames: dict[tuple[int, int], list[np.ndarray]] = {}
     if capture:
+
         def keep(_: DriveSummary) -> None:
             for c in range(config.cars):
-                restarted = fleet.world.step_count[c] == 0  # the step ended a drive: its frame was the last
-                frames.setdefault((c, int(fleet.drive_no[c]) - restarted), []).append(fleet.history[c, :, -1].copy())
+                restarted = (
+                    fleet.world.step_count[c] == 0
+                )  # the step ended a drive: its frame was the last
+                frames.setdefault((c, int(fleet.drive_no[c]) - restarted), []).append(
+                    fleet.history[c, :, -1].copy()
+                )
 
         fleet.on_step = keep
     return fleet.run(), frames
@@ -38,18 +53,39 @@ def _events(summary: DriveSummary) -> list[dict]:
 
 @pytest.mark.parametrize(
     ("mode", "policy"),
-    [("manual", "naive"), ("shadow", "naive"), ("shadow", "expert"), ("autonomous", "naive"), ("autonomous", "expert"), ("mixed", "naive")],
+    [
+        ("manual", "naive"),
+        ("shadow", "naive"),
+        ("shadow", "expert"),
+        ("autonomous", "naive"),
+        ("autonomous", "expert"),
+        ("mixed", "naive"),
+    ],
 )
-def test_every_mode_and_baseline_drives_and_its_logs_agree_with_its_summary(tmp_path: Path, mode: str, policy: str) -> None:
-    summary, _ = _run(tmp_path, cars=3, minutes=0.25, mode=mode, policy=policy, families=("stalled", "cut_in", "dense"), drive_s=6.0)
+def test_every_mode_and_baseline_drives_and_its_logs_agree_with_its_summary(
+    tmp_path: Path, mode: str, policy: str
+) -> None:
+    summary, _ = _run(
+        tmp_path,
+        cars=3,
+        minutes=0.25,
+        mode=mode,
+        policy=policy,
+        families=("stalled", "cut_in", "dense"),
+        drive_s=6.0,
+    )
     out = summary.as_dict()
     assert out.keys() >= SUMMARY_KEYS
     assert out["cars"] == 3 and out["decisions"] == 3 * 150
     assert 0.1 < out["miles"] < 3 * 15 * 40 / 1609  # some driving, under 40 m/s
-    assert out["drives"] == len(out["files"]) >= 3 * 2  # 15 s in 6 s drives: at least 3 drives a car... minus crashes
+    assert (
+        out["drives"] == len(out["files"]) >= 3 * 2
+    )  # 15 s in 6 s drives: at least 3 drives a car... minus crashes
     events = _events(summary)
     starts = [e for e in events if e["kind"] == "intervention_start"]
-    assert sum(e["critical"] for e in starts) >= out["critical_interventions"]  # upgrades log a second, critical start
+    assert (
+        sum(e["critical"] for e in starts) >= out["critical_interventions"]
+    )  # upgrades log a second, critical start
     assert sum(not e["critical"] for e in starts) >= out["noncritical_interventions"]
     assert sum(e["kind"] == "collision" for e in events) == out["collisions"]
     assert sum(e["kind"] == "shadow_disagreement" for e in events) == out["shadow_disagreements"]
@@ -60,14 +96,20 @@ def test_every_mode_and_baseline_drives_and_its_logs_agree_with_its_summary(tmp_
     for f in out["files"]:
         log = read_drive_log(f)
         assert log.status == "complete" and log.chunk_compressions == {"zstd"}
-        assert log.config["car_id"].startswith("car-") and log.config["mode"] in ("manual", "shadow", "autonomous")
+        assert log.config["car_id"].startswith("car-") and log.config["mode"] in (
+            "manual",
+            "shadow",
+            "autonomous",
+        )
         n_frames = log.message_counts["/camera/front"]
         assert n_frames == len(log.telemetry) == len(log.poses) > 0
         assert {t["driver"] for t in log.telemetry} <= {"human", "network", "safety_driver"}
 
 
 def test_the_video_decodes_to_the_frames_the_cars_rendered(tmp_path: Path) -> None:
-    summary, frames = _run(tmp_path, capture=True, cars=2, minutes=0.1, mode="manual", families=("dense",), drive_s=4.0)
+    summary, frames = _run(
+        tmp_path, capture=True, cars=2, minutes=0.1, mode="manual", families=("dense",), drive_s=4.0
+    )
     for f in summary.files[:3]:
         log = read_drive_log(f)
         car, drive_no = int(log.config["car_id"][4:]), int(log.config["drive"])
@@ -90,22 +132,37 @@ def test_shadow_mode_leaves_the_human_driving_exactly_as_in_manual(tmp_path: Pat
         speeds_a = [t["speed_mps"] for t in read_drive_log(a).telemetry]
         speeds_b = [t["speed_mps"] for t in read_drive_log(b).telemetry]
         assert speeds_a == speeds_b
-    assert shadow.shadow_disagreements > 0  # the naive net keeps its lane behind the stalled car: it disagrees
+    assert (
+        shadow.shadow_disagreements > 0
+    )  # the naive net keeps its lane behind the stalled car: it disagrees
     assert manual.miles == shadow.miles
 
 
 def test_the_safety_driver_takes_over_where_the_ground_truth_ttc_says(tmp_path: Path) -> None:
-    summary, _ = _run(tmp_path, cars=4, minutes=0.5, mode="autonomous", policy="naive", families=("stalled", "cut_in"), drive_s=30.0)
+    summary, _ = _run(
+        tmp_path,
+        cars=4,
+        minutes=0.5,
+        mode="autonomous",
+        policy="naive",
+        families=("stalled", "cut_in"),
+        drive_s=30.0,
+    )
     assert summary.critical_interventions >= 2  # a naive net drives into stalled cars and cut-ins
     threshold = SafetyConfig().ttc_critical_s
     reaction = SafetyConfig().reaction_s
     for f in summary.files:
         log = read_drive_log(f)
-        starts = [e["t_s"] for e in log.events if e["kind"] == "intervention_start" and e["critical"]]
+        starts = [
+            e["t_s"] for e in log.events if e["kind"] == "intervention_start" and e["critical"]
+        ]
         # every moment the network drove under the TTC threshold, a critical takeover had started
         for tel in log.telemetry:
             if tel["driver"] == "network" and tel["ttc_s"] is not None and tel["ttc_s"] < threshold:
-                assert any(tel["t_s"] - reaction - 2 * DT_S <= t <= tel["t_s"] + DT_S + 1e-6 for t in starts), (f, tel)
+                assert any(
+                    tel["t_s"] - reaction - 2 * DT_S <= t <= tel["t_s"] + DT_S + 1e-6
+                    for t in starts
+                ), (f, tel)
         # and every TTC takeover had the ground truth under the threshold the step before
         by_time = {round(t["t_s"], 3): t for t in log.telemetry}
         for e in log.events:
@@ -114,22 +171,45 @@ def test_the_safety_driver_takes_over_where_the_ground_truth_ttc_says(tmp_path: 
                 assert before["ttc_s"] is not None and before["ttc_s"] < threshold
 
 
-def test_the_expert_net_needs_no_takeover_and_the_safety_driver_saves_the_naive_one(tmp_path: Path) -> None:
+def test_the_expert_net_needs_no_takeover_and_the_safety_driver_saves_the_naive_one(
+    tmp_path: Path,
+) -> None:
     kw = {"cars": 4, "minutes": 0.5, "families": ("stalled",), "drive_s": 30.0, "logging": "none"}
     expert = drive(DriveConfig(out=str(tmp_path), mode="autonomous", policy="expert", **kw))
-    assert expert.critical_interventions == expert.noncritical_interventions == expert.collisions == 0
+    assert (
+        expert.critical_interventions == expert.noncritical_interventions == expert.collisions == 0
+    )
     watched = drive(DriveConfig(out=str(tmp_path), mode="autonomous", policy="naive", **kw))
     # a safety driver who never reacts in time: every critical situation becomes a crash
-    unwatched = drive(DriveConfig(out=str(tmp_path), mode="autonomous", policy="naive", safety=SafetyConfig(reaction_s=60.0), **kw))
+    unwatched = drive(
+        DriveConfig(
+            out=str(tmp_path),
+            mode="autonomous",
+            policy="naive",
+            safety=SafetyConfig(reaction_s=60.0),
+            **kw,
+        )
+    )
     assert watched.critical_interventions >= 1
     assert unwatched.collisions > watched.collisions
     assert not list(tmp_path.glob("*.mcap"))  # logging none writes nothing
 
 
-def test_trigger_only_logging_uploads_windows_around_events_that_decode_on_their_own(tmp_path: Path) -> None:
+def test_trigger_only_logging_uploads_windows_around_events_that_decode_on_their_own(
+    tmp_path: Path,
+) -> None:
     triggers = TriggerConfig(window_before_s=2.0, window_after_s=1.0, sample_normal=0.0)
-    summary, _ = _run(tmp_path, cars=3, minutes=0.5, mode="autonomous", policy="naive", families=("stalled", "cut_in"),
-                      drive_s=30.0, logging="triggers", triggers=triggers)
+    summary, _ = _run(
+        tmp_path,
+        cars=3,
+        minutes=0.5,
+        mode="autonomous",
+        policy="naive",
+        families=("stalled", "cut_in"),
+        drive_s=30.0,
+        logging="triggers",
+        triggers=triggers,
+    )
     assert 0 < summary.frames_logged < summary.decisions
     for f in summary.files:
         log = read_drive_log(f)
@@ -148,26 +228,58 @@ def test_trigger_only_logging_uploads_windows_around_events_that_decode_on_their
 
 def test_sampled_normal_driving_is_uploaded_without_events(tmp_path: Path) -> None:
     triggers = TriggerConfig(sample_normal=1.0, sample_slot_s=5.0)
-    summary, _ = _run(tmp_path, cars=2, minutes=0.2, mode="manual", families=("highway",), drive_s=12.0,
-                      logging="triggers", triggers=triggers)
+    summary, _ = _run(
+        tmp_path,
+        cars=2,
+        minutes=0.2,
+        mode="manual",
+        families=("highway",),
+        drive_s=12.0,
+        logging="triggers",
+        triggers=triggers,
+    )
     assert summary.frames_logged >= 0.9 * summary.decisions  # every slot sampled: nearly everything
 
 
 def test_a_drive_is_deterministic(tmp_path: Path) -> None:
-    kw = {"cars": 2, "minutes": 0.2, "mode": "mixed", "policy": "naive", "families": ("cut_in",), "logging": "none"}
+    kw = {
+        "cars": 2,
+        "minutes": 0.2,
+        "mode": "mixed",
+        "policy": "naive",
+        "families": ("cut_in",),
+        "logging": "none",
+    }
     a = drive(DriveConfig(out=str(tmp_path), **kw)).as_dict()
     b = drive(DriveConfig(out=str(tmp_path), **kw)).as_dict()
-    for key in ("decisions", "miles", "critical_interventions", "shadow_disagreements", "collisions", "near_misses"):
+    for key in (
+        "decisions",
+        "miles",
+        "critical_interventions",
+        "shadow_disagreements",
+        "collisions",
+        "near_misses",
+    ):
         assert a[key] == b[key]
 
 
 def test_the_same_drive_writes_the_same_bytes_wherever_it_is_written(tmp_path: Path) -> None:
     """Drive ids are content hashes: a drive logged to another folder must hash the same, or a
     loop run twice with one seed would mine (and sample) different drives."""
-    kw = {"cars": 2, "minutes": 0.1, "drive_s": 6.0, "mode": "mixed", "policy": "naive", "families": ("cut_in",)}
+    kw = {
+        "cars": 2,
+        "minutes": 0.1,
+        "drive_s": 6.0,
+        "mode": "mixed",
+        "policy": "naive",
+        "families": ("cut_in",),
+    }
     drive(DriveConfig(out=str(tmp_path / "a"), **kw))
     drive(DriveConfig(out=str(tmp_path / "elsewhere" / "b"), **kw))
-    a, b = sorted((tmp_path / "a").glob("*.mcap")), sorted((tmp_path / "elsewhere" / "b").glob("*.mcap"))
+    a, b = (
+        sorted((tmp_path / "a").glob("*.mcap")),
+        sorted((tmp_path / "elsewhere" / "b").glob("*.mcap")),
+    )
     assert [p.name for p in a] == [p.name for p in b] and len(a) == 4  # 2 cars x 2 drives of 6 s
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b, strict=True))
 
@@ -197,7 +309,9 @@ def test_bad_thresholds_are_refused_naming_the_value() -> None:
         SafetyConfig(hold_s=float("nan"))
     with pytest.raises(DojoConfigError, match=r"TriggerConfig.sample_normal=2.0 must be a share"):
         TriggerConfig(sample_normal=2.0)
-    with pytest.raises(DojoConfigError, match=r"TriggerConfig.window_before_s='5' must be a finite number"):
+    with pytest.raises(
+        DojoConfigError, match=r"TriggerConfig.window_before_s='5' must be a finite number"
+    ):
         TriggerConfig(window_before_s="5")  # type: ignore[arg-type]
 
 
@@ -217,20 +331,36 @@ def test_bad_policies_and_folders_get_one_clear_error(tmp_path: Path) -> None:
     assert {f: Path(f).read_bytes() for f in first.files} == before  # nothing stored is touched
 
 
-def test_a_checkpoint_drives_the_fleet_with_one_batched_forward_pass_per_step(tmp_path: Path) -> None:
+def test_a_checkpoint_drives_the_fleet_with_one_batched_forward_pass_per_step(
+    tmp_path: Path,
+) -> None:
     torch = pytest.importorskip("torch")
     from dojo.nets.checkpoint import save_policy
     from dojo.nets.policy import DrivingPolicy, PolicyConfig
 
     torch.manual_seed(0)
     ckpt = save_policy(tmp_path / "net.pt", DrivingPolicy(PolicyConfig(size="tiny")))
-    fleet = Fleet(DriveConfig(out=str(tmp_path / "logs"), cars=3, minutes=0.1, mode="mixed", policy=str(ckpt), families=("highway",)))
+    fleet = Fleet(
+        DriveConfig(
+            out=str(tmp_path / "logs"),
+            cars=3,
+            minutes=0.1,
+            mode="mixed",
+            policy=str(ckpt),
+            families=("highway",),
+        )
+    )
     batches: list[int] = []
-    fleet.policy.model.register_forward_hook(lambda _m, inputs, _o: batches.append(inputs[0].shape[0]))  # type: ignore[union-attr]
+    fleet.policy.model.register_forward_hook(
+        lambda _m, inputs, _o: batches.append(inputs[0].shape[0])
+    )  # type: ignore[union-attr]
     summary = fleet.run()
     assert batches == [3] * 60  # one forward for the whole fleet at every decision
     assert summary.decisions == 180 and summary.drives == 3
-    assert {t["driver"] for f in summary.files for t in read_drive_log(f).telemetry} >= {"human", "network"}
+    assert {t["driver"] for f in summary.files for t in read_drive_log(f).telemetry} >= {
+        "human",
+        "network",
+    }
 
 
 def test_an_incompatible_or_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
@@ -239,7 +369,10 @@ def test_an_incompatible_or_corrupt_checkpoint_is_refused(tmp_path: Path) -> Non
     from dojo.nets.policy import DrivingPolicy, PolicyConfig
 
     wide = save_policy(tmp_path / "wide.pt", DrivingPolicy(PolicyConfig(width=128)))
-    with pytest.raises(DojoConfigError, match="wide.pt is incompatible with this fleet: it reads 4 cameras of 128x48 grey"):
+    with pytest.raises(
+        DojoConfigError,
+        match="wide.pt is incompatible with this fleet: it reads 4 cameras of 128x48 grey",
+    ):
         Fleet(DriveConfig(out=str(tmp_path / "a"), policy=str(wide)))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00not a checkpoint" * 10)

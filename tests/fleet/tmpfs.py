@@ -19,6 +19,9 @@ def small_tmpfs(tmp_path: Path, size: str) -> tuple[str, Path, str]:
     mnt = tmp_path / "small"
     mnt.mkdir()
     mount = f"mount -t tmpfs -o size={size} none {mnt}"
-    if unshare is None or subprocess.run([unshare, "-rm", "sh", "-c", mount], capture_output=True).returncode != 0:
+    if (
+        unshare is None
+        or subprocess.run([unshare, "-rm", "sh", "-c", mount], capture_output=True).returncode != 0
+    ):
         pytest.skip("cannot mount a private tmpfs here (unshare -rm not permitted)")
     return unshare, mnt, mount

@@ -16,13 +16,20 @@ def result(families: dict[str, tuple[int, int]], suite: str = "heldout") -> dict
     fams = {f: {"critical_interventions": k, "decisions": n} for f, (k, n) in families.items()}
     k = sum(c for c, _ in families.values())
     n = sum(d for _, d in families.values())
-    return {"suite": suite, "critical_interventions": k, "decisions": n, "nines_low": nines(k, n)["nines_low"],
-            "families": fams}
+    return {
+        "suite": suite,
+        "critical_interventions": k,
+        "decisions": n,
+        "nines_low": nines(k, n)["nines_low"],
+        "families": fams,
+    }
 
 
 def test_a_clearly_safer_candidate_is_promoted() -> None:
-    d = gate(result({"highway": (2, 10_000), "cut_in": (5, 10_000)}),
-             result({"highway": (30, 10_000), "cut_in": (60, 10_000)}))
+    d = gate(
+        result({"highway": (2, 10_000), "cut_in": (5, 10_000)}),
+        result({"highway": (30, 10_000), "cut_in": (60, 10_000)}),
+    )
     assert d.promoted and d.reasons == [] and d.reason == "passed"
 
 
@@ -33,7 +40,9 @@ def test_a_lower_bound_below_the_incumbents_is_refused_with_both_bounds() -> Non
     assert f"{cand['nines_low']:.2f}" in d.reason and f"{inc['nines_low']:.2f}" in d.reason
 
 
-def test_a_family_that_regresses_significantly_blocks_promotion_even_when_overall_is_better() -> None:
+def test_a_family_that_regresses_significantly_blocks_promotion_even_when_overall_is_better() -> (
+    None
+):
     # far fewer critical overall, but cut_in goes from 0 to 25: the gate must name cut_in
     cand = result({"highway": (0, 20_000), "stalled": (0, 20_000), "cut_in": (25, 20_000)})
     inc = result({"highway": (60, 20_000), "stalled": (60, 20_000), "cut_in": (0, 20_000)})
@@ -57,7 +66,9 @@ def test_equal_results_pass_not_worse_is_enough() -> None:
 
 
 def test_a_family_missing_from_the_candidate_is_a_refusal() -> None:
-    d = gate(result({"highway": (0, 10_000)}), result({"highway": (10, 10_000), "merge": (10, 10_000)}))
+    d = gate(
+        result({"highway": (0, 10_000)}), result({"highway": (10, 10_000), "merge": (10, 10_000)})
+    )
     assert not d.promoted and "merge was not evaluated" in d.reason
 
 

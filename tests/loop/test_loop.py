@@ -19,9 +19,32 @@ def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     suites = root / "suites.toml"
     suites.write_text('[suites.stalled_only]\nfamilies = ["stalled"]\nseeds = [1000000, 1000100]\n')
     out = root / "run"
-    argv = ["loop", "--out", str(out), "--loops", "2", "--cars", "4", "--drive-minutes", "0.5",
-            "--train-steps", "4", "--batch-size", "8", "--eval-decisions", "50", "--eval-cars", "2",
-            "--suite", "stalled_only", "--suites-file", str(suites), "--sample-normal", "0.5", "--json"]
+    argv = [
+        "loop",
+        "--out",
+        str(out),
+        "--loops",
+        "2",
+        "--cars",
+        "4",
+        "--drive-minutes",
+        "0.5",
+        "--train-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--eval-decisions",
+        "50",
+        "--eval-cars",
+        "2",
+        "--suite",
+        "stalled_only",
+        "--suites-file",
+        str(suites),
+        "--sample-normal",
+        "0.5",
+        "--json",
+    ]
     import contextlib
     import io
 
@@ -31,11 +54,21 @@ def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return out, json.loads(buf.getvalue())
 
 
-def test_json_has_a_row_per_turn_with_the_issue_keys_and_both_baselines(loop_run: tuple[Path, dict]) -> None:
+def test_json_has_a_row_per_turn_with_the_issue_keys_and_both_baselines(
+    loop_run: tuple[Path, dict],
+) -> None:
     out, result = loop_run
     assert [r["loop"] for r in result["loops"]] == [0, 1]
     for row in result["loops"]:
-        for key in ("loop", "nines", "nines_low", "nines_high", "critical_interventions", "decisions", "promoted"):
+        for key in (
+            "loop",
+            "nines",
+            "nines_low",
+            "nines_high",
+            "critical_interventions",
+            "decisions",
+            "promoted",
+        ):
             assert key in row, key
         assert isinstance(row["promoted"], bool)
         assert row["promoted"] or row["gate"] != "passed"
@@ -48,7 +81,9 @@ def test_json_has_a_row_per_turn_with_the_issue_keys_and_both_baselines(loop_run
     assert json.loads((out / "loop.json").read_text())["loops"] == result["loops"]
 
 
-def test_turn_zero_learns_from_humans_and_turn_one_deploys_the_model_it_was_gated_against(loop_run: tuple[Path, dict]) -> None:
+def test_turn_zero_learns_from_humans_and_turn_one_deploys_the_model_it_was_gated_against(
+    loop_run: tuple[Path, dict],
+) -> None:
     _, result = loop_run
     first, second = result["loops"]
     assert first["drive"]["mode"] == "manual" and first["against"] == "naive"
@@ -58,10 +93,14 @@ def test_turn_zero_learns_from_humans_and_turn_one_deploys_the_model_it_was_gate
     assert result["deployed"]["model"] == second["deployed"]
     # candidates start from the deployed network (warm start), from scratch while naive is deployed
     assert first["started_from"] == "scratch"
-    assert second["started_from"] == ("scratch" if first["deployed"] == "naive" else first["deployed"])
+    assert second["started_from"] == (
+        "scratch" if first["deployed"] == "naive" else first["deployed"]
+    )
 
 
-def test_every_dataset_window_was_driven_by_a_person_and_turns_aggregate(loop_run: tuple[Path, dict]) -> None:
+def test_every_dataset_window_was_driven_by_a_person_and_turns_aggregate(
+    loop_run: tuple[Path, dict],
+) -> None:
     out, result = loop_run
     store = out / "store"
     versions = {v.version for v in list_datasets(store) if v.name == "loop"}
@@ -70,7 +109,9 @@ def test_every_dataset_window_was_driven_by_a_person_and_turns_aggregate(loop_ru
     old, new = (load_dataset(store, ref) for ref in refs)
     assert all(e["label_source"] in LABEL_SOURCES for e in new.entries)
     key = lambda e: (e["clip_id"], e["t0_s"], e["t1_s"])  # noqa: E731
-    assert {key(e) for e in old.entries} <= {key(e) for e in new.entries}  # DAgger: nothing forgotten
+    assert {key(e) for e in old.entries} <= {
+        key(e) for e in new.entries
+    }  # DAgger: nothing forgotten
     assert len(new.entries) == result["loops"][1]["windows"]
 
 
@@ -104,14 +145,42 @@ def test_a_loop_killed_mid_turn_resumes_from_its_last_stage_and_ends_as_an_unint
     out = tmp_path / "run"
     suites = tmp_path / "suites.toml"
     suites.write_text(Path(saved["suites_file"]).read_text())
-    argv = ["loop", "--out", str(out), "--loops", "2", "--cars", "4", "--drive-minutes", "0.5",
-            "--train-steps", "4", "--batch-size", "8", "--eval-decisions", "50", "--eval-cars", "2",
-            "--suite", "stalled_only", "--suites-file", str(suites), "--sample-normal", "0.5", "--json"]
-    proc = subprocess.Popen([sys.executable, "-m", "dojo.cli", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    argv = [
+        "loop",
+        "--out",
+        str(out),
+        "--loops",
+        "2",
+        "--cars",
+        "4",
+        "--drive-minutes",
+        "0.5",
+        "--train-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--eval-decisions",
+        "50",
+        "--eval-cars",
+        "2",
+        "--suite",
+        "stalled_only",
+        "--suites-file",
+        str(suites),
+        "--sample-normal",
+        "0.5",
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dojo.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 300
-        while "mine" not in _stages_done(out).get("1", []):  # turn 1 is past its mining: kill it there
+        while "mine" not in _stages_done(out).get(
+            "1", []
+        ):  # turn 1 is past its mining: kill it there
             assert proc.poll() is None, "the loop ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -121,7 +190,9 @@ def test_a_loop_killed_mid_turn_resumes_from_its_last_stage_and_ends_as_an_unint
     before = _stages_done(out)
     assert "row" in before["0"] and "row" not in before["1"]
     journal = json.loads((out / "progress.json").read_text())
-    logs = {p: p.stat().st_mtime_ns for p in (out / "drives").rglob("*.mcap")}  # both turns drove already
+    logs = {
+        p: p.stat().st_mtime_ns for p in (out / "drives").rglob("*.mcap")
+    }  # both turns drove already
     naive_eval = (out / "eval" / "naive.json").stat().st_mtime_ns
     assert not (out / "loop.json").exists()
 
@@ -142,10 +213,23 @@ def test_a_loop_killed_mid_turn_resumes_from_its_last_stage_and_ends_as_an_unint
     assert [r["loop"] for r in resumed["loops"]] == [0, 1]
     # and it ends where the uninterrupted loop with the same settings did (drives, data and
     # training are reproducible; a training run goes on from its checkpoint exactly)
-    keys = ("loop", "windows", "windows_by_trigger", "decisions", "critical_interventions", "nines", "promoted")
-    assert [{k: r[k] for k in keys} for r in resumed["loops"]] == [{k: r[k] for k in keys} for r in whole["loops"]]
-    assert resumed["loops"][1]["deployed"] == (resumed["loops"][1]["candidate"] if resumed["loops"][1]["promoted"]
-                                               else resumed["loops"][0]["deployed"])
+    keys = (
+        "loop",
+        "windows",
+        "windows_by_trigger",
+        "decisions",
+        "critical_interventions",
+        "nines",
+        "promoted",
+    )
+    assert [{k: r[k] for k in keys} for r in resumed["loops"]] == [
+        {k: r[k] for k in keys} for r in whole["loops"]
+    ]
+    assert resumed["loops"][1]["deployed"] == (
+        resumed["loops"][1]["candidate"]
+        if resumed["loops"][1]["promoted"]
+        else resumed["loops"][0]["deployed"]
+    )
     assert json.loads((out / "loop.json").read_text())["loops"] == resumed["loops"]
     assert (out / "report" / "index.html").exists()
 
@@ -167,13 +251,39 @@ def test_a_loop_can_start_from_a_team_policy_which_gates_and_warm_starts_the_fir
     loop_run: tuple[Path, dict], tmp_path: Path
 ) -> None:
     first, _ = loop_run
-    policy = first / "runs" / "loop0" / "policy.pt"  # the toy loop's first candidate, as a stored model
+    policy = (
+        first / "runs" / "loop0" / "policy.pt"
+    )  # the toy loop's first candidate, as a stored model
     saved = json.loads((first / "config.json").read_text())
     out = tmp_path / "run"
-    argv = ["loop", "--out", str(out), "--loops", "1", "--cars", "4", "--drive-minutes", "0.5",
-            "--train-steps", "4", "--batch-size", "8", "--eval-decisions", "50", "--eval-cars", "2",
-            "--suite", "stalled_only", "--suites-file", saved["suites_file"], "--sample-normal", "0.5",
-            "--start-policy", str(policy), "--json"]
+    argv = [
+        "loop",
+        "--out",
+        str(out),
+        "--loops",
+        "1",
+        "--cars",
+        "4",
+        "--drive-minutes",
+        "0.5",
+        "--train-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--eval-decisions",
+        "50",
+        "--eval-cars",
+        "2",
+        "--suite",
+        "stalled_only",
+        "--suites-file",
+        saved["suites_file"],
+        "--sample-normal",
+        "0.5",
+        "--start-policy",
+        str(policy),
+        "--json",
+    ]
     import contextlib
     import io
 
@@ -185,10 +295,23 @@ def test_a_loop_can_start_from_a_team_policy_which_gates_and_warm_starts_the_fir
     assert result["start"]["model"] == str(policy) and result["start"]["nines"] == start["nines"]
     assert start["policy"] != "naive"  # the team's network was evaluated, on the same suite
     row = result["loops"][0]
-    assert row["deployed"] == (row["candidate"] if row["promoted"] else str(policy))  # it gated turn 0
+    assert row["deployed"] == (
+        row["candidate"] if row["promoted"] else str(policy)
+    )  # it gated turn 0
     trained = json.loads((out / "runs" / "loop0" / "summary.json").read_text())
     assert trained["init_from"] == str(policy)  # and warm-started the candidate
     buf = io.StringIO()
     with contextlib.redirect_stderr(buf):
-        assert main(["loop", "--out", str(tmp_path / "bad"), "--start-policy", str(tmp_path / "none.pt")]) == 2
+        assert (
+            main(
+                [
+                    "loop",
+                    "--out",
+                    str(tmp_path / "bad"),
+                    "--start-policy",
+                    str(tmp_path / "none.pt"),
+                ]
+            )
+            == 2
+        )
     assert "start_policy=" in buf.getvalue()

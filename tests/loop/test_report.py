@@ -20,38 +20,77 @@ HOSTILE = '<script>alert("x")</script>'
 
 
 def _family(critical: int) -> dict[str, Any]:
-    return {"decisions": 1000, "critical_interventions": critical, "nines": 2.0, "nines_low": 1.8, "nines_high": 2.3}
+    return {
+        "decisions": 1000,
+        "critical_interventions": critical,
+        "nines": 2.0,
+        "nines_low": 1.8,
+        "nines_high": 2.3,
+    }
 
 
 def _row(loop: int, promoted: bool, nines_high: float | None, gate: str) -> dict[str, Any]:
     return {
-        "loop": loop, "windows": 12 + loop, "windows_by_trigger": {"cut_in": 2, "normal": 10 + loop},
-        "train_loss": 0.0123 + loop, "occupancy_iou": 0.5 if loop else None, "decisions": 2000,
-        "critical_interventions": 3 - loop, "nines": 2.8 + 0.3 * loop, "nines_low": 2.4 + 0.3 * loop,
-        "nines_high": nines_high, "nines_is_bound": nines_high is None, "promoted": promoted, "gate": gate,
+        "loop": loop,
+        "windows": 12 + loop,
+        "windows_by_trigger": {"cut_in": 2, "normal": 10 + loop},
+        "train_loss": 0.0123 + loop,
+        "occupancy_iou": 0.5 if loop else None,
+        "decisions": 2000,
+        "critical_interventions": 3 - loop,
+        "nines": 2.8 + 0.3 * loop,
+        "nines_low": 2.4 + 0.3 * loop,
+        "nines_high": nines_high,
+        "nines_is_bound": nines_high is None,
+        "promoted": promoted,
+        "gate": gate,
         "families": {f: _family(i + 2 - loop) for i, f in enumerate(FAMILIES)},
         "candidate": f"runs/loop{loop}/policy.pt",
     }
 
 
-def _summary(policy: str, critical: int, nines: float, low: float, high: float | None) -> dict[str, Any]:
-    return {"policy": policy, "decisions": 2000, "critical_interventions": critical, "nines": nines,
-            "nines_low": low, "nines_high": high, "nines_is_bound": high is None}
+def _summary(
+    policy: str, critical: int, nines: float, low: float, high: float | None
+) -> dict[str, Any]:
+    return {
+        "policy": policy,
+        "decisions": 2000,
+        "critical_interventions": critical,
+        "nines": nines,
+        "nines_low": low,
+        "nines_high": high,
+        "nines_is_bound": high is None,
+    }
 
 
 def make_result() -> dict[str, Any]:
     """A loop result as run_loop returns it: two turns, the second promoted with no upper bound."""
     naive, expert = _summary("naive", 8, 2.4, 2.1, 2.8), _summary("expert", 0, 3.3, 3.3, None)
     return {
-        "config": {"out": HOSTILE, "loops": 2, "suite": "heldout"}, "suite": "heldout",
-        "loops": [_row(0, False, 3.3, f"lower bound {HOSTILE} is below"), _row(1, True, None, "better")],
-        "naive": naive, "expert": expert,
-        "naive_nines": 2.4, "naive_nines_low": 2.1, "naive_nines_high": 2.8,
-        "expert_nines": 3.3, "expert_nines_low": 3.3, "expert_nines_high": None, "expert_nines_is_bound": True,
-        "deployed": {"model": "runs/loop1/policy.pt", "loop": 1, **_summary("runs/loop1/policy.pt", 1, 3.1, 2.6, None)},
+        "config": {"out": HOSTILE, "loops": 2, "suite": "heldout"},
+        "suite": "heldout",
+        "loops": [
+            _row(0, False, 3.3, f"lower bound {HOSTILE} is below"),
+            _row(1, True, None, "better"),
+        ],
+        "naive": naive,
+        "expert": expert,
+        "naive_nines": 2.4,
+        "naive_nines_low": 2.1,
+        "naive_nines_high": 2.8,
+        "expert_nines": 3.3,
+        "expert_nines_low": 3.3,
+        "expert_nines_high": None,
+        "expert_nines_is_bound": True,
+        "deployed": {
+            "model": "runs/loop1/policy.pt",
+            "loop": 1,
+            **_summary("runs/loop1/policy.pt", 1, 3.1, 2.6, None),
+        },
         "versus_naive": {"p_value": 0.01, "significant": True, "safer": "runs/loop1/policy.pt"},
         "versus_expert": {"p_value": 0.5, "significant": False, "safer": None},
-        "stopped_early": None, "wall_s": 61.0,
+        "stopped_early": None,
+        "wall_s": 61.0,
     }
 
 
@@ -64,7 +103,9 @@ def make_run_folder(out: Path, result: dict[str, Any]) -> Path:
     for row in result["loops"]:
         run = out / "runs" / f"loop{row['loop']}"
         run.mkdir(parents=True)
-        lines = [json.dumps({"step": s, "loss": 1.0 / s + row["loop"], "lr": 1e-3}) for s in range(1, 51)]
+        lines = [
+            json.dumps({"step": s, "loss": 1.0 / s + row["loop"], "lr": 1e-3}) for s in range(1, 51)
+        ]
         (run / "metrics.jsonl").write_text("\n".join(lines) + "\n{not json\n")
     (out / "loop.json").write_text(json.dumps(result))
     return out
@@ -105,7 +146,9 @@ def test_accepts_a_string_out_and_the_saved_loop_json(run_dir: tuple[dict[str, A
     assert write_report(saved, str(out)) == out / "report" / "index.html"
 
 
-def test_page_has_every_row_the_baselines_and_the_verdicts(run_dir: tuple[dict[str, Any], Path]) -> None:
+def test_page_has_every_row_the_baselines_and_the_verdicts(
+    run_dir: tuple[dict[str, Any], Path],
+) -> None:
     result, out = run_dir
     page = write_report(result, out).read_text()
     assert page.count("<tr") == 1 + len(result["loops"])  # header + one row a turn
@@ -139,11 +182,14 @@ def test_a_loop_less_result_still_gives_a_page(tmp_path: Path) -> None:
     assert "no loop completed" in page
     assert "No training metrics were found" in page
     assert (tmp_path / "empty" / "report" / "nines.png").is_file()  # the baselines alone
-    assert (tmp_path / "empty" / "report" / "families.png").is_file() is False  # no eval JSONs, no rows
+    assert (
+        tmp_path / "empty" / "report" / "families.png"
+    ).is_file() is False  # no eval JSONs, no rows
 
 
-def test_a_failing_picture_is_reported_not_raised(run_dir: tuple[dict[str, Any], Path],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_picture_is_reported_not_raised(
+    run_dir: tuple[dict[str, Any], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     result, out = run_dir
     write_report(result, out)
 
@@ -153,14 +199,18 @@ def test_a_failing_picture_is_reported_not_raised(run_dir: tuple[dict[str, Any],
     monkeypatch.setattr(report, "plot_loss", broken)
     page = write_report(result, out).read_text()
     assert "Could not draw this picture: ValueError: bad &lt;data&gt;" in page
-    assert not (out / "report" / "loss.png").exists()  # the earlier run's picture is not left behind
+    assert not (
+        out / "report" / "loss.png"
+    ).exists()  # the earlier run's picture is not left behind
     assert (out / "report" / "nines.png").is_file()
 
 
 # ---------------------------------------------------------------------------- helpers
 def test_read_losses_skips_bad_lines_and_missing_files(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 1, "loss": 0.5}\nnot json\n{"step": 2}\n{"step": 3, "loss": 0.25}\n[1]\n')
+    path.write_text(
+        '{"step": 1, "loss": 0.5}\nnot json\n{"step": 2}\n{"step": 3, "loss": 0.25}\n[1]\n'
+    )
     steps, losses = read_losses(path)
     assert steps.tolist() == [1.0, 3.0] and losses.tolist() == [0.5, 0.25]
     steps, losses = read_losses(tmp_path / "absent.jsonl")
@@ -175,9 +225,15 @@ def test_running_mean_is_trailing() -> None:
 
 
 def test_format_helpers() -> None:
-    assert report._fmt(None) == "-" and report._fmt(math.inf) == "inf" and report._fmt(1.234, 1) == "1.2"
-    assert report._interval({"nines": 2, "nines_low": 1, "nines_high": None, "nines_is_bound": True}) == \
-        ">=2.00 [1.00, inf]"
+    assert (
+        report._fmt(None) == "-"
+        and report._fmt(math.inf) == "inf"
+        and report._fmt(1.234, 1) == "1.2"
+    )
+    assert (
+        report._interval({"nines": 2, "nines_low": 1, "nines_high": None, "nines_is_bound": True})
+        == ">=2.00 [1.00, inf]"
+    )
 
 
 # ---------------------------------------------------------------------- the mined moment
@@ -198,8 +254,17 @@ def fleet_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dojo.fleet.drive import drive
 
     out = tmp_path_factory.mktemp("loop")
-    drive(DriveConfig(out=str(out / "drives"), cars=2, minutes=0.3, mode="autonomous", policy="naive",
-                      families=("stalled", "cut_in"), drive_s=18.0))
+    drive(
+        DriveConfig(
+            out=str(out / "drives"),
+            cars=2,
+            minutes=0.3,
+            mode="autonomous",
+            policy="naive",
+            families=("stalled", "cut_in"),
+            drive_s=18.0,
+        )
+    )
     ingest([out / "drives"], out / "store", workers=1)
     return out
 
@@ -208,8 +273,10 @@ def test_a_critical_takeover_is_drawn_from_the_store(fleet_out: Path) -> None:
     from dojo.data.catalog import connect
 
     con = connect(fleet_out / "store")
-    critical = con.sql("SELECT drive_id, t_s FROM events WHERE kind = 'intervention_start' AND critical "
-                       "ORDER BY drive_id, t_s").fetchall()
+    critical = con.sql(
+        "SELECT drive_id, t_s FROM events WHERE kind = 'intervention_start' AND critical "
+        "ORDER BY drive_id, t_s"
+    ).fetchall()
     assert critical, "the naive car in stalled traffic should need the safety driver"
     moment = report.find_takeover(con)
     assert moment is not None and moment.critical and (moment.drive_id, moment.t_s) == critical[0]
@@ -224,12 +291,22 @@ def test_a_noncritical_takeover_is_the_fallback(tmp_path: Path) -> None:
     import duckdb
 
     con = duckdb.connect(":memory:")
-    con.execute("CREATE TABLE events (drive_id VARCHAR, t_s DOUBLE, kind VARCHAR, critical BOOLEAN, reason VARCHAR)")
-    con.execute("CREATE TABLE clips (clip_id VARCHAR, drive_id VARCHAR, t0_s DOUBLE, t1_s DOUBLE, family VARCHAR)")
-    con.execute("INSERT INTO clips VALUES ('c0', 'd', 0, 9.9, 'merge'), ('c1', 'd', 10, 19.9, 'merge')")
-    con.execute("INSERT INTO events VALUES ('d', 3, 'near_miss', true, 'ttc'), ('d', 12, 'intervention_start', false, 'x')")
+    con.execute(
+        "CREATE TABLE events (drive_id VARCHAR, t_s DOUBLE, kind VARCHAR, critical BOOLEAN, reason VARCHAR)"
+    )
+    con.execute(
+        "CREATE TABLE clips (clip_id VARCHAR, drive_id VARCHAR, t0_s DOUBLE, t1_s DOUBLE, family VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO clips VALUES ('c0', 'd', 0, 9.9, 'merge'), ('c1', 'd', 10, 19.9, 'merge')"
+    )
+    con.execute(
+        "INSERT INTO events VALUES ('d', 3, 'near_miss', true, 'ttc'), ('d', 12, 'intervention_start', false, 'x')"
+    )
     m = report.find_takeover(con)
-    assert m is not None and not m.critical and (m.clip_id, m.t_s, m.family) == ("c1", 12.0, "merge")
+    assert (
+        m is not None and not m.critical and (m.clip_id, m.t_s, m.family) == ("c1", 12.0, "merge")
+    )
     con.execute("INSERT INTO events VALUES ('d', 15, 'intervention_start', true, 'ttc')")
     m = report.find_takeover(con)
     assert m is not None and m.critical and m.t_s == 15.0

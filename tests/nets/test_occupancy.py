@@ -31,16 +31,24 @@ from dojo.world.occupancy import CLASS_NAMES, EGO, FREE, NOT_DRIVABLE, OBSTACLE,
 SMALL = OccupancyConfig(size="tiny", cameras=2, frames=2, height=32, width=64, rows=20, cols=12)
 
 
-def _inputs(cfg: OccupancyConfig, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _inputs(
+    cfg: OccupancyConfig, batch: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, cfg.image_shape(batch), dtype=torch.uint8, generator=gen)
-    return images, torch.rand(batch, generator=gen) * 30.0, torch.randint(0, cfg.commands, (batch,), generator=gen)
+    return (
+        images,
+        torch.rand(batch, generator=gen) * 30.0,
+        torch.randint(0, cfg.commands, (batch,), generator=gen),
+    )
 
 
 # ---------------------------------------------------------------------------------- shapes
 @pytest.mark.parametrize("rgb", [False, True])
 def test_occupancy_net_predicts_the_whole_grid(rgb: bool) -> None:
-    cfg = OccupancyConfig(size="tiny", cameras=3, rgb=rgb, rows=21, cols=13)  # not multiples of 8: cropped
+    cfg = OccupancyConfig(
+        size="tiny", cameras=3, rgb=rgb, rows=21, cols=13
+    )  # not multiples of 8: cropped
     images, _, _ = _inputs(cfg, 2)
     logits = OccupancyNet(cfg)(images)
     assert logits.shape == (2, len(CLASS_NAMES), 21, 13) and logits.dtype == torch.float32
@@ -93,7 +101,9 @@ def test_make_net_builds_each_kind_and_refuses_the_wrong_config() -> None:
 
 
 def test_occupancy_net_checks_its_images() -> None:
-    with pytest.raises(DojoConfigError, match=r"OccupancyNet images must have shape \(B, 2, 2, 32, 64\)"):
+    with pytest.raises(
+        DojoConfigError, match=r"OccupancyNet images must have shape \(B, 2, 2, 32, 64\)"
+    ):
         OccupancyNet(SMALL)(torch.zeros(1, 3, 2, 32, 64, dtype=torch.uint8))
 
 
@@ -116,15 +126,29 @@ def test_iou_is_one_for_a_perfect_prediction_and_zero_for_a_disjoint_one() -> No
 def test_iou_of_a_hand_made_half_overlap() -> None:
     # vehicle: target 4 cells, prediction 2 of them -> 2/4; obstacle: target {a, b}, prediction
     # {b, c} -> 1/3; not_drivable in neither: not counted; EGO and FREE never count
-    target = _grid((0, 0, VEHICLE), (0, 1, VEHICLE), (0, 2, VEHICLE), (0, 3, VEHICLE),
-                   (2, 0, OBSTACLE), (2, 1, OBSTACLE), (3, 3, EGO))
+    target = _grid(
+        (0, 0, VEHICLE),
+        (0, 1, VEHICLE),
+        (0, 2, VEHICLE),
+        (0, 3, VEHICLE),
+        (2, 0, OBSTACLE),
+        (2, 1, OBSTACLE),
+        (3, 3, EGO),
+    )
     pred = _grid((0, 0, VEHICLE), (0, 1, VEHICLE), (2, 1, OBSTACLE), (2, 2, OBSTACLE))
     counts = iou_counts(pred, target)
-    assert counts.tolist() == [[2, 1, 0], [4, 3, 0]]  # (intersections, unions) of vehicle, obstacle, not_drivable
+    assert counts.tolist() == [
+        [2, 1, 0],
+        [4, 3, 0],
+    ]  # (intersections, unions) of vehicle, obstacle, not_drivable
     assert occupancy_iou(pred, target) == pytest.approx((2 / 4 + 1 / 3) / 2)
     per_class = iou_per_class(counts)
     assert per_class["vehicle"] == 0.5 and per_class["obstacle"] == pytest.approx(1 / 3)
-    assert math.isnan(per_class["not_drivable"]) and list(per_class) == ["vehicle", "obstacle", "not_drivable"]
+    assert math.isnan(per_class["not_drivable"]) and list(per_class) == [
+        "vehicle",
+        "obstacle",
+        "not_drivable",
+    ]
 
 
 def test_iou_pools_cells_over_windows_skips_unlabelled_ones_and_is_nan_when_empty() -> None:
@@ -145,7 +169,9 @@ def test_occupancy_loss_masks_unlabelled_windows_and_divides_by_the_batch() -> N
     first = occupancy_loss(logits[:1], target[:1], torch.tensor([True]))
     masked = occupancy_loss(logits, target, torch.tensor([True, False]))
     assert masked == pytest.approx(float(first) / 2)
-    assert occupancy_loss(logits, target, torch.tensor([True, True]), reduction="sum") == pytest.approx(float(both) * 2)
+    assert occupancy_loss(
+        logits, target, torch.tensor([True, True]), reduction="sum"
+    ) == pytest.approx(float(both) * 2)
 
 
 # ------------------------------------------------------------------------------ it learns
@@ -158,7 +184,7 @@ def test_a_tiny_occupancy_net_overfits_one_small_batch() -> None:
     target[:, :, :2] = NOT_DRIVABLE  # the road's edges
     target[:, :, -2:] = NOT_DRIVABLE
     for i in range(4):  # one car in a different place in each window: only the images tell where
-        target[i, 1 + 4 * i: 5 + 4 * i, 3 + i: 6 + i] = VEHICLE
+        target[i, 1 + 4 * i : 5 + 4 * i, 3 + i : 6 + i] = VEHICLE
     target[:, 14:16, 4:6] = OBSTACLE
     labelled = torch.ones(4, dtype=torch.bool)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -195,6 +221,16 @@ def test_policy_and_both_flops_and_the_table() -> None:
     occupancy = flops_per_sample(OccupancyNet(cfg), cfg)
     both = flops_per_sample(MultiTaskNet(cfg), cfg)
     assert 0 < policy < both and occupancy < both < policy + occupancy  # one backbone, not two
-    table = format_table([{"net": "both", "size": "tiny", "parameters": 1234, "forward_flops": 2e6,
-                           "train_flops": 6e6, "train_over_forward": 3.0}])
+    table = format_table(
+        [
+            {
+                "net": "both",
+                "size": "tiny",
+                "parameters": 1234,
+                "forward_flops": 2e6,
+                "train_flops": 6e6,
+                "train_over_forward": 3.0,
+            }
+        ]
+    )
     assert "| both | tiny | 1,234 | 2.0 | 6.0 | 3.00 |" in table

@@ -30,7 +30,9 @@ def _pg_user() -> str | None:
         return None
     for user in ("postgres", "root"):
         try:
-            with psycopg.connect(host=PG_HOST, port=PG_PORT, user=user, dbname=PG_DB, connect_timeout=2):
+            with psycopg.connect(
+                host=PG_HOST, port=PG_PORT, user=user, dbname=PG_DB, connect_timeout=2
+            ):
                 return user
         except psycopg.Error:
             continue
@@ -58,13 +60,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     import psycopg
 
     schema = f"dojo_test_{secrets.token_hex(6)}"
-    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=user, dbname=PG_DB, autocommit=True) as conn:
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=user, dbname=PG_DB, autocommit=True
+    ) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        yield (f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{PG_DB}"
-               f"?options=-csearch_path%3D{schema}")
+        yield (f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{PG_DB}?options=-csearch_path%3D{schema}")
     finally:
-        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=user, dbname=PG_DB, autocommit=True) as conn:
+        with psycopg.connect(
+            host=PG_HOST, port=PG_PORT, user=user, dbname=PG_DB, autocommit=True
+        ) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
@@ -79,7 +84,9 @@ class Service:
 
     def tenant(self, name: str, **quotas: int) -> dict[str, str]:
         """A new tenant's auth headers."""
-        r = self.client.post("/v1/tenants", json={"name": name, "quotas": quotas}, headers=self.admin)
+        r = self.client.post(
+            "/v1/tenants", json={"name": name, "quotas": quotas}, headers=self.admin
+        )
         assert r.status_code == 201, r.text
         self.tenants[name] = r.json()
         return {"Authorization": f"Bearer {r.json()['token']['token']}"}
@@ -94,8 +101,13 @@ class Service:
 
 
 def make_service(db_url: str, data_dir: Path, **overrides: Any) -> Iterator[Service]:
-    settings: dict[str, Any] = {"max_json_bytes": 64 * 1024, "max_upload_bytes": 1 * MiB,
-                                "min_free_bytes": 0, "follow_poll_s": 0.02, **overrides}
+    settings: dict[str, Any] = {
+        "max_json_bytes": 64 * 1024,
+        "max_upload_bytes": 1 * MiB,
+        "min_free_bytes": 0,
+        "follow_poll_s": 0.02,
+        **overrides,
+    }
     config = ServiceConfig(db_url=db_url, data_dir=data_dir, **settings)
     app = create_app(config)
     token = admin.token_create(db_url, None, "test admin")
@@ -109,12 +121,21 @@ def svc(db_url: str, tmp_path: Path) -> Iterator[Service]:
     yield from make_service(db_url, tmp_path / "data")
 
 
-def upload(svc: Service, headers: dict[str, str], dataset_id: str, name: str, data: bytes = MCAP) -> Any:
-    return svc.client.post(f"/v1/datasets/{dataset_id}/files", params={"name": name}, content=data,
-                           headers={**headers, "Content-Type": "application/octet-stream"})
+def upload(
+    svc: Service, headers: dict[str, str], dataset_id: str, name: str, data: bytes = MCAP
+) -> Any:
+    return svc.client.post(
+        f"/v1/datasets/{dataset_id}/files",
+        params={"name": name},
+        content=data,
+        headers={**headers, "Content-Type": "application/octet-stream"},
+    )
 
 
 def files_under(root: Path) -> list[str]:
     """Every file below ``root``, relative, sorted (the database files left out)."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and not p.name.startswith("jobs.db"))
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith("jobs.db")
+    )

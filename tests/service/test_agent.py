@@ -26,7 +26,7 @@ from dojo.service.schema import Job, MetricRow, Tenant
 
 # A stand-in for `dojo` (same command line): `train` counts steps, writes metrics.jsonl and an
 # atomic checkpoint every step, and continues from the checkpoint when given --resume.
-FAKE_DOJO = r'''
+FAKE_DOJO = r"""
 import json, os, pathlib, sys, time
 args = sys.argv[1:]
 def opt(name):
@@ -46,16 +46,16 @@ for step in range(start + 1, int(opt("--steps")) + 1):
     (out / "ck.tmp").write_text(json.dumps({"step": step})); os.replace(out / "ck.tmp", ck)
     print(f"step {step}", flush=True)
 print(json.dumps({"resumed_from": start}))
-'''
+"""
 
-AGENT = r'''
+AGENT = r"""
 import sys
 from dojo.compute.topology import parse_system
 from dojo.errors import DojoConfigError
 from dojo.service.agent import Agent
 Agent(sys.argv[1], data_dir=sys.argv[2], host_name=sys.argv[3], heartbeat_s=0.3, stale_after_s=2.0, poll_s=0.2,
       topology=parse_system("cabinet"), dojo=[sys.executable, sys.argv[4]]).run()
-'''
+"""
 
 
 @pytest.fixture
@@ -69,11 +69,18 @@ def store(db_url: str) -> Iterator[tuple[str, str]]:
     yield db_url, tid
 
 
-def submit(db_url: str, tenant: str, kind: str, spec: dict[str, Any], chips: int = 1, **extra: Any) -> str:
+def submit(
+    db_url: str, tenant: str, kind: str, spec: dict[str, Any], chips: int = 1, **extra: Any
+) -> str:
     db = Database(db_url)
     with db.session() as s:
-        job_id = jobstore.submit(s, tenant, JobSubmit.model_validate(
-            {"kind": kind, "spec": spec, "compute": {"chips": chips}, **extra})).id
+        job_id = jobstore.submit(
+            s,
+            tenant,
+            JobSubmit.model_validate(
+                {"kind": kind, "spec": spec, "compute": {"chips": chips}, **extra}
+            ),
+        ).id
     db.dispose()
     return job_id
 
@@ -83,10 +90,18 @@ def job_row(db_url: str, job_id: str) -> dict[str, Any]:
     with db.session() as s:
         j = s.get(Job, job_id)
         assert j is not None
-        row = {"status": j.status, "attempt": j.attempt, "agent": j.agent, "placement": j.placement,
-               "exit_code": j.exit_code, "error": j.error,
-               "log": jobstore.read_log(s, job_id, 0, 1 << 22).decode(),
-               "metrics": [m.data for m in s.query(MetricRow).filter_by(job_id=job_id).order_by(MetricRow.seq)]}
+        row = {
+            "status": j.status,
+            "attempt": j.attempt,
+            "agent": j.agent,
+            "placement": j.placement,
+            "exit_code": j.exit_code,
+            "error": j.error,
+            "log": jobstore.read_log(s, job_id, 0, 1 << 22).decode(),
+            "metrics": [
+                m.data for m in s.query(MetricRow).filter_by(job_id=job_id).order_by(MetricRow.seq)
+            ],
+        }
     db.dispose()
     return row
 
@@ -100,10 +115,20 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def _ctx(tmp_path: Path, kind: str, spec: dict[str, Any], count: int = 1, max_nproc: int = 1) -> JobContext:
-    return JobContext(id="job_0123456789abcdef", tenant_id="ten_x", kind=kind, spec=spec,
-                      placement={"resource": "chips", "count": count}, attempt=1, data_dir=tmp_path,
-                      run_dir=tmp_path / "run", max_nproc=max_nproc)
+def _ctx(
+    tmp_path: Path, kind: str, spec: dict[str, Any], count: int = 1, max_nproc: int = 1
+) -> JobContext:
+    return JobContext(
+        id="job_0123456789abcdef",
+        tenant_id="ten_x",
+        kind=kind,
+        spec=spec,
+        placement={"resource": "chips", "count": count},
+        attempt=1,
+        data_dir=tmp_path,
+        run_dir=tmp_path / "run",
+        max_nproc=max_nproc,
+    )
 
 
 def test_train_command_resumes_from_a_checkpoint_and_takes_nproc(tmp_path: Path) -> None:
@@ -123,7 +148,8 @@ def test_train_command_resumes_from_a_checkpoint_and_takes_nproc(tmp_path: Path)
 
 
 def test_agent_runs_a_real_drive_job_and_stores_its_logs_in_the_dataset_once_within_the_quota(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     import hashlib
 
     from dojo.service.drive_logs import store_drive_logs
@@ -136,15 +162,42 @@ def test_agent_runs_a_real_drive_job_and_stores_its_logs_in_the_dataset_once_wit
     db = Database(db_url)
     with db.session() as s:
         tid = s.query(Tenant).one().id
-        s.add(Dataset(id="ds_0123456789abcdef", tenant_id=tid, name="fleet", source="upload", size_bytes=0, files=0))
-    job_id = submit(db_url, tid, "drive", {"cars": 2, "minutes": 0.05, "mode": "manual", "drive_seconds": 3.0,
-                                           "dataset": "ds_0123456789abcdef"})
-    agent = Agent(db_url, data_dir=tmp_path / "data", host_name="h1", heartbeat_s=1.0, stale_after_s=10.0,
-                  topology=parse_system("cabinet"))
+        s.add(
+            Dataset(
+                id="ds_0123456789abcdef",
+                tenant_id=tid,
+                name="fleet",
+                source="upload",
+                size_bytes=0,
+                files=0,
+            )
+        )
+    job_id = submit(
+        db_url,
+        tid,
+        "drive",
+        {
+            "cars": 2,
+            "minutes": 0.05,
+            "mode": "manual",
+            "drive_seconds": 3.0,
+            "dataset": "ds_0123456789abcdef",
+        },
+    )
+    agent = Agent(
+        db_url,
+        data_dir=tmp_path / "data",
+        host_name="h1",
+        heartbeat_s=1.0,
+        stale_after_s=10.0,
+        topology=parse_system("cabinet"),
+    )
     assert agent.step() == "succeeded"
     row = job_row(db_url, job_id)
     assert row["status"] == "succeeded" and row["exit_code"] == 0 and row["attempt"] == 1
-    assert '"cars": 2' in row["log"] and "critical_interventions" in row["log"]  # the child's JSON summary
+    assert (
+        '"cars": 2' in row["log"] and "critical_interventions" in row["log"]
+    )  # the child's JSON summary
     assert agent.step() is None  # nothing left
     logs_dir = tmp_path / "data" / "tenants" / tid / "jobs" / job_id / "run" / "logs"
     logs = sorted(logs_dir.rglob("*.mcap"))
@@ -160,14 +213,21 @@ def test_agent_runs_a_real_drive_job_and_stores_its_logs_in_the_dataset_once_wit
     assert "stored" in job_row(db_url, job_id)["log"]
     storage = Storage(tmp_path / "data", 0)
     # run again (as after a lost agent): nothing new, nothing doubled
-    assert store_drive_logs(db, storage, tid, "ds_0123456789abcdef", job_id, logs_dir, cap=1 << 30) == 0
+    assert (
+        store_drive_logs(db, storage, tid, "ds_0123456789abcdef", job_id, logs_dir, cap=1 << 30)
+        == 0
+    )
     # another job's logs over the storage quota: refused with the reason, no file left behind
     admin.tenant_update(db_url, "acme", {"max_storage_bytes": ds.size_bytes + 10}, None)
     with pytest.raises(ApiError, match="max_storage_bytes"):
-        store_drive_logs(db, storage, tid, "ds_0123456789abcdef", "job_other0000000000", logs_dir, cap=1 << 30)
+        store_drive_logs(
+            db, storage, tid, "ds_0123456789abcdef", "job_other0000000000", logs_dir, cap=1 << 30
+        )
     assert sorted(p.name for p in stored_dir.iterdir()) == sorted(files)
     with pytest.raises(ApiError, match="not found"):
-        store_drive_logs(db, storage, "ten_someone_else", "ds_0123456789abcdef", job_id, logs_dir, cap=1 << 30)
+        store_drive_logs(
+            db, storage, "ten_someone_else", "ds_0123456789abcdef", job_id, logs_dir, cap=1 << 30
+        )
     db.dispose()
 
 
@@ -179,7 +239,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def test_kill_9_agent_mid_job_another_resumes_from_checkpoint(store: tuple[str, str], tmp_path: Path) -> None:
+def test_kill_9_agent_mid_job_another_resumes_from_checkpoint(
+    store: tuple[str, str], tmp_path: Path
+) -> None:
     db_url, tid = store
     (tmp_path / "fake_dojo.py").write_text(FAKE_DOJO)
     (tmp_path / "agent.py").write_text(AGENT)
@@ -187,8 +249,17 @@ def test_kill_9_agent_mid_job_another_resumes_from_checkpoint(store: tuple[str, 
     run = tmp_path / "data" / "tenants" / tid / "jobs" / job_id / "run" / "train"
 
     def agent(name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, str(tmp_path / "agent.py"), db_url, str(tmp_path / "data"), name,
-                                 str(tmp_path / "fake_dojo.py")], stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(tmp_path / "agent.py"),
+                db_url,
+                str(tmp_path / "data"),
+                name,
+                str(tmp_path / "fake_dojo.py"),
+            ],
+            stderr=subprocess.DEVNULL,
+        )
 
     def step_done() -> int:
         try:
@@ -208,7 +279,11 @@ def test_kill_9_agent_mid_job_another_resumes_from_checkpoint(store: tuple[str, 
     assert job_row(db_url, job_id)["status"] == "running"  # nobody knows yet
     second = agent("host-b")
     try:
-        wait_for(lambda: job_row(db_url, job_id)["status"] == "succeeded", 40, "the job to finish on host-b")
+        wait_for(
+            lambda: job_row(db_url, job_id)["status"] == "succeeded",
+            40,
+            "the job to finish on host-b",
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(20)
@@ -217,18 +292,28 @@ def test_kill_9_agent_mid_job_another_resumes_from_checkpoint(store: tuple[str, 
     resumed = json.loads(row["log"].strip().splitlines()[-1])["resumed_from"]
     assert killed_at <= resumed + 1 and resumed >= 3  # lost at most the step in flight
     assert f"start at step {resumed}" in row["log"] and "start at step 0" in row["log"]
-    assert [m["step"] for m in row["metrics"]] == list(range(1, 13))  # every step once, across both runs
+    assert [m["step"] for m in row["metrics"]] == list(
+        range(1, 13)
+    )  # every step once, across both runs
 
 
-def test_preempted_job_is_requeued_and_a_cancelled_one_closed(store: tuple[str, str], tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preempted_job_is_requeued_and_a_cancelled_one_closed(
+    store: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db_url, tid = store
     (tmp_path / "fake_dojo.py").write_text(FAKE_DOJO)
     monkeypatch.setenv("FAKE_STEP_S", "0.05")
     job_id = submit(db_url, tid, "train", {"dataset": "cut_ins@v1", "steps": 100000}, chips=25)
-    agent = Agent(db_url, data_dir=tmp_path / "data", host_name="h1", heartbeat_s=0.2, stale_after_s=5.0,
-                  topology=parse_system("cabinet"), dojo=[sys.executable, str(tmp_path / "fake_dojo.py")],
-                  stop_grace_s=5.0)
+    agent = Agent(
+        db_url,
+        data_dir=tmp_path / "data",
+        host_name="h1",
+        heartbeat_s=0.2,
+        stale_after_s=5.0,
+        topology=parse_system("cabinet"),
+        dojo=[sys.executable, str(tmp_path / "fake_dojo.py")],
+        stop_grace_s=5.0,
+    )
     db = Database(db_url)
     outcome: list[str | None] = []
 
@@ -236,8 +321,11 @@ def test_preempted_job_is_requeued_and_a_cancelled_one_closed(store: tuple[str, 
         before = len(outcome)
         t = threading.Thread(target=lambda: outcome.append(agent.step()))
         t.start()
-        wait_for(lambda: len(job_row(db_url, job_id)["metrics"]) >= metrics or len(outcome) > before, 30,
-                 "the job to run")
+        wait_for(
+            lambda: len(job_row(db_url, job_id)["metrics"]) >= metrics or len(outcome) > before,
+            30,
+            "the job to run",
+        )
         return t
 
     t = run_in_thread(2)
@@ -256,7 +344,9 @@ def test_preempted_job_is_requeued_and_a_cancelled_one_closed(store: tuple[str, 
     t = run_in_thread(done + 2)
     log = job_row(db_url, job_id)["log"]
     starts = [int(k) for k in re.findall(r"start at step (\d+)", log)]
-    assert log.count("--resume") == 1 and starts[0] == 0 and starts[1] >= 1  # the second run resumed
+    assert (
+        log.count("--resume") == 1 and starts[0] == 0 and starts[1] >= 1
+    )  # the second run resumed
     with db.session() as s:
         assert jobstore.cancel(s, tid, job_id).status == "cancelling"
     t.join(30)
@@ -265,15 +355,25 @@ def test_preempted_job_is_requeued_and_a_cancelled_one_closed(store: tuple[str, 
     db.dispose()
 
 
-def test_a_run_past_its_time_limit_is_stopped_and_fails(store: tuple[str, str], tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_past_its_time_limit_is_stopped_and_fails(
+    store: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db_url, tid = store
     (tmp_path / "fake_dojo.py").write_text(FAKE_DOJO)
     monkeypatch.setenv("FAKE_STEP_S", "0.1")
-    job_id = submit(db_url, tid, "train", {"dataset": "cut_ins@v1", "steps": 100000}, chips=25, time_limit_s=1)
-    agent = Agent(db_url, data_dir=tmp_path / "data", host_name="h1", heartbeat_s=5.0, stale_after_s=30.0,
-                  topology=parse_system("cabinet"), dojo=[sys.executable, str(tmp_path / "fake_dojo.py")],
-                  stop_grace_s=5.0)
+    job_id = submit(
+        db_url, tid, "train", {"dataset": "cut_ins@v1", "steps": 100000}, chips=25, time_limit_s=1
+    )
+    agent = Agent(
+        db_url,
+        data_dir=tmp_path / "data",
+        host_name="h1",
+        heartbeat_s=5.0,
+        stale_after_s=30.0,
+        topology=parse_system("cabinet"),
+        dojo=[sys.executable, str(tmp_path / "fake_dojo.py")],
+        stop_grace_s=5.0,
+    )
     started = time.monotonic()
     assert agent.step() == "failed"
     took = time.monotonic() - started
@@ -291,8 +391,13 @@ def test_train_fine_tunes_a_stored_model_and_a_loop_starts_from_one(tmp_path: Pa
     ctx = _ctx(tmp_path, "train", spec)
     ctx.paths[model] = str(tmp_path / "models" / "policy.pt")
     cmd = command_for(ctx)
-    assert cmd[cmd.index("--init-from") + 1] == str(tmp_path / "models" / "policy.pt") and "--resume" not in cmd
-    loop = _ctx(tmp_path, "loop", LoopSpec.model_validate({"policy": model, "turns": 2}).model_dump())
+    assert (
+        cmd[cmd.index("--init-from") + 1] == str(tmp_path / "models" / "policy.pt")
+        and "--resume" not in cmd
+    )
+    loop = _ctx(
+        tmp_path, "loop", LoopSpec.model_validate({"policy": model, "turns": 2}).model_dump()
+    )
     loop.paths[model] = str(tmp_path / "models" / "policy.pt")
     cmd = command_for(loop)
     assert cmd[cmd.index("--start-policy") + 1] == str(tmp_path / "models" / "policy.pt")
@@ -301,4 +406,10 @@ def test_train_fine_tunes_a_stored_model_and_a_loop_starts_from_one(tmp_path: Pa
     (tmp_path / "run" / "loop" / "progress.json").write_text("{}")
     assert command_for(loop)[-3:] == ["--resume", str(tmp_path / "run" / "loop"), "--json"]
     with pytest.raises(DojoConfigError, match="cannot deploy 'expert'"):
-        command_for(_ctx(tmp_path / "other", "loop", LoopSpec.model_validate({"policy": "expert"}).model_dump()))
+        command_for(
+            _ctx(
+                tmp_path / "other",
+                "loop",
+                LoopSpec.model_validate({"policy": "expert"}).model_dump(),
+            )
+        )

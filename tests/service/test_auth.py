@@ -14,8 +14,12 @@ from .conftest import Service
 
 def test_requests_without_a_valid_token_get_401(svc: Service) -> None:
     c = svc.client
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
-                    {"Authorization": "Bearer "}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer "},
+    ):
         r = c.get("/v1/jobs", headers=headers)
         assert r.status_code == 401, headers
         assert r.headers["www-authenticate"] == "Bearer"
@@ -36,8 +40,10 @@ def test_tokens_are_stored_only_as_hashes_and_shown_once(svc: Service) -> None:
         dump = repr([tuple(r) for r in s.execute(text("SELECT * FROM tokens"))])
     for sec in (secret, second):
         assert hashlib.sha256(sec.encode()).hexdigest() in hashes
-        assert sec not in dump and sec[len("dojo_"):] not in dump
-    assert svc.client.get("/v1/me", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+        assert sec not in dump and sec[len("dojo_") :] not in dump
+    assert (
+        svc.client.get("/v1/me", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+    )
 
 
 def test_a_revoked_token_stops_working(svc: Service) -> None:
@@ -77,7 +83,9 @@ def test_admin_sets_quotas_and_disables_tenants(svc: Service) -> None:
     svc.client.patch(f"/v1/tenants/{me['id']}", json={"disabled": True}, headers=svc.admin)
     r = svc.client.get("/v1/me", headers=headers)
     assert r.status_code == 403 and "disabled" in r.json()["detail"]
-    assert svc.client.post("/v1/tenants", json={"name": "acme"}, headers=svc.admin).status_code == 409
+    assert (
+        svc.client.post("/v1/tenants", json={"name": "acme"}, headers=svc.admin).status_code == 409
+    )
     bad = svc.client.patch("/v1/tenants/acme", json={"quotas": {"max_gpus": -1}}, headers=svc.admin)
     assert bad.status_code == 422
     token = svc.client.post("/v1/tenants/acme/tokens", json={"name": "x"}, headers=svc.admin)
@@ -86,6 +94,11 @@ def test_admin_sets_quotas_and_disables_tenants(svc: Service) -> None:
 
 def test_openapi_spec_is_served(svc: Service) -> None:
     spec = svc.client.get("/openapi.json").json()
-    assert {"/v1/jobs", "/v1/datasets/{dataset_id}/files", "/v1/models/{model_id}/download",
-            "/v1/jobs/{job_id}/logs", "/v1/tenants"} <= set(spec["paths"])
+    assert {
+        "/v1/jobs",
+        "/v1/datasets/{dataset_id}/files",
+        "/v1/models/{model_id}/download",
+        "/v1/jobs/{job_id}/logs",
+        "/v1/tenants",
+    } <= set(spec["paths"])
     assert svc.client.get("/healthz").json()["ok"] is True

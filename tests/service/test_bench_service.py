@@ -41,8 +41,19 @@ def test_bench_service_small_load_on_sqlite() -> None:
 def test_bench_service_command_and_bad_arguments() -> None:
     parser = argparse.ArgumentParser()
     add_bench_command(parser.add_subparsers())
-    args = parser.parse_args(["service", "--rate", "5", "--seconds", "1", "--db", "postgresql://x@127.0.0.1/y",
-                              "--json", "--no-floor"])
+    args = parser.parse_args(
+        [
+            "service",
+            "--rate",
+            "5",
+            "--seconds",
+            "1",
+            "--db",
+            "postgresql://x@127.0.0.1/y",
+            "--json",
+            "--no-floor",
+        ]
+    )
     assert (args.rate, args.seconds, args.json, args.no_floor) == (5.0, 1.0, True, True)
     from dojo.errors import DojoConfigError
 

@@ -57,8 +57,23 @@ def test_admin_submit_and_jobs_commands(server, capsys, monkeypatch) -> None:
     assert token.startswith("dojo_")
     monkeypatch.setenv("DOJO_URL", url)
     monkeypatch.setenv("DOJO_TOKEN", token)
-    code, out, _ = _run(capsys, "submit", "eval", "--set", "policy=expert", "--set", "decisions=500",
-                        "--tiles", "2", "--priority", "5", "--name", "nightly", "--time-limit", "1.5h")
+    code, out, _ = _run(
+        capsys,
+        "submit",
+        "eval",
+        "--set",
+        "policy=expert",
+        "--set",
+        "decisions=500",
+        "--tiles",
+        "2",
+        "--priority",
+        "5",
+        "--name",
+        "nightly",
+        "--time-limit",
+        "1.5h",
+    )
     assert code == 0
     job = out.strip()
     assert job.startswith("job_")
@@ -66,9 +81,16 @@ def test_admin_submit_and_jobs_commands(server, capsys, monkeypatch) -> None:
     assert code == 0 and job in out and "nightly" in out and "2 tiles" in out
     code, out, _ = _run(capsys, "jobs", "show", job)
     shown = json.loads(out)
-    assert shown["spec"]["decisions"] == 500 and shown["priority"] == 5 and shown["time_limit_s"] == 5400
-    httpx.post(f"{url}/v1/jobs/{job}/logs", content=b"hello from the runner\n",
-               headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+    assert (
+        shown["spec"]["decisions"] == 500
+        and shown["priority"] == 5
+        and shown["time_limit_s"] == 5400
+    )
+    httpx.post(
+        f"{url}/v1/jobs/{job}/logs",
+        content=b"hello from the runner\n",
+        headers={"Authorization": f"Bearer {token}"},
+    ).raise_for_status()
     code, out, _ = _run(capsys, "jobs", "logs", job)
     assert out == "hello from the runner\n"
     code, out, _ = _run(capsys, "jobs", "cancel", job)
@@ -124,9 +146,13 @@ def test_missing_token_and_unreachable_service(capsys, monkeypatch, tmp_path) ->
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
-    code, _, err = _run(capsys, "jobs", "list", "--url", f"http://127.0.0.1:{port}", "--token", "dojo_x")
+    code, _, err = _run(
+        capsys, "jobs", "list", "--url", f"http://127.0.0.1:{port}", "--token", "dojo_x"
+    )
     assert code == 2 and "Cannot reach the Dojo service" in err
-    code, _, err = _run(capsys, "admin", "tenant", "create", "bad name!", "--db", str(tmp_path / "x.db"))
+    code, _, err = _run(
+        capsys, "admin", "tenant", "create", "bad name!", "--db", str(tmp_path / "x.db")
+    )
     assert code == 2 and "bad name!" in err
 
 
@@ -138,9 +164,26 @@ def _free_port() -> int:
 
 def _start(db_url: str, data: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "dojo.cli", "serve", "--db", db_url,
-                             "--data-dir", str(data), "--port", str(port), "--log-level", "warning", *extra],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dojo.cli",
+            "serve",
+            "--db",
+            db_url,
+            "--data-dir",
+            str(data),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -163,10 +206,15 @@ def test_kill_9_the_server_and_everything_is_still_there(tmp_path: Path, capsys)
     proc = _start(db_url, tmp_path / "data", port)
     try:
         ds = httpx.post(f"{url}/v1/datasets", json={"name": "logs"}, headers=h).json()["id"]
-        httpx.post(f"{url}/v1/datasets/{ds}/files", params={"name": "a.mcap"}, content=MCAP,
-                   headers=h).raise_for_status()
-        jobs = [httpx.post(f"{url}/v1/jobs", json={"kind": "ingest", "spec": {"dataset": ds}},
-                           headers=h).json()["id"] for _ in range(3)]
+        httpx.post(
+            f"{url}/v1/datasets/{ds}/files", params={"name": "a.mcap"}, content=MCAP, headers=h
+        ).raise_for_status()
+        jobs = [
+            httpx.post(
+                f"{url}/v1/jobs", json={"kind": "ingest", "spec": {"dataset": ds}}, headers=h
+            ).json()["id"]
+            for _ in range(3)
+        ]
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -182,11 +230,15 @@ def test_kill_9_the_server_and_everything_is_still_there(tmp_path: Path, capsys)
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True
+    ).stdout
     return [int(x) for x in out.split()]
 
 
-def test_serve_with_two_workers_runs_two_processes_over_one_store_and_stops_cleanly(tmp_path: Path, capsys) -> None:
+def test_serve_with_two_workers_runs_two_processes_over_one_store_and_stops_cleanly(
+    tmp_path: Path, capsys
+) -> None:
     db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
     code, out, _ = _run(capsys, "admin", "tenant", "create", "acme", "--db", db_url)
     h = {"Authorization": f"Bearer {out.strip().splitlines()[-1]}"}
@@ -197,7 +249,10 @@ def test_serve_with_two_workers_runs_two_processes_over_one_store_and_stops_clea
         workers = [p for p in _children(proc.pid) if _children(p) == []]  # uvicorn's processes
         assert len(workers) >= 2, workers
         # each request on a new connection, so the kernel spreads them over both processes
-        ids = [httpx.post(f"{url}/v1/jobs", json={"kind": "drive"}, headers=h).json()["id"] for _ in range(12)]
+        ids = [
+            httpx.post(f"{url}/v1/jobs", json={"kind": "drive"}, headers=h).json()["id"]
+            for _ in range(12)
+        ]
         listed = httpx.get(f"{url}/v1/jobs", params={"limit": 100}, headers=h).json()
         assert listed["total"] == 12 and sorted(j["id"] for j in listed["jobs"]) == sorted(ids)
         assert all(httpx.get(f"{url}/v1/jobs/{i}", headers=h).status_code == 200 for i in ids)
@@ -220,9 +275,12 @@ def test_jobs_logs_prints_a_log_longer_than_one_answer(server, capsys, monkeypat
     job = httpx.post(f"{url}/v1/jobs", json={"kind": "drive"}, headers=h).json()["id"]
     lines = [f"{i:07d} {'x' * 92}\n" for i in range(15_000)]  # 1.5 MB, over the 1 MiB per answer
     for i in range(0, len(lines), 5000):
-        httpx.post(f"{url}/v1/jobs/{job}/logs", content="".join(lines[i:i + 5000]).encode(),
-                   headers=h).raise_for_status()
+        httpx.post(
+            f"{url}/v1/jobs/{job}/logs", content="".join(lines[i : i + 5000]).encode(), headers=h
+        ).raise_for_status()
     code, out, _ = _run(capsys, "jobs", "logs", job, "--url", url, "--token", token)
     assert code == 0 and out == "".join(lines)
-    code, out, _ = _run(capsys, "jobs", "logs", job, "--url", url, "--token", token, "--offset", "100")
+    code, out, _ = _run(
+        capsys, "jobs", "logs", job, "--url", url, "--token", token, "--offset", "100"
+    )
     assert out == "".join(lines)[100:]

@@ -37,8 +37,11 @@ def token_of(headers: dict[str, str]) -> str:
 
 
 def submit(svc: Service, headers: dict[str, str], name: str = "", **body: Any) -> str:
-    r = svc.client.post("/v1/jobs", json={"kind": "eval", "spec": {"policy": "expert"}, "name": name,
-                                          **body}, headers=headers)
+    r = svc.client.post(
+        "/v1/jobs",
+        json={"kind": "eval", "spec": {"policy": "expert"}, "name": name, **body},
+        headers=headers,
+    )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
@@ -57,15 +60,18 @@ def owners(html: str) -> dict[str, str]:
 
 
 def tile_fill(html: str, block: str) -> str:
-    m = re.search(rf'data-block="{re.escape(block)}" data-owner="[^"]+">(?:<a [^>]+>)?<rect [^>]*fill="([^"]+)"',
-                  html)
+    m = re.search(
+        rf'data-block="{re.escape(block)}" data-owner="[^"]+">(?:<a [^>]+>)?<rect [^>]*fill="([^"]+)"',
+        html,
+    )
     assert m, block
     return m.group(1)
 
 
 def login(svc: Service, token: str, next_: str = "") -> Any:
-    return svc.client.post(f"{dashboard.ROOT}/login", data={"token": token, "next": next_},
-                           follow_redirects=False)
+    return svc.client.post(
+        f"{dashboard.ROOT}/login", data={"token": token, "next": next_}, follow_redirects=False
+    )
 
 
 # --- auth ------------------------------------------------------------------------------------
@@ -80,7 +86,9 @@ def test_pages_need_a_token_and_send_browsers_to_login(dash: Service) -> None:
     page = c.get(r.headers["location"])
     assert page.status_code == 200 and 'name="token"' in page.text
     assert 'value="/dashboard/jobs?status=running"' in page.text
-    bad = c.get("/dashboard", headers={"Cookie": "dojo_dashboard=dojo_nope"}, follow_redirects=False)
+    bad = c.get(
+        "/dashboard", headers={"Cookie": "dojo_dashboard=dojo_nope"}, follow_redirects=False
+    )
     assert bad.status_code == 303 and "dojo_dashboard=" in bad.headers["set-cookie"]  # cleared
     # what the page's script fetches answers 401, not a redirect
     assert c.get("/dashboard/jobs/job_x/log").status_code == 401
@@ -113,8 +121,17 @@ def test_login_sets_a_strict_httponly_cookie_and_the_api_keeps_bearer_only(dash:
     assert out.status_code == 303 and 'dojo_dashboard=""' in out.headers["set-cookie"]
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/v1/tenants",
-                                    "/dashboard/../v1/jobs", "/dashboard\\@evil", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/v1/tenants",
+        "/dashboard/../v1/jobs",
+        "/dashboard\\@evil",
+        "javascript:alert(1)",
+    ],
+)
 def test_login_never_redirects_off_the_dashboard(dash: Service, target: str) -> None:
     h = dash.tenant("acme")
     r = login(dash, token_of(h), target)
@@ -124,12 +141,24 @@ def test_login_never_redirects_off_the_dashboard(dash: Service, target: str) -> 
 def test_login_and_logout_refuse_other_origins(dash: Service) -> None:
     h = dash.tenant("acme")
     c = dash.client
-    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
-        r = c.post("/dashboard/login", data={"token": token_of(h)}, headers=headers, follow_redirects=False)
+    for headers in (
+        {"Origin": "http://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "null"},
+    ):
+        r = c.post(
+            "/dashboard/login", data={"token": token_of(h)}, headers=headers, follow_redirects=False
+        )
         assert r.status_code == 403 and "set-cookie" not in r.headers
-        assert c.post("/dashboard/logout", headers=headers, follow_redirects=False).status_code == 403
-    ok = c.post("/dashboard/login", data={"token": token_of(h)}, follow_redirects=False,
-                headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+        assert (
+            c.post("/dashboard/logout", headers=headers, follow_redirects=False).status_code == 403
+        )
+    ok = c.post(
+        "/dashboard/login",
+        data={"token": token_of(h)},
+        follow_redirects=False,
+        headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+    )
     assert ok.status_code == 303
 
 
@@ -141,7 +170,9 @@ def test_expired_revoked_and_disabled(dash: Service) -> None:
     assert r.status_code == 303 and "max-age=" in r.headers["set-cookie"].lower()
     assert c.delete(f"/v1/tokens/{short['id']}", headers=h).status_code in (200, 204)
     assert c.get("/dashboard", follow_redirects=False).status_code == 303  # revoked: log in again
-    assert c.patch("/v1/tenants/acme", json={"disabled": True}, headers=dash.admin).status_code == 200
+    assert (
+        c.patch("/v1/tenants/acme", json={"disabled": True}, headers=dash.admin).status_code == 200
+    )
     r = c.get("/dashboard", headers=h, follow_redirects=False)
     assert r.status_code == 403 and "disabled" in r.text
 
@@ -171,13 +202,26 @@ def test_map_colours_own_jobs_and_hides_other_tenants(dash: Service) -> None:
     assert queued in html  # the active job list below the map
     # bravo sees the reverse
     html_b = dash.client.get("/dashboard", headers=b).text
-    assert owners(html_b)[TILE.format(0)] == "busy" and mine not in html_b and "alpha-train" not in html_b
+    assert (
+        owners(html_b)[TILE.format(0)] == "busy"
+        and mine not in html_b
+        and "alpha-train" not in html_b
+    )
     # the admin sees every job, named, with tenants
     html_admin = dash.client.get("/dashboard", headers=dash.admin).text
     tiles_admin = owners(html_admin)
-    assert tiles_admin[TILE.format(0)] == mine and tiles_admin["exapod0/cabinet7/tray0/tile5"] == theirs
-    assert "bravo-secret" in html_admin and "alpha" in html_admin and "busy" not in tiles_admin.values()
-    assert tile_fill(html_admin, TILE.format(0)) != tile_fill(html_admin, "exapod0/cabinet7/tray0/tile5")
+    assert (
+        tiles_admin[TILE.format(0)] == mine
+        and tiles_admin["exapod0/cabinet7/tray0/tile5"] == theirs
+    )
+    assert (
+        "bravo-secret" in html_admin
+        and "alpha" in html_admin
+        and "busy" not in tiles_admin.values()
+    )
+    assert tile_fill(html_admin, TILE.format(0)) != tile_fill(
+        html_admin, "exapod0/cabinet7/tray0/tile5"
+    )
 
 
 def test_a_shared_tile_shows_its_chips_and_other_jobs_stay_anonymous(dash: Service) -> None:
@@ -190,7 +234,9 @@ def test_a_shared_tile_shows_its_chips_and_other_jobs_stay_anonymous(dash: Servi
     place(dash, j3, {"chips": [[15, 20]]})
     html = dash.client.get("/dashboard", headers=a).text
     assert owners(html)["exapod0/cabinet0/tray0/tile0"] == "mixed"
-    chips = re.findall(r'<rect [^>]*data-owner="([^"]+)"><title>exapod0/cabinet0/tray0/tile0/chip(\d+)', html)
+    chips = re.findall(
+        r'<rect [^>]*data-owner="([^"]+)"><title>exapod0/cabinet0/tray0/tile0/chip(\d+)', html
+    )
     by_chip = {int(n): o for o, n in chips}
     assert [by_chip[i] for i in range(25)] == [j1] * 10 + ["busy"] * 10 + ["free"] * 5
     assert j2 not in html and j3 not in html
@@ -250,16 +296,33 @@ def test_the_schedulers_placements_are_drawn(dash: Service) -> None:
 def test_placement_formats() -> None:
     pod = exapods(1)
     assert placement_chips({"chips": [0, 1, [5, 7]]}, pod) == [0, 1, 5, 6]
-    assert placement_chips({"chip_ranges": [[0, 2], [7, 8]], "tiles": ["exapod0/cabinet0/tray0/tile0"],
-                            "block": "exapod0/cabinet0/tray0/tile0"}, pod) == [0, 1, 7]
+    assert placement_chips(
+        {
+            "chip_ranges": [[0, 2], [7, 8]],
+            "tiles": ["exapod0/cabinet0/tray0/tile0"],
+            "block": "exapod0/cabinet0/tray0/tile0",
+        },
+        pod,
+    ) == [0, 1, 7]
     assert placement_chips({"resource": "gpus", "count": 8}, pod) is None
     assert placement_chips({"blocks": ["exapod0/cabinet0/tray0/tile1"]}, pod) == list(range(25, 50))
     assert placement_chips(["exapod0/cabinet1"], pod) == list(range(300, 600))
     assert placement_chips({"tiles": [2]}, pod) == list(range(50, 75))
     assert placement_chips({"blocks": [{"name": "exapod0/cabinet0/tray0/tile0/chip3"}]}, pod) == [3]
     assert placement_chips({"hosts": ["node-1"]}, pod) is None
-    for bad in ({"chip_ranges": [[0, 3001]]}, {"chip_ranges": [5]}, {"chips": [3000]}, {"chips": [[10, 5]]}, {"chips": ["x"]}, {"chips": 5}, {"blocks": ["tile4"]},
-                {"blocks": [7]}, {"block": "exapod1"}, "exapod0", {"chips": [True]}):
+    for bad in (
+        {"chip_ranges": [[0, 3001]]},
+        {"chip_ranges": [5]},
+        {"chips": [3000]},
+        {"chips": [[10, 5]]},
+        {"chips": ["x"]},
+        {"chips": 5},
+        {"blocks": ["tile4"]},
+        {"blocks": [7]},
+        {"block": "exapod1"},
+        "exapod0",
+        {"chips": [True]},
+    ):
         with pytest.raises(ValueError):
             placement_chips(bad, pod)
     assert units_needed([{"chips": [[5990, 6000]]}, {"blocks": ["exapod0/cabinet1"]}]) == 2
@@ -282,7 +345,8 @@ def test_job_list_and_page_with_log_and_charts(dash: Service) -> None:
     c.post(f"/v1/jobs/{job}/logs", content=b"step 1 loss 2.0\nstep 2 loss 1.5\n", headers=a)
     rows = [{"step": i, "loss": 2.0 / i} for i in range(1, 11)] + [
         {"step": 10, "nines": 2.1, "nines_low": 1.8, "nines_high": 2.5},
-        {"step": 20, "nines": 2.6, "nines_low": 2.2, "nines_high": 3.0}]
+        {"step": 20, "nines": 2.6, "nines_low": 2.2, "nines_high": 3.0},
+    ]
     assert c.post(f"/v1/jobs/{job}/metrics", json={"rows": rows}, headers=a).status_code == 200
     listing = c.get("/dashboard/jobs", headers=a).text
     assert job in listing and done in listing and "cancelled" in listing
@@ -302,7 +366,9 @@ def test_job_list_and_page_with_log_and_charts(dash: Service) -> None:
     assert more.status_code == 200
     r = c.get(f"/dashboard/jobs/{job}/log", params={"offset": 32}, headers=a)
     assert r.content == b"step 3\n" and r.headers["x-log-offset"] == "39"
-    assert r.headers["x-job-status"] == "running" and r.headers["content-type"].startswith("text/plain")
+    assert r.headers["x-job-status"] == "running" and r.headers["content-type"].startswith(
+        "text/plain"
+    )
     assert r.headers["x-content-type-options"] == "nosniff"
     frag = c.get(f"/dashboard/jobs/{job}/charts", headers=a).text
     assert 'id="chart-loss"' in frag and "<html" not in frag
@@ -310,11 +376,16 @@ def test_job_list_and_page_with_log_and_charts(dash: Service) -> None:
     assert 'id="no-charts"' in c.get(f"/dashboard/jobs/{done}", headers=a).text
 
 
-def test_charts_of_a_long_job_read_every_kth_row(dash: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_charts_of_a_long_job_read_every_kth_row(
+    dash: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = dash.tenant("alpha")
     job = submit(dash, a, "long")
     rows = [{"step": i, "loss": 1.0 / i} for i in range(1, 13)]
-    assert dash.client.post(f"/v1/jobs/{job}/metrics", json={"rows": rows}, headers=a).status_code == 200
+    assert (
+        dash.client.post(f"/v1/jobs/{job}/metrics", json={"rows": rows}, headers=a).status_code
+        == 200
+    )
     monkeypatch.setattr(dashboard, "MAX_CHART_ROWS", 5)  # 12 rows: every 3rd (3, 6, 9, 12)
     svg = dash.client.get(f"/dashboard/jobs/{job}/charts", headers=a).text
     assert svg.count('class="point"') == 4 and "loss 0.0833 at 12" in svg
@@ -324,7 +395,11 @@ def test_another_tenants_job_is_not_found_like_a_missing_one(dash: Service) -> N
     a, b = dash.tenant("alpha"), dash.tenant("bravo")
     job = submit(dash, a, "secret-name")
     dash.client.post(f"/v1/jobs/{job}/logs", content=b"secret log\n", headers=a)
-    for path in (f"/dashboard/jobs/{job}", f"/dashboard/jobs/{job}/log", f"/dashboard/jobs/{job}/charts"):
+    for path in (
+        f"/dashboard/jobs/{job}",
+        f"/dashboard/jobs/{job}/log",
+        f"/dashboard/jobs/{job}/charts",
+    ):
         theirs = dash.client.get(path, headers=b)
         missing = dash.client.get(path.replace(job, "job_0000000000000000"), headers=b)
         assert theirs.status_code == missing.status_code == 404
@@ -340,9 +415,14 @@ def test_hostile_names_and_logs_are_text(dash: Service) -> None:
     a = dash.tenant("alpha")
     job = submit(dash, a, HOSTILE, compute={"tiles": 1})
     place(dash, job, {"blocks": [TILE.format(0)]})
-    dash.client.post(f"/v1/jobs/{job}/logs", content=f"{HOSTILE}\n\" onmouseover=\"x\n".encode(), headers=a)
-    dash.client.post(f"/v1/jobs/{job}/metrics", json={"rows": [{"step": 1, "loss": 1.0, "note": HOSTILE}]},
-                     headers=a)
+    dash.client.post(
+        f"/v1/jobs/{job}/logs", content=f'{HOSTILE}\n" onmouseover="x\n'.encode(), headers=a
+    )
+    dash.client.post(
+        f"/v1/jobs/{job}/metrics",
+        json={"rows": [{"step": 1, "loss": 1.0, "note": HOSTILE}]},
+        headers=a,
+    )
     for path in ("/dashboard", "/dashboard/jobs", f"/dashboard/jobs/{job}"):
         html = dash.client.get(path, headers=a).text
         assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path
@@ -353,10 +433,19 @@ def test_security_headers_and_no_inline_script_or_style(dash: Service) -> None:
     a = dash.tenant("alpha")
     job = submit(dash, a, "x", compute={"tiles": 1})
     place(dash, job, {"blocks": [TILE.format(0)]})
-    dash.client.post(f"/v1/jobs/{job}/metrics", json={"rows": [{"step": 1, "loss": 1.0, "nines": 2.0}]},
-                     headers=a)
-    for path in ("/dashboard", "/dashboard/jobs", f"/dashboard/jobs/{job}", "/dashboard/login",
-                 "/dashboard/static/dashboard.js", "/dashboard/static/dashboard.css"):
+    dash.client.post(
+        f"/v1/jobs/{job}/metrics",
+        json={"rows": [{"step": 1, "loss": 1.0, "nines": 2.0}]},
+        headers=a,
+    )
+    for path in (
+        "/dashboard",
+        "/dashboard/jobs",
+        f"/dashboard/jobs/{job}",
+        "/dashboard/login",
+        "/dashboard/static/dashboard.js",
+        "/dashboard/static/dashboard.css",
+    ):
         r = dash.client.get(path, headers=a)
         assert r.status_code == 200, path
         csp = r.headers["content-security-policy"]
@@ -370,18 +459,26 @@ def test_security_headers_and_no_inline_script_or_style(dash: Service) -> None:
             assert "https://" not in r.text
     assert dash.client.get("/dashboard/static/../app.py", headers=a).status_code == 404
     # the dashboard stays out of the API's OpenAPI spec
-    assert not any(p.startswith("/dashboard") for p in dash.client.get("/openapi.json").json()["paths"])
+    assert not any(
+        p.startswith("/dashboard") for p in dash.client.get("/openapi.json").json()["paths"]
+    )
 
 
 def test_charts_from_rows() -> None:
     assert job_charts([]) == [] and job_charts([(1, {"step": 1, "acc": 0.5})]) == []
-    charts = job_charts([(i, {"loss": 10.0 ** -i}) for i in range(1, 6)])  # no step: x is the row
+    charts = job_charts([(i, {"loss": 10.0**-i}) for i in range(1, 6)])  # no step: x is the row
     assert len(charts) == 1 and "log scale" in charts[0] and charts[0].count('class="point"') == 5
-    band_only = job_charts([(1, {"step": 5, "nines_low": 1.0, "nines_high": 2.0}),
-                            (2, {"step": 6, "nines_low": 1.5, "nines_high": 2.5})])
+    band_only = job_charts(
+        [
+            (1, {"step": 5, "nines_low": 1.0, "nines_high": 2.0}),
+            (2, {"step": 6, "nines_low": 1.5, "nines_high": 2.5}),
+        ]
+    )
     assert len(band_only) == 1 and 'class="band"' in band_only[0]
     many = job_charts([(i, {"step": i, "loss": 1.0 + (i % 7)}) for i in range(1, 5001)])
     assert many[0].count('class="point"') <= 300
-    ignored = job_charts([(1, {"step": 1, "loss": "NaN"}), (2, {"step": 2, "loss": True}), (3, {"step": 3})])
+    ignored = job_charts(
+        [(1, {"step": 1, "loss": "NaN"}), (2, {"step": 2, "loss": True}), (3, {"step": 3})]
+    )
     assert ignored == []
     assert nice_ticks(0, 1) == [0, 0.25, 0.5, 0.75, 1.0] and nice_ticks(3, 3)

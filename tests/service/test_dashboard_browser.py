@@ -33,10 +33,15 @@ CHROMIUM = os.environ.get("DOJO_CHROMIUM") or shutil.which("chromium") or "/usr/
 ROOT = Path(__file__).resolve().parents[2]
 
 if not Path(CHROMIUM).is_file():
-    pytest.skip(f"Chromium is not installed ({CHROMIUM} missing): apt-get install -y chromium",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed: "
-                               "pip install playwright (no `playwright install` needed)")
+    pytest.skip(
+        f"Chromium is not installed ({CHROMIUM} missing): apt-get install -y chromium",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="the playwright package is not installed: "
+    "pip install playwright (no `playwright install` needed)",
+)
 
 
 @dataclass
@@ -48,7 +53,9 @@ class World:
     jobs: dict[str, str]  # name -> id
 
     def api(self, token: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
 
     def set(self, job_id: str, **values: Any) -> None:
         with self.app.state.ctx.db.session() as s:
@@ -92,17 +99,34 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ]
     for tenant, name, compute, placement in plan:
         with w.api(tokens[tenant]) as c:
-            r = c.post("/v1/jobs", json={"kind": "eval", "name": name, "compute": compute,
-                                         "spec": {"policy": "expert"}})
+            r = c.post(
+                "/v1/jobs",
+                json={
+                    "kind": "eval",
+                    "name": name,
+                    "compute": compute,
+                    "spec": {"policy": "expert"},
+                },
+            )
             assert r.status_code == 201, r.text
         w.jobs[name] = r.json()["id"]
         w.set(r.json()["id"], placement=placement, status="running", agent="host-1", attempt=1)
     with w.api(w.alpha) as c:
         job = w.jobs[HOSTILE]
-        c.post(f"/v1/jobs/{job}/logs", content=f"starting\n{HOSTILE}\n<img src=x onerror=alert(2)>\n".encode())
-        rows = [{"step": 100 * i, "loss": 2.5 * 0.8 ** i} for i in range(1, 21)]
-        rows += [{"step": 1000 * k, "nines": 1.5 + 0.3 * k, "nines_low": 1.2 + 0.3 * k,
-                  "nines_high": 1.8 + 0.3 * k} for k in (1, 2)]
+        c.post(
+            f"/v1/jobs/{job}/logs",
+            content=f"starting\n{HOSTILE}\n<img src=x onerror=alert(2)>\n".encode(),
+        )
+        rows = [{"step": 100 * i, "loss": 2.5 * 0.8**i} for i in range(1, 21)]
+        rows += [
+            {
+                "step": 1000 * k,
+                "nines": 1.5 + 0.3 * k,
+                "nines_low": 1.2 + 0.3 * k,
+                "nines_high": 1.8 + 0.3 * k,
+            }
+            for k in (1, 2)
+        ]
         assert c.post(f"/v1/jobs/{job}/metrics", json={"rows": rows}).status_code == 200
     yield w
     srv.should_exit = True
@@ -147,7 +171,8 @@ def _login(pg: Any, world: World, token: str, start: str = "/dashboard") -> None
 
 
 def test_unauthenticated_visit_goes_to_login_and_login_sets_a_cookie_scripts_cannot_read(
-        world: World, page: tuple[Any, list[str], list[str]]) -> None:
+    world: World, page: tuple[Any, list[str], list[str]]
+) -> None:
     pg, dialogs, console = page
     pg.goto(world.url + "/dashboard/jobs")
     assert pg.url.startswith(world.url + "/dashboard/login")
@@ -159,7 +184,9 @@ def test_unauthenticated_visit_goes_to_login_and_login_sets_a_cookie_scripts_can
     pg.wait_for_url(world.url + "/dashboard/jobs")
     assert pg.locator("#who").inner_text() == "alpha"
     (cookie,) = pg.context.cookies()
-    assert cookie["name"] == "dojo_dashboard" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert (
+        cookie["name"] == "dojo_dashboard" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    )
     assert cookie["path"] == "/dashboard"
     assert pg.evaluate("document.cookie") == ""
     pg.click("text=Log out")
@@ -170,7 +197,8 @@ def test_unauthenticated_visit_goes_to_login_and_login_sets_a_cookie_scripts_can
 
 
 def test_the_map_colours_own_tiles_and_shows_others_as_busy(
-        world: World, page: tuple[Any, list[str], list[str]]) -> None:
+    world: World, page: tuple[Any, list[str], list[str]]
+) -> None:
     pg, dialogs, console = page
     _login(pg, world, world.alpha)
     assert pg.url == world.url + "/dashboard"
@@ -192,8 +220,11 @@ def test_the_map_colours_own_tiles_and_shows_others_as_busy(
     assert shared.locator('rect[data-owner="busy"]').count() == 10
     text = pg.content()
     assert "bravo" not in text and world.jobs["bravo-secret-run"] not in text
-    assert pg.locator("#map-summary").inner_text().startswith("1 ExaPOD: 3,000 D1 chips; 260 held by your jobs, "
-                                                              "310 by other tenants")
+    assert (
+        pg.locator("#map-summary")
+        .inner_text()
+        .startswith("1 ExaPOD: 3,000 D1 chips; 260 held by your jobs, 310 by other tenants")
+    )
     # a tile links to its job
     pg.locator(f'g.tile[data-block="{_tile(0, 0, 0)}"] a').click()
     pg.wait_for_url(world.url + f"/dashboard/jobs/{train}")
@@ -203,8 +234,12 @@ def test_the_map_colours_own_tiles_and_shows_others_as_busy(
     top, bottom = pg.locator("h1").bounding_box(), pg.locator("#legend").bounding_box()
     right = pg.locator(".map-wrap").bounding_box()
     assert top and bottom and right
-    clip = {"x": 0, "y": top["y"] - 8, "width": right["x"] + right["width"] + 10,
-            "height": bottom["y"] + bottom["height"] + 8 - top["y"]}
+    clip = {
+        "x": 0,
+        "y": top["y"] - 8,
+        "width": right["x"] + right["width"] + 10,
+        "height": bottom["y"] + bottom["height"] + 8 - top["y"],
+    }
     shot = pg.screenshot(path=str(out) if out else None, clip=clip)
     assert shot[:8] == b"\x89PNG\r\n\x1a\n"
     assert not dialogs and not [m for m in console if "Content Security Policy" in m], console
@@ -214,7 +249,8 @@ def test_the_map_colours_own_tiles_and_shows_others_as_busy(
 
 
 def test_job_page_shows_hostile_text_as_text_charts_and_follows_the_log(
-        world: World, page: tuple[Any, list[str], list[str]]) -> None:
+    world: World, page: tuple[Any, list[str], list[str]]
+) -> None:
     pg, dialogs, console = page
     job = world.jobs[HOSTILE]
     _login(pg, world, world.alpha, f"/dashboard/jobs/{job}")
@@ -231,7 +267,9 @@ def test_job_page_shows_hostile_text_as_text_charts_and_follows_the_log(
     with world.api(world.alpha) as c:
         c.post(f"/v1/jobs/{job}/logs", content=b"step 2100 loss 0.02\n")
         c.post(f"/v1/jobs/{job}/metrics", json={"rows": [{"step": 2100, "loss": 0.02}]})
-    expect = sync_api.expect  # (wait_for_function would eval a string, which the page's CSP refuses)
+    expect = (
+        sync_api.expect
+    )  # (wait_for_function would eval a string, which the page's CSP refuses)
     expect(log).to_contain_text("step 2100 loss 0.02", timeout=10_000)
     with world.app.state.ctx.db.session() as s:
         assert jobstore.finish(s, job, "host-1", status="succeeded", exit_code=0)

@@ -15,11 +15,17 @@ def _a_world(svc: Service) -> tuple[dict[str, str], dict[str, str]]:
     c = svc.client
     ds = c.post("/v1/datasets", json={"name": "logs"}, headers=a).json()["id"]
     assert upload(svc, a, ds, "drive_1.mcap").status_code == 201
-    job = c.post("/v1/jobs", json={"kind": "ingest", "spec": {"dataset": ds}}, headers=a).json()["id"]
+    job = c.post("/v1/jobs", json={"kind": "ingest", "spec": {"dataset": ds}}, headers=a).json()[
+        "id"
+    ]
     assert c.post(f"/v1/jobs/{job}/logs", content=b"hello\n", headers=a).status_code == 200
-    assert c.post(f"/v1/jobs/{job}/metrics", json={"rows": [{"step": 1}]}, headers=a).status_code == 200
-    model = c.post(f"/v1/jobs/{job}/checkpoints", params={"name": "step_1.pt"}, content=b"w" * 10,
-                   headers=a).json()["id"]
+    assert (
+        c.post(f"/v1/jobs/{job}/metrics", json={"rows": [{"step": 1}]}, headers=a).status_code
+        == 200
+    )
+    model = c.post(
+        f"/v1/jobs/{job}/checkpoints", params={"name": "step_1.pt"}, content=b"w" * 10, headers=a
+    ).json()["id"]
     token = c.post("/v1/tokens", json={"name": "spare"}, headers=a).json()["id"]
     return a, {"dataset_id": ds, "job_id": job, "model_id": model, "token_id": token}
 
@@ -47,8 +53,12 @@ ADMIN_PREFIX = "/v1/tenants"
 
 def test_the_table_covers_every_route_that_names_an_object(svc: Service) -> None:
     paths = svc.client.get("/openapi.json").json()["paths"]
-    routes = {(m.upper(), p) for p, ops in paths.items() for m in ops
-              if "{" in p and not p.startswith(ADMIN_PREFIX)}
+    routes = {
+        (m.upper(), p)
+        for p, ops in paths.items()
+        for m in ops
+        if "{" in p and not p.startswith(ADMIN_PREFIX)
+    }
     assert routes == {(m, p) for m, p, _ in CALLS}
 
 
@@ -63,16 +73,19 @@ def test_another_tenants_objects_answer_404_everywhere(svc: Service) -> None:
         assert real.status_code == 404, (method, path, real.status_code, real.text)
         assert fake.status_code == 404, (method, path, fake.text)
         # the same answer as for an object that does not exist: no oracle
-        assert real.json()["detail"].replace(next(v for v in ids.values() if v in real.json()["detail"]),
-                                             "ID") == \
-            fake.json()["detail"].replace(next(v for v in fake_ids.values() if v in fake.json()["detail"]),
-                                          "ID")
+        assert real.json()["detail"].replace(
+            next(v for v in ids.values() if v in real.json()["detail"]), "ID"
+        ) == fake.json()["detail"].replace(
+            next(v for v in fake_ids.values() if v in fake.json()["detail"]), "ID"
+        )
     # nothing of A's changed
     c = svc.client
     assert files_under(svc.data_dir) == before_files
     assert c.get(f"/v1/jobs/{ids['job_id']}", headers=a).json()["status"] == "queued"
     assert c.get(f"/v1/jobs/{ids['job_id']}/logs", headers=a).content == b"hello\n"
-    assert [r["step"] for r in c.get(f"/v1/jobs/{ids['job_id']}/metrics", headers=a).json()["rows"]] == [1]
+    assert [
+        r["step"] for r in c.get(f"/v1/jobs/{ids['job_id']}/metrics", headers=a).json()["rows"]
+    ] == [1]
     assert c.get(f"/v1/datasets/{ids['dataset_id']}", headers=a).json()["files"] == 1
     assert c.get(f"/v1/models/{ids['model_id']}", headers=a).status_code == 200
     assert len(c.get("/v1/tokens", headers=a).json()) == 2
@@ -95,9 +108,11 @@ def test_lists_show_only_the_callers_objects(svc: Service) -> None:
 def test_a_job_cannot_name_another_tenants_dataset_or_model(svc: Service) -> None:
     _, ids = _a_world(svc)
     b = svc.tenant("bravo")
-    for kind, spec in (("ingest", {"dataset": ids["dataset_id"]}),
-                       ("eval", {"policy": ids["model_id"]}),
-                       ("train", {"dataset": "logs", "resume_from": ids["model_id"]})):
+    for kind, spec in (
+        ("ingest", {"dataset": ids["dataset_id"]}),
+        ("eval", {"policy": ids["model_id"]}),
+        ("train", {"dataset": "logs", "resume_from": ids["model_id"]}),
+    ):
         r = svc.client.post("/v1/jobs", json={"kind": kind, "spec": spec}, headers=b)
         assert r.status_code == 404, (kind, r.text)
     assert svc.client.get("/v1/jobs", headers=b).json()["total"] == 0

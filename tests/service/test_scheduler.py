@@ -17,8 +17,16 @@ def test_gang_never_partial_and_no_chip_twice() -> None:
     topo = parse_system("cabinet")  # 300 chips
     sched = Scheduler(topo)
     rng = np.random.default_rng(1)
-    queue = [SchedJob(f"j{i}", "t", int(rng.integers(1, 200)), submitted=i, estimate_s=float(rng.integers(1, 50)))
-             for i in range(60)]
+    queue = [
+        SchedJob(
+            f"j{i}",
+            "t",
+            int(rng.integers(1, 200)),
+            submitted=i,
+            estimate_s=float(rng.integers(1, 50)),
+        )
+        for i in range(60)
+    ]
     now = 0.0
     for _ in range(500):
         if not queue:
@@ -40,7 +48,7 @@ def test_gang_never_partial_and_no_chip_twice() -> None:
 def test_small_job_goes_to_one_tile() -> None:
     sched = Scheduler(parse_system("exapod"))
     d = sched.schedule([SchedJob("a", "t", 20)], 0.0)
-    (_, p), = d.start
+    ((_, p),) = d.start
     assert p.level == "tile" and p.contiguous
 
 
@@ -48,7 +56,9 @@ def _fill_each_cabinet(sched: Scheduler, chips: int) -> None:
     topo = sched.topology
     for k in range(topo.blocks_at("cabinet")):
         first = topo.block("cabinet", k).chips.start
-        sched.restore(SchedJob(f"filler{k}", "t", chips, estimate_s=100.0), range(first, first + chips), 0.0)
+        sched.restore(
+            SchedJob(f"filler{k}", "t", chips, estimate_s=100.0), range(first, first + chips), 0.0
+        )
 
 
 def test_no_cabinet_split_when_one_cabinet_could_hold_it() -> None:
@@ -58,7 +68,7 @@ def test_no_cabinet_split_when_one_cabinet_could_hold_it() -> None:
         _fill_each_cabinet(s, 100)
     job = SchedJob("big", "t", 250)
     d_fifo = fifo.schedule([job], 0.0)
-    (_, p), = d_fifo.start  # FIFO takes what the allocator gives: two cabinets
+    ((_, p),) = d_fifo.start  # FIFO takes what the allocator gives: two cabinets
     assert avoidable_split(fifo.topology, p, fifo.level)
     d = ours.schedule([job], 0.0)
     assert d.start == []  # ours waits for a cabinet instead
@@ -74,26 +84,37 @@ def test_backfill_only_what_does_not_delay_the_head() -> None:
     long = SchedJob("long", "t", 100, submitted=2.0, estimate_s=500.0)
     short = SchedJob("short", "t", 100, submitted=3.0, estimate_s=50.0)
     d = sched.schedule([head, long, short], 10.0)
-    assert d.reservation is not None and d.reservation.job_id == "head" and d.reservation.at_s == 100.0
-    assert [j.id for j, _ in d.start] == ["short"] == d.backfilled  # 10 + 50 <= 100; long would delay head
+    assert (
+        d.reservation is not None and d.reservation.job_id == "head" and d.reservation.at_s == 100.0
+    )
+    assert (
+        [j.id for j, _ in d.start] == ["short"] == d.backfilled
+    )  # 10 + 50 <= 100; long would delay head
 
 
 def test_backfill_long_job_keeps_off_reserved_chips() -> None:
     sched = Scheduler(parse_system("cabinet"))
     sched.restore(SchedJob("a", "t", 100, estimate_s=100.0), range(0, 100), 0.0)
     head = SchedJob("head", "t", 250, submitted=1.0)
-    long = SchedJob("long", "t", 50, submitted=2.0)  # unknown run time: only where the head won't go
+    long = SchedJob(
+        "long", "t", 50, submitted=2.0
+    )  # unknown run time: only where the head won't go
     d = sched.schedule([head, long], 0.0)
     assert d.reservation is not None
-    (job, p), = d.start
+    ((job, p),) = d.start
     assert job.id == "long" and not set(p.chips) & d.reservation.chips
 
 
 def test_fifo_head_blocks_the_queue() -> None:
     sched = Scheduler(parse_system("cabinet"), policy="fifo")
     sched.restore(SchedJob("a", "t", 200, estimate_s=100.0), range(0, 200), 0.0)
-    d = sched.schedule([SchedJob("head", "t", 300, submitted=1.0), SchedJob("small", "t", 10, submitted=2.0,
-                                                                           estimate_s=1.0)], 0.0)
+    d = sched.schedule(
+        [
+            SchedJob("head", "t", 300, submitted=1.0),
+            SchedJob("small", "t", 10, submitted=2.0, estimate_s=1.0),
+        ],
+        0.0,
+    )
     assert d.start == [] and d.reservation is None
 
 
@@ -130,7 +151,9 @@ def test_fair_share_orders_tenants_by_decayed_usage() -> None:
     fair = FairShare(half_life_s=100.0)
     fair.charge("heavy", 1000.0, 0.0)
     sched = Scheduler(parse_system("cabinet"), fair=fair)
-    order = sched.order([SchedJob("h", "heavy", 10, submitted=0.0), SchedJob("l", "light", 10, submitted=5.0)])
+    order = sched.order(
+        [SchedJob("h", "heavy", 10, submitted=0.0), SchedJob("l", "light", 10, submitted=5.0)]
+    )
     assert [j.id for j in order] == ["l", "h"]  # submitted later, but its tenant has used less
     fair.charge("light", 0.0, 100.0)  # one half-life later the heavy tenant's usage has halved
     assert fair.share("heavy") == pytest.approx(500.0)
@@ -170,7 +193,7 @@ def test_schedule_pass_places_preempts_and_rebuilds_from_the_table(db_url: str) 
         assert not set(chips_of(placements[low])) & set(chips_of(placements[mid]))
         claimed = jobstore.claim_next(s, "agent-1", status="placed")
         assert claimed is not None and claimed.id == low  # equal priority: the older first
-    urgent, = _tenant_and_jobs_more(db_url, [(250, 10)])
+    (urgent,) = _tenant_and_jobs_more(db_url, [(250, 10)])
     r = schedule_pass(db, topo)
     # mid is only placed: straight back to queued; low is running: flagged for its agent
     assert set(r.preempted) == {low, mid} and r.placed == []
@@ -187,8 +210,9 @@ def test_schedule_pass_places_preempts_and_rebuilds_from_the_table(db_url: str) 
     db.dispose()
 
 
-def _tenant_and_jobs_more(db_url: str, specs: list[tuple[int, int]], time_limit_s: list[int | None] | None = None
-                          ) -> list[str]:
+def _tenant_and_jobs_more(
+    db_url: str, specs: list[tuple[int, int]], time_limit_s: list[int | None] | None = None
+) -> list[str]:
     from dojo.service import jobstore
     from dojo.service.api_models import JobSubmit
     from dojo.service.db import Database
@@ -198,10 +222,22 @@ def _tenant_and_jobs_more(db_url: str, specs: list[tuple[int, int]], time_limit_
     db = Database(db_url)
     with db.session() as s:
         tid = s.query(Tenant).one().id
-        ids = [jobstore.submit(s, tid, JobSubmit.model_validate(
-            {"kind": "eval", "spec": {"policy": "naive"}, "compute": {"chips": c}, "priority": p,
-             "time_limit_s": limit})).id
-            for (c, p), limit in zip(specs, limits, strict=True)]
+        ids = [
+            jobstore.submit(
+                s,
+                tid,
+                JobSubmit.model_validate(
+                    {
+                        "kind": "eval",
+                        "spec": {"policy": "naive"},
+                        "compute": {"chips": c},
+                        "priority": p,
+                        "time_limit_s": limit,
+                    }
+                ),
+            ).id
+            for (c, p), limit in zip(specs, limits, strict=True)
+        ]
     db.dispose()
     return ids
 
@@ -213,7 +249,7 @@ def test_time_limits_let_the_pass_backfill_a_short_job_before_the_reservation(db
     from dojo.service.schema import Job
 
     topo = parse_system("cabinet")  # 300 chips
-    running, = _tenant_and_jobs(db_url, [(200, 0)])
+    (running,) = _tenant_and_jobs(db_url, [(200, 0)])
     db = Database(db_url)
     with db.session() as s:  # 200 chips taken for at most 100 s
         s.get(Job, running).time_limit_s = 100
@@ -221,7 +257,8 @@ def test_time_limits_let_the_pass_backfill_a_short_job_before_the_reservation(db
     with db.session() as s:
         assert jobstore.claim_next(s, "agent-1", status="placed").id == running
     head, long, short, unknown = _tenant_and_jobs_more(
-        db_url, [(300, 0), (100, 0), (100, 0), (100, 0)], time_limit_s=[None, 500, 50, None])
+        db_url, [(300, 0), (100, 0), (100, 0), (100, 0)], time_limit_s=[None, 500, 50, None]
+    )
     r = schedule_pass(db, topo, now=utcnow() + timedelta(seconds=10))
     # the head waits for the running job's limit; only the job that ends before then may use its chips
     assert r.reservation is not None and r.reservation["job"] == head
@@ -238,7 +275,7 @@ def test_fair_share_from_the_table(db_url: str) -> None:
     from dojo.service.dispatch import fair_share
     from dojo.service.schema import Job
 
-    a, = _tenant_and_jobs(db_url, [(100, 0)])
+    (a,) = _tenant_and_jobs(db_url, [(100, 0)])
     db = Database(db_url)
     now = utcnow()
     with db.session() as s:

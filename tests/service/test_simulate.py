@@ -15,7 +15,10 @@ from dojo.service.trace import SyntheticSpec, TraceJob, load_trace, synthetic, w
 
 
 def _jobs(*rows: tuple[str, float, int, float, int]) -> list[TraceJob]:
-    return [TraceJob(id=i, submit_s=t, tenant="t", chips=c, duration_s=d, priority=p) for i, t, c, d, p in rows]
+    return [
+        TraceJob(id=i, submit_s=t, tenant="t", chips=c, duration_s=d, priority=p)
+        for i, t, c, d, p in rows
+    ]
 
 
 def test_backfill_beats_fifo_by_the_closed_form() -> None:
@@ -60,7 +63,9 @@ def test_synthetic_trace_shape() -> None:
     sizes = [j.chips for j in jobs]
     assert min(sizes) >= 1 and max(sizes) <= 3000
     assert all(c % 25 == 0 for c in sizes if c > 25)
-    assert sum(c <= 25 for c in sizes) > 100 and sum(c >= 300 for c in sizes) > 50  # log-uniform spread
+    assert (
+        sum(c <= 25 for c in sizes) > 100 and sum(c >= 300 for c in sizes) > 50
+    )  # log-uniform spread
     assert synthetic(SyntheticSpec(jobs=400, seed=3)) == jobs
 
 
@@ -76,11 +81,13 @@ def test_trace_files_round_trip_and_errors(tmp_path: Path) -> None:
         write_trace(jobs, tmp_path / name)
         assert load_trace(tmp_path / name) == jobs
     bad = tmp_path / "bad.jsonl"
-    for line, msg in (('{"submit_s": 0, "tenant": "a", "chips": 1, "duration_s": 0}', "duration_s=0"),
-                      ('{"submit_s": 0, "tenant": "a", "duration_s": 1}', "exactly one of chips or tiles"),
-                      ('{"submit_s": 0, "tenant": "a", "chips": 1, "duration_s": 1, "gpu": 2}', "unknown field"),
-                      ('{"submit_s": 0, "tenant": "a", "chips": 1.5, "duration_s": 1}', "whole number"),
-                      ("[1]", "JSON object")):
+    for line, msg in (
+        ('{"submit_s": 0, "tenant": "a", "chips": 1, "duration_s": 0}', "duration_s=0"),
+        ('{"submit_s": 0, "tenant": "a", "duration_s": 1}', "exactly one of chips or tiles"),
+        ('{"submit_s": 0, "tenant": "a", "chips": 1, "duration_s": 1, "gpu": 2}', "unknown field"),
+        ('{"submit_s": 0, "tenant": "a", "chips": 1.5, "duration_s": 1}', "whole number"),
+        ("[1]", "JSON object"),
+    ):
         bad.write_text(line + "\n")
         with pytest.raises(DojoConfigError, match="line 1") as e:
             load_trace(bad)

@@ -27,7 +27,9 @@ def test_migrate_is_idempotent_and_refuses_a_newer_schema(db_url: str) -> None:
         assert db.migrate() == SCHEMA_VERSION
         assert db.version() == SCHEMA_VERSION
         with db.engine.begin() as conn:
-            conn.execute(insert(SchemaVersion), {"version": SCHEMA_VERSION + 1, "description": "future"})
+            conn.execute(
+                insert(SchemaVersion), {"version": SCHEMA_VERSION + 1, "description": "future"}
+            )
         with pytest.raises(DojoConfigError, match="newer than this Dojo"):
             db.migrate()
     finally:
@@ -41,12 +43,18 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(db_url: str) -> None:
         with db.engine.begin() as conn:  # back to how version 1 left a store, with a row in it
             conn.execute(text("DROP INDEX ix_jobs_tenant_active"))
             conn.execute(text("DROP INDEX ix_jobs_tenant_listing"))
-            conn.execute(text("CREATE INDEX ix_jobs_tenant_created ON jobs (tenant_id, created_at)"))
+            conn.execute(
+                text("CREATE INDEX ix_jobs_tenant_created ON jobs (tenant_id, created_at)")
+            )
             conn.execute(text("ALTER TABLE jobs DROP COLUMN time_limit_s"))
             conn.execute(text("UPDATE dojo_schema_version SET version = 1"))
-            conn.execute(text("INSERT INTO tenants (id, name, disabled, max_concurrent_jobs, max_chips, max_gpus, "
-                              "max_storage_bytes, created_at) VALUES ('ten_1', 'old', false, 1, 1, 1, 1, "
-                              "CURRENT_TIMESTAMP)"))
+            conn.execute(
+                text(
+                    "INSERT INTO tenants (id, name, disabled, max_concurrent_jobs, max_chips, max_gpus, "
+                    "max_storage_bytes, created_at) VALUES ('ten_1', 'old', false, 1, 1, 1, 1, "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
         assert db.migrate() == 1
         assert db.version() == SCHEMA_VERSION == 2
         with db.engine.connect() as conn:
@@ -71,7 +79,9 @@ def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
         db.dispose()
 
 
-def test_reads_do_not_wait_for_a_writer_on_sqlite_and_see_only_committed_rows(tmp_path: Path) -> None:
+def test_reads_do_not_wait_for_a_writer_on_sqlite_and_see_only_committed_rows(
+    tmp_path: Path,
+) -> None:
     db = Database(str(tmp_path / "store.db"))
     try:
         db.migrate()
@@ -103,20 +113,28 @@ def test_reads_do_not_wait_for_a_writer_on_sqlite_and_see_only_committed_rows(tm
             release.set()
             t.join()
         with db.session(readonly=True) as s:
-            assert sorted(s.scalars(text("SELECT version FROM dojo_schema_version")).all()) == [SCHEMA_VERSION, 99]
+            assert sorted(s.scalars(text("SELECT version FROM dojo_schema_version")).all()) == [
+                SCHEMA_VERSION,
+                99,
+            ]
     finally:
         db.dispose()
 
 
-@pytest.mark.parametrize("url, words", [
-    ("postgresql://postgres@127.0.0.1:1/test", "Cannot reach the job store at postgresql"),
-    ("mysql://root@127.0.0.1/x", "only SQLite and PostgreSQL"),
-    ("postgresql+asyncpg://x@127.0.0.1/x", "pip install 'psycopg[binary]'"),
-    ("::::", "neither a URL"),
-    ("sqlite:////proc/nope/x.db", "Cannot create the folder"),
-    ("sqlite:////proc/x.db", "Cannot reach the job store at sqlite"),
-])
-def test_serve_with_an_unreachable_store_exits_with_one_clear_line(url, words, capsys, tmp_path) -> None:
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("postgresql://postgres@127.0.0.1:1/test", "Cannot reach the job store at postgresql"),
+        ("mysql://root@127.0.0.1/x", "only SQLite and PostgreSQL"),
+        ("postgresql+asyncpg://x@127.0.0.1/x", "pip install 'psycopg[binary]'"),
+        ("::::", "neither a URL"),
+        ("sqlite:////proc/nope/x.db", "Cannot create the folder"),
+        ("sqlite:////proc/x.db", "Cannot reach the job store at sqlite"),
+    ],
+)
+def test_serve_with_an_unreachable_store_exits_with_one_clear_line(
+    url, words, capsys, tmp_path
+) -> None:
     assert main(["serve", "--db", url, "--data-dir", str(tmp_path), "--port", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and err.count("\n") == 0 and "Traceback" not in err
@@ -139,8 +157,11 @@ def _queue(svc: Service, n: int, **fields: object) -> list[str]:
     headers = svc.tenant("acme", max_concurrent_jobs=1000, max_chips=100_000)
     ids = []
     for i in range(n):
-        r = svc.client.post("/v1/jobs", headers=headers, json={
-            "kind": "eval", "spec": {"policy": "expert"}, "priority": i % 3, **fields})
+        r = svc.client.post(
+            "/v1/jobs",
+            headers=headers,
+            json={"kind": "eval", "spec": {"policy": "expert"}, "priority": i % 3, **fields},
+        )
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
     return ids
@@ -215,8 +236,13 @@ def test_a_stale_job_with_attempts_left_is_queued_again(svc: Service) -> None:
 
 
 def test_submit_model_accepts_each_kind_with_defaults() -> None:
-    for kind, spec in (("drive", {}), ("ingest", {"dataset": "ds_0123456789abcdef"}),
-                       ("train", {"dataset": "cut_ins@v2"}), ("eval", {"policy": "naive"}), ("loop", {})):
+    for kind, spec in (
+        ("drive", {}),
+        ("ingest", {"dataset": "ds_0123456789abcdef"}),
+        ("train", {"dataset": "cut_ins@v2"}),
+        ("eval", {"policy": "naive"}),
+        ("loop", {}),
+    ):
         assert jobstore.validate_spec(kind, JobSubmit(kind=kind, spec=spec).spec)
 
 

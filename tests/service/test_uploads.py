@@ -26,8 +26,10 @@ def test_upload_list_and_never_replace(svc: Service) -> None:
     assert r.status_code == 201 and r.json()["sha256"] == hashlib.sha256(MCAP).hexdigest()
     assert upload(svc, h, ds, "m\u00fcnchen-2.mcap").status_code == 201  # unicode letters are fine
     tenant = svc.tenants["acme"]["id"]
-    assert files_under(svc.data_dir) == [f"tenants/{tenant}/datasets/{ds}/drive_0001.mcap",
-                                         f"tenants/{tenant}/datasets/{ds}/m\u00fcnchen-2.mcap"]
+    assert files_under(svc.data_dir) == [
+        f"tenants/{tenant}/datasets/{ds}/drive_0001.mcap",
+        f"tenants/{tenant}/datasets/{ds}/m\u00fcnchen-2.mcap",
+    ]
     dup = upload(svc, h, ds, "drive_0001.mcap", MCAP + b"other")
     assert dup.status_code == 409
     stored = svc.data_dir / f"tenants/{tenant}/datasets/{ds}/drive_0001.mcap"
@@ -35,15 +37,29 @@ def test_upload_list_and_never_replace(svc: Service) -> None:
     info = svc.client.get(f"/v1/datasets/{ds}", headers=h).json()
     assert info["files"] == 2 and info["size_bytes"] == 2 * len(MCAP)
     assert [f["name"] for f in svc.client.get(f"/v1/datasets/{ds}/files", headers=h).json()] == [
-        "drive_0001.mcap", "m\u00fcnchen-2.mcap"]
+        "drive_0001.mcap",
+        "m\u00fcnchen-2.mcap",
+    ]
     assert svc.client.get("/v1/me", headers=h).json()["usage"]["storage_bytes"] == 2 * len(MCAP)
     assert svc.client.post("/v1/datasets", json={"name": "logs"}, headers=h).status_code == 409
 
 
 HOSTILE = [
-    "../escape.mcap", "../../../../etc/passwd", "/etc/passwd", "/tmp/abs.mcap", "a/b.mcap",
-    "a\\b.mcap", "..", ".", "", "x\x00.mcap", "x\n.mcap", ".hidden.mcap", "C:evil.mcap",
-    "a" * 256 + ".mcap", "\u00e9" * 130,  # 260 bytes of UTF-8
+    "../escape.mcap",
+    "../../../../etc/passwd",
+    "/etc/passwd",
+    "/tmp/abs.mcap",
+    "a/b.mcap",
+    "a\\b.mcap",
+    "..",
+    ".",
+    "",
+    "x\x00.mcap",
+    "x\n.mcap",
+    ".hidden.mcap",
+    "C:evil.mcap",
+    "a" * 256 + ".mcap",
+    "\u00e9" * 130,  # 260 bytes of UTF-8
     "\uff0e\uff0e\uff0fx.mcap",  # fullwidth ../
     "..\u2215x.mcap",  # division slash
     "\u202egpj.mcap",  # right-to-left override
@@ -62,7 +78,9 @@ def test_hostile_file_names_are_refused_and_write_nothing(svc: Service) -> None:
         r = upload(svc, h, ds, name)
         assert r.status_code == 422, (name, r.status_code, r.text)
         assert "name" in r.json()["detail"].lower(), (name, r.text)
-        r = svc.client.post(f"/v1/jobs/{job}/checkpoints", params={"name": name}, content=b"w", headers=h)
+        r = svc.client.post(
+            f"/v1/jobs/{job}/checkpoints", params={"name": name}, content=b"w", headers=h
+        )
         assert r.status_code == 422, (name, r.text)
     assert files_under(svc.data_dir.parent) == before
     assert svc.client.get(f"/v1/datasets/{ds}", headers=h).json()["files"] == 0
@@ -87,10 +105,14 @@ def test_uploads_over_the_size_limit_get_413_and_leave_nothing(svc: Service) -> 
 
     def chunked():
         for i in range(0, len(big), 64 * 1024):
-            yield big[i:i + 64 * 1024]
+            yield big[i : i + 64 * 1024]
 
-    r = svc.client.post(f"/v1/datasets/{ds}/files", params={"name": "big.mcap"}, content=chunked(),
-                        headers={**h, "Content-Type": "application/octet-stream"})
+    r = svc.client.post(
+        f"/v1/datasets/{ds}/files",
+        params={"name": "big.mcap"},
+        content=chunked(),
+        headers={**h, "Content-Type": "application/octet-stream"},
+    )
     assert r.status_code == 413 and "limit" in r.json()["detail"]
     assert files_under(svc.data_dir) == []
     assert svc.client.get(f"/v1/datasets/{ds}", headers=h).json()["size_bytes"] == 0
@@ -109,17 +131,23 @@ def test_storage_quota_is_enforced_with_403(svc: Service) -> None:
         yield b"w" * 8
         yield b"w" * 8
 
-    r = svc.client.post(f"/v1/jobs/{job}/checkpoints", params={"name": "c.pt"}, content=chunked(), headers=h)
+    r = svc.client.post(
+        f"/v1/jobs/{job}/checkpoints", params={"name": "c.pt"}, content=chunked(), headers=h
+    )
     assert r.status_code == 403 and r.json()["code"] == "quota_exceeded"
     tenant = svc.tenants["acme"]["id"]
-    assert files_under(svc.data_dir) == [f"tenants/{tenant}/datasets/{ds}/a.mcap",
-                                         f"tenants/{tenant}/datasets/{ds}/b.mcap"]
+    assert files_under(svc.data_dir) == [
+        f"tenants/{tenant}/datasets/{ds}/a.mcap",
+        f"tenants/{tenant}/datasets/{ds}/b.mcap",
+    ]
     assert svc.client.delete(f"/v1/datasets/{ds}", headers=h).status_code == 204
     assert files_under(svc.data_dir) == []
     assert svc.client.get("/v1/me", headers=h).json()["usage"]["storage_bytes"] == 0
 
 
-def test_a_full_disk_fails_the_upload_cleanly(svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_fails_the_upload_cleanly(
+    svc: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
     h = svc.tenant("acme")
     ds = _dataset(svc, h)
     assert upload(svc, h, ds, "keep.mcap").status_code == 201
@@ -133,8 +161,12 @@ def test_a_full_disk_fails_the_upload_cleanly(svc: Service, monkeypatch: pytest.
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(storage, "_write", full)
-    r = svc.client.post(f"/v1/datasets/{ds}/files", params={"name": "new.mcap"},
-                        content=iter([MCAP, b"x" * 1000, b"y" * 1000]), headers=h)
+    r = svc.client.post(
+        f"/v1/datasets/{ds}/files",
+        params={"name": "new.mcap"},
+        content=iter([MCAP, b"x" * 1000, b"y" * 1000]),
+        headers=h,
+    )
     assert r.status_code == 507 and "disk is full" in r.json()["detail"]
     assert written and written[0] > 0  # it really started writing
     assert {p: p.read_bytes() for p in svc.data_dir.rglob("*.mcap")} == before
@@ -154,7 +186,9 @@ def test_uploads_stop_before_the_disk_reserve(db_url: str, tmp_path: Path) -> No
 
 def test_registered_stores_must_be_remote(svc: Service) -> None:
     h = svc.tenant("acme")
-    r = svc.client.post("/v1/datasets", json={"name": "fleet", "uri": "s3://bucket/fleet/"}, headers=h)
+    r = svc.client.post(
+        "/v1/datasets", json={"name": "fleet", "uri": "s3://bucket/fleet/"}, headers=h
+    )
     assert r.status_code == 201 and r.json()["source"] == "store"
     assert upload(svc, h, r.json()["id"], "x.mcap").status_code == 409
     for uri in ("file:///etc", "/etc", "../other", "s3://", "ftp://x/y", "https:///nohost"):
@@ -166,7 +200,9 @@ def test_a_dataset_in_use_is_not_deleted(svc: Service) -> None:
     h = svc.tenant("acme")
     ds = _dataset(svc, h)
     upload(svc, h, ds, "a.mcap")
-    job = svc.client.post("/v1/jobs", json={"kind": "ingest", "spec": {"dataset": ds}}, headers=h).json()
+    job = svc.client.post(
+        "/v1/jobs", json={"kind": "ingest", "spec": {"dataset": ds}}, headers=h
+    ).json()
     r = svc.client.delete(f"/v1/datasets/{ds}", headers=h)
     assert r.status_code == 409
     svc.client.post(f"/v1/jobs/{job['id']}/cancel", headers=h)
@@ -176,20 +212,28 @@ def test_a_dataset_in_use_is_not_deleted(svc: Service) -> None:
 
 def test_checkpoints_become_models_to_list_and_download(svc: Service) -> None:
     h = svc.tenant("acme")
-    job = svc.client.post("/v1/jobs", json={"kind": "train", "spec": {"dataset": "cuts@v1"}},
-                          headers=h).json()["id"]
+    job = svc.client.post(
+        "/v1/jobs", json={"kind": "train", "spec": {"dataset": "cuts@v1"}}, headers=h
+    ).json()["id"]
     weights = bytes(range(256)) * 100
-    r = svc.client.post(f"/v1/jobs/{job}/checkpoints", params={"name": "step_100.pt"}, content=weights,
-                        headers=h)
+    r = svc.client.post(
+        f"/v1/jobs/{job}/checkpoints", params={"name": "step_100.pt"}, content=weights, headers=h
+    )
     assert r.status_code == 201, r.text
     model = r.json()
     assert model["size_bytes"] == len(weights) and model["job_id"] == job
-    assert svc.client.post(f"/v1/jobs/{job}/checkpoints", params={"name": "step_100.pt"}, content=b"x",
-                           headers=h).status_code == 409
+    assert (
+        svc.client.post(
+            f"/v1/jobs/{job}/checkpoints", params={"name": "step_100.pt"}, content=b"x", headers=h
+        ).status_code
+        == 409
+    )
     assert [m["id"] for m in svc.client.get("/v1/models", headers=h).json()] == [model["id"]]
     got = svc.client.get(f"/v1/models/{model['id']}/download", headers=h)
     assert got.status_code == 200 and got.content == weights
     assert got.headers["x-sha256"] == hashlib.sha256(weights).hexdigest()
     # the model can now drive an evaluation
-    ev = svc.client.post("/v1/jobs", json={"kind": "eval", "spec": {"policy": model["id"]}}, headers=h)
+    ev = svc.client.post(
+        "/v1/jobs", json={"kind": "eval", "spec": {"policy": model["id"]}}, headers=h
+    )
     assert ev.status_code == 201

@@ -31,16 +31,29 @@ class FleetData:
 def build_fleet_data(root: Path) -> FleetData:
     """Drive, ingest and mine into ``root``; takes a few seconds."""
     logs = root / "logs"
-    Fleet(DriveConfig(out=str(logs), mode="manual", cars=3, minutes=0.25, drive_s=15.0,
-                      families=("dense", "cut_in"))).run()
+    Fleet(
+        DriveConfig(
+            out=str(logs),
+            mode="manual",
+            cars=3,
+            minutes=0.25,
+            drive_s=15.0,
+            families=("dense", "cut_in"),
+        )
+    ).run()
     store = root / "store"
     ingest([logs], store, workers=1)
     # drive ids are random, and the split hashes them: pick the seed that holds out the same car
     # every time (2 drives train, 1 val), so the data is the same from session to session
-    _, drives = query(store, "SELECT drive_id, car_id FROM drives WHERE frames > 0 ORDER BY car_id, drive")
+    _, drives = query(
+        store, "SELECT drive_id, car_id FROM drives WHERE frames > 0 ORDER BY car_id, drive"
+    )
     held_out = drives[-1][0]
-    seed = next(s for s in range(10_000)
-                if [split_of(d, s, VAL_SHARE) for d, _ in drives] == ["train"] * (len(drives) - 1) + ["val"])
+    seed = next(
+        s
+        for s in range(10_000)
+        if [split_of(d, s, VAL_SHARE) for d, _ in drives] == ["train"] * (len(drives) - 1) + ["val"]
+    )
     mine(store, ["near_miss"], sample_normal=1.0, seed=seed, val_share=VAL_SHARE, out="ds")
     ds = load_dataset(store, "ds")
     assert {e["drive_id"] for e in ds.split("val")} == {held_out} and len(ds.split("train")) > 0
@@ -53,8 +66,18 @@ def build_fleet_data(root: Path) -> FleetData:
 def tiny_config(data: FleetData, out: Path, **overrides: Any) -> TrainConfig:
     """A few quick steps of the tiny policy on the test dataset (no progress bar)."""
     values: dict[str, Any] = dict(
-        dataset=data.dataset, store=str(data.store), out=str(out), size="tiny", steps=6, batch_size=8,
-        warmup_steps=2, lr=1e-3, checkpoint_every=0, val_every=0, val_batches=2, progress=False,
+        dataset=data.dataset,
+        store=str(data.store),
+        out=str(out),
+        size="tiny",
+        steps=6,
+        batch_size=8,
+        warmup_steps=2,
+        lr=1e-3,
+        checkpoint_every=0,
+        val_every=0,
+        val_batches=2,
+        progress=False,
     )
     values.update(overrides)
     return TrainConfig(**values)

@@ -30,11 +30,29 @@ def test_cpu_peak_and_bare_loop() -> None:
 
 
 def test_table_and_bad_inputs() -> None:
-    row = {"size": "tiny", "parameters": 166642, "train_flops_per_sample": 2.1e7, "samples_per_s": 1800.0,
-           "bare_samples_per_s": 1950.0, "ratio_to_bare": 0.92, "data_wait_share": 0.04,
-           "achieved_tflops": 0.037, "mfu": 0.24}
-    text = format_train({"device": "cpu", "cores": 2, "torch": "x", "threads": 2, "peak": "p",
-                         "batch_size": 32, "steps": 20, "sizes": [row]})
+    row = {
+        "size": "tiny",
+        "parameters": 166642,
+        "train_flops_per_sample": 2.1e7,
+        "samples_per_s": 1800.0,
+        "bare_samples_per_s": 1950.0,
+        "ratio_to_bare": 0.92,
+        "data_wait_share": 0.04,
+        "achieved_tflops": 0.037,
+        "mfu": 0.24,
+    }
+    text = format_train(
+        {
+            "device": "cpu",
+            "cores": 2,
+            "torch": "x",
+            "threads": 2,
+            "peak": "p",
+            "batch_size": 32,
+            "steps": 20,
+            "sizes": [row],
+        }
+    )
     assert "0.92" in text and "24.0%" in text
     with pytest.raises(DojoConfigError, match="sizes=\\['huge'\\]"):
         bench_train(["huge"])

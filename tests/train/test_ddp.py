@@ -33,10 +33,35 @@ Key = tuple[str, int]
 
 
 def _flags(data: FleetData, out: Path) -> list[str]:
-    return ["--dataset", data.dataset, "--store", str(data.store), "--out", str(out), "--steps", str(STEPS),
-            "--batch-size", str(BATCH), "--grad-accum", str(ACCUM), "--num-workers", str(WORKERS),
-            "--warmup-steps", "3", "--lr", "1e-3", "--val-every", "6", "--val-batches", "2",
-            "--checkpoint-every", "0", "--log-samples", "--no-progress", "--json"]
+    return [
+        "--dataset",
+        data.dataset,
+        "--store",
+        str(data.store),
+        "--out",
+        str(out),
+        "--steps",
+        str(STEPS),
+        "--batch-size",
+        str(BATCH),
+        "--grad-accum",
+        str(ACCUM),
+        "--num-workers",
+        str(WORKERS),
+        "--warmup-steps",
+        "3",
+        "--lr",
+        "1e-3",
+        "--val-every",
+        "6",
+        "--val-batches",
+        "2",
+        "--checkpoint-every",
+        "0",
+        "--log-samples",
+        "--no-progress",
+        "--json",
+    ]
 
 
 def _run(cmd: list[str]) -> str:
@@ -51,32 +76,55 @@ def runs(fleet_data: FleetData, tmp_path_factory: pytest.TempPathFactory) -> dic
     root = tmp_path_factory.mktemp("ddp")
     straight, resumed = root / "straight", root / "resumed"
     _run([sys.executable, "-m", "dojo.train", *_flags(fleet_data, straight), "--nproc", str(WORLD)])
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}", "-m", "dojo.train"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={WORLD}",
+        "-m",
+        "dojo.train",
+    ]
     _run([*torchrun, *_flags(fleet_data, resumed), "--stop-after", "5"])
     _run([*torchrun, *_flags(fleet_data, resumed), "--resume"])
     return {"straight": straight, "resumed": resumed}
 
 
 def samples(run: Path, rank: int) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run / "samples" / f"rank{rank}.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line)
+        for line in (run / "samples" / f"rank{rank}.jsonl").read_text().splitlines()
+    ]
 
 
 def losses(run: Path) -> list[float]:
-    return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    return [
+        r["loss"]
+        for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if "loss" in r
+    ]
 
 
 def train_windows(data: FleetData) -> WindowDataset:
     ds = load_dataset(data.store, data.dataset)
-    return WindowDataset(data.store, ds.split("train"), frames=2, seed=0, occupancy=False, rank=0, world_size=WORLD)
+    return WindowDataset(
+        data.store, ds.split("train"), frames=2, seed=0, occupancy=False, rank=0, world_size=WORLD
+    )
 
 
-def test_no_window_twice_in_an_epoch_across_processes_and_workers(runs: dict[str, Path], fleet_data: FleetData) -> None:
+def test_no_window_twice_in_an_epoch_across_processes_and_workers(
+    runs: dict[str, Path], fleet_data: FleetData
+) -> None:
     """Per epoch, the union of both processes' windows has no repeat; each process's windows come
     from its own two worker shards (shards 2r and 2r+1 of 4); all take the same steps."""
     data = train_windows(fleet_data)
     run = runs["straight"]
     per_rank = {r: samples(run, r) for r in range(WORLD)}
-    assert [s["step"] for s in per_rank[0]] == [s["step"] for s in per_rank[1]] == list(range(1, STEPS + 1))
+    assert (
+        [s["step"] for s in per_rank[0]]
+        == [s["step"] for s in per_rank[1]]
+        == list(range(1, STEPS + 1))
+    )
     assert [s["epoch"] for s in per_rank[0]] == [s["epoch"] for s in per_rank[1]]
     epochs = sorted({s["epoch"] for s in per_rank[0]})
     assert epochs == [0, 1], "the run should cross one epoch boundary"
@@ -86,13 +134,19 @@ def test_no_window_twice_in_an_epoch_across_processes_and_workers(runs: dict[str
             assert len(steps) == steps_per_epoch(data, WORLD, WORKERS, MICRO, ACCUM, 0)
         seen: Counter[Key] = Counter()
         for rank in range(WORLD):
-            mine = {(c, f) for shard in (rank * WORKERS, rank * WORKERS + 1) for c, f in data.shard_order(shard, WORLD * WORKERS, epoch)}
+            mine = {
+                (c, f)
+                for shard in (rank * WORKERS, rank * WORKERS + 1)
+                for c, f in data.shard_order(shard, WORLD * WORKERS, epoch)
+            }
             for s in per_rank[rank]:
                 if s["epoch"] != epoch:
                     continue
                 keys = [(c, int(f)) for c, f in s["keys"]]
                 assert len(keys) == ACCUM * MICRO
-                assert set(keys) <= mine, f"rank {rank} read a window outside its shards in epoch {epoch}"
+                assert set(keys) <= mine, (
+                    f"rank {rank} read a window outside its shards in epoch {epoch}"
+                )
                 seen.update(keys)
         assert seen and max(seen.values()) == 1, [k for k, n in seen.items() if n > 1][:3]
         assert sum(seen.values()) == len(steps) * BATCH
@@ -122,22 +176,47 @@ def test_two_processes_match_one_process_fed_the_same_global_batches(
 
 
 @pytest.mark.parametrize("net", ["both", "occupancy"])
-def test_two_processes_match_one_process_with_the_occupancy_head(fleet_data: FleetData, tmp_path: Path, net: str) -> None:
+def test_two_processes_match_one_process_with_the_occupancy_head(
+    fleet_data: FleetData, tmp_path: Path, net: str
+) -> None:
     """The same check for ``--net both`` and ``--net occupancy``: the occupancy loss (a mean over
     cells of the windows that have a label, divided by the micro-batch) must split over processes
     like the policy loss."""
     run = tmp_path / net
-    _run([sys.executable, "-m", "dojo.train", *_flags(fleet_data, run), "--net", net, "--nproc", str(WORLD)])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "dojo.train",
+            *_flags(fleet_data, run),
+            "--net",
+            net,
+            "--nproc",
+            str(WORLD),
+        ]
+    )
     _match_one_process(run, fleet_data, tmp_path, net=net)
 
 
 def _match_one_process(run: Path, fleet_data: FleetData, tmp_path: Path, net: str) -> None:
     grids = net != "policy"
     ds = load_dataset(fleet_data.store, fleet_data.dataset)
-    every = {(s["clip_id"], int(s["frame"])): s for s in WindowDataset(fleet_data.store, ds.split("train"), frames=2,
-                                                                         shuffle=False, occupancy=grids)}
-    config = tiny_config(fleet_data, tmp_path / f"one-{net}", steps=STEPS, batch_size=BATCH, grad_accum=ACCUM,
-                         warmup_steps=3, lr=1e-3, net=net)
+    every = {
+        (s["clip_id"], int(s["frame"])): s
+        for s in WindowDataset(
+            fleet_data.store, ds.split("train"), frames=2, shuffle=False, occupancy=grids
+        )
+    }
+    config = tiny_config(
+        fleet_data,
+        tmp_path / f"one-{net}",
+        steps=STEPS,
+        batch_size=BATCH,
+        grad_accum=ACCUM,
+        warmup_steps=3,
+        lr=1e-3,
+        net=net,
+    )
     one = Trainer(prepare(config))
     start = {k: v.clone() for k, v in one.model.state_dict().items()}
     per_rank = {r: samples(run, r) for r in range(WORLD)}
@@ -145,7 +224,11 @@ def _match_one_process(run: Path, fleet_data: FleetData, tmp_path: Path, net: st
     for step in range(STEPS):
         micro = []
         for i in range(ACCUM):
-            keys = [k for r in range(WORLD) for k in per_rank[r][step]["keys"][i * MICRO:(i + 1) * MICRO]]
+            keys = [
+                k
+                for r in range(WORLD)
+                for k in per_rank[r][step]["keys"][i * MICRO : (i + 1) * MICRO]
+            ]
             micro.append(collate_windows([every[(c, int(f))] for c, f in keys]))
         got.append(one.step(micro)[0])
     assert got == pytest.approx(losses(run), rel=1e-4)
@@ -156,7 +239,10 @@ def _match_one_process(run: Path, fleet_data: FleetData, tmp_path: Path, net: st
     assert float(diff.abs().median()) < 1e-6
     # the weights as a whole went the same way: measured 3e-6 (policy), 8e-5 (occupancy) and
     # 0.009 (both) of the distance they travelled
-    assert float(diff.norm()) < 0.02 * float(travelled.norm()), (float(diff.norm()), float(travelled.norm()))
+    assert float(diff.norm()) < 0.02 * float(travelled.norm()), (
+        float(diff.norm()),
+        float(travelled.norm()),
+    )
     if net == "policy":
         # element by element too. Not with the occupancy head on the shared backbone: AdamW
         # divides each gradient by its own running size, so parameters whose gradient is almost
@@ -177,7 +263,11 @@ def test_a_two_process_run_resumes_exactly(runs: dict[str, Path]) -> None:
     wb = torch.load(b / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     summary = json.loads((b / "summary.json").read_text())
-    assert summary["world_size"] == WORLD and summary["finished"] and summary["steps_this_run"] == STEPS - 5
+    assert (
+        summary["world_size"] == WORLD
+        and summary["finished"]
+        and summary["steps_this_run"] == STEPS - 5
+    )
 
 
 def test_sigterm_to_the_launchers_group_stops_both_processes_checkpointed(
@@ -189,12 +279,19 @@ def test_sigterm_to_the_launchers_group_stops_both_processes_checkpointed(
     uninterrupted run ends, loss for loss."""
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = subprocess.Popen([sys.executable, "-m", "dojo.train", *_flags(fleet_data, out), "--nproc", str(WORLD)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "dojo.train", *_flags(fleet_data, out), "--nproc", str(WORLD)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 180
     while not (metrics.exists() and len(losses(out)) >= 2):
-        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read().decode()[-3000:]
+        assert launcher.poll() is None and time.monotonic() < deadline, (
+            launcher.stderr.read().decode()[-3000:]
+        )
         time.sleep(0.02)
     os.killpg(launcher.pid, signal.SIGTERM)
     code = launcher.wait(120)
@@ -203,5 +300,15 @@ def test_sigterm_to_the_launchers_group_stops_both_processes_checkpointed(
     assert 2 <= stopped < STEPS, stopped
     assert torch.load(out / "checkpoint.pt", weights_only=True)["train"]["step"] == stopped
     assert not list(out.glob("*.tmp"))
-    _run([sys.executable, "-m", "dojo.train", *_flags(fleet_data, out), "--nproc", str(WORLD), "--resume"])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "dojo.train",
+            *_flags(fleet_data, out),
+            "--nproc",
+            str(WORLD),
+            "--resume",
+        ]
+    )
     assert losses(out) == losses(runs["straight"])

@@ -18,17 +18,23 @@ from tests.train.support import FleetData, tiny_config
 
 
 def rows(run: Path, key: str) -> list[dict[str, Any]]:
-    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if key in r]
+    return [
+        r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if key in r
+    ]
 
 
 def checkpoint(run: Path) -> dict[str, Any]:
     return torch.load(run / "checkpoint.pt", weights_only=True)
 
 
-def test_both_trains_reports_iou_and_resumes_bit_for_bit(fleet_data: FleetData, tmp_path: Path) -> None:
+def test_both_trains_reports_iou_and_resumes_bit_for_bit(
+    fleet_data: FleetData, tmp_path: Path
+) -> None:
     """6 steps straight vs stopped after step 3 (checkpointed) and resumed: the same losses,
     validations (IoU included) and weights, exactly."""
-    common: dict[str, Any] = dict(net="both", steps=6, val_every=3, checkpoint_every=3, occupancy_weight=0.5)
+    common: dict[str, Any] = dict(
+        net="both", steps=6, val_every=3, checkpoint_every=3, occupancy_weight=0.5
+    )
     straight = tmp_path / "straight"
     summary = train(tiny_config(fleet_data, straight, **common))
     assert summary["finished"] and summary["net"] == "both"
@@ -38,7 +44,9 @@ def test_both_trains_reports_iou_and_resumes_bit_for_bit(fleet_data: FleetData, 
         assert 0.0 <= v["val_iou"] <= 1.0 and math.isfinite(v["val_occupancy_loss"])
         per_class = [v[f"val_iou_{name}"] for name in ("vehicle", "obstacle", "not_drivable")]
         present = [x for x in per_class if x is not None and math.isfinite(x)]
-        assert present and v["val_iou"] == pytest.approx(sum(present) / len(present))  # the mean of the classes present
+        assert present and v["val_iou"] == pytest.approx(
+            sum(present) / len(present)
+        )  # the mean of the classes present
     assert summary["val_iou"] == vals[-1]["val_iou"]
     run = json.loads((straight / "run.json").read_text())
     net = OccupancyConfig.from_dict(run["net_config"])
@@ -58,13 +66,17 @@ def test_both_trains_reports_iou_and_resumes_bit_for_bit(fleet_data: FleetData, 
     second = train(tiny_config(fleet_data, broken, **common, resume=True))
     assert second["finished"] and second["steps_this_run"] == 3
     for key in ("loss", "grad_norm", "lr"):
-        assert [r[key] for r in rows(straight, "loss")] == [r[key] for r in rows(broken, "loss")], key
+        assert [r[key] for r in rows(straight, "loss")] == [r[key] for r in rows(broken, "loss")], (
+            key
+        )
     assert rows(straight, "val_loss") == rows(broken, "val_loss")
     wa, wb = checkpoint(straight)["model"], checkpoint(broken)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_occupancy_alone_trains_and_a_resume_as_another_net_is_refused(fleet_data: FleetData, tmp_path: Path) -> None:
+def test_occupancy_alone_trains_and_a_resume_as_another_net_is_refused(
+    fleet_data: FleetData, tmp_path: Path
+) -> None:
     out = tmp_path / "occ"
     summary = train(tiny_config(fleet_data, out, net="occupancy", steps=3, val_every=3))
     assert summary["finished"] and 0.0 <= summary["val_iou"] <= 1.0
@@ -72,19 +84,28 @@ def test_occupancy_alone_trains_and_a_resume_as_another_net_is_refused(fleet_dat
     assert "policy" not in summary and not (out / "policy.pt").exists()  # no policy head to export
     assert checkpoint(out)["kind"] == "occupancy"
     for net in ("policy", "both"):
-        with pytest.raises(DojoConfigError, match=f"is of a 'occupancy' net of size 'tiny'; this run asks for a '{net}' net"):
+        with pytest.raises(
+            DojoConfigError,
+            match=f"is of a 'occupancy' net of size 'tiny'; this run asks for a '{net}' net",
+        ):
             prepare(tiny_config(fleet_data, out, net=net, steps=3, resume=True))
     # and a policy run cannot be continued as an occupancy one
     pol = tmp_path / "pol"
     train(tiny_config(fleet_data, pol, steps=2))
-    with pytest.raises(DojoConfigError, match="is of a 'policy' net of size 'tiny'; this run asks for a 'both' net"):
+    with pytest.raises(
+        DojoConfigError, match="is of a 'policy' net of size 'tiny'; this run asks for a 'both' net"
+    ):
         prepare(tiny_config(fleet_data, pol, net="both", steps=2, resume=True))
 
 
-def test_occupancy_weight_is_checked_and_part_of_the_run(fleet_data: FleetData, tmp_path: Path) -> None:
+def test_occupancy_weight_is_checked_and_part_of_the_run(
+    fleet_data: FleetData, tmp_path: Path
+) -> None:
     with pytest.raises(DojoConfigError, match="occupancy_weight=-0.5 must be >= 0"):
         TrainConfig(dataset="d", store="s", out="o", occupancy_weight=-0.5)
     out = tmp_path / "w"
     train(tiny_config(fleet_data, out, net="both", steps=2))
     with pytest.raises(DojoConfigError, match="holds another run"):
-        prepare(tiny_config(fleet_data, out, net="both", steps=2, occupancy_weight=2.0, resume=True))
+        prepare(
+            tiny_config(fleet_data, out, net="both", steps=2, occupancy_weight=2.0, resume=True)
+        )

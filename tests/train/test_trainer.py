@@ -26,7 +26,9 @@ from tests.train.support import FleetData, tiny_config
 
 
 def rows(run: Path, key: str = "loss") -> list[dict[str, Any]]:
-    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if key in r]
+    return [
+        r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if key in r
+    ]
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -54,11 +56,24 @@ def test_the_policy_learns_a_target_it_can_see(fleet_data: FleetData, tmp_path: 
     """The step is wired end to end (forward, loss, backward, clip, AdamW, schedule): on one batch
     of 16 windows whose targets are a function of the ego speed the net is given (about one
     scale unit in both components), 40 steps bring the loss down more than 10x (it does ~80x)."""
-    trainer = Trainer(prepare(tiny_config(fleet_data, tmp_path / "fit", steps=40, batch_size=16, warmup_steps=0,
-                                          lr=3e-3, schedule="constant")))
+    trainer = Trainer(
+        prepare(
+            tiny_config(
+                fleet_data,
+                tmp_path / "fit",
+                steps=40,
+                batch_size=16,
+                warmup_steps=0,
+                lr=3e-3,
+                schedule="constant",
+            )
+        )
+    )
     batch = next(iter(trainer.loader))
     speed = batch["speed_mps"].float()
-    batch["action"] = torch.stack([speed / 10 - 1.0, torch.zeros_like(speed)], dim=1)  # [m/s^2, rad]
+    batch["action"] = torch.stack(
+        [speed / 10 - 1.0, torch.zeros_like(speed)], dim=1
+    )  # [m/s^2, rad]
     batch["lane_shift"] = 0.5 * (speed / 15 - 1)  # [lanes], about one LANE_SHIFT_SCALE
     losses = [trainer.step([batch])[0] for _ in range(40)]
     assert losses[0] > 0.05 and losses[-1] < losses[0] / 10, losses
@@ -88,7 +103,9 @@ def test_resume_continues_the_same_loss_curve_bit_for_bit(
     and AdamW state, all for exact equality. Batch 32 in 2 accumulated micro-batches gives 9
     steps an epoch here, so the resumed part also crosses into a new epoch (new shuffle).
     """
-    common = dict(steps=14, batch_size=32, grad_accum=2, warmup_steps=3, checkpoint_every=4, val_every=5)
+    common = dict(
+        steps=14, batch_size=32, grad_accum=2, warmup_steps=3, checkpoint_every=4, val_every=5
+    )
     straight = tmp_path / "straight"
     train(tiny_config(fleet_data, straight, **common))
 
@@ -142,25 +159,48 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_ends_the_same
     assert "stopped by SIGTERM at step 6" in format_summary(summary)
 
     summary = train(tiny_config(fleet_data, stopped, **common, resume=True))
-    assert summary["finished"] and not summary["stopped_by_signal"] and summary["steps_this_run"] == 4
+    assert (
+        summary["finished"] and not summary["stopped_by_signal"] and summary["steps_this_run"] == 4
+    )
     assert [r["loss"] for r in rows(stopped)] == [r["loss"] for r in rows(straight)]
     wa, wb = weights(straight), weights(stopped)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_a_run_leaves_metrics_event_files_and_loadable_checkpoints(fleet_data: FleetData, tmp_path: Path) -> None:
+def test_a_run_leaves_metrics_event_files_and_loadable_checkpoints(
+    fleet_data: FleetData, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     summary = train(tiny_config(fleet_data, out, steps=4, val_every=2, checkpoint_every=2))
     lines = rows(out)
     assert [r["step"] for r in lines] == [1, 2, 3, 4]
     for r in lines:
-        assert set(r) == {"step", "epoch", "loss", "lr", "grad_norm", "samples_per_s", "data_wait_share", "step_s"}
-        assert r["samples_per_s"] > 0 and 0.0 <= r["data_wait_share"] <= 1.0 and math.isfinite(r["loss"])
+        assert set(r) == {
+            "step",
+            "epoch",
+            "loss",
+            "lr",
+            "grad_norm",
+            "samples_per_s",
+            "data_wait_share",
+            "step_s",
+        }
+        assert (
+            r["samples_per_s"] > 0
+            and 0.0 <= r["data_wait_share"] <= 1.0
+            and math.isfinite(r["loss"])
+        )
     vals = rows(out, "val_loss")
-    assert [v["step"] for v in vals] == [2, 4] and all(v["val_windows"] == 2 * 8 for v in vals)  # val_batches 2
+    assert [v["step"] for v in vals] == [2, 4] and all(
+        v["val_windows"] == 2 * 8 for v in vals
+    )  # val_batches 2
     assert summary["val_loss"] == vals[-1]["val_loss"]
     run = json.loads((out / "run.json").read_text())
-    assert run["dataset"] == f"{fleet_data.dataset}@v1" and len(run["dataset_hash"]) == 64 and run["nproc"] == 1
+    assert (
+        run["dataset"] == f"{fleet_data.dataset}@v1"
+        and len(run["dataset_hash"]) == 64
+        and run["nproc"] == 1
+    )
     # the checkpoint is a policy checkpoint too: the fleet and eval load it as it stands
     model = load_policy(out / "checkpoint.pt")
     assert all(torch.equal(v, weights(out)[k]) for k, v in model.state_dict().items())
@@ -176,11 +216,16 @@ def test_a_run_leaves_metrics_event_files_and_loadable_checkpoints(fleet_data: F
         records.append(body)
         data = data[16 + n :]
     assert b"brain.Event:2" in records[0]
-    assert sum(b"train/loss" in r for r in records) == 4 and sum(b"val/loss" in r for r in records) == 2
+    assert (
+        sum(b"train/loss" in r for r in records) == 4
+        and sum(b"val/loss" in r for r in records) == 2
+    )
     assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
 
 
-def test_the_same_run_started_again_before_any_checkpoint_starts_over(fleet_data: FleetData, tmp_path: Path) -> None:
+def test_the_same_run_started_again_before_any_checkpoint_starts_over(
+    fleet_data: FleetData, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     train(tiny_config(fleet_data, out, steps=2))
     (out / "checkpoint.pt").unlink()  # crashed before its first checkpoint: only run.json and logs
@@ -188,7 +233,9 @@ def test_the_same_run_started_again_before_any_checkpoint_starts_over(fleet_data
     assert [r["step"] for r in rows(out)] == [1, 2]
 
 
-def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_checkpoint_write_leaves_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"step": 1})
 
@@ -202,45 +249,85 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path: Path, monke
     assert torch.load(path, weights_only=True) == {"step": 1} and not list(tmp_path.glob("*.tmp"))
 
 
-def test_validation_is_skipped_with_a_note_when_val_is_empty(fleet_data: FleetData, tmp_path: Path) -> None:
+def test_validation_is_skipped_with_a_note_when_val_is_empty(
+    fleet_data: FleetData, tmp_path: Path
+) -> None:
     from dojo.data.datasets import load_dataset, save_dataset
 
     ds = load_dataset(fleet_data.store, fleet_data.dataset)
-    train_only = [{k: v for k, v in e.items() if k != "split"} for e in ds.entries if e["split"] == "train"]
-    save_dataset(fleet_data.store, "trainonly", train_only, recipe=ds.manifest["recipe"], val_share=0.0)
+    train_only = [
+        {k: v for k, v in e.items() if k != "split"} for e in ds.entries if e["split"] == "train"
+    ]
+    save_dataset(
+        fleet_data.store, "trainonly", train_only, recipe=ds.manifest["recipe"], val_share=0.0
+    )
     out = tmp_path / "run"
     summary = train(tiny_config(fleet_data, out, dataset="trainonly", steps=2, val_every=1))
-    assert summary["val_loss"] is None and "val split of trainonly@v1 is empty" in summary["notes"][0]
+    assert (
+        summary["val_loss"] is None and "val split of trainonly@v1 is empty" in summary["notes"][0]
+    )
     assert not rows(out, "val_loss")
 
 
-def test_windows_come_from_the_train_split_only_once_each(fleet_data: FleetData, tmp_path: Path) -> None:
+def test_windows_come_from_the_train_split_only_once_each(
+    fleet_data: FleetData, tmp_path: Path
+) -> None:
     from dojo.data.datasets import load_dataset
 
     out = tmp_path / "run"
     train(tiny_config(fleet_data, out, steps=3, log_samples=True))
-    lines = [json.loads(line) for line in (out / "samples" / "rank0.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line) for line in (out / "samples" / "rank0.jsonl").read_text().splitlines()
+    ]
     seen = [(c, int(f)) for line in lines for c, f in line["keys"]]
     ds = load_dataset(fleet_data.store, fleet_data.dataset)
-    train_windows = set(WindowDataset(fleet_data.store, ds.split("train"), occupancy=False).shard_order(0, 1))
-    val_windows = set(WindowDataset(fleet_data.store, ds.split("val"), occupancy=False).shard_order(0, 1))
+    train_windows = set(
+        WindowDataset(fleet_data.store, ds.split("train"), occupancy=False).shard_order(0, 1)
+    )
+    val_windows = set(
+        WindowDataset(fleet_data.store, ds.split("val"), occupancy=False).shard_order(0, 1)
+    )
     assert [line["step"] for line in lines] == [1, 2, 3]
     assert len(seen) == 24 and len(set(seen)) == 24 and set(seen) <= train_windows
     assert train_windows and val_windows and not train_windows & val_windows
 
 
-def test_init_from_starts_from_the_given_policy_and_refuses_another_network(fleet_data: FleetData, tmp_path: Path) -> None:
+def test_init_from_starts_from_the_given_policy_and_refuses_another_network(
+    fleet_data: FleetData, tmp_path: Path
+) -> None:
     first = train(tiny_config(fleet_data, tmp_path / "first", steps=3))
     start = load_policy(Path(first["run"]) / "policy.pt")
     # a fine-tuning run built from it holds exactly its weights before the first step
-    trainer = Trainer(prepare(tiny_config(fleet_data, tmp_path / "tune", init_from=str(Path(first["run"]) / "policy.pt"))))
+    trainer = Trainer(
+        prepare(
+            tiny_config(
+                fleet_data, tmp_path / "tune", init_from=str(Path(first["run"]) / "policy.pt")
+            )
+        )
+    )
     for name, w in start.state_dict().items():
         assert torch.equal(trainer.model.state_dict()[name], w), name
     fresh = Trainer(prepare(tiny_config(fleet_data, tmp_path / "fresh", seed=7)))
-    assert any(not torch.equal(fresh.model.state_dict()[n], w) for n, w in start.state_dict().items())
+    assert any(
+        not torch.equal(fresh.model.state_dict()[n], w) for n, w in start.state_dict().items()
+    )
     with pytest.raises(DojoConfigError, match="another network than this run's: size 'tiny'"):
-        prepare(tiny_config(fleet_data, tmp_path / "base", size="base", init_from=str(Path(first["run"]) / "policy.pt")))
+        prepare(
+            tiny_config(
+                fleet_data,
+                tmp_path / "base",
+                size="base",
+                init_from=str(Path(first["run"]) / "policy.pt"),
+            )
+        )
     with pytest.raises(DojoConfigError, match="net='both' is not 'policy'"):
-        tiny_config(fleet_data, tmp_path / "both", net="both", init_from=str(Path(first["run"]) / "policy.pt"))
+        tiny_config(
+            fleet_data,
+            tmp_path / "both",
+            net="both",
+            init_from=str(Path(first["run"]) / "policy.pt"),
+        )
     with pytest.raises(DojoConfigError, match="nothing.pt"):
-        prepare(tiny_config(fleet_data, tmp_path / "missing", init_from=str(tmp_path / "nothing.pt")))
+        prepare(
+            tiny_config(fleet_data, tmp_path / "missing", init_from=str(tmp_path / "nothing.pt"))
+        )

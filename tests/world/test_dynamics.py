@@ -28,7 +28,9 @@ def test_constant_steer_drives_a_circle_of_the_bicycle_radius():
     dt = 0.001
     t_quarter = 0.5 * np.pi * radius / v
     for _ in range(int(round(t_quarter / dt))):
-        s, d, psi, speed = bicycle_step(s, d, psi, speed, 0 * ONE, steer * ONE, length * ONE, 0 * ONE, dt)
+        s, d, psi, speed = bicycle_step(
+            s, d, psi, speed, 0 * ONE, steer * ONE, length * ONE, 0 * ONE, dt
+        )
     # after a quarter circle the heading turned 90 degrees; the velocity (at angle psi + beta)
     # turned with it, so the point moved along the chord from angle beta to beta + 90 degrees
     assert psi[0] == pytest.approx(0.5 * np.pi, abs=2e-3)
@@ -51,7 +53,17 @@ def test_following_a_curved_road_keeps_lateral_offset():
 
 
 def test_speed_never_goes_negative():
-    *_, v = bicycle_step(np.zeros(1), np.zeros(1), np.zeros(1), np.full(1, 0.5), -8 * ONE, 0 * ONE, 4 * ONE, 0 * ONE, 0.1)
+    *_, v = bicycle_step(
+        np.zeros(1),
+        np.zeros(1),
+        np.zeros(1),
+        np.full(1, 0.5),
+        -8 * ONE,
+        0 * ONE,
+        4 * ONE,
+        0 * ONE,
+        0.1,
+    )
     assert v[0] == 0.0
 
 
@@ -69,9 +81,14 @@ def test_idm_free_road_and_equilibrium():
 
 def test_mobil_safety_criterion_vetoes_a_gainful_change():
     wants, adv = mobil_wants_change(
-        a_self_now=ONE * -1.0, a_self_after=ONE * 1.0,
-        a_new_follower_now=ONE * 0.0, a_new_follower_after=ONE * -3.0,
-        a_old_follower_now=ONE * 0.0, a_old_follower_after=ONE * 0.5,
-        politeness=ONE * 0.0, b_safe=ONE * 2.0, a_gain=ONE * 0.2,
+        a_self_now=ONE * -1.0,
+        a_self_after=ONE * 1.0,
+        a_new_follower_now=ONE * 0.0,
+        a_new_follower_after=ONE * -3.0,
+        a_old_follower_now=ONE * 0.0,
+        a_old_follower_after=ONE * 0.5,
+        politeness=ONE * 0.0,
+        b_safe=ONE * 2.0,
+        a_gain=ONE * 0.2,
     )
     assert adv[0] == pytest.approx(2.0) and not wants[0]

@@ -72,7 +72,9 @@ def test_registration_is_idempotent() -> None:
 
 
 # ------------------------------------------------------------------ seeding and determinism
-def _rollout(env: DojoEnv, seed: int, actions: np.ndarray) -> tuple[np.ndarray, list[float], list[dict[str, Any]]]:
+def _rollout(
+    env: DojoEnv, seed: int, actions: np.ndarray
+) -> tuple[np.ndarray, list[float], list[dict[str, Any]]]:
     obs, info = env.reset(seed=seed)
     seen, rewards, infos = [obs], [], [info]
     for a in actions:
@@ -87,7 +89,9 @@ def _rollout(env: DojoEnv, seed: int, actions: np.ndarray) -> tuple[np.ndarray, 
 
 def test_same_seed_same_observation_sequence() -> None:
     rng = np.random.default_rng(0)
-    actions = np.stack([rng.uniform(-2.0, 1.0, 60), rng.uniform(-0.005, 0.005, 60)], axis=1).astype(np.float32)
+    actions = np.stack([rng.uniform(-2.0, 1.0, 60), rng.uniform(-0.005, 0.005, 60)], axis=1).astype(
+        np.float32
+    )
     a = _rollout(DojoEnv(family="cut_in"), 7, actions)
     b = _rollout(DojoEnv(family="cut_in"), 7, actions)
     np.testing.assert_array_equal(a[0], b[0])
@@ -104,7 +108,9 @@ def test_seed_picks_scenario_and_unseeded_resets_draw_train_seeds() -> None:
     assert drawn == [twin.reset()[1]["scenario_seed"] for _ in range(3)]
     assert all(s in TRAIN_SEEDS for s in drawn) and len(set(drawn)) == 3
     obs, _ = env.reset(seed=5)
-    np.testing.assert_array_equal(obs, kinematics(World("stalled", [5], max_vehicles=max_vehicle_slots("stalled")), 10)[0])
+    np.testing.assert_array_equal(
+        obs, kinematics(World("stalled", [5], max_vehicles=max_vehicle_slots("stalled")), 10)[0]
+    )
 
 
 # ------------------------------------------------------------------ observation, reward, episode end
@@ -120,7 +126,9 @@ def test_observation_is_ego_first_then_nearest_vehicles_obstacles_included() -> 
     assert obs[0, 2] == np.float32(veh.d[0, 0])
     present = obs[1:, 0] == 1.0
     n = int(present.sum())
-    assert present[:n].all() and not present[n:].any() and not obs[1 + n :].any()  # padding is zeros
+    assert (
+        present[:n].all() and not present[n:].any() and not obs[1 + n :].any()
+    )  # padding is zeros
     length = env.world.roads.length[0]
     ds = (veh.s[0] - veh.s[0, 0] + length / 2) % length - length / 2
     expected = veh.active[0] & (np.abs(ds) <= OBS_RANGE_M)
@@ -128,23 +136,31 @@ def test_observation_is_ego_first_then_nearest_vehicles_obstacles_included() -> 
     assert n == int(expected.sum())
     dist = np.hypot(obs[1 : 1 + n, 1], obs[1 : 1 + n, 2])
     assert (np.diff(dist) >= -1e-3).all()  # nearest first
-    obstacle = int(np.nonzero(veh.active[0] & ~veh.driven[0] & (np.arange(veh.shape[1]) > 0) & expected)[0][0])
+    obstacle = int(
+        np.nonzero(veh.active[0] & ~veh.driven[0] & (np.arange(veh.shape[1]) > 0) & expected)[0][0]
+    )
     row = obs[1 : 1 + n][np.isclose(obs[1 : 1 + n, 1], ds[obstacle], atol=1e-3)]
-    assert len(row) == 1 and row[0, 3] == np.float32(-veh.v[0, 0])  # a standing obstacle closes at ego speed
+    assert len(row) == 1 and row[0, 3] == np.float32(
+        -veh.v[0, 0]
+    )  # a standing obstacle closes at ego speed
 
 
 def _obstacle_ahead_m(seed: int) -> float:
     sc = generate("stalled", seed)
     v = sc.vehicles
     obstacles = np.nonzero(v.active[0] & ~v.driven[0])[0]
-    return float(min(((v.s[0, i] - v.s[0, 0]) % sc.road.length_m for i in obstacles), default=math.inf))
+    return float(
+        min(((v.s[0, i] - v.s[0, 0]) % sc.road.length_m for i in obstacles), default=math.inf)
+    )
 
 
 def test_collision_terminates_with_minus_one() -> None:
     env = DojoEnv(family="highway")
     env.reset(seed=2)
     for _ in range(100):  # full steering drives off the road within a few seconds
-        _, reward, terminated, truncated, info = env.step(np.array([0.0, EGO_STEER_LIMIT], dtype=np.float32))
+        _, reward, terminated, truncated, info = env.step(
+            np.array([0.0, EGO_STEER_LIMIT], dtype=np.float32)
+        )
         if terminated:
             break
         assert -1.0 <= reward <= 1.0
@@ -170,7 +186,9 @@ def test_out_of_range_continuous_actions_are_clipped() -> None:
         np.testing.assert_array_equal(obs_a, obs_b)
 
 
-@pytest.mark.parametrize("action", [np.array([np.nan, 0.0]), np.array([0.0, np.inf]), np.zeros(3), "fast"])
+@pytest.mark.parametrize(
+    "action", [np.array([np.nan, 0.0]), np.array([0.0, np.inf]), np.zeros(3), "fast"]
+)
 def test_malformed_continuous_action_raises(action: Any) -> None:
     env = DojoEnv()
     env.reset(seed=0)
@@ -179,7 +197,10 @@ def test_malformed_continuous_action_raises(action: Any) -> None:
 
 
 def test_meta_actions() -> None:
-    fast, slow = DojoEnv(family="highway", action_type="meta"), DojoEnv(family="highway", action_type="meta")
+    fast, slow = (
+        DojoEnv(family="highway", action_type="meta"),
+        DojoEnv(family="highway", action_type="meta"),
+    )
     fast.reset(seed=3)
     slow.reset(seed=3)
     for _ in range(30):
@@ -218,7 +239,9 @@ def test_bad_config_raises_naming_the_value(kwargs: dict[str, Any], named: str) 
         DojoVectorEnv(num_envs=2, **kwargs)
     if "max_episode_steps" not in kwargs:  # gymnasium.make takes that one for its TimeLimit
         with warnings.catch_warnings(), pytest.raises(DojoConfigError, match=named):
-            warnings.simplefilter("ignore")  # make's own note that 'human' is not a render mode here
+            warnings.simplefilter(
+                "ignore"
+            )  # make's own note that 'human' is not a render mode here
             gym.make("dojo/Highway-v0", **kwargs)
 
 
@@ -253,8 +276,13 @@ def test_make_vec_uses_the_batched_vector_env() -> None:
     assert list(info["scenario_seed"]) == list(range(8))
     assert envs.unwrapped.world.num_worlds == 8  # one batched World, no process per env
     obs, reward, terminated, truncated, info = envs.step(envs.action_space.sample())
-    assert reward.shape == terminated.shape == truncated.shape == (8,) and obs in envs.observation_space
-    assert isinstance(gym.make_vec("dojo/CutIn-v0", num_envs=2).unwrapped, DojoVectorEnv)  # the default mode
+    assert (
+        reward.shape == terminated.shape == truncated.shape == (8,)
+        and obs in envs.observation_space
+    )
+    assert isinstance(
+        gym.make_vec("dojo/CutIn-v0", num_envs=2).unwrapped, DojoVectorEnv
+    )  # the default mode
 
 
 def _expert_actions(worlds: list[World], noise: np.ndarray) -> np.ndarray:
@@ -264,7 +292,15 @@ def _expert_actions(worlds: list[World], noise: np.ndarray) -> np.ndarray:
     return act.astype(np.float32)
 
 
-def _compare_to_sync(family: str, action_type: str, n: int, steps: int, episode_s: float = 40.0, seed: int = 100, weave: bool = False) -> int:
+def _compare_to_sync(
+    family: str,
+    action_type: str,
+    n: int,
+    steps: int,
+    episode_s: float = 40.0,
+    seed: int = 100,
+    weave: bool = False,
+) -> int:
     """Step DojoVectorEnv and gymnasium's SyncVectorEnv of DojoEnvs side by side; return autoresets seen.
 
     ``weave``: env 0 swerves left and right (meta actions), so it crashes and restarts at its own times.
@@ -296,10 +332,14 @@ def _assert_same_step(a: tuple[Any, ...], b: tuple[Any, ...], step: int) -> None
     for x, y in zip(a[:-1], b[:-1], strict=True):
         np.testing.assert_array_equal(x, y, err_msg=f"step {step}")
     for key in ("ttc_s", "critical", "collision", "family", "scenario_seed"):
-        np.testing.assert_array_equal(a[-1][key], b[-1][key], err_msg=f"info[{key!r}] at step {step}")
+        np.testing.assert_array_equal(
+            a[-1][key], b[-1][key], err_msg=f"info[{key!r}] at step {step}"
+        )
 
 
-@pytest.mark.parametrize(("family", "action_type"), [("cut_in", "meta"), ("merge", "continuous"), ("dense", "meta")])
+@pytest.mark.parametrize(
+    ("family", "action_type"), [("cut_in", "meta"), ("merge", "continuous"), ("dense", "meta")]
+)
 def test_vector_env_equals_separate_envs(family: str, action_type: str) -> None:
     """Env i of one batched World follows exactly the trajectory of DojoEnv i alone (SyncVectorEnv),
     through autoresets that happen in every env at the same step (truncation)."""
@@ -362,7 +402,9 @@ def test_reset_mask_resets_only_masked_envs() -> None:
     vec.reset(seed=0)
     for _ in range(5):
         vec.step(np.ones(3, dtype=np.int64))
-    _, info = vec.reset(seed=[None, 77, None], options={"reset_mask": np.array([False, True, False])})
+    _, info = vec.reset(
+        seed=[None, 77, None], options={"reset_mask": np.array([False, True, False])}
+    )
     assert list(info["scenario_seed"]) == [0, 77, 2]
     assert list(vec.world.step_count) == [5, 0, 5]
     assert list(info["_ttc_s"]) == [False, True, False]

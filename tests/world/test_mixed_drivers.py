@@ -30,7 +30,10 @@ def test_human_mask_rows_equal_a_fully_human_batch_and_the_rest_equal_the_expert
         np.testing.assert_array_equal(mixed.vehicles.d[rows], ref.vehicles.d[rows])
 
 
-@pytest.mark.parametrize(("command", "direction"), [(Command.CHANGE_LEFT, 1), (Command.CHANGE_RIGHT, -1), (Command.TAKE_EXIT, -1)])
+@pytest.mark.parametrize(
+    ("command", "direction"),
+    [(Command.CHANGE_LEFT, 1), (Command.CHANGE_RIGHT, -1), (Command.TAKE_EXIT, -1)],
+)
 def test_human_driver_follows_the_route_command(command: Command, direction: int) -> None:
     world = World("highway", list(range(8)))
     start = world.perception.index.lane[:, 0].copy()

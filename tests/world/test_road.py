@@ -25,9 +25,13 @@ def test_frenet_round_trip_is_exact_everywhere_on_the_ring():
     np.testing.assert_allclose(d2, d, atol=1e-9)
 
 
-@pytest.mark.parametrize(("dtype", "road_dtype"), [(np.float64, np.float64), (np.float32, np.float64),
-                                                   (np.float32, np.float32)])
-def test_frenet_of_many_points_per_road_equals_the_general_formula_bit_for_bit(dtype: type, road_dtype: type) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "road_dtype"),
+    [(np.float64, np.float64), (np.float32, np.float64), (np.float32, np.float32)],
+)
+def test_frenet_of_many_points_per_road_equals_the_general_formula_bit_for_bit(
+    dtype: type, road_dtype: type
+) -> None:
     """A camera's ground pixels take a per-road fast path; it must give the very same numbers."""
     roads = _roads()
     rng = np.random.default_rng(1)
@@ -40,7 +44,9 @@ def test_frenet_of_many_points_per_road_equals_the_general_formula_bit_for_bit(d
     d = rng.uniform(-4.0, 18.0, (8, 400))
     x, y, _ = roads.to_xy(s, d, w)
     x, y = x.astype(dtype), y.astype(dtype)
-    roads = Roads(**{k: v.astype(road_dtype) if v.dtype.kind == "f" else v for k, v in roads.__dict__.items()})
+    roads = Roads(
+        **{k: v.astype(road_dtype) if v.dtype.kind == "f" else v for k, v in roads.__dict__.items()}
+    )
     rows = roads.to_frenet(x, y, w)
     general = roads._to_frenet_any(x, y, w)
     for fast, slow in zip(rows, general, strict=True):
@@ -72,10 +78,20 @@ def test_curvature_is_zero_on_straights_and_one_over_radius_on_bends():
 
 
 def test_lane_drop_and_ramp_open_only_on_their_span():
-    roads = Roads.stack([RoadConfig(lanes=3, ramp_start_m=100, ramp_length_m=200, drop_start_m=500, drop_length_m=300)])
+    roads = Roads.stack(
+        [
+            RoadConfig(
+                lanes=3, ramp_start_m=100, ramp_length_m=200, drop_start_m=500, drop_length_m=300
+            )
+        ]
+    )
     s = np.array([[50.0, 150.0, 350.0, 600.0, 900.0]])
-    assert roads.lane_open(np.full_like(s, -1, dtype=int), s).tolist() == [[False, True, False, False, False]]
-    assert roads.lane_open(np.zeros_like(s, dtype=int), s).tolist() == [[True, True, True, False, True]]
+    assert roads.lane_open(np.full_like(s, -1, dtype=int), s).tolist() == [
+        [False, True, False, False, False]
+    ]
+    assert roads.lane_open(np.zeros_like(s, dtype=int), s).tolist() == [
+        [True, True, True, False, True]
+    ]
     assert roads.lane_open(np.full_like(s, 3, dtype=int), s).tolist() == [[False] * 5]
 
 

@@ -30,7 +30,9 @@ def test_a_world_is_the_same_alone_and_in_any_batch():
         alone = _drive(World(fams[k + 1 if k == 1 else k], seeds=[12 + k if k == 1 else 14]), 200)
         assert np.array_equal(together[:, k + 1 if k == 1 else k], alone[:, 0])
     # and every vehicle of every world, not only the ego
-    assert np.array_equal(batch.vehicles.s[4], World("lane_drop", seeds=[15]).vehicles.s[0]) is False
+    assert (
+        np.array_equal(batch.vehicles.s[4], World("lane_drop", seeds=[15]).vehicles.s[0]) is False
+    )
 
 
 def test_full_state_of_one_world_is_independent_of_the_batch():
@@ -41,7 +43,9 @@ def test_full_state_of_one_world_is_independent_of_the_batch():
         alone.step(*alone.expert_action())
     n = alone.vehicles.shape[1]
     for name in ("s", "d", "v", "psi", "target_lane", "active"):
-        assert np.array_equal(getattr(batch.vehicles, name)[2, :n], getattr(alone.vehicles, name)[0]), name
+        assert np.array_equal(
+            getattr(batch.vehicles, name)[2, :n], getattr(alone.vehicles, name)[0]
+        ), name
 
 
 def test_resetting_some_worlds_leaves_the_others_untouched():
@@ -117,7 +121,9 @@ def test_the_ego_human_driver_drives_when_no_action_is_given():
     v_start = world.vehicles.v[0, 0]
     results = [world.step(None, None) for _ in range(300)]  # 30 s: past the stalled car
     assert not any(r.ego_collision[0] for r in results)
-    assert world.vehicles.v[0, 0] > 0.5 * v_start  # it went round the obstacle, not stopped behind it
+    assert (
+        world.vehicles.v[0, 0] > 0.5 * v_start
+    )  # it went round the obstacle, not stopped behind it
     assert world.vehicles.reaction_steps[0, 0] > 0  # a human, not the expert
 
 
@@ -140,7 +146,10 @@ def _world_with_a_lane_to_the_left() -> tuple[World, int]:
         v, width = world.vehicles, world.roads.lane_width[0]
         lane = round(v.d[0, 0] / width)
         in_left = v.active[0] & (np.abs(v.d[0] - (lane + 1) * width) < 2.0)
-        if lane < world.roads.lanes[0] - 1 and not (in_left & (np.abs(v.s[0] - v.s[0, 0]) < 60.0)).any():
+        if (
+            lane < world.roads.lanes[0] - 1
+            and not (in_left & (np.abs(v.s[0] - v.s[0, 0]) < 60.0)).any()
+        ):
             return world, lane
     raise AssertionError("no seed starts with a free lane to the ego's left")
 
@@ -165,9 +174,13 @@ def test_a_lane_shift_retargets_the_lane_controller_only_where_the_lane_is_open(
     """+1 steers left into an open lane, -1 from the rightmost lane keeps the lane, 0 keeps it."""
     world = World(["highway"] * 3, [5, 5, 5])
     lane = world.perception.index.lane[:, 0].copy()
-    assert lane.tolist() == [0, 0, 0] and (world.roads.lanes >= 2).all()  # rightmost lane, room to the left
+    assert (
+        lane.tolist() == [0, 0, 0] and (world.roads.lanes >= 2).all()
+    )  # rightmost lane, room to the left
     steer = world.steer_to_lane_shift(np.array([0.0, 0.9, -1.0]))
     assert world.vehicles.target_lane[:, 0].tolist() == [0, 1, 0]  # no lane to the right of lane 0
-    assert steer[1] > steer[0] and steer[2] == steer[0]  # left is positive; a refused shift steers as keep
+    assert (
+        steer[1] > steer[0] and steer[2] == steer[0]
+    )  # left is positive; a refused shift steers as keep
     with pytest.raises(DojoConfigError, match="Lane shifts"):
         world.steer_to_lane_shift(np.array([0.0, np.nan, 0.0]))

@@ -54,10 +54,18 @@ class Timing:
     cpu_s: float
 
     def faster(self, other: Timing | None) -> Timing:
-        return self if other is None else Timing(min(self.wall_s, other.wall_s), min(self.cpu_s, other.cpu_s))
+        return (
+            self
+            if other is None
+            else Timing(min(self.wall_s, other.wall_s), min(self.cpu_s, other.cpu_s))
+        )
 
     def slower(self, other: Timing | None) -> Timing:
-        return self if other is None else Timing(max(self.wall_s, other.wall_s), max(self.cpu_s, other.cpu_s))
+        return (
+            self
+            if other is None
+            else Timing(max(self.wall_s, other.wall_s), max(self.cpu_s, other.cpu_s))
+        )
 
 
 def _step_times(model: Any, size: str, local: int, steps: int, seed: int) -> Timing:
@@ -89,8 +97,15 @@ def robust_step_s(times: Sequence[float]) -> float:
     return ordered[(len(ordered) - 1) // 4]
 
 
-def _ddp_worker(rank: int, world: int, port: int, configs: list[tuple[str, int]], steps: int, rounds: int,
-                queue: Any) -> None:
+def _ddp_worker(
+    rank: int,
+    world: int,
+    port: int,
+    configs: list[tuple[str, int]],
+    steps: int,
+    rounds: int,
+    queue: Any,
+) -> None:
     """One of ``world`` processes: the step time of each (size, global batch), DDP over gloo."""
     import torch
     import torch.distributed as dist
@@ -117,7 +132,9 @@ def _ddp_worker(rank: int, world: int, port: int, configs: list[tuple[str, int]]
         dist.destroy_process_group()
 
 
-def measure_ddp(configs: Sequence[tuple[str, int]], nproc: int, steps: int, rounds: int = 1) -> dict[tuple[str, int], Timing]:
+def measure_ddp(
+    configs: Sequence[tuple[str, int]], nproc: int, steps: int, rounds: int = 1
+) -> dict[tuple[str, int], Timing]:
     """Step time of each (size, global batch) with ``nproc`` gloo processes of one thread.
 
     Per round, the slowest process sets the step time; of ``rounds`` rounds (the configurations
@@ -127,7 +144,12 @@ def measure_ddp(configs: Sequence[tuple[str, int]], nproc: int, steps: int, roun
 
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    mp.spawn(_ddp_worker, args=(nproc, _free_port(), list(configs), steps, rounds, queue), nprocs=nproc, join=True)
+    mp.spawn(
+        _ddp_worker,
+        args=(nproc, _free_port(), list(configs), steps, rounds, queue),
+        nprocs=nproc,
+        join=True,
+    )
     per_round: dict[tuple[str, int], list[Timing]] = {}
     while not queue.empty():
         size, batch, wall_s, cpu_s = queue.get()
@@ -137,7 +159,7 @@ def measure_ddp(configs: Sequence[tuple[str, int]], nproc: int, steps: int, roun
         best: Timing | None = None
         for r in range(0, len(timings), nproc):
             slowest: Timing | None = None
-            for t in timings[r:r + nproc]:
+            for t in timings[r : r + nproc]:
                 slowest = t.slower(slowest)
             assert slowest is not None
             best = slowest.faster(best)
@@ -166,8 +188,14 @@ def machine() -> dict[str, Any]:
 
     from dojo.fleet.bench import cpu_model
 
-    return {"cpu": cpu_model(), "cores": os.cpu_count() or 1, "torch": torch.__version__,
-            "python": platform.python_version(), "date": dt.date.today().isoformat(), "threads_per_process": 1}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 1,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": dt.date.today().isoformat(),
+        "threads_per_process": 1,
+    }
 
 
 def core_peak() -> tuple[float, str]:
@@ -178,11 +206,18 @@ def core_peak() -> tuple[float, str]:
     per_cycle, isa = cpu_flops_per_cycle()
     clock = _cpu_clock_hz()
     if clock <= 0:
-        raise DojoConfigError("The CPU clock could not be read from /proc/cpuinfo; no peak to calibrate against.")
-    return clock * per_cycle, f"1 core x {clock / 1e9:.2f} GHz x {per_cycle} FP32 FLOPs/cycle ({isa})"
+        raise DojoConfigError(
+            "The CPU clock could not be read from /proc/cpuinfo; no peak to calibrate against."
+        )
+    return (
+        clock * per_cycle,
+        f"1 core x {clock / 1e9:.2f} GHz x {per_cycle} FP32 FLOPs/cycle ({isa})",
+    )
 
 
-def _check(sizes: Sequence[str], batches: Sequence[int], nprocs: Sequence[int], steps: int, rounds: int) -> None:
+def _check(
+    sizes: Sequence[str], batches: Sequence[int], nprocs: Sequence[int], steps: int, rounds: int
+) -> None:
     if not sizes or any(s not in SIZES for s in sizes):
         raise DojoConfigError(f"sizes={list(sizes)!r} must be some of {', '.join(SIZES)}.")
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
@@ -191,7 +226,9 @@ def _check(sizes: Sequence[str], batches: Sequence[int], nprocs: Sequence[int], 
         raise DojoConfigError(f"nprocs={list(nprocs)!r} must be whole numbers, at least 1.")
     bad = [(b, n) for b in batches for n in nprocs if b < n]
     if bad:
-        raise DojoConfigError(f"batch {bad[0][0]} is smaller than {bad[0][1]} processes; each needs a sample.")
+        raise DojoConfigError(
+            f"batch {bad[0][0]} is smaller than {bad[0][1]} processes; each needs a sample."
+        )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 3:
         raise DojoConfigError(f"steps={steps!r} must be a whole number, at least 3.")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
@@ -240,29 +277,59 @@ def bench_plan(
         for s, b in configs:
             w = net_workload("policy", s)
             t = times[(s, b)]
-            measured.append(Measurement(size=s, batch=b, nproc=n, step_s=t.cpu_s if clock == "cpu" else t.wall_s,
-                                        flops_per_sample=w.train_flops_per_sample, params=w.params,
-                                        wall_s=t.wall_s, cpu_s=t.cpu_s))
-    info = {**machine(), "clock": clock, "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+            measured.append(
+                Measurement(
+                    size=s,
+                    batch=b,
+                    nproc=n,
+                    step_s=t.cpu_s if clock == "cpu" else t.wall_s,
+                    flops_per_sample=w.train_flops_per_sample,
+                    params=w.params,
+                    wall_s=t.wall_s,
+                    cpu_s=t.cpu_s,
+                )
+            )
+    info = {
+        **machine(),
+        "clock": clock,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
     fitted = fit(measured, peak)
     say("leave-one-out fits ...")
     held_out = leave_one_out(measured, peak)
-    calibration = Calibration(machine=info, peak_tflops_per_core=peak / 1e12, peak_source=peak_how,
-                              fit=fitted, measurements=tuple(measured))
+    calibration = Calibration(
+        machine=info,
+        peak_tflops_per_core=peak / 1e12,
+        peak_source=peak_how,
+        fit=fitted,
+        measurements=tuple(measured),
+    )
     rows = []
     for m, loo in zip(measured, held_out, strict=True):
         predicted = predict_s(m, fitted, peak)
-        row = {"size": m.size, "batch": m.batch, "nproc": m.nproc, "measured_s": m.step_s,
-               "wall_s": m.wall_s, "cpu_s": m.cpu_s,
-               "predicted_s": predicted, "ratio": predicted / m.step_s,
-               "loo_predicted_s": loo, "loo_ratio": loo / m.step_s}
+        row = {
+            "size": m.size,
+            "batch": m.batch,
+            "nproc": m.nproc,
+            "measured_s": m.step_s,
+            "wall_s": m.wall_s,
+            "cpu_s": m.cpu_s,
+            "predicted_s": predicted,
+            "ratio": predicted / m.step_s,
+            "loo_predicted_s": loo,
+            "loo_ratio": loo / m.step_s,
+        }
         if stored is not None:
             before = predict_s(m, stored.fit, stored.peak_tflops_per_core * 1e12)
             row["stored_predicted_s"], row["stored_ratio"] = before, before / m.step_s
         rows.append(row)
     written = str(save_calibration(calibration, out)) if out is not None else None
-    return {"calibration": calibration.to_dict(), "rows": rows, "written": written,
-            "stored_machine": stored.machine if stored else None}
+    return {
+        "calibration": calibration.to_dict(),
+        "rows": rows,
+        "written": written,
+        "stored_machine": stored.machine if stored else None,
+    }
 
 
 def format_bench(result: dict[str, Any]) -> str:
@@ -282,16 +349,23 @@ def format_bench(result: dict[str, Any]) -> str:
         f"{'held out':>11}{'ratio':>7}{'stored fit':>12}{'ratio':>7}",
     ]
     for r in result["rows"]:
-        stored = (f"{1e3 * r['stored_predicted_s']:>9.1f} ms{r['stored_ratio']:>7.2f}"
-                  if "stored_predicted_s" in r else f"{'n/a':>12}{'':>7}")
-        lines.append(f"{r['size']:<6}{r['batch']:>6}{r['nproc']:>6}{1e3 * r['wall_s']:>8.1f} ms"
-                     f"{1e3 * r['measured_s']:>8.1f} ms"
-                     f"{1e3 * r['predicted_s']:>8.1f} ms{r['ratio']:>7.2f}"
-                     f"{1e3 * r['loo_predicted_s']:>8.1f} ms{r['loo_ratio']:>7.2f}{stored}")
+        stored = (
+            f"{1e3 * r['stored_predicted_s']:>9.1f} ms{r['stored_ratio']:>7.2f}"
+            if "stored_predicted_s" in r
+            else f"{'n/a':>12}{'':>7}"
+        )
+        lines.append(
+            f"{r['size']:<6}{r['batch']:>6}{r['nproc']:>6}{1e3 * r['wall_s']:>8.1f} ms"
+            f"{1e3 * r['measured_s']:>8.1f} ms"
+            f"{1e3 * r['predicted_s']:>8.1f} ms{r['ratio']:>7.2f}"
+            f"{1e3 * r['loo_predicted_s']:>8.1f} ms{r['loo_ratio']:>7.2f}{stored}"
+        )
     worst = max(abs(r["ratio"] - 1) for r in result["rows"])
     worst_loo = max(abs(r["loo_ratio"] - 1) for r in result["rows"])
-    lines.append(f"\nworst |predicted/measured - 1|: {100 * worst:.1f}% fitted, {100 * worst_loo:.1f}% held out "
-                 "(target 20%)")
+    lines.append(
+        f"\nworst |predicted/measured - 1|: {100 * worst:.1f}% fitted, {100 * worst_loo:.1f}% held out "
+        "(target 20%)"
+    )
     if result["written"]:
         lines.append(f"wrote {result['written']}")
     return "\n".join(lines)

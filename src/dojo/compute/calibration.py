@@ -81,20 +81,34 @@ class Calibration:
         return int(self.machine.get("cores", 1))
 
     def model(self) -> ModelDefaults:
-        return ModelDefaults(efficiency=self.fit.efficiency, comm_efficiency=1.0, overlap=0.0,
-                             bytes_per_param_update=BYTES_PER_PARAM_UPDATE,
-                             step_overhead_s=self.fit.step_overhead_s,
-                             sample_overhead_s=self.fit.sample_overhead_s)
+        return ModelDefaults(
+            efficiency=self.fit.efficiency,
+            comm_efficiency=1.0,
+            overlap=0.0,
+            bytes_per_param_update=BYTES_PER_PARAM_UPDATE,
+            step_overhead_s=self.fit.step_overhead_s,
+            sample_overhead_s=self.fit.sample_overhead_s,
+        )
 
     def family(self) -> Family:
         """The ``cpu`` family of this machine: ``cpu-core`` x ``cores`` = ``cpu-host``."""
         src = f"calibration on {self.machine.get('cpu', 'this machine')} ({self.machine.get('date', '')})"
-        core = Level(name="core", part="CPU core (one process, one thread)", unit="cpu-core",
-                     tflops={"fp32": self.peak_tflops_per_core}, power_w=self.core_power_w,
-                     memory_bw_gbs=self.fit.update_gbs, uplink_gbs=self.fit.allreduce_gbs,
-                     latency_us=self.fit.allreduce_latency_us)
-        host = Level(name="host", part=str(self.machine.get("cpu", "CPU host")), unit="cpu-host",
-                     fanout=self.cores)
+        core = Level(
+            name="core",
+            part="CPU core (one process, one thread)",
+            unit="cpu-core",
+            tflops={"fp32": self.peak_tflops_per_core},
+            power_w=self.core_power_w,
+            memory_bw_gbs=self.fit.update_gbs,
+            uplink_gbs=self.fit.allreduce_gbs,
+            latency_us=self.fit.allreduce_latency_us,
+        )
+        host = Level(
+            name="host",
+            part=str(self.machine.get("cpu", "CPU host")),
+            unit="cpu-host",
+            fanout=self.cores,
+        )
         sources = {
             "core.tflops.fp32": self.peak_source,
             "core.power_w": "assumed: 5 W a core",
@@ -102,8 +116,13 @@ class Calibration:
             "core.uplink_gbs": f"fitted: gloo all-reduce between processes, {src}",
             "family.efficiency": f"fitted: {src}",
         }
-        return Family(name="cpu", title=f"this machine's CPU ({self.machine.get('cpu', '?')})",
-                      levels=(core, host), model=self.model(), sources=sources)
+        return Family(
+            name="cpu",
+            title=f"this machine's CPU ({self.machine.get('cpu', '?')})",
+            levels=(core, host),
+            model=self.model(),
+            sources=sources,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,10 +130,14 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         try:
-            return cls(machine=dict(data["machine"]), peak_tflops_per_core=float(data["peak_tflops_per_core"]),
-                       peak_source=str(data["peak_source"]), fit=Fit(**data["fit"]),
-                       measurements=tuple(Measurement(**m) for m in data.get("measurements", ())),
-                       core_power_w=float(data.get("core_power_w", 5.0)))
+            return cls(
+                machine=dict(data["machine"]),
+                peak_tflops_per_core=float(data["peak_tflops_per_core"]),
+                peak_source=str(data["peak_source"]),
+                fit=Fit(**data["fit"]),
+                measurements=tuple(Measurement(**m) for m in data.get("measurements", ())),
+                core_power_w=float(data.get("core_power_w", 5.0)),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise DojoConfigError(f"The calibration is not in the expected form ({e}).") from None
 
@@ -133,16 +156,24 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
     where = Path(path) if path is not None else default_calibration_path()
     if where is None:
         try:
-            text = importlib.resources.files("dojo.compute").joinpath("specs", PACKAGED).read_text(encoding="utf-8")
+            text = (
+                importlib.resources.files("dojo.compute")
+                .joinpath("specs", PACKAGED)
+                .read_text(encoding="utf-8")
+            )
         except FileNotFoundError:
-            raise DojoConfigError(f"The packaged calibration specs/{PACKAGED} is missing; run dojo plan --calibrate.") from None
+            raise DojoConfigError(
+                f"The packaged calibration specs/{PACKAGED} is missing; run dojo plan --calibrate."
+            ) from None
         return Calibration.from_dict(json.loads(text))
     try:
         return Calibration.from_dict(json.loads(where.read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise DojoConfigError(f"Calibration file {str(where)!r} does not exist.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DojoConfigError(f"Calibration file {str(where)!r} is not readable JSON ({e}).") from None
+        raise DojoConfigError(
+            f"Calibration file {str(where)!r} is not readable JSON ({e})."
+        ) from None
 
 
 def save_calibration(calibration: Calibration, path: str | Path) -> Path:
@@ -194,17 +225,25 @@ def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def fit(measurements: Sequence[Measurement], peak_flops_per_core: float) -> Fit:
     """Fit the terms to ``measurements`` (relative least squares, non-negative terms)."""
     if len(measurements) < 3:
-        raise DojoConfigError(f"A calibration needs at least 3 measurements; got {len(measurements)}.")
+        raise DojoConfigError(
+            f"A calibration needs at least 3 measurements; got {len(measurements)}."
+        )
     if len({m.size for m in measurements}) < 2 or len({m.batch for m in measurements}) < 2:
-        raise DojoConfigError("A calibration needs at least two net sizes and two batches to tell its terms apart.")
+        raise DojoConfigError(
+            "A calibration needs at least two net sizes and two batches to tell its terms apart."
+        )
     rows = np.array([_columns(m, peak_flops_per_core) for m in measurements])  # (M, 5)
     t = np.array([m.step_s for m in measurements])  # (M,)
     scale = rows.max(axis=0)
     scale[scale == 0] = 1.0
     x = _nnls(rows / scale / t[:, None], np.ones_like(t)) / scale
-    inv_eff, s_per_byte_update, overhead, s_per_byte_comm, latency_s, per_sample = (float(v) for v in x)
+    inv_eff, s_per_byte_update, overhead, s_per_byte_comm, latency_s, per_sample = (
+        float(v) for v in x
+    )
     if inv_eff <= 0:
-        raise DojoConfigError("The calibration could not attribute any step time to compute; measure bigger batches.")
+        raise DojoConfigError(
+            "The calibration could not attribute any step time to compute; measure bigger batches."
+        )
     return Fit(
         efficiency=1.0 / inv_eff,
         step_overhead_s=overhead,
@@ -226,9 +265,14 @@ def leave_one_out(measurements: Sequence[Measurement], peak_flops_per_core: floa
 
 def predict_s(m: Measurement, fit_: Fit, peak_flops_per_core: float) -> float:
     """The calibrated model's step time [s] for the configuration of ``m``."""
-    x = [1.0 / fit_.efficiency, 1e-9 / fit_.update_gbs if fit_.update_gbs > 0 else 0.0, fit_.step_overhead_s,
-         1e-9 / fit_.allreduce_gbs if fit_.allreduce_gbs > 0 else 0.0, fit_.allreduce_latency_us * 1e-6,
-         fit_.sample_overhead_s]
+    x = [
+        1.0 / fit_.efficiency,
+        1e-9 / fit_.update_gbs if fit_.update_gbs > 0 else 0.0,
+        fit_.step_overhead_s,
+        1e-9 / fit_.allreduce_gbs if fit_.allreduce_gbs > 0 else 0.0,
+        fit_.allreduce_latency_us * 1e-6,
+        fit_.sample_overhead_s,
+    ]
     return float(np.dot(_columns(m, peak_flops_per_core), x))
 
 

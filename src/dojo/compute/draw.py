@@ -20,7 +20,14 @@ from dojo.errors import DojoConfigError
 
 FREE = (205, 208, 214)
 HIGHLIGHT = (243, 112, 33)
-JOB_COLOURS = [(66, 133, 244), (52, 168, 83), (171, 71, 188), (0, 172, 193), (124, 179, 66), (141, 110, 99)]
+JOB_COLOURS = [
+    (66, 133, 244),
+    (52, 168, 83),
+    (171, 71, 188),
+    (0, 172, 193),
+    (124, 179, 66),
+    (141, 110, 99),
+]
 FRAME = [(120, 120, 120), (70, 90, 120), (40, 60, 100), (20, 30, 70), (0, 0, 0), (0, 0, 0)]
 MAX_WIDTH_PX = 1800
 HEADER_PX, FOOTER_PX, MARGIN_PX = 34, 40, 12
@@ -64,7 +71,11 @@ def _layout(topology: Topology, cell: int) -> list[_Box]:
 
 
 def draw_allocation(
-    allocator: Allocator, out: str | Path, title: str = "", highlight: str | None = None, note: str = ""
+    allocator: Allocator,
+    out: str | Path,
+    title: str = "",
+    highlight: str | None = None,
+    note: str = "",
 ) -> Path:
     """Write a PNG of ``allocator``'s topology and jobs to ``out``; the path."""
     path = Path(out)
@@ -72,7 +83,9 @@ def draw_allocation(
         raise DojoConfigError(f"draw: out={str(out)!r} must be a .png file.")
     topo = allocator.topology
     if topo.total_chips > 200_000:
-        raise DojoConfigError(f"draw: {topo.total_chips:,} chips are too many to draw; draw a smaller system.")
+        raise DojoConfigError(
+            f"draw: {topo.total_chips:,} chips are too many to draw; draw a smaller system."
+        )
     cell = 2
     for c in range(40, 1, -1):
         if _layout(topo, c)[-1].w + 2 * MARGIN_PX <= MAX_WIDTH_PX:
@@ -80,7 +93,9 @@ def draw_allocation(
             break
     boxes = _layout(topo, cell)
     whole = boxes[-1]
-    img = Image.new("RGB", (max(whole.w + 2 * MARGIN_PX, 480), whole.h + HEADER_PX + FOOTER_PX), "white")
+    img = Image.new(
+        "RGB", (max(whole.w + 2 * MARGIN_PX, 480), whole.h + HEADER_PX + FOOTER_PX), "white"
+    )
     pen = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     owners = allocator.owners
@@ -96,22 +111,38 @@ def draw_allocation(
             pen.rectangle([x, y, x + cell - 1, y + cell - 1], fill=colour(int(owners[index])))
             return
         box, child, gap = boxes[level], boxes[level - 1], _gap(level)
-        pen.rectangle([x, y, x + box.w - 1, y + box.h - 1], outline=FRAME[min(level, len(FRAME) - 1)])
+        pen.rectangle(
+            [x, y, x + box.w - 1, y + box.h - 1], outline=FRAME[min(level, len(FRAME) - 1)]
+        )
         fan = topo.levels[level].fanout
         for j in range(fan):
             r, c = divmod(j, box.cols)
-            block(level - 1, index * fan + j, x + gap + c * (child.w + gap), y + gap + r * (child.h + gap))
+            block(
+                level - 1,
+                index * fan + j,
+                x + gap + c * (child.w + gap),
+                y + gap + r * (child.h + gap),
+            )
 
     top, gap = boxes[-2], _gap(topo.top + 1) + 4
     for k in range(topo.count):
         r, c = divmod(k, whole.cols)
         x, y = MARGIN_PX + gap + c * (top.w + gap), HEADER_PX + gap + r * (top.h + gap)
         block(topo.top, k, x, y)
-    levels = " > ".join(f"{lv.name} x{lv.fanout}" if i else lv.part for i, lv in enumerate(topo.levels))
-    pen.text((MARGIN_PX, 6), title or f"{topo.name}: {topo.total_chips:,} chips ({levels})", fill="black", font=font)
+    levels = " > ".join(
+        f"{lv.name} x{lv.fanout}" if i else lv.part for i, lv in enumerate(topo.levels)
+    )
+    pen.text(
+        (MARGIN_PX, 6),
+        title or f"{topo.name}: {topo.total_chips:,} chips ({levels})",
+        fill="black",
+        font=font,
+    )
     pen.text((MARGIN_PX, 20), levels if title else "", fill=(80, 80, 80), font=font)
-    foot = (f"used {100 * allocator.utilization():.1f}%, fragmentation {100 * allocator.fragmentation():.1f}%"
-            f"   grey: free   orange: this job   {note}")
+    foot = (
+        f"used {100 * allocator.utilization():.1f}%, fragmentation {100 * allocator.fragmentation():.1f}%"
+        f"   grey: free   orange: this job   {note}"
+    )
     pen.text((MARGIN_PX, img.height - FOOTER_PX + 12), foot, fill="black", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)

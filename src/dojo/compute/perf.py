@@ -44,7 +44,9 @@ def ring_allreduce_s(nbytes: float, n: int, bandwidth_gbs: float, latency_us: fl
     if n <= 1 or nbytes <= 0:
         return 0.0
     if bandwidth_gbs <= 0:
-        raise DojoConfigError(f"An all-reduce over {n} members needs a bandwidth; got {bandwidth_gbs} GB/s.")
+        raise DojoConfigError(
+            f"An all-reduce over {n} members needs a bandwidth; got {bandwidth_gbs} GB/s."
+        )
     return 2.0 * (n - 1) / n * nbytes / (bandwidth_gbs * 1e9) + 2.0 * (n - 1) * latency_us * 1e-6
 
 
@@ -62,14 +64,19 @@ def allreduce_s(nbytes: float, n: int, bandwidth_gbs: float, latency_us: float =
 
 
 def hierarchical_allreduce_s(
-    nbytes: float, ring_sizes: tuple[int, ...], levels: tuple[Level, ...], comm_efficiency: float = 1.0
+    nbytes: float,
+    ring_sizes: tuple[int, ...],
+    levels: tuple[Level, ...],
+    comm_efficiency: float = 1.0,
 ) -> list[float]:
     """Per member level m, the time [s] of the all-reduce over ``ring_sizes[m]`` level-m blocks."""
     times = []
     for m, n in enumerate(ring_sizes):
         level = levels[m]
         if n > 1 and level.uplink_gbs <= 0:
-            raise DojoConfigError(f"No bandwidth is known between {level.name}s; a job cannot span {n} of them.")
+            raise DojoConfigError(
+                f"No bandwidth is known between {level.name}s; a job cannot span {n} of them."
+            )
         times.append(allreduce_s(nbytes, n, level.uplink_gbs * comm_efficiency, level.latency_us))
     return times
 
@@ -92,11 +99,18 @@ class Job:
     def __post_init__(self) -> None:
         for name in ("samples", "epochs"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not value > 0
+                or not math.isfinite(value)
+            ):
                 raise DojoConfigError(f"{name}={value!r} must be a positive number.")
         for name in ("batch", "chips"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
                 raise DojoConfigError(f"{name}={value!r} must be a whole number, at least 1.")
 
 
@@ -137,7 +151,9 @@ class Plan:
     cost: float
     peak_pflops: float
     achieved_pflops: float
-    memory_home: str  # where a replica's state lives: "chip" or the level of the DRAM it streams from
+    memory_home: (
+        str  # where a replica's state lives: "chip" or the level of the DRAM it streams from
+    )
 
     @property
     def mfu(self) -> float:
@@ -169,20 +185,36 @@ def _memory_path(topology: Topology, workload: Workload) -> tuple[float, str]:
 
 
 def step_time(
-    workload: Workload, topology: Topology, placement: Placement, batch_per_chip: int, precision: str,
+    workload: Workload,
+    topology: Topology,
+    placement: Placement,
+    batch_per_chip: int,
+    precision: str,
     model: ModelDefaults,
 ) -> tuple[StepTime, str]:
     """One step of ``workload`` on ``placement`` (and where the optimizer's state lives)."""
     peak = topology.peak_tflops(0, precision) * 1e12  # [FLOP/s] one chip
-    compute = (workload.train_flops_per_sample / (peak * model.efficiency) + model.sample_overhead_s) * batch_per_chip
+    compute = (
+        workload.train_flops_per_sample / (peak * model.efficiency) + model.sample_overhead_s
+    ) * batch_per_chip
     bw_gbs, home = _memory_path(topology, workload)
     update = workload.params * model.bytes_per_param_update / (bw_gbs * 1e9) if bw_gbs > 0 else 0.0
-    levels = hierarchical_allreduce_s(workload.gradient_bytes(precision), placement.ring_sizes,
-                                      topology.levels, model.comm_efficiency)
+    levels = hierarchical_allreduce_s(
+        workload.gradient_bytes(precision),
+        placement.ring_sizes,
+        topology.levels,
+        model.comm_efficiency,
+    )
     allreduce = sum(levels)
     exposed = max(0.0, allreduce - model.overlap * BACKWARD_SHARE * compute)
-    return StepTime(compute_s=compute, update_s=update, overhead_s=model.step_overhead_s, allreduce_s=allreduce,
-                    exposed_allreduce_s=exposed, allreduce_levels_s=tuple(levels)), home
+    return StepTime(
+        compute_s=compute,
+        update_s=update,
+        overhead_s=model.step_overhead_s,
+        allreduce_s=allreduce,
+        exposed_allreduce_s=exposed,
+        allreduce_levels_s=tuple(levels),
+    ), home
 
 
 def plan(
@@ -212,7 +244,9 @@ def plan(
         )
     batch = DEFAULT_BATCH_PER_CHIP * chips if job.batch is None else job.batch
     if batch < chips:
-        raise DojoConfigError(f"batch={batch:,} is smaller than the {chips:,} chips; each chip needs at least one sample.")
+        raise DojoConfigError(
+            f"batch={batch:,} is smaller than the {chips:,} chips; each chip needs at least one sample."
+        )
     if placement is None:
         placed = Allocator(topology).allocate("plan", chips)
         assert placed is not None  # an empty system holds any job up to its size
@@ -228,11 +262,24 @@ def plan(
     peak = chips * topology.peak_tflops(0, job.precision) / 1e3  # [PFLOP/s]
     achieved = job.workload.train_flops_per_sample * batch / step.total_s / 1e15
     return Plan(
-        system=topology.name, family=topology.family.name, workload=job.workload.name, precision=job.precision,
-        chips=chips, batch=batch, batch_per_chip=per_chip, placement=placement, step=step, steps=steps,
-        time_to_train_s=time_s, samples_per_s=batch / step.total_s, power_w=power, energy_kwh=energy_kwh,
+        system=topology.name,
+        family=topology.family.name,
+        workload=job.workload.name,
+        precision=job.precision,
+        chips=chips,
+        batch=batch,
+        batch_per_chip=per_chip,
+        placement=placement,
+        step=step,
+        steps=steps,
+        time_to_train_s=time_s,
+        samples_per_s=batch / step.total_s,
+        power_w=power,
+        energy_kwh=energy_kwh,
         cost=energy_kwh * price_kwh + chips * time_s / 3600.0 * price_chip_hour,
-        peak_pflops=peak, achieved_pflops=achieved, memory_home=home,
+        peak_pflops=peak,
+        achieved_pflops=achieved,
+        memory_home=home,
     )
 
 
@@ -246,8 +293,14 @@ class Equivalence:
     plan: Plan  # the other system at ``units_needed`` (or at ``max_units`` when none matches)
 
 
-def equivalence(job: Job, ours: Plan, other: Topology, model: ModelDefaults | None = None,
-                price_kwh: float = 0.10, price_chip_hour: float = 0.0) -> Equivalence:
+def equivalence(
+    job: Job,
+    ours: Plan,
+    other: Topology,
+    model: ModelDefaults | None = None,
+    price_kwh: float = 0.10,
+    price_chip_hour: float = 0.0,
+) -> Equivalence:
     """The fewest ``other`` units (``other.unit``) whose time to train is at most ``ours``.
 
     The job keeps its global batch; a unit count is allowed while every chip gets a sample (and
@@ -263,14 +316,21 @@ def equivalence(job: Job, ours: Plan, other: Topology, model: ModelDefaults | No
 
     def at(units: int) -> Plan:
         topo = Topology(other.family, other.top, units)
-        return plan(per if units * cpu <= ours.batch else replace(per, chips=ours.batch), topo, model,
-                    price_kwh, price_chip_hour)
+        return plan(
+            per if units * cpu <= ours.batch else replace(per, chips=ours.batch),
+            topo,
+            model,
+            price_kwh,
+            price_chip_hour,
+        )
 
     target = ours.time_to_train_s * (1 + 1e-9)
     lo, hi = 1, 1
     while at(hi).time_to_train_s > target:  # doubling: the first power of two that matches
         if hi == max_units:
-            return Equivalence(unit=other.unit, units_needed=None, max_units=max_units, plan=at(max_units))
+            return Equivalence(
+                unit=other.unit, units_needed=None, max_units=max_units, plan=at(max_units)
+            )
         lo, hi = hi + 1, min(2 * hi, max_units)
     while lo < hi:  # then bisection between the last miss and the first match
         mid = (lo + hi) // 2

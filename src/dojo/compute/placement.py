@@ -31,7 +31,9 @@ class Placement:
     chips: tuple[int, ...]
     block: str  # name of the smallest block holding every chip ("" when it spans top-level units)
     level: str  # that block's level name ("system" when it spans top-level units)
-    contiguous: bool  # within one block of the lowest level big enough (or the fewest top-level units)
+    contiguous: (
+        bool  # within one block of the lowest level big enough (or the fewest top-level units)
+    )
     ring_sizes: tuple[int, ...]  # per member level 0..top, see the module doc
     blocks_touched: tuple[int, ...]  # per level 0..top: blocks with at least one of the job's chips
 
@@ -45,7 +47,9 @@ class Allocator:
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
-        self._owner = np.full(topology.total_chips, -1, dtype=np.int64)  # job slot per chip, -1 free
+        self._owner = np.full(
+            topology.total_chips, -1, dtype=np.int64
+        )  # job slot per chip, -1 free
         self._slots: dict[str, int] = {}
         self._placements: dict[str, Placement] = {}
         self._next_slot = 0
@@ -183,8 +187,15 @@ class Allocator:
             contiguous = touched[topo.top] == -(-len(chips) // topo.chips_per_block(topo.top))
         else:
             contiguous = holder is not None and holder <= lowest
-        return Placement(job_id=job_id, chips=tuple(chips), block=block, level=level_name,
-                         contiguous=contiguous, ring_sizes=tuple(rings), blocks_touched=tuple(touched))
+        return Placement(
+            job_id=job_id,
+            chips=tuple(chips),
+            block=block,
+            level=level_name,
+            contiguous=contiguous,
+            ring_sizes=tuple(rings),
+            blocks_touched=tuple(touched),
+        )
 
 
 __all__ = ["Allocator", "Placement"]

@@ -97,13 +97,22 @@ class Family:
 def _value(entry: Any, where: str, sources: dict[str, str]) -> Any:
     """The value of a ``{value, source}`` entry, its source recorded under ``where``."""
     if not isinstance(entry, Mapping) or "value" not in entry or "source" not in entry:
-        raise DojoConfigError(f"Spec entry {where} must be {{ value = ..., source = \"...\" }}.")
+        raise DojoConfigError(f'Spec entry {where} must be {{ value = ..., source = "..." }}.')
     sources[where] = str(entry["source"])
     return entry["value"]
 
 
-_LEVEL_FIGURES = ("fanout", "uplink_gbs", "latency_us", "overhead_w", "dram_gb", "dram_bw_gbs",
-                  "power_w", "memory_gb", "memory_bw_gbs")
+_LEVEL_FIGURES = (
+    "fanout",
+    "uplink_gbs",
+    "latency_us",
+    "overhead_w",
+    "dram_gb",
+    "dram_bw_gbs",
+    "power_w",
+    "memory_gb",
+    "memory_bw_gbs",
+)
 
 
 def family_from_dict(data: Mapping[str, Any]) -> Family:
@@ -115,13 +124,18 @@ def family_from_dict(data: Mapping[str, Any]) -> Family:
         efficiency=float(_value(fam["efficiency"], "family.efficiency", sources)),
         comm_efficiency=float(_value(fam["comm_efficiency"], "family.comm_efficiency", sources)),
         overlap=float(_value(fam["overlap"], "family.overlap", sources)),
-        bytes_per_param_update=float(_value(fam["bytes_per_param_update"], "family.bytes_per_param_update", sources)),
+        bytes_per_param_update=float(
+            _value(fam["bytes_per_param_update"], "family.bytes_per_param_update", sources)
+        ),
     )
     levels = []
     for raw in data["levels"]:
         lname = str(raw["name"])
-        kwargs: dict[str, Any] = {"name": lname, "part": str(raw.get("part", lname)),
-                                  "unit": str(raw.get("unit", lname))}
+        kwargs: dict[str, Any] = {
+            "name": lname,
+            "part": str(raw.get("part", lname)),
+            "unit": str(raw.get("unit", lname)),
+        }
         for fig in _LEVEL_FIGURES:
             if fig in raw:
                 value = _value(raw[fig], f"{lname}.{fig}", sources)
@@ -131,9 +145,17 @@ def family_from_dict(data: Mapping[str, Any]) -> Family:
             for prec, entry in raw.get("tflops", {}).items()
         }
         levels.append(Level(**kwargs))
-    headlines = {k: float(_value(v, f"headlines.{k}", sources)) for k, v in data.get("headlines", {}).items()}
-    family = Family(name=name, title=str(fam["title"]), levels=tuple(levels), model=model,
-                    headlines=headlines, sources=sources)
+    headlines = {
+        k: float(_value(v, f"headlines.{k}", sources)) for k, v in data.get("headlines", {}).items()
+    }
+    family = Family(
+        name=name,
+        title=str(fam["title"]),
+        levels=tuple(levels),
+        model=model,
+        headlines=headlines,
+        sources=sources,
+    )
     _check(family)
     return family
 
@@ -143,7 +165,9 @@ def _check(family: Family) -> None:
         raise DojoConfigError(f"Spec {family.name!r} needs a chip level with tflops first.")
     for level in family.levels[1:]:
         if level.fanout < 1:
-            raise DojoConfigError(f"Spec {family.name!r}: level {level.name!r} needs a fanout >= 1.")
+            raise DojoConfigError(
+                f"Spec {family.name!r}: level {level.name!r} needs a fanout >= 1."
+            )
 
 
 def _read_toml(text: str) -> dict[str, Any]:
@@ -153,14 +177,20 @@ def _read_toml(text: str) -> dict[str, Any]:
         try:
             import tomli as toml  # type: ignore[no-redef]
         except ModuleNotFoundError:
-            raise DojoConfigError("Reading the system specs needs Python 3.11 or the tomli package.") from None
+            raise DojoConfigError(
+                "Reading the system specs needs Python 3.11 or the tomli package."
+            ) from None
     return toml.loads(text)
 
 
 @cache
 def load_family(filename: str) -> Family:
     """The family in the packaged spec file ``filename`` (e.g. ``dojo.toml``)."""
-    text = importlib.resources.files("dojo.compute").joinpath("specs", filename).read_text(encoding="utf-8")
+    text = (
+        importlib.resources.files("dojo.compute")
+        .joinpath("specs", filename)
+        .read_text(encoding="utf-8")
+    )
     return family_from_dict(_read_toml(text))
 
 
@@ -170,4 +200,11 @@ def packaged_families() -> dict[str, Family]:
     return {f.name: f for f in families}
 
 
-__all__ = ["Family", "Level", "ModelDefaults", "family_from_dict", "load_family", "packaged_families"]
+__all__ = [
+    "Family",
+    "Level",
+    "ModelDefaults",
+    "family_from_dict",
+    "load_family",
+    "packaged_families",
+]

@@ -52,7 +52,9 @@ class Topology:
 
     def __init__(self, family: Family, unit: str | int | None = None, count: int = 1) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise DojoConfigError(f"System count={count!r} must be a whole number of units, at least 1.")
+            raise DojoConfigError(
+                f"System count={count!r} must be a whole number of units, at least 1."
+            )
         top = len(family.levels) - 1 if unit is None else _unit_index(family, unit)
         self.family = family
         self.levels: tuple[Level, ...] = family.levels[: top + 1]
@@ -104,7 +106,9 @@ class Topology:
         """Block ``index`` of ``level`` (0-based over the whole topology)."""
         li = self.level_index(level)
         if not 0 <= index < self.blocks_at(li):
-            raise DojoConfigError(f"{self.levels[li].name} index {index} is outside 0..{self.blocks_at(li) - 1}.")
+            raise DojoConfigError(
+                f"{self.levels[li].name} index {index} is outside 0..{self.blocks_at(li) - 1}."
+            )
         size = self._cpb[li]
         first = index * size
         parts = []
@@ -125,7 +129,9 @@ class Topology:
         """The block a path names, e.g. ``exapod0/cabinet3/tray1/tile4``."""
         parts = [p for p in name.strip("/").split("/") if p]
         if not parts or len(parts) > len(self.levels):
-            raise DojoConfigError(f"Block name {name!r} is not a path like {self.block(0, 0).name!r}.")
+            raise DojoConfigError(
+                f"Block name {name!r} is not a path like {self.block(0, 0).name!r}."
+            )
         first = 0
         for depth, part in enumerate(parts):
             j = self.top - depth
@@ -164,19 +170,30 @@ class Topology:
         return self.chips_per_block(level) * self.family.chip.memory_gb
 
     def dram_gb(self, level: int | str) -> float:
-        return sum(lv.dram_gb * n for lv, n in self._below(self.level_index(level)) if lv is not self.family.chip)
+        return sum(
+            lv.dram_gb * n
+            for lv, n in self._below(self.level_index(level))
+            if lv is not self.family.chip
+        )
 
     def power_w(self, level: int | str) -> float:
         li = self.level_index(level)
-        return self._cpb[li] * self.family.chip.power_w + sum(lv.overhead_w * n for lv, n in self._below(li))
+        return self._cpb[li] * self.family.chip.power_w + sum(
+            lv.overhead_w * n for lv, n in self._below(li)
+        )
 
     def summary(self) -> list[LevelSummary]:
         """One row a level, chip first."""
         return [
             LevelSummary(
-                name=lv.name, part=lv.part, blocks=self.blocks_at(i), chips=self._cpb[i],
+                name=lv.name,
+                part=lv.part,
+                blocks=self.blocks_at(i),
+                chips=self._cpb[i],
                 peak_tflops={p: self.peak_tflops(i, p) for p in self.family.precisions},
-                sram_gb=self.sram_gb(i), dram_gb=self.dram_gb(i), power_w=self.power_w(i),
+                sram_gb=self.sram_gb(i),
+                dram_gb=self.dram_gb(i),
+                power_w=self.power_w(i),
                 uplink_gbs=lv.uplink_gbs,
             )
             for i, lv in enumerate(self.levels)
@@ -226,7 +243,9 @@ def parse_system(ref: str, families: Mapping[str, Family] | None = None) -> Topo
         raise DojoConfigError(f"system={ref!r} must be text like 'exapod' or 'h100-node:64'.")
     m = _SYSTEM_RE.match(ref.strip().lower())
     if m is None:
-        raise DojoConfigError(f"system={ref!r} is not UNIT[:COUNT], e.g. 'exapod' or 'h100-node:64'.")
+        raise DojoConfigError(
+            f"system={ref!r} is not UNIT[:COUNT], e.g. 'exapod' or 'h100-node:64'."
+        )
     unit, count = m.group(1), int(m.group(2)) if m.group(2) else 1
     if count < 1:
         raise DojoConfigError(f"system={ref!r}: the count must be at least 1.")
@@ -234,7 +253,9 @@ def parse_system(ref: str, families: Mapping[str, Family] | None = None) -> Topo
         for i, lv in enumerate(family.levels):
             if lv.unit == unit:
                 return Topology(family, i, count)
-    raise DojoConfigError(f"system={ref!r} is not known; choose one of: {', '.join(system_names(fams))}.")
+    raise DojoConfigError(
+        f"system={ref!r} is not known; choose one of: {', '.join(system_names(fams))}."
+    )
 
 
 __all__ = ["Block", "LevelSummary", "Topology", "parse_system", "system_names"]

@@ -15,7 +15,9 @@ from dojo.errors import DojoConfigError
 
 NETS = ("policy", "occupancy", "both")
 SIZES = ("tiny", "base", "large")
-STATE_BYTES_PER_PARAM = 16  # [B] weight + gradient + two AdamW moments, fp32 (or bf16 + fp32 master)
+STATE_BYTES_PER_PARAM = (
+    16  # [B] weight + gradient + two AdamW moments, fp32 (or bf16 + fp32 master)
+)
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,9 @@ class Workload:
         if not self.train_flops_per_sample > 0:
             raise DojoConfigError(f"Workload {self.name!r}: FLOPs per sample must be positive.")
         if isinstance(self.params, bool) or not isinstance(self.params, int) or self.params < 1:
-            raise DojoConfigError(f"Workload {self.name!r}: params={self.params!r} must be a positive whole number.")
+            raise DojoConfigError(
+                f"Workload {self.name!r}: params={self.params!r} must be a positive whole number."
+            )
 
     def gradient_bytes(self, precision: str) -> float:
         """Bytes all-reduced per step: 4 a parameter in fp32/tf32, 2 in the 16- and 8-bit formats."""
@@ -59,8 +63,11 @@ def net_workload(net: str = "policy", size: str = "base") -> Workload:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = make_net(net, config)
-    return Workload(name=f"{net}/{size}", train_flops_per_sample=float(flops_per_sample(model, config, backward=True)),
-                    params=parameter_count(model))
+    return Workload(
+        name=f"{net}/{size}",
+        train_flops_per_sample=float(flops_per_sample(model, config, backward=True)),
+        params=parameter_count(model),
+    )
 
 
 __all__ = ["NETS", "SIZES", "STATE_BYTES_PER_PARAM", "Workload", "net_workload"]

@@ -31,8 +31,9 @@ TARGET_FRAMES_PER_S = 10_000.0
 
 def make_logs(folder: Path, cars: int, seconds: float, seed: int = 0) -> list[Path]:
     """Drive ``cars`` cars for ``seconds`` each (mixed modes, full logging) into ``folder``."""
-    config = DriveConfig(cars=cars, minutes=seconds / 60.0, mode="mixed", policy="naive",
-                         out=str(folder), seed=seed)
+    config = DriveConfig(
+        cars=cars, minutes=seconds / 60.0, mode="mixed", policy="naive", out=str(folder), seed=seed
+    )
     summary = Fleet(config).run()
     if summary.interrupted:
         raise KeyboardInterrupt
@@ -61,7 +62,9 @@ def bench_ingest(
     if isinstance(cars, bool) or not isinstance(cars, int) or cars < 1:
         raise DojoConfigError(f"cars={cars!r} must be a whole number of cars, at least 1.")
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
-        raise DojoConfigError(f"seconds={seconds!r} must be a finite number of simulated seconds, > 0.")
+        raise DojoConfigError(
+            f"seconds={seconds!r} must be a finite number of simulated seconds, > 0."
+        )
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise DojoConfigError(f"repeats={repeats!r} must be a whole number, at least 1.")
     say = log or (lambda _: None)
@@ -81,7 +84,9 @@ def bench_ingest(
             say(f"run {k + 1}/{repeats}: dojo ingest ...")
             summary = ingest(files, store, workers=workers)
             if summary.files_ingested != len(files):
-                raise RuntimeError(f"ingest took {summary.files_ingested} of {len(files)} files: {summary.quarantined}")
+                raise RuntimeError(
+                    f"ingest took {summary.files_ingested} of {len(files)} files: {summary.quarantined}"
+                )
             ingest_runs.append(summary.wall_s)
             frames, clips, used = summary.frames, summary.clips, summary.workers
             shutil.rmtree(store)

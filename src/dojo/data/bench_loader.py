@@ -66,7 +66,9 @@ def bench_loader(
             raw_runs.append(raw["frames_per_s"])
             raw_frames = raw["frames"]
             for workers, occupancy in CONFIGS:
-                say(f"run {k + 1}/{repeats}: loader, {workers} workers, labels {'on' if occupancy else 'off'} ...")
+                say(
+                    f"run {k + 1}/{repeats}: loader, {workers} workers, labels {'on' if occupancy else 'off'} ..."
+                )
                 r = loader_rate(store, num_workers=workers, occupancy=occupancy, batch_size=32)
                 runs[(workers, occupancy)].append(r["decoded_camera_frames_per_s"])
                 last[(workers, occupancy)] = r
@@ -82,7 +84,9 @@ def bench_loader(
                 "occupancy": occupancy,
                 "camera_frames_per_s_runs": rates,
                 "camera_frames_per_s": best,
-                "windows_per_s": r["windows"] / (r["decoded_camera_frames"] / best) if best else 0.0,
+                "windows_per_s": r["windows"] / (r["decoded_camera_frames"] / best)
+                if best
+                else 0.0,
                 "windows": r["windows"],
                 "decoded_camera_frames": r["decoded_camera_frames"],
                 "ratio_to_raw_runs": paired,
@@ -121,8 +125,10 @@ def format_loader(result: dict[str, Any]) -> str:
             f"(runs {runs}; best over best {c['ratio_of_bests']:.2f}x)"
         )
     verdict = "met" if r["meets_target"] else "NOT met"
-    lines.append(f"  target: loader ({r['headline']}) >= {r['target_ratio']:g}x raw (median of paired runs): "
-                 f"{r['ratio_loader_to_raw']:.2f}x, {verdict}")
+    lines.append(
+        f"  target: loader ({r['headline']}) >= {r['target_ratio']:g}x raw (median of paired runs): "
+        f"{r['ratio_loader_to_raw']:.2f}x, {verdict}"
+    )
     return "\n".join(lines)
 
 

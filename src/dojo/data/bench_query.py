@@ -138,7 +138,8 @@ def near_misses_duckdb(
     con = connect(store, threads=threads)
     try:
         rows = con.execute(
-            TRIGGER_SQL, {"threshold_s": float(threshold_s), "gap_s": float(gap_s) + _GAP_TOLERANCE_S}
+            TRIGGER_SQL,
+            {"threshold_s": float(threshold_s), "gap_s": float(gap_s) + _GAP_TOLERANCE_S},
         ).fetchall()
     finally:
         con.close()
@@ -167,13 +168,17 @@ def near_misses_pandas(
     near = df[df["ttc_s"] < threshold_s].sort_values(["drive_id", "t_s"])
     del df
     since_previous_s = near.groupby("drive_id", sort=False)["t_s"].diff()
-    near = near.assign(new_event=since_previous_s.isna() | (since_previous_s > gap_s + _GAP_TOLERANCE_S))
+    near = near.assign(
+        new_event=since_previous_s.isna() | (since_previous_s > gap_s + _GAP_TOLERANCE_S)
+    )
     per = near.groupby("drive_id", sort=True).agg(
         events=("new_event", "sum"), min_ttc_s=("ttc_s", "min"), near_miss_rows=("ttc_s", "size")
     )
     return [
         DriveNearMisses(str(d), int(e), float(m), int(n))
-        for d, e, m, n in zip(per.index, per["events"], per["min_ttc_s"], per["near_miss_rows"], strict=True)
+        for d, e, m, n in zip(
+            per.index, per["events"], per["min_ttc_s"], per["near_miss_rows"], strict=True
+        )
     ]
 
 
@@ -187,7 +192,9 @@ def _reflect(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def drive_id_for(seed: int, index: int) -> str:
     """A drive id shaped like the store's (hex of a SHA-256), fixed by seed and drive index."""
-    return hashlib.sha256(f"dojo-bench-telemetry/{seed}/{index}".encode()).hexdigest()[:DRIVE_ID_CHARS]
+    return hashlib.sha256(f"dojo-bench-telemetry/{seed}/{index}".encode()).hexdigest()[
+        :DRIVE_ID_CHARS
+    ]
 
 
 def synthetic_telemetry(drive_id: str, rows: int, index: int, seed: int) -> pa.Table:
@@ -225,7 +232,9 @@ def synthetic_telemetry(drive_id: str, rows: int, index: int, seed: int) -> pa.T
     # Leaders come and go; the slot is fixed while the same one stays ahead.
     toggles = np.cumsum(rng.random(rows) < 1.0 / _LEADER_TOGGLE_EVERY_ROWS)
     present = toggles % 2 == 0
-    gap_m = _reflect(rng.uniform(*_GAP_RANGE_M) + np.cumsum(rng.normal(0.0, 0.2, rows)), *_GAP_RANGE_M)
+    gap_m = _reflect(
+        rng.uniform(*_GAP_RANGE_M) + np.cumsum(rng.normal(0.0, 0.2, rows)), *_GAP_RANGE_M
+    )
 
     # Closing-in episodes: TTC dips to a random minimum; overlapping episodes keep the smaller.
     episodes = int(rng.poisson(rows / _EPISODE_EVERY_ROWS))
@@ -240,7 +249,9 @@ def synthetic_telemetry(drive_id: str, rows: int, index: int, seed: int) -> pa.T
     at, which, within = at[inside], which[inside], within[inside]
     ttc_s = np.full(rows, np.inf)
     np.minimum.at(
-        ttc_s, at, minima_s[which] + _TTC_SLOPE_S_PER_ROW * np.abs(within - (lengths[which] - 1) / 2.0)
+        ttc_s,
+        at,
+        minima_s[which] + _TTC_SLOPE_S_PER_ROW * np.abs(within - (lengths[which] - 1) / 2.0),
     )
     closing = np.isfinite(ttc_s)
     present |= closing
@@ -409,7 +420,9 @@ def make_telemetry(
 
     plan = _plan(rows, rows_per_drive)
     ids = [drive_id_for(seed, i) for i in range(len(plan))]
-    say(f"generating {rows:,} telemetry rows: {len(plan)} drives of up to {rows_per_drive:,} rows in {store}")
+    say(
+        f"generating {rows:,} telemetry rows: {len(plan)} drives of up to {rows_per_drive:,} rows in {store}"
+    )
     start = time.perf_counter()
 
     def one(i: int) -> int:
@@ -511,7 +524,9 @@ def machine_info() -> dict[str, Any]:
     import pandas as pd
 
     available = _mem_available_bytes()
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    total = (
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    )
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -589,10 +604,16 @@ def bench_trigger_query(
         if pandas_rows > rows:
             raise DojoConfigError(f"pandas_rows={pandas_rows:,} must not exceed rows={rows:,}.")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise DojoConfigError(f"repeats={repeats!r} must be a whole number of timed runs, at least 1.")
+        raise DojoConfigError(
+            f"repeats={repeats!r} must be a whole number of timed runs, at least 1."
+        )
     say = log or (lambda _: None)
     if folder is None:
-        folder = Path(tempfile.gettempdir()) / "dojo-bench-query" / f"rows{rows}-rpd{rows_per_drive}-seed{seed}"
+        folder = (
+            Path(tempfile.gettempdir())
+            / "dojo-bench-query"
+            / f"rows{rows}-rpd{rows_per_drive}-seed{seed}"
+        )
     data = make_telemetry(folder, rows, rows_per_drive=rows_per_drive, seed=seed, progress=say)
     machine = machine_info()
     store = Path(data["store"])
@@ -608,10 +629,14 @@ def bench_trigger_query(
         duck_sub, answer_sub = duck_all, answer_all
     else:
         say(f"DuckDB on the pandas subset, {sub_rows:,} rows ...")
-        duck_sub, answer_sub = _time_runs(lambda: near_misses_duckdb(sub_store), repeats, "DuckDB", say)
+        duck_sub, answer_sub = _time_runs(
+            lambda: near_misses_duckdb(sub_store), repeats, "DuckDB", say
+        )
     say(f"pandas on {sub_rows:,} rows ({repeats} runs) ...")
     _warm_pandas(sub_store)
-    pandas_times, answer_pandas = _time_runs(lambda: near_misses_pandas(sub_store), repeats, "pandas", say)
+    pandas_times, answer_pandas = _time_runs(
+        lambda: near_misses_pandas(sub_store), repeats, "pandas", say
+    )
     _same(answer_sub, answer_pandas, f"{sub_rows:,} rows")
 
     duck_best, duck_sub_best, pandas_best = min(duck_all), min(duck_sub), min(pandas_times)
@@ -674,12 +699,31 @@ def format_table(result: dict[str, Any]) -> str:
         spread = ", ".join(f"{r:.3f}" for r in runs)
         return f"{name:<30}{n:>14,}{best:>10.3f}{n / best:>14,.0f}   {spread}"
 
-    out.append(line("DuckDB (catalog, cold conn.)", result["rows"], result["duckdb_s"], result["duckdb_runs_s"]))
+    out.append(
+        line(
+            "DuckDB (catalog, cold conn.)",
+            result["rows"],
+            result["duckdb_s"],
+            result["duckdb_runs_s"],
+        )
+    )
     if result["pandas_rows"] != result["rows"]:
         out.append(
-            line("DuckDB, pandas' rows", result["pandas_rows"], result["duckdb_same_rows_s"], result["duckdb_same_rows_runs_s"])
+            line(
+                "DuckDB, pandas' rows",
+                result["pandas_rows"],
+                result["duckdb_same_rows_s"],
+                result["duckdb_same_rows_runs_s"],
+            )
         )
-    out.append(line("pandas (read_parquet + ops)", result["pandas_rows"], result["pandas_s"], result["pandas_runs_s"]))
+    out.append(
+        line(
+            "pandas (read_parquet + ops)",
+            result["pandas_rows"],
+            result["pandas_s"],
+            result["pandas_runs_s"],
+        )
+    )
     verdict = "met" if result["meets_target"] else "NOT met"
     out += [
         "",

@@ -67,7 +67,11 @@ def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 def new_storage(nbytes: int, shared: bool) -> torch.UntypedStorage:
     """Uninitialised storage of ``nbytes``; in shared memory when ``shared`` (what crosses from a
     DataLoader worker as a handle instead of a copy, as torch's own collate does)."""
-    return torch.UntypedStorage._new_shared(max(nbytes, 1)) if shared else torch.UntypedStorage(max(nbytes, 1))
+    return (
+        torch.UntypedStorage._new_shared(max(nbytes, 1))
+        if shared
+        else torch.UntypedStorage(max(nbytes, 1))
+    )
 
 
 class BufferPool:

@@ -26,7 +26,9 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect(store: Store | str | os.PathLike[str], threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    store: Store | str | os.PathLike[str], threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per store table (empty tables typed too)."""
     st = store if isinstance(store, Store) else Store(store)
     con = duckdb.connect(":memory:")
@@ -61,7 +63,9 @@ def empty_catalog() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def query(store: Store | str | os.PathLike[str], sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+def query(
+    store: Store | str | os.PathLike[str], sql: str
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one SQL statement on the catalog: (column names, rows)."""
     if not isinstance(sql, str) or not sql.strip():
         raise DojoConfigError(f"sql={sql!r} must be a non-empty SQL statement.")

@@ -35,7 +35,11 @@ def format_rows(columns: list[str], rows: list[tuple[Any, ...]], limit: int = 50
     line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     for r in shown:
-        out.append("  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(r, widths, strict=True)))
+        out.append(
+            "  ".join(
+                v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(r, widths, strict=True)
+            )
+        )
     more = f" (first {limit} shown; --limit to change)" if len(rows) > limit else ""
     out.append(f"({len(rows):,} row{'s' if len(rows) != 1 else ''}{more})")
     return "\n".join(out)
@@ -115,21 +119,46 @@ def _mine(args: argparse.Namespace) -> int:
     if args.list_triggers:
         for t in list_triggers(args.triggers_file):
             params = ", ".join(f"{k}={v!r}" for k, v in t.params.items())
-            print(f"{t.name:<26}{'' if t.builtin else '(user) '}{t.description}{f'  [{params}]' if params else ''}")
+            print(
+                f"{t.name:<26}{'' if t.builtin else '(user) '}{t.description}{f'  [{params}]' if params else ''}"
+            )
         return 0
     if not args.trigger or not args.out:
-        raise DojoConfigError("dojo mine needs --trigger NAME[,NAME] and --out DATASET (or --list-triggers).")
+        raise DojoConfigError(
+            "dojo mine needs --trigger NAME[,NAME] and --out DATASET (or --list-triggers)."
+        )
     version = mine(
-        args.store, args.trigger, parse_window(args.window), args.sample_normal, args.seed,
-        out=args.out, val_share=args.val_share, params=parse_params(args.param),
+        args.store,
+        args.trigger,
+        parse_window(args.window),
+        args.sample_normal,
+        args.seed,
+        out=args.out,
+        val_share=args.val_share,
+        params=parse_params(args.param),
         user_triggers_file=args.triggers_file,
-        command=" ".join(["dojo", "mine", *map(shlex.quote, sys.argv[2:])]) if sys.argv[1:2] == ["mine"] else None,
+        command=" ".join(["dojo", "mine", *map(shlex.quote, sys.argv[2:])])
+        if sys.argv[1:2] == ["mine"]
+        else None,
     )
     if args.json:
-        print(json.dumps({"dataset": version.ref, "created": version.created, "windows": version.entries,
-                          "frames": version.frames, "hours": version.hours, "drives": version.drives,
-                          "moments": version.moments, "dropped_no_video": version.dropped_no_video,
-                          "content_hash": version.content_hash, "path": version.path}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "dataset": version.ref,
+                    "created": version.created,
+                    "windows": version.entries,
+                    "frames": version.frames,
+                    "hours": version.hours,
+                    "drives": version.drives,
+                    "moments": version.moments,
+                    "dropped_no_video": version.dropped_no_video,
+                    "content_hash": version.content_hash,
+                    "path": version.path,
+                },
+                indent=2,
+            )
+        )
     else:
         print(format_saved(version))
     return 0
@@ -157,7 +186,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "quarantined or skipped.",
     )
     ing.add_argument("paths", nargs="+", help="drive logs (.mcap) or folders of them")
-    ing.add_argument("--store", required=True, help="clip store folder or fsspec URL (created if new)")
+    ing.add_argument(
+        "--store", required=True, help="clip store folder or fsspec URL (created if new)"
+    )
     ing.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     ing.add_argument("--json", action="store_true", help="print the summary as JSON")
     ing.set_defaults(func=_ingest)
@@ -167,7 +198,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="SQL over the catalog (DuckDB views: drives, clips, frames, telemetry, poses, events, labels)",
     )
     q.add_argument("store", help="clip store folder or fsspec URL")
-    q.add_argument("sql", help='one SQL statement, e.g. "SELECT family, count(*) FROM clips GROUP BY 1"')
+    q.add_argument(
+        "sql", help='one SQL statement, e.g. "SELECT family, count(*) FROM clips GROUP BY 1"'
+    )
     fmt = q.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="rows as a JSON list of objects")
     fmt.add_argument("--csv", action="store_true", help="rows as CSV with a header")
@@ -183,16 +216,31 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     m.add_argument("store", help="clip store folder or fsspec URL")
     m.add_argument("--trigger", help="trigger names, comma-separated (see --list-triggers)")
-    m.add_argument("--window", default="-5s:+2s", help="seconds before:after each moment (default -5s:+2s)")
-    m.add_argument("--sample-normal", type=float, default=0.1,
-                   help="share of untriggered video slots kept as normal driving (default 0.1)")
+    m.add_argument(
+        "--window", default="-5s:+2s", help="seconds before:after each moment (default -5s:+2s)"
+    )
+    m.add_argument(
+        "--sample-normal",
+        type=float,
+        default=0.1,
+        help="share of untriggered video slots kept as normal driving (default 0.1)",
+    )
     m.add_argument("--out", help="dataset name; a new version if it exists")
-    m.add_argument("--param", action="append", default=[], metavar="TRIGGER.NAME=VALUE",
-                   help="a trigger parameter, e.g. near_miss.ttc_s=1.0 (repeatable)")
+    m.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="TRIGGER.NAME=VALUE",
+        help="a trigger parameter, e.g. near_miss.ttc_s=1.0 (repeatable)",
+    )
     m.add_argument("--triggers-file", help="TOML file of user triggers ([triggers.NAME] sql = ...)")
     m.add_argument("--seed", type=int, default=0, help="seed of the normal sample and the split")
-    m.add_argument("--val-share", type=float, default=0.2, help="share of drives held out for validation")
-    m.add_argument("--list-triggers", action="store_true", help="list the triggers and their parameters")
+    m.add_argument(
+        "--val-share", type=float, default=0.2, help="share of drives held out for validation"
+    )
+    m.add_argument(
+        "--list-triggers", action="store_true", help="list the triggers and their parameters"
+    )
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_mine)
 

@@ -43,7 +43,18 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "val")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _REF = re.compile(r"(?P<name>[^@]+)(?:@(?:v?(?P<version>\d{1,9})|(?P<latest>latest)))?")
-_ENTRY_KEYS = ("clip_id", "drive_id", "t0_s", "t1_s", "frames", "seconds", "triggers", "content_hash", "family", "label_source")
+_ENTRY_KEYS = (
+    "clip_id",
+    "drive_id",
+    "t0_s",
+    "t1_s",
+    "frames",
+    "seconds",
+    "triggers",
+    "content_hash",
+    "family",
+    "label_source",
+)
 
 
 def check_name(name: object) -> str:
@@ -74,7 +85,9 @@ def parse_ref(ref: object) -> tuple[str, int | None]:
 
 def entries_hash(entries: list[dict[str, Any]]) -> str:
     """SHA-256 of the entries' canonical JSON (sorted keys, no spaces): equal content, equal hash."""
-    text = json.dumps(entries, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    text = json.dumps(
+        entries, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -209,11 +222,15 @@ def _read_manifest(st: Store, name: str, version: int) -> dict[str, Any]:
         with st.fs.open(path, "rb") as f:
             manifest = json.load(f)
     except FileNotFoundError as e:
-        raise DojoConfigError(f"Dataset {name}@v{version} does not exist in store {st.url!r}.") from e
+        raise DojoConfigError(
+            f"Dataset {name}@v{version} does not exist in store {st.url!r}."
+        ) from e
     except (OSError, ValueError) as e:
         raise DojoConfigError(f"Dataset {name}@v{version} has an unreadable manifest ({e}).") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise DojoConfigError(f"Dataset {name}@v{version} has a manifest that is not a Dojo dataset's.")
+        raise DojoConfigError(
+            f"Dataset {name}@v{version} has a manifest that is not a Dojo dataset's."
+        )
     entries = manifest.get("entries")
     if not isinstance(entries, list) or entries_hash(entries) != manifest.get("content_hash"):
         raise DojoConfigError(
@@ -316,7 +333,9 @@ def load_dataset(store: Store | str | os.PathLike[str], ref: str) -> Dataset:
     st = _store(store)
     name, version = _resolve(st, ref)
     manifest = _read_manifest(st, name, version)
-    return Dataset(name, version, manifest, manifest["entries"], st.path("datasets", name, f"v{version}"))
+    return Dataset(
+        name, version, manifest, manifest["entries"], st.path("datasets", name, f"v{version}")
+    )
 
 
 def list_datasets(store: Store | str | os.PathLike[str]) -> list[DatasetVersion]:
@@ -356,8 +375,16 @@ def diff(store: Store | str | os.PathLike[str], a: str, b: str) -> dict[str, Any
     for k in sorted(ea.keys() & eb.keys()):
         fields = sorted(f for f in set(ea[k]) | set(eb[k]) if ea[k].get(f) != eb[k].get(f))
         if fields:
-            changed.append({"clip_id": k[0], "t0_s": k[1], "t1_s": k[2], "fields": fields,
-                            "a": {f: ea[k].get(f) for f in fields}, "b": {f: eb[k].get(f) for f in fields}})
+            changed.append(
+                {
+                    "clip_id": k[0],
+                    "t0_s": k[1],
+                    "t1_s": k[2],
+                    "fields": fields,
+                    "a": {f: ea[k].get(f) for f in fields},
+                    "b": {f: eb[k].get(f) for f in fields},
+                }
+            )
     ta, tb = da.manifest["totals"]["per_trigger"], db.manifest["totals"]["per_trigger"]
     zero = _totals([])
     per_trigger = {
@@ -398,7 +425,9 @@ def card(manifest: Mapping[str, Any]) -> str:
     t, recipe, mining = manifest["totals"], manifest["recipe"], manifest.get("mining", {})
     split = manifest["split"]
     # a recipe mines one window for all its triggers, or (the loop's) several parts, each its own
-    parts = recipe.get("parts") or [{"triggers": recipe["triggers"], "window_s": recipe["window_s"]}]
+    parts = recipe.get("parts") or [
+        {"triggers": recipe["triggers"], "window_s": recipe["window_s"]}
+    ]
     windows = "; ".join(
         f"{p['window_s'][0]:+g} s to {p['window_s'][1]:+g} s around each moment of {', '.join(p['triggers'])}"
         for p in parts
@@ -429,15 +458,27 @@ def card(manifest: Mapping[str, Any]) -> str:
         _table(head, [_row(s, t["splits"][s]) for s in SPLITS] + [_row("all", t)]),
     ]
     if t["windows"] and not t["splits"]["val"]["windows"]:
-        out += ["", f"**val is empty**: none of the {t['drives']} drives drew val; mine more drives "
-                "or raise val_share for a validation set."]
+        out += [
+            "",
+            f"**val is empty**: none of the {t['drives']} drives drew val; mine more drives "
+            "or raise val_share for a validation set.",
+        ]
     moments, dropped = mining.get("moments", {}), mining.get("dropped_no_video", {})
     per_trigger = t["per_trigger"]
     names = list(recipe["triggers"]) + ([n for n in per_trigger if n not in recipe["triggers"]])
     rows = []
     for n in names:
         g = per_trigger.get(n, _totals([]))
-        rows.append([n, moments.get(n, ""), dropped.get(n, ""), g["windows"], g["frames"], f"{g['seconds']:.1f}"])
+        rows.append(
+            [
+                n,
+                moments.get(n, ""),
+                dropped.get(n, ""),
+                g["windows"],
+                g["frames"],
+                f"{g['seconds']:.1f}",
+            ]
+        )
     out += [
         "",
         "## Per trigger",
@@ -449,21 +490,28 @@ def card(manifest: Mapping[str, Any]) -> str:
     ]
     slots = mining.get("normal_slots")
     if slots:
-        out += ["", f"Normal driving: {slots.get('kept', 0)} of {slots.get('candidates', 0)} candidate slots kept."]
+        out += [
+            "",
+            f"Normal driving: {slots.get('kept', 0)} of {slots.get('candidates', 0)} candidate slots kept.",
+        ]
     out += [
         "",
         "## Per scenario family",
         "",
-        _table(["family", "windows", "drives", "frames", "seconds"],
-               [_row(k, v) for k, v in t["per_family"].items()]),
+        _table(
+            ["family", "windows", "drives", "frames", "seconds"],
+            [_row(k, v) for k, v in t["per_family"].items()],
+        ),
         "",
         "## Label sources",
         "",
         "Who was driving for most of each window: the loop learns actions from `human` and "
         "`safety_driver` windows (HG-DAgger).",
         "",
-        _table(["label source", "windows", "drives", "frames", "seconds"],
-               [_row(k, v) for k, v in t["per_label_source"].items()]),
+        _table(
+            ["label source", "windows", "drives", "frames", "seconds"],
+            [_row(k, v) for k, v in t["per_label_source"].items()],
+        ),
         "",
     ]
     return "\n".join(out)
@@ -471,14 +519,20 @@ def card(manifest: Mapping[str, Any]) -> str:
 
 def format_saved(v: DatasetVersion) -> str:
     """``dojo mine``'s report: the version made (or found unchanged), its size, what was dropped."""
-    state = "new version" if v.created else "unchanged: the latest version already holds these windows"
-    text = (f"{v.ref} ({state}): {v.entries} windows, {v.frames} frames, {v.hours:.4f} hours, "
-            f"{v.drives} drives; {sum(v.moments.values())} moments "
-            f"({', '.join(f'{k} {n}' for k, n in v.moments.items()) or 'none'}).")
+    state = (
+        "new version" if v.created else "unchanged: the latest version already holds these windows"
+    )
+    text = (
+        f"{v.ref} ({state}): {v.entries} windows, {v.frames} frames, {v.hours:.4f} hours, "
+        f"{v.drives} drives; {sum(v.moments.values())} moments "
+        f"({', '.join(f'{k} {n}' for k, n in v.moments.items()) or 'none'})."
+    )
     lost = {k: n for k, n in v.dropped_no_video.items() if n}
     if lost:
-        text += (f" {sum(lost.values())} moments had no camera frames in their window and were dropped "
-                 f"({', '.join(f'{k} {n}' for k, n in lost.items())}).")
+        text += (
+            f" {sum(lost.values())} moments had no camera frames in their window and were dropped "
+            f"({', '.join(f'{k} {n}' for k, n in lost.items())})."
+        )
     return text + f"\nManifest: {posixpath.join(v.path, 'manifest.json')}"
 
 
@@ -487,9 +541,22 @@ def format_list(store: Store | str | os.PathLike[str]) -> str:
     versions = list_datasets(store)
     if not versions:
         return "No datasets in this store; `dojo mine` makes one."
-    rows = [[v.ref, v.created_at, v.entries, v.frames, f"{v.hours:.3f}", v.drives, ",".join(v.triggers),
-             v.content_hash[:12]] for v in versions]
-    return _table(["dataset", "created", "windows", "frames", "hours", "drives", "triggers", "hash"], rows)
+    rows = [
+        [
+            v.ref,
+            v.created_at,
+            v.entries,
+            v.frames,
+            f"{v.hours:.3f}",
+            v.drives,
+            ",".join(v.triggers),
+            v.content_hash[:12],
+        ]
+        for v in versions
+    ]
+    return _table(
+        ["dataset", "created", "windows", "frames", "hours", "drives", "triggers", "hash"], rows
+    )
 
 
 def format_show(store: Store | str | os.PathLike[str], ref: str) -> str:
@@ -517,9 +584,21 @@ def format_diff(store: Store | str | os.PathLike[str], a: str, b: str) -> str:
         f"frames {ta['frames']} → {tb['frames']}, hours {ta['hours']:.4f} → {tb['hours']:.4f}, "
         f"drives {ta['drives']} → {tb['drives']}.",
         "",
-        _table(["trigger", "windows a", "windows b", "Δ windows", "frames a", "frames b", "Δ frames"],
-               [[n, v["a"]["windows"], v["b"]["windows"], f"{v['windows']:+d}", v["a"]["frames"],
-                 v["b"]["frames"], f"{v['frames']:+d}"] for n, v in d["per_trigger"].items()]),
+        _table(
+            ["trigger", "windows a", "windows b", "Δ windows", "frames a", "frames b", "Δ frames"],
+            [
+                [
+                    n,
+                    v["a"]["windows"],
+                    v["b"]["windows"],
+                    f"{v['windows']:+d}",
+                    v["a"]["frames"],
+                    v["b"]["frames"],
+                    f"{v['frames']:+d}",
+                ]
+                for n, v in d["per_trigger"].items()
+            ],
+        ),
     ]
     if d["changed"]:
         fields = Counter(f for c in d["changed"] for f in c["fields"])

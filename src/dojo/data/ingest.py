@@ -75,7 +75,17 @@ _SCHEMA_OF_TOPIC = {
 }
 _OPTIONAL_TOPICS = {CAMERA_MOUNTS_TOPIC}  # logs written before it existed lack it
 _VIDEO_SCHEMA = "foxglove.CompressedVideo"
-_TELEMETRY_COLUMNS = ("speed_mps", "accel_mps2", "steer_rad", "lane", "ttc_s", "gap_m", "leader", "command", "driver")
+_TELEMETRY_COLUMNS = (
+    "speed_mps",
+    "accel_mps2",
+    "steer_rad",
+    "lane",
+    "ttc_s",
+    "gap_m",
+    "leader",
+    "command",
+    "driver",
+)
 _COMMANDS = {c.name: int(c) for c in Command}
 _HASH_BLOCK = 1 << 20
 LABEL_ROW_GROUP_ROWS = 100  # one clip at 10 Hz (MAX_CLIP_S)
@@ -281,8 +291,12 @@ def _parse(path: Path) -> _Parsed:
                 else:
                     cols = int(record["column_count"])
                     if cols <= 0 or len(grid) % cols:
-                        raise BadLog(f"an occupancy grid at {t:.1f} s has {len(grid)} bytes for {cols} columns")
-                    labels.append((t, len(grid) // cols, cols, float(record["cell_size"]["x"]), grid))
+                        raise BadLog(
+                            f"an occupancy grid at {t:.1f} s has {len(grid)} bytes for {cols} columns"
+                        )
+                    labels.append(
+                        (t, len(grid) // cols, cols, float(record["cell_size"]["x"]), grid)
+                    )
             return _Parsed(
                 config=metadata.get("drive", {}),
                 settings=settings,
@@ -321,7 +335,9 @@ def _check_decodes(camera: str, units: list[bytes], width: int, height: int) -> 
     except (av.FFmpegError, ValueError) as e:
         raise BadLog(f"camera {camera!r} video fails to decode at its end ({e})") from e
     if decoded != len(units):
-        raise BadLog(f"camera {camera!r} decodes to {decoded} frames from {len(units)} access units")
+        raise BadLog(
+            f"camera {camera!r} decodes to {decoded} frames from {len(units)} access units"
+        )
 
 
 # ------------------------------------------------------------------------------- building
@@ -360,7 +376,9 @@ def _extra(record: dict[str, Any], known: Sequence[str]) -> str | None:
     return json.dumps(rest, sort_keys=True) if rest else None
 
 
-def _tables(parsed: _Parsed, drive_id: str, source: Path, sha: str, size: int) -> tuple[dict[str, pa.Table], dict[str, bytes], int]:
+def _tables(
+    parsed: _Parsed, drive_id: str, source: Path, sha: str, size: int
+) -> tuple[dict[str, pa.Table], dict[str, bytes], int]:
     """The drive's tables, its per-camera video files, and its clip count."""
     settings, cameras = parsed.settings, parsed.cameras
     start_ns = int(settings["start_time_ns"])
@@ -374,7 +392,9 @@ def _tables(parsed: _Parsed, drive_id: str, source: Path, sha: str, size: int) -
     times_s = np.array([_t(t, start_ns) for t in first.times_ns], dtype=np.float64)
     if np.any(np.diff(times_s) <= 0):
         raise BadLog("its camera frames are not in time order")
-    keys = np.array([[is_keyframe(u) for u in parsed.video[c].units] for c in cameras], dtype=bool).reshape(len(cameras), n)
+    keys = np.array(
+        [[is_keyframe(u) for u in parsed.video[c].units] for c in cameras], dtype=bool
+    ).reshape(len(cameras), n)
     all_key: np.ndarray = np.asarray(keys.all(axis=0))  # (n,) a keyframe in every camera
     if n and not all_key[0]:
         raise BadLog("its video does not start on a keyframe in every camera")
@@ -496,7 +516,10 @@ def _tables(parsed: _Parsed, drive_id: str, source: Path, sha: str, size: int) -
     labels = pa.table(
         {
             "drive_id": [drive_id] * len(order),
-            "clip_id": [clip_ids[clip_of_frame[label_frame[i]]] if label_frame[i] >= 0 else None for i in order],
+            "clip_id": [
+                clip_ids[clip_of_frame[label_frame[i]]] if label_frame[i] >= 0 else None
+                for i in order
+            ],
             "frame": [label_frame[i] for i in order],
             "t_s": [parsed.labels[i][0] for i in order],
             "rows": [parsed.labels[i][1] for i in order],
@@ -558,10 +581,14 @@ def _run_dir(store: Store) -> str:
     return store.path("tmp", f"ingest-{os.getpid()}-{os.urandom(4).hex()}")
 
 
-def _write_drive(store: Store, work: str, drive_id: str, tables: dict[str, pa.Table], video: dict[str, bytes]) -> bool:
+def _write_drive(
+    store: Store, work: str, drive_id: str, tables: dict[str, pa.Table], video: dict[str, bytes]
+) -> bool:
     """Write the drive under ``work`` and move it into ``drives/``; False if it was already there."""
     fs = store.fs
-    folder = posixpath.join(work, f"{drive_id}.{os.urandom(4).hex()}")  # two copies of a file may race
+    folder = posixpath.join(
+        work, f"{drive_id}.{os.urandom(4).hex()}"
+    )  # two copies of a file may race
     fs.makedirs(posixpath.join(folder, "video"), exist_ok=True)
     for cam, data in video.items():
         with fs.open(posixpath.join(folder, "video", f"{cam}.h264"), "wb") as f:
@@ -595,7 +622,9 @@ def _quarantine(store: Store, file: Path, sha: str, reason: str) -> None:
         "reason": reason,
         "quarantined_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    store.write_atomic(posixpath.join("quarantine", f"{sha}.json"), json.dumps(record, indent=1).encode())
+    store.write_atomic(
+        posixpath.join("quarantine", f"{sha}.json"), json.dumps(record, indent=1).encode()
+    )
 
 
 def ingest_file(store_url: str, file: str, work: str) -> FileResult:
@@ -629,7 +658,9 @@ def ingest_file(store_url: str, file: str, work: str) -> FileResult:
     if not _write_drive(store, work, drive_id, tables, video):
         return FileResult(file, "already", drive_id=drive_id)
     frames = tables["frames"].num_rows
-    return FileResult(file, "ingested", "", drive_id, frames, clips, sum(len(v) for v in video.values()))
+    return FileResult(
+        file, "ingested", "", drive_id, frames, clips, sum(len(v) for v in video.values())
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -678,17 +709,25 @@ def ingest(
         paths = [paths]
     if not paths:
         raise DojoConfigError("paths=[] names no drive logs or folders to ingest.")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise DojoConfigError(f"workers={workers!r} must be a whole number of processes, at least 1.")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise DojoConfigError(
+            f"workers={workers!r} must be a whole number of processes, at least 1."
+        )
     start = time.perf_counter()
     files, skipped = find_logs(paths)
     st = Store(store, create=True)
     clean_stale_work(st)
-    summary = IngestSummary(store=st.url, files_seen=len(files) + len(skipped), skipped=list(skipped))
+    summary = IngestSummary(
+        store=st.url, files_seen=len(files) + len(skipped), skipped=list(skipped)
+    )
     summary.files_skipped = len(skipped)
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(files)))
     if "memory" in (st.fs.protocol if isinstance(st.fs.protocol, tuple) else (st.fs.protocol,)):
-        n_workers = 1  # an in-memory filesystem lives in this process: workers could not write to it
+        n_workers = (
+            1  # an in-memory filesystem lives in this process: workers could not write to it
+        )
     summary.workers = n_workers
     work = _run_dir(st)
     st.fs.makedirs(work, exist_ok=True)
@@ -716,7 +755,9 @@ def ingest(
     return summary
 
 
-def _count(summary: IngestSummary, r: FileResult, progress: Callable[[FileResult], None] | None) -> None:
+def _count(
+    summary: IngestSummary, r: FileResult, progress: Callable[[FileResult], None] | None
+) -> None:
     if r.status == "ingested":
         summary.files_ingested += 1
         summary.frames += r.frames

@@ -164,19 +164,25 @@ def _spec_from(item: object, where: str) -> WindowSpec:
     if isinstance(item, Mapping):
         missing = [k for k in ("clip_id", "t0_s", "t1_s") if k not in item]
         if missing:
-            raise DojoConfigError(f"{where} has no {', '.join(missing)}; a window spec needs clip_id, t0_s and t1_s.")
+            raise DojoConfigError(
+                f"{where} has no {', '.join(missing)}; a window spec needs clip_id, t0_s and t1_s."
+            )
         clip_id, t0, t1 = item["clip_id"], item["t0_s"], item["t1_s"]
     elif isinstance(item, (tuple, list)) and len(item) == 3:
         clip_id, t0, t1 = item
     elif all(hasattr(item, k) for k in ("clip_id", "t0_s", "t1_s")):
         clip_id, t0, t1 = item.clip_id, item.t0_s, item.t1_s  # type: ignore[attr-defined]
     else:
-        raise DojoConfigError(f"{where}={item!r} must be (clip_id, t0_s, t1_s) or a dict with those keys.")
+        raise DojoConfigError(
+            f"{where}={item!r} must be (clip_id, t0_s, t1_s) or a dict with those keys."
+        )
     if not isinstance(clip_id, str) or not clip_id:
         raise DojoConfigError(f"{where} has clip_id={clip_id!r}; it must be a non-empty string.")
     for name, v in (("t0_s", t0), ("t1_s", t1)):
         if isinstance(v, bool) or not isinstance(v, Real) or math.isnan(float(v)):
-            raise DojoConfigError(f"{where} has {name}={v!r}; it must be a time in seconds (+-inf: open).")
+            raise DojoConfigError(
+                f"{where} has {name}={v!r}; it must be a time in seconds (+-inf: open)."
+            )
     if float(t0) > float(t1):
         raise DojoConfigError(f"{where} has t0_s={t0!r} after t1_s={t1!r}.")
     return WindowSpec(clip_id, float(t0), float(t1))
@@ -234,13 +240,17 @@ def _plan(
     """
     con = connect(store)
     try:
-        known = con.sql("SELECT clip_id, drive_id FROM clips ORDER BY drive_id, start_frame").fetchall()
+        known = con.sql(
+            "SELECT clip_id, drive_id FROM clips ORDER BY drive_id, start_frame"
+        ).fetchall()
         drive_of: dict[str, str] = {}
         for clip_id, drive_id in known:
             drive_of.setdefault(clip_id, drive_id)  # the same content in two drives: one of them
         if specs is None:
             order = list(drive_of)
-            ranges: dict[str, list[tuple[float, float]]] = {c: [(-math.inf, math.inf)] for c in order}
+            ranges: dict[str, list[tuple[float, float]]] = {
+                c: [(-math.inf, math.inf)] for c in order
+            }
         else:
             unknown = sorted({s.clip_id for s in specs if s.clip_id not in drive_of})
             if unknown:
@@ -257,13 +267,21 @@ def _plan(
             return None, (0, 0), []
         con.register(
             "_sel",
-            pa.table({"clip_id": order, "drive_id": [drive_of[c] for c in order], "pos": np.arange(len(order))}),
+            pa.table(
+                {
+                    "clip_id": order,
+                    "drive_id": [drive_of[c] for c in order],
+                    "pos": np.arange(len(order)),
+                }
+            ),
         )
         drives = con.sql(
             "SELECT drive_id, cameras, width_px, height_px, rgb, fps FROM drives "
             "WHERE drive_id IN (SELECT drive_id FROM _sel) ORDER BY drive_id"
         ).fetchall()
-        rig_of = {d: Rig(tuple(cams), int(h), int(w), bool(rgb)) for d, cams, w, h, rgb, _ in drives}
+        rig_of = {
+            d: Rig(tuple(cams), int(h), int(w), bool(rgb)) for d, cams, w, h, rgb, _ in drives
+        }
         fps_of = {d: float(fps) for d, *_, fps in drives}
         rigs = sorted(set(rig_of.values()), key=repr)
         if len(rigs) > 1:
@@ -308,7 +326,14 @@ def _plan(
         rows = slice(int(bounds[i]), int(bounds[i + 1]))
         clip = _clip_plan(clip_id, drive_id, rig, {k: v[rows] for k, v in fr.items()})
         t_rows = tel_rows.get(drive_id, slice(0, 0))
-        _choose_windows(clip, ranges[clip_id], frames, stride, fps_of[drive_id], {k: v[t_rows] for k, v in tel.items()})
+        _choose_windows(
+            clip,
+            ranges[clip_id],
+            frames,
+            stride,
+            fps_of[drive_id],
+            {k: v[t_rows] for k, v in tel.items()},
+        )
         if len(clip.targets):
             clips.append(clip)
     return rig, grid, clips
@@ -379,8 +404,12 @@ def _choose_windows(
     clip.targets = idx[keep]
     clip.speed_mps = tel["speed_mps"][now].astype(np.float32)
     clip.command = tel["command"][after].astype(np.int64)
-    clip.action = np.stack([tel["accel_mps2"][after], tel["steer_rad"][after]], axis=1).astype(np.float32)
-    ahead = np.searchsorted(times, times[after] + LANE_LOOKAHEAD_S - _EPS_S, side="right") - 1  # last row by then
+    clip.action = np.stack([tel["accel_mps2"][after], tel["steer_rad"][after]], axis=1).astype(
+        np.float32
+    )
+    ahead = (
+        np.searchsorted(times, times[after] + LANE_LOOKAHEAD_S - _EPS_S, side="right") - 1
+    )  # last row by then
     lane = tel["lane"].astype(np.int64)
     clip.lane_shift = np.sign(lane[np.maximum(ahead, after)] - lane[after]).astype(np.float32)
 
@@ -424,7 +453,9 @@ class _Decoder:
     def ready(self) -> VideoCodecContext:
         if self._ctx is None:
             self._ctx = cast(VideoCodecContext, av.CodecContext.create("h264", "r"))
-            self._ctx.thread_count = 1  # parallelism comes from DataLoader workers; one thread wastes nothing
+            self._ctx.thread_count = (
+                1  # parallelism comes from DataLoader workers; one thread wastes nothing
+            )
         else:
             self._ctx.flush_buffers()
         return self._ctx
@@ -439,7 +470,9 @@ class _Kept:
     decoder: _Decoder
 
 
-def _decode_clip(store: Store, rig: Rig, clip: _Clip, windows: np.ndarray, frames: int, kept: _Kept) -> tuple[int, np.ndarray]:
+def _decode_clip(
+    store: Store, rig: Rig, clip: _Clip, windows: np.ndarray, frames: int, kept: _Kept
+) -> tuple[int, np.ndarray]:
     """(first frame index, uint8 (cams, T, H, W[, 3])) of the clip's frames that ``windows`` need.
 
     One sequential decode per camera over one byte range read (from ``kept.files``, kept open),
@@ -462,13 +495,23 @@ def _decode_clip(store: Store, rig: Rig, clip: _Clip, windows: np.ndarray, frame
         try:
             data = kept.files.read(store.fs, path, base, end)
         except OSError as e:
-            raise DojoConfigError(f"Clip {clip.clip_id} camera {cam!r}: cannot read {path} ({e}).") from e
+            raise DojoConfigError(
+                f"Clip {clip.clip_id} camera {cam!r}: cannot read {path} ({e})."
+            ) from e
         if len(data) != end - base:
             raise DojoConfigError(
                 f"Clip {clip.clip_id} camera {cam!r}: {path} ends before byte {end}; the store is damaged."
             )
         try:
-            got = _decode_into(kept.decoder.ready(), out[c], data, (offsets - base).tolist(), sizes.tolist(), first - lo, rig)
+            got = _decode_into(
+                kept.decoder.ready(),
+                out[c],
+                data,
+                (offsets - base).tolist(),
+                sizes.tolist(),
+                first - lo,
+                rig,
+            )
         except (av.FFmpegError, ValueError) as e:
             raise DojoConfigError(
                 f"Clip {clip.clip_id} camera {cam!r}: the video in {path} does not decode ({e})."
@@ -482,7 +525,13 @@ def _decode_clip(store: Store, rig: Rig, clip: _Clip, windows: np.ndarray, frame
 
 
 def _decode_into(
-    ctx: VideoCodecContext, out: np.ndarray, data: bytes, offsets: list[int], sizes: list[int], skip: int, rig: Rig
+    ctx: VideoCodecContext,
+    out: np.ndarray,
+    data: bytes,
+    offsets: list[int],
+    sizes: list[int],
+    skip: int,
+    rig: Rig,
 ) -> int:
     """Decode the access units at ``offsets`` of ``data`` in turn with ``ctx`` into ``out`` (T, H, W[, 3]).
 
@@ -499,10 +548,14 @@ def _decode_into(
     for off, size in zip(offsets, sizes, strict=True):
         for frame in decode(av.Packet(data[off : off + size])):
             if frame.width != width or frame.height != height or index >= limit:
-                raise ValueError(f"frame {index} is {frame.width}x{frame.height}; the rig's are {width}x{height}")
+                raise ValueError(
+                    f"frame {index} is {frame.width}x{frame.height}; the rig's are {width}x{height}"
+                )
             at = index + skip
             if at >= 0:
-                if not rig.rgb and frame.format.name in _LUMA_FORMATS:  # _luma, inlined: ~4% of decoding
+                if (
+                    not rig.rgb and frame.format.name in _LUMA_FORMATS
+                ):  # _luma, inlined: ~4% of decoding
                     plane = frame.planes[0]
                     out[at] = frombuffer(plane, u8).reshape(-1, plane.line_size)[:height, :width]  # type: ignore[call-overload]
                 else:
@@ -520,7 +573,9 @@ class _Labels:
     """Occupancy grids of a span of one drive's frames, sorted by frame."""
 
     frame: np.ndarray  # (N,) int64, sorted
-    grid: np.ndarray  # (N, rows, cols) uint8: views into the Parquet column when every grid has the size
+    grid: (
+        np.ndarray
+    )  # (N, rows, cols) uint8: views into the Parquet column when every grid has the size
 
 
 class _LabelsFile:
@@ -536,8 +591,12 @@ class _LabelsFile:
         frames = pf.read(columns=["frame"], use_threads=False).column("frame")
         self.frames = frames.to_numpy(zero_copy_only=False).astype(np.int64)  # (rows,) of every row
         self.group_start = np.zeros(groups + 1, dtype=np.int64)  # (groups + 1,) first row of each
-        np.cumsum([pf.metadata.row_group(g).num_rows for g in range(groups)], out=self.group_start[1:])
-        self.first = np.full(groups, np.iinfo(np.int64).max)  # (groups,) frame span of each row group
+        np.cumsum(
+            [pf.metadata.row_group(g).num_rows for g in range(groups)], out=self.group_start[1:]
+        )
+        self.first = np.full(
+            groups, np.iinfo(np.int64).max
+        )  # (groups,) frame span of each row group
         self.last = np.full(groups, np.iinfo(np.int64).min)
         for g in range(groups):
             span = self.frames[self.group_start[g] : self.group_start[g + 1]]
@@ -550,10 +609,14 @@ class _LabelsFile:
 
     def frames_of(self, groups: list[int]) -> np.ndarray:
         """(rows,) int64 frame of each row of ``groups``, in order."""
-        return np.concatenate([self.frames[self.group_start[g] : self.group_start[g + 1]] for g in groups])
+        return np.concatenate(
+            [self.frames[self.group_start[g] : self.group_start[g + 1]] for g in groups]
+        )
 
 
-def _read_labels(lf: _LabelsFile | None, first_frame: int, last_frame: int, shape: tuple[int, int]) -> _Labels:
+def _read_labels(
+    lf: _LabelsFile | None, first_frame: int, last_frame: int, shape: tuple[int, int]
+) -> _Labels:
     """The grids of ``shape`` in labels file ``lf`` (None: the drive has none) for frames ``first_frame..last_frame``.
 
     Only row groups whose frames overlap are read, so a labels file written in row groups of
@@ -585,7 +648,9 @@ def _read_labels(lf: _LabelsFile | None, first_frame: int, last_frame: int, shap
         # value buffer, so one view, no copy
         grids = values[start : start + size * len(rows)].reshape(len(rows), rows_, cols)
     else:
-        grids = np.stack([values[offsets[r] : offsets[r] + size] for r in rows.tolist()]).reshape(-1, rows_, cols)
+        grids = np.stack([values[offsets[r] : offsets[r] + size] for r in rows.tolist()]).reshape(
+            -1, rows_, cols
+        )
     kept = frames[rows]
     if len(kept) > 1 and np.any(kept[1:] < kept[:-1]):
         order = np.argsort(kept, kind="stable")
@@ -607,11 +672,15 @@ class _LabelCache:
     pages fault in at several microseconds each here.)
     """
 
-    def __init__(self, store: Store, shape: tuple[int, int], files: OpenFiles, ahead: int = LABELS_AHEAD) -> None:
+    def __init__(
+        self, store: Store, shape: tuple[int, int], files: OpenFiles, ahead: int = LABELS_AHEAD
+    ) -> None:
         self.store, self.shape, self.files, self.ahead = store, shape, files, ahead
         self._upcoming: list[tuple[_Clip, np.ndarray]] = []
         self._at: dict[str, int] = {}
-        self._ready: dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}  # clip_id: (frames, labels)
+        self._ready: dict[
+            str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]
+        ] = {}  # clip_id: (frames, labels)
 
     def plan(self, upcoming: Iterable[tuple[_Clip, np.ndarray]]) -> None:
         """The (clip, windows wanted) to be opened, in order, so that reads can run ahead."""
@@ -650,7 +719,9 @@ class _LabelCache:
         return got
 
     def _lookup(self, clip: _Clip, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        span = _read_labels(self._reader(clip.drive_id), int(frames.min()), int(frames.max()), self.shape)
+        span = _read_labels(
+            self._reader(clip.drive_id), int(frames.min()), int(frames.max()), self.shape
+        )
         if not len(span.frame):
             return np.full(len(frames), -1, dtype=np.int64), span.grid
         pos = np.minimum(np.searchsorted(span.frame, frames), len(span.frame) - 1)
@@ -676,7 +747,11 @@ def _small_fields(clip: _Clip) -> np.ndarray:
     j = clip.targets
     out = np.empty(len(j), dtype=_SMALL)
     out["command"], out["frame"], out["t_s"] = clip.command, clip.frame[j], clip.t_s[j]
-    out["speed_mps"], out["action"], out["lane_shift"] = clip.speed_mps, clip.action, clip.lane_shift
+    out["speed_mps"], out["action"], out["lane_shift"] = (
+        clip.speed_mps,
+        clip.action,
+        clip.lane_shift,
+    )
     return out
 
 
@@ -694,7 +769,9 @@ class _Open:
 
 
 # ---------------------------------------------------------------------------------- order
-def _emit_order(counts: Sequence[int], buffer_windows: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+def _emit_order(
+    counts: Sequence[int], buffer_windows: int, rng: np.random.Generator
+) -> list[tuple[int, int]]:
     """(clip, window) in the order a shuffle buffer of ``buffer_windows`` emits the windows.
 
     Windows enter clip by clip; once the buffer is full each new one takes the place of a
@@ -770,7 +847,9 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
             raise DojoConfigError(f"occupancy={occupancy!r} must be True or False.")
         self.occupancy = occupancy
         if (rank is None) != (world_size is None):
-            raise DojoConfigError(f"rank={rank!r} and world_size={world_size!r}: give both or neither.")
+            raise DojoConfigError(
+                f"rank={rank!r} and world_size={world_size!r}: give both or neither."
+            )
         if world_size is not None:
             world_size = _whole("world_size", world_size, 1)
             rank = _whole("rank", rank, 0)
@@ -780,9 +859,15 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         self.store = _store(store)
         rig, grid, clips = _plan(self.store, normalise_specs(specs), self.frames, self.stride)
         self.rig: Rig | None = rig
-        self.occupancy_shape: tuple[int, int] = grid  # (rows, cols); (0, 0) when nothing is labelled
+        self.occupancy_shape: tuple[int, int] = (
+            grid  # (rows, cols); (0, 0) when nothing is labelled
+        )
         self._clips = clips
-        h = hashlib.sha256(json.dumps([self.frames, self.stride, self.shuffle, self.buffer_windows, self.seed]).encode())
+        h = hashlib.sha256(
+            json.dumps(
+                [self.frames, self.stride, self.shuffle, self.buffer_windows, self.seed]
+            ).encode()
+        )
         for clip in clips:
             h.update(clip.clip_id.encode() + clip.targets.tobytes())
         self.fingerprint = h.hexdigest()[:16]  # the window set and order settings, for resume
@@ -821,18 +906,28 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         """How many windows each of ``shards`` shards yields in ``epoch`` (DDP ranks need equal steps)."""
         shards = _whole("shards", shards, 1)
         e = self.epoch if epoch is None else epoch
-        return [sum(len(self._clips[c].targets) for c in self._shard_clips(s, shards, e)) for s in range(shards)]
+        return [
+            sum(len(self._clips[c].targets) for c in self._shard_clips(s, shards, e))
+            for s in range(shards)
+        ]
 
-    def shard_order(self, shard: int, shards: int, epoch: int | None = None) -> list[tuple[str, int]]:
+    def shard_order(
+        self, shard: int, shards: int, epoch: int | None = None
+    ) -> list[tuple[str, int]]:
         """(clip_id, target drive frame) of each window of a shard, in the order it yields them."""
         e = self.epoch if epoch is None else epoch
         clips = self._shard_clips(shard, shards, e)
         return [
-            (self._clips[clips[c]].clip_id, int(self._clips[clips[c]].frame[self._clips[clips[c]].targets[w]]))
+            (
+                self._clips[clips[c]].clip_id,
+                int(self._clips[clips[c]].frame[self._clips[clips[c]].targets[w]]),
+            )
             for c, w in self._order(clips, shard, shards, e)
         ]
 
-    def _order(self, clips: list[int], shard: int, shards: int, epoch: int) -> list[tuple[int, int]]:
+    def _order(
+        self, clips: list[int], shard: int, shards: int, epoch: int
+    ) -> list[tuple[int, int]]:
         counts = [len(self._clips[c].targets) for c in clips]
         buffer = self.buffer_windows if self.shuffle else 0
         rng = np.random.default_rng([self.seed, epoch, shard, shards])
@@ -861,14 +956,19 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         """
         try:
             shard, shards, position = (
-                np.atleast_1d(np.asarray(batch[k])).astype(np.int64) for k in ("shard", "shards", "position")
+                np.atleast_1d(np.asarray(batch[k])).astype(np.int64)
+                for k in ("shard", "shards", "position")
             )
         except KeyError as e:
-            raise DojoConfigError(f"observe() needs a batch from this loader; it has no {e.args[0]!r}.") from None
+            raise DojoConfigError(
+                f"observe() needs a batch from this loader; it has no {e.args[0]!r}."
+            ) from None
         if len(shard) == 0:
             return
         if len(set(shards.tolist())) != 1:
-            raise DojoConfigError(f"observe() got windows read with different shard counts {sorted(set(shards.tolist()))}.")
+            raise DojoConfigError(
+                f"observe() got windows read with different shard counts {sorted(set(shards.tolist()))}."
+            )
         self._record(int(shards[0]), shard.tolist(), position.tolist())
 
     def _record(self, shards: int, shard: list[int], position: list[int]) -> None:
@@ -908,9 +1008,13 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a saved position: the next iteration yields the rest of that epoch."""
         if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            raise DojoConfigError("The state is not a saved loader position (no 'format': 'dojo-loader-position').")
+            raise DojoConfigError(
+                "The state is not a saved loader position (no 'format': 'dojo-loader-position')."
+            )
         if state.get("version") != STATE_VERSION:
-            raise DojoConfigError(f"The saved loader position is version {state.get('version')!r}; this Dojo reads {STATE_VERSION}.")
+            raise DojoConfigError(
+                f"The saved loader position is version {state.get('version')!r}; this Dojo reads {STATE_VERSION}."
+            )
         if state.get("fingerprint") != self.fingerprint:
             raise DojoConfigError(
                 "The saved loader position is for other windows or order settings "
@@ -919,10 +1023,16 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         try:
             epoch = _whole("epoch", state["epoch"], 0)
             shards = None if state.get("shards") is None else _whole("shards", state["shards"], 1)
-            positions = {int(s): _whole("position", p, 0) for s, p in dict(state["positions"]).items()}
-            next_worker = {int(r): _whole("next_worker", w, 0) for r, w in dict(state["next_worker"]).items()}
+            positions = {
+                int(s): _whole("position", p, 0) for s, p in dict(state["positions"]).items()
+            }
+            next_worker = {
+                int(r): _whole("next_worker", w, 0) for r, w in dict(state["next_worker"]).items()
+            }
         except (KeyError, TypeError, ValueError) as e:
-            raise DojoConfigError(f"The saved loader position is malformed ({type(e).__name__}: {e}).") from e
+            raise DojoConfigError(
+                f"The saved loader position is malformed ({type(e).__name__}: {e})."
+            ) from e
         self.set_epoch(epoch)
         self._resume, self._resume_shards, self._resume_next = positions, shards, next_worker
 
@@ -948,7 +1058,9 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         shard = rank * workers + local
         return shard, shards, self._resume.get(shard, 0), info is None
 
-    def _iter_shard(self, shard: int, shards: int, start: int, track: bool) -> Iterator[dict[str, Any]]:
+    def _iter_shard(
+        self, shard: int, shards: int, start: int, track: bool
+    ) -> Iterator[dict[str, Any]]:
         for keys, position, opened in self._walk(shard, shards, start, 1):
             (c, w) = keys[0]
             sample = self._sample(opened[c], w)
@@ -957,7 +1069,9 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
                 self._record(shards, [shard], [position])
             yield sample
 
-    def iter_batches(self, batch_size: int, shard: int, shards: int, start: int = 0) -> Iterator[dict[str, Any]]:
+    def iter_batches(
+        self, batch_size: int, shard: int, shards: int, start: int = 0
+    ) -> Iterator[dict[str, Any]]:
         """Shard ``shard`` of ``shards`` from window ``start`` on, ``batch_size`` windows at a time.
 
         The batches a DataLoader of ``batch_size`` would collate from this shard's windows, built
@@ -999,7 +1113,9 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
                 keys = order[position : position + chunk]
                 for c, _ in keys:
                     if c not in opened:
-                        opened[c] = self._open(self._clips[clips[c]], windows_of.pop(c), labels, kept)
+                        opened[c] = self._open(
+                            self._clips[clips[c]], windows_of.pop(c), labels, kept
+                        )
                 yield keys, position, opened
                 for c, _ in keys:
                     o = opened[c]
@@ -1009,13 +1125,19 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         finally:
             files.close()
 
-    def _open(self, clip: _Clip, windows: np.ndarray, labels: _LabelCache | None, kept: _Kept) -> _Open:
+    def _open(
+        self, clip: _Clip, windows: np.ndarray, labels: _LabelCache | None, kept: _Kept
+    ) -> _Open:
         """Decode what ``windows`` (indices into ``clip.targets``) of ``clip`` need, and find their labels."""
         assert self.rig is not None
         k = self.frames
-        lo, decoded = _decode_clip(self.store, self.rig, clip, windows, k, kept)  # (cams, T, H, W[, 3])
+        lo, decoded = _decode_clip(
+            self.store, self.rig, clip, windows, k, kept
+        )  # (cams, T, H, W[, 3])
         # every k-frame run of the decoded frames, as views: (cams, T-k+1, k, H, W[, 3])
-        runs = np.moveaxis(np.lib.stride_tricks.sliding_window_view(decoded, k, axis=1, writeable=True), -1, 2)
+        runs = np.moveaxis(
+            np.lib.stride_tricks.sliding_window_view(decoded, k, axis=1, writeable=True), -1, 2
+        )
         run = np.full(len(clip.targets), -1, dtype=np.int64)
         j = clip.targets[windows]  # target frame of each window, index into the clip
         run[windows] = j - lo - (k - 1)
@@ -1040,7 +1162,9 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
             grid = o.grids[g] if g >= 0 else np.zeros(self.occupancy_shape, dtype=np.uint8)
             sample["occupancy"] = torch.from_numpy(grid)
             sample["has_occupancy"] = torch.tensor(g >= 0)
-        sample.update(frame=int(small["frame"][0]), t_s=float(small["t_s"][0]), clip_id=o.clip.clip_id)
+        sample.update(
+            frame=int(small["frame"][0]), t_s=float(small["t_s"][0]), clip_id=o.clip.clip_id
+        )
         return sample
 
     def _batch(
@@ -1055,7 +1179,10 @@ class WindowDataset(IterableDataset[dict[str, Any]]):
         """The windows ``keys`` as one batch, each field filled in place clip by clip (big ones in ``memory``)."""
         assert self.rig is not None
         n = len(keys)
-        big = [(n, *self.rig.image_shape(self.frames)), (n if self.occupancy else 0, *self.occupancy_shape)]
+        big = [
+            (n, *self.rig.image_shape(self.frames)),
+            (n if self.occupancy else 0, *self.occupancy_shape),
+        ]
         images_t, occupancy_t = memory.tensors(big)  # (B, cams, k, H, W[, 3]), (B, rows, cols)
         images, occupancy = images_t.numpy(), occupancy_t.numpy()
         small = np.empty(n, dtype=_SMALL)
@@ -1102,11 +1229,20 @@ def merge_states(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for s in states[1:]:
         for key in ("format", "version", "fingerprint", "epoch", "world_size"):
             if s.get(key) != first.get(key):
-                raise DojoConfigError(f"The ranks' loader positions differ in {key!r}; they are not from one run.")
+                raise DojoConfigError(
+                    f"The ranks' loader positions differ in {key!r}; they are not from one run."
+                )
     shards = {int(s["shards"]) for s in states if s.get("shards") is not None}
     if len(shards) > 1:
-        raise DojoConfigError(f"The ranks' loader positions were taken with different shard counts {sorted(shards)}.")
-    merged = {**first, "shards": shards.pop() if shards else None, "positions": {}, "next_worker": {}}
+        raise DojoConfigError(
+            f"The ranks' loader positions were taken with different shard counts {sorted(shards)}."
+        )
+    merged = {
+        **first,
+        "shards": shards.pop() if shards else None,
+        "positions": {},
+        "next_worker": {},
+    }
     for s in states:
         merged["positions"].update(s["positions"])
         merged["next_worker"].update(s["next_worker"])
@@ -1130,13 +1266,17 @@ def collate_windows(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         values = [s[key] for s in samples]
         if isinstance(first, torch.Tensor):
             if first.numel() * first.element_size() * len(values) < _NUMPY_STACK_BYTES:
-                out[key] = torch.stack(values)  # (B, ...) a few hundred bytes: torch's stack is quicker
+                out[key] = torch.stack(
+                    values
+                )  # (B, ...) a few hundred bytes: torch's stack is quicker
             else:  # images, grids: numpy's stack is quicker for many large uint8 arrays
                 out[key] = torch.from_numpy(np.stack([v.numpy() for v in values]))
         elif isinstance(first, str):
             out[key] = values
         else:
-            out[key] = torch.from_numpy(np.array(values, dtype=np.float64 if isinstance(first, float) else np.int64))
+            out[key] = torch.from_numpy(
+                np.array(values, dtype=np.float64 if isinstance(first, float) else np.int64)
+            )
     return out
 
 
@@ -1165,7 +1305,9 @@ class _Batches(IterableDataset[dict[str, Any]]):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         data = self.dataset
-        shard, shards, start, _ = data._place()  # WindowLoader records each batch as it hands it over
+        shard, shards, start, _ = (
+            data._place()
+        )  # WindowLoader records each batch as it hands it over
         memory = _batch_memory(self.slots)
         for batch in data._batches(self.batch_size, shard, shards, start, memory):
             if self.drop_last and len(batch["clip_id"]) < self.batch_size:
@@ -1207,9 +1349,13 @@ class WindowLoader:
     without a per-window detour (:meth:`WindowDataset.iter_batches`).
     """
 
-    def __init__(self, dataset: WindowDataset, batch_size: int = 32, num_workers: int = 0, **options: Any) -> None:
+    def __init__(
+        self, dataset: WindowDataset, batch_size: int = 32, num_workers: int = 0, **options: Any
+    ) -> None:
         if not isinstance(dataset, WindowDataset):
-            raise DojoConfigError(f"WindowLoader needs a WindowDataset; got {type(dataset).__name__}.")
+            raise DojoConfigError(
+                f"WindowLoader needs a WindowDataset; got {type(dataset).__name__}."
+            )
         batch_size = _whole("batch_size", batch_size, 1)
         num_workers = _whole("num_workers", num_workers, 0)
         if options.get("persistent_workers"):
@@ -1218,7 +1364,9 @@ class WindowLoader:
             )
         for taken in ("collate_fn", "sampler", "batch_sampler"):
             if taken in options:
-                raise DojoConfigError(f"WindowLoader builds its own batches; {taken}= is not an option of it.")
+                raise DojoConfigError(
+                    f"WindowLoader builds its own batches; {taken}= is not an option of it."
+                )
         drop_last = options.pop("drop_last", False)
         if not isinstance(drop_last, bool):
             raise DojoConfigError(f"drop_last={drop_last!r} must be True or False.")
@@ -1226,7 +1374,9 @@ class WindowLoader:
         self.batch_size, self.num_workers = batch_size, num_workers
         if num_workers:
             options["worker_init_fn"] = _WorkerInit(options.get("worker_init_fn"))
-        self.prefetch_factor = int(options.get("prefetch_factor") or 2)  # batches a worker has in flight
+        self.prefetch_factor = int(
+            options.get("prefetch_factor") or 2
+        )  # batches a worker has in flight
         self.pin_memory = bool(options.get("pin_memory"))
         self._batches = _Batches(dataset, batch_size, drop_last)
         self.loader: DataLoader[Any] = DataLoader(
@@ -1247,13 +1397,20 @@ class WindowLoader:
                 # a batch is one shard's windows in order (see _Batches): its last one says where it stands
                 shard, position = batch["shard"], batch["position"]
                 if len(position):
-                    self.dataset._record(int(batch["shards"][0]), [int(shard[-1])], [int(position[-1])])
-                yield {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+                    self.dataset._record(
+                        int(batch["shards"][0]), [int(shard[-1])], [int(position[-1])]
+                    )
+                yield {
+                    k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                    for k, v in batch.items()
+                }
         finally:
             self._batches.slots = None
 
 
-def make_loader(dataset: WindowDataset, batch_size: int = 32, num_workers: int = 0, **options: Any) -> WindowLoader:
+def make_loader(
+    dataset: WindowDataset, batch_size: int = 32, num_workers: int = 0, **options: Any
+) -> WindowLoader:
     """A :class:`WindowLoader`; ``options`` go to torch's DataLoader (``pin_memory``, ...).
 
     Workers copy the dataset when each epoch's iteration starts, which is how
@@ -1283,7 +1440,9 @@ def _select_clips(store: Store, clip_ids: Sequence[str] | None) -> list[tuple[st
 
 
 def decode_rate_raw(
-    store: Store | str | os.PathLike[str], clip_ids: Sequence[str] | None = None, max_frames: int | None = None
+    store: Store | str | os.PathLike[str],
+    clip_ids: Sequence[str] | None = None,
+    max_frames: int | None = None,
 ) -> dict[str, Any]:
     """The reference: plain PyAV decoding the same video sequentially, frames/s on one thread.
 
@@ -1305,12 +1464,21 @@ def decode_rate_raw(
             "FROM frames GROUP BY drive_id, clip_id, camera",
         )
         rgb_of = dict(con.sql("SELECT drive_id, rgb FROM drives").fetchall())
-        clips_of: dict[str, int] = dict(con.sql("SELECT drive_id, count(*) FROM clips GROUP BY drive_id").fetchall())
+        clips_of: dict[str, int] = dict(
+            con.sql("SELECT drive_id, count(*) FROM clips GROUP BY drive_id").fetchall()
+        )
     finally:
         con.close()
     span = {
         (str(d), str(c), str(cam)): (int(a), int(b))
-        for d, c, cam, a, b in zip(spans["drive_id"], spans["clip_id"], spans["camera"], spans["a"], spans["b"], strict=True)
+        for d, c, cam, a, b in zip(
+            spans["drive_id"],
+            spans["clip_id"],
+            spans["camera"],
+            spans["a"],
+            spans["b"],
+            strict=True,
+        )
     }
     by_drive: dict[str, list[str]] = {}
     cams_of: dict[str, list[str]] = {}
@@ -1332,7 +1500,11 @@ def decode_rate_raw(
                 stream = container.streams.video[0]
                 stream.codec_context.thread_count = 1
                 for frame in container.decode(stream):
-                    _ = frame.to_ndarray(format="rgb24") if rgb_of[drive_id] else _luma(frame).copy()
+                    _ = (
+                        frame.to_ndarray(format="rgb24")
+                        if rgb_of[drive_id]
+                        else _luma(frame).copy()
+                    )
                     decoded += 1
                     if max_frames is not None and decoded >= max_frames:
                         break
@@ -1371,11 +1543,22 @@ def loader_rate(
     compare directly with the raw rate; the clock starts before the workers do.
     """
     st = _store(store)
-    specs = None if clip_ids is None else [WindowSpec(c, -math.inf, math.inf) for c in dict.fromkeys(clip_ids)]
+    specs = (
+        None
+        if clip_ids is None
+        else [WindowSpec(c, -math.inf, math.inf) for c in dict.fromkeys(clip_ids)]
+    )
     start = time.perf_counter()
     data = WindowDataset(
-        st, specs, frames=frames, stride=stride, buffer_windows=buffer_windows, seed=seed,
-        occupancy=occupancy, rank=0, world_size=1,
+        st,
+        specs,
+        frames=frames,
+        stride=stride,
+        buffer_windows=buffer_windows,
+        seed=seed,
+        occupancy=occupancy,
+        rank=0,
+        world_size=1,
     )
     plan_s = time.perf_counter() - start
     windows = 0

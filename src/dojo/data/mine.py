@@ -66,7 +66,9 @@ def parse_window(text: str | Sequence[float]) -> tuple[float, float]:
         try:
             before, after = (float(x) for x in text)
         except (TypeError, ValueError) as e:
-            raise DojoConfigError(f"window={text!r} must be two numbers (before, after) in seconds.") from e
+            raise DojoConfigError(
+                f"window={text!r} must be two numbers (before, after) in seconds."
+            ) from e
     if not (math.isfinite(before) and math.isfinite(after)):
         raise DojoConfigError(f"window={text!r} must be finite.")
     if after <= before:
@@ -154,7 +156,15 @@ def _load_clips(con: Any) -> dict[str, list[_Clip]]:
     out: dict[str, list[_Clip]] = defaultdict(list)
     for clip_id, drive_id, t0, t1, content_hash, family in clips:
         out[drive_id].append(
-            _Clip(clip_id, drive_id, float(t0), float(t1), content_hash, family, by_clip.get(clip_id, np.empty(0)))
+            _Clip(
+                clip_id,
+                drive_id,
+                float(t0),
+                float(t1),
+                content_hash,
+                family,
+                by_clip.get(clip_id, np.empty(0)),
+            )
         )
     return out
 
@@ -162,12 +172,21 @@ def _load_clips(con: Any) -> dict[str, list[_Clip]]:
 def _frame_range(clip: _Clip, lo: float, hi: float, open_end: bool = False) -> tuple[int, int]:
     """Indices [i0, i1) of the clip's frames in [lo, hi] (or [lo, hi) with ``open_end``)."""
     i0 = int(np.searchsorted(clip.times, lo - EPS_S, "left"))
-    i1 = int(np.searchsorted(clip.times, hi - EPS_S if open_end else hi + EPS_S, "left" if open_end else "right"))
+    i1 = int(
+        np.searchsorted(
+            clip.times, hi - EPS_S if open_end else hi + EPS_S, "left" if open_end else "right"
+        )
+    )
     return i0, max(i0, i1)
 
 
 def _normal_slots(
-    drive_id: str, clips: list[_Clip], windows: list[tuple[float, float]], length: float, share: float, seed: int
+    drive_id: str,
+    clips: list[_Clip],
+    windows: list[tuple[float, float]],
+    length: float,
+    share: float,
+    seed: int,
 ) -> tuple[int, list[int]]:
     """(candidate slots, kept slot numbers) of one drive; see the module docstring."""
     with_video: set[int] = set()
@@ -175,7 +194,9 @@ def _normal_slots(
         if len(clip.times):
             with_video.update(np.floor((clip.times + EPS_S) / length).astype(np.int64).tolist())
     for w0, w1 in windows:
-        with_video.difference_update(range(math.floor((w0 + EPS_S) / length), math.floor((w1 + EPS_S) / length) + 1))
+        with_video.difference_update(
+            range(math.floor((w0 + EPS_S) / length), math.floor((w1 + EPS_S) / length) + 1)
+        )
     kept = sorted(k for k in with_video if _unit(seed, drive_id, k) < share)
     return len(with_video), kept
 
@@ -279,13 +300,17 @@ def mine_entries(
 
         by_id = {c.clip_id: c for cs in clips.values() for c in cs}
         spans: list[tuple[_Clip, int, int, list[str]]] = [
-            (by_id[cid], i0, i1, sorted(used)) for cid, ps in pieces.items() for i0, i1, used in _merge(ps)
+            (by_id[cid], i0, i1, sorted(used))
+            for cid, ps in pieces.items()
+            for i0, i1, used in _merge(ps)
         ]
         candidates = kept_slots = 0
         if share > 0.0:
             length = after - before
             for drive_id, cs in clips.items():
-                n, kept = _normal_slots(drive_id, cs, windows.get(drive_id, []), length, share, seed)
+                n, kept = _normal_slots(
+                    drive_id, cs, windows.get(drive_id, []), length, share, seed
+                )
                 candidates += n
                 kept_slots += len(kept)
                 for k in kept:
@@ -345,9 +370,21 @@ def mining_command(
 ) -> str:
     """The ``dojo mine`` command line that makes the same dataset."""
     url = store.url if isinstance(store, Store) else os.fspath(store)
-    words = ["dojo", "mine", url, "--trigger", ",".join(triggers),
-             "--window", f"{_seconds(window[0])}:{_seconds(window[1])}",
-             "--sample-normal", f"{sample_normal:g}", "--seed", str(seed), "--val-share", f"{val_share:g}"]
+    words = [
+        "dojo",
+        "mine",
+        url,
+        "--trigger",
+        ",".join(triggers),
+        "--window",
+        f"{_seconds(window[0])}:{_seconds(window[1])}",
+        "--sample-normal",
+        f"{sample_normal:g}",
+        "--seed",
+        str(seed),
+        "--val-share",
+        f"{val_share:g}",
+    ]
     for name in triggers:
         for key, value in sorted(params.get(name, {}).items()):
             words += ["--param", f"{name}.{key}={value}"]
@@ -379,8 +416,15 @@ def mine(
     mined = mine_entries(st, triggers, window, sample_normal, seed, params, user_triggers_file)
     if command is None:
         command = mining_command(
-            st, mined.triggers, mined.window_s, mined.sample_normal, seed, out, split_share,
-            {n: dict((params or {}).get(n, {})) for n in mined.triggers}, user_triggers_file,
+            st,
+            mined.triggers,
+            mined.window_s,
+            mined.sample_normal,
+            seed,
+            out,
+            split_share,
+            {n: dict((params or {}).get(n, {})) for n in mined.triggers},
+            user_triggers_file,
         )
     recipe = {
         "triggers": mined.triggers,
@@ -397,7 +441,9 @@ def mine(
         "dropped_no_video": mined.dropped_no_video,
         "normal_slots": mined.normal_slots,
     }
-    return ds.save_dataset(st, out, mined.entries, recipe=recipe, mining=mining, val_share=split_share, seed=seed)
+    return ds.save_dataset(
+        st, out, mined.entries, recipe=recipe, mining=mining, val_share=split_share, seed=seed
+    )
 
 
 __all__ = ["Mined", "mine", "mine_entries", "mining_command", "parse_window"]

@@ -57,7 +57,9 @@ class SlotRing:
         key = (int(worker), int(slot))
         if left_out is not None:  # sent before: the same storage, kept here
             shapes, present = left_out
-            for name, view, there in zip(big, views(self.storages[key], shapes), present, strict=True):
+            for name, view, there in zip(
+                big, views(self.storages[key], shapes), present, strict=True
+            ):
                 if there:
                     batch[name] = view
         tensors = [batch[k] for k in big if k in batch]
@@ -95,7 +97,9 @@ class WorkerSlots:
         slot = int(free[0])
         storage = self.storages[slot]
         if storage is None or storage.nbytes() < nbytes:
-            storage = self.storages[slot] = new_storage(int(nbytes * (1 + self.headroom)), shared=True)
+            storage = self.storages[slot] = new_storage(
+                int(nbytes * (1 + self.headroom)), shared=True
+            )
             self.sent.discard(slot)
         self._flags[slot] = LENT
         self.last, self.last_shapes = slot, list(shapes)

@@ -218,9 +218,13 @@ class Store:
                 with fs.open(marker, "rb") as f:
                     head = json.load(f)
             except (OSError, ValueError) as e:
-                raise DojoConfigError(f"store={self.url!r} has an unreadable store.json ({e}).") from e
+                raise DojoConfigError(
+                    f"store={self.url!r} has an unreadable store.json ({e})."
+                ) from e
             if not isinstance(head, dict) or head.get("format") != FORMAT:
-                raise DojoConfigError(f"store={self.url!r} holds a store.json that is not a Dojo clip store's.")
+                raise DojoConfigError(
+                    f"store={self.url!r} holds a store.json that is not a Dojo clip store's."
+                )
             if head.get("version") != VERSION:
                 raise DojoConfigError(
                     f"store={self.url!r} is clip-store version {head.get('version')!r}; "
@@ -246,7 +250,9 @@ class Store:
     def write_atomic(self, relative: str, data: bytes) -> None:
         """Write a small file whole: to a temporary name, then moved over the final one."""
         final = self.path(relative)
-        tmp = self.path("tmp", f"atomic-{os.getpid()}-{os.urandom(6).hex()}-{posixpath.basename(final)}")
+        tmp = self.path(
+            "tmp", f"atomic-{os.getpid()}-{os.urandom(6).hex()}-{posixpath.basename(final)}"
+        )
         self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
         with self.fs.open(tmp, "wb") as f:
             f.write(data)
@@ -279,7 +285,9 @@ class OpenFiles:
 
     def __init__(self, limit: int = 64) -> None:
         self.limit = limit
-        self.entries: dict[str, tuple[Any, Any]] = {}  # key -> (file or None, what is built on it); LRU order
+        self.entries: dict[
+            str, tuple[Any, Any]
+        ] = {}  # key -> (file or None, what is built on it); LRU order
 
     def get(self, key: str, opener: Callable[[], tuple[Any, Any]]) -> Any:
         """What was built on ``key``'s file, opening it with ``opener`` (-> (file, built)) if need be."""
@@ -293,6 +301,7 @@ class OpenFiles:
 
     def read(self, fs: Any, path: str, start: int, end: int) -> bytes:
         """Bytes ``start:end`` of ``path`` on ``fs`` (fewer where the file ends sooner)."""
+
         def opener() -> tuple[Any, Any]:
             f = fs.open(path, "rb")
             return f, f

@@ -57,7 +57,9 @@ from dojo.data.catalog import empty_catalog
 from dojo.errors import DojoConfigError
 
 ParamValue = float | int | bool | str
-NORMAL = "normal"  # the pseudo-trigger of sampled normal driving in a dataset; no trigger may take it
+NORMAL = (
+    "normal"  # the pseudo-trigger of sampled normal driving in a dataset; no trigger may take it
+)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _FILE_KEYS = {"sql", "description", "params", "override"}
 
@@ -224,7 +226,9 @@ def check(trigger: Trigger, con: duckdb.DuckDBPyConnection | None = None) -> Non
     query, used = _statement(name, trigger.sql)
     for key, value in trigger.params.items():
         if not isinstance(key, str) or not _IDENT.fullmatch(key):
-            raise DojoConfigError(f"Trigger {name!r} has a parameter named {key!r}; use an identifier.")
+            raise DojoConfigError(
+                f"Trigger {name!r} has a parameter named {key!r}; use an identifier."
+            )
         if not isinstance(value, bool | int | float | str) or (
             isinstance(value, float) and not math.isfinite(value)
         ):
@@ -293,7 +297,9 @@ def load_user_triggers(path: str | os.PathLike[str]) -> dict[str, Trigger]:
     try:
         for name, body in doc["triggers"].items():
             if not isinstance(body, dict):
-                raise DojoConfigError(f"[triggers.{name}] in {str(p)!r} must be a table with sql = \"...\".")
+                raise DojoConfigError(
+                    f'[triggers.{name}] in {str(p)!r} must be a table with sql = "...".'
+                )
             unknown = set(body) - _FILE_KEYS
             if unknown:
                 raise DojoConfigError(
@@ -304,11 +310,17 @@ def load_user_triggers(path: str | os.PathLike[str]) -> dict[str, Trigger]:
             description = body.get("description", "")
             override = body.get("override", False)
             if not isinstance(params, dict):
-                raise DojoConfigError(f"[triggers.{name}] params={params!r} must be a table of defaults.")
+                raise DojoConfigError(
+                    f"[triggers.{name}] params={params!r} must be a table of defaults."
+                )
             if not isinstance(description, str):
-                raise DojoConfigError(f"[triggers.{name}] description={description!r} must be a string.")
+                raise DojoConfigError(
+                    f"[triggers.{name}] description={description!r} must be a string."
+                )
             if not isinstance(override, bool):
-                raise DojoConfigError(f"[triggers.{name}] override={override!r} must be true or false.")
+                raise DojoConfigError(
+                    f"[triggers.{name}] override={override!r} must be true or false."
+                )
             if name in BUILTIN and not override:
                 raise DojoConfigError(
                     f"Trigger {name!r} in {str(p)!r} clashes with the built-in trigger; "
@@ -345,7 +357,9 @@ def get_trigger(name: str, triggers: Mapping[str, Trigger] | None = None) -> Tri
     return known[name]
 
 
-def run_trigger(con: duckdb.DuckDBPyConnection, name: str | Trigger, /, **params: Any) -> list[tuple[str, float]]:
+def run_trigger(
+    con: duckdb.DuckDBPyConnection, name: str | Trigger, /, **params: Any
+) -> list[tuple[str, float]]:
     """The moments ``(drive_id, t_s)`` the trigger finds on the catalog ``con``, sorted, distinct.
 
     ``name`` is a built-in trigger's name or a :class:`Trigger` (e.g. from :func:`registry`);
@@ -355,7 +369,9 @@ def run_trigger(con: duckdb.DuckDBPyConnection, name: str | Trigger, /, **params
     values = trigger.resolve(params)
     query, used = _statement(trigger.name, trigger.sql)
     try:
-        rows = con.execute(_wrapped(query), {k: v for k, v in values.items() if k in used}).fetchall()
+        rows = con.execute(
+            _wrapped(query), {k: v for k, v in values.items() if k in used}
+        ).fetchall()
     except duckdb.Error as e:
         first = str(e).strip().splitlines()[0]
         raise DojoConfigError(f"Trigger {trigger.name!r} failed on the catalog: {first}") from e
@@ -367,9 +383,13 @@ def parse_params(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, str]
     the values are converted to each parameter's type when the trigger runs."""
     out: dict[str, dict[str, str]] = {}
     for item in items:
-        m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*", item)
+        m = re.fullmatch(
+            r"\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*", item
+        )
         if m is None:
-            raise DojoConfigError(f"Parameter {item!r} must look like TRIGGER.NAME=VALUE (e.g. near_miss.ttc_s=1.0).")
+            raise DojoConfigError(
+                f"Parameter {item!r} must look like TRIGGER.NAME=VALUE (e.g. near_miss.ttc_s=1.0)."
+            )
         out.setdefault(m.group(1), {})[m.group(2)] = m.group(3)
     return out
 

@@ -32,7 +32,9 @@ from dojo.world.camera import CameraRig
 from dojo.world.world import World
 
 TARGET_DECISIONS_PER_S = 1000.0
-FIVE_NINES_DECISIONS = 300_000  # rule of three: no critical intervention in 3e5 decisions is 5 nines at 95%
+FIVE_NINES_DECISIONS = (
+    300_000  # rule of three: no critical intervention in 3e5 decisions is 5 nines at 95%
+)
 
 
 class _Timed:
@@ -59,8 +61,15 @@ def _tiny_checkpoint(folder: Path) -> tuple[Path, CameraRig]:
     rig = CameraRig.default(rgb=cfg.rgb, width=cfg.camera_width, height=cfg.camera_height)
     cam = rig.cameras[0]
     torch.manual_seed(0)
-    model = DrivingPolicy(PolicyConfig(size="tiny", cameras=len(rig.cameras), height=cam.height_px,
-                                       width=cam.width_px, rgb=rig.rgb))
+    model = DrivingPolicy(
+        PolicyConfig(
+            size="tiny",
+            cameras=len(rig.cameras),
+            height=cam.height_px,
+            width=cam.width_px,
+            rgb=rig.rgb,
+        )
+    )
     return save_policy(folder / "tiny.pt", model, {"note": "untrained, for dojo bench eval"}), rig
 
 
@@ -93,20 +102,22 @@ def bench_eval(
             net = evaluate(str(ckpt), BUILTIN_SUITE, decisions=decisions, cars=n, loaded=timed)
             net_s = time.perf_counter() - t
             rate = net["decisions"] / net_s
-            rows.append({
-                "cars": n,
-                "naive_decisions": naive["decisions"],
-                "naive_s": naive_s,
-                "naive_decisions_per_s": naive["decisions"] / naive_s,
-                "tiny_decisions": net["decisions"],
-                "tiny_s": net_s,
-                "tiny_decisions_per_s": rate,
-                "inference_s": timed.seconds,
-                "world_and_render_s": net_s - timed.seconds,
-                "inference_share": timed.seconds / net_s,
-                "ratio_tiny_to_naive": rate / (naive["decisions"] / naive_s),
-                "five_nines_minutes": FIVE_NINES_DECISIONS / rate / 60.0,
-            })
+            rows.append(
+                {
+                    "cars": n,
+                    "naive_decisions": naive["decisions"],
+                    "naive_s": naive_s,
+                    "naive_decisions_per_s": naive["decisions"] / naive_s,
+                    "tiny_decisions": net["decisions"],
+                    "tiny_s": net_s,
+                    "tiny_decisions_per_s": rate,
+                    "inference_s": timed.seconds,
+                    "world_and_render_s": net_s - timed.seconds,
+                    "inference_share": timed.seconds / net_s,
+                    "ratio_tiny_to_naive": rate / (naive["decisions"] / naive_s),
+                    "five_nines_minutes": FIVE_NINES_DECISIONS / rate / 60.0,
+                }
+            )
     best = max(rows, key=lambda r: r["tiny_decisions_per_s"])
     return {
         "machine": machine_info(),

@@ -19,7 +19,9 @@ def _load_or_evaluate(spec: str, args: argparse.Namespace) -> dict[str, Any]:
         except FileNotFoundError:
             raise DojoConfigError(f"Result file {spec} does not exist.") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DojoConfigError(f"Result file {spec} is not a readable JSON result ({e}).") from None
+            raise DojoConfigError(
+                f"Result file {spec} is not a readable JSON result ({e})."
+            ) from None
         if not isinstance(data, dict):
             raise DojoConfigError(f"Result file {spec} does not hold an evaluation result object.")
         return data
@@ -31,16 +33,33 @@ def _evaluate(policy: str, args: argparse.Namespace) -> dict[str, Any]:
 
     from dojo.eval.evaluate import evaluate
 
-    bars: list[Any] = []  # opened at the first step, after every input was checked: errors stay one line
+    bars: list[
+        Any
+    ] = []  # opened at the first step, after every input was checked: errors stay one line
 
     def progress(done: int, planned: int) -> None:
         if not bars:
-            bars.append(tqdm(total=planned, desc=f"eval {policy}", unit="decision", disable=args.json, leave=False))
+            bars.append(
+                tqdm(
+                    total=planned,
+                    desc=f"eval {policy}",
+                    unit="decision",
+                    disable=args.json,
+                    leave=False,
+                )
+            )
         bars[0].update(done - bars[0].n)
 
     try:
-        return evaluate(policy, suite=args.suite, decisions=args.decisions, cars=args.cars,
-                        seed=args.seed, suites_file=args.suites_file, progress=progress)
+        return evaluate(
+            policy,
+            suite=args.suite,
+            decisions=args.decisions,
+            cars=args.cars,
+            seed=args.seed,
+            suites_file=args.suites_file,
+            progress=progress,
+        )
     finally:
         for bar in bars:
             bar.close()
@@ -80,14 +99,34 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--compare A B tests whether two critical rates differ (Fisher exact, alpha 0.05).",
     )
     ev.add_argument("--policy", default=None, help="naive | expert | a checkpoint path")
-    ev.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
-                    help="two policies (evaluated now on the same suite) or saved --json results (.json)")
-    ev.add_argument("--suite", default="heldout", help="suite name: heldout (every family) or one of --suites-file")
-    ev.add_argument("--suites-file", default=None,
-                    help="TOML with [suites.NAME] families = [...], seeds = [lo, hi) in the held-out range")
-    ev.add_argument("--decisions", type=int, default=10_000,
-                    help="at least this many decisions, split evenly over the families, in whole drives")
+    ev.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        default=None,
+        help="two policies (evaluated now on the same suite) or saved --json results (.json)",
+    )
+    ev.add_argument(
+        "--suite",
+        default="heldout",
+        help="suite name: heldout (every family) or one of --suites-file",
+    )
+    ev.add_argument(
+        "--suites-file",
+        default=None,
+        help="TOML with [suites.NAME] families = [...], seeds = [lo, hi) in the held-out range",
+    )
+    ev.add_argument(
+        "--decisions",
+        type=int,
+        default=10_000,
+        help="at least this many decisions, split evenly over the families, in whole drives",
+    )
     ev.add_argument("--cars", type=int, default=16, help="cars per fleet (one fleet per family)")
-    ev.add_argument("--seed", type=int, default=None, help="first scenario seed (default: the suite's first)")
-    ev.add_argument("--json", action="store_true", help="print the result as JSON (unbounded values as null)")
+    ev.add_argument(
+        "--seed", type=int, default=None, help="first scenario seed (default: the suite's first)"
+    )
+    ev.add_argument(
+        "--json", action="store_true", help="print the result as JSON (unbounded values as null)"
+    )
     ev.set_defaults(func=_eval)

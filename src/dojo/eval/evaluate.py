@@ -40,7 +40,13 @@ from dojo.world.world import DT_S
 
 BUILTIN_SUITE = "heldout"
 DRIVE_S = DriveConfig.drive_s  # one scenario drive [s], the fleet's default
-COUNT_KEYS = ("decisions", "miles", "critical_interventions", "noncritical_interventions", "collisions")
+COUNT_KEYS = (
+    "decisions",
+    "miles",
+    "critical_interventions",
+    "noncritical_interventions",
+    "collisions",
+)
 Progress = Callable[[int, int], None]  # (decisions done, decisions planned)
 
 
@@ -59,12 +65,16 @@ class Suite:
             raise DojoConfigError(f"{where} names no scenario family.")
         for fam in self.families:
             if fam not in FAMILIES:
-                raise DojoConfigError(f"{where}: unknown scenario family {fam!r}; choose from: {', '.join(FAMILIES)}.")
+                raise DojoConfigError(
+                    f"{where}: unknown scenario family {fam!r}; choose from: {', '.join(FAMILIES)}."
+                )
         if len(set(self.families)) != len(self.families):
             raise DojoConfigError(f"{where} names a scenario family twice: {list(self.families)}.")
         lo, hi = self.seed_lo, self.seed_hi
         if lo >= hi:
-            raise DojoConfigError(f"{where}: seeds [{lo}, {hi}) is empty; give [lo, hi) with lo < hi.")
+            raise DojoConfigError(
+                f"{where}: seeds [{lo}, {hi}) is empty; give [lo, hi) with lo < hi."
+            )
         if lo < TRAIN_SEEDS.stop and hi > TRAIN_SEEDS.start:
             raise DojoConfigError(
                 f"{where}: seeds [{lo}, {hi}) overlap the training seed range "
@@ -78,7 +88,11 @@ class Suite:
             )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "families": list(self.families), "seeds": [self.seed_lo, self.seed_hi]}
+        return {
+            "name": self.name,
+            "families": list(self.families),
+            "seeds": [self.seed_lo, self.seed_hi],
+        }
 
 
 @dataclass(frozen=True)
@@ -89,7 +103,9 @@ class SuiteDriveConfig(DriveConfig):
     suite_hi: int = HELDOUT_SEEDS.stop
 
     def drive_seed(self, car: int, drive: int) -> int:
-        return self.suite_lo + (self.seed - self.suite_lo + drive * self.cars + car) % (self.suite_hi - self.suite_lo)
+        return self.suite_lo + (self.seed - self.suite_lo + drive * self.cars + car) % (
+            self.suite_hi - self.suite_lo
+        )
 
 
 def builtin_suite() -> Suite:
@@ -114,7 +130,9 @@ def load_suites(path: str | Path | None) -> dict[str, Suite]:
         try:
             import tomli as toml
         except ModuleNotFoundError:
-            raise DojoConfigError(f"Reading the suites file {p} needs Python 3.11 or the tomli package.") from None
+            raise DojoConfigError(
+                f"Reading the suites file {p} needs Python 3.11 or the tomli package."
+            ) from None
     try:
         data = toml.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -129,7 +147,9 @@ def load_suites(path: str | Path | None) -> dict[str, Suite]:
     for name, table in tables.items():
         where = f"{p}: [suites.{name}]"
         if name == BUILTIN_SUITE:
-            raise DojoConfigError(f"{where} redefines the built-in suite {BUILTIN_SUITE!r}; choose another name.")
+            raise DojoConfigError(
+                f"{where} redefines the built-in suite {BUILTIN_SUITE!r}; choose another name."
+            )
         if not isinstance(table, dict):
             raise DojoConfigError(f"{where} must be a table with families and seeds.")
         unknown = sorted(set(table) - {"families", "seeds"})
@@ -140,8 +160,10 @@ def load_suites(path: str | Path | None) -> dict[str, Suite]:
             raise DojoConfigError(f"{where}.families={families!r} must be a list of family names.")
         seeds = table.get("seeds")
         if not isinstance(seeds, list) or len(seeds) != 2:
-            raise DojoConfigError(f"{where}.seeds={seeds!r} must be [lo, hi) inside the held-out range "
-                                  f"[{HELDOUT_SEEDS.start}, {HELDOUT_SEEDS.stop}).")
+            raise DojoConfigError(
+                f"{where}.seeds={seeds!r} must be [lo, hi) inside the held-out range "
+                f"[{HELDOUT_SEEDS.start}, {HELDOUT_SEEDS.stop})."
+            )
         lo, hi = (_whole(f"{where}.seeds", s) for s in seeds)
         suites[name] = Suite(name, tuple(families), lo, hi)
     return suites
@@ -151,7 +173,9 @@ def get_suite(name: str, suites_file: str | Path | None = None) -> Suite:
     suites = load_suites(suites_file)
     if name not in suites:
         where = f" (defined: {', '.join(sorted(suites))})"
-        raise DojoConfigError(f"Unknown suite {name!r}{where}; define it in a --suites-file as [suites.{name}].")
+        raise DojoConfigError(
+            f"Unknown suite {name!r}{where}; define it in a --suites-file as [suites.{name}]."
+        )
     return suites[name]
 
 
@@ -220,12 +244,24 @@ def evaluate(
     st = get_suite(suite, suites_file)
     first = st.seed_lo if seed is None else _whole("seed", seed)
     if not st.seed_lo <= first < st.seed_hi:
-        raise DojoConfigError(f"seed={first} is outside suite {st.name!r}'s seeds [{st.seed_lo}, {st.seed_hi}).")
+        raise DojoConfigError(
+            f"seed={first} is outside suite {st.name!r}'s seeds [{st.seed_lo}, {st.seed_hi})."
+        )
     fleet_cars, steps = plan(math.ceil(decisions / len(st.families)), cars)
     configs = [
-        SuiteDriveConfig(cars=fleet_cars, minutes=steps * DT_S / 60.0, mode="autonomous", policy=policy,
-                         families=(fam,), seed=first, out="eval-unused", logging="none", heldout=True,
-                         suite_lo=st.seed_lo, suite_hi=st.seed_hi)
+        SuiteDriveConfig(
+            cars=fleet_cars,
+            minutes=steps * DT_S / 60.0,
+            mode="autonomous",
+            policy=policy,
+            families=(fam,),
+            seed=first,
+            out="eval-unused",
+            logging="none",
+            heldout=True,
+            suite_lo=st.seed_lo,
+            suite_hi=st.seed_hi,
+        )
         for fam in st.families
     ]
     if configs[0].steps != steps:  # minutes round-trips to steps; guard the budget arithmetic
@@ -252,17 +288,30 @@ def evaluate(
         fam = cfg.families[0]
         families[fam] = rates(summary.as_dict())
         families[fam]["cars"] = fleet_cars
-        families[fam]["drives"] = int(fleet.drive_no.sum()) + fleet_cars  # the last drive of each car included
+        families[fam]["drives"] = (
+            int(fleet.drive_no.sum()) + fleet_cars
+        )  # the last drive of each car included
         # seeds are drawn in order from `first`, wrapping inside the suite: more drives than
         # seeds means some scenarios were driven twice (still held out, but not independent)
-        offsets = fleet.drive_no * fleet_cars + np.arange(fleet_cars)  # each car's last seed, counted from `first`
+        offsets = fleet.drive_no * fleet_cars + np.arange(
+            fleet_cars
+        )  # each car's last seed, counted from `first`
         families[fam]["seeds_repeated"] = int(offsets.max()) + 1 > st.seed_hi - st.seed_lo
         for key, v in summary.reasons.items():
             reasons[key] = reasons.get(key, 0) + v
     totals = {k: sum(f[k] for f in families.values()) for k in COUNT_KEYS}
-    result = {"policy": policy, "suite": st.name, "suite_definition": st.as_dict(), "cars": cars, "drive_s": DRIVE_S,
-              "decisions_requested": decisions, **rates(totals), "reasons": reasons, "families": families,
-              "wall_s": time.perf_counter() - start}
+    result = {
+        "policy": policy,
+        "suite": st.name,
+        "suite_definition": st.as_dict(),
+        "cars": cars,
+        "drive_s": DRIVE_S,
+        "decisions_requested": decisions,
+        **rates(totals),
+        "reasons": reasons,
+        "families": families,
+        "wall_s": time.perf_counter() - start,
+    }
     return result
 
 
@@ -271,12 +320,20 @@ def compare_results(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any
     for name, r in (("a", a), ("b", b)):
         for key in ("critical_interventions", "decisions"):
             if key not in r:
-                raise DojoConfigError(f"Result {name} has no {key!r}; give an evaluation result (dojo eval --json).")
-    out = compare(int(a["critical_interventions"]), int(a["decisions"]),
-                  int(b["critical_interventions"]), int(b["decisions"]))
+                raise DojoConfigError(
+                    f"Result {name} has no {key!r}; give an evaluation result (dojo eval --json)."
+                )
+    out = compare(
+        int(a["critical_interventions"]),
+        int(a["decisions"]),
+        int(b["critical_interventions"]),
+        int(b["decisions"]),
+    )
     out["a"]["policy"], out["b"]["policy"] = a.get("policy"), b.get("policy")
     if a.get("suite") != b.get("suite"):
-        out["warning"] = f"the results come from different suites ({a.get('suite')!r} and {b.get('suite')!r})"
+        out["warning"] = (
+            f"the results come from different suites ({a.get('suite')!r} and {b.get('suite')!r})"
+        )
     return out
 
 
@@ -289,22 +346,36 @@ def _fmt_nines(r: Mapping[str, Any]) -> str:
 
 def format_eval(result: Mapping[str, Any]) -> str:
     """A table per family and overall: decisions, miles, interventions, collisions, nines [95%]."""
-    head = (f"{'family':<11}{'decisions':>11}{'miles':>9}{'critical':>10}{'non-crit':>10}{'crashes':>9}"
-            f"{'mi/crit':>9}  nines [95%]")
-    lines = [f"policy {result['policy']} on suite {result['suite']} "
-             f"({result['cars']} cars, {result['wall_s']:.1f} s)", head, "-" * len(head)]
+    head = (
+        f"{'family':<11}{'decisions':>11}{'miles':>9}{'critical':>10}{'non-crit':>10}{'crashes':>9}"
+        f"{'mi/crit':>9}  nines [95%]"
+    )
+    lines = [
+        f"policy {result['policy']} on suite {result['suite']} "
+        f"({result['cars']} cars, {result['wall_s']:.1f} s)",
+        head,
+        "-" * len(head),
+    ]
 
     def row(name: str, r: Mapping[str, Any]) -> str:
-        mpc = "-" if r["miles_per_critical_intervention"] is None else f"{r['miles_per_critical_intervention']:.1f}"
-        return (f"{name:<11}{r['decisions']:>11,}{r['miles']:>9.1f}{r['critical_interventions']:>10,}"
-                f"{r['noncritical_interventions']:>10,}{r['collisions']:>9,}{mpc:>9}  {_fmt_nines(r)}")
+        mpc = (
+            "-"
+            if r["miles_per_critical_intervention"] is None
+            else f"{r['miles_per_critical_intervention']:.1f}"
+        )
+        return (
+            f"{name:<11}{r['decisions']:>11,}{r['miles']:>9.1f}{r['critical_interventions']:>10,}"
+            f"{r['noncritical_interventions']:>10,}{r['collisions']:>9,}{mpc:>9}  {_fmt_nines(r)}"
+        )
 
     for fam, r in result["families"].items():
         lines.append(row(fam, r))
     lines.append("-" * len(head))
     lines.append(row("overall", result))
-    lines.append("nines = -log10(critical/decisions), exact 95% Clopper-Pearson interval; "
-                 "with no critical intervention, >= is the rule-of-three bound (3/decisions).")
+    lines.append(
+        "nines = -log10(critical/decisions), exact 95% Clopper-Pearson interval; "
+        "with no critical intervention, >= is the rule-of-three bound (3/decisions)."
+    )
     return "\n".join(lines)
 
 

@@ -39,7 +39,9 @@ def _check(k: object, n: object, what: str = "") -> tuple[int, int]:
     if nn == 0:
         raise DojoConfigError(f"{what}n=0: a rate needs at least one decision.")
     if kk > nn:
-        raise DojoConfigError(f"{what}k={kk} must not exceed {what}n={nn} (failures out of decisions).")
+        raise DojoConfigError(
+            f"{what}k={kk} must not exceed {what}n={nn} (failures out of decisions)."
+        )
     return kk, nn
 
 

@@ -305,4 +305,11 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-__all__ = ["TARGET_RATIO", "bench_drive", "cpu_model", "encode_alone", "format_table", "machine_info"]
+__all__ = [
+    "TARGET_RATIO",
+    "bench_drive",
+    "cpu_model",
+    "encode_alone",
+    "format_table",
+    "machine_info",
+]

@@ -23,7 +23,9 @@ def _number(owner: str, name: str, value: object, low: float, low_ok: bool = Tru
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise DojoConfigError(f"{owner}.{name}={value!r} must be a finite number.")
     if value < low or (value == low and not low_ok):
-        raise DojoConfigError(f"{owner}.{name}={value!r} must be {'>=' if low_ok else '>'} {low:g}.")
+        raise DojoConfigError(
+            f"{owner}.{name}={value!r} must be {'>=' if low_ok else '>'} {low:g}."
+        )
     return float(value)
 
 
@@ -88,10 +90,18 @@ class TriggerConfig:
     cooldown_s: float = 3.0
 
     def __post_init__(self) -> None:
-        positive = {"sample_slot_s", "near_miss_ttc_s", "hard_brake_mps2", "shadow_accel_mps2", "lane_preview_s"}
+        positive = {
+            "sample_slot_s",
+            "near_miss_ttc_s",
+            "hard_brake_mps2",
+            "shadow_accel_mps2",
+            "lane_preview_s",
+        }
         _check_numbers(self, {f.name: (0.0, f.name not in positive) for f in fields(self)})
         if self.sample_normal > 1.0:
-            raise DojoConfigError(f"TriggerConfig.sample_normal={self.sample_normal!r} must be a share in [0, 1].")
+            raise DojoConfigError(
+                f"TriggerConfig.sample_normal={self.sample_normal!r} must be a share in [0, 1]."
+            )
 
 
 @dataclass(frozen=True)
@@ -142,16 +152,22 @@ class DriveConfig:
         if self.logging not in LOGGING:
             raise DojoConfigError(f"logging={self.logging!r} must be one of {', '.join(LOGGING)}.")
         if not isinstance(self.policy, str) or not self.policy:
-            raise DojoConfigError(f"policy={self.policy!r} must be 'naive', 'expert' or a checkpoint path.")
+            raise DojoConfigError(
+                f"policy={self.policy!r} must be 'naive', 'expert' or a checkpoint path."
+            )
         if not self.families:
             raise DojoConfigError("families is empty; name at least one scenario family.")
         for fam in self.families:
             if fam not in FAMILIES:
-                raise DojoConfigError(f"Unknown scenario family {fam!r}; choose from: {', '.join(FAMILIES)}.")
+                raise DojoConfigError(
+                    f"Unknown scenario family {fam!r}; choose from: {', '.join(FAMILIES)}."
+                )
         seeds = self.seed_range
         if self.seed not in seeds:
             which = "held-out" if self.heldout else "training"
-            raise DojoConfigError(f"seed={self.seed!r} is outside the {which} seed range [{seeds.start}, {seeds.stop}).")
+            raise DojoConfigError(
+                f"seed={self.seed!r} is outside the {which} seed range [{seeds.start}, {seeds.stop})."
+            )
 
     @property
     def seed_range(self) -> range:
@@ -177,6 +193,8 @@ class DriveConfig:
         out = asdict(self)
         out.pop("out")
         out["families"] = list(self.families)
-        if self.policy not in BASELINES:  # a checkpoint: named from the logs' folder, which moves with it
+        if (
+            self.policy not in BASELINES
+        ):  # a checkpoint: named from the logs' folder, which moves with it
             out["policy"] = os.path.relpath(self.policy, self.out)
         return out

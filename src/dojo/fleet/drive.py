@@ -62,7 +62,9 @@ class DriveSummary:
     wall_s: float = 0.0
     sensors_s: float = 0.0  # wall time rendering cameras and occupancy labels [s]
     logging_s: float = 0.0  # wall time writing logs: encoding, MCAP records, opening, closing [s]
-    video_logging_s: float = 0.0  # the part of it logging camera frames: H.264 and video records [s]
+    video_logging_s: float = (
+        0.0  # the part of it logging camera frames: H.264 and video records [s]
+    )
     interrupted: bool = False
     reasons: dict[str, int] = field(default_factory=dict)  # intervention reasons
 
@@ -74,7 +76,9 @@ def car_modes(config: DriveConfig) -> np.ndarray:
     """(N,) mode of each car; ``mixed`` alternates shadow and autonomous cars."""
     if config.mode == "mixed":
         return np.where(np.arange(config.cars) % 2 == 0, SHADOW, AUTONOMOUS)
-    return np.full(config.cars, {"manual": MANUAL, "shadow": SHADOW, "autonomous": AUTONOMOUS}[config.mode])
+    return np.full(
+        config.cars, {"manual": MANUAL, "shadow": SHADOW, "autonomous": AUTONOMOUS}[config.mode]
+    )
 
 
 class Fleet:
@@ -87,24 +91,34 @@ class Fleet:
         on_step: Callable[[DriveSummary], None] | None = None,
     ) -> None:
         self.config = config
-        self.rig = CameraRig.default(rgb=config.rgb, width=config.camera_width, height=config.camera_height)
+        self.rig = CameraRig.default(
+            rgb=config.rgb, width=config.camera_width, height=config.camera_height
+        )
         self.modes = car_modes(config)
         needs_net = (self.modes != MANUAL).any()
-        self.policy = policy if policy is not None or not needs_net else make_policy(config.policy, self.rig)
+        self.policy = (
+            policy if policy is not None or not needs_net else make_policy(config.policy, self.rig)
+        )
         self.logging = config.logging != "none"
         self.out = _output_folder(config.out) if self.logging else Path(config.out)
         self.on_step = on_step
         n = config.cars
         self.drive_no = np.zeros(n, dtype=np.int64)
         fams = [config.drive_family(c, 0) for c in range(n)]
-        self.world = World(fams, [config.drive_seed(c, 0) for c in range(n)], ttc_critical_s=config.safety.ttc_critical_s,
-                           max_vehicles=_max_slots(config))
+        self.world = World(
+            fams,
+            [config.drive_seed(c, 0) for c in range(n)],
+            ttc_critical_s=config.safety.ttc_critical_s,
+            max_vehicles=_max_slots(config),
+        )
         self.route = RoutePlan(self.world)
         self.safety = SafetyDriver(n, config.safety)
         self.safety.watching = self.modes == AUTONOMOUS
         self.spec = OccupancySpec()
         k = max(self.policy.frames if self.policy is not None else 0, 1)
-        self.history = np.zeros((n, len(self.rig.cameras), k, *self.rig.image_shape[1:]), dtype=np.uint8)
+        self.history = np.zeros(
+            (n, len(self.rig.cameras), k, *self.rig.image_shape[1:]), dtype=np.uint8
+        )
         self.recorders: list[CarRecorder | None] = [None] * n
         # event state: previous condition (rising edges) and last event time per kind [s]
         self._kinds = ("near_miss", "hard_brake", "shadow_disagreement")
@@ -112,7 +126,9 @@ class Fleet:
         self._last = {k: np.full(n, -np.inf) for k in self._kinds}
         self._disagree_s = np.zeros(n)
         mode_name = config.mode
-        self.summary = DriveSummary(cars=n, mode=mode_name, policy=config.policy if needs_net else "none")
+        self.summary = DriveSummary(
+            cars=n, mode=mode_name, policy=config.policy if needs_net else "none"
+        )
 
     # ----------------------------------------------------------------- run
     def run(self) -> DriveSummary:
@@ -151,7 +167,9 @@ class Fleet:
             self.history = np.roll(self.history, -1, axis=2)
             self.history[:, :, -1] = images
             fresh = world.step_count == 0
-            self.history[fresh] = images[fresh][:, :, None]  # a new drive has no past: repeat its first frame
+            self.history[fresh] = images[fresh][
+                :, :, None
+            ]  # a new drive has no past: repeat its first frame
         self.route.update(world)
         if self.logging:
             label = (world.step_count % cfg.label_every) == 0
@@ -161,7 +179,12 @@ class Fleet:
             for c in range(n):
                 rec = self.recorders[c]
                 assert rec is not None
-                rec.record_frame(float(t[c]), images[c], grids[c] if grids is not None and label[c] else None, self.spec)
+                rec.record_frame(
+                    float(t[c]),
+                    images[c],
+                    grids[c] if grids is not None and label[c] else None,
+                    self.spec,
+                )
             s.logging_s += time.perf_counter() - tock
         else:
             s.sensors_s += time.perf_counter() - tick
@@ -171,7 +194,9 @@ class Fleet:
         events: list[tuple[int, dict[str, Any]]] = []
         if proposed is not None:
             accel, steer = proposed
-            for iv in self.safety.assess(world, accel, steer, self.route.direction(world), expert_target):
+            for iv in self.safety.assess(
+                world, accel, steer, self.route.direction(world), expert_target
+            ):
                 events.append((iv.car, _intervention_event(iv)))
                 self._count_intervention(iv)
             by_safety = self.safety.controls_by_safety_driver()
@@ -189,14 +214,22 @@ class Fleet:
         events += self._shadow_events(proposed, d_before)
         events += self._world_events(result.ego_ttc_s)
         for c in np.nonzero(result.ego_collision)[0].tolist():
-            if self.modes[c] == AUTONOMOUS and not (self.safety.intervening[c] and self.safety.critical[c]):
-                iv = Intervention(int(c), True, "collision")  # the safety driver never saw it coming
+            if self.modes[c] == AUTONOMOUS and not (
+                self.safety.intervening[c] and self.safety.critical[c]
+            ):
+                iv = Intervention(
+                    int(c), True, "collision"
+                )  # the safety driver never saw it coming
                 events.append((int(c), _intervention_event(iv)))
                 self._count_intervention(iv)
-            events.append((int(c), {"kind": "collision", "critical": True, "reason": "ego_collision"}))
+            events.append(
+                (int(c), {"kind": "collision", "critical": True, "reason": "ego_collision"})
+            )
             s.collisions += 1
         for c in np.nonzero(self.safety.hand_back(world))[0].tolist():
-            events.append((int(c), {"kind": "intervention_end", "critical": False, "reason": "handed_back"}))
+            events.append(
+                (int(c), {"kind": "intervention_end", "critical": False, "reason": "handed_back"})
+            )
         t_now = world.time_s
         tick = time.perf_counter()
         self._log_step(t_now, events)
@@ -205,7 +238,9 @@ class Fleet:
         if ended.any():
             self._next_drives(np.nonzero(ended)[0])  # mostly closing and opening logs
         s.logging_s += time.perf_counter() - tick
-        s.minutes = round(s.decisions / n * DT_S / 60.0, 9)  # from whole steps: no drift from summing
+        s.minutes = round(
+            s.decisions / n * DT_S / 60.0, 9
+        )  # from whole steps: no drift from summing
 
     # ----------------------------------------------------------- controls
     def _propose(self, human: np.ndarray) -> tuple[Controls | None, np.ndarray | None]:
@@ -225,7 +260,10 @@ class Fleet:
             world.expert_action()
             expert_target = veh.target_lane[:, 0].copy()
             veh.target_lane[:, 0] = before
-        return (np.asarray(accel, dtype=np.float64), np.asarray(steer, dtype=np.float64)), expert_target
+        return (
+            np.asarray(accel, dtype=np.float64),
+            np.asarray(steer, dtype=np.float64),
+        ), expert_target
 
     def _expert_controls(self, keep: np.ndarray) -> Controls:
         veh = self.world.vehicles
@@ -235,7 +273,9 @@ class Fleet:
         return accel, steer
 
     # ------------------------------------------------------------- events
-    def _shadow_events(self, proposed: Controls | None, d_before: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
+    def _shadow_events(
+        self, proposed: Controls | None, d_before: np.ndarray
+    ) -> list[tuple[int, dict[str, Any]]]:
         shadow = self.modes == SHADOW
         if proposed is None or not shadow.any():
             return []
@@ -248,7 +288,9 @@ class Fleet:
         # the car had when both were decided
         lanes = world.roads.lane_of
         lane_net = lanes(d_before + (lateral_preview(world, steer, tc.lane_preview_s) - d_now))
-        lane_human = lanes(d_before + (lateral_preview(world, human_steer, tc.lane_preview_s) - d_now))
+        lane_human = lanes(
+            d_before + (lateral_preview(world, human_steer, tc.lane_preview_s) - d_now)
+        )
         accel_gap = np.abs(accel - human_accel)
         differ = shadow & ((accel_gap > tc.shadow_accel_mps2) | (lane_net != lane_human))
         self._disagree_s = np.where(differ, self._disagree_s + DT_S, 0.0)
@@ -256,9 +298,20 @@ class Fleet:
         out = []
         for c in self._fire("shadow_disagreement", lasting):
             reason = "lane_decision" if lane_net[c] != lane_human[c] else "acceleration"
-            out.append((c, {"kind": "shadow_disagreement", "critical": False, "reason": reason,
-                            "net_accel_mps2": float(accel[c]), "human_accel_mps2": float(human_accel[c]),
-                            "net_lane": int(lane_net[c]), "human_lane": int(lane_human[c])}))
+            out.append(
+                (
+                    c,
+                    {
+                        "kind": "shadow_disagreement",
+                        "critical": False,
+                        "reason": reason,
+                        "net_accel_mps2": float(accel[c]),
+                        "human_accel_mps2": float(human_accel[c]),
+                        "net_lane": int(lane_net[c]),
+                        "human_lane": int(lane_human[c]),
+                    },
+                )
+            )
         self.summary.shadow_disagreements += len(out)
         return out
 
@@ -266,9 +319,29 @@ class Fleet:
         tc, veh = self.config.triggers, self.world.vehicles
         out = []
         for c in self._fire("near_miss", ttc < tc.near_miss_ttc_s):
-            out.append((c, {"kind": "near_miss", "critical": False, "reason": "ttc_under_threshold", "ttc_s": float(ttc[c])}))
+            out.append(
+                (
+                    c,
+                    {
+                        "kind": "near_miss",
+                        "critical": False,
+                        "reason": "ttc_under_threshold",
+                        "ttc_s": float(ttc[c]),
+                    },
+                )
+            )
         for c in self._fire("hard_brake", veh.accel[:, 0] < -tc.hard_brake_mps2):
-            out.append((c, {"kind": "hard_brake", "critical": False, "reason": "deceleration", "accel_mps2": float(veh.accel[c, 0])}))
+            out.append(
+                (
+                    c,
+                    {
+                        "kind": "hard_brake",
+                        "critical": False,
+                        "reason": "deceleration",
+                        "accel_mps2": float(veh.accel[c, 0]),
+                    },
+                )
+            )
         self.summary.near_misses += sum(e[1]["kind"] == "near_miss" for e in out)
         self.summary.hard_brakes += sum(e[1]["kind"] == "hard_brake" for e in out)
         return out
@@ -302,8 +375,14 @@ class Fleet:
         lane = world.perception.index.lane[:, 0]
         ttc = world.perception.ttc_s[:, 0]
         gap = world.perception.gap_m[:, 0]  # to the ego's leader [m]; inf when none
-        leader = world.perception.leader[:, 0]  # its vehicle slot; a new one is a cut-in or lane change
-        driver = np.where(self.modes == AUTONOMOUS, np.where(self.safety.driving, "safety_driver", "network"), "human")
+        leader = world.perception.leader[
+            :, 0
+        ]  # its vehicle slot; a new one is a cut-in or lane change
+        driver = np.where(
+            self.modes == AUTONOMOUS,
+            np.where(self.safety.driving, "safety_driver", "network"),
+            "human",
+        )
         after = self.config.triggers.window_after_s
         for c, event in events:
             rec = self.recorders[c]
@@ -315,11 +394,20 @@ class Fleet:
             assert rec is not None
             tc = float(t[c])
             rec.writer.write_pose(tc, float(x[c]), float(y[c]), 0.0, float(yaw[c]))
-            rec.writer.write_telemetry(tc, {
-                "speed_mps": float(veh.v[c, 0]), "accel_mps2": float(veh.accel[c, 0]), "steer_rad": float(veh.steer[c, 0]),
-                "lane": int(lane[c]), "ttc_s": float(ttc[c]), "command": int(world.command[c]), "driver": str(driver[c]),
-                "gap_m": float(gap[c]) if np.isfinite(gap[c]) else None, "leader": int(leader[c]) if np.isfinite(gap[c]) else -1,
-            })
+            rec.writer.write_telemetry(
+                tc,
+                {
+                    "speed_mps": float(veh.v[c, 0]),
+                    "accel_mps2": float(veh.accel[c, 0]),
+                    "steer_rad": float(veh.steer[c, 0]),
+                    "lane": int(lane[c]),
+                    "ttc_s": float(ttc[c]),
+                    "command": int(world.command[c]),
+                    "driver": str(driver[c]),
+                    "gap_m": float(gap[c]) if np.isfinite(gap[c]) else None,
+                    "leader": int(leader[c]) if np.isfinite(gap[c]) else -1,
+                },
+            )
 
     def _sample_normal(self, t: np.ndarray) -> None:
         tc = self.config.triggers
@@ -340,20 +428,41 @@ class Fleet:
         k = int(self.drive_no[car])
         family, seed = str(world.families[car]), int(world.seeds[car])
         path = self.out / LOG_NAME.format(car=car, drive=k, family=family, seed=seed)
-        recorded = cfg.as_metadata()  # no folder in it, so a drive's bytes do not depend on where it is written
+        recorded = (
+            cfg.as_metadata()
+        )  # no folder in it, so a drive's bytes do not depend on where it is written
         metadata = {
-            "car_id": f"car-{car:03d}", "drive": k, "family": family, "seed": seed,
+            "car_id": f"car-{car:03d}",
+            "drive": k,
+            "family": family,
+            "seed": seed,
             "mode": ["manual", "shadow", "autonomous"][int(self.modes[car])],
-            "policy": recorded["policy"] if self.summary.policy == cfg.policy else self.summary.policy,
-            "logging": cfg.logging, "config": json.dumps(recorded, default=str),
+            "policy": recorded["policy"]
+            if self.summary.policy == cfg.policy
+            else self.summary.policy,
+            "logging": cfg.logging,
+            "config": json.dumps(recorded, default=str),
         }
         cam = self.rig.cameras[0]
-        options = {"cameras": self.rig.names, "width": cam.width_px, "height": cam.height_px, "rgb": self.rig.rgb,
-                   "fps": 1.0 / DT_S, "keyframe_interval_s": cfg.keyframe_interval_s,
-                   "camera_mounts": camera_mounts(self.rig)}
+        options = {
+            "cameras": self.rig.names,
+            "width": cam.width_px,
+            "height": cam.height_px,
+            "rgb": self.rig.rgb,
+            "fps": 1.0 / DT_S,
+            "keyframe_interval_s": cfg.keyframe_interval_s,
+            "camera_mounts": camera_mounts(self.rig),
+        }
         self.recorders[car] = CarRecorder(
-            path, options, metadata, cfg.triggers, cfg.logging == "full", self.rig.image_shape,
-            (self.spec.rows, self.spec.cols), cfg.label_every, 1.0 / DT_S,
+            path,
+            options,
+            metadata,
+            cfg.triggers,
+            cfg.logging == "full",
+            self.rig.image_shape,
+            (self.spec.rows, self.spec.cols),
+            cfg.label_every,
+            1.0 / DT_S,
         )
 
     def _finish(self, car: int, error: BaseException | None = None) -> None:
@@ -421,10 +530,16 @@ def _output_folder(out: str) -> Path:
         raise DojoConfigError(f"Output folder {out} is not writable.")
     clash = sorted(path.glob("car*-drive*.mcap"))
     if clash:
-        raise DojoConfigError(f"Output folder {out} already holds drive logs ({clash[0].name}, ...); choose another --out.")
+        raise DojoConfigError(
+            f"Output folder {out} already holds drive logs ({clash[0].name}, ...); choose another --out."
+        )
     return path
 
 
-def drive(config: DriveConfig, policy: Policy | None = None, on_step: Callable[[DriveSummary], None] | None = None) -> DriveSummary:
+def drive(
+    config: DriveConfig,
+    policy: Policy | None = None,
+    on_step: Callable[[DriveSummary], None] | None = None,
+) -> DriveSummary:
     """Run one fleet drive (see :class:`Fleet`) and return its summary."""
     return Fleet(config, policy, on_step).run()

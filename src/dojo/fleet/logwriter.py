@@ -136,8 +136,14 @@ def _is_inf(value: object) -> bool:
 
 def _check_uint8(name: str, value: object, shape: tuple[int, ...], layout: str) -> None:
     if not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.shape != shape:
-        got = f"{value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
-        raise DojoConfigError(f"{name} must be a uint8 array of shape {shape} ({layout}); got a {got}.")
+        got = (
+            f"{value.dtype} array of shape {value.shape}"
+            if isinstance(value, np.ndarray)
+            else type(value).__name__
+        )
+        raise DojoConfigError(
+            f"{name} must be a uint8 array of shape {shape} ({layout}); got a {got}."
+        )
 
 
 def _stamp(ns: int) -> dict[str, int]:
@@ -224,7 +230,9 @@ def optical_rotation(yaw_rad: float) -> tuple[float, float, float, float]:
     return _quaternion_product((0.0, 0.0, math.sin(half), math.cos(half)), (-0.5, 0.5, -0.5, 0.5))
 
 
-def _quaternion_product(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float, float]:
+def _quaternion_product(
+    a: tuple[float, ...], b: tuple[float, ...]
+) -> tuple[float, float, float, float]:
     ax, ay, az, aw = a
     bx, by, bz, bw = b
     return (
@@ -351,7 +359,9 @@ class DriveLogWriter:
         out = []
         for name, mount in zip(self.cameras, mounts, strict=True):
             if isinstance(mount, (str, bytes)) or len(mount) != 4:
-                raise DojoConfigError(f"camera_mounts for {name!r} = {mount!r} must be (x_m, y_m, z_m, yaw_rad).")
+                raise DojoConfigError(
+                    f"camera_mounts for {name!r} = {mount!r} must be (x_m, y_m, z_m, yaw_rad)."
+                )
             out.append(tuple(_finite(f"camera_mounts {name}", v) for v in mount))
         return out
 
@@ -433,7 +443,9 @@ class DriveLogWriter:
             sid = w.register_schema(name, enc, schemas.schema_bytes(schema))
             channels[topic] = w.register_channel(topic, msg, sid, meta)
             if topic == POSE_TOPIC:  # the camera mounts share the FrameTransform schema
-                channels[CAMERA_MOUNTS_TOPIC] = w.register_channel(CAMERA_MOUNTS_TOPIC, msg, sid, {})
+                channels[CAMERA_MOUNTS_TOPIC] = w.register_channel(
+                    CAMERA_MOUNTS_TOPIC, msg, sid, {}
+                )
         return channels
 
     def _settings(self, preset: str) -> dict[str, str]:

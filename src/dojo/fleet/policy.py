@@ -77,7 +77,9 @@ class NetworkPolicy:
             x = torch.from_numpy(images).to(self.device, non_blocking=True)
             speed = torch.from_numpy(world.vehicles.v[:, 0].astype(np.float32)).to(self.device)
             command = torch.from_numpy(world.command).to(self.device)
-            out = self.model(x, speed, command).float().cpu().numpy()  # (N, 2): [accel m/s^2, lane shift]
+            out = (
+                self.model(x, speed, command).float().cpu().numpy()
+            )  # (N, 2): [accel m/s^2, lane shift]
         # the network picks the lane; the lane controller every driver uses steers to it
         return out[:, 0].astype(np.float64), world.steer_to_lane_shift(out[:, 1])
 

@@ -62,7 +62,9 @@ class CarRecorder:
         self.upload_until_s = max(self.upload_until_s, t_s + seconds_after)
         self._window_start_s = t_s - self.triggers.window_before_s
 
-    def record_frame(self, t_s: float, images: np.ndarray, grid: np.ndarray | None, spec: OccupancySpec) -> None:
+    def record_frame(
+        self, t_s: float, images: np.ndarray, grid: np.ndarray | None, spec: OccupancySpec
+    ) -> None:
         """The camera images (and label grid) of drive time ``t_s``: logged now or buffered."""
         if self.full:
             i = self._next
@@ -89,11 +91,21 @@ class CarRecorder:
 
     def _flush_buffer(self, t_s: float, spec: OccupancySpec) -> None:
         times = self._times
-        take = (times >= self._window_start_s - _EPS_S) & (times < t_s - _EPS_S) & (times > self.last_written_s + _EPS_S)
+        take = (
+            (times >= self._window_start_s - _EPS_S)
+            & (times < t_s - _EPS_S)
+            & (times > self.last_written_s + _EPS_S)
+        )
         first = True
         for i in np.nonzero(take)[0][np.argsort(times[take])]:
             grid = self._grids[i] if self._labelled[i] else None
-            self._write(float(times[i]), self._images[i], grid, spec, keyframe=first and self._gap_before(float(times[i])))
+            self._write(
+                float(times[i]),
+                self._images[i],
+                grid,
+                spec,
+                keyframe=first and self._gap_before(float(times[i])),
+            )
             first = False
         self._times[take] = -np.inf
 
@@ -112,7 +124,14 @@ class CarRecorder:
         self.last_written_s = times[-1]
         self.frames_written += n
 
-    def _write(self, t_s: float, images: np.ndarray, grid: np.ndarray | None, spec: OccupancySpec, keyframe: bool) -> None:
+    def _write(
+        self,
+        t_s: float,
+        images: np.ndarray,
+        grid: np.ndarray | None,
+        spec: OccupancySpec,
+        keyframe: bool,
+    ) -> None:
         tick = time.perf_counter()
         self.writer.write_frame(t_s, images, keyframe=keyframe)
         self.video_s += time.perf_counter() - tick

@@ -60,18 +60,33 @@ class RoutePlan:
         can_left, can_right = lane < lanes - 1, lane > 0
         pick = np.where(
             can_left & can_right,
-            np.select([u < 0.4, u < 0.8], [Command.CHANGE_LEFT, Command.CHANGE_RIGHT], Command.TAKE_EXIT),
-            np.where(can_left, Command.CHANGE_LEFT, np.where(u < 0.5, Command.CHANGE_RIGHT, Command.TAKE_EXIT)),
+            np.select(
+                [u < 0.4, u < 0.8], [Command.CHANGE_LEFT, Command.CHANGE_RIGHT], Command.TAKE_EXIT
+            ),
+            np.where(
+                can_left,
+                Command.CHANGE_LEFT,
+                np.where(u < 0.5, Command.CHANGE_RIGHT, Command.TAKE_EXIT),
+            ),
         )
         on_ramp = lane < 0  # merging: wait until on the carriageway
         go = due & ~on_ramp
         cmd[go] = pick[go]
         self.issued_s[go] = t[go]
         self.start_lane[go] = lane[go]
-        goal = np.select([pick == Command.CHANGE_LEFT, pick == Command.CHANGE_RIGHT], [lane + 1, lane - 1], 0)
+        goal = np.select(
+            [pick == Command.CHANGE_LEFT, pick == Command.CHANGE_RIGHT], [lane + 1, lane - 1], 0
+        )
         self.goal_lane[go] = goal[go]
 
     def direction(self, world: World) -> np.ndarray:
         """(N,) lane direction the command asks for: +1 left, -1 right, 0 keep."""
         cmd = world.command
-        return np.select([cmd == Command.CHANGE_LEFT, (cmd == Command.CHANGE_RIGHT) | (cmd == Command.TAKE_EXIT)], [1, -1], 0)
+        return np.select(
+            [
+                cmd == Command.CHANGE_LEFT,
+                (cmd == Command.CHANGE_RIGHT) | (cmd == Command.TAKE_EXIT),
+            ],
+            [1, -1],
+            0,
+        )

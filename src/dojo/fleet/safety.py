@@ -79,7 +79,9 @@ class SafetyDriver:
         self.ignored_s = np.zeros(n)  # time the command could have been followed and was not [s]
         self.straddle_s = np.zeros(n)
         self.slow_s = np.zeros(n)
-        self.feasible = np.zeros(n, dtype=bool)  # the expert's last lane decision followed the command
+        self.feasible = np.zeros(
+            n, dtype=bool
+        )  # the expert's last lane decision followed the command
 
     @property
     def intervening(self) -> np.ndarray:
@@ -96,7 +98,12 @@ class SafetyDriver:
         self.feasible[cars] = False
 
     def assess(
-        self, world: World, accel: np.ndarray, steer: np.ndarray, direction: np.ndarray, expert_target: np.ndarray | None
+        self,
+        world: World,
+        accel: np.ndarray,
+        steer: np.ndarray,
+        direction: np.ndarray,
+        expert_target: np.ndarray | None,
     ) -> list[Intervention]:
         """Look at the network's proposed controls (N,) before the step; return takeovers that start.
 
@@ -118,7 +125,9 @@ class SafetyDriver:
         # non-critical timers
         heading_lane = world.roads.lane_of(lateral_preview(world, steer, 1.5))
         following = (heading_lane - lane) * direction > 0
-        self.ignored_s = np.where((direction != 0) & self.feasible & ~following, self.ignored_s + DT_S, 0.0)
+        self.ignored_s = np.where(
+            (direction != 0) & self.feasible & ~following, self.ignored_s + DT_S, 0.0
+        )
         width = world.roads.lane_width
         offset = veh.d[:, 0] - lane * width
         straddling = np.abs(offset) + 0.5 * veh.width[:, 0] > 0.5 * width + 0.3
@@ -131,7 +140,12 @@ class SafetyDriver:
             ("ignored_command", self.ignored_s > cfg.command_patience_s),
             ("left_lane", self.straddle_s > cfg.straddle_s),
             ("too_slow", self.slow_s > cfg.slow_s),
-            ("harsh_braking", (accel < -cfg.harsh_brake_mps2) & (ttc > NO_THREAT_TTC_S) & (headway > NO_THREAT_HEADWAY_S)),
+            (
+                "harsh_braking",
+                (accel < -cfg.harsh_brake_mps2)
+                & (ttc > NO_THREAT_TTC_S)
+                & (headway > NO_THREAT_HEADWAY_S),
+            ),
         ]
         engaged = self.watching & ~self.driving
         started: list[Intervention] = []
@@ -141,7 +155,11 @@ class SafetyDriver:
         upgrade = engaged & np.isfinite(self.pending_s) & ~self.critical & crit
         for car in np.nonzero(fresh & (crit | non))[0]:
             is_crit = bool(crit[car])
-            started.append(Intervention(int(car), is_crit, str(crit_reason[car] if is_crit else non_reason[car])))
+            started.append(
+                Intervention(
+                    int(car), is_crit, str(crit_reason[car] if is_crit else non_reason[car])
+                )
+            )
         for car in np.nonzero(upgrade)[0]:  # a non-critical takeover under way turns critical
             started.append(Intervention(int(car), True, str(crit_reason[car]), upgrade=True))
         new = fresh & (crit | non)
@@ -154,7 +172,9 @@ class SafetyDriver:
         due = np.isfinite(self.pending_s) & (self.pending_s <= 1e-9) & ~self.driving
         self.driving |= due
         self.hold_s = np.where(due, self.config.hold_s, self.hold_s)
-        self.pending_s = np.where(np.isfinite(self.pending_s) & ~self.driving, self.pending_s - DT_S, self.pending_s)
+        self.pending_s = np.where(
+            np.isfinite(self.pending_s) & ~self.driving, self.pending_s - DT_S, self.pending_s
+        )
         return self.driving.copy()
 
     def hand_back(self, world: World) -> np.ndarray:

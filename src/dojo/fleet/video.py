@@ -68,7 +68,9 @@ class _H264Encoder:
         self._reformatter = VideoReformatter()
         self._yuv = np.full(width * height * 3 // 2, 128, dtype=np.uint8)  # neutral chroma
 
-    def encode(self, image: np.ndarray, index: int, keyframe: bool = False) -> list[tuple[int, bytes]]:
+    def encode(
+        self, image: np.ndarray, index: int, keyframe: bool = False
+    ) -> list[tuple[int, bytes]]:
         """(pts, Annex B bytes) of the packets out after frame ``index``: one with these settings.
 
         ``keyframe`` forces an IDR frame here (x264 turns a forced I picture into an IDR when

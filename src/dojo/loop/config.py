@@ -92,32 +92,54 @@ class LoopConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.out, str) or not self.out.strip():
             raise DojoConfigError(f"loop out={self.out!r} must name a folder.")
-        for name, low in (("loops", 1), ("cars", 1), ("seed", 0), ("train_steps", 1), ("batch_size", 1),
-                          ("shuffle_windows", 0),
-                          ("frames", 1), ("eval_decisions", 1), ("eval_cars", 1)):
+        for name, low in (
+            ("loops", 1),
+            ("cars", 1),
+            ("seed", 0),
+            ("train_steps", 1),
+            ("batch_size", 1),
+            ("shuffle_windows", 0),
+            ("frames", 1),
+            ("eval_decisions", 1),
+            ("eval_cars", 1),
+        ):
             _whole(name, getattr(self, name), low)
         if self.cars < 2:
-            raise DojoConfigError(f"loop cars={self.cars} must be at least 2: one shadow and one autonomous car a turn.")
+            raise DojoConfigError(
+                f"loop cars={self.cars} must be at least 2: one shadow and one autonomous car a turn."
+            )
         if not isinstance(self.warm_start, bool):
             raise DojoConfigError(f"loop warm_start={self.warm_start!r} must be True or False.")
-        if not isinstance(self.start_policy, str) or (self.start_policy != "naive"
-                                                      and not Path(self.start_policy).is_file()):
-            raise DojoConfigError(f"loop start_policy={self.start_policy!r} must be 'naive' or a policy checkpoint "
-                                  "file (policy.pt or checkpoint.pt).")
+        if not isinstance(self.start_policy, str) or (
+            self.start_policy != "naive" and not Path(self.start_policy).is_file()
+        ):
+            raise DojoConfigError(
+                f"loop start_policy={self.start_policy!r} must be 'naive' or a policy checkpoint "
+                "file (policy.pt or checkpoint.pt)."
+            )
         _number("drive_minutes", self.drive_minutes, 0.0)
         _number("budget_minutes", self.budget_minutes, 0.0)
         _number("lr", self.lr, 0.0)
         _number("alpha", self.alpha, 0.0, 0.5)
         _number("val_share", self.val_share, 0.0, 0.9)
-        if isinstance(self.sample_normal, bool) or not isinstance(self.sample_normal, (int, float)) \
-                or not 0.0 <= self.sample_normal <= 1.0:
-            raise DojoConfigError(f"loop sample_normal={self.sample_normal!r} must be a share in [0, 1].")
+        if (
+            isinstance(self.sample_normal, bool)
+            or not isinstance(self.sample_normal, (int, float))
+            or not 0.0 <= self.sample_normal <= 1.0
+        ):
+            raise DojoConfigError(
+                f"loop sample_normal={self.sample_normal!r} must be a share in [0, 1]."
+            )
         if self.net not in NET_KINDS:
-            raise DojoConfigError(f"loop net={self.net!r} is not known; choose one of: {', '.join(NET_KINDS)}.")
+            raise DojoConfigError(
+                f"loop net={self.net!r} is not known; choose one of: {', '.join(NET_KINDS)}."
+            )
         if self.net == "occupancy":
             raise DojoConfigError("loop net='occupancy' cannot drive; use 'policy' or 'both'.")
         if self.size not in SIZES:
-            raise DojoConfigError(f"loop size={self.size!r} is not known; choose one of: {', '.join(SIZES)}.")
+            raise DojoConfigError(
+                f"loop size={self.size!r} is not known; choose one of: {', '.join(SIZES)}."
+            )
         for name in ("hazard_window_s", "takeover_window_s"):
             lo, hi = getattr(self, name)
             if not lo < hi:

@@ -55,7 +55,9 @@ DATASET = "loop"  # the dataset name every turn adds a version to
 RESULT_FILE = "loop.json"
 CONFIG_FILE = "config.json"
 JOURNAL_FILE = "progress.json"  # the stages completed so far: what `dojo loop --resume` skips
-SEEDS_PER_TURN = 100_000  # training seeds set aside for each turn's drives (turns never share a scenario)
+SEEDS_PER_TURN = (
+    100_000  # training seeds set aside for each turn's drives (turns never share a scenario)
+)
 Log = Callable[[str], None]
 
 
@@ -68,13 +70,27 @@ def _check_out(config: LoopConfig) -> Path:
     if out.exists() and not out.is_dir():
         raise DojoConfigError(f"--out {out} is a file; the loop needs a folder.")
     if out.is_dir() and any(out.iterdir()):
-        raise DojoConfigError(f"--out {out} already holds files (an earlier loop?); choose an empty or new folder.")
+        raise DojoConfigError(
+            f"--out {out} already holds files (an earlier loop?); choose an empty or new folder."
+        )
     return out
 
 
 def _eval_summary(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("policy", "suite", "decisions", "miles", "critical_interventions", "noncritical_interventions",
-            "collisions", "nines", "nines_low", "nines_high", "nines_is_bound", "wall_s")
+    keys = (
+        "policy",
+        "suite",
+        "decisions",
+        "miles",
+        "critical_interventions",
+        "noncritical_interventions",
+        "collisions",
+        "nines",
+        "nines_low",
+        "nines_high",
+        "nines_is_bound",
+        "wall_s",
+    )
     return {k: result[k] for k in keys if k in result}
 
 
@@ -102,16 +118,22 @@ def load_config(out: str | Path) -> LoopConfig:
         saved = json.loads(path.read_text())
         assert isinstance(saved, dict)
     except FileNotFoundError:
-        raise DojoConfigError(f"--resume {out}: it holds no loop ({CONFIG_FILE} is missing).") from None
+        raise DojoConfigError(
+            f"--resume {out}: it holds no loop ({CONFIG_FILE} is missing)."
+        ) from None
     except (OSError, ValueError, AssertionError) as e:
-        raise DojoConfigError(f"--resume {out}: {path} cannot be read as a loop's config ({e}).") from e
+        raise DojoConfigError(
+            f"--resume {out}: {path} cannot be read as a loop's config ({e})."
+        ) from e
     for key in ("hazard_window_s", "takeover_window_s"):
         if isinstance(saved.get(key), list):
             saved[key] = tuple(saved[key])
     try:
         return LoopConfig(**saved)
     except TypeError as e:
-        raise DojoConfigError(f"--resume {out}: {path} is not a loop config this Dojo reads ({e}).") from e
+        raise DojoConfigError(
+            f"--resume {out}: {path} is not a loop config this Dojo reads ({e})."
+        ) from e
 
 
 class _Flywheel:
@@ -126,12 +148,20 @@ class _Flywheel:
             path = self.out / JOURNAL_FILE
             try:
                 self.journal = json.loads(path.read_text()) if path.exists() else self.journal
-                assert isinstance(self.journal.get("turns"), dict) and isinstance(self.journal.get("baselines"), dict)
+                assert isinstance(self.journal.get("turns"), dict) and isinstance(
+                    self.journal.get("baselines"), dict
+                )
             except (OSError, ValueError, AssertionError) as e:
                 raise DojoConfigError(f"--resume {self.out}: {path} cannot be read ({e}).") from e
             done = sorted(int(k) for k, t in self.journal["turns"].items() if "row" in t)
-            self.log(f"resuming {self.out}: {len(done)} turn(s) complete"
-                     + (f", turn {len(done)} from its last completed stage" if len(done) < config.loops else ""))
+            self.log(
+                f"resuming {self.out}: {len(done)} turn(s) complete"
+                + (
+                    f", turn {len(done)} from its last completed stage"
+                    if len(done) < config.loops
+                    else ""
+                )
+            )
 
     def _save_journal(self) -> None:
         _write_json(self.out / JOURNAL_FILE, self.journal)
@@ -157,11 +187,23 @@ class _Flywheel:
         cfg = self.config
         mode = "manual" if turn == 0 else "mixed"
         seed = TRAIN_SEEDS.start + (cfg.seed + turn * SEEDS_PER_TURN) % len(TRAIN_SEEDS)
-        drive_cfg = DriveConfig(cars=cfg.cars, minutes=cfg.drive_minutes, mode=mode, policy=policy, seed=seed,
-                                out=str(self.out / "drives" / f"loop{turn}"), logging="full")
+        drive_cfg = DriveConfig(
+            cars=cfg.cars,
+            minutes=cfg.drive_minutes,
+            mode=mode,
+            policy=policy,
+            seed=seed,
+            out=str(self.out / "drives" / f"loop{turn}"),
+            logging="full",
+        )
         fleet = Fleet(drive_cfg)
-        with tqdm(total=drive_cfg.steps, desc=f"loop {turn} drive ({mode})", unit="step", leave=False,
-                  disable=not self.progress) as bar:
+        with tqdm(
+            total=drive_cfg.steps,
+            desc=f"loop {turn} drive ({mode})",
+            unit="step",
+            leave=False,
+            disable=not self.progress,
+        ) as bar:
             fleet.on_step = lambda s: bar.update(1)
             summary = fleet.run()
         if summary.interrupted:
@@ -170,8 +212,12 @@ class _Flywheel:
 
     def mine(self, turn: int) -> tuple[ds.DatasetVersion, list[dict[str, Any]], dict[str, Any]]:
         cfg = self.config
-        hazards = mine_entries(self.store_path, HAZARD_TRIGGERS, cfg.hazard_window_s, cfg.sample_normal, cfg.seed)
-        takeovers = mine_entries(self.store_path, TAKEOVER_TRIGGERS, cfg.takeover_window_s, 0.0, cfg.seed)
+        hazards = mine_entries(
+            self.store_path, HAZARD_TRIGGERS, cfg.hazard_window_s, cfg.sample_normal, cfg.seed
+        )
+        takeovers = mine_entries(
+            self.store_path, TAKEOVER_TRIGGERS, cfg.takeover_window_s, 0.0, cfg.seed
+        )
         seen: set[tuple[str, float, float]] = set()
         entries: list[dict[str, Any]] = []
         dropped: Counter[str] = Counter()
@@ -193,44 +239,89 @@ class _Flywheel:
         recipe = {
             "command": f"dojo loop --out {self.out} (turn {turn})",
             "triggers": hazards.triggers + takeovers.triggers,
-            "parts": [{"triggers": m.triggers, "window_s": list(m.window_s), "params": m.params, "sql": m.sql}
-                      for m in (hazards, takeovers)],
+            "parts": [
+                {
+                    "triggers": m.triggers,
+                    "window_s": list(m.window_s),
+                    "params": m.params,
+                    "sql": m.sql,
+                }
+                for m in (hazards, takeovers)
+            ],
             "sample_normal": hazards.sample_normal,
             "label_sources": list(LABEL_SOURCES),
             "seed": cfg.seed,
         }
-        mining = {"moments": {**hazards.moments, **takeovers.moments},
-                  "dropped_no_video": {**hazards.dropped_no_video, **takeovers.dropped_no_video},
-                  "dropped_network_driven": dict(dropped)}
-        version = ds.save_dataset(self.store_path, DATASET, entries, recipe=recipe, mining=mining,
-                                  val_share=cfg.val_share, seed=cfg.seed)
+        mining = {
+            "moments": {**hazards.moments, **takeovers.moments},
+            "dropped_no_video": {**hazards.dropped_no_video, **takeovers.dropped_no_video},
+            "dropped_network_driven": dict(dropped),
+        }
+        version = ds.save_dataset(
+            self.store_path,
+            DATASET,
+            entries,
+            recipe=recipe,
+            mining=mining,
+            val_share=cfg.val_share,
+            seed=cfg.seed,
+        )
         return version, entries, mining
 
     def train(self, turn: int, ref: str, deployed: str) -> dict[str, Any]:
         cfg = self.config
-        init = deployed if cfg.warm_start and cfg.net == "policy" and deployed not in ("naive", "expert") else None
+        init = (
+            deployed
+            if cfg.warm_start and cfg.net == "policy" and deployed not in ("naive", "expert")
+            else None
+        )
         run = self.out / "runs" / f"loop{turn}"
         # an interrupted run continues from its last checkpoint; one stopped before its first starts again
         resume = (run / CHECKPOINT_FILE).exists()
         if run.exists() and not resume:
             shutil.rmtree(run)
-        tc = TrainConfig(dataset=ref, store=str(self.store_path), out=str(run),
-                         net=cfg.net, size=cfg.size, steps=cfg.train_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                         frames=cfg.frames, seed=cfg.seed + turn, checkpoint_every=max(cfg.train_steps // 4, 1),
-                         val_every=cfg.train_steps, buffer_windows=cfg.shuffle_windows, init_from=init,
-                         resume=resume, progress=self.progress)
+        tc = TrainConfig(
+            dataset=ref,
+            store=str(self.store_path),
+            out=str(run),
+            net=cfg.net,
+            size=cfg.size,
+            steps=cfg.train_steps,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            frames=cfg.frames,
+            seed=cfg.seed + turn,
+            checkpoint_every=max(cfg.train_steps // 4, 1),
+            val_every=cfg.train_steps,
+            buffer_windows=cfg.shuffle_windows,
+            init_from=init,
+            resume=resume,
+            progress=self.progress,
+        )
         return train(tc)
 
     def evaluate(self, name: str, policy: str) -> dict[str, Any]:
         cfg = self.config
-        with tqdm(total=cfg.eval_decisions, desc=f"eval {name}", unit="decision", leave=False,
-                  disable=not self.progress) as bar:
+        with tqdm(
+            total=cfg.eval_decisions,
+            desc=f"eval {name}",
+            unit="decision",
+            leave=False,
+            disable=not self.progress,
+        ) as bar:
+
             def tick(done: int, planned: int) -> None:
                 bar.total = planned
                 bar.update(done - bar.n)
 
-            result = evaluate(policy, cfg.suite, cfg.eval_decisions, cfg.eval_cars, suites_file=cfg.suites_file,
-                              progress=tick)
+            result = evaluate(
+                policy,
+                cfg.suite,
+                cfg.eval_decisions,
+                cfg.eval_cars,
+                suites_file=cfg.suites_file,
+                progress=tick,
+            )
         folder = self.out / "eval"
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / f"{name}.json", result)  # whole or absent: the journal points at it
@@ -271,14 +362,20 @@ class _Flywheel:
                 continue
             elapsed = time.perf_counter() - start
             if len(rows) > 0 and elapsed + slowest_s > budget_s:
-                stopped = (f"budget: {elapsed / 60:.1f} of {cfg.budget_minutes:g} min spent and a turn takes "
-                           f"up to {slowest_s / 60:.1f} min; stopped before loop {turn}")
+                stopped = (
+                    f"budget: {elapsed / 60:.1f} of {cfg.budget_minutes:g} min spent and a turn takes "
+                    f"up to {slowest_s / 60:.1f} min; stopped before loop {turn}"
+                )
                 self.log(stopped)
                 break
             t0 = time.perf_counter()
             row = self.turn(turn, deployed)
             if row["promoted"]:
-                deployed = {"model": row["candidate"], "loop": turn, "eval": self.evals[f"loop{turn}"]}
+                deployed = {
+                    "model": row["candidate"],
+                    "loop": turn,
+                    "eval": self.evals[f"loop{turn}"],
+                }
             row["deployed"] = deployed["model"]
             row["wall_s"] = time.perf_counter() - t0 + row.pop("resumed_s", 0.0)
             slowest_s = max(slowest_s, row["wall_s"])
@@ -292,10 +389,18 @@ class _Flywheel:
             "loops": rows,
             "naive": _eval_summary(naive),
             "expert": _eval_summary(expert),
-            "naive_nines": naive["nines"], "naive_nines_low": naive["nines_low"], "naive_nines_high": naive["nines_high"],
-            "expert_nines": expert["nines"], "expert_nines_low": expert["nines_low"],
-            "expert_nines_high": expert["nines_high"], "expert_nines_is_bound": expert["nines_is_bound"],
-            "deployed": {"model": deployed["model"], "loop": deployed["loop"], **_eval_summary(deployed["eval"])},
+            "naive_nines": naive["nines"],
+            "naive_nines_low": naive["nines_low"],
+            "naive_nines_high": naive["nines_high"],
+            "expert_nines": expert["nines"],
+            "expert_nines_low": expert["nines_low"],
+            "expert_nines_high": expert["nines_high"],
+            "expert_nines_is_bound": expert["nines_is_bound"],
+            "deployed": {
+                "model": deployed["model"],
+                "loop": deployed["loop"],
+                **_eval_summary(deployed["eval"]),
+            },
             "start": {"model": cfg.start_policy, **_eval_summary(self.evals.get("start", naive))},
             "stopped_early": stopped,
             "wall_s": time.perf_counter() - start,
@@ -324,18 +429,29 @@ class _Flywheel:
         return self.drive(turn, policy)
 
     def _ingest(self, turn: int) -> dict[str, Any]:
-        summary = ingest([self.out / "drives" / f"loop{turn}"], self.store_path)  # idempotent: safe to repeat
+        summary = ingest(
+            [self.out / "drives" / f"loop{turn}"], self.store_path
+        )  # idempotent: safe to repeat
         if summary.files_quarantined:
-            self.log(f"loop {turn}: {summary.files_quarantined} drive log(s) quarantined: {summary.quarantined}")
-        return {"files_ingested": summary.files_ingested, "files_quarantined": summary.files_quarantined,
-                "quarantined": summary.quarantined}
+            self.log(
+                f"loop {turn}: {summary.files_quarantined} drive log(s) quarantined: {summary.quarantined}"
+            )
+        return {
+            "files_ingested": summary.files_ingested,
+            "files_quarantined": summary.files_quarantined,
+            "quarantined": summary.quarantined,
+        }
 
     def _mine(self, turn: int) -> dict[str, Any]:
         version, entries, mining = self.mine(turn)
         by_trigger: Counter[str] = Counter(trig for e in entries for trig in e["triggers"])
-        return {"dataset": version.ref, "windows": len(entries), "windows_by_trigger": dict(sorted(by_trigger.items())),
-                "windows_by_label_source": dict(Counter(e["label_source"] for e in entries)),
-                "dropped_network_driven": mining["dropped_network_driven"]}
+        return {
+            "dataset": version.ref,
+            "windows": len(entries),
+            "windows_by_trigger": dict(sorted(by_trigger.items())),
+            "windows_by_label_source": dict(Counter(e["label_source"] for e in entries)),
+            "dropped_network_driven": mining["dropped_network_driven"],
+        }
 
     def _evaluate_candidate(self, turn: int, candidate: str) -> str:
         self.evaluate(f"loop{turn}", candidate)
@@ -343,11 +459,15 @@ class _Flywheel:
 
     def turn(self, turn: int, deployed: dict[str, Any]) -> dict[str, Any]:
         journal = self._turn_journal(turn)
-        resumed_s = sum(journal.get("stage_s", {}).values())  # time the stages done before a resume took
+        resumed_s = sum(
+            journal.get("stage_s", {}).values()
+        )  # time the stages done before a resume took
         drive = self._stage(turn, "drive", lambda: self._drive_afresh(turn, deployed["model"]))
         self._stage(turn, "ingest", lambda: self._ingest(turn))
         mined = self._stage(turn, "mine", lambda: self._mine(turn))
-        trained = self._stage(turn, "train", lambda: self.train(turn, mined["dataset"], deployed["model"]))
+        trained = self._stage(
+            turn, "train", lambda: self.train(turn, mined["dataset"], deployed["model"])
+        )
         candidate = str(Path(trained["run"]) / "policy.pt")
         eval_file = self._stage(turn, "eval", lambda: self._evaluate_candidate(turn, candidate))
         result = self.evals.get(f"loop{turn}") or json.loads((self.out / eval_file).read_text())
@@ -356,8 +476,19 @@ class _Flywheel:
         decision = gate(result, deployed["eval"], self.config.alpha)
         return {
             "loop": turn,
-            "drive": {k: drive[k] for k in ("mode", "policy", "cars", "decisions", "critical_interventions",
-                                             "noncritical_interventions", "shadow_disagreements", "collisions")},
+            "drive": {
+                k: drive[k]
+                for k in (
+                    "mode",
+                    "policy",
+                    "cars",
+                    "decisions",
+                    "critical_interventions",
+                    "noncritical_interventions",
+                    "shadow_disagreements",
+                    "collisions",
+                )
+            },
             "dataset": mined["dataset"],
             "windows": mined["windows"],
             "windows_by_trigger": mined["windows_by_trigger"],
@@ -377,8 +508,19 @@ class _Flywheel:
             "nines_low": result["nines_low"],
             "nines_high": result["nines_high"],
             "nines_is_bound": result["nines_is_bound"],
-            "families": {f: {k: r[k] for k in ("decisions", "critical_interventions", "nines", "nines_low", "nines_high")}
-                         for f, r in result["families"].items()},
+            "families": {
+                f: {
+                    k: r[k]
+                    for k in (
+                        "decisions",
+                        "critical_interventions",
+                        "nines",
+                        "nines_low",
+                        "nines_high",
+                    )
+                }
+                for f, r in result["families"].items()
+            },
             "promoted": decision.promoted,
             "gate": decision.reason,
             "against": deployed["model"],
@@ -397,13 +539,17 @@ def recent_loss(run: str | Path, share: float = 0.1) -> float | None:
                     row = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(row, dict) and "step" in row and isinstance(row.get("loss"), (int, float)):
+                if (
+                    isinstance(row, dict)
+                    and "step" in row
+                    and isinstance(row.get("loss"), (int, float))
+                ):
                     losses.append(float(row["loss"]))
     except OSError:
         return None
     if not losses:
         return None
-    tail = losses[-max(1, int(len(losses) * share)):]
+    tail = losses[-max(1, int(len(losses) * share)) :]
     return sum(tail) / len(tail)
 
 
@@ -422,10 +568,16 @@ def _versus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _nines_words(r: dict[str, Any]) -> str:
-    high = "inf" if r["nines_high"] is None or math.isinf(r["nines_high"]) else f"{r['nines_high']:.2f}"
+    high = (
+        "inf"
+        if r["nines_high"] is None or math.isinf(r["nines_high"])
+        else f"{r['nines_high']:.2f}"
+    )
     point = (">=" if r["nines_is_bound"] else "") + f"{r['nines']:.2f}"
-    return (f"{r['critical_interventions']:>5,} critical in {r['decisions']:,} decisions: "
-            f"nines {point} [{r['nines_low']:.2f}, {high}]")
+    return (
+        f"{r['critical_interventions']:>5,} critical in {r['decisions']:,} decisions: "
+        f"nines {point} [{r['nines_low']:.2f}, {high}]"
+    )
 
 
 _HEAD = f"{'loop':>4}  {'windows (by trigger)':<44}{'loss':>8}{'IoU':>6}{'decisions':>11}{'critical':>9}  {'nines [95%]':<20}promoted"
@@ -438,11 +590,19 @@ def format_row(row: dict[str, Any], header: bool = False) -> str:
     if len(windows) > 43:
         windows = windows[:40] + "..."
     iou = "-" if row["occupancy_iou"] is None else f"{row['occupancy_iou']:.2f}"
-    high = "inf" if row["nines_high"] is None or math.isinf(row["nines_high"]) else f"{row['nines_high']:.2f}"
-    nines = (">=" if row["nines_is_bound"] else "") + f"{row['nines']:.2f} [{row['nines_low']:.2f}, {high}]"
+    high = (
+        "inf"
+        if row["nines_high"] is None or math.isinf(row["nines_high"])
+        else f"{row['nines_high']:.2f}"
+    )
+    nines = (
+        ">=" if row["nines_is_bound"] else ""
+    ) + f"{row['nines']:.2f} [{row['nines_low']:.2f}, {high}]"
     promoted = "yes" if row["promoted"] else f"no: {row['gate']}"
-    line = (f"{row['loop']:>4}  {windows:<44}{row['train_loss']:>8.4f}{iou:>6}{row['decisions']:>11,}"
-            f"{row['critical_interventions']:>9,}  {nines:<20}{promoted}")
+    line = (
+        f"{row['loop']:>4}  {windows:<44}{row['train_loss']:>8.4f}{iou:>6}{row['decisions']:>11,}"
+        f"{row['critical_interventions']:>9,}  {nines:<20}{promoted}"
+    )
     return (_HEAD + "\n" + line) if header else line
 
 
@@ -471,4 +631,12 @@ def resume_loop(out: str | Path, log: Log | None = None, progress: bool = True) 
     return _Flywheel(config, log or _stderr, progress, resume=True).run()
 
 
-__all__ = ["DATASET", "JOURNAL_FILE", "RESULT_FILE", "format_row", "load_config", "resume_loop", "run_loop"]
+__all__ = [
+    "DATASET",
+    "JOURNAL_FILE",
+    "RESULT_FILE",
+    "format_row",
+    "load_config",
+    "resume_loop",
+    "run_loop",
+]

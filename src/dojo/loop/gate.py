@@ -27,7 +27,9 @@ from dojo.eval.nines import ALPHA, compare
 class GateDecision:
     promoted: bool
     reasons: list[str] = field(default_factory=list)  # why it was refused (empty when promoted)
-    regressions: dict[str, float] = field(default_factory=dict)  # family -> p-value of a significant regression
+    regressions: dict[str, float] = field(
+        default_factory=dict
+    )  # family -> p-value of a significant regression
 
     @property
     def reason(self) -> str:
@@ -37,10 +39,14 @@ class GateDecision:
 def _counts(result: Mapping[str, Any], name: str) -> None:
     for key in ("critical_interventions", "decisions", "nines_low", "families"):
         if key not in result:
-            raise DojoConfigError(f"The {name} evaluation has no {key!r}; give a result of dojo.eval.evaluate.")
+            raise DojoConfigError(
+                f"The {name} evaluation has no {key!r}; give a result of dojo.eval.evaluate."
+            )
 
 
-def gate(candidate: Mapping[str, Any], incumbent: Mapping[str, Any], alpha: float = ALPHA) -> GateDecision:
+def gate(
+    candidate: Mapping[str, Any], incumbent: Mapping[str, Any], alpha: float = ALPHA
+) -> GateDecision:
     """Whether ``candidate`` may replace ``incumbent`` (both results of :func:`dojo.eval.evaluate`)."""
     _counts(candidate, "candidate")
     _counts(incumbent, "incumbent")
@@ -52,15 +58,22 @@ def gate(candidate: Mapping[str, Any], incumbent: Mapping[str, Any], alpha: floa
     c_low, i_low = float(candidate["nines_low"]), float(incumbent["nines_low"])
     if c_low < i_low:
         digits = 2 if round(c_low, 2) != round(i_low, 2) else 4  # never "2.41 is below 2.41"
-        reasons.append(f"lower bound on nines {c_low:.{digits}f} is below the deployed model's {i_low:.{digits}f}")
+        reasons.append(
+            f"lower bound on nines {c_low:.{digits}f} is below the deployed model's {i_low:.{digits}f}"
+        )
     regressions: dict[str, float] = {}
     for fam, inc in incumbent["families"].items():
         cand = candidate["families"].get(fam)
         if cand is None:
             reasons.append(f"family {fam} was not evaluated")
             continue
-        test = compare(int(cand["critical_interventions"]), int(cand["decisions"]),
-                       int(inc["critical_interventions"]), int(inc["decisions"]), alpha)
+        test = compare(
+            int(cand["critical_interventions"]),
+            int(cand["decisions"]),
+            int(inc["critical_interventions"]),
+            int(inc["decisions"]),
+            alpha,
+        )
         if test["significant"] and test["better"] == "b":
             regressions[fam] = float(test["p_value"])
             reasons.append(

@@ -89,7 +89,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------- nines.png
 def _y_range(result: dict[str, Any]) -> tuple[float, float]:
     """(bottom, top) of the nines axis: every finite value with a margin, never below 0."""
-    keys = ("naive_nines", "naive_nines_low", "naive_nines_high", "expert_nines", "expert_nines_low")
+    keys = (
+        "naive_nines",
+        "naive_nines_low",
+        "naive_nines_high",
+        "expert_nines",
+        "expert_nines_low",
+    )
     values = [result.get(k) for k in keys]
     for row in result.get("loops", []):
         values += [row.get("nines"), row.get("nines_low"), row.get("nines_high")]
@@ -100,19 +106,33 @@ def _y_range(result: dict[str, Any]) -> tuple[float, float]:
 
 
 def _baselines(ax: Axes, result: dict[str, Any]) -> None:
-    naive, low, high = (_num(result.get(k)) for k in ("naive_nines", "naive_nines_low", "naive_nines_high"))
+    naive, low, high = (
+        _num(result.get(k)) for k in ("naive_nines", "naive_nines_low", "naive_nines_high")
+    )
     if naive is not None:
         ax.axhline(naive, color="tab:orange", lw=1.5, label=f"naive {naive:.2f}")
         if low is not None:
-            ax.axhspan(low, min(_high(high), ax.get_ylim()[1]), color="tab:orange", alpha=0.15,
-                       label="naive 95% interval")
+            ax.axhspan(
+                low,
+                min(_high(high), ax.get_ylim()[1]),
+                color="tab:orange",
+                alpha=0.15,
+                label="naive 95% interval",
+            )
     expert, e_low = _num(result.get("expert_nines")), _num(result.get("expert_nines_low"))
     if expert is not None:
         bound = bool(result.get("expert_nines_is_bound"))
-        ax.axhline(expert, color="tab:green", lw=1.5, ls="--" if bound else "-",
-                   label=f"expert {'>= ' if bound else ''}{expert:.2f}")
+        ax.axhline(
+            expert,
+            color="tab:green",
+            lw=1.5,
+            ls="--" if bound else "-",
+            label=f"expert {'>= ' if bound else ''}{expert:.2f}",
+        )
         if e_low is not None and not bound and e_low < expert:
-            ax.axhline(e_low, color="tab:green", lw=1, ls=":", label=f"expert lower bound {e_low:.2f}")
+            ax.axhline(
+                e_low, color="tab:green", lw=1, ls=":", label=f"expert lower bound {e_low:.2f}"
+            )
 
 
 @dataclass(frozen=True)
@@ -131,19 +151,37 @@ _REFUSED = _Style("o", 7, "tab:gray", "white", "refused by the gate")
 def _nines_points(ax: Axes, rows: list[dict[str, Any]], top: float) -> None:
     """Each turn's nines with its interval; an open upper end runs to the top with an arrow."""
     for promoted, st in ((True, _PROMOTED), (False, _REFUSED)):
-        pick = [r for r in rows if bool(r.get("promoted")) is promoted and _num(r.get("nines")) is not None]
+        pick = [
+            r
+            for r in rows
+            if bool(r.get("promoted")) is promoted and _num(r.get("nines")) is not None
+        ]
         if not pick:
             continue
         x = np.array([r["loop"] for r in pick], dtype=float)
         y = np.array([float(r["nines"]) for r in pick])
         low = np.array([_num(r.get("nines_low")) or y[i] for i, r in enumerate(pick)])
         high = np.array([min(_high(r.get("nines_high")), top) for r in pick])
-        ax.errorbar(x, y, yerr=[np.maximum(y - low, 0), np.maximum(high - y, 0)], ls="none", capsize=4,
-                    marker=st.marker, ms=st.size, color=st.colour, mfc=st.face, label=st.label)
+        ax.errorbar(
+            x,
+            y,
+            yerr=[np.maximum(y - low, 0), np.maximum(high - y, 0)],
+            ls="none",
+            capsize=4,
+            marker=st.marker,
+            ms=st.size,
+            color=st.colour,
+            mfc=st.face,
+            label=st.label,
+        )
         for xi, r in zip(x, pick, strict=True):
             if math.isinf(_high(r.get("nines_high"))):
-                ax.annotate("", xy=(xi, top), xytext=(xi, top - 0.3),
-                            arrowprops={"arrowstyle": "->", "color": st.colour})
+                ax.annotate(
+                    "",
+                    xy=(xi, top),
+                    xytext=(xi, top - 0.3),
+                    arrowprops={"arrowstyle": "->", "color": st.colour},
+                )
 
 
 def plot_nines(result: dict[str, Any], path: Path) -> Picture:
@@ -160,10 +198,15 @@ def plot_nines(result: dict[str, Any], path: Path) -> Picture:
     ax.set_title("Nines per loop (95% Clopper-Pearson interval; arrow: no upper bound)")
     ax.set_xticks([int(r["loop"]) for r in rows] or [0])
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the plot: never over a point
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8
+    )  # beside the plot: never over a point
     _save(fig, path)
-    return Picture("Nines per loop", path.name,
-                   "Each candidate's nines on the held-out suite; promoted turns are starred.")
+    return Picture(
+        "Nines per loop",
+        path.name,
+        "Each candidate's nines on the held-out suite; promoted turns are starred.",
+    )
 
 
 # ----------------------------------------------------------------------------- families.png
@@ -177,7 +220,9 @@ def _family_counts(result: dict[str, Any], out: Path) -> dict[str, dict[str, flo
             series[name] = {f: float(v.get("critical_interventions", 0)) for f, v in fams.items()}
     for row in result.get("loops", []):
         fams = row.get("families") or {}
-        series[f"loop {row['loop']}"] = {f: float(v.get("critical_interventions", 0)) for f, v in fams.items()}
+        series[f"loop {row['loop']}"] = {
+            f: float(v.get("critical_interventions", 0)) for f, v in fams.items()
+        }
     return series
 
 
@@ -189,15 +234,23 @@ def plot_families(result: dict[str, Any], out: Path, path: Path) -> Picture:
     for counts in series.values():
         families += [f for f in counts if f not in families]
     if not families:
-        return Picture(title, None, "No per-family results were found (no eval/*.json and no rows).")
+        return Picture(
+            title, None, "No per-family results were found (no eval/*.json and no rows)."
+        )
     fig = Figure(figsize=(max(7.0, 1.3 * len(families)), 4.5))
     ax = fig.subplots()
     width = 0.8 / len(series)
     x = np.arange(len(families))
     for i, (name, counts) in enumerate(series.items()):
-        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, [counts.get(f, 0) for f in families], width,
-                      label=name)
-        if len(series) * len(families) <= 60:  # counts on the bars while they stay legible (0 shows too)
+        bars = ax.bar(
+            x + (i - (len(series) - 1) / 2) * width,
+            [counts.get(f, 0) for f in families],
+            width,
+            label=name,
+        )
+        if (
+            len(series) * len(families) <= 60
+        ):  # counts on the bars while they stay legible (0 shows too)
             ax.bar_label(bars, fmt="%g", fontsize=7)
     ax.set_xticks(x, families)
     ax.set_ylabel("critical interventions")
@@ -205,7 +258,11 @@ def plot_families(result: dict[str, Any], out: Path, path: Path) -> Picture:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
-    return Picture(title, path.name, "Fewer is better; naive and expert from eval/naive.json and eval/expert.json.")
+    return Picture(
+        title,
+        path.name,
+        "Fewer is better; naive and expert from eval/naive.json and eval/expert.json.",
+    )
 
 
 # ----------------------------------------------------------------------------- loss.png
@@ -222,7 +279,11 @@ def read_losses(metrics: Path) -> tuple[np.ndarray, np.ndarray]:
             rec = json.loads(line)
         except ValueError:
             continue
-        if isinstance(rec, dict) and _num(rec.get("step")) is not None and _num(rec.get("loss")) is not None:
+        if (
+            isinstance(rec, dict)
+            and _num(rec.get("step")) is not None
+            and _num(rec.get("loss")) is not None
+        ):
             steps.append(float(rec["step"]))
             losses.append(float(rec["loss"]))
     return np.asarray(steps), np.asarray(losses)
@@ -249,11 +310,15 @@ def plot_loss(result: dict[str, Any], out: Path, path: Path) -> Picture:
         steps, losses = read_losses(out / "runs" / f"loop{row['loop']}" / "metrics.jsonl")
         if not steps.size:
             continue
-        line = ax.plot(steps, running_mean(losses, max(1, steps.size // 20)), label=f"loop {row['loop']}")
+        line = ax.plot(
+            steps, running_mean(losses, max(1, steps.size // 20)), label=f"loop {row['loop']}"
+        )
         ax.plot(steps, losses, color=line[0].get_color(), alpha=0.2, lw=0.8)
         drawn.append(losses)
     if not drawn:
-        return Picture(title, None, "No training metrics were found under runs/loopK/metrics.jsonl.")
+        return Picture(
+            title, None, "No training metrics were found under runs/loopK/metrics.jsonl."
+        )
     every = np.concatenate(drawn)
     if every.min() > 0 and every.max() / every.min() > 10:
         ax.set_yscale("log")
@@ -263,7 +328,9 @@ def plot_loss(result: dict[str, Any], out: Path, path: Path) -> Picture:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
-    return Picture(title, path.name, "Each candidate is trained from scratch on that turn's dataset version.")
+    return Picture(
+        title, path.name, "Each candidate is trained from scratch on that turn's dataset version."
+    )
 
 
 # ----------------------------------------------------------------------------- moment.png
@@ -297,7 +364,9 @@ def find_takeover(con: Any) -> Moment | None:
     if row is None:
         return None
     d, t, crit, reason, clip, t0, t1, fam = row
-    return Moment(str(d), float(t), bool(crit), str(reason), str(clip), float(t0), float(t1), str(fam))
+    return Moment(
+        str(d), float(t), bool(crit), str(reason), str(clip), float(t0), float(t1), str(fam)
+    )
 
 
 def _frames_at(store: Any, m: Moment) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
@@ -323,8 +392,12 @@ def _telemetry(con: Any, m: Moment) -> dict[str, np.ndarray]:
     ).fetchall()
     cols = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
     as_float = [np.array([np.nan if v is None else v for v in c], dtype=float) for c in cols[:3]]
-    return {"t": as_float[0] - m.t_s, "accel": as_float[1], "steer": as_float[2],
-            "driver": np.array(cols[3], dtype=object)}
+    return {
+        "t": as_float[0] - m.t_s,
+        "accel": as_float[1],
+        "steer": as_float[2],
+        "driver": np.array(cols[3], dtype=object),
+    }
 
 
 def _handback_s(con: Any, m: Moment) -> float | None:
@@ -335,15 +408,23 @@ def _handback_s(con: Any, m: Moment) -> float | None:
     return None if row is None or row[0] is None else float(row[0]) - m.t_s
 
 
-def _telemetry_figure(tel: dict[str, np.ndarray], handback: float | None, width_px: int) -> Image.Image:
+def _telemetry_figure(
+    tel: dict[str, np.ndarray], handback: float | None, width_px: int
+) -> Image.Image:
     fig = Figure(figsize=(max(width_px / DPI, 6.0), 4.2))
     axes = fig.subplots(2, 1, sharex=True)
     for ax, key, label in ((axes[0], "accel", "accel [m/s²]"), (axes[1], "steer", "steer [rad]")):
         ax.plot(tel["t"], tel[key], color="0.75", lw=1, zorder=1)
         for driver in sorted(set(tel["driver"].tolist())):
             pick = tel["driver"] == driver
-            ax.scatter(tel["t"][pick], tel[key][pick], s=10, zorder=2, label=str(driver),
-                       color=DRIVER_COLOURS.get(str(driver), "tab:olive"))
+            ax.scatter(
+                tel["t"][pick],
+                tel[key][pick],
+                s=10,
+                zorder=2,
+                label=str(driver),
+                color=DRIVER_COLOURS.get(str(driver), "tab:olive"),
+            )
         ax.axvline(0.0, color="black", lw=1.2, label="takeover")
         if handback is not None:
             ax.axvline(handback, color="black", lw=1, ls="--", label="handed back")
@@ -384,19 +465,26 @@ def plot_moment(store_path: Path, path: Path) -> Picture:
     con = connect(store)
     moment = find_takeover(con)
     if moment is None:
-        return Picture(title, None, "Skipped: the clip store holds no takeover (no intervention_start event).")
+        return Picture(
+            title, None, "Skipped: the clip store holds no takeover (no intervention_start event)."
+        )
     frames, grid, names = _frames_at(store, moment)
     labelled = grid is not None
     if grid is None:
         grid = np.full((60, 40), FREE, dtype=np.uint8)
     kind = "critical takeover" if moment.critical else "takeover (no critical one in the store)"
-    caption = (f"{kind} at t = {moment.t_s:.1f} s, drive {moment.drive_id[:12]}, {moment.family or '?'}: "
-               f"{moment.reason or '?'}" + ("" if labelled else " (no occupancy label)"))
+    caption = (
+        f"{kind} at t = {moment.t_s:.1f} s, drive {moment.drive_id[:12]}, {moment.family or '?'}: "
+        f"{moment.reason or '?'}" + ("" if labelled else " (no occupancy label)")
+    )
     top = mosaic(frames, grid, names, caption)
     tel = _telemetry(con, moment)
     _stack(top, _telemetry_figure(tel, _handback_s(con, moment), top.width)).save(path)
-    return Picture(title if moment.critical else "A mined takeover (not critical)", path.name,
-                   caption + f"; clip {moment.clip_id}.")
+    return Picture(
+        title if moment.critical else "A mined takeover (not critical)",
+        path.name,
+        caption + f"; clip {moment.clip_id}.",
+    )
 
 
 def _guarded(title: str, draw: Any, *args: Any) -> Picture:
@@ -427,30 +515,60 @@ def _loop_row(r: dict[str, Any]) -> str:
     trig = ", ".join(f"{k} {v}" for k, v in (r.get("windows_by_trigger") or {}).items())
     windows = f"{r.get('windows', '-')} ({trig})" if trig else str(r.get("windows", "-"))
     verdict = "yes" if r.get("promoted") else f"no: {r.get('gate', '')}"
-    cells = [r.get("loop", "-"), windows, _fmt(r.get("train_loss"), 4), _fmt(r.get("occupancy_iou")),
-             _count(r.get("decisions")), _count(r.get("critical_interventions")), _interval(r), verdict]
+    cells = [
+        r.get("loop", "-"),
+        windows,
+        _fmt(r.get("train_loss"), 4),
+        _fmt(r.get("occupancy_iou")),
+        _count(r.get("decisions")),
+        _count(r.get("critical_interventions")),
+        _interval(r),
+        verdict,
+    ]
     cls = ' class="promoted"' if r.get("promoted") else ""
     return f"<tr{cls}>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>"
 
 
 def _loops_table(rows: list[dict[str, Any]]) -> str:
-    head = ["loop", "windows (by trigger)", "train loss", "occupancy IoU", "decisions", "critical",
-            "nines [low, high]", "promoted / gate reason"]
-    body = "\n".join(_loop_row(r) for r in rows) or '<tr><td colspan="8">no loop completed</td></tr>'
-    return ("<table>\n<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>\n" + body + "\n</table>")
+    head = [
+        "loop",
+        "windows (by trigger)",
+        "train loss",
+        "occupancy IoU",
+        "decisions",
+        "critical",
+        "nines [low, high]",
+        "promoted / gate reason",
+    ]
+    body = (
+        "\n".join(_loop_row(r) for r in rows) or '<tr><td colspan="8">no loop completed</td></tr>'
+    )
+    return (
+        "<table>\n<tr>"
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr>\n"
+        + body
+        + "\n</table>"
+    )
 
 
 def _baseline_line(name: str, r: dict[str, Any] | None) -> str:
     if not r:
         return f"<li>{_e(name)}: not measured</li>"
-    return (f"<li><b>{_e(name)}</b>: {_e(_count(r.get('critical_interventions')))} critical in "
-            f"{_e(_count(r.get('decisions')))} decisions, nines {_e(_interval(r))}</li>")
+    return (
+        f"<li><b>{_e(name)}</b>: {_e(_count(r.get('critical_interventions')))} critical in "
+        f"{_e(_count(r.get('decisions')))} decisions, nines {_e(_interval(r))}</li>"
+    )
 
 
 def _verdict(v: Any, deployed: str, other: str) -> str:
     if not isinstance(v, dict):
         return f"not compared with {other}"
-    p = _fmt(v.get("p_value"), 3) if _num(v.get("p_value")) is None else f"{float(v['p_value']):.2g}"
+    p = (
+        _fmt(v.get("p_value"), 3)
+        if _num(v.get("p_value")) is None
+        else f"{float(v['p_value']):.2g}"
+    )
     if not v.get("significant"):
         return f"not significantly different from {other} (Fisher p = {p})"
     side = "safer" if v.get("safer") == deployed else "less safe"
@@ -478,8 +596,10 @@ def _deployed_section(result: dict[str, Any]) -> str:
 def _picture_html(p: Picture) -> str:
     if p.file is None:
         return f'<h2>{_e(p.title)}</h2>\n<p class="skipped">{_e(p.note)}</p>'
-    return (f'<h2>{_e(p.title)}</h2>\n<figure><img src="{_e(p.file)}" alt="{_e(p.title)}">'
-            f"<figcaption>{_e(p.note)}</figcaption></figure>")
+    return (
+        f'<h2>{_e(p.title)}</h2>\n<figure><img src="{_e(p.file)}" alt="{_e(p.title)}">'
+        f"<figcaption>{_e(p.note)}</figcaption></figure>"
+    )
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -499,10 +619,15 @@ def render_html(result: dict[str, Any], pictures: list[Picture]) -> str:
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>Dojo loop report</h1>\n<p>Held-out suite <code>{_e(suite)}</code>; "
         f"{_e(len(result.get('loops', [])))} loop(s) in {_e(_fmt(_num(result.get('wall_s')) or 0.0, 1))} s.</p>",
-        "<h2>Loops</h2>", _loops_table(list(result.get("loops", []))),
+        "<h2>Loops</h2>",
+        _loops_table(list(result.get("loops", []))),
         "<h2>Baselines (same suite, same seeds)</h2>",
-        "<ul>" + _baseline_line("naive", result.get("naive")) + _baseline_line("expert", result.get("expert")) + "</ul>",
-        "<h2>Deployed model</h2>", _deployed_section(result),
+        "<ul>"
+        + _baseline_line("naive", result.get("naive"))
+        + _baseline_line("expert", result.get("expert"))
+        + "</ul>",
+        "<h2>Deployed model</h2>",
+        _deployed_section(result),
         *(_picture_html(p) for p in pictures),
         f"<h2>Config</h2>\n<pre>{_e(config)}</pre>",
         "</body></html>",
@@ -519,7 +644,13 @@ def write_report(result: dict[str, Any], out: str | Path) -> Path:
         (folder / name).unlink(missing_ok=True)
     pictures = [
         _guarded("Nines per loop", plot_nines, result, folder / "nines.png"),
-        _guarded("Critical interventions per scenario family", plot_families, result, out, folder / "families.png"),
+        _guarded(
+            "Critical interventions per scenario family",
+            plot_families,
+            result,
+            out,
+            folder / "families.png",
+        ),
         _guarded("Training loss per loop", plot_loss, result, out, folder / "loss.png"),
         _guarded("A mined takeover", plot_moment, out / "store", folder / "moment.png"),
     ]
@@ -528,5 +659,15 @@ def write_report(result: dict[str, Any], out: str | Path) -> Path:
     return index
 
 
-__all__ = ["Picture", "find_takeover", "plot_families", "plot_loss", "plot_moment", "plot_nines", "read_losses",
-           "render_html", "running_mean", "write_report"]
+__all__ = [
+    "Picture",
+    "find_takeover",
+    "plot_families",
+    "plot_loss",
+    "plot_moment",
+    "plot_nines",
+    "read_losses",
+    "render_html",
+    "running_mean",
+    "write_report",
+]

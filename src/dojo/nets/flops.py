@@ -23,11 +23,15 @@ from dojo.nets.occupancy import NET_KINDS, MultiTaskNet, OccupancyConfig, Occupa
 from dojo.nets.policy import SIZES, DrivingPolicy, PolicyConfig, parameter_count
 
 
-def example_inputs(model: nn.Module, config: PolicyConfig, batch: int = 1) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    model: nn.Module, config: PolicyConfig, batch: int = 1
+) -> tuple[torch.Tensor, ...]:
     """Random inputs ``model`` accepts for ``batch`` cars, on its device: (images[, speed, command])."""
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, config.image_shape(batch), dtype=torch.uint8, generator=gen).to(device)
+    images = torch.randint(0, 256, config.image_shape(batch), dtype=torch.uint8, generator=gen).to(
+        device
+    )
     if isinstance(model, OccupancyNet):
         return (images,)
     speed = (torch.rand(batch, generator=gen) * 30.0).to(device)  # [m/s]
@@ -35,7 +39,9 @@ def example_inputs(model: nn.Module, config: PolicyConfig, batch: int = 1) -> tu
     return images, speed, command
 
 
-def count_flops(model: nn.Module, config: PolicyConfig, batch: int = 1, backward: bool = False) -> int:
+def count_flops(
+    model: nn.Module, config: PolicyConfig, batch: int = 1, backward: bool = False
+) -> int:
     """FLOPs of one forward (and backward, if asked) of ``model`` on ``batch`` samples."""
     inputs = example_inputs(model, config, batch)
     was_training = model.training
@@ -77,18 +83,30 @@ def size_table(config: OccupancyConfig | None = None) -> list[dict[str, Any]]:
             model = make_net(kind, net_cfg)
             fwd = flops_per_sample(model, net_cfg)
             both = flops_per_sample(model, net_cfg, backward=True)
-            rows.append({"net": kind, "size": size, "parameters": parameter_count(model),
-                         "forward_flops": fwd, "train_flops": both, "train_over_forward": both / fwd})
+            rows.append(
+                {
+                    "net": kind,
+                    "size": size,
+                    "parameters": parameter_count(model),
+                    "forward_flops": fwd,
+                    "train_flops": both,
+                    "train_over_forward": both / fwd,
+                }
+            )
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of :func:`size_table` rows (MFLOPs, parameters in thousands)."""
-    lines = ["| net | size | parameters | forward MFLOPs/sample | fwd+bwd MFLOPs/sample | ratio |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| net | size | parameters | forward MFLOPs/sample | fwd+bwd MFLOPs/sample | ratio |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        lines.append(f"| {r['net']} | {r['size']} | {r['parameters']:,} | {r['forward_flops'] / 1e6:,.1f} | "
-                     f"{r['train_flops'] / 1e6:,.1f} | {r['train_over_forward']:.2f} |")
+        lines.append(
+            f"| {r['net']} | {r['size']} | {r['parameters']:,} | {r['forward_flops'] / 1e6:,.1f} | "
+            f"{r['train_flops'] / 1e6:,.1f} | {r['train_over_forward']:.2f} |"
+        )
     return "\n".join(lines)
 
 

@@ -74,7 +74,9 @@ class OccupancyConfig(PolicyConfig):
         for name in ("rows", "cols", "classes"):
             value = getattr(self, name)
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < 1:
-                raise DojoConfigError(f"Occupancy {name}={value!r} must be a positive whole number.")
+                raise DojoConfigError(
+                    f"Occupancy {name}={value!r} must be a positive whole number."
+                )
             object.__setattr__(self, name, int(value))
         if self.classes <= max(OCCUPIED_CLASSES):
             raise DojoConfigError(
@@ -93,11 +95,16 @@ class OccupancyHead(nn.Module):
     def __init__(self, config: OccupancyConfig) -> None:
         super().__init__()
         if not isinstance(config, OccupancyConfig):
-            raise DojoConfigError(f"OccupancyHead needs an OccupancyConfig; got {type(config).__name__}.")
+            raise DojoConfigError(
+                f"OccupancyHead needs an OccupancyConfig; got {type(config).__name__}."
+            )
         self.config = config
         w = SIZES[config.size]
         d = w.token
-        self.coarse = (math.ceil(config.rows / DECODER_STRIDE), math.ceil(config.cols / DECODER_STRIDE))
+        self.coarse = (
+            math.ceil(config.rows / DECODER_STRIDE),
+            math.ceil(config.cols / DECODER_STRIDE),
+        )
         self.heads = w.heads
         self.cells = nn.Parameter(torch.randn(self.coarse[0] * self.coarse[1], d) * 0.02)  # (N, D)
         self.q_proj = nn.Linear(d, d)
@@ -106,7 +113,9 @@ class OccupancyHead(nn.Module):
         self.mix = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.ReLU(inplace=True))
         stages: list[nn.Module] = []
         c = d
-        for _ in range(int(math.log2(DECODER_STRIDE))):  # each stage: (B, c, h, w) -> (B, c/2, 2h, 2w)
+        for _ in range(
+            int(math.log2(DECODER_STRIDE))
+        ):  # each stage: (B, c, h, w) -> (B, c/2, 2h, 2w)
             stages += [
                 nn.ConvTranspose2d(c, c // 2, kernel_size=2, stride=2),
                 nn.ReLU(inplace=True),
@@ -122,7 +131,9 @@ class OccupancyHead(nn.Module):
         b, _, d = tokens.shape
         k, v = self.kv_proj(tokens).split(d, dim=-1)  # each (B, C, D)
         seen = cross_attention(self.q_proj(self.cells)[None], k, v, self.heads)  # (B, N, D)
-        x = self.mix(self.cells + self.out_proj(seen))  # (B, N, D): where the cell is + what is there
+        x = self.mix(
+            self.cells + self.out_proj(seen)
+        )  # (B, N, D): where the cell is + what is there
         x = x.transpose(1, 2).reshape(b, d, *self.coarse)  # (B, D, R/8, S/8)
         logits = self.classify(self.decoder(x))  # (B, K, 8 * R/8, 8 * S/8)
         return logits[..., : self.config.rows, : self.config.cols]  # (B, K, R, S)
@@ -138,7 +149,9 @@ class OccupancyNet(nn.Module):
     def __init__(self, config: OccupancyConfig) -> None:
         super().__init__()
         if not isinstance(config, OccupancyConfig):
-            raise DojoConfigError(f"OccupancyNet needs an OccupancyConfig; got {type(config).__name__}.")
+            raise DojoConfigError(
+                f"OccupancyNet needs an OccupancyConfig; got {type(config).__name__}."
+            )
         self.config = config
         self.encoder = CameraBackbone(config.policy_config())
         self.occupancy = OccupancyHead(config)
@@ -161,7 +174,9 @@ class MultiTaskNet(nn.Module):
     def __init__(self, config: OccupancyConfig) -> None:
         super().__init__()
         if not isinstance(config, OccupancyConfig):
-            raise DojoConfigError(f"MultiTaskNet needs an OccupancyConfig; got {type(config).__name__}.")
+            raise DojoConfigError(
+                f"MultiTaskNet needs an OccupancyConfig; got {type(config).__name__}."
+            )
         self.config = config
         self.policy = DrivingPolicy(config.policy_config())
         self.occupancy = OccupancyHead(config)
@@ -212,7 +227,9 @@ def occupancy_loss(
     return per_window.sum() / len(per_window) if reduction == "mean" else per_window.sum()
 
 
-def iou_counts(pred: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None) -> torch.Tensor:
+def iou_counts(
+    pred: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None
+) -> torch.Tensor:
     """Intersections and unions of each of the OCCUPIED_CLASSES: int64 ``(2, 3)``.
 
     ``pred``, ``target``: class ids (B, R, S) (``pred`` is ``logits.argmax(1)``); windows with
@@ -220,10 +237,14 @@ def iou_counts(pred: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor 
     :func:`iou_from_counts`), which is what makes the metric the same however it is split.
     """
     if pred.shape != target.shape:
-        raise DojoConfigError(f"iou_counts: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ.")
+        raise DojoConfigError(
+            f"iou_counts: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ."
+        )
     if labelled is not None:
         pred, target = pred[labelled], target[labelled]
-    classes = torch.tensor(OCCUPIED_CLASSES, device=pred.device)[:, None, None, None]  # (3, 1, 1, 1)
+    classes = torch.tensor(OCCUPIED_CLASSES, device=pred.device)[
+        :, None, None, None
+    ]  # (3, 1, 1, 1)
     p, t = pred[None] == classes, target[None] == classes  # (3, B, R, S)
     inter = (p & t).flatten(1).sum(dim=1)  # (3,)
     union = (p | t).flatten(1).sum(dim=1)  # (3,)
@@ -258,7 +279,9 @@ def iou_per_class(counts: torch.Tensor | Sequence[Sequence[int]]) -> dict[str, f
     }
 
 
-def occupancy_iou(pred: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None) -> float:
+def occupancy_iou(
+    pred: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None
+) -> float:
     """Mean IoU of the occupied classes of one batch (see :func:`iou_from_counts`)."""
     return iou_from_counts(iou_counts(pred, target, labelled))
 

@@ -207,7 +207,9 @@ class CameraBackbone(nn.Module):
             )
         device = self.token.weight.device
         if images.device != device:
-            raise DojoConfigError(f"{who} input images is on {images.device}; the model is on {device}.")
+            raise DojoConfigError(
+                f"{who} input images is on {images.device}; the model is on {device}."
+            )
         if images.dtype != torch.uint8 and not images.is_floating_point():
             raise DojoConfigError(
                 f"{who} images must be uint8 or floating point (0..255); got {images.dtype}."

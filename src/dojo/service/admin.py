@@ -34,8 +34,10 @@ def tenant_create(db_url: str, name: str, quotas: dict[str, int | None]) -> dict
     try:
         TenantCreate(name=name)
     except ValueError:
-        raise DojoConfigError(f"Tenant name {name!r} must be 1-64 letters, digits or '._-', "
-                              "starting with a letter or digit.") from None
+        raise DojoConfigError(
+            f"Tenant name {name!r} must be 1-64 letters, digits or '._-', "
+            "starting with a letter or digit."
+        ) from None
     db = _open(db_url)
     try:
         with db.session() as s:
@@ -51,14 +53,17 @@ def tenant_list(db_url: str) -> list[dict[str, Any]]:
     db = _open(db_url)
     try:
         with db.session() as s:
-            return [tenant_out(s, t).model_dump(mode="json")
-                    for t in s.scalars(select(Tenant).order_by(Tenant.name))]
+            return [
+                tenant_out(s, t).model_dump(mode="json")
+                for t in s.scalars(select(Tenant).order_by(Tenant.name))
+            ]
     finally:
         db.dispose()
 
 
-def tenant_update(db_url: str, ref: str, quotas: dict[str, int | None],
-                  disabled: bool | None) -> dict[str, Any]:
+def tenant_update(
+    db_url: str, ref: str, quotas: dict[str, int | None], disabled: bool | None
+) -> dict[str, Any]:
     db = _open(db_url)
     try:
         with db.session() as s:
@@ -80,7 +85,9 @@ def token_create(db_url: str, tenant: str | None, name: str) -> str:
     try:
         with db.session() as s:
             tenant_id = tenant_by_ref(s, tenant).id if tenant is not None else None
-            _, secret = issue_token(s, role="tenant" if tenant_id else "admin", tenant_id=tenant_id, name=name)
+            _, secret = issue_token(
+                s, role="tenant" if tenant_id else "admin", tenant_id=tenant_id, name=name
+            )
             return secret
     except ApiError as e:
         raise DojoConfigError(e.detail) from None

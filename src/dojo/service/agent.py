@@ -55,7 +55,9 @@ from dojo.service.schema import Dataset, Job, MetricRow, Model
 from dojo.service.storage import Storage
 
 CHECKPOINT_FILE = "checkpoint.pt"  # what dojo train writes in its --out folder
-LOOP_JOURNAL_FILE = "progress.json"  # what dojo loop writes in its --out folder (its resume journal)
+LOOP_JOURNAL_FILE = (
+    "progress.json"  # what dojo loop writes in its --out folder (its resume journal)
+)
 MAX_LOG_BYTES = 256 * MiB
 
 
@@ -73,7 +75,9 @@ class JobContext:
     run_dir: Path
     max_nproc: int = 1
     time_limit_s: int | None = None  # the run is stopped and fails after this long [s]
-    dojo: list[str] = field(default_factory=lambda: [sys.executable, "-m", "dojo.cli"])  # the command to call
+    dojo: list[str] = field(
+        default_factory=lambda: [sys.executable, "-m", "dojo.cli"]
+    )  # the command to call
     paths: dict[str, str] = field(default_factory=dict)  # ds_/mdl_ id -> local path or store URI
 
     @property
@@ -101,9 +105,27 @@ def command_for(ctx: JobContext) -> list[str]:
     """The command line that runs ``ctx``'s job (the ``dojo`` stage command of its kind)."""
     sp, dojo = ctx.spec, list(ctx.dojo)
     if ctx.kind == "drive":
-        cmd = [*dojo, "drive", "--cars", str(sp["cars"]), "--minutes", str(sp["minutes"]), "--mode", sp["mode"],
-               "--policy", _ref(ctx, sp["policy"]), "--seed", str(sp["seed"]), "--out", str(ctx.run_dir / "logs"),
-               "--drive-seconds", str(sp["drive_seconds"]), "--logging", sp["logging"], "--json"]
+        cmd = [
+            *dojo,
+            "drive",
+            "--cars",
+            str(sp["cars"]),
+            "--minutes",
+            str(sp["minutes"]),
+            "--mode",
+            sp["mode"],
+            "--policy",
+            _ref(ctx, sp["policy"]),
+            "--seed",
+            str(sp["seed"]),
+            "--out",
+            str(ctx.run_dir / "logs"),
+            "--drive-seconds",
+            str(sp["drive_seconds"]),
+            "--logging",
+            sp["logging"],
+            "--json",
+        ]
         if sp.get("scenarios"):
             cmd += ["--scenarios", ",".join(sp["scenarios"])]
         return cmd + (["--heldout"] if sp.get("heldout") else [])
@@ -112,31 +134,81 @@ def command_for(ctx: JobContext) -> list[str]:
         return cmd + (["--workers", str(sp["workers"])] if sp.get("workers") else [])
     if ctx.kind == "train":
         out = train_out(ctx)
-        cmd = [*dojo, "train", "--dataset", sp["dataset"], "--store", str(ctx.store), "--out", str(out),
-               "--net", sp["net"], "--size", sp["size"], "--steps", str(sp["steps"]),
-               "--batch-size", str(sp["batch_size"]), "--lr", str(sp["lr"]), "--precision", sp["precision"],
-               "--no-progress", "--json"]
+        cmd = [
+            *dojo,
+            "train",
+            "--dataset",
+            sp["dataset"],
+            "--store",
+            str(ctx.store),
+            "--out",
+            str(out),
+            "--net",
+            sp["net"],
+            "--size",
+            sp["size"],
+            "--steps",
+            str(sp["steps"]),
+            "--batch-size",
+            str(sp["batch_size"]),
+            "--lr",
+            str(sp["lr"]),
+            "--precision",
+            sp["precision"],
+            "--no-progress",
+            "--json",
+        ]
         if ctx.nproc > 1:
             cmd += ["--nproc", str(ctx.nproc)]
         if sp.get("resume_from"):  # fine-tune a stored model; a later attempt's --resume takes over
             cmd += ["--init-from", _ref(ctx, sp["resume_from"])]
         return cmd + (["--resume"] if (out / CHECKPOINT_FILE).exists() else [])
     if ctx.kind == "eval":
-        cmd = [*dojo, "eval", "--policy", _ref(ctx, sp["policy"]), "--suite", sp["suite"],
-               "--decisions", str(sp["decisions"]), "--cars", str(sp["cars"]), "--json"]
+        cmd = [
+            *dojo,
+            "eval",
+            "--policy",
+            _ref(ctx, sp["policy"]),
+            "--suite",
+            sp["suite"],
+            "--decisions",
+            str(sp["decisions"]),
+            "--cars",
+            str(sp["cars"]),
+            "--json",
+        ]
         return cmd + (["--seed", str(sp["seed"])] if sp.get("seed") is not None else [])
     if ctx.kind == "loop":
         out = ctx.run_dir / "loop"
-        if (out / LOOP_JOURNAL_FILE).exists():  # a rerun (its agent lost): on from the last finished stage
+        if (
+            out / LOOP_JOURNAL_FILE
+        ).exists():  # a rerun (its agent lost): on from the last finished stage
             return [*dojo, "loop", "--resume", str(out), "--json"]
         policy = sp.get("policy", "naive")
         if policy == "expert":
-            raise DojoConfigError("a loop cannot deploy 'expert' (it drives on the world's ground truth); "
-                                  "start from naive or a stored model.")
-        return [*dojo, "loop", "--loops", str(sp["turns"]), "--cars", str(sp["cars"]),
-                "--drive-minutes", str(sp["minutes"]), "--train-steps", str(sp["train_steps"]),
-                "--eval-decisions", str(sp["eval_decisions"]), "--start-policy", _ref(ctx, policy),
-                "--out", str(out), "--json"]
+            raise DojoConfigError(
+                "a loop cannot deploy 'expert' (it drives on the world's ground truth); "
+                "start from naive or a stored model."
+            )
+        return [
+            *dojo,
+            "loop",
+            "--loops",
+            str(sp["turns"]),
+            "--cars",
+            str(sp["cars"]),
+            "--drive-minutes",
+            str(sp["minutes"]),
+            "--train-steps",
+            str(sp["train_steps"]),
+            "--eval-decisions",
+            str(sp["eval_decisions"]),
+            "--start-policy",
+            _ref(ctx, policy),
+            "--out",
+            str(out),
+            "--json",
+        ]
     raise DojoConfigError(f"Job kind {ctx.kind!r} has no runner.")
 
 
@@ -179,16 +251,30 @@ class _Output:
 class Agent:
     """Claims and runs jobs of one job store; see the module doc."""
 
-    def __init__(self, db_url: str, *, data_dir: str | Path = "dojo-service", host_name: str | None = None,
-                 heartbeat_s: float = 5.0, stale_after_s: float = 60.0, poll_s: float = 2.0,
-                 max_nproc: int = 1, schedule: bool = True, topology: Topology | None = None,
-                 claim_status: str = "placed", stop_grace_s: float = 10.0,
-                 command: Callable[[JobContext], list[str]] = command_for, dojo: list[str] | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        *,
+        data_dir: str | Path = "dojo-service",
+        host_name: str | None = None,
+        heartbeat_s: float = 5.0,
+        stale_after_s: float = 60.0,
+        poll_s: float = 2.0,
+        max_nproc: int = 1,
+        schedule: bool = True,
+        topology: Topology | None = None,
+        claim_status: str = "placed",
+        stop_grace_s: float = 10.0,
+        command: Callable[[JobContext], list[str]] = command_for,
+        dojo: list[str] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         if not heartbeat_s > 0 or not poll_s > 0 or not stop_grace_s >= 0:
             raise DojoConfigError("--heartbeat-s and --poll-s must be > 0.")
         if not stale_after_s > heartbeat_s:
-            raise DojoConfigError(f"--stale-after-s {stale_after_s:g} must exceed --heartbeat-s {heartbeat_s:g}.")
+            raise DojoConfigError(
+                f"--stale-after-s {stale_after_s:g} must exceed --heartbeat-s {heartbeat_s:g}."
+            )
         if max_nproc < 1:
             raise DojoConfigError(f"--max-nproc {max_nproc} must be at least 1.")
         if claim_status not in ("placed", "queued"):
@@ -201,12 +287,15 @@ class Agent:
         self.max_nproc, self.schedule, self.topology = max_nproc, schedule, topology
         self.claim_status, self.stop_grace_s, self.command = claim_status, stop_grace_s, command
         self.dojo = list(dojo) if dojo else [sys.executable, "-m", "dojo.cli"]
-        self.log = log or (lambda m: print(f"dojo agent {self.name}: {m}", file=sys.stderr, flush=True))
+        self.log = log or (
+            lambda m: print(f"dojo agent {self.name}: {m}", file=sys.stderr, flush=True)
+        )
         self._stop = False
 
     # ------------------------------------------------------------------ the loop
     def run(self, *, once: bool = False) -> int:
         """Claim and run jobs until stopped (SIGTERM/SIGINT); ``once``: at most one job."""
+
         def stop(_sig: int, _frame: Any) -> None:
             self._stop = True
 
@@ -249,12 +338,24 @@ class Agent:
             elif isinstance(ref, str) and ref.startswith("ds_"):
                 d = s.get(Dataset, ref)
                 if d is not None and d.tenant_id == job.tenant_id:
-                    paths[ref] = d.uri or str(self.data_dir / "tenants" / job.tenant_id / "datasets" / d.id)
+                    paths[ref] = d.uri or str(
+                        self.data_dir / "tenants" / job.tenant_id / "datasets" / d.id
+                    )
         run_dir = self.data_dir / "tenants" / job.tenant_id / "jobs" / job.id / "run"
-        return JobContext(id=job.id, tenant_id=job.tenant_id, kind=job.kind, spec=dict(job.spec),
-                          placement=dict(job.placement or {}), attempt=job.attempt, data_dir=self.data_dir,
-                          run_dir=run_dir, max_nproc=self.max_nproc, time_limit_s=job.time_limit_s,
-                          dojo=self.dojo, paths=paths)
+        return JobContext(
+            id=job.id,
+            tenant_id=job.tenant_id,
+            kind=job.kind,
+            spec=dict(job.spec),
+            placement=dict(job.placement or {}),
+            attempt=job.attempt,
+            data_dir=self.data_dir,
+            run_dir=run_dir,
+            max_nproc=self.max_nproc,
+            time_limit_s=job.time_limit_s,
+            dojo=self.dojo,
+            paths=paths,
+        )
 
     # ------------------------------------------------------------------ one job
     def run_job(self, ctx: JobContext) -> str:
@@ -265,13 +366,27 @@ class Agent:
         except (DojoConfigError, KeyError) as e:
             return self._close(ctx.id, "failed", None, f"cannot run this job: {e}")
         self.log(f"{ctx.id} attempt {ctx.attempt}: {' '.join(argv)}")
-        self._append(ctx.id, f"[agent {self.name}] attempt {ctx.attempt}: {' '.join(argv)}\n".encode())
+        self._append(
+            ctx.id, f"[agent {self.name}] attempt {ctx.attempt}: {' '.join(argv)}\n".encode()
+        )
         sent = self._sent_metrics(ctx.id)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "DOJO_JOB_ID": ctx.id, "DOJO_JOB_ATTEMPT": str(ctx.attempt)}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "DOJO_JOB_ID": ctx.id,
+            "DOJO_JOB_ATTEMPT": str(ctx.attempt),
+        }
         try:
-            proc = subprocess.Popen(argv, cwd=ctx.run_dir, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL))
+            proc = subprocess.Popen(
+                argv,
+                cwd=ctx.run_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGKILL),
+            )
         except OSError as e:
             return self._close(ctx.id, "failed", None, f"cannot start {argv[0]}: {e.strerror}")
         out = _Output(proc.stdout)
@@ -279,7 +394,9 @@ class Agent:
         deadline = math.inf if ctx.time_limit_s is None else time.monotonic() + ctx.time_limit_s
         while True:
             try:
-                rc: int | None = proc.wait(timeout=max(0.0, min(self.heartbeat_s, deadline - time.monotonic())))
+                rc: int | None = proc.wait(
+                    timeout=max(0.0, min(self.heartbeat_s, deadline - time.monotonic()))
+                )
             except subprocess.TimeoutExpired:
                 rc = None
             self._flush(ctx, out, sent)
@@ -309,8 +426,12 @@ class Agent:
             return "preempted"
         if verdict == "cancelling":
             return self._close(ctx.id, "cancelled", rc, None)
-        if verdict == "timeout":  # ends failed, like Slurm's TIMEOUT; a train run checkpointed on the SIGTERM
-            return self._close(ctx.id, "failed", rc, f"stopped at its time limit of {ctx.time_limit_s} s")
+        if (
+            verdict == "timeout"
+        ):  # ends failed, like Slurm's TIMEOUT; a train run checkpointed on the SIGTERM
+            return self._close(
+                ctx.id, "failed", rc, f"stopped at its time limit of {ctx.time_limit_s} s"
+            )
         if self._stop:  # the agent itself was asked to stop: give the job back
             with self.db.session() as s:
                 requeue_preempted(s, ctx.id, self.name)
@@ -319,11 +440,26 @@ class Agent:
             dataset = ctx.spec["dataset"]
             try:
                 limits = ServiceConfig()  # the service's defaults: free disk kept, largest file
-                n = store_drive_logs(self.db, Storage(self.data_dir, limits.min_free_bytes), ctx.tenant_id,
-                                     dataset, ctx.id, ctx.run_dir / "logs", cap=limits.max_upload_bytes)
+                n = store_drive_logs(
+                    self.db,
+                    Storage(self.data_dir, limits.min_free_bytes),
+                    ctx.tenant_id,
+                    dataset,
+                    ctx.id,
+                    ctx.run_dir / "logs",
+                    cap=limits.max_upload_bytes,
+                )
             except ApiError as e:
-                return self._close(ctx.id, "failed", 0, f"the drive's logs were not stored in {dataset}: {e.detail}")
-            self._append(ctx.id, f"[agent {self.name}] stored {n} drive log(s) in dataset {dataset}\n".encode())
+                return self._close(
+                    ctx.id,
+                    "failed",
+                    0,
+                    f"the drive's logs were not stored in {dataset}: {e.detail}",
+                )
+            self._append(
+                ctx.id,
+                f"[agent {self.name}] stored {n} drive log(s) in dataset {dataset}\n".encode(),
+            )
         if rc == 0:
             return self._close(ctx.id, "succeeded", 0, None)
         return self._close(ctx.id, "failed", rc, f"exit code {rc}")
@@ -343,7 +479,11 @@ class Agent:
             self._append(job_id, f"[agent {self.name}] {error}\n".encode())
         with self.db.session() as s:
             ok = jobstore.finish(s, job_id, self.name, status=status, exit_code=rc, error=error)
-        self.log(f"{job_id}: {status}" + (f" ({error})" if error else "") + ("" if ok else " (no longer ours)"))
+        self.log(
+            f"{job_id}: {status}"
+            + (f" ({error})" if error else "")
+            + ("" if ok else " (no longer ours)")
+        )
         return status if ok else "lost"
 
     # ------------------------------------------------------------------ logs and metrics
@@ -385,7 +525,7 @@ class Agent:
             if job is None or job.agent != self.name or job.status not in ("running", "cancelling"):
                 return
             for i in range(0, len(rows), 10_000):
-                jobstore.add_metrics(s, job, rows[i:i + 10_000])
+                jobstore.add_metrics(s, job, rows[i : i + 10_000])
         sent.update(_metric_key(r) for r in rows)
 
 

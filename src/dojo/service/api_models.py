@@ -84,8 +84,12 @@ class TenantCreated(TenantOut):
 
 class DatasetCreate(_In):
     name: Name
-    uri: Text | None = Field(default=None, max_length=2048, description="register an existing store "
-                            "(s3://, gs://, az://, https://...) instead of uploading files")
+    uri: Text | None = Field(
+        default=None,
+        max_length=2048,
+        description="register an existing store "
+        "(s3://, gs://, az://, https://...) instead of uploading files",
+    )
 
 
 class DatasetFileOut(BaseModel):
@@ -134,18 +138,25 @@ class JobSubmit(_In):
     compute: Compute = Field(default_factory=lambda: Compute.model_validate({"chips": 1}))
     priority: int = Field(0, ge=-1000, le=1000, description="higher runs first")
     max_attempts: int = Field(3, ge=1, le=100, description="runs before a failing job stays failed")
-    time_limit_s: int | None = Field(None, ge=1, le=MAX_TIME_LIMIT_S,
-                                     description="a run longer than this is stopped and fails [s]; the "
-                                     "scheduler also uses it to backfill short jobs before a reservation")
-    spec: dict[str, Any] = Field(default_factory=dict, description="the kind's settings (see specs)")
+    time_limit_s: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TIME_LIMIT_S,
+        description="a run longer than this is stopped and fails [s]; the "
+        "scheduler also uses it to backfill short jobs before a reservation",
+    )
+    spec: dict[str, Any] = Field(
+        default_factory=dict, description="the kind's settings (see specs)"
+    )
 
 
 class JobOut(BaseModel):
     id: str
     name: str
     kind: str
-    status: str = Field(description="queued | placed | running | cancelling | succeeded | failed "
-                        "| cancelled")
+    status: str = Field(
+        description="queued | placed | running | cancelling | succeeded | failed | cancelled"
+    )
     priority: int
     compute: dict[str, int]
     spec: dict[str, Any]
@@ -169,13 +180,19 @@ class JobList(BaseModel):
     total: int
 
 
-MetricValue = Annotated[float, Field(allow_inf_nan=False)] | int | Annotated[Text, Field(max_length=1024)] \
-    | bool | None
+MetricValue = (
+    Annotated[float, Field(allow_inf_nan=False)]
+    | int
+    | Annotated[Text, Field(max_length=1024)]
+    | bool
+    | None
+)
 
 
 class MetricsIn(_In):
     rows: list[dict[Annotated[Text, Field(min_length=1, max_length=64)], MetricValue]] = Field(
-        min_length=1, description="flat rows, e.g. {\"step\": 10, \"loss\": 0.5}")
+        min_length=1, description='flat rows, e.g. {"step": 10, "loss": 0.5}'
+    )
 
 
 class MetricsOut(BaseModel):

@@ -26,15 +26,28 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def issue_token(s: Session, *, role: str, tenant_id: str | None, name: str = "",
-                expires_in_s: float | None = None) -> tuple[Token, str]:
+def issue_token(
+    s: Session,
+    *,
+    role: str,
+    tenant_id: str | None,
+    name: str = "",
+    expires_in_s: float | None = None,
+) -> tuple[Token, str]:
     """A new token row and its secret (the only time the secret exists outside the client)."""
     if role not in ROLES or (role == "tenant") != (tenant_id is not None):
         raise ValueError(f"bad token role {role!r} for tenant {tenant_id!r}")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 bits
     expires = utcnow() + timedelta(seconds=expires_in_s) if expires_in_s is not None else None
-    row = Token(id=new_id("tok"), tenant_id=tenant_id, role=role, name=name,
-                prefix=secret[: len(TOKEN_PREFIX) + 6], hash=hash_token(secret), expires_at=expires)
+    row = Token(
+        id=new_id("tok"),
+        tenant_id=tenant_id,
+        role=role,
+        name=name,
+        prefix=secret[: len(TOKEN_PREFIX) + 6],
+        hash=hash_token(secret),
+        expires_at=expires,
+    )
     s.add(row)
     s.flush()
     return row, secret
@@ -42,8 +55,16 @@ def issue_token(s: Session, *, role: str, tenant_id: str | None, name: str = "",
 
 # Built once: constructing a statement costs more than running it on this hot path (every request).
 _BY_HASH = (
-    select(Token.id, Token.role, Token.tenant_id, Token.revoked_at, Token.expires_at,
-           Tenant.id.label("tenant_found"), Tenant.name, Tenant.disabled)
+    select(
+        Token.id,
+        Token.role,
+        Token.tenant_id,
+        Token.revoked_at,
+        Token.expires_at,
+        Tenant.id.label("tenant_found"),
+        Tenant.name,
+        Tenant.disabled,
+    )
     .outerjoin(Tenant, Tenant.id == Token.tenant_id)
     .where(Token.hash == bindparam("hash"))
 )

@@ -36,9 +36,13 @@ TARGET_RATE = 200
 TARGET_SECONDS = 60
 KINDS = ("list", "submit", "show")
 DEFAULT_MIX = {"list": 1.0, "submit": 1.0, "show": 1.0}
-JOB = {"kind": "eval", "name": "bench", "compute": {"chips": 1},
-       "spec": {"policy": "naive", "decisions": 1000}}  # small, valid, no references to resolve
-FLOOR_APP = '''\
+JOB = {
+    "kind": "eval",
+    "name": "bench",
+    "compute": {"chips": 1},
+    "spec": {"policy": "naive", "decisions": 1000},
+}  # small, valid, no references to resolve
+FLOOR_APP = """\
 from fastapi import FastAPI
 
 app = FastAPI()
@@ -47,7 +51,7 @@ app = FastAPI()
 @app.get("/v1/ping")
 def ping() -> dict[str, bool]:  # a sync route, run in the thread pool like the service's own
     return {"ok": True}
-'''
+"""
 Log = Callable[[str], None]
 T = TypeVar("T")
 
@@ -62,39 +66,65 @@ def _free_port() -> int:
 def _percentiles(values: list[float]) -> dict[str, float]:
     """p50/p95/p99 (nearest rank), max and mean of ``values`` [ms]; zeros when empty."""
     if not values:
-        return {"count": 0, "p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0, "mean_ms": 0.0}
+        return {
+            "count": 0,
+            "p50_ms": 0.0,
+            "p95_ms": 0.0,
+            "p99_ms": 0.0,
+            "max_ms": 0.0,
+            "mean_ms": 0.0,
+        }
     xs = sorted(values)
 
     def rank(q: float) -> float:
         return xs[min(len(xs) - 1, max(0, int(-(-q * len(xs) // 1)) - 1))]
 
-    return {"count": len(xs), "p50_ms": rank(0.50), "p95_ms": rank(0.95), "p99_ms": rank(0.99),
-            "max_ms": xs[-1], "mean_ms": sum(xs) / len(xs)}
+    return {
+        "count": len(xs),
+        "p50_ms": rank(0.50),
+        "p95_ms": rank(0.95),
+        "p99_ms": rank(0.99),
+        "max_ms": xs[-1],
+        "mean_ms": sum(xs) / len(xs),
+    }
 
 
 @contextmanager
-def _process(cmd: list[str], url: str, cwd: Path, log: Log, name: str, startup_s: float = 60.0) -> Iterator[None]:
+def _process(
+    cmd: list[str], url: str, cwd: Path, log: Log, name: str, startup_s: float = 60.0
+) -> Iterator[None]:
     """Run ``cmd`` until the block ends; wait for ``url`` to answer first."""
     import httpx
 
     err_path = cwd / f"{name}.stderr"
     with open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     try:
         deadline = time.monotonic() + startup_s
-        with httpx.Client(timeout=1.0) as poll:  # one client: each new one loads the CA store (~0.1 s)
+        with httpx.Client(
+            timeout=1.0
+        ) as poll:  # one client: each new one loads the CA store (~0.1 s)
             while True:
                 if proc.poll() is not None:
                     tail = err_path.read_text(errors="replace")[-2000:]
-                    raise DojoConfigError(f"The {name} server exited at start (code {proc.returncode}): {tail}")
+                    raise DojoConfigError(
+                        f"The {name} server exited at start (code {proc.returncode}): {tail}"
+                    )
                 try:
                     if poll.get(url).status_code < 500:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise DojoConfigError(f"The {name} server did not answer {url} within {startup_s:.0f} s.")
+                    raise DojoConfigError(
+                        f"The {name} server did not answer {url} within {startup_s:.0f} s."
+                    )
                 time.sleep(0.05)
         log(f"{name} server up (pid {proc.pid})")
         yield
@@ -115,12 +145,18 @@ def _job_store(db: str | None, folder: Path, log: Log) -> Iterator[tuple[str, st
         yield f"sqlite:///{(folder / 'data' / 'dojo.db').resolve()}", "sqlite"
         return
     if not db.startswith(("postgresql://", "postgres://")):
-        raise DojoConfigError(f"--db {db!r} must be 'sqlite' or a postgresql://USER@HOST[:PORT]/DB URL.")
+        raise DojoConfigError(
+            f"--db {db!r} must be 'sqlite' or a postgresql://USER@HOST[:PORT]/DB URL."
+        )
     import psycopg
 
     parts = urlsplit(db)
-    connect = {"host": parts.hostname or "127.0.0.1", "port": parts.port or 5432,
-               "user": parts.username or "postgres", "dbname": parts.path.lstrip("/") or "postgres"}
+    connect = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 5432,
+        "user": parts.username or "postgres",
+        "dbname": parts.path.lstrip("/") or "postgres",
+    }
     if parts.password:
         connect["password"] = parts.password
     schema = f"dojo_bench_{secrets.token_hex(6)}"
@@ -128,7 +164,9 @@ def _job_store(db: str | None, folder: Path, log: Log) -> Iterator[tuple[str, st
         with psycopg.connect(**connect, autocommit=True, connect_timeout=5) as conn:  # type: ignore[arg-type]
             conn.execute(f'CREATE SCHEMA "{schema}"')
     except psycopg.Error as e:
-        raise DojoConfigError(f"Cannot reach PostgreSQL at {parts.hostname}:{parts.port or 5432} ({e}).") from None
+        raise DojoConfigError(
+            f"Cannot reach PostgreSQL at {parts.hostname}:{parts.port or 5432} ({e})."
+        ) from None
     log(f"PostgreSQL schema {schema}")
     sep = "&" if parts.query else "?"
     try:
@@ -138,9 +176,17 @@ def _job_store(db: str | None, folder: Path, log: Log) -> Iterator[tuple[str, st
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-async def _drive(base_url: str, headers: dict[str, str], rate: float, seconds: float,
-                 mix: dict[str, float], seed: int, timeout_s: float, warmup_s: float,
-                 connections: int = 64) -> dict[str, Any]:
+async def _drive(
+    base_url: str,
+    headers: dict[str, str],
+    rate: float,
+    seconds: float,
+    mix: dict[str, float],
+    seed: int,
+    timeout_s: float,
+    warmup_s: float,
+    connections: int = 64,
+) -> dict[str, Any]:
     """Issue ``rate`` x ``seconds`` requests on a fixed schedule; latencies from the scheduled instant.
 
     The client is aiohttp on uvloop where installed: the client shares the machine's cores with
@@ -161,8 +207,12 @@ async def _drive(base_url: str, headers: dict[str, str], rate: float, seconds: f
     # requests beyond the pool queue on a semaphore; their latency still runs from the scheduled instant
     gate = asyncio.Semaphore(connections)
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
-    async with aiohttp.ClientSession(base_url, headers=headers, connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=timeout_s)) as client:
+    async with aiohttp.ClientSession(
+        base_url,
+        headers=headers,
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+    ) as client:
 
         async def request(kind: str) -> tuple[int, bytes]:
             if kind == "submit":
@@ -203,7 +253,9 @@ async def _drive(base_url: str, headers: dict[str, str], rate: float, seconds: f
                 await one("submit", time.perf_counter(), False)
             if not job_ids:
                 status, data = await request("submit")
-                raise DojoConfigError(f"Cannot submit the benchmark's jobs: HTTP {status} {data[:300]!r}")
+                raise DojoConfigError(
+                    f"Cannot submit the benchmark's jobs: HTTP {status} {data[:300]!r}"
+                )
         if warmup_s > 0:  # the same schedule, not recorded
             t0 = time.perf_counter()
             n_warm = int(rate * warmup_s)
@@ -212,7 +264,9 @@ async def _drive(base_url: str, headers: dict[str, str], rate: float, seconds: f
                 delay = t0 + i / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                warm.append(asyncio.create_task(one(rng.choices(names, weights)[0], t0 + i / rate, False)))
+                warm.append(
+                    asyncio.create_task(one(rng.choices(names, weights)[0], t0 + i / rate, False))
+                )
             await asyncio.gather(*warm)
         n = max(1, round(rate * seconds))
         tasks = []
@@ -247,7 +301,10 @@ async def _drive(base_url: str, headers: dict[str, str], rate: float, seconds: f
         "achieved_rate": (len(everything) - sum(errors.values())) / max(end - t0, 1e-9),
         "wall_s": end - t0,
         "max_issue_lag_ms": lag * 1e3,
-        "latency": {"overall": _percentiles(everything), **{k: _percentiles(lat[k]) for k in names}},
+        "latency": {
+            "overall": _percentiles(everything),
+            **{k: _percentiles(lat[k]) for k in names},
+        },
         "service_time": _percentiles(service),
     }
 
@@ -265,10 +322,19 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         gc.unfreeze()
 
 
-def bench_service(rate: float = TARGET_RATE, seconds: float = TARGET_SECONDS, db: str | None = None,
-                  mix: dict[str, float] | None = None, floor: bool = True, log_level: str = "warning",
-                  timeout_s: float = 10.0, warmup_s: float = 1.0, seed: int = 0, workers: int = 2,
-                  log: Log | None = None) -> dict[str, Any]:
+def bench_service(
+    rate: float = TARGET_RATE,
+    seconds: float = TARGET_SECONDS,
+    db: str | None = None,
+    mix: dict[str, float] | None = None,
+    floor: bool = True,
+    log_level: str = "warning",
+    timeout_s: float = 10.0,
+    warmup_s: float = 1.0,
+    seed: int = 0,
+    workers: int = 2,
+    log: Log | None = None,
+) -> dict[str, Any]:
     """Drive `dojo serve` (then the bare floor) at ``rate`` requests/s for ``seconds``; see the module doc."""
     say: Log = log or (lambda _m: None)
     if not rate > 0 or not seconds > 0:
@@ -276,46 +342,103 @@ def bench_service(rate: float = TARGET_RATE, seconds: float = TARGET_SECONDS, db
     if not isinstance(workers, int) or not 1 <= workers <= 64:
         raise DojoConfigError(f"workers={workers!r} must be a whole number from 1 to 64.")
     weights = dict(mix or DEFAULT_MIX)
-    if not weights or any(k not in KINDS or w < 0 for k, w in weights.items()) or sum(weights.values()) <= 0:
-        raise DojoConfigError(f"mix {weights!r} must weigh some of {', '.join(KINDS)} (weights >= 0).")
+    if (
+        not weights
+        or any(k not in KINDS or w < 0 for k, w in weights.items())
+        or sum(weights.values()) <= 0
+    ):
+        raise DojoConfigError(
+            f"mix {weights!r} must weigh some of {', '.join(KINDS)} (weights >= 0)."
+        )
     import importlib.util
 
     if importlib.util.find_spec("aiohttp") is None:
-        raise DojoConfigError("dojo bench service drives the load with aiohttp: pip install 'dojo[bench]'.")
+        raise DojoConfigError(
+            "dojo bench service drives the load with aiohttp: pip install 'dojo[bench]'."
+        )
     from dojo.service import admin
 
-    result: dict[str, Any] = {"rate": rate, "seconds": seconds, "mix": weights, "workers": workers,
-                              "cpus": os.cpu_count(), "log_level": log_level}
+    result: dict[str, Any] = {
+        "rate": rate,
+        "seconds": seconds,
+        "mix": weights,
+        "workers": workers,
+        "cpus": os.cpu_count(),
+        "log_level": log_level,
+    }
     with tempfile.TemporaryDirectory(prefix="dojo-bench-service-") as tmp:
         folder = Path(tmp)
         with _job_store(db, folder, say) as (db_url, dialect):
             result["db"] = dialect
-            tenant = admin.tenant_create(db_url, "bench", {"max_concurrent_jobs": 1_000_000,
-                                                           "max_chips": 10_000_000, "max_gpus": 10_000_000,
-                                                           "max_storage_bytes": None})
+            tenant = admin.tenant_create(
+                db_url,
+                "bench",
+                {
+                    "max_concurrent_jobs": 1_000_000,
+                    "max_chips": 10_000_000,
+                    "max_gpus": 10_000_000,
+                    "max_storage_bytes": None,
+                },
+            )
             headers = {"Authorization": f"Bearer {tenant['token']}"}
             port = _free_port()
-            cmd = [sys.executable, "-c", "import sys; from dojo.cli import main; sys.exit(main(sys.argv[1:]))",
-                   "serve", "--db", db_url, "--data-dir", str(folder / "data"), "--host", "127.0.0.1",
-                   "--port", str(port), "--log-level", log_level, "--workers", str(workers)]
+            cmd = [
+                sys.executable,
+                "-c",
+                "import sys; from dojo.cli import main; sys.exit(main(sys.argv[1:]))",
+                "serve",
+                "--db",
+                db_url,
+                "--data-dir",
+                str(folder / "data"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                log_level,
+                "--workers",
+                str(workers),
+            ]
             base = f"http://127.0.0.1:{port}"
             with _process(cmd, f"{base}/healthz", folder, say, "dojo"):
                 say(f"ours: {rate:g} req/s for {seconds:g} s ({dialect})")
-                result["ours"] = _run(_drive(base, headers, rate, seconds, weights, seed, timeout_s, warmup_s))
+                result["ours"] = _run(
+                    _drive(base, headers, rate, seconds, weights, seed, timeout_s, warmup_s)
+                )
         if floor:
             (folder / "floor_app.py").write_text(FLOOR_APP, encoding="utf-8")
             port = _free_port()
             base = f"http://127.0.0.1:{port}"
-            cmd = [sys.executable, "-m", "uvicorn", "floor_app:app", "--app-dir", str(folder),
-                   "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level,
-                   "--workers", str(workers)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "floor_app:app",
+                "--app-dir",
+                str(folder),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                log_level,
+                "--workers",
+                str(workers),
+            ]
             with _process(cmd, f"{base}/v1/ping", folder, say, "floor"):
                 say(f"floor: {rate:g} req/s for {seconds:g} s (bare uvicorn + FastAPI)")
-                result["floor"] = _run(_drive(base, {}, rate, seconds, {"ping": 1.0}, seed, timeout_s, warmup_s))
+                result["floor"] = _run(
+                    _drive(base, {}, rate, seconds, {"ping": 1.0}, seed, timeout_s, warmup_s)
+                )
     ours = result["ours"]
     p99 = ours["latency"]["overall"]["p99_ms"]
-    result["target"] = {"p99_ms": TARGET_P99_MS, "p99_ok": p99 < TARGET_P99_MS, "no_error": ours["errors"] == 0,
-                        "at_target_load": rate >= TARGET_RATE and seconds >= TARGET_SECONDS}
+    result["target"] = {
+        "p99_ms": TARGET_P99_MS,
+        "p99_ok": p99 < TARGET_P99_MS,
+        "no_error": ours["errors"] == 0,
+        "at_target_load": rate >= TARGET_RATE and seconds >= TARGET_SECONDS,
+    }
     result["target"]["met"] = result["target"]["p99_ok"] and result["target"]["no_error"]
     if floor:
         floor_p99 = result["floor"]["latency"]["overall"]["p99_ms"]
@@ -325,30 +448,40 @@ def bench_service(rate: float = TARGET_RATE, seconds: float = TARGET_SECONDS, db
 
 def format_result(result: dict[str, Any]) -> str:
     """A table: latency per kind for ours and the floor, errors, achieved rate, the target verdict."""
-    lines = [f"dojo bench service: {result['rate']:g} req/s open-loop for {result['seconds']:g} s, "
-             f"job store {result['db']}, {result['workers']} server worker process(es) each side, "
-             f"{result['cpus']} CPUs, uvicorn log level {result['log_level']}",
-             "latency from the scheduled instant (no coordinated omission), ms",
-             f"{'':<8}{'kind':<8}{'n':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}{'errors':>8}"]
+    lines = [
+        f"dojo bench service: {result['rate']:g} req/s open-loop for {result['seconds']:g} s, "
+        f"job store {result['db']}, {result['workers']} server worker process(es) each side, "
+        f"{result['cpus']} CPUs, uvicorn log level {result['log_level']}",
+        "latency from the scheduled instant (no coordinated omission), ms",
+        f"{'':<8}{'kind':<8}{'n':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}{'errors':>8}",
+    ]
     for side in ("ours", "floor"):
         if side not in result:
             continue
         r = result[side]
         for kind, p in r["latency"].items():
             errs = r["errors"] if kind == "overall" else r["errors_by_kind"].get(kind, 0)
-            lines.append(f"{side:<8}{kind:<8}{p['count']:>7}{p['p50_ms']:>9.2f}{p['p95_ms']:>9.2f}"
-                         f"{p['p99_ms']:>9.2f}{p['max_ms']:>9.2f}{errs:>8}")
-        lines.append(f"{side:<8}achieved {r['achieved_rate']:.1f} req/s (issued {r['issued']} at "
-                     f"{r['issue_rate']:.1f}/s, max issue lag {r['max_issue_lag_ms']:.1f} ms, "
-                     f"{r['unanswered']} unanswered after the run + timeout)")
+            lines.append(
+                f"{side:<8}{kind:<8}{p['count']:>7}{p['p50_ms']:>9.2f}{p['p95_ms']:>9.2f}"
+                f"{p['p99_ms']:>9.2f}{p['max_ms']:>9.2f}{errs:>8}"
+            )
+        lines.append(
+            f"{side:<8}achieved {r['achieved_rate']:.1f} req/s (issued {r['issued']} at "
+            f"{r['issue_rate']:.1f}/s, max issue lag {r['max_issue_lag_ms']:.1f} ms, "
+            f"{r['unanswered']} unanswered after the run + timeout)"
+        )
     for sample in result["ours"]["error_samples"]:
         lines.append(f"  error: {sample}")
     if result.get("p99_ratio_vs_floor") is not None:
         lines.append(f"p99 ours / floor: {result['p99_ratio_vs_floor']:.2f}x")
     t = result["target"]
     verdict = "MET" if t["met"] else "NOT MET"
-    note = "" if t["at_target_load"] else f" (at {result['rate']:g} req/s x {result['seconds']:g} s, " \
+    note = (
+        ""
+        if t["at_target_load"]
+        else f" (at {result['rate']:g} req/s x {result['seconds']:g} s, "
         f"not the target's {TARGET_RATE} x {TARGET_SECONDS})"
+    )
     lines.append(f"target p99 < {t['p99_ms']:g} ms and no error: {verdict}{note}")
     return "\n".join(lines)
 
@@ -360,27 +493,57 @@ def _bench_service(args: argparse.Namespace) -> int:
         try:
             mix[key.strip()] = float(raw) if sep else 1.0
         except ValueError:
-            raise DojoConfigError(f"--mix {args.mix!r} must look like list:1,submit:1,show:1.") from None
-    result = bench_service(rate=args.rate, seconds=args.seconds, db=args.db, mix=mix, floor=not args.no_floor,
-                           log_level=args.log_level, workers=args.workers,
-                           log=lambda m: print(m, file=sys.stderr))
+            raise DojoConfigError(
+                f"--mix {args.mix!r} must look like list:1,submit:1,show:1."
+            ) from None
+    result = bench_service(
+        rate=args.rate,
+        seconds=args.seconds,
+        db=args.db,
+        mix=mix,
+        floor=not args.no_floor,
+        log_level=args.log_level,
+        workers=args.workers,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0
 
 
 def add_bench_command(bench: argparse._SubParsersAction) -> None:
     """Register ``service`` under ``dojo bench``."""
-    b = bench.add_parser("service", help="API p50/p95/p99 under an open-loop list/submit/show load "
-                         "vs a bare uvicorn+FastAPI floor")
-    b.add_argument("--rate", type=float, default=TARGET_RATE, help="requests per second, on a fixed schedule")
+    b = bench.add_parser(
+        "service",
+        help="API p50/p95/p99 under an open-loop list/submit/show load "
+        "vs a bare uvicorn+FastAPI floor",
+    )
+    b.add_argument(
+        "--rate", type=float, default=TARGET_RATE, help="requests per second, on a fixed schedule"
+    )
     b.add_argument("--seconds", type=float, default=TARGET_SECONDS)
-    b.add_argument("--db", default=None, help="'sqlite' (default: WAL, in a temporary folder) or "
-                   "postgresql://USER@HOST[:PORT]/DB (a schema of its own, dropped afterwards)")
-    b.add_argument("--mix", default="list:1,submit:1,show:1", help="request kinds and their weights")
-    b.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
-                   help="uvicorn's log level for both servers (info logs every request)")
-    b.add_argument("--workers", type=int, default=2,
-                   help="server processes, for ours (dojo serve --workers) and the floor alike")
-    b.add_argument("--no-floor", action="store_true", help="skip the bare uvicorn+FastAPI reference")
+    b.add_argument(
+        "--db",
+        default=None,
+        help="'sqlite' (default: WAL, in a temporary folder) or "
+        "postgresql://USER@HOST[:PORT]/DB (a schema of its own, dropped afterwards)",
+    )
+    b.add_argument(
+        "--mix", default="list:1,submit:1,show:1", help="request kinds and their weights"
+    )
+    b.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn's log level for both servers (info logs every request)",
+    )
+    b.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="server processes, for ours (dojo serve --workers) and the floor alike",
+    )
+    b.add_argument(
+        "--no-floor", action="store_true", help="skip the bare uvicorn+FastAPI reference"
+    )
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench_service)

@@ -35,19 +35,28 @@ def _detail(response: httpx.Response) -> str:
         return response.text[:200] or response.reason_phrase
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, list):  # FastAPI's validation errors
-        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail)
+        return "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail
+        )
     return str(detail) if detail else response.reason_phrase
 
 
 class Client:
-    def __init__(self, url: str | None = None, token: str | None = None, timeout_s: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.url = (url or os.environ.get("DOJO_URL") or DEFAULT_URL).rstrip("/")
         self.token = token or os.environ.get("DOJO_TOKEN")
         if not self.url.startswith(("http://", "https://")):
             raise DojoConfigError(f"Service URL {self.url!r} must start with http:// or https://.")
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -64,8 +73,10 @@ class Client:
         try:
             response = self._http.request(method, path, **kw)
         except httpx.TransportError as e:
-            raise DojoConfigError(f"Cannot reach the Dojo service at {self.url} ({e}); start it with "
-                                  "`dojo serve` or set DOJO_URL.") from None
+            raise DojoConfigError(
+                f"Cannot reach the Dojo service at {self.url} ({e}); start it with "
+                "`dojo serve` or set DOJO_URL."
+            ) from None
         if response.status_code >= 400:
             raise ServiceError(response.status_code, _detail(response))
         return response
@@ -74,14 +85,23 @@ class Client:
         return self._request(method, path, **kw).json()
 
     # jobs
-    def submit(self, kind: str, spec: dict[str, Any], compute: dict[str, int], priority: int = 0,
-               name: str = "", time_limit_s: int | None = None) -> dict[str, Any]:
+    def submit(
+        self,
+        kind: str,
+        spec: dict[str, Any],
+        compute: dict[str, int],
+        priority: int = 0,
+        name: str = "",
+        time_limit_s: int | None = None,
+    ) -> dict[str, Any]:
         body = {"kind": kind, "spec": spec, "compute": compute, "priority": priority, "name": name}
         if time_limit_s is not None:
             body["time_limit_s"] = time_limit_s
         return dict(self._json("POST", "/v1/jobs", json=body))
 
-    def jobs(self, status: str | None = None, kind: str | None = None, limit: int = 100) -> dict[str, Any]:
+    def jobs(
+        self, status: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
@@ -103,7 +123,9 @@ class Client:
             if not response.content:
                 return
             yield response.content
-            params["offset"] = int(response.headers.get("x-log-offset", offset + len(response.content)))
+            params["offset"] = int(
+                response.headers.get("x-log-offset", offset + len(response.content))
+            )
         if not self.token:
             raise DojoConfigError("No token: pass --token or set DOJO_TOKEN.")
         try:
@@ -125,9 +147,15 @@ class Client:
     def upload(self, dataset_id: str, path: Path, name: str | None = None) -> dict[str, Any]:
         try:
             with open(path, "rb") as f:
-                return dict(self._json("POST", f"/v1/datasets/{_seg(dataset_id)}/files",
-                                       params={"name": name or path.name}, content=f,
-                                       headers={"Content-Type": "application/octet-stream"}))
+                return dict(
+                    self._json(
+                        "POST",
+                        f"/v1/datasets/{_seg(dataset_id)}/files",
+                        params={"name": name or path.name},
+                        content=f,
+                        headers={"Content-Type": "application/octet-stream"},
+                    )
+                )
         except FileNotFoundError:
             raise DojoConfigError(f"File {path} does not exist.") from None
 

@@ -13,16 +13,26 @@ from typing import Any
 
 from dojo.errors import DojoConfigError
 
-QUOTA_FLAGS = (("--max-concurrent-jobs", "max_concurrent_jobs"), ("--max-chips", "max_chips"),
-               ("--max-gpus", "max_gpus"), ("--max-storage-bytes", "max_storage_bytes"))
+QUOTA_FLAGS = (
+    ("--max-concurrent-jobs", "max_concurrent_jobs"),
+    ("--max-chips", "max_chips"),
+    ("--max-gpus", "max_gpus"),
+    ("--max-storage-bytes", "max_storage_bytes"),
+)
 
 
 def _need_service_packages() -> None:
     import importlib.util
 
-    missing = [m for m in ("fastapi", "uvicorn", "sqlalchemy", "httpx") if importlib.util.find_spec(m) is None]
+    missing = [
+        m
+        for m in ("fastapi", "uvicorn", "sqlalchemy", "httpx")
+        if importlib.util.find_spec(m) is None
+    ]
     if missing:
-        raise DojoConfigError(f"The service needs {', '.join(missing)}: pip install 'dojo[service]'.")
+        raise DojoConfigError(
+            f"The service needs {', '.join(missing)}: pip install 'dojo[service]'."
+        )
 
 
 def _db_url(args: argparse.Namespace) -> str:
@@ -43,18 +53,28 @@ def _serve(args: argparse.Namespace) -> int:
         raise DojoConfigError(f"--port {args.port} must be between 1 and 65535.")
     if not 1 <= args.workers <= 64:
         raise DojoConfigError(f"--workers {args.workers} must be between 1 and 64.")
-    config = ServiceConfig(db_url=_db_url(args), data_dir=Path(args.data_dir),
-                           max_upload_bytes=args.max_upload_bytes)
+    config = ServiceConfig(
+        db_url=_db_url(args), data_dir=Path(args.data_dir), max_upload_bytes=args.max_upload_bytes
+    )
     app = create_app(config)  # migrates the job store; a clear error if it cannot be reached
-    print(f"dojo service on http://{args.host}:{args.port} (job store {app.state.ctx.db.dialect}, "
-          f"files in {Path(args.data_dir).resolve()}, {args.workers} worker process"
-          f"{'es' if args.workers > 1 else ''})", file=sys.stderr)
+    print(
+        f"dojo service on http://{args.host}:{args.port} (job store {app.state.ctx.db.dialect}, "
+        f"files in {Path(args.data_dir).resolve()}, {args.workers} worker process"
+        f"{'es' if args.workers > 1 else ''})",
+        file=sys.stderr,
+    )
     if args.workers > 1:
         # each worker is a fresh process (one interpreter lock each) that builds its own app
         app.state.ctx.db.dispose()
         os.environ[CONFIG_ENV] = config_to_env(config)
-        uvicorn.run(f"{app_from_env.__module__}:{app_from_env.__name__}", factory=True, workers=args.workers,
-                    host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(
+            f"{app_from_env.__module__}:{app_from_env.__name__}",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+        )
         return 0
     # what start-up loaded stays for the life of the server: out of the collector's sight, a full
     # collection no longer walks it (under load those walks stalled every request for ~0.1-0.5 s)
@@ -81,7 +101,9 @@ def _parse_spec(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 text = Path(text).read_text(encoding="utf-8")
             except OSError as e:
-                raise DojoConfigError(f"--spec {args.spec} is neither JSON nor a readable file ({e}).") from None
+                raise DojoConfigError(
+                    f"--spec {args.spec} is neither JSON nor a readable file ({e})."
+                ) from None
         try:
             loaded = json.loads(text)
         except json.JSONDecodeError as e:
@@ -108,24 +130,36 @@ def parse_duration_s(text: str) -> int:
     """``"90"``, ``"90s"``, ``"30m"``, ``"2h"``, ``"1.5d"`` -> whole seconds (at least 1)."""
     m = _DURATION.fullmatch(text.strip())
     if not m or float(m.group(1)) * _UNIT_S[m.group(2)] < 1:
-        raise DojoConfigError(f"--time-limit {text!r} must be a duration of at least 1 s, like 90, 30m, 2h or 1d.")
+        raise DojoConfigError(
+            f"--time-limit {text!r} must be a duration of at least 1 s, like 90, 30m, 2h or 1d."
+        )
     return round(float(m.group(1)) * _UNIT_S[m.group(2)])
 
 
 def _submit(args: argparse.Namespace) -> int:
-    given = [(u, n) for u, n in (("chips", args.chips), ("tiles", args.tiles), ("gpus", args.gpus)) if n is not None]
+    given = [
+        (u, n)
+        for u, n in (("chips", args.chips), ("tiles", args.tiles), ("gpus", args.gpus))
+        if n is not None
+    ]
     if len(given) > 1:
         raise DojoConfigError("Give one of --chips, --tiles or --gpus, not several.")
     compute = dict(given) if given else {"chips": 1}
     with _client(args) as c:
-        job = c.submit(args.kind, _parse_spec(args), compute, priority=args.priority, name=args.name,
-                       time_limit_s=None if args.time_limit is None else parse_duration_s(args.time_limit))
+        job = c.submit(
+            args.kind,
+            _parse_spec(args),
+            compute,
+            priority=args.priority,
+            name=args.name,
+            time_limit_s=None if args.time_limit is None else parse_duration_s(args.time_limit),
+        )
     print(json.dumps(job, indent=2) if args.json else job["id"])
     return 0
 
 
 def _fmt_job(j: dict[str, Any]) -> str:
-    (unit, n), = j["compute"].items()
+    ((unit, n),) = j["compute"].items()
     return f"{j['id']:<21}{j['kind']:<8}{j['status']:<11}{j['priority']:>5}  {n} {unit:<6}  {j['name']}"
 
 
@@ -144,7 +178,9 @@ def _jobs_list(args: argparse.Namespace) -> int:
 
 def _job_id(text: str) -> str:
     if not re.fullmatch(r"job_[0-9a-f]{16}", text):
-        raise DojoConfigError(f"{text!r} is not a job id (job_ and 16 hex digits, see `dojo jobs list`).")
+        raise DojoConfigError(
+            f"{text!r} is not a job id (job_ and 16 hex digits, see `dojo jobs list`)."
+        )
     return text
 
 
@@ -201,7 +237,11 @@ def _admin_tenant_set(args: argparse.Namespace) -> int:
     from dojo.service import admin
 
     disabled = True if args.disable else False if args.enable else None
-    print(json.dumps(admin.tenant_update(_db_url(args), args.tenant, _quota_values(args), disabled), indent=2))
+    print(
+        json.dumps(
+            admin.tenant_update(_db_url(args), args.tenant, _quota_values(args), disabled), indent=2
+        )
+    )
     return 0
 
 
@@ -209,19 +249,27 @@ def _admin_token_create(args: argparse.Namespace) -> int:
     from dojo.service import admin
 
     if (args.tenant is None) == (not args.admin):
-        raise DojoConfigError("Give --tenant NAME for a tenant token, or --admin for an admin token.")
+        raise DojoConfigError(
+            "Give --tenant NAME for a tenant token, or --admin for an admin token."
+        )
     print(admin.token_create(_db_url(args), args.tenant, args.name))
     return 0
 
 
 def _store_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=None, help="job store URL: sqlite:///PATH or postgresql://USER@HOST/DB "
-                   "(default: $DOJO_DB, else DATA_DIR/dojo.db)")
+    p.add_argument(
+        "--db",
+        default=None,
+        help="job store URL: sqlite:///PATH or postgresql://USER@HOST/DB "
+        "(default: $DOJO_DB, else DATA_DIR/dojo.db)",
+    )
     p.add_argument("--data-dir", default="dojo-service", help="folder of uploads and checkpoints")
 
 
 def _client_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=None, help="service URL (default: $DOJO_URL, else http://127.0.0.1:8000)")
+    p.add_argument(
+        "--url", default=None, help="service URL (default: $DOJO_URL, else http://127.0.0.1:8000)"
+    )
     p.add_argument("--token", default=None, help="API token (default: $DOJO_TOKEN)")
 
 
@@ -229,41 +277,70 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``serve``, ``submit``, ``jobs`` and ``admin`` on the top-level ``dojo`` parser."""
     from dojo.service.constants import JOB_KINDS
 
-    sv = sub.add_parser("serve", help="run the multi-tenant training service (REST API, OpenAPI at /openapi.json)")
+    sv = sub.add_parser(
+        "serve", help="run the multi-tenant training service (REST API, OpenAPI at /openapi.json)"
+    )
     _store_flags(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--max-upload-bytes", type=int, default=8 * 1024**3, help="largest uploaded file")
-    sv.add_argument("--workers", type=int, default=1,
-                    help="server processes sharing the port (each its own Python interpreter lock)")
-    sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    sv.add_argument(
+        "--max-upload-bytes", type=int, default=8 * 1024**3, help="largest uploaded file"
+    )
+    sv.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (each its own Python interpreter lock)",
+    )
+    sv.add_argument(
+        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
+    )
     sv.set_defaults(func=_serve)
 
-    sm = sub.add_parser("submit", help="submit a job to the service (drive, ingest, train, eval, loop)")
+    sm = sub.add_parser(
+        "submit", help="submit a job to the service (drive, ingest, train, eval, loop)"
+    )
     sm.add_argument("kind", choices=JOB_KINDS)
-    sm.add_argument("--spec", default=None, help="the job's settings: a JSON object or a .json file")
-    sm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="one setting (VALUE read as JSON, else as a string); repeatable")
+    sm.add_argument(
+        "--spec", default=None, help="the job's settings: a JSON object or a .json file"
+    )
+    sm.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one setting (VALUE read as JSON, else as a string); repeatable",
+    )
     sm.add_argument("--chips", type=int, default=None, help="D1 chips to run on")
     sm.add_argument("--tiles", type=int, default=None, help="training tiles (25 D1 each) to run on")
     sm.add_argument("--gpus", type=int, default=None, help="GPUs to run on")
     sm.add_argument("--priority", type=int, default=0, help="higher runs first (-1000..1000)")
     sm.add_argument("--name", default="", help="a label")
-    sm.add_argument("--time-limit", default=None, metavar="DURATION",
-                    help="stop a run that lasts longer (90, 30m, 2h, 1d); lets the scheduler backfill the job")
-    sm.add_argument("--json", action="store_true", help="print the whole job as JSON, not just its id")
+    sm.add_argument(
+        "--time-limit",
+        default=None,
+        metavar="DURATION",
+        help="stop a run that lasts longer (90, 30m, 2h, 1d); lets the scheduler backfill the job",
+    )
+    sm.add_argument(
+        "--json", action="store_true", help="print the whole job as JSON, not just its id"
+    )
     _client_flags(sm)
     sm.set_defaults(func=_submit)
 
-    jobs = sub.add_parser("jobs", help="the service's jobs: list, show, logs, cancel").add_subparsers(
-        dest="jobs_command", required=True)
+    jobs = sub.add_parser(
+        "jobs", help="the service's jobs: list, show, logs, cancel"
+    ).add_subparsers(dest="jobs_command", required=True)
     jl = jobs.add_parser("list", help="your jobs, newest first")
     jl.add_argument("--status", default=None, help="comma-separated statuses, e.g. queued,running")
     jl.add_argument("--kind", default=None, choices=JOB_KINDS)
     jl.add_argument("--limit", type=int, default=50)
     jl.add_argument("--json", action="store_true")
     jl.set_defaults(func=_jobs_list)
-    for name, func, text in (("show", _jobs_show, "one job as JSON"), ("cancel", _jobs_cancel, "cancel a job")):
+    for name, func, text in (
+        ("show", _jobs_show, "one job as JSON"),
+        ("cancel", _jobs_cancel, "cancel a job"),
+    ):
         p = jobs.add_parser(name, help=text)
         p.add_argument("job", help="job id")
         p.set_defaults(func=func)
@@ -276,10 +353,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     for p in (jl, lg):
         _client_flags(p)
 
-    adm = sub.add_parser("admin", help="operator commands on the job store: tenants, quotas, tokens")
+    adm = sub.add_parser(
+        "admin", help="operator commands on the job store: tenants, quotas, tokens"
+    )
     asub = adm.add_subparsers(dest="admin_command", required=True)
     ten = asub.add_parser("tenant", help="create, list or change tenants").add_subparsers(
-        dest="tenant_command", required=True)
+        dest="tenant_command", required=True
+    )
     tc = ten.add_parser("create", help="a new tenant; prints its token once")
     tc.add_argument("name")
     tc.add_argument("--json", action="store_true")
@@ -295,10 +375,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     for p in (tc, ts):
         for flag, dest in QUOTA_FLAGS:
             p.add_argument(flag, dest=dest, type=int, default=None)
-    tk = asub.add_parser("token", help="issue tokens").add_subparsers(dest="token_command", required=True)
+    tk = asub.add_parser("token", help="issue tokens").add_subparsers(
+        dest="token_command", required=True
+    )
     tkc = tk.add_parser("create", help="a new token (printed once): --tenant NAME, or --admin")
     tkc.add_argument("--tenant", default=None, help="tenant name or id")
-    tkc.add_argument("--admin", action="store_true", help="an admin token (manages tenants and quotas)")
+    tkc.add_argument(
+        "--admin", action="store_true", help="an admin token (manages tenants and quotas)"
+    )
     tkc.add_argument("--name", default="", help="a label for the token")
     tkc.set_defaults(func=_admin_token_create)
     for p in (tc, tl, ts, tkc):

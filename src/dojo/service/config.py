@@ -44,8 +44,12 @@ class ServiceConfig:
     default_quotas: Quotas = field(default_factory=Quotas)
 
     def __post_init__(self) -> None:
-        for name in ("max_json_bytes", "max_upload_bytes", "max_log_bytes_per_job",
-                     "max_metric_rows_per_request"):
+        for name in (
+            "max_json_bytes",
+            "max_upload_bytes",
+            "max_log_bytes_per_job",
+            "max_metric_rows_per_request",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise DojoConfigError(f"{name}={value!r} must be a whole number >= 1.")

@@ -68,8 +68,10 @@ MAX_PODS = 8  # ExaPODs the map will draw
 PAGE_SIZE = 50
 MAX_TOKEN_CHARS = 200
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -144,7 +146,9 @@ def _authenticate(request: Request) -> Viewer:
         if p.tenant_id is None:
             return Viewer(role=p.role, tenant_id=None, label="admin")
         tenant = s.get(Tenant, p.tenant_id)
-        return Viewer(role=p.role, tenant_id=p.tenant_id, label=tenant.name if tenant else p.tenant_id)
+        return Viewer(
+            role=p.role, tenant_id=p.tenant_id, label=tenant.name if tenant else p.tenant_id
+        )
 
 
 def page_viewer(request: Request) -> Viewer:
@@ -167,7 +171,9 @@ def data_viewer(request: Request) -> Viewer:
     try:
         return _authenticate(request)
     except ApiError as e:
-        raise _Answer(Response(e.detail, status_code=e.status, media_type="text/plain; charset=utf-8")) from None
+        raise _Answer(
+            Response(e.detail, status_code=e.status, media_type="text/plain; charset=utf-8")
+        ) from None
 
 
 PageViewer = Annotated[Viewer, Depends(page_viewer)]
@@ -176,7 +182,9 @@ DataViewer = Annotated[Viewer, Depends(data_viewer)]
 
 def _safe_next(target: str) -> str:
     """A dashboard path to go to after logging in, or "" (never another site)."""
-    return target if _NEXT_RE.fullmatch(target) and "//" not in target and ".." not in target else ""
+    return (
+        target if _NEXT_RE.fullmatch(target) and "//" not in target and ".." not in target else ""
+    )
 
 
 def _same_origin(request: Request) -> None:
@@ -184,18 +192,27 @@ def _same_origin(request: Request) -> None:
     site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
     bad = (site is not None and site not in ("same-origin", "none")) or (
-        origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""))
+        origin is not None and urlsplit(origin).netloc != request.headers.get("host", "")
+    )
     if bad:
-        raise _Answer(_error_page(403, "Not allowed", "This form must be sent from the dashboard itself.",
-                                  None))
+        raise _Answer(
+            _error_page(
+                403, "Not allowed", "This form must be sent from the dashboard itself.", None
+            )
+        )
 
 
 # --- pages ----------------------------------------------------------------------------------
 
 
 def _page(template: str, viewer: Viewer | None, status: int = 200, **values: Any) -> HTMLResponse:
-    html = render(template, root=ROOT, who=viewer.label if viewer else "", refresh=values.pop("refresh", 0),
-                  **values)
+    html = render(
+        template,
+        root=ROOT,
+        who=viewer.label if viewer else "",
+        refresh=values.pop("refresh", 0),
+        **values,
+    )
     return HTMLResponse(html, status_code=status)
 
 
@@ -222,22 +239,36 @@ async def login(request: Request) -> Response:
     ctx = _ctx(request)
 
     def check() -> tuple[str | None, int | None]:
-        if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii() or not token.isprintable():
+        if (
+            not token
+            or len(token) > MAX_TOKEN_CHARS
+            or not token.isascii()
+            or not token.isprintable()
+        ):
             return "Invalid or revoked token.", None
         with ctx.db.session() as s:
             try:
                 authenticate(s, f"Bearer {token}")
             except ApiError as e:
                 return e.detail, None
-            expires = aware(s.scalar(select(Token.expires_at).where(Token.hash == hash_token(token))))
+            expires = aware(
+                s.scalar(select(Token.expires_at).where(Token.hash == hash_token(token)))
+            )
         return None, (max(1, int((expires - utcnow()).total_seconds())) if expires else None)
 
     error, max_age = await run_in_threadpool(check)
     if error:
         return _page("login", None, 401, title="Log in", error=error, next=target)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, token, max_age=max_age, path=ROOT, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=max_age,
+        path=ROOT,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -251,8 +282,10 @@ def logout(request: Request) -> Response:
 
 @router.get("/static/{name}")
 def static(name: str) -> Response:
-    files = {"dashboard.css": (CSS, "text/css; charset=utf-8"),
-             "dashboard.js": (JS, "text/javascript; charset=utf-8")}
+    files = {
+        "dashboard.css": (CSS, "text/css; charset=utf-8"),
+        "dashboard.js": (JS, "text/javascript; charset=utf-8"),
+    }
     if name not in files:
         return Response("Not found.", status_code=404, media_type="text/plain; charset=utf-8")
     text, media = files[name]
@@ -265,15 +298,31 @@ def map_page(request: Request, viewer: PageViewer) -> HTMLResponse:
     with _ctx(request).db.session() as s:
         view = compute_map(s, viewer)
         jobs = _job_rows(s, viewer, statuses=ACTIVE, limit=PAGE_SIZE, offset=0)[0]
-    return _page("map", viewer, title="Compute map", refresh=30, svg=view.svg, summary=view.summary,
-                 legend=view.legend, gpu_jobs=view.gpu_jobs, unplaced=view.unplaced, show_busy=not viewer.admin,
-                 free_fill=FREE_FILL, busy_fill=BUSY_FILL, jobs=jobs, admin=viewer.admin)
+    return _page(
+        "map",
+        viewer,
+        title="Compute map",
+        refresh=30,
+        svg=view.svg,
+        summary=view.summary,
+        legend=view.legend,
+        gpu_jobs=view.gpu_jobs,
+        unplaced=view.unplaced,
+        show_busy=not viewer.admin,
+        free_fill=FREE_FILL,
+        busy_fill=BUSY_FILL,
+        jobs=jobs,
+        admin=viewer.admin,
+    )
 
 
 @router.get("/jobs")
-def jobs_page(request: Request, viewer: PageViewer,
-              status: Annotated[str, Query(max_length=200)] = "",
-              offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> HTMLResponse:
+def jobs_page(
+    request: Request,
+    viewer: PageViewer,
+    status: Annotated[str, Query(max_length=200)] = "",
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> HTMLResponse:
     wanted = tuple(x for x in status.split(",") if x in STATUSES) if status else ()
     with _ctx(request).db.session() as s:
         jobs, total = _job_rows(s, viewer, statuses=wanted or None, limit=PAGE_SIZE, offset=offset)
@@ -283,14 +332,24 @@ def jobs_page(request: Request, viewer: PageViewer,
         return f"{ROOT}/jobs" + (f"?{urlencode(q)}" if q else "")
 
     chosen = ",".join(wanted)
-    filters = [{"label": "all", "href": href(""), "on": not wanted},
-               {"label": "active", "href": href(",".join(ACTIVE)), "on": chosen == ",".join(ACTIVE)}]
+    filters = [
+        {"label": "all", "href": href(""), "on": not wanted},
+        {"label": "active", "href": href(",".join(ACTIVE)), "on": chosen == ",".join(ACTIVE)},
+    ]
     filters += [{"label": st, "href": href(st), "on": chosen == st} for st in STATUSES]
     shown = f"{offset + 1}–{offset + len(jobs)} of {total}" if jobs else f"0 of {total}"
-    return _page("jobs", viewer, title="Jobs", refresh=30, jobs=jobs, admin=viewer.admin, filters=filters,
-                 summary=f"{shown} jobs, newest first.",
-                 prev=href(chosen, max(0, offset - PAGE_SIZE)) if offset > 0 else "",
-                 next=href(chosen, offset + PAGE_SIZE) if offset + PAGE_SIZE < total else "")
+    return _page(
+        "jobs",
+        viewer,
+        title="Jobs",
+        refresh=30,
+        jobs=jobs,
+        admin=viewer.admin,
+        filters=filters,
+        summary=f"{shown} jobs, newest first.",
+        prev=href(chosen, max(0, offset - PAGE_SIZE)) if offset > 0 else "",
+        next=href(chosen, offset + PAGE_SIZE) if offset + PAGE_SIZE < total else "",
+    )
 
 
 @router.get("/jobs/{job_id}")
@@ -304,28 +363,52 @@ def job_page(request: Request, job_id: str, viewer: PageViewer) -> HTMLResponse:
     facts: list[tuple[str, object]] = [("kind", job.kind)]
     if viewer.admin:
         facts.append(("tenant", tenant.name if tenant else job.tenant_id))
-    facts += [("priority", job.priority), ("compute", f"{job.compute_count} {job.compute_unit}"),
-              ("where", _where(job.placement)), ("attempt", f"{job.attempt} of {job.max_attempts}"),
-              ("agent", job.agent or "–"), ("exit code", "–" if job.exit_code is None else job.exit_code),
-              ("created", _time(job.created_at)), ("started", _time(job.started_at)),
-              ("finished", _time(job.finished_at)), ("heartbeat", _time(job.heartbeat_at)),
-              ("log", f"{job.log_bytes:,} bytes"), ("metric rows", f"{job.metric_rows:,}")]
-    return _page("job", viewer, title=f"Job {job.name or job.id}", job=job, facts=facts, charts=charts,
-                 log=data.decode("utf-8", "replace"), offset=start + len(data), skipped=start,
-                 spec=json.dumps(job.spec, indent=2, sort_keys=True),
-                 placement=json.dumps(job.placement) if job.placement else "")
+    facts += [
+        ("priority", job.priority),
+        ("compute", f"{job.compute_count} {job.compute_unit}"),
+        ("where", _where(job.placement)),
+        ("attempt", f"{job.attempt} of {job.max_attempts}"),
+        ("agent", job.agent or "–"),
+        ("exit code", "–" if job.exit_code is None else job.exit_code),
+        ("created", _time(job.created_at)),
+        ("started", _time(job.started_at)),
+        ("finished", _time(job.finished_at)),
+        ("heartbeat", _time(job.heartbeat_at)),
+        ("log", f"{job.log_bytes:,} bytes"),
+        ("metric rows", f"{job.metric_rows:,}"),
+    ]
+    return _page(
+        "job",
+        viewer,
+        title=f"Job {job.name or job.id}",
+        job=job,
+        facts=facts,
+        charts=charts,
+        log=data.decode("utf-8", "replace"),
+        offset=start + len(data),
+        skipped=start,
+        spec=json.dumps(job.spec, indent=2, sort_keys=True),
+        placement=json.dumps(job.placement) if job.placement else "",
+    )
 
 
 @router.get("/jobs/{job_id}/log")
-def job_log(request: Request, job_id: str, viewer: DataViewer,
-            offset: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Response:
+def job_log(
+    request: Request,
+    job_id: str,
+    viewer: DataViewer,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> Response:
     """Log bytes from ``offset`` (as ``GET /v1/jobs/{id}/logs``): ``X-Log-Offset`` says where to
     go on, ``X-Job-Status`` whether to."""
     with _ctx(request).db.session() as s:
         job = _visible_job(s, viewer, job_id, page=False)
         data = jobstore.read_log(s, job.id, offset, LOG_CHUNK_BYTES)
-        headers = {"X-Log-Offset": str(offset + len(data)), "X-Job-Status": job.status,
-                   "X-Log-Size": str(job.log_bytes)}
+        headers = {
+            "X-Log-Offset": str(offset + len(data)),
+            "X-Job-Status": job.status,
+            "X-Log-Size": str(job.log_bytes),
+        }
     return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
 
 
@@ -354,7 +437,9 @@ def _visible_job(s: Session, viewer: Viewer, job_id: str, *, page: bool) -> Job:
     except ApiError as e:
         if page:
             raise _Answer(_error_page(404, "Not found", e.detail, viewer)) from None
-        raise _Answer(Response(e.detail, status_code=404, media_type="text/plain; charset=utf-8")) from None
+        raise _Answer(
+            Response(e.detail, status_code=404, media_type="text/plain; charset=utf-8")
+        ) from None
 
 
 def _time(t: datetime | None) -> str:
@@ -376,16 +461,23 @@ def _where(placement: Any) -> str:
             if isinstance(value, list) and value:
                 first = value[0]
                 if key == "chips":
-                    n = sum(v[1] - v[0] if isinstance(v, list) and len(v) == 2 and all(
-                        isinstance(x, int) for x in v) else 1 for v in value)
+                    n = sum(
+                        v[1] - v[0]
+                        if isinstance(v, list)
+                        and len(v) == 2
+                        and all(isinstance(x, int) for x in v)
+                        else 1
+                        for v in value
+                    )
                     return f"{n} chip{'s' if n != 1 else ''}"
                 more = f" (+{len(value) - 1})" if len(value) > 1 else ""
                 return f"{first if isinstance(first, (str, int)) else '…'}{more}"
     return "placed"
 
 
-def _job_rows(s: Session, viewer: Viewer, *, statuses: Iterable[str] | None, limit: int,
-              offset: int) -> tuple[list[dict[str, Any]], int]:
+def _job_rows(
+    s: Session, viewer: Viewer, *, statuses: Iterable[str] | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
     from sqlalchemy import func
 
     q = select(Job, Tenant.name).join(Tenant, Tenant.id == Job.tenant_id)
@@ -394,10 +486,23 @@ def _job_rows(s: Session, viewer: Viewer, *, statuses: Iterable[str] | None, lim
     if statuses:
         q = q.where(Job.status.in_(tuple(statuses)))
     total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = s.execute(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)).all()
-    return [{"id": j.id, "name": j.name, "tenant": tenant, "kind": j.kind, "status": j.status,
-             "compute": f"{j.compute_count} {j.compute_unit}", "priority": j.priority,
-             "where": _where(j.placement), "created": _time(j.created_at)} for j, tenant in rows], int(total)
+    rows = s.execute(
+        q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return [
+        {
+            "id": j.id,
+            "name": j.name,
+            "tenant": tenant,
+            "kind": j.kind,
+            "status": j.status,
+            "compute": f"{j.compute_count} {j.compute_unit}",
+            "priority": j.priority,
+            "where": _where(j.placement),
+            "created": _time(j.created_at),
+        }
+        for j, tenant in rows
+    ], int(total)
 
 
 def _chart_rows(s: Session, job: Job) -> list[tuple[int, dict[str, object]]]:
@@ -452,8 +557,11 @@ def placement_chips(placement: Any, topology: Topology) -> list[int] | None:
     try:
         if placement.get("chip_ranges") is not None:
             for item in placement["chip_ranges"]:
-                if not (isinstance(item, list) and len(item) == 2 and all(
-                        isinstance(v, int) and not isinstance(v, bool) for v in item)):
+                if not (
+                    isinstance(item, list)
+                    and len(item) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in item)
+                ):
                     raise ValueError(f"chip range {item!r} is not a [first, stop) pair")
                 first, stop = item
                 if not 0 <= first <= stop <= total:
@@ -463,14 +571,19 @@ def placement_chips(placement: Any, topology: Topology) -> list[int] | None:
             for item in placement["chips"]:
                 if isinstance(item, int) and not isinstance(item, bool):
                     chips.append(item)
-                elif (isinstance(item, list) and len(item) == 2 and all(
-                        isinstance(v, int) and not isinstance(v, bool) for v in item)):
+                elif (
+                    isinstance(item, list)
+                    and len(item) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in item)
+                ):
                     first, stop = item
                     if not 0 <= first <= stop <= total:
                         raise ValueError(f"chip range {item} is outside 0..{total}")
                     chips.extend(range(first, stop))
                 else:
-                    raise ValueError(f"chip entry {item!r} is neither a number nor a [first, stop) pair")
+                    raise ValueError(
+                        f"chip entry {item!r} is neither a number nor a [first, stop) pair"
+                    )
         else:
             for key in ("blocks", "tiles", "block"):
                 entries = _names(placement, key)
@@ -521,7 +634,11 @@ def units_needed(placements: Iterable[Any]) -> int:
             if not isinstance(chips, list):
                 continue
             for item in chips:
-                last = item[-1] - 1 if isinstance(item, list) and item and isinstance(item[-1], int) else item
+                last = (
+                    item[-1] - 1
+                    if isinstance(item, list) and item and isinstance(item[-1], int)
+                    else item
+                )
                 if isinstance(last, int) and not isinstance(last, bool) and last >= 0:
                     top = max(top, last // per_unit)
     return min(max(1, top + 1), MAX_PODS)
@@ -529,8 +646,10 @@ def units_needed(placements: Iterable[Any]) -> int:
 
 def _is_gpu(placement: Any) -> bool:
     """A GPU placement: ``resource: gpus``, or hosts without any chips."""
-    return isinstance(placement, dict) and (placement.get("resource") == "gpus" or (
-        "hosts" in placement and not any(k in placement for k in CHIP_KEYS)))
+    return isinstance(placement, dict) and (
+        placement.get("resource") == "gpus"
+        or ("hosts" in placement and not any(k in placement for k in CHIP_KEYS))
+    )
 
 
 def _hosts(placement: Any) -> list[str]:
@@ -555,10 +674,12 @@ class MapView:
 
 def compute_map(s: Session, viewer: Viewer) -> MapView:
     """The map of every placed job: the viewer's own (all, for an admin) by name, others as busy."""
-    q = (select(Job.id, Job.tenant_id, Job.name, Job.status, Job.placement, Tenant.name)
-         .join(Tenant, Tenant.id == Job.tenant_id)
-         .where(Job.status.in_(("placed", "running", "cancelling")))
-         .order_by(Tenant.name, Job.created_at, Job.id))
+    q = (
+        select(Job.id, Job.tenant_id, Job.name, Job.status, Job.placement, Tenant.name)
+        .join(Tenant, Tenant.id == Job.tenant_id)
+        .where(Job.status.in_(("placed", "running", "cancelling")))
+        .order_by(Tenant.name, Job.created_at, Job.id)
+    )
     rows = [r for r in s.execute(q).all() if r[4]]
     topology = exapods(units_needed(r[4] for r in rows))
     busy = Owner(key="busy", label="busy", fill=BUSY_FILL)
@@ -574,12 +695,16 @@ def compute_map(s: Session, viewer: Viewer) -> MapView:
         if mine:
             group = legend.setdefault(tenant_name if viewer.admin else "", [])
             if viewer.admin:
-                base = tenant_colour.setdefault(tenant_name, PALETTE[len(tenant_colour) % len(PALETTE)])
+                base = tenant_colour.setdefault(
+                    tenant_name, PALETTE[len(tenant_colour) % len(PALETTE)]
+                )
                 fill = shade(base, (len(group) % 4) * 0.22)
             else:
                 fill = PALETTE[len(group) % len(PALETTE)]
             who = f"{tenant_name}: " if viewer.admin else ""
-            preempting = ", preempting" if isinstance(placement, dict) and placement.get("preempt") else ""
+            preempting = (
+                ", preempting" if isinstance(placement, dict) and placement.get("preempt") else ""
+            )
             label = f"{who}{name or job_id} ({job_id}, {status}{preempting})"
             href = f"{ROOT}/jobs/{quote(job_id, safe='')}"
             owner = Owner(key=job_id, label=label, fill=fill, href=href)
@@ -590,9 +715,14 @@ def compute_map(s: Session, viewer: Viewer) -> MapView:
             owner, index = busy, 0
         if _is_gpu(placement):
             count = placement.get("count")
-            gpu_jobs.append({"label": owner.label if mine else "busy", "href": owner.href if mine else None,
-                             "gpus": count if isinstance(count, int) else "?",
-                             "hosts": ", ".join(_hosts(placement)) or "–"})
+            gpu_jobs.append(
+                {
+                    "label": owner.label if mine else "busy",
+                    "href": owner.href if mine else None,
+                    "gpus": count if isinstance(count, int) else "?",
+                    "hosts": ", ".join(_hosts(placement)) or "–",
+                }
+            )
             continue
         try:
             chips = placement_chips(placement, topology)
@@ -611,13 +741,19 @@ def compute_map(s: Session, viewer: Viewer) -> MapView:
     if viewer.admin:
         summary = f"{unit}: {total:,} D1 chips; {used['yours']:,} held by jobs, {free:,} free."
     else:
-        summary = (f"{unit}: {total:,} D1 chips; {used['yours']:,} held by your jobs, "
-                   f"{used['busy']:,} by other tenants, {free:,} free.")
+        summary = (
+            f"{unit}: {total:,} D1 chips; {used['yours']:,} held by your jobs, "
+            f"{used['busy']:,} by other tenants, {free:,} free."
+        )
     notes = []
     if bad:
         notes.append(f"{bad} placement{'s' if bad > 1 else ''} could not be drawn.")
     if overlaps:
         notes.append(f"{overlaps} chips are claimed by more than one job (the first is shown).")
-    return MapView(svg=map_svg(topology, owner_of_chip, owners), summary=summary,
-                   legend=[{"title": k, "items": v} for k, v in legend.items()], gpu_jobs=gpu_jobs,
-                   unplaced=" ".join(notes))
+    return MapView(
+        svg=map_svg(topology, owner_of_chip, owners),
+        summary=summary,
+        legend=[{"title": k, "items": v} for k, v in legend.items()],
+        gpu_jobs=gpu_jobs,
+        unplaced=" ".join(notes),
+    )

@@ -110,9 +110,21 @@ ERROR = """{% extends "base" %}{% block main %}<h1>{{ title }}</h1><p class="err
 <p><a href="{{ root }}">Back to the map</a></p>{% endblock %}"""
 
 _ENV = Environment(
-    loader=DictLoader({"base": BASE, "login": LOGIN, "map": MAP, "job_table": JOB_TABLE, "jobs": JOBS,
-                       "job": JOB, "charts": CHARTS, "error": ERROR}),
-    autoescape=True, undefined=StrictUndefined, trim_blocks=False,
+    loader=DictLoader(
+        {
+            "base": BASE,
+            "login": LOGIN,
+            "map": MAP,
+            "job_table": JOB_TABLE,
+            "jobs": JOBS,
+            "job": JOB,
+            "charts": CHARTS,
+            "error": ERROR,
+        }
+    ),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=False,
 )
 
 

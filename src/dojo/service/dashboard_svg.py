@@ -23,8 +23,18 @@ from dojo.compute.topology import Topology
 FREE_FILL = "#e4e7eb"
 BUSY_FILL = "#8d96a0"  # another tenant's allocation, anonymous
 # distinct hues, no greys (those mean free and busy)
-PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759", "#76b7b2", "#edc948",
-           "#9c755f", "#ff9da7", "#1b9e77")
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#b07aa1",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#9c755f",
+    "#ff9da7",
+    "#1b9e77",
+)
 
 TILE_PX = 28.0
 TILE_GAP_PX = 3.0
@@ -44,7 +54,7 @@ def esc(value: object) -> str:
 
 def shade(hex_colour: str, towards_white: float) -> str:
     """``hex_colour`` mixed with white (0: unchanged, 1: white)."""
-    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
     t = min(max(towards_white, 0.0), 1.0)
     return "#" + "".join(f"{round(c + (255 - c) * t):02x}" for c in (r, g, b))
 
@@ -74,7 +84,9 @@ def map_svg(topology: Topology, owner_of_chip: Sequence[int], owners: Sequence[O
     ``owner_of_chip``: per chip, an index into ``owners`` or -1 when free.
     """
     if topology.top < 4:
-        raise ValueError(f"the map draws ExaPOD topologies (chip/tile/tray/cabinet/exapod), not {topology!r}")
+        raise ValueError(
+            f"the map draws ExaPOD topologies (chip/tile/tray/cabinet/exapod), not {topology!r}"
+        )
     if len(owner_of_chip) != topology.total_chips:
         raise ValueError("owner_of_chip must have one entry per chip")
     cpt = topology.chips_per_block(1)
@@ -91,62 +103,92 @@ def map_svg(topology: Topology, owner_of_chip: Sequence[int], owners: Sequence[O
     pod_h = POD_LABEL_PX + cab_h
     width = pod_w + 2
     height = topology.count * pod_h + (topology.count - 1) * POD_GAP_PX + 2
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="map" role="img" viewBox="0 0 {width:.0f} {height:.0f}" '
-           f'width="{width:.0f}" height="{height:.0f}" aria-label="compute map">']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="map" role="img" viewBox="0 0 {width:.0f} {height:.0f}" '
+        f'width="{width:.0f}" height="{height:.0f}" aria-label="compute map">'
+    ]
     cab_name, tray_name, tile_name = (topology.levels[i].name for i in (3, 2, 1))
     for pod in range(topology.count):
         py = 1 + pod * (pod_h + POD_GAP_PX)
-        out.append(f'<text x="1" y="{py + 13:.1f}" class="pod-label" font-size="13" font-weight="600" '
-                   f'fill="#1f2933">{esc(topology.levels[4].name)}{pod}</text>')
+        out.append(
+            f'<text x="1" y="{py + 13:.1f}" class="pod-label" font-size="13" font-weight="600" '
+            f'fill="#1f2933">{esc(topology.levels[4].name)}{pod}</text>'
+        )
         for cab in range(cabs_per_pod):
             cx = 1 + cab * (cab_w + CAB_GAP_PX)
             cy = py + POD_LABEL_PX
-            out.append(f'<rect x="{cx:.1f}" y="{cy:.1f}" width="{cab_w:.1f}" height="{cab_h:.1f}" rx="3" '
-                       'fill="#f7f8fa" stroke="#52606d" stroke-width="1"/>')
-            out.append(f'<text x="{cx + CAB_PAD_PX:.1f}" y="{cy + LABEL_PX - 2:.1f}" font-size="10" '
-                       f'fill="#52606d">{esc(cab_name)}{cab}</text>')
+            out.append(
+                f'<rect x="{cx:.1f}" y="{cy:.1f}" width="{cab_w:.1f}" height="{cab_h:.1f}" rx="3" '
+                'fill="#f7f8fa" stroke="#52606d" stroke-width="1"/>'
+            )
+            out.append(
+                f'<text x="{cx + CAB_PAD_PX:.1f}" y="{cy + LABEL_PX - 2:.1f}" font-size="10" '
+                f'fill="#52606d">{esc(cab_name)}{cab}</text>'
+            )
             for tray in range(trays_per_cab):
                 tx = cx + CAB_PAD_PX
                 ty = cy + LABEL_PX + CAB_PAD_PX + tray * (tray_h + TRAY_GAP_PX)
-                out.append(f'<rect x="{tx:.1f}" y="{ty:.1f}" width="{tray_w:.1f}" height="{tray_h:.1f}" '
-                           'rx="2" fill="#ffffff" stroke="#9aa5b1" stroke-width="0.8"/>')
+                out.append(
+                    f'<rect x="{tx:.1f}" y="{ty:.1f}" width="{tray_w:.1f}" height="{tray_h:.1f}" '
+                    'rx="2" fill="#ffffff" stroke="#9aa5b1" stroke-width="0.8"/>'
+                )
                 for t in range(tiles_per_tray):
                     index = ((pod * cabs_per_pod + cab) * trays_per_cab + tray) * tiles_per_tray + t
                     x = tx + TRAY_PAD_PX + (t % tcols) * (TILE_PX + TILE_GAP_PX)
                     y = ty + TRAY_PAD_PX + (t // tcols) * (TILE_PX + TILE_GAP_PX)
-                    name = (f"{topology.levels[4].name}{pod}/{cab_name}{cab}/{tray_name}{tray}/"
-                            f"{tile_name}{t}")
-                    chips = owner_of_chip[index * cpt:(index + 1) * cpt]
-                    out.append(_tile(name, x, y, chips, owners, ccols, index * cpt, topology.levels[0].name))
+                    name = (
+                        f"{topology.levels[4].name}{pod}/{cab_name}{cab}/{tray_name}{tray}/"
+                        f"{tile_name}{t}"
+                    )
+                    chips = owner_of_chip[index * cpt : (index + 1) * cpt]
+                    out.append(
+                        _tile(
+                            name, x, y, chips, owners, ccols, index * cpt, topology.levels[0].name
+                        )
+                    )
     out.append("</svg>")
     return "".join(out)
 
 
-def _tile(name: str, x: float, y: float, chips: Sequence[int], owners: Sequence[Owner], cols: int,
-          first_chip: int, chip_name: str) -> str:
+def _tile(
+    name: str,
+    x: float,
+    y: float,
+    chips: Sequence[int],
+    owners: Sequence[Owner],
+    cols: int,
+    first_chip: int,
+    chip_name: str,
+) -> str:
     held = set(chips)
     if len(held) == 1:
         (k,) = held
         owner = owners[k] if k >= 0 else None
-        rect = (f'<rect x="{x:.1f}" y="{y:.1f}" width="{TILE_PX}" height="{TILE_PX}" rx="2" '
-                f'fill="{esc(owner.fill if owner else FREE_FILL)}" stroke="#3e4c59" stroke-width="0.5">'
-                f'<title>{esc(name)}: {esc(owner.label if owner else "free")}</title></rect>')
+        rect = (
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{TILE_PX}" height="{TILE_PX}" rx="2" '
+            f'fill="{esc(owner.fill if owner else FREE_FILL)}" stroke="#3e4c59" stroke-width="0.5">'
+            f"<title>{esc(name)}: {esc(owner.label if owner else 'free')}</title></rect>"
+        )
         key = owner.key if owner else "free"
-        body = (f'<a href="{esc(owner.href)}">{rect}</a>' if owner and owner.href else rect)
+        body = f'<a href="{esc(owner.href)}">{rect}</a>' if owner and owner.href else rect
         return f'<g class="tile" data-block="{esc(name)}" data-owner="{esc(key)}">{body}</g>'
     # a shared tile: its chips
-    parts = [f'<g class="tile" data-block="{esc(name)}" data-owner="mixed">'
-             f'<rect x="{x:.1f}" y="{y:.1f}" width="{TILE_PX}" height="{TILE_PX}" rx="2" fill="{FREE_FILL}" '
-             f'stroke="#3e4c59" stroke-width="0.5"><title>{esc(name)}: shared</title></rect>']
+    parts = [
+        f'<g class="tile" data-block="{esc(name)}" data-owner="mixed">'
+        f'<rect x="{x:.1f}" y="{y:.1f}" width="{TILE_PX}" height="{TILE_PX}" rx="2" fill="{FREE_FILL}" '
+        f'stroke="#3e4c59" stroke-width="0.5"><title>{esc(name)}: shared</title></rect>'
+    ]
     step = (TILE_PX - 2) / cols
     for i, k in enumerate(chips):
         owner = owners[k] if k >= 0 else None
         cx = x + 1 + (i % cols) * step
         cy = y + 1 + (i // cols) * step
         label = owner.label if owner else "free"
-        rect = (f'<rect x="{cx:.2f}" y="{cy:.2f}" width="{step - 0.6:.2f}" height="{step - 0.6:.2f}" '
-                f'fill="{esc(owner.fill if owner else FREE_FILL)}" data-owner="{esc(owner.key if owner else "free")}">'
-                f'<title>{esc(name)}/{esc(chip_name)}{first_chip + i}: {esc(label)}</title></rect>')
+        rect = (
+            f'<rect x="{cx:.2f}" y="{cy:.2f}" width="{step - 0.6:.2f}" height="{step - 0.6:.2f}" '
+            f'fill="{esc(owner.fill if owner else FREE_FILL)}" data-owner="{esc(owner.key if owner else "free")}">'
+            f"<title>{esc(name)}/{esc(chip_name)}{first_chip + i}: {esc(label)}</title></rect>"
+        )
         parts.append(f'<a href="{esc(owner.href)}">{rect}</a>' if owner and owner.href else rect)
     parts.append("</g>")
     return "".join(parts)
@@ -199,9 +241,16 @@ def _thin(n: int, most: int) -> list[int]:
     return sorted({round(i * step) for i in range(most)})
 
 
-def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: str,
-               band: tuple[Sequence[float], Sequence[float], Sequence[float]] | None = None,
-               log_y: bool = False, chart_id: str = "") -> str:
+def line_chart(
+    title: str,
+    series: Sequence[Series],
+    *,
+    x_label: str,
+    y_label: str,
+    band: tuple[Sequence[float], Sequence[float], Sequence[float]] | None = None,
+    log_y: bool = False,
+    chart_id: str = "",
+) -> str:
     """A line chart with a point for each value (and an optional shaded band: xs, lows, highs)."""
     ys_all = [y for s in series for y in s.ys] + ([*band[1], *band[2]] if band else [])
     xs_all = [x for s in series for x in s.xs] + (list(band[0]) if band else [])
@@ -213,7 +262,9 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
     y_lo, y_hi = min(ty(y) for y in ys_all), max(ty(y) for y in ys_all)
     if log_y:
         y_lo, y_hi = math.floor(y_lo), math.ceil(y_hi)
-        y_ticks = [float(v) for v in range(int(y_lo), int(y_hi) + 1)] if y_hi > y_lo else [y_lo, y_lo + 1]
+        y_ticks = (
+            [float(v) for v in range(int(y_lo), int(y_hi) + 1)] if y_hi > y_lo else [y_lo, y_lo + 1]
+        )
     else:
         y_ticks = nice_ticks(y_lo, y_hi)
     y_lo, y_hi = min(y_ticks[0], y_lo), max(y_ticks[-1], y_hi)
@@ -231,51 +282,76 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
     def py(y: float) -> float:
         return PAD_T + (1 - (ty(y) - y_lo) / (y_hi - y_lo)) * ih
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-           f'viewBox="0 0 {CHART_W:.0f} {CHART_H:.0f}" width="{CHART_W:.0f}" height="{CHART_H:.0f}" '
-           f'id="{esc(chart_id)}" aria-label="{esc(title)}">',
-           f'<text x="{PAD_L:.0f}" y="17" font-size="13" font-weight="600" fill="#1f2933">{esc(title)}</text>',
-           f'<rect x="{PAD_L:.0f}" y="{PAD_T:.0f}" width="{iw:.0f}" height="{ih:.0f}" fill="#ffffff" '
-           'stroke="#9aa5b1" stroke-width="0.8"/>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        f'viewBox="0 0 {CHART_W:.0f} {CHART_H:.0f}" width="{CHART_W:.0f}" height="{CHART_H:.0f}" '
+        f'id="{esc(chart_id)}" aria-label="{esc(title)}">',
+        f'<text x="{PAD_L:.0f}" y="17" font-size="13" font-weight="600" fill="#1f2933">{esc(title)}</text>',
+        f'<rect x="{PAD_L:.0f}" y="{PAD_T:.0f}" width="{iw:.0f}" height="{ih:.0f}" fill="#ffffff" '
+        'stroke="#9aa5b1" stroke-width="0.8"/>',
+    ]
     for t in y_ticks:
         y = PAD_T + (1 - (t - y_lo) / (y_hi - y_lo)) * ih
-        label = _fmt(10 ** t) if log_y else _fmt(t)
-        out.append(f'<line x1="{PAD_L:.0f}" x2="{PAD_L + iw:.0f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7eb"/>'
-                   f'<text x="{PAD_L - 5:.0f}" y="{y + 4:.1f}" font-size="10" text-anchor="end" '
-                   f'fill="#52606d">{esc(label)}</text>')
+        label = _fmt(10**t) if log_y else _fmt(t)
+        out.append(
+            f'<line x1="{PAD_L:.0f}" x2="{PAD_L + iw:.0f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7eb"/>'
+            f'<text x="{PAD_L - 5:.0f}" y="{y + 4:.1f}" font-size="10" text-anchor="end" '
+            f'fill="#52606d">{esc(label)}</text>'
+        )
     for t in x_ticks:
         x = px(t)
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PAD_T + ih:.0f}" y2="{PAD_T + ih + 4:.0f}" '
-                   f'stroke="#9aa5b1"/><text x="{x:.1f}" y="{PAD_T + ih + 15:.0f}" font-size="10" '
-                   f'text-anchor="middle" fill="#52606d">{esc(_fmt(t))}</text>')
-    out.append(f'<text x="{PAD_L + iw / 2:.0f}" y="{CHART_H - 4:.0f}" font-size="11" text-anchor="middle" '
-               f'fill="#52606d">{esc(x_label)}</text>'
-               f'<text x="12" y="{PAD_T + ih / 2:.0f}" font-size="11" text-anchor="middle" fill="#52606d" '
-               f'transform="rotate(-90 12 {PAD_T + ih / 2:.0f})">{esc(y_label)}</text>')
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PAD_T + ih:.0f}" y2="{PAD_T + ih + 4:.0f}" '
+            f'stroke="#9aa5b1"/><text x="{x:.1f}" y="{PAD_T + ih + 15:.0f}" font-size="10" '
+            f'text-anchor="middle" fill="#52606d">{esc(_fmt(t))}</text>'
+        )
+    out.append(
+        f'<text x="{PAD_L + iw / 2:.0f}" y="{CHART_H - 4:.0f}" font-size="11" text-anchor="middle" '
+        f'fill="#52606d">{esc(x_label)}</text>'
+        f'<text x="12" y="{PAD_T + ih / 2:.0f}" font-size="11" text-anchor="middle" fill="#52606d" '
+        f'transform="rotate(-90 12 {PAD_T + ih / 2:.0f})">{esc(y_label)}</text>'
+    )
     if band and band[0]:
         keep = _thin(len(band[0]), MAX_LINE)
-        upper = [f"{px(band[0][i]):.1f},{py(band[2][i]):.1f}" for i in keep if not log_y or band[2][i] > 0]
-        lower = [f"{px(band[0][i]):.1f},{py(band[1][i]):.1f}" for i in reversed(keep)
-                 if not log_y or band[1][i] > 0]
-        out.append(f'<polygon class="band" points="{" ".join(upper + lower)}" fill="#59a14f" '
-                   'fill-opacity="0.18" stroke="none"><title>95% interval</title></polygon>')
+        upper = [
+            f"{px(band[0][i]):.1f},{py(band[2][i]):.1f}"
+            for i in keep
+            if not log_y or band[2][i] > 0
+        ]
+        lower = [
+            f"{px(band[0][i]):.1f},{py(band[1][i]):.1f}"
+            for i in reversed(keep)
+            if not log_y or band[1][i] > 0
+        ]
+        out.append(
+            f'<polygon class="band" points="{" ".join(upper + lower)}" fill="#59a14f" '
+            'fill-opacity="0.18" stroke="none"><title>95% interval</title></polygon>'
+        )
     for s in series:
         pts = [(x, y) for x, y in zip(s.xs, s.ys, strict=True) if not log_y or y > 0]
         if not pts:
             continue
-        line = " ".join(f"{px(pts[i][0]):.1f},{py(pts[i][1]):.1f}" for i in _thin(len(pts), MAX_LINE))
-        out.append(f'<g class="series" data-series="{esc(s.name)}"><polyline points="{line}" fill="none" '
-                   f'stroke="{esc(s.colour)}" stroke-width="1.6"/>')
+        line = " ".join(
+            f"{px(pts[i][0]):.1f},{py(pts[i][1]):.1f}" for i in _thin(len(pts), MAX_LINE)
+        )
+        out.append(
+            f'<g class="series" data-series="{esc(s.name)}"><polyline points="{line}" fill="none" '
+            f'stroke="{esc(s.colour)}" stroke-width="1.6"/>'
+        )
         for i in _thin(len(pts), MAX_POINTS):
             x, y = pts[i]
-            out.append(f'<circle class="point" cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.4" fill="{esc(s.colour)}">'
-                       f'<title>{esc(s.name)} {esc(_fmt(y))} at {esc(_fmt(x))}</title></circle>')
+            out.append(
+                f'<circle class="point" cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.4" fill="{esc(s.colour)}">'
+                f"<title>{esc(s.name)} {esc(_fmt(y))} at {esc(_fmt(x))}</title></circle>"
+            )
         out.append("</g>")
     lx = PAD_L + iw
     for k, s in enumerate(reversed(series)):
         x = lx - 4 - k * 90
-        out.append(f'<rect x="{x - 84:.0f}" y="8" width="10" height="10" fill="{esc(s.colour)}"/>'
-                   f'<text x="{x - 70:.0f}" y="17" font-size="10" fill="#1f2933">{esc(s.name)}</text>')
+        out.append(
+            f'<rect x="{x - 84:.0f}" y="8" width="10" height="10" fill="{esc(s.colour)}"/>'
+            f'<text x="{x - 70:.0f}" y="17" font-size="10" fill="#1f2933">{esc(s.name)}</text>'
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -314,16 +390,33 @@ def job_charts(rows: Sequence[tuple[int, dict[str, object]]]) -> list[str]:
             band[2].append(hi)
     x_label = "step" if has_step else "row"
     charts = []
-    loss_series = [Series(k, xs, ys, c) for (k, (xs, ys)), c in zip(loss.items(), ("#4e79a7", "#f28e2b"),
-                                                                    strict=True) if ys]
+    loss_series = [
+        Series(k, xs, ys, c)
+        for (k, (xs, ys)), c in zip(loss.items(), ("#4e79a7", "#f28e2b"), strict=True)
+        if ys
+    ]
     if loss_series:
         values = [y for s in loss_series for y in s.ys]
         log_y = min(values) > 0 and max(values) / min(values) > 100
-        charts.append(line_chart("Loss" + (" (log scale)" if log_y else ""), loss_series, x_label=x_label,
-                                 y_label="loss", log_y=log_y, chart_id="chart-loss"))
+        charts.append(
+            line_chart(
+                "Loss" + (" (log scale)" if log_y else ""),
+                loss_series,
+                x_label=x_label,
+                y_label="loss",
+                log_y=log_y,
+                chart_id="chart-loss",
+            )
+        )
     if nines[1] or band[0]:
-        charts.append(line_chart("Nines (95% interval shaded)" if band[0] else "Nines",
-                                 [Series("nines", nines[0], nines[1], "#2f6f3e")] if nines[1] else [],
-                                 x_label=x_label, y_label="nines", band=band if band[0] else None,
-                                 chart_id="chart-nines"))
+        charts.append(
+            line_chart(
+                "Nines (95% interval shaded)" if band[0] else "Nines",
+                [Series("nines", nines[0], nines[1], "#2f6f3e")] if nines[1] else [],
+                x_label=x_label,
+                y_label="nines",
+                band=band if band[0] else None,
+                chart_id="chart-nines",
+            )
+        )
     return [c for c in charts if c]

@@ -34,9 +34,19 @@ SCHEMA_VERSION = 2
 
 
 def _version_2(conn: Connection) -> None:
-    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_tenant_active ON jobs (tenant_id, status, chips, gpus)"))
-    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_tenant_listing ON jobs (tenant_id, created_at, id)"))
-    conn.execute(text("DROP INDEX IF EXISTS ix_jobs_tenant_created"))  # the listing's, now with its tie-break
+    conn.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS ix_jobs_tenant_active ON jobs (tenant_id, status, chips, gpus)"
+        )
+    )
+    conn.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS ix_jobs_tenant_listing ON jobs (tenant_id, created_at, id)"
+        )
+    )
+    conn.execute(
+        text("DROP INDEX IF EXISTS ix_jobs_tenant_created")
+    )  # the listing's, now with its tie-break
     conn.execute(text("ALTER TABLE jobs ADD COLUMN time_limit_s INTEGER"))
 
 
@@ -52,8 +62,10 @@ def normalize_url(url: str) -> str:
     """``postgresql://`` means psycopg 3; a bare ``*.db`` path means a SQLite file."""
     if "://" not in url:
         if not url.endswith((".db", ".sqlite", ".sqlite3")):
-            raise DojoConfigError(f"--db {url!r} is neither a URL (sqlite:///PATH, postgresql://USER@HOST/DB) "
-                                  "nor a SQLite file path ending in .db, .sqlite or .sqlite3.")
+            raise DojoConfigError(
+                f"--db {url!r} is neither a URL (sqlite:///PATH, postgresql://USER@HOST/DB) "
+                "nor a SQLite file path ending in .db, .sqlite or .sqlite3."
+            )
         return f"sqlite:///{Path(url).expanduser().resolve()}"
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -73,25 +85,38 @@ class Database:
         try:
             parsed = make_url(self.url)
         except ArgumentError:
-            raise DojoConfigError(f"--db {masked(url)!r} is not a database URL "
-                                  "(sqlite:///PATH or postgresql://USER@HOST/DB).") from None
+            raise DojoConfigError(
+                f"--db {masked(url)!r} is not a database URL "
+                "(sqlite:///PATH or postgresql://USER@HOST/DB)."
+            ) from None
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
-            raise DojoConfigError(f"--db {masked(url)!r}: only SQLite and PostgreSQL are supported.")
+            raise DojoConfigError(
+                f"--db {masked(url)!r}: only SQLite and PostgreSQL are supported."
+            )
         try:
-            self.engine = _sqlite_engine(self.url) if self.dialect == "sqlite" else create_engine(
-                self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            self.engine = (
+                _sqlite_engine(self.url)
+                if self.dialect == "sqlite"
+                else create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            )
         except ImportError as e:
-            raise DojoConfigError(f"--db {masked(url)!r} needs a driver that is not installed ({e}); "
-                                  "for PostgreSQL: pip install 'psycopg[binary]'.") from None
+            raise DojoConfigError(
+                f"--db {masked(url)!r} needs a driver that is not installed ({e}); "
+                "for PostgreSQL: pip install 'psycopg[binary]'."
+            ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in its
         # busy handler (backing off to 100 ms) instead of waking when it frees: under a burst of
         # submits most time went to those sleeps. Writers of this process queue on a lock of ours,
         # woken at once; other processes (agents, admin commands) still meet the busy handler.
-        self._write_lock: threading.RLock | None = threading.RLock() if self.dialect == "sqlite" else None
+        self._write_lock: threading.RLock | None = (
+            threading.RLock() if self.dialect == "sqlite" else None
+        )
         # reads take no write lock: on SQLite a plain (deferred) BEGIN instead of BEGIN IMMEDIATE
-        self._reads = sessionmaker(self.engine.execution_options(dojo_readonly=True), expire_on_commit=False)
+        self._reads = sessionmaker(
+            self.engine.execution_options(dojo_readonly=True), expire_on_commit=False
+        )
 
     @contextmanager
     def session(self, readonly: bool = False) -> Iterator[Session]:
@@ -114,7 +139,9 @@ class Database:
                 conn.execute(text("SELECT 1"))
         except OperationalError as e:
             reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
-            raise DojoConfigError(f"Cannot reach the job store at {masked(self.url)} ({reason}).") from None
+            raise DojoConfigError(
+                f"Cannot reach the job store at {masked(self.url)} ({reason})."
+            ) from None
 
     def migrate(self) -> int:
         """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before (0: empty)."""
@@ -124,18 +151,23 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
             found = _current_version(conn)
             if found > SCHEMA_VERSION:
-                raise DojoConfigError(f"The job store at {masked(self.url)} has schema version {found}, "
-                                      f"newer than this Dojo's {SCHEMA_VERSION}; upgrade Dojo.")
+                raise DojoConfigError(
+                    f"The job store at {masked(self.url)} has schema version {found}, "
+                    f"newer than this Dojo's {SCHEMA_VERSION}; upgrade Dojo."
+                )
             if found == 0:
                 Base.metadata.create_all(conn)
-                conn.execute(insert(SchemaVersion),
-                             {"version": SCHEMA_VERSION, "description": "initial schema"})
+                conn.execute(
+                    insert(SchemaVersion),
+                    {"version": SCHEMA_VERSION, "description": "initial schema"},
+                )
             at = SCHEMA_VERSION if found == 0 else found  # a new database is current already
             for version, description, step in MIGRATIONS:
                 if at < version <= SCHEMA_VERSION:
                     step(conn)
-                    conn.execute(insert(SchemaVersion),
-                                 {"version": version, "description": description})
+                    conn.execute(
+                        insert(SchemaVersion), {"version": version, "description": description}
+                    )
         return found
 
     def version(self) -> int:
@@ -159,12 +191,17 @@ def _sqlite_engine(url: str) -> Engine:
         try:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise DojoConfigError(f"Cannot create the folder of the SQLite job store {database} "
-                                  f"({e.strerror}).") from None
+            raise DojoConfigError(
+                f"Cannot create the folder of the SQLite job store {database} ({e.strerror})."
+            ) from None
     # a connection for each of the server's worker threads (anyio's 40) and a few more: a pool
     # smaller than that opens and closes overflow connections, with their PRAGMAs, under load
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                           pool_size=SQLITE_POOL_SIZE, max_overflow=8)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=8,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -179,6 +216,8 @@ def _sqlite_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # a writer takes the lock at the start, so two writers never deadlock upgrading a read lock
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("dojo_readonly") else "BEGIN IMMEDIATE")
+        conn.exec_driver_sql(
+            "BEGIN" if conn.get_execution_options().get("dojo_readonly") else "BEGIN IMMEDIATE"
+        )
 
     return engine

@@ -32,8 +32,9 @@ async def context(request: Request) -> Context:
 _bearer = HTTPBearer(auto_error=False, description="an API token: 'Authorization: Bearer TOKEN'")
 
 
-def principal(request: Request,
-              _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
+def principal(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
+) -> Principal:
     """The caller (the bearer scheme above only documents the header in the OpenAPI spec)."""
     ctx: Context = request.app.state.ctx
     with ctx.db.session(readonly=True) as s:

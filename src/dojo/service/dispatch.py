@@ -66,13 +66,27 @@ def chips_of(placement: dict[str, Any]) -> list[int]:
 
 def placement_json(topology: Topology, p: Placement) -> dict[str, Any]:
     """What the ``placement`` column holds for a chip job."""
-    tiles = sorted({topology.chip_block(c, "tile") for c in p.chips}) if "tile" in [
-        lv.name for lv in topology.levels] else []
-    cabinets = sorted({topology.block("cabinet", topology.chip_block(c, "cabinet")).name for c in p.chips}) \
-        if "cabinet" in [lv.name for lv in topology.levels] else []
-    return {"resource": "chips", "system": topology.name, "count": p.size, "block": p.block,
-            "level": p.level, "contiguous": p.contiguous, "chip_ranges": chip_ranges(p.chips),
-            "tiles": [topology.block("tile", t).name for t in tiles], "hosts": cabinets}
+    tiles = (
+        sorted({topology.chip_block(c, "tile") for c in p.chips})
+        if "tile" in [lv.name for lv in topology.levels]
+        else []
+    )
+    cabinets = (
+        sorted({topology.block("cabinet", topology.chip_block(c, "cabinet")).name for c in p.chips})
+        if "cabinet" in [lv.name for lv in topology.levels]
+        else []
+    )
+    return {
+        "resource": "chips",
+        "system": topology.name,
+        "count": p.size,
+        "block": p.block,
+        "level": p.level,
+        "contiguous": p.contiguous,
+        "chip_ranges": chip_ranges(p.chips),
+        "tiles": [topology.block("tile", t).name for t in tiles],
+        "hosts": cabinets,
+    }
 
 
 @dataclass
@@ -91,19 +105,27 @@ def fair_share(s: Session, now: datetime, half_life_s: float = HALF_LIFE_S) -> F
     """Each tenant's chip-seconds of the last few half-lives, decayed to ``now``."""
     fair = FairShare(half_life_s)
     since = now - timedelta(seconds=8 * half_life_s)
-    rows = s.execute(select(Job.tenant_id, Job.chips, Job.started_at, Job.finished_at, Job.status).where(
-        Job.chips > 0, Job.started_at.is_not(None),
-        or_(Job.finished_at.is_(None), Job.finished_at >= since)))
+    rows = s.execute(
+        select(Job.tenant_id, Job.chips, Job.started_at, Job.finished_at, Job.status).where(
+            Job.chips > 0,
+            Job.started_at.is_not(None),
+            or_(Job.finished_at.is_(None), Job.finished_at >= since),
+        )
+    )
     t_now = now.timestamp()
     for tenant, chips, started, finished, status in rows:
         end = _seconds(finished) if finished is not None else t_now
         if finished is None and status not in ("running", "cancelling"):
             continue  # requeued: its earlier runs are not counted here
-        fair.charge_interval(tenant, int(chips), max(_seconds(started), t_now - 8 * half_life_s), end, t_now)
+        fair.charge_interval(
+            tenant, int(chips), max(_seconds(started), t_now - 8 * half_life_s), end, t_now
+        )
     return fair
 
 
-def schedule_pass(db: Database, topology: Topology | None = None, *, now: datetime | None = None) -> PassResult:
+def schedule_pass(
+    db: Database, topology: Topology | None = None, *, now: datetime | None = None
+) -> PassResult:
     """One scheduling pass over the job store (see the module doc)."""
     topo = topology or default_topology()
     now = now or utcnow()
@@ -113,11 +135,19 @@ def schedule_pass(db: Database, topology: Topology | None = None, *, now: dateti
         if db.dialect == "postgresql":
             s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHED_LOCK})
         sched = Scheduler(topo, policy="ours", fair=fair_share(s, now), preempt_frees_now=False)
-        active = s.scalars(select(Job).where(Job.status.in_(("queued", "placed", "running", "cancelling")))).all()
+        active = s.scalars(
+            select(Job).where(Job.status.in_(("queued", "placed", "running", "cancelling")))
+        ).all()
         queue: list[SchedJob] = []
         for job in active:
-            sj = SchedJob(job.id, job.tenant_id, job.chips, job.priority, _seconds(job.created_at),
-                          estimate_s=None if job.time_limit_s is None else float(job.time_limit_s))
+            sj = SchedJob(
+                job.id,
+                job.tenant_id,
+                job.chips,
+                job.priority,
+                _seconds(job.created_at),
+                estimate_s=None if job.time_limit_s is None else float(job.time_limit_s),
+            )
             if job.status == "queued":
                 if job.chips > 0:
                     if job.chips <= topo.total_chips:
@@ -127,15 +157,22 @@ def schedule_pass(db: Database, topology: Topology | None = None, *, now: dateti
                 continue
             if job.placement and job.placement.get("resource") == "chips":
                 try:
-                    sched.restore(sj, chips_of(job.placement), _seconds(job.started_at or job.updated_at),
-                                  preempting=bool(job.placement.get("preempt")))
+                    sched.restore(
+                        sj,
+                        chips_of(job.placement),
+                        _seconds(job.started_at or job.updated_at),
+                        preempting=bool(job.placement.get("preempt")),
+                    )
                 except DojoConfigError:  # another system's chips, or overlapping: leave it be
                     continue
         d = sched.schedule(queue, t_now)
         for sj, p in d.start:
-            done = s.execute(update(Job).where(Job.id == sj.id, Job.status == "queued").values(
-                status="placed", placement=placement_json(topo, p), updated_at=now)
-                .execution_options(synchronize_session=False))
+            done = s.execute(
+                update(Job)
+                .where(Job.id == sj.id, Job.status == "queued")
+                .values(status="placed", placement=placement_json(topo, p), updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
             if done.rowcount == 1:  # type: ignore[attr-defined]
                 out.placed.append(sj.id)
         for vid in d.preempt:
@@ -152,15 +189,21 @@ def schedule_pass(db: Database, topology: Topology | None = None, *, now: dateti
             out.preempted.append(vid)
         if d.reservation is not None:
             at = d.reservation.at_s
-            out.reservation = {"job": d.reservation.job_id, "at_s": None if math.isinf(at) else at,
-                               "chips": len(d.reservation.chips)}
+            out.reservation = {
+                "job": d.reservation.job_id,
+                "at_s": None if math.isinf(at) else at,
+                "chips": len(d.reservation.chips),
+            }
     return out
 
 
 def _place_gpus(s: Session, job: Job, now: datetime) -> bool:
-    done = s.execute(update(Job).where(Job.id == job.id, Job.status == "queued").values(
-        status="placed", placement={"resource": "gpus", "count": job.gpus}, updated_at=now)
-        .execution_options(synchronize_session=False))
+    done = s.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == "queued")
+        .values(status="placed", placement={"resource": "gpus", "count": job.gpus}, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
     return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
@@ -180,5 +223,13 @@ def requeue_preempted(s: Session, job_id: str, agent: str) -> bool:
     return True
 
 
-__all__ = ["PassResult", "chip_ranges", "chips_of", "fair_share", "placement_json", "preempt_requested",
-           "requeue_preempted", "schedule_pass"]
+__all__ = [
+    "PassResult",
+    "chip_ranges",
+    "chips_of",
+    "fair_share",
+    "placement_json",
+    "preempt_requested",
+    "requeue_preempted",
+    "schedule_pass",
+]

@@ -38,12 +38,22 @@ def _held(db: Database, tenant_id: str, dataset_id: str) -> set[str]:
     with db.session(readonly=True) as s:
         ds = get_dataset(s, tenant_id, dataset_id)
         if ds.source != "upload":
-            raise ApiError(409, f"Dataset {dataset_id!r} is a registered store; it takes no uploads.")
+            raise ApiError(
+                409, f"Dataset {dataset_id!r} is a registered store; it takes no uploads."
+            )
         return set(s.scalars(select(DatasetFile.name).where(DatasetFile.dataset_id == dataset_id)))
 
 
-def store_drive_logs(db: Database, storage: Storage, tenant_id: str, dataset_id: str, job_id: str,
-                     logs_dir: Path, *, cap: int) -> int:
+def store_drive_logs(
+    db: Database,
+    storage: Storage,
+    tenant_id: str,
+    dataset_id: str,
+    job_id: str,
+    logs_dir: Path,
+    *,
+    cap: int,
+) -> int:
     """Store every ``*.mcap`` under ``logs_dir`` (each at most ``cap`` bytes) into the dataset;
     returns how many were new."""
     held = _held(db, tenant_id, dataset_id)
@@ -57,7 +67,19 @@ def store_drive_logs(db: Database, storage: Storage, tenant_id: str, dataset_id:
         def commit(s: Session, stored: Stored, name: str = name) -> DatasetFile:
             return add_dataset_file(s, tenant_id, dataset_id, name, stored)
 
-        asyncio.run(store_file(db, storage, tenant_id, folder, name, _chunks(log), cap=cap, magic=MCAP_MAGIC,
-                               commit=commit, declared=log.stat().st_size))
+        asyncio.run(
+            store_file(
+                db,
+                storage,
+                tenant_id,
+                folder,
+                name,
+                _chunks(log),
+                cap=cap,
+                magic=MCAP_MAGIC,
+                commit=commit,
+                declared=log.stat().st_size,
+            )
+        )
         added += 1
     return added

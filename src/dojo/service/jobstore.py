@@ -30,8 +30,10 @@ def validate_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     try:
         parsed = SPECS[kind].model_validate(spec)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
-                             for err in e.errors(include_url=False))
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
+            for err in e.errors(include_url=False)
+        )
         raise ApiError(422, f"Invalid {kind} spec: {problems}.") from None
     return parsed.model_dump(mode="json")
 
@@ -40,7 +42,10 @@ def submit(s: Session, tenant_id: str, req: JobSubmit) -> Job:
     spec = validate_spec(req.kind, req.spec)
     for what, ident in references(SPECS[req.kind].model_validate(spec)):
         table = Dataset if what == "dataset" else Model
-        if s.scalar(select(table.id).where(table.id == ident, table.tenant_id == tenant_id)) is None:
+        if (
+            s.scalar(select(table.id).where(table.id == ident, table.tenant_id == tenant_id))
+            is None
+        ):
             raise not_found(what.capitalize(), ident)
     unit, count = req.compute.unit, req.compute.count
     chips = count * CHIPS_PER_TILE if unit == "tiles" else count if unit == "chips" else 0
@@ -48,17 +53,34 @@ def submit(s: Session, tenant_id: str, req: JobSubmit) -> Job:
     tenant = lock_tenant(s, tenant_id)
     used = usage(s, tenant_id)
     if used.active_jobs + 1 > tenant.max_concurrent_jobs:
-        raise quota_exceeded("max_concurrent_jobs", tenant.max_concurrent_jobs, used.active_jobs, 1, "jobs")
+        raise quota_exceeded(
+            "max_concurrent_jobs", tenant.max_concurrent_jobs, used.active_jobs, 1, "jobs"
+        )
     if chips and used.chips + chips > tenant.max_chips:
         raise quota_exceeded("max_chips", tenant.max_chips, used.chips, chips, "chips")
     if gpus and used.gpus + gpus > tenant.max_gpus:
         raise quota_exceeded("max_gpus", tenant.max_gpus, used.gpus, gpus, "GPUs")
     now = utcnow()
-    job = Job(id=new_id("job"), tenant_id=tenant_id, name=req.name, kind=req.kind, status="queued",
-              priority=req.priority, compute_unit=unit, compute_count=count, chips=chips, gpus=gpus,
-              spec=spec, attempt=0, max_attempts=req.max_attempts, time_limit_s=req.time_limit_s,
-              log_bytes=0, metric_rows=0,
-              created_at=now, updated_at=now)
+    job = Job(
+        id=new_id("job"),
+        tenant_id=tenant_id,
+        name=req.name,
+        kind=req.kind,
+        status="queued",
+        priority=req.priority,
+        compute_unit=unit,
+        compute_count=count,
+        chips=chips,
+        gpus=gpus,
+        spec=spec,
+        attempt=0,
+        max_attempts=req.max_attempts,
+        time_limit_s=req.time_limit_s,
+        log_bytes=0,
+        metric_rows=0,
+        created_at=now,
+        updated_at=now,
+    )
     s.add(job)
     s.flush()
     return job
@@ -84,16 +106,22 @@ def _listing(with_status: bool, with_kind: bool) -> tuple[Select[Any], Select[An
         where.append(Job.status.in_(bindparam("statuses", expanding=True)))
     if with_kind:
         where.append(Job.kind == bindparam("kind"))
-    page = (select(Job).where(*where).order_by(Job.created_at.desc(), Job.id.desc())
-            .limit(bindparam("limit")).offset(bindparam("offset")))
+    page = (
+        select(Job)
+        .where(*where)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
     return select(func.count()).select_from(Job).where(*where), page
 
 
 _LISTINGS = {(st, kd): _listing(st, kd) for st in (False, True) for kd in (False, True)}
 
 
-def list_jobs(s: Session, tenant_id: str, *, status: str | None, kind: str | None,
-              limit: int, offset: int) -> tuple[list[Job], int]:
+def list_jobs(
+    s: Session, tenant_id: str, *, status: str | None, kind: str | None, limit: int, offset: int
+) -> tuple[list[Job], int]:
     count, page = _LISTINGS[bool(status), bool(kind)]
     params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit, "offset": offset}
     if status:
@@ -120,13 +148,28 @@ def cancel(s: Session, tenant_id: str, job_id: str) -> Job:
 
 
 def job_out(job: Job) -> JobOut:
-    return JobOut(id=job.id, name=job.name, kind=job.kind, status=job.status, priority=job.priority,
-                  compute={job.compute_unit: job.compute_count}, spec=job.spec, placement=job.placement,
-                  attempt=job.attempt, max_attempts=job.max_attempts, time_limit_s=job.time_limit_s,
-                  exit_code=job.exit_code,
-                  error=job.error, log_bytes=job.log_bytes, metric_rows=job.metric_rows,
-                  created_at=job.created_at, updated_at=job.updated_at, started_at=job.started_at,
-                  finished_at=job.finished_at, heartbeat_at=job.heartbeat_at)
+    return JobOut(
+        id=job.id,
+        name=job.name,
+        kind=job.kind,
+        status=job.status,
+        priority=job.priority,
+        compute={job.compute_unit: job.compute_count},
+        spec=job.spec,
+        placement=job.placement,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        time_limit_s=job.time_limit_s,
+        exit_code=job.exit_code,
+        error=job.error,
+        log_bytes=job.log_bytes,
+        metric_rows=job.metric_rows,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        heartbeat_at=job.heartbeat_at,
+    )
 
 
 # --- logs and metrics ------------------------------------------------------------------------
@@ -146,12 +189,15 @@ def append_log(s: Session, job: Job, data: bytes, max_bytes: int) -> int:
 
 def read_log(s: Session, job_id: str, offset: int, max_bytes: int = 1 << 20) -> bytes:
     """Up to ``max_bytes`` of a job's log from byte ``offset``."""
-    first = s.scalar(select(func.max(LogChunk.offset)).where(LogChunk.job_id == job_id,
-                                                              LogChunk.offset <= offset))
+    first = s.scalar(
+        select(func.max(LogChunk.offset)).where(
+            LogChunk.job_id == job_id, LogChunk.offset <= offset
+        )
+    )
     q = select(LogChunk).where(LogChunk.job_id == job_id, LogChunk.offset >= (first or 0))
     out = bytearray()
     for chunk in s.scalars(q.order_by(LogChunk.offset)):
-        piece = chunk.data[max(0, offset - chunk.offset):]
+        piece = chunk.data[max(0, offset - chunk.offset) :]
         out += piece
         if len(out) >= max_bytes:
             break
@@ -177,8 +223,14 @@ def read_metrics(s: Session, job_id: str, after: int, limit: int) -> list[Metric
 # --- for the scheduler and the agents (direct database access, no tenant scoping) ---------
 
 
-def claim_next(s: Session, agent: str, *, status: str = "queued", kinds: tuple[str, ...] | None = None,
-               max_gpus: int | None = None) -> Job | None:
+def claim_next(
+    s: Session,
+    agent: str,
+    *,
+    status: str = "queued",
+    kinds: tuple[str, ...] | None = None,
+    max_gpus: int | None = None,
+) -> Job | None:
     """Take the most urgent ``status`` job for ``agent``: it becomes ``running``.
 
     On PostgreSQL the candidate row is read with ``FOR UPDATE SKIP LOCKED``, so concurrent
@@ -195,9 +247,19 @@ def claim_next(s: Session, agent: str, *, status: str = "queued", kinds: tuple[s
     if job is None:
         return None
     now = utcnow()
-    done = s.execute(update(Job).where(Job.id == job.id, Job.status == status).values(
-        status="running", agent=agent, heartbeat_at=now, started_at=now, updated_at=now,
-        attempt=Job.attempt + 1).execution_options(synchronize_session=False))
+    done = s.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == status)
+        .values(
+            status="running",
+            agent=agent,
+            heartbeat_at=now,
+            started_at=now,
+            updated_at=now,
+            attempt=Job.attempt + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return None
     s.refresh(job)
@@ -213,8 +275,15 @@ def heartbeat(s: Session, job_id: str, agent: str) -> str:
     return job.status
 
 
-def finish(s: Session, job_id: str, agent: str, *, status: str, exit_code: int | None = None,
-           error: str | None = None) -> bool:
+def finish(
+    s: Session,
+    job_id: str,
+    agent: str,
+    *,
+    status: str,
+    exit_code: int | None = None,
+    error: str | None = None,
+) -> bool:
     """Close a job the agent runs (succeeded, failed or cancelled). False if it is not the agent's."""
     if status not in TERMINAL:
         raise ValueError(f"finish status must be one of {TERMINAL}, not {status!r}")
@@ -222,7 +291,13 @@ def finish(s: Session, job_id: str, agent: str, *, status: str, exit_code: int |
     if job is None or job.agent != agent or job.status not in ("running", "cancelling"):
         return False
     now = utcnow()
-    job.status, job.exit_code, job.error, job.finished_at, job.updated_at = status, exit_code, error, now, now
+    job.status, job.exit_code, job.error, job.finished_at, job.updated_at = (
+        status,
+        exit_code,
+        error,
+        now,
+        now,
+    )
     return True
 
 
@@ -230,13 +305,20 @@ def requeue_stale(s: Session, older_than_s: float, now: datetime | None = None) 
     """Running jobs whose heartbeat is older than ``older_than_s``: back to ``queued`` (or
     ``failed`` after ``max_attempts`` runs). Returns their ids."""
     cutoff = (now or utcnow()) - timedelta(seconds=older_than_s)
-    stale = s.scalars(select(Job).where(Job.status.in_(("running", "cancelling")), Job.heartbeat_at < cutoff)
-                      .with_for_update(skip_locked=True)).all()
+    stale = s.scalars(
+        select(Job)
+        .where(Job.status.in_(("running", "cancelling")), Job.heartbeat_at < cutoff)
+        .with_for_update(skip_locked=True)
+    ).all()
     for job in stale:
         if job.status == "cancelling":
             job.status, job.finished_at = "cancelled", utcnow()
         elif job.attempt >= job.max_attempts:
-            job.status, job.error, job.finished_at = "failed", "agent lost; no attempts left", utcnow()
+            job.status, job.error, job.finished_at = (
+                "failed",
+                "agent lost; no attempts left",
+                utcnow(),
+            )
         else:
             job.status, job.agent, job.placement = "queued", None, None
         job.updated_at = utcnow()

@@ -39,8 +39,12 @@ class BodyLimit:
                 await _reply(send, 400, "Content-Length is not a whole number.")
                 return
             if int(length) > limit:
-                await _reply(send, 413, f"Request body of {int(length)} bytes is over the "
-                             f"limit of {limit} bytes.", limit=limit)
+                await _reply(
+                    send,
+                    413,
+                    f"Request body of {int(length)} bytes is over the limit of {limit} bytes.",
+                    limit=limit,
+                )
                 return
             await self.app(scope, receive, send)
             return
@@ -56,7 +60,9 @@ class BodyLimit:
                 break
             size += len(message.get("body", b""))
             if size > limit:
-                await _reply(send, 413, f"Request body is over the limit of {limit} bytes.", limit=limit)
+                await _reply(
+                    send, 413, f"Request body is over the limit of {limit} bytes.", limit=limit
+                )
                 return
             if not message.get("more_body", False):
                 break
@@ -69,8 +75,15 @@ class BodyLimit:
 
 async def _reply(send: Send, status: int, detail: str, **extra: Any) -> None:
     body = json.dumps({"detail": detail, **extra}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

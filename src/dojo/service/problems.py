@@ -24,5 +24,9 @@ def quota_exceeded(quota: str, limit: int, used: int, asked: int, unit: str) -> 
     return ApiError(
         403,
         f"Quota {quota} exceeded: {used} {unit} in use + {asked} asked > limit {limit}.",
-        code="quota_exceeded", quota=quota, limit=limit, used=used, requested=asked,
+        code="quota_exceeded",
+        quota=quota,
+        limit=limit,
+        used=used,
+        requested=asked,
     )

@@ -34,7 +34,9 @@ def create(body: TenantCreate, ctx: Ctx, _: Admin) -> TenantCreated:
     """Create a tenant; the response holds its first token, shown only once."""
     with ctx.db.session() as s:
         tenant, token, secret = create_tenant(s, body.name, body.quotas, ctx.config.default_quotas)
-        return TenantCreated(token=token_created(token, secret), **tenant_out(s, tenant).model_dump())
+        return TenantCreated(
+            token=token_created(token, secret), **tenant_out(s, tenant).model_dump()
+        )
 
 
 @router.get("", response_model=list[TenantOut])
@@ -67,8 +69,9 @@ def change(tenant_ref: str, body: TenantUpdate, ctx: Ctx, _: Admin) -> TenantOut
 def new_token(tenant_ref: str, body: TokenCreate, ctx: Ctx, _: Admin) -> TokenCreated:
     with ctx.db.session() as s:
         tenant = tenant_by_ref(s, tenant_ref)
-        token, secret = issue_token(s, role="tenant", tenant_id=tenant.id, name=body.name,
-                                    expires_in_s=body.expires_in_s)
+        token, secret = issue_token(
+            s, role="tenant", tenant_id=tenant.id, name=body.name, expires_in_s=body.expires_in_s
+        )
         return token_created(token, secret)
 
 
@@ -76,5 +79,7 @@ def new_token(tenant_ref: str, body: TokenCreate, ctx: Ctx, _: Admin) -> TokenCr
 def tokens(tenant_ref: str, ctx: Ctx, _: Admin) -> list[TokenOut]:
     with ctx.db.session() as s:
         tenant = tenant_by_ref(s, tenant_ref)
-        rows = s.scalars(select(Token).where(Token.tenant_id == tenant.id).order_by(Token.created_at))
+        rows = s.scalars(
+            select(Token).where(Token.tenant_id == tenant.id).order_by(Token.created_at)
+        )
         return [token_out(t) for t in rows]

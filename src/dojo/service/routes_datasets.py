@@ -28,20 +28,32 @@ STORE_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss", "https")
 
 
 def _out(ds: Dataset) -> DatasetOut:
-    return DatasetOut(id=ds.id, name=ds.name, source=ds.source,  # type: ignore[arg-type]
-                      uri=ds.uri, size_bytes=ds.size_bytes, files=ds.files, created_at=ds.created_at)
+    return DatasetOut(
+        id=ds.id,
+        name=ds.name,
+        source=ds.source,  # type: ignore[arg-type]
+        uri=ds.uri,
+        size_bytes=ds.size_bytes,
+        files=ds.files,
+        created_at=ds.created_at,
+    )
 
 
 def _file_out(f: DatasetFile) -> DatasetFileOut:
-    return DatasetFileOut(name=f.name, size_bytes=f.size_bytes, sha256=f.sha256, created_at=f.created_at)
+    return DatasetFileOut(
+        name=f.name, size_bytes=f.size_bytes, sha256=f.sha256, created_at=f.created_at
+    )
 
 
 def check_store_uri(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.scheme not in STORE_SCHEMES or not parts.netloc:
-        raise ApiError(422, f"Store {uri[:200]!r} is not a remote store URL; use one of "
-                       f"{', '.join(s + '://' for s in STORE_SCHEMES)} (local paths cannot be "
-                       "registered; upload the files instead).")
+        raise ApiError(
+            422,
+            f"Store {uri[:200]!r} is not a remote store URL; use one of "
+            f"{', '.join(s + '://' for s in STORE_SCHEMES)} (local paths cannot be "
+            "registered; upload the files instead).",
+        )
     return uri
 
 
@@ -50,10 +62,19 @@ def create(body: DatasetCreate, ctx: Ctx, tenant_id: TenantId) -> DatasetOut:
     """An empty dataset to upload into, or (with ``uri``) a registered remote store."""
     uri = check_store_uri(body.uri) if body.uri is not None else None
     with ctx.db.session() as s:
-        if s.scalar(select(Dataset.id).where(Dataset.tenant_id == tenant_id, Dataset.name == body.name)):
+        if s.scalar(
+            select(Dataset.id).where(Dataset.tenant_id == tenant_id, Dataset.name == body.name)
+        ):
             raise ApiError(409, f"Dataset {body.name!r} already exists.")
-        ds = Dataset(id=new_id("ds"), tenant_id=tenant_id, name=body.name, uri=uri,
-                     source="store" if uri else "upload", size_bytes=0, files=0)
+        ds = Dataset(
+            id=new_id("ds"),
+            tenant_id=tenant_id,
+            name=body.name,
+            uri=uri,
+            source="store" if uri else "upload",
+            size_bytes=0,
+            files=0,
+        )
         s.add(ds)
         try:
             s.flush()
@@ -65,7 +86,9 @@ def create(body: DatasetCreate, ctx: Ctx, tenant_id: TenantId) -> DatasetOut:
 @router.get("", response_model=list[DatasetOut])
 def list_datasets(ctx: Ctx, tenant_id: TenantId) -> list[DatasetOut]:
     with ctx.db.session() as s:
-        rows = s.scalars(select(Dataset).where(Dataset.tenant_id == tenant_id).order_by(Dataset.created_at))
+        rows = s.scalars(
+            select(Dataset).where(Dataset.tenant_id == tenant_id).order_by(Dataset.created_at)
+        )
         return [_out(d) for d in rows]
 
 
@@ -80,7 +103,9 @@ def delete(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> Response:
     """Delete a dataset and its files; refused (409) while an active job names it."""
     with ctx.db.session() as s:
         ds = get_dataset(s, tenant_id, dataset_id)
-        specs = s.scalars(select(Job.spec).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE)))
+        specs = s.scalars(
+            select(Job.spec).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))
+        )
         if any(spec.get("dataset") == dataset_id for spec in specs):
             raise ApiError(409, f"Dataset {dataset_id!r} is used by an active job.")
         s.delete(ds)
@@ -92,16 +117,24 @@ def delete(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> Response:
 def files(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> list[DatasetFileOut]:
     with ctx.db.session() as s:
         get_dataset(s, tenant_id, dataset_id)
-        rows = s.scalars(select(DatasetFile).where(DatasetFile.dataset_id == dataset_id)
-                         .order_by(DatasetFile.name))
+        rows = s.scalars(
+            select(DatasetFile)
+            .where(DatasetFile.dataset_id == dataset_id)
+            .order_by(DatasetFile.name)
+        )
         return [_file_out(f) for f in rows]
 
 
-@router.post("/{dataset_id}/files", status_code=201, response_model=DatasetFileOut,
-             openapi_extra=BINARY_BODY)
-async def upload(dataset_id: str, request: Request, ctx: Ctx, tenant_id: TenantId,
-                 name: Annotated[str, Query(max_length=1024, description="file name, e.g. drive_0001.mcap")]
-                 ) -> DatasetFileOut:
+@router.post(
+    "/{dataset_id}/files", status_code=201, response_model=DatasetFileOut, openapi_extra=BINARY_BODY
+)
+async def upload(
+    dataset_id: str,
+    request: Request,
+    ctx: Ctx,
+    tenant_id: TenantId,
+    name: Annotated[str, Query(max_length=1024, description="file name, e.g. drive_0001.mcap")],
+) -> DatasetFileOut:
     """Upload one MCAP drive log (the raw body). Stored files are never replaced (409)."""
     safe_name(name)
 
@@ -109,10 +142,20 @@ async def upload(dataset_id: str, request: Request, ctx: Ctx, tenant_id: TenantI
         with ctx.db.session() as s:
             ds = get_dataset(s, tenant_id, dataset_id)
             if ds.source != "upload":
-                raise ApiError(409, f"Dataset {dataset_id!r} is a registered store; it takes no uploads.")
-            if s.scalar(select(DatasetFile.id).where(DatasetFile.dataset_id == dataset_id,
-                                                     DatasetFile.name == name)) is not None:
-                raise ApiError(409, f"File {name!r} already exists; stored files are never replaced.")
+                raise ApiError(
+                    409, f"Dataset {dataset_id!r} is a registered store; it takes no uploads."
+                )
+            if (
+                s.scalar(
+                    select(DatasetFile.id).where(
+                        DatasetFile.dataset_id == dataset_id, DatasetFile.name == name
+                    )
+                )
+                is not None
+            ):
+                raise ApiError(
+                    409, f"File {name!r} already exists; stored files are never replaced."
+                )
             return True
 
     await run_in_threadpool(precheck)
@@ -121,4 +164,6 @@ async def upload(dataset_id: str, request: Request, ctx: Ctx, tenant_id: TenantI
     def commit(s: Session, stored: Stored) -> DatasetFileOut:
         return _file_out(add_dataset_file(s, tenant_id, dataset_id, name, stored))
 
-    return await receive_upload(request, ctx, tenant_id, folder, name, magic=MCAP_MAGIC, commit=commit)
+    return await receive_upload(
+        request, ctx, tenant_id, folder, name, magic=MCAP_MAGIC, commit=commit
+    )

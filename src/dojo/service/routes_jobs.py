@@ -18,9 +18,13 @@ from dojo.service.deps import Ctx, TenantId
 from dojo.service.problems import ApiError
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-TEXT_BODY = {"requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}}}
-StatusFilter = Annotated[str | None, Query(max_length=200, pattern=r"^[a-z]+(,[a-z]+)*$",
-                                           description="comma-separated statuses")]
+TEXT_BODY = {
+    "requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+StatusFilter = Annotated[
+    str | None,
+    Query(max_length=200, pattern=r"^[a-z]+(,[a-z]+)*$", description="comma-separated statuses"),
+]
 
 
 @router.post("", status_code=201, response_model=JobOut)
@@ -31,14 +35,21 @@ def submit(body: JobSubmit, ctx: Ctx, tenant_id: TenantId) -> JobOut:
 
 
 @router.get("", response_model=JobList)
-def list_jobs(ctx: Ctx, tenant_id: TenantId, status: StatusFilter = None, kind: JobKind | None = None,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-              offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> JobList:
+def list_jobs(
+    ctx: Ctx,
+    tenant_id: TenantId,
+    status: StatusFilter = None,
+    kind: JobKind | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> JobList:
     """The tenant's jobs, newest first."""
     if status and any(x not in STATUSES for x in status.split(",")):
         raise ApiError(422, f"Unknown status in {status!r}; choose from {', '.join(STATUSES)}.")
     with ctx.db.session(readonly=True) as s:
-        rows, total = jobstore.list_jobs(s, tenant_id, status=status, kind=kind, limit=limit, offset=offset)
+        rows, total = jobstore.list_jobs(
+            s, tenant_id, status=status, kind=kind, limit=limit, offset=offset
+        )
         return JobList(jobs=[jobstore.job_out(j) for j in rows], total=total)
 
 
@@ -55,12 +66,24 @@ def cancel(job_id: str, ctx: Ctx, tenant_id: TenantId) -> JobOut:
         return jobstore.job_out(jobstore.cancel(s, tenant_id, job_id))
 
 
-@router.get("/{job_id}/logs", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}, "description": "log bytes from offset; "
-                             "headers X-Log-Offset (next offset) and X-Job-Status"}})
-async def logs(job_id: str, ctx: Ctx, tenant_id: TenantId,
-               offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
-               follow: bool = False) -> Response:
+@router.get(
+    "/{job_id}/logs",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/plain": {}},
+            "description": "log bytes from offset; "
+            "headers X-Log-Offset (next offset) and X-Job-Status",
+        }
+    },
+)
+async def logs(
+    job_id: str,
+    ctx: Ctx,
+    tenant_id: TenantId,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    follow: bool = False,
+) -> Response:
     """The job's log from byte ``offset``; ``follow`` streams new lines until the job ends."""
 
     def read(at: int) -> tuple[bytes, str, int]:
@@ -91,7 +114,9 @@ async def logs(job_id: str, ctx: Ctx, tenant_id: TenantId,
 
 
 @router.post("/{job_id}/logs", openapi_extra=TEXT_BODY)
-async def append_logs(job_id: str, request: Request, ctx: Ctx, tenant_id: TenantId) -> dict[str, Any]:
+async def append_logs(
+    job_id: str, request: Request, ctx: Ctx, tenant_id: TenantId
+) -> dict[str, Any]:
     """Append text to the job's log (the runner does this); 409 once the job has ended."""
     data = await request.body()
 
@@ -104,23 +129,31 @@ async def append_logs(job_id: str, request: Request, ctx: Ctx, tenant_id: Tenant
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsOut)
-def metrics(job_id: str, ctx: Ctx, tenant_id: TenantId,
-            after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-            limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> MetricsOut:
+def metrics(
+    job_id: str,
+    ctx: Ctx,
+    tenant_id: TenantId,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> MetricsOut:
     """Metric rows after sequence number ``after``, in order; each row has ``seq`` added."""
     with ctx.db.session() as s:
         jobstore.get(s, tenant_id, job_id)
         rows = jobstore.read_metrics(s, job_id, after, limit)
-        return MetricsOut(rows=[{**r.data, "seq": r.seq} for r in rows],
-                          next_seq=rows[-1].seq if rows else after)
+        return MetricsOut(
+            rows=[{**r.data, "seq": r.seq} for r in rows], next_seq=rows[-1].seq if rows else after
+        )
 
 
 @router.post("/{job_id}/metrics")
 def post_metrics(job_id: str, body: MetricsIn, ctx: Ctx, tenant_id: TenantId) -> dict[str, Any]:
     """Append metric rows (the runner does this), e.g. ``{"rows": [{"step": 1, "loss": 0.9}]}``."""
     if len(body.rows) > ctx.config.max_metric_rows_per_request:
-        raise ApiError(413, f"{len(body.rows)} metric rows in one request; the limit is "
-                       f"{ctx.config.max_metric_rows_per_request}.")
+        raise ApiError(
+            413,
+            f"{len(body.rows)} metric rows in one request; the limit is "
+            f"{ctx.config.max_metric_rows_per_request}.",
+        )
     with ctx.db.session() as s:
         job = jobstore.get(s, tenant_id, job_id, lock=True)
         return {"metric_rows": jobstore.add_metrics(s, job, body.rows)}

@@ -27,7 +27,9 @@ def me(ctx: Ctx, tenant_id: TenantId) -> TenantOut:
 @router.get("/tokens", response_model=list[TokenOut])
 def tokens(ctx: Ctx, tenant_id: TenantId) -> list[TokenOut]:
     with ctx.db.session() as s:
-        rows = s.scalars(select(Token).where(Token.tenant_id == tenant_id).order_by(Token.created_at))
+        rows = s.scalars(
+            select(Token).where(Token.tenant_id == tenant_id).order_by(Token.created_at)
+        )
         return [token_out(t) for t in rows]
 
 
@@ -35,8 +37,9 @@ def tokens(ctx: Ctx, tenant_id: TenantId) -> list[TokenOut]:
 def create_token(body: TokenCreate, ctx: Ctx, tenant_id: TenantId) -> TokenCreated:
     """A new token for the caller's tenant; the secret is in this response only."""
     with ctx.db.session() as s:
-        token, secret = issue_token(s, role="tenant", tenant_id=tenant_id, name=body.name,
-                                    expires_in_s=body.expires_in_s)
+        token, secret = issue_token(
+            s, role="tenant", tenant_id=tenant_id, name=body.name, expires_in_s=body.expires_in_s
+        )
         return token_created(token, secret)
 
 

@@ -24,8 +24,14 @@ router = APIRouter(tags=["models"])
 
 
 def _out(m: Model) -> ModelOut:
-    return ModelOut(id=m.id, job_id=m.job_id, name=m.name, size_bytes=m.size_bytes,
-                    sha256=m.sha256, created_at=m.created_at)
+    return ModelOut(
+        id=m.id,
+        job_id=m.job_id,
+        name=m.name,
+        size_bytes=m.size_bytes,
+        sha256=m.sha256,
+        created_at=m.created_at,
+    )
 
 
 def _get(s: Session, tenant_id: str, model_id: str) -> Model:
@@ -35,11 +41,19 @@ def _get(s: Session, tenant_id: str, model_id: str) -> Model:
     return m
 
 
-@router.post("/v1/jobs/{job_id}/checkpoints", status_code=201, response_model=ModelOut,
-             openapi_extra=BINARY_BODY)
-async def upload_checkpoint(job_id: str, request: Request, ctx: Ctx, tenant_id: TenantId,
-                            name: Annotated[str, Query(max_length=1024, description="e.g. step_1000.pt")]
-                            ) -> ModelOut:
+@router.post(
+    "/v1/jobs/{job_id}/checkpoints",
+    status_code=201,
+    response_model=ModelOut,
+    openapi_extra=BINARY_BODY,
+)
+async def upload_checkpoint(
+    job_id: str,
+    request: Request,
+    ctx: Ctx,
+    tenant_id: TenantId,
+    name: Annotated[str, Query(max_length=1024, description="e.g. step_1000.pt")],
+) -> ModelOut:
     """Store a checkpoint of the job (the raw body) as a model of the tenant."""
     safe_name(name)
 
@@ -53,8 +67,15 @@ async def upload_checkpoint(job_id: str, request: Request, ctx: Ctx, tenant_id: 
 
     def commit(s: Session, stored: Stored) -> ModelOut:
         jobstore.get(s, tenant_id, job_id)
-        m = Model(id=new_id("mdl"), tenant_id=tenant_id, job_id=job_id, name=name,
-                  path=ctx.storage.relative(stored.path), size_bytes=stored.size_bytes, sha256=stored.sha256)
+        m = Model(
+            id=new_id("mdl"),
+            tenant_id=tenant_id,
+            job_id=job_id,
+            name=name,
+            path=ctx.storage.relative(stored.path),
+            size_bytes=stored.size_bytes,
+            sha256=stored.sha256,
+        )
         s.add(m)
         try:
             s.flush()
@@ -67,8 +88,9 @@ async def upload_checkpoint(job_id: str, request: Request, ctx: Ctx, tenant_id: 
 
 
 @router.get("/v1/models", response_model=list[ModelOut])
-def list_models(ctx: Ctx, tenant_id: TenantId,
-                job_id: Annotated[str | None, Query(max_length=64)] = None) -> list[ModelOut]:
+def list_models(
+    ctx: Ctx, tenant_id: TenantId, job_id: Annotated[str | None, Query(max_length=64)] = None
+) -> list[ModelOut]:
     with ctx.db.session() as s:
         q = select(Model).where(Model.tenant_id == tenant_id)
         if job_id is not None:
@@ -82,13 +104,17 @@ def show(model_id: str, ctx: Ctx, tenant_id: TenantId) -> ModelOut:
         return _out(_get(s, tenant_id, model_id))
 
 
-@router.get("/v1/models/{model_id}/download", response_class=FileResponse,
-            responses={200: {"content": {"application/octet-stream": {}}}})
+@router.get(
+    "/v1/models/{model_id}/download",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
 def download(model_id: str, ctx: Ctx, tenant_id: TenantId) -> FileResponse:
     with ctx.db.session() as s:
         m = _get(s, tenant_id, model_id)
     path = ctx.storage.absolute(m.path)
     if not path.is_file():
         raise ApiError(410, f"Model {model_id!r} is recorded but its file is gone.")
-    return FileResponse(path, media_type="application/octet-stream", filename=m.name,
-                        headers={"X-Sha256": m.sha256})
+    return FileResponse(
+        path, media_type="application/octet-stream", filename=m.name, headers={"X-Sha256": m.sha256}
+    )

@@ -95,7 +95,9 @@ class Pool(Allocator):
         if job_id in self._placements:
             raise DojoConfigError(f"Job {job_id!r} is placed already; free it first.")
         if len(idx) == 0 or idx[0] < 0 or idx[-1] >= self.topology.total_chips:
-            raise DojoConfigError(f"Job {job_id!r}: chips outside 0..{self.topology.total_chips - 1}.")
+            raise DojoConfigError(
+                f"Job {job_id!r}: chips outside 0..{self.topology.total_chips - 1}."
+            )
         if (self._owner[idx] >= 0).any():
             raise DojoConfigError(f"Job {job_id!r}: some of its chips are held by another job.")
         slot = self._next_slot
@@ -141,7 +143,9 @@ def avoidable_split(topology: Topology, p: Placement, level: int) -> bool:
 class FairShare:
     """Chip-seconds used per tenant, decaying with ``half_life_s``, over each tenant's weight."""
 
-    def __init__(self, half_life_s: float = 3600.0, weights: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self, half_life_s: float = 3600.0, weights: Mapping[str, float] | None = None
+    ) -> None:
         if not half_life_s > 0:
             raise DojoConfigError(f"half_life_s={half_life_s!r} must be > 0.")
         self.half_life_s = half_life_s
@@ -160,14 +164,18 @@ class FairShare:
         self._decay_to(now)
         self._usage[tenant] = self._usage.get(tenant, 0.0) + chip_s
 
-    def charge_interval(self, tenant: str, chips: int, start: float, end: float, now: float) -> None:
+    def charge_interval(
+        self, tenant: str, chips: int, start: float, end: float, now: float
+    ) -> None:
         """Charge ``chips`` used from ``start`` to ``end`` (<= now), each moment decayed to ``now``."""
         self._decay_to(now)
         if end <= start:
             return
         k = math.log(2) / self.half_life_s
-        self._usage[tenant] = self._usage.get(tenant, 0.0) + chips * (
-            math.exp(-k * (now - end)) - math.exp(-k * (now - start))) / k
+        self._usage[tenant] = (
+            self._usage.get(tenant, 0.0)
+            + chips * (math.exp(-k * (now - end)) - math.exp(-k * (now - start))) / k
+        )
 
     def share(self, tenant: str) -> float:
         return self._usage.get(tenant, 0.0) / self.weights.get(tenant, 1.0)
@@ -176,8 +184,15 @@ class FairShare:
 class Scheduler:
     """What runs where on one topology, and the policy that decides what starts next."""
 
-    def __init__(self, topology: Topology, *, policy: str = "ours", keep_within: str | None = None,
-                 fair: FairShare | None = None, preempt_frees_now: bool = True) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        policy: str = "ours",
+        keep_within: str | None = None,
+        fair: FairShare | None = None,
+        preempt_frees_now: bool = True,
+    ) -> None:
         if policy not in POLICIES:
             raise DojoConfigError(f"policy={policy!r} must be one of {', '.join(POLICIES)}.")
         self.topology = topology
@@ -194,7 +209,9 @@ class Scheduler:
     def start(self, job: SchedJob, placement: Placement, now: float) -> None:
         self.running[job.id] = Running(job, now, placement)
 
-    def restore(self, job: SchedJob, chips: Iterable[int], started: float, *, preempting: bool = False) -> None:
+    def restore(
+        self, job: SchedJob, chips: Iterable[int], started: float, *, preempting: bool = False
+    ) -> None:
         """Record a job a database says runs on ``chips``."""
         self.running[job.id] = Running(job, started, self.pool.pin(job.id, chips), preempting)
 
@@ -218,7 +235,11 @@ class Scheduler:
         if not self._may_fit(pool, job):
             return None
         p = pool.allocate(job.id, job.chips)
-        if p is not None and self.policy == "ours" and avoidable_split(self.topology, p, self.level):
+        if (
+            p is not None
+            and self.policy == "ours"
+            and avoidable_split(self.topology, p, self.level)
+        ):
             pool.free(job.id)
             return None
         return p
@@ -226,7 +247,9 @@ class Scheduler:
     def order(self, queue: Sequence[SchedJob]) -> list[SchedJob]:
         if self.policy == "fifo":
             return sorted(queue, key=lambda j: (j.submitted, j.id))
-        return sorted(queue, key=lambda j: (-j.priority, self.fair.share(j.tenant), j.submitted, j.id))
+        return sorted(
+            queue, key=lambda j: (-j.priority, self.fair.share(j.tenant), j.submitted, j.id)
+        )
 
     # ------------------------------------------------------------------ the pass
     def schedule(self, queue: Sequence[SchedJob], now: float) -> Decision:
@@ -234,7 +257,9 @@ class Scheduler:
         total = self.topology.total_chips
         for j in queue:
             if j.chips < 1 or j.chips > total:
-                raise DojoConfigError(f"Job {j.id!r} asks for {j.chips} chips; this pool has 1..{total}.")
+                raise DojoConfigError(
+                    f"Job {j.id!r} asks for {j.chips} chips; this pool has 1..{total}."
+                )
             if j.id in self.running:
                 raise DojoConfigError(f"Job {j.id!r} is queued and running at once.")
         d = Decision()
@@ -262,7 +287,7 @@ class Scheduler:
                     continue
                 for v in victims:
                     self.running[v].preempting = True
-            head, rest = job, ordered[i + 1:]
+            head, rest = job, ordered[i + 1 :]
             break
         if head is None:
             return d
@@ -323,7 +348,10 @@ class Scheduler:
         for job in rest:
             short = job.estimate_s is not None and now + job.estimate_s <= res.at_s
             bucket = (short, -(-job.chips // cpb))
-            if job.chips >= smallest_failed.get(bucket, never) or job.chips > self.pool.free_chips():
+            if (
+                job.chips >= smallest_failed.get(bucket, never)
+                or job.chips > self.pool.free_chips()
+            ):
                 continue
             held = None if short else self.pool.hold(reserved)
             p = self._place(self.pool, job)
@@ -338,5 +366,15 @@ class Scheduler:
             smallest_failed.clear()
 
 
-__all__ = ["POLICIES", "Decision", "FairShare", "Pool", "Reservation", "Running", "SchedJob", "Scheduler",
-           "avoidable_split", "split_level"]
+__all__ = [
+    "POLICIES",
+    "Decision",
+    "FairShare",
+    "Pool",
+    "Reservation",
+    "Running",
+    "SchedJob",
+    "Scheduler",
+    "avoidable_split",
+    "split_level",
+]

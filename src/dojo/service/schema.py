@@ -34,7 +34,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
-
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -70,7 +69,8 @@ class Token(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tenant_id: Mapped[str | None] = mapped_column(
-        ForeignKey("tenants.id", ondelete="CASCADE"), index=True, nullable=True)
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True, nullable=True
+    )
     role: Mapped[str] = mapped_column(String(16))  # tenant | admin
     name: Mapped[str] = mapped_column(String(64), default="")
     prefix: Mapped[str] = mapped_column(String(16))  # first characters, to recognise it
@@ -101,7 +101,9 @@ class DatasetFile(Base):
     __table_args__ = (UniqueConstraint("dataset_id", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(255))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))

@@ -40,7 +40,9 @@ class SimResult:
     preemptions: int
     backfilled: int
     jct_s: dict[str, float] = field(repr=False, default_factory=dict)
-    timeline: list[tuple[float, int]] = field(repr=False, default_factory=list)  # (t [s], busy chips)
+    timeline: list[tuple[float, int]] = field(
+        repr=False, default_factory=list
+    )  # (t [s], busy chips)
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("jct_s", "timeline")}
@@ -58,9 +60,16 @@ class _State:
     end: float | None = None
 
 
-def simulate(trace: Sequence[TraceJob], topology: Topology, policy: str = "ours", *,
-             restart_s: float = 60.0, keep_within: str | None = None, half_life_s: float = 3600.0,
-             on_event: Callable[[], None] | None = None) -> SimResult:
+def simulate(
+    trace: Sequence[TraceJob],
+    topology: Topology,
+    policy: str = "ours",
+    *,
+    restart_s: float = 60.0,
+    keep_within: str | None = None,
+    half_life_s: float = 3600.0,
+    on_event: Callable[[], None] | None = None,
+) -> SimResult:
     """Replay ``trace`` on ``topology`` under ``policy`` (``ours`` or ``fifo``)."""
     sched = Scheduler(topology, policy=policy, keep_within=keep_within, fair=FairShare(half_life_s))
     total = topology.total_chips
@@ -138,34 +147,58 @@ def simulate(trace: Sequence[TraceJob], topology: Topology, policy: str = "ours"
     if stuck:  # cannot happen with jobs no larger than the machine; a guard against a policy bug
         raise RuntimeError(f"{len(stuck)} jobs never finished under {policy}: {stuck[:5]}")
     jct = {s.job.id: float(s.end) - s.job.submit_s for s in states.values() if s.end is not None}
-    waits = [float(s.first_start) - s.job.submit_s for s in states.values() if s.first_start is not None]
+    waits = [
+        float(s.first_start) - s.job.submit_s for s in states.values() if s.first_start is not None
+    ]
     span = last - t0
     values = np.asarray(list(jct.values()))
     return SimResult(
-        policy=policy, jobs=len(trace),
+        policy=policy,
+        jobs=len(trace),
         utilization=busy_int / (total * span) if span > 0 else 0.0,
-        mean_jct_s=float(values.mean()), p95_jct_s=float(np.percentile(values, 95)),
-        mean_wait_s=float(np.mean(waits)), makespan_s=span,
+        mean_jct_s=float(values.mean()),
+        p95_jct_s=float(np.percentile(values, 95)),
+        mean_wait_s=float(np.mean(waits)),
+        makespan_s=span,
         fragmentation=frag_int / span if span > 0 else 0.0,
-        avoidable_splits=len(splits), preemptions=preemptions, backfilled=backfilled,
-        jct_s=jct, timeline=timeline)
+        avoidable_splits=len(splits),
+        preemptions=preemptions,
+        backfilled=backfilled,
+        jct_s=jct,
+        timeline=timeline,
+    )
 
 
-def compare(trace: Sequence[TraceJob], topology: Topology, *, restart_s: float = 60.0,
-            keep_within: str | None = None, on_event: Callable[[], None] | None = None) -> dict[str, Any]:
+def compare(
+    trace: Sequence[TraceJob],
+    topology: Topology,
+    *,
+    restart_s: float = 60.0,
+    keep_within: str | None = None,
+    on_event: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Ours and FIFO on the same trace; the figures of both and ours/FIFO ratios."""
-    ours = simulate(trace, topology, "ours", restart_s=restart_s, keep_within=keep_within, on_event=on_event)
-    fifo = simulate(trace, topology, "fifo", restart_s=restart_s, keep_within=keep_within, on_event=on_event)
+    ours = simulate(
+        trace, topology, "ours", restart_s=restart_s, keep_within=keep_within, on_event=on_event
+    )
+    fifo = simulate(
+        trace, topology, "fifo", restart_s=restart_s, keep_within=keep_within, on_event=on_event
+    )
 
     def ratio(a: float, b: float) -> float | None:
         return a / b if b > 0 else None
 
     return {
-        "system": topology.name, "chips": topology.total_chips, "jobs": len(trace),
-        "ours": ours.summary(), "fifo": fifo.summary(),
-        "ratio": {"mean_jct": ratio(ours.mean_jct_s, fifo.mean_jct_s),
-                  "p95_jct": ratio(ours.p95_jct_s, fifo.p95_jct_s),
-                  "utilization": ratio(ours.utilization, fifo.utilization)},
+        "system": topology.name,
+        "chips": topology.total_chips,
+        "jobs": len(trace),
+        "ours": ours.summary(),
+        "fifo": fifo.summary(),
+        "ratio": {
+            "mean_jct": ratio(ours.mean_jct_s, fifo.mean_jct_s),
+            "p95_jct": ratio(ours.p95_jct_s, fifo.p95_jct_s),
+            "utilization": ratio(ours.utilization, fifo.utilization),
+        },
         "_results": (ours, fifo),
     }
 
@@ -187,8 +220,10 @@ def format_comparison(out: dict[str, Any]) -> str:
         ("preemptions", str(o["preemptions"]), str(f["preemptions"]), None),
         ("backfilled starts", str(o["backfilled"]), str(f["backfilled"]), None),
     ]
-    lines = [f"{out['jobs']} jobs on {out['system']} ({out['chips']:,} chips)",
-             f"{'':<26}{'ours':>12}{'FIFO':>12}{'ours/FIFO':>11}"]
+    lines = [
+        f"{out['jobs']} jobs on {out['system']} ({out['chips']:,} chips)",
+        f"{'':<26}{'ours':>12}{'FIFO':>12}{'ours/FIFO':>11}",
+    ]
     for name, a, b, q in rows:
         lines.append(f"{name:<26}{a:>12}{b:>12}{'' if q is None else f'{q:.3f}':>11}")
     return "\n".join(lines)
@@ -213,15 +248,33 @@ def plot(out: dict[str, Any], path: str, *, bins: int = 400) -> None:
         cum = np.concatenate([[0.0], np.cumsum(b[:-1] * np.diff(t))])
         at = np.interp(grid, t, cum)  # exact: the cumulative is linear between events
         share = np.diff(at) / np.diff(grid) / out["chips"]
-        ax.plot((grid[:-1] - start) / 3600, share * 100, color=colour, lw=1,
-                label=f"{res.policy}: mean {res.utilization:.1%}, done at {res.makespan_s / 3600:.0f} h")
+        ax.plot(
+            (grid[:-1] - start) / 3600,
+            share * 100,
+            color=colour,
+            lw=1,
+            label=f"{res.policy}: mean {res.utilization:.1%}, done at {res.makespan_s / 3600:.0f} h",
+        )
         jct = np.sort(np.asarray(list(res.jct_s.values()))) / 3600
-        bx.plot(jct, np.arange(1, len(jct) + 1) / len(jct), color=colour,
-                label=f"{res.policy}: mean {res.mean_jct_s / 3600:.1f} h, p95 {res.p95_jct_s / 3600:.1f} h")
-    ax.set(xlabel="time [h]", ylabel="chips busy [%]", ylim=(0, 105),
-           title=f"{out['jobs']} jobs on {out['system']} ({out['chips']:,} chips)")
+        bx.plot(
+            jct,
+            np.arange(1, len(jct) + 1) / len(jct),
+            color=colour,
+            label=f"{res.policy}: mean {res.mean_jct_s / 3600:.1f} h, p95 {res.p95_jct_s / 3600:.1f} h",
+        )
+    ax.set(
+        xlabel="time [h]",
+        ylabel="chips busy [%]",
+        ylim=(0, 105),
+        title=f"{out['jobs']} jobs on {out['system']} ({out['chips']:,} chips)",
+    )
     ax.legend(loc="lower right")
-    bx.set(xscale="log", xlabel="job completion time [h]", ylabel="share of jobs", title="JCT distribution")
+    bx.set(
+        xscale="log",
+        xlabel="job completion time [h]",
+        ylabel="share of jobs",
+        title="JCT distribution",
+    )
     bx.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

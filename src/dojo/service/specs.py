@@ -15,12 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DatasetId = Annotated[str, Field(pattern=r"^ds_[0-9a-f]{16}$", description="a dataset id")]
 ModelId = Annotated[str, Field(pattern=r"^mdl_[0-9a-f]{16}$", description="a model id")]
-Policy = Annotated[str, Field(pattern=r"^(naive|expert|mdl_[0-9a-f]{16})$",
-                              description="naive | expert | a model id (mdl_...)")]
+Policy = Annotated[
+    str,
+    Field(
+        pattern=r"^(naive|expert|mdl_[0-9a-f]{16})$",
+        description="naive | expert | a model id (mdl_...)",
+    ),
+]
 Family = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-DatasetRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(@(v[0-9]+|latest))?$",
-                                  description="a dataset version in the tenant's clip store: "
-                                  "NAME, NAME@vN or NAME@latest")]
+DatasetRef = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(@(v[0-9]+|latest))?$",
+        description="a dataset version in the tenant's clip store: NAME, NAME@vN or NAME@latest",
+    ),
+]
 
 
 class _Spec(BaseModel):
@@ -74,7 +83,11 @@ class LoopSpec(_Spec):
 
 
 SPECS: dict[str, type[_Spec]] = {
-    "drive": DriveSpec, "ingest": IngestSpec, "train": TrainSpec, "eval": EvalSpec, "loop": LoopSpec,
+    "drive": DriveSpec,
+    "ingest": IngestSpec,
+    "train": TrainSpec,
+    "eval": EvalSpec,
+    "loop": LoopSpec,
 }
 
 

@@ -44,11 +44,15 @@ def safe_name(name: str) -> str:
         raise ApiError(422, f"File name {shown} is not in Unicode normal form NFC.")
     folded = unicodedata.normalize("NFKC", name)
     if any(c in folded for c in "/\\:"):
-        raise ApiError(422, f"File name {shown} must be one plain path component (no / \\ : or "
-                       "look-alikes).")
+        raise ApiError(
+            422, f"File name {shown} must be one plain path component (no / \\ : or look-alikes)."
+        )
     if name.startswith(".") or not all(c.isalnum() or c in _ALLOWED_PUNCT for c in name):
-        raise ApiError(422, f"File name {shown} may hold only letters, digits and '._-', and "
-                       "must not start with a dot.")
+        raise ApiError(
+            422,
+            f"File name {shown} may hold only letters, digits and '._-', and "
+            "must not start with a dot.",
+        )
     return name
 
 
@@ -95,9 +99,16 @@ class Storage:
     def absolute(self, relative: str) -> Path:
         return inside(self.root, relative)
 
-    async def receive(self, chunks: AsyncIterator[bytes], folder: Path, name: str, *,
-                      max_bytes: int, too_large: Callable[[int], ApiError],
-                      magic: bytes | None = None) -> Stored:
+    async def receive(
+        self,
+        chunks: AsyncIterator[bytes],
+        folder: Path,
+        name: str,
+        *,
+        max_bytes: int,
+        too_large: Callable[[int], ApiError],
+        magic: bytes | None = None,
+    ) -> Stored:
         """Stream ``chunks`` into ``folder/name`` atomically; 409 if the name is taken.
 
         ``too_large(size)`` is raised once more than ``max_bytes`` arrived.
@@ -121,7 +132,9 @@ class Storage:
                     if magic is not None and len(head) < len(magic):
                         head += chunk[: len(magic) - len(head)]
                         if not magic.startswith(head[: len(magic)]):
-                            raise ApiError(422, f"File {name!r} is not an MCAP file (bad magic bytes).")
+                            raise ApiError(
+                                422, f"File {name!r} is not an MCAP file (bad magic bytes)."
+                            )
                     self._check_free(folder, len(chunk))
                     digest.update(chunk)
                     await anyio.to_thread.run_sync(_write, f, chunk)
@@ -131,8 +144,9 @@ class Storage:
             try:
                 os.link(tmp, final)  # atomic, and never over an existing file
             except FileExistsError:
-                raise ApiError(409, f"File {name!r} already exists; stored files are never "
-                               "replaced.") from None
+                raise ApiError(
+                    409, f"File {name!r} already exists; stored files are never replaced."
+                ) from None
             try:
                 await anyio.to_thread.run_sync(_fsync_dir, folder)
             except BaseException:
@@ -140,7 +154,9 @@ class Storage:
                 raise
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ApiError(507, "The service's disk is full; the upload was not stored.") from None
+                raise ApiError(
+                    507, "The service's disk is full; the upload was not stored."
+                ) from None
             raise
         finally:
             tmp.unlink(missing_ok=True)

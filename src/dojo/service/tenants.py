@@ -14,15 +14,21 @@ from dojo.service.problems import ApiError, not_found
 from dojo.service.schema import Dataset, Job, Model, Tenant, Token
 
 
-def create_tenant(s: Session, name: str, quotas: QuotasIn, defaults: DefaultQuotas) -> tuple[Tenant, Token, str]:
+def create_tenant(
+    s: Session, name: str, quotas: QuotasIn, defaults: DefaultQuotas
+) -> tuple[Tenant, Token, str]:
     """A new tenant and its first token (secret returned once)."""
     if s.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
         raise ApiError(409, f"Tenant {name!r} already exists.")
-    tenant = Tenant(id=new_id("ten"), name=name, disabled=False,
-                    max_concurrent_jobs=_pick(quotas.max_concurrent_jobs, defaults.max_concurrent_jobs),
-                    max_chips=_pick(quotas.max_chips, defaults.max_chips),
-                    max_gpus=_pick(quotas.max_gpus, defaults.max_gpus),
-                    max_storage_bytes=_pick(quotas.max_storage_bytes, defaults.max_storage_bytes))
+    tenant = Tenant(
+        id=new_id("ten"),
+        name=name,
+        disabled=False,
+        max_concurrent_jobs=_pick(quotas.max_concurrent_jobs, defaults.max_concurrent_jobs),
+        max_chips=_pick(quotas.max_chips, defaults.max_chips),
+        max_gpus=_pick(quotas.max_gpus, defaults.max_gpus),
+        max_storage_bytes=_pick(quotas.max_storage_bytes, defaults.max_storage_bytes),
+    )
     s.add(tenant)
     try:
         s.flush()
@@ -52,21 +58,28 @@ def tenant_by_ref(s: Session, ref: str) -> Tenant:
 # Built once (every submit runs both): building a statement costs more than running it. The
 # active-job sums read only the index ix_jobs_tenant_active (tenant, status, chips, gpus).
 _TENANT: BindParameter[str] = bindparam("tenant_id")
-_USAGE = (
-    select(func.count(), func.coalesce(func.sum(Job.chips), 0), func.coalesce(func.sum(Job.gpus), 0),
-           select(func.coalesce(func.sum(Dataset.size_bytes), 0))
-           .where(Dataset.tenant_id == _TENANT).scalar_subquery(),
-           select(func.coalesce(func.sum(Model.size_bytes), 0))
-           .where(Model.tenant_id == _TENANT).scalar_subquery())
-    .where(Job.tenant_id == _TENANT, Job.status.in_(ACTIVE))
-)
+_USAGE = select(
+    func.count(),
+    func.coalesce(func.sum(Job.chips), 0),
+    func.coalesce(func.sum(Job.gpus), 0),
+    select(func.coalesce(func.sum(Dataset.size_bytes), 0))
+    .where(Dataset.tenant_id == _TENANT)
+    .scalar_subquery(),
+    select(func.coalesce(func.sum(Model.size_bytes), 0))
+    .where(Model.tenant_id == _TENANT)
+    .scalar_subquery(),
+).where(Job.tenant_id == _TENANT, Job.status.in_(ACTIVE))
 _LOCK_TENANT = select(Tenant).where(Tenant.id == _TENANT).with_for_update()
 
 
 def usage(s: Session, tenant_id: str) -> Usage:
     jobs, chips, gpus, data, models = s.execute(_USAGE, {"tenant_id": tenant_id}).one()
-    return Usage(active_jobs=int(jobs), chips=int(chips), gpus=int(gpus),
-                 storage_bytes=int(data or 0) + int(models or 0))
+    return Usage(
+        active_jobs=int(jobs),
+        chips=int(chips),
+        gpus=int(gpus),
+        storage_bytes=int(data or 0) + int(models or 0),
+    )
 
 
 def lock_tenant(s: Session, tenant_id: str) -> Tenant:
@@ -78,15 +91,32 @@ def lock_tenant(s: Session, tenant_id: str) -> Tenant:
 
 
 def tenant_out(s: Session, t: Tenant) -> TenantOut:
-    return TenantOut(id=t.id, name=t.name, disabled=t.disabled, created_at=t.created_at,
-                     quotas=Quotas(max_concurrent_jobs=t.max_concurrent_jobs, max_chips=t.max_chips,
-                                   max_gpus=t.max_gpus, max_storage_bytes=t.max_storage_bytes),
-                     usage=usage(s, t.id))
+    return TenantOut(
+        id=t.id,
+        name=t.name,
+        disabled=t.disabled,
+        created_at=t.created_at,
+        quotas=Quotas(
+            max_concurrent_jobs=t.max_concurrent_jobs,
+            max_chips=t.max_chips,
+            max_gpus=t.max_gpus,
+            max_storage_bytes=t.max_storage_bytes,
+        ),
+        usage=usage(s, t.id),
+    )
 
 
 def token_out(t: Token) -> TokenOut:
-    return TokenOut(id=t.id, tenant_id=t.tenant_id, role=t.role, name=t.name, prefix=t.prefix,
-                    created_at=t.created_at, expires_at=t.expires_at, revoked_at=t.revoked_at)
+    return TokenOut(
+        id=t.id,
+        tenant_id=t.tenant_id,
+        role=t.role,
+        name=t.name,
+        prefix=t.prefix,
+        created_at=t.created_at,
+        expires_at=t.expires_at,
+        revoked_at=t.revoked_at,
+    )
 
 
 def token_created(t: Token, secret: str) -> TokenCreated:

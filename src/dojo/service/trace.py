@@ -66,7 +66,9 @@ def parse_job(row: dict[str, Any], where: str, default_id: str) -> TraceJob:
     """One trace row, checked; ``where`` names it in errors (``trace.jsonl line 3``)."""
     unknown = sorted(set(row) - set(FIELDS))
     if unknown:
-        raise DojoConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}.")
+        raise DojoConfigError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}."
+        )
     row = {k: v for k, v in row.items() if v not in (None, "")}
     for need in ("submit_s", "tenant", "duration_s"):
         if need not in row:
@@ -93,8 +95,15 @@ def parse_job(row: dict[str, Any], where: str, default_id: str) -> TraceJob:
     tenant = str(row["tenant"]).strip()
     if not tenant:
         raise DojoConfigError(f"{where}: tenant is empty.")
-    return TraceJob(id=str(row.get("id", default_id)), submit_s=submit, tenant=tenant, chips=chips,
-                    duration_s=duration, priority=priority, estimate_s=estimate)
+    return TraceJob(
+        id=str(row.get("id", default_id)),
+        submit_s=submit,
+        tenant=tenant,
+        chips=chips,
+        duration_s=duration,
+        priority=priority,
+        estimate_s=estimate,
+    )
 
 
 def load_trace(path: str | Path) -> list[TraceJob]:
@@ -157,7 +166,12 @@ class SyntheticSpec:
     max_s: float = 7 * 86400.0
     load: float = 0.9
     urgent: float = 0.1
-    tenants: tuple[tuple[str, float], ...] = (("acme", 0.4), ("rail", 0.3), ("aero", 0.2), ("bots", 0.1))
+    tenants: tuple[tuple[str, float], ...] = (
+        ("acme", 0.4),
+        ("rail", 0.3),
+        ("aero", 0.2),
+        ("bots", 0.1),
+    )
 
 
 def synthetic(spec: SyntheticSpec | None = None) -> list[TraceJob]:
@@ -170,8 +184,11 @@ def synthetic(spec: SyntheticSpec | None = None) -> list[TraceJob]:
         raise DojoConfigError(f"max_chips={s.max_chips} must be in 1..{s.total_chips}.")
     rng = np.random.default_rng(s.seed)
     raw = np.exp(rng.uniform(0.0, math.log(s.max_chips), s.jobs))
-    chips = np.where(raw <= CHIPS_PER_TILE, np.maximum(1, np.round(raw)),
-                     np.round(raw / CHIPS_PER_TILE) * CHIPS_PER_TILE)
+    chips = np.where(
+        raw <= CHIPS_PER_TILE,
+        np.maximum(1, np.round(raw)),
+        np.round(raw / CHIPS_PER_TILE) * CHIPS_PER_TILE,
+    )
     chips = np.clip(chips, 1, s.max_chips).astype(np.int64)
     dur = np.minimum(np.exp(rng.normal(math.log(s.median_s), s.sigma, s.jobs)), s.max_s)
     dur = np.maximum(dur, 1.0)
@@ -182,9 +199,25 @@ def synthetic(spec: SyntheticSpec | None = None) -> list[TraceJob]:
     weights = np.asarray([w for _, w in s.tenants], dtype=float)
     tenant = rng.choice(len(names), size=s.jobs, p=weights / weights.sum())
     urgent = rng.random(s.jobs) < s.urgent
-    return [TraceJob(id=f"j{i}", submit_s=round(float(submit[i]), 3), tenant=names[int(tenant[i])],
-                     chips=int(chips[i]), duration_s=round(float(dur[i]), 3), priority=10 if urgent[i] else 0)
-            for i in range(s.jobs)]
+    return [
+        TraceJob(
+            id=f"j{i}",
+            submit_s=round(float(submit[i]), 3),
+            tenant=names[int(tenant[i])],
+            chips=int(chips[i]),
+            duration_s=round(float(dur[i]), 3),
+            priority=10 if urgent[i] else 0,
+        )
+        for i in range(s.jobs)
+    ]
 
 
-__all__ = ["FIELDS", "SyntheticSpec", "TraceJob", "load_trace", "parse_job", "synthetic", "write_trace"]
+__all__ = [
+    "FIELDS",
+    "SyntheticSpec",
+    "TraceJob",
+    "load_trace",
+    "parse_job",
+    "synthetic",
+    "write_trace",
+]

@@ -20,8 +20,12 @@ from dojo.service.storage import Storage, Stored
 from dojo.service.tenants import lock_tenant, usage
 
 T = TypeVar("T")
-BINARY_BODY = {"requestBody": {"required": True, "content": {
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+BINARY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
 def _room(db: Database, tenant_id: str) -> tuple[int, int, int]:
@@ -32,9 +36,19 @@ def _room(db: Database, tenant_id: str) -> tuple[int, int, int]:
         return tenant.max_storage_bytes, used, max(0, tenant.max_storage_bytes - used)
 
 
-async def store_file(db: Database, storage: Storage, tenant_id: str, folder: Path, name: str,
-                     chunks: AsyncIterator[bytes], *, cap: int, magic: bytes | None,
-                     commit: Callable[[Session, Stored], T], declared: int | None = None) -> T:
+async def store_file(
+    db: Database,
+    storage: Storage,
+    tenant_id: str,
+    folder: Path,
+    name: str,
+    chunks: AsyncIterator[bytes],
+    *,
+    cap: int,
+    magic: bytes | None,
+    commit: Callable[[Session, Stored], T],
+    declared: int | None = None,
+) -> T:
     """Write ``chunks`` to ``folder/name`` and record it with ``commit`` in one transaction.
 
     The quota is checked before (against ``declared`` size, if known), while the bytes arrive,
@@ -48,18 +62,27 @@ async def store_file(db: Database, storage: Storage, tenant_id: str, folder: Pat
 
     def too_large(size: int) -> ApiError:
         if size > cap:
-            return ApiError(413, f"Upload {name!r} is over the limit of {cap} bytes per file.", limit=cap)
+            return ApiError(
+                413, f"Upload {name!r} is over the limit of {cap} bytes per file.", limit=cap
+            )
         return quota_exceeded("max_storage_bytes", limit, used, size, "bytes")
 
-    stored = await storage.receive(chunks, folder, name, max_bytes=min(cap, room), too_large=too_large, magic=magic)
+    stored = await storage.receive(
+        chunks, folder, name, max_bytes=min(cap, room), too_large=too_large, magic=magic
+    )
 
     def record() -> T:
         with db.session() as s:
             tenant = lock_tenant(s, tenant_id)
             now_used = usage(s, tenant_id).storage_bytes
             if now_used + stored.size_bytes > tenant.max_storage_bytes:
-                raise quota_exceeded("max_storage_bytes", tenant.max_storage_bytes, now_used,
-                                     stored.size_bytes, "bytes")
+                raise quota_exceeded(
+                    "max_storage_bytes",
+                    tenant.max_storage_bytes,
+                    now_used,
+                    stored.size_bytes,
+                    "bytes",
+                )
             return commit(s, stored)
 
     try:
@@ -69,27 +92,49 @@ async def store_file(db: Database, storage: Storage, tenant_id: str, folder: Pat
         raise
 
 
-async def receive_upload(request: Request, ctx: Context, tenant_id: str, folder: Path, name: str,
-                         *, magic: bytes | None,
-                         commit: Callable[[Session, Stored], T]) -> T:
+async def receive_upload(
+    request: Request,
+    ctx: Context,
+    tenant_id: str,
+    folder: Path,
+    name: str,
+    *,
+    magic: bytes | None,
+    commit: Callable[[Session, Stored], T],
+) -> T:
     """An HTTP upload's body through :func:`store_file`."""
     declared = request.headers.get("content-length")
-    return await store_file(ctx.db, ctx.storage, tenant_id, folder, name, request.stream(),
-                            cap=ctx.config.max_upload_bytes, magic=magic, commit=commit,
-                            declared=int(declared) if declared is not None and declared.isdigit() else None)
+    return await store_file(
+        ctx.db,
+        ctx.storage,
+        tenant_id,
+        folder,
+        name,
+        request.stream(),
+        cap=ctx.config.max_upload_bytes,
+        magic=magic,
+        commit=commit,
+        declared=int(declared) if declared is not None and declared.isdigit() else None,
+    )
 
 
-def add_dataset_file(s: Session, tenant_id: str, dataset_id: str, name: str, stored: Stored) -> DatasetFile:
+def add_dataset_file(
+    s: Session, tenant_id: str, dataset_id: str, name: str, stored: Stored
+) -> DatasetFile:
     """Record a stored file in a tenant's dataset (404 for another tenant's; 409 if the name is taken)."""
     ds = get_dataset(s, tenant_id, dataset_id)
-    row = DatasetFile(dataset_id=ds.id, name=name, size_bytes=stored.size_bytes, sha256=stored.sha256)
+    row = DatasetFile(
+        dataset_id=ds.id, name=name, size_bytes=stored.size_bytes, sha256=stored.sha256
+    )
     s.add(row)
     ds.size_bytes += stored.size_bytes
     ds.files += 1
     try:
         s.flush()
     except IntegrityError:
-        raise ApiError(409, f"File {name!r} already exists; stored files are never replaced.") from None
+        raise ApiError(
+            409, f"File {name!r} already exists; stored files are never replaced."
+        ) from None
     return row
 
 

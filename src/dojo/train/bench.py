@@ -55,6 +55,8 @@ def cpu_flops_per_cycle() -> tuple[int, str]:
         if ext in flags:
             return flops, ext
     return CPU_FLOPS_PER_CYCLE_OTHER, "no AVX2"
+
+
 GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, SXM [FLOP/s]
 
 
@@ -157,27 +159,38 @@ def bench_train(
         store, dataset = _dataset(Path(tmp), say)
         for size in sizes:
             say(f"{size}: dojo train, {steps} steps of {batch_size} ...")
-            config = TrainConfig(dataset=dataset, store=store, out=str(Path(tmp) / f"run-{size}"), size=size,
-                                 steps=steps, batch_size=batch_size, progress=False,
-                                 checkpoint_every=steps, val_every=steps, val_batches=1)
+            config = TrainConfig(
+                dataset=dataset,
+                store=store,
+                out=str(Path(tmp) / f"run-{size}"),
+                size=size,
+                steps=steps,
+                batch_size=batch_size,
+                progress=False,
+                checkpoint_every=steps,
+                val_every=steps,
+                val_batches=1,
+            )
             ours = train(config)
             say(f"{size}: bare PyTorch loop ...")
             bare = bare_loop(size, batch_size, steps, device)
             flops = train_step_flops(size)
             achieved = flops * ours["samples_per_s"]
-            rows.append({
-                "size": size,
-                "parameters": parameter_count(DrivingPolicy(PolicyConfig(size=size))),
-                "train_flops_per_sample": flops,
-                "samples_per_s": ours["samples_per_s"],
-                "samples_per_s_overall": ours["samples_per_s_overall"],
-                "data_wait_share": ours["data_wait_share"],
-                "bare_samples_per_s": bare,
-                "ratio_to_bare": ours["samples_per_s"] / bare if bare else 0.0,
-                "achieved_tflops": achieved / 1e12,
-                "bare_tflops": flops * bare / 1e12,
-                "mfu": achieved / peak if peak else None,
-            })
+            rows.append(
+                {
+                    "size": size,
+                    "parameters": parameter_count(DrivingPolicy(PolicyConfig(size=size))),
+                    "train_flops_per_sample": flops,
+                    "samples_per_s": ours["samples_per_s"],
+                    "samples_per_s_overall": ours["samples_per_s_overall"],
+                    "data_wait_share": ours["data_wait_share"],
+                    "bare_samples_per_s": bare,
+                    "ratio_to_bare": ours["samples_per_s"] / bare if bare else 0.0,
+                    "achieved_tflops": achieved / 1e12,
+                    "bare_tflops": flops * bare / 1e12,
+                    "mfu": achieved / peak if peak else None,
+                }
+            )
     return {
         "device": str(device),
         "cpu": cpu_model(),

@@ -40,8 +40,18 @@ CHECKPOINT_FILE = "checkpoint.pt"  # the latest checkpoint (written atomically)
 # Fields that do not change what is trained (only where it is written, how often it is looked
 # at or how fast it runs): a run resumed with other values of these is still the same run.
 OPERATIONAL = frozenset(
-    {"out", "resume", "checkpoint_every", "val_every", "val_batches", "progress", "log_samples",
-     "compile", "device", "deterministic"}
+    {
+        "out",
+        "resume",
+        "checkpoint_every",
+        "val_every",
+        "val_batches",
+        "progress",
+        "log_samples",
+        "compile",
+        "device",
+        "deterministic",
+    }
 )
 
 
@@ -63,7 +73,9 @@ def _float(name: str, value: object, low: float, low_ok: bool, high: float | Non
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
-        raise DojoConfigError(f"{name}={value!r} is not known; choose one of: {', '.join(allowed)}.")
+        raise DojoConfigError(
+            f"{name}={value!r} is not known; choose one of: {', '.join(allowed)}."
+        )
     return value
 
 
@@ -128,24 +140,41 @@ class TrainConfig:
     progress: bool = True
     deterministic: bool = False
     occupancy_weight: float = 1.0  # weight of the occupancy loss in net="both"
-    init_from: str | None = None  # a policy.pt whose weights start the run (fine-tuning); net="policy" only
+    init_from: str | None = (
+        None  # a policy.pt whose weights start the run (fine-tuning); net="policy" only
+    )
 
     def __post_init__(self) -> None:
         for name in ("dataset", "store", "out"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise DojoConfigError(f"{name}={value!r} must be a non-empty string.")
-        if self.warmup_steps is None and isinstance(self.steps, int) and not isinstance(self.steps, bool):
+        if (
+            self.warmup_steps is None
+            and isinstance(self.steps, int)
+            and not isinstance(self.steps, bool)
+        ):
             object.__setattr__(self, "warmup_steps", min(100, max(0, self.steps) // 10))
         _choice("net", self.net, NETS)
         _choice("size", self.size, SIZES)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("device", self.device, DEVICES)
-        for name, low in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0),
-                          ("seed", 0), ("checkpoint_every", 0), ("val_every", 0), ("val_batches", 0),
-                          ("frames", 1), ("stride", 1), ("buffer_windows", 0), ("num_workers", 0),
-                          ("nproc", 1)):
+        for name, low in (
+            ("steps", 1),
+            ("batch_size", 1),
+            ("grad_accum", 1),
+            ("warmup_steps", 0),
+            ("seed", 0),
+            ("checkpoint_every", 0),
+            ("val_every", 0),
+            ("val_batches", 0),
+            ("frames", 1),
+            ("stride", 1),
+            ("buffer_windows", 0),
+            ("num_workers", 0),
+            ("nproc", 1),
+        ):
             _int(name, getattr(self, name), low)
         _float("lr", self.lr, 0.0, low_ok=False)
         _float("min_lr_ratio", self.min_lr_ratio, 0.0, low_ok=True, high=1.0)
@@ -154,10 +183,16 @@ class TrainConfig:
         _float("occupancy_weight", self.occupancy_weight, 0.0, low_ok=True)
         for name in ("compile", "resume", "log_samples", "progress", "deterministic"):
             _bool(name, getattr(self, name))
-        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
-            raise DojoConfigError(f"init_from={self.init_from!r} must be the path of a policy checkpoint.")
+        if self.init_from is not None and (
+            not isinstance(self.init_from, str) or not self.init_from.strip()
+        ):
+            raise DojoConfigError(
+                f"init_from={self.init_from!r} must be the path of a policy checkpoint."
+            )
         if self.init_from is not None and self.net != "policy":
-            raise DojoConfigError(f"init_from starts a policy from its weights; net={self.net!r} is not 'policy'.")
+            raise DojoConfigError(
+                f"init_from starts a policy from its weights; net={self.net!r} is not 'policy'."
+            )
         assert self.warmup_steps is not None
         if self.warmup_steps > self.steps:
             raise DojoConfigError(
@@ -207,9 +242,13 @@ class DistEnv:
             local = int(env.get("LOCAL_RANK", "0"))
             local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
         except ValueError as e:
-            raise DojoConfigError(f"torchrun's RANK/WORLD_SIZE/LOCAL_RANK are not numbers ({e}).") from e
+            raise DojoConfigError(
+                f"torchrun's RANK/WORLD_SIZE/LOCAL_RANK are not numbers ({e})."
+            ) from e
         if not 0 <= rank < world or not 0 <= local < local_world:
-            raise DojoConfigError(f"RANK={rank} / WORLD_SIZE={world} from the environment do not fit.")
+            raise DojoConfigError(
+                f"RANK={rank} / WORLD_SIZE={world} from the environment do not fit."
+            )
         return cls(rank, world, local, local_world)
 
 
@@ -225,7 +264,9 @@ class Prepared:
     dataset_hash: str  # the manifest's content hash
     train_entries: list[dict[str, Any]]
     val_entries: list[dict[str, Any]]
-    net_config: dict[str, Any]  # PolicyConfig (net=policy) or OccupancyConfig .to_dict() for the rig
+    net_config: dict[
+        str, Any
+    ]  # PolicyConfig (net=policy) or OccupancyConfig .to_dict() for the rig
     resume_from: Path | None  # the checkpoint to continue from, if any
     micro_batch: int  # windows per micro-batch on each process
     train_windows: int  # windows of the train split (all shards)
@@ -266,7 +307,9 @@ def _check_processes(config: TrainConfig, env: DistEnv, device: str, launching: 
                 f"nproc={local_world} processes on this machine but it has {cores} CPU cores; use at most {cores}."
             )
     if config.precision == "bf16" and device != "cuda":
-        raise DojoConfigError("precision='bf16' (autocast) is for CUDA devices; on CPU use precision='fp32'.")
+        raise DojoConfigError(
+            "precision='bf16' (autocast) is for CUDA devices; on CPU use precision='fp32'."
+        )
     return world
 
 
@@ -288,7 +331,9 @@ def _check_out(config: TrainConfig, resolved: dict[str, Any]) -> Path | None:
     run_file, ckpt = out / RUN_FILE, out / CHECKPOINT_FILE
     if not out.exists() or not any(out.iterdir()):
         if config.resume:
-            raise DojoConfigError(f"--resume: {config.out} holds no run to resume; leave --resume out to start one.")
+            raise DojoConfigError(
+                f"--resume: {config.out} holds no run to resume; leave --resume out to start one."
+            )
         return None
     if not run_file.exists():
         raise DojoConfigError(
@@ -298,7 +343,9 @@ def _check_out(config: TrainConfig, resolved: dict[str, Any]) -> Path | None:
         there = json.loads(run_file.read_text())
         assert isinstance(there, dict)
     except (OSError, ValueError, AssertionError) as e:
-        raise DojoConfigError(f"{run_file} cannot be read as a run's config ({e}); choose a new folder.") from e
+        raise DojoConfigError(
+            f"{run_file} cannot be read as a run's config ({e}); choose a new folder."
+        ) from e
     if config.resume and ckpt.exists():
         saved = _checkpoint_config(ckpt)
         if (saved.get("net"), saved.get("size")) != (config.net, config.size):
@@ -338,7 +385,9 @@ def _checkpoint_step(path: Path) -> int:
     return int(_checkpoint_payload(path)["train"]["step"])
 
 
-def prepare(config: TrainConfig, env: DistEnv | None = None, launching: int | None = None) -> Prepared:
+def prepare(
+    config: TrainConfig, env: DistEnv | None = None, launching: int | None = None
+) -> Prepared:
     """Check ``config`` against the machine, the dataset and the output folder; nothing is written.
 
     ``env``: this process's place in a torchrun launch (read from the environment by default).
@@ -363,9 +412,18 @@ def prepare(config: TrainConfig, env: DistEnv | None = None, launching: int | No
     train, val = ds.split("train"), ds.split("val")
     if not train:
         raise DojoConfigError(f"Dataset {ds.ref} is empty: it has no train windows.")
-    data = WindowDataset(store, train, frames=config.frames, stride=config.stride, shuffle=True,
-                         buffer_windows=config.buffer_windows, seed=config.seed, occupancy=False,
-                         rank=0, world_size=world)
+    data = WindowDataset(
+        store,
+        train,
+        frames=config.frames,
+        stride=config.stride,
+        shuffle=True,
+        buffer_windows=config.buffer_windows,
+        seed=config.seed,
+        occupancy=False,
+        rank=0,
+        world_size=world,
+    )
     if data.rig is None or data.num_windows == 0:
         raise DojoConfigError(
             f"Dataset {ds.ref} is empty: its train split yields no {config.frames}-frame windows."
@@ -377,8 +435,14 @@ def prepare(config: TrainConfig, env: DistEnv | None = None, launching: int | No
             f"batch_size={config.batch_size} over {world} processes; lower --batch-size."
         )
     rig = data.rig
-    policy = PolicyConfig(size=config.size, cameras=len(rig.cameras), frames=config.frames,
-                          height=rig.height_px, width=rig.width_px, rgb=rig.rgb)
+    policy = PolicyConfig(
+        size=config.size,
+        cameras=len(rig.cameras),
+        frames=config.frames,
+        height=rig.height_px,
+        width=rig.width_px,
+        rgb=rig.rgb,
+    )
     net = policy.to_dict()
     if config.net != "policy":
         rows, cols = data.occupancy_shape
@@ -393,8 +457,14 @@ def prepare(config: TrainConfig, env: DistEnv | None = None, launching: int | No
 
         start = load_policy_config(config.init_from).to_dict()  # a bad file names itself here
         if start != net:
-            diff = ", ".join(f"{k} {start.get(k)!r} (run: {net.get(k)!r})" for k in net if start.get(k) != net.get(k))
-            raise DojoConfigError(f"init_from {config.init_from} is another network than this run's: {diff}.")
+            diff = ", ".join(
+                f"{k} {start.get(k)!r} (run: {net.get(k)!r})"
+                for k in net
+                if start.get(k) != net.get(k)
+            )
+            raise DojoConfigError(
+                f"init_from {config.init_from} is another network than this run's: {diff}."
+            )
     resolved = {
         **config.to_dict(),
         "store": str(store.resolve()),
@@ -404,13 +474,25 @@ def prepare(config: TrainConfig, env: DistEnv | None = None, launching: int | No
         "net_config": net,
     }
     resume_from = _check_out(config, resolved)
-    return Prepared(config=config, env=env, device=device, resolved=resolved, dataset_ref=ds.ref,
-                    dataset_hash=ds.manifest["content_hash"], train_entries=train, val_entries=val,
-                    net_config=net, resume_from=resume_from, micro_batch=micro,
-                    train_windows=data.num_windows)
+    return Prepared(
+        config=config,
+        env=env,
+        device=device,
+        resolved=resolved,
+        dataset_ref=ds.ref,
+        dataset_hash=ds.manifest["content_hash"],
+        train_entries=train,
+        val_entries=val,
+        net_config=net,
+        resume_from=resume_from,
+        micro_batch=micro,
+        train_windows=data.num_windows,
+    )
 
 
-def steps_per_epoch(data: Any, world: int, num_workers: int, micro: int, grad_accum: int, epoch: int) -> int:
+def steps_per_epoch(
+    data: Any, world: int, num_workers: int, micro: int, grad_accum: int, epoch: int
+) -> int:
     """Optimizer steps every process can take in ``epoch``: the same number on all of them.
 
     Each process reads ``max(1, num_workers)`` shards (one per DataLoader worker); a shard's last
@@ -420,7 +502,7 @@ def steps_per_epoch(data: Any, world: int, num_workers: int, micro: int, grad_ac
     """
     workers = max(1, num_workers)
     counts = data.windows_per_shard(world * workers, epoch)
-    full = [sum(n // micro for n in counts[r * workers:(r + 1) * workers]) for r in range(world)]
+    full = [sum(n // micro for n in counts[r * workers : (r + 1) * workers]) for r in range(world)]
     return min(full) // grad_accum
 
 

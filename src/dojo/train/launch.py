@@ -30,22 +30,42 @@ from dojo.train.config import NETS, PRECISIONS, SCHEDULES, SIZES, DistEnv, Train
 # (flag, TrainConfig field, type, help); defaults come from TrainConfig
 _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--steps", "steps", int, "optimizer steps of the whole run"),
-    ("--batch-size", "batch_size", int, "global batch [windows] per optimizer step, over all processes"),
+    (
+        "--batch-size",
+        "batch_size",
+        int,
+        "global batch [windows] per optimizer step, over all processes",
+    ),
     ("--grad-accum", "grad_accum", int, "micro-batches accumulated per optimizer step"),
     ("--lr", "lr", float, "peak learning rate (AdamW)"),
     ("--min-lr-ratio", "min_lr_ratio", float, "final LR as a share of the peak (cosine)"),
-    ("--warmup-steps", "warmup_steps", int, "linear warmup steps (None: a tenth of the run, at most 100)"),
+    (
+        "--warmup-steps",
+        "warmup_steps",
+        int,
+        "linear warmup steps (None: a tenth of the run, at most 100)",
+    ),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay of the weight matrices"),
     ("--clip-grad-norm", "clip_grad_norm", float, "gradient-norm clip (0: off)"),
     ("--seed", "seed", int, "seed of the weights and the data order"),
-    ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints (0: only at the end)"),
+    (
+        "--checkpoint-every",
+        "checkpoint_every",
+        int,
+        "steps between checkpoints (0: only at the end)",
+    ),
     ("--val-every", "val_every", int, "steps between validations (0: only at the end)"),
     ("--val-batches", "val_batches", int, "micro-batches per process per validation (0: all)"),
     ("--frames", "frames", int, "k: frames per camera the network sees"),
     ("--stride", "stride", int, "one window every this many frames of a clip"),
     ("--buffer-windows", "buffer_windows", int, "shuffle buffer of the loader [windows]"),
     ("--num-workers", "num_workers", int, "DataLoader worker processes per training process"),
-    ("--occupancy-weight", "occupancy_weight", float, "weight of the occupancy loss with --net both"),
+    (
+        "--occupancy-weight",
+        "occupancy_weight",
+        float,
+        "weight of the occupancy loss with --net both",
+    ),
 ]
 _DEFAULTS = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items()}
 
@@ -54,42 +74,103 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The trainer's flags, on ``parser``."""
     parser.add_argument("--dataset", required=True, help="dataset NAME, NAME@vN or NAME@latest")
     parser.add_argument("--store", required=True, help="clip store folder")
-    parser.add_argument("--out", required=True, help="run folder (checkpoint, metrics, TensorBoard)")
-    parser.add_argument("--net", default="policy", choices=NETS, help="network to train: the driving policy, the occupancy grid, or both on one backbone")
+    parser.add_argument(
+        "--out", required=True, help="run folder (checkpoint, metrics, TensorBoard)"
+    )
+    parser.add_argument(
+        "--net",
+        default="policy",
+        choices=NETS,
+        help="network to train: the driving policy, the occupancy grid, or both on one backbone",
+    )
     parser.add_argument("--size", default="tiny", choices=SIZES, help="network size")
     for flag, name, kind, text in _OPTIONS:
-        parser.add_argument(flag, dest=name, type=kind, default=_DEFAULTS[name], help=f"{text} (default {_DEFAULTS[name]})")
+        parser.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            default=_DEFAULTS[name],
+            help=f"{text} (default {_DEFAULTS[name]})",
+        )
     parser.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="LR after warmup")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="bf16: autocast, CUDA only")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA if there is one")
-    parser.add_argument("--nproc", type=int, default=1, help="processes on this machine (K > 1 starts torchrun)")
+    parser.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="bf16: autocast, CUDA only"
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto: CUDA if there is one",
+    )
+    parser.add_argument(
+        "--nproc", type=int, default=1, help="processes on this machine (K > 1 starts torchrun)"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--init-from", dest="init_from", default=None,
-                        help="start from this policy.pt's weights (fine-tuning; --net policy, same size and rig)")
-    parser.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms")
-    parser.add_argument("--log-samples", action="store_true", help="record every window trained on, per step")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    parser.add_argument("--stop-after", type=int, default=None,
-                        help="stop after this step with a checkpoint, as a preemption would (then --resume)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    parser.add_argument(
+        "--init-from",
+        dest="init_from",
+        default=None,
+        help="start from this policy.pt's weights (fine-tuning; --net policy, same size and rig)",
+    )
+    parser.add_argument(
+        "--deterministic", action="store_true", help="torch.use_deterministic_algorithms"
+    )
+    parser.add_argument(
+        "--log-samples", action="store_true", help="record every window trained on, per step"
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop after this step with a checkpoint, as a preemption would (then --resume)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """A TrainConfig from parsed flags (validated on construction)."""
-    values = {name: getattr(args, name) for name in TrainConfig.field_names() if hasattr(args, name)}
+    values = {
+        name: getattr(args, name) for name in TrainConfig.field_names() if hasattr(args, name)
+    }
     return TrainConfig(**values)
 
 
 def _argv_without_nproc(args: argparse.Namespace) -> list[str]:
     """The flags that reproduce ``args``, without --nproc (torchrun sets the world size)."""
-    argv = ["--dataset", args.dataset, "--store", args.store, "--out", args.out, "--net", args.net,
-            "--size", args.size, "--schedule", args.schedule, "--precision", args.precision, "--device", args.device]
+    argv = [
+        "--dataset",
+        args.dataset,
+        "--store",
+        args.store,
+        "--out",
+        args.out,
+        "--net",
+        args.net,
+        "--size",
+        args.size,
+        "--schedule",
+        args.schedule,
+        "--precision",
+        args.precision,
+        "--device",
+        args.device,
+    ]
     for flag, name, _, _ in _OPTIONS:
         if getattr(args, name) is not None:
             argv += [flag, str(getattr(args, name))]
-    for flag, name in (("--compile", "compile"), ("--resume", "resume"), ("--deterministic", "deterministic"),
-                       ("--log-samples", "log_samples"), ("--json", "json")):
+    for flag, name in (
+        ("--compile", "compile"),
+        ("--resume", "resume"),
+        ("--deterministic", "deterministic"),
+        ("--log-samples", "log_samples"),
+        ("--json", "json"),
+    ):
         if getattr(args, name):
             argv.append(flag)
     if not args.progress:
@@ -101,8 +182,16 @@ def _argv_without_nproc(args: argparse.Namespace) -> list[str]:
 
 def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
     """The command ``--nproc`` runs: torchrun on this machine, this module, the same flags."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "dojo.train", *argv]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "dojo.train",
+        *argv,
+    ]
 
 
 def run_torchrun(cmd: list[str]) -> int:
@@ -130,7 +219,13 @@ def run_torchrun(cmd: list[str]) -> int:
 
 def format_summary(s: dict[str, Any]) -> str:
     """The human-readable end of a run."""
-    state = "finished" if s["finished"] else "stopped by SIGTERM" if s.get("stopped_by_signal") else "stopped"
+    state = (
+        "finished"
+        if s["finished"]
+        else "stopped by SIGTERM"
+        if s.get("stopped_by_signal")
+        else "stopped"
+    )
     val = "n/a" if s["val_loss"] is None else f"{s['val_loss']:.4f}"
     lines = [
         f"{state} at step {s['steps']} ({s['steps_this_run']} this run, {s['wall_s']:.1f} s) of {s['net']}/{s['size']} "
@@ -159,7 +254,9 @@ def run(args: argparse.Namespace) -> int:
     if env.rank == 0:
         print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     if summary.get("stopped_by_signal"):
-        return 128 + signal.SIGTERM  # what a terminated process reports, though it saved its state first
+        return (
+            128 + signal.SIGTERM
+        )  # what a terminated process reports, though it saved its state first
     return 0 if summary["finished"] or args.stop_after is not None else 1
 
 
@@ -178,7 +275,9 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dojo.train``."""
-    parser = argparse.ArgumentParser(prog="python -m dojo.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dojo.train", description=__doc__.splitlines()[0]
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -188,4 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-__all__ = ["add_arguments", "add_train_command", "config_from_args", "main", "run", "run_torchrun", "torchrun_command"]
+__all__ = [
+    "add_arguments",
+    "add_train_command",
+    "config_from_args",
+    "main",
+    "run",
+    "run_torchrun",
+    "torchrun_command",
+]

@@ -106,8 +106,14 @@ def _bytes_field(number: int, data: bytes) -> bytes:
     return _field(number, 2) + _varint(len(data)) + data
 
 
-def event_bytes(wall_time_s: float, step: int, *, scalars: Mapping[str, float] | None = None,
-                file_version: str | None = None, session_start: bool = False) -> bytes:
+def event_bytes(
+    wall_time_s: float,
+    step: int,
+    *,
+    scalars: Mapping[str, float] | None = None,
+    file_version: str | None = None,
+    session_start: bool = False,
+) -> bytes:
     """One ``tensorflow.Event`` protobuf: wall_time (1, double), step (2, int64), and one of
     file_version (3, string), summary (5: values (1) of tag (1) and simple_value (2, float)) or
     session_log (7: status (1) START = 1; TensorBoard then drops earlier events from ``step`` on)."""
@@ -118,7 +124,9 @@ def event_bytes(wall_time_s: float, step: int, *, scalars: Mapping[str, float] |
         out += _bytes_field(7, _field(1, 0) + _varint(1))
     if scalars:
         values = b"".join(
-            _bytes_field(1, _bytes_field(1, tag.encode()) + _field(2, 5) + struct.pack("<f", float(v)))
+            _bytes_field(
+                1, _bytes_field(1, tag.encode()) + _field(2, 5) + struct.pack("<f", float(v))
+            )
             for tag, v in scalars.items()
         )
         out += _bytes_field(5, values)
@@ -128,7 +136,12 @@ def event_bytes(wall_time_s: float, step: int, *, scalars: Mapping[str, float] |
 def record_bytes(data: bytes) -> bytes:
     """TFRecord framing: length, masked CRC of the length, data, masked CRC of the data."""
     header = struct.pack("<Q", len(data))
-    return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+    return (
+        header
+        + struct.pack("<I", masked_crc32c(header))
+        + data
+        + struct.pack("<I", masked_crc32c(data))
+    )
 
 
 class EventFile:
@@ -206,7 +219,9 @@ class Metrics:
         elif jsonl.exists():
             jsonl.unlink()  # the same run started again from step 0
         self.jsonl = JsonLines(jsonl)
-        self.tb, self.tb_kind = tensorboard_writer(out / "tb", purge_step=resume_step + 1 if resume_step else None)
+        self.tb, self.tb_kind = tensorboard_writer(
+            out / "tb", purge_step=resume_step + 1 if resume_step else None
+        )
 
     def step(self, row: Mapping[str, Any]) -> None:
         if not self.enabled:
@@ -215,13 +230,21 @@ class Metrics:
         scalars = {f"train/{k}": float(v) for k, v in row.items() if k not in ("step", "epoch")}
         self.tb.add_scalars(int(row["step"]), scalars)
 
-    def validation(self, step: int, val_loss: float, windows: int, extra: Mapping[str, float] | None = None) -> None:
+    def validation(
+        self, step: int, val_loss: float, windows: int, extra: Mapping[str, float] | None = None
+    ) -> None:
         """One validation: ``extra`` holds further ``val_*`` figures (e.g. ``val_iou``)."""
         if not self.enabled:
             return
         more = dict(extra or {})
         self.jsonl.write({"step": step, "val_loss": val_loss, "val_windows": windows, **more})
-        self.tb.add_scalars(step, {"val/loss": val_loss, **{f"val/{k.removeprefix('val_')}": float(v) for k, v in more.items()}})
+        self.tb.add_scalars(
+            step,
+            {
+                "val/loss": val_loss,
+                **{f"val/{k.removeprefix('val_')}": float(v) for k, v in more.items()},
+            },
+        )
         self.tb.flush()
 
     def close(self) -> None:
@@ -230,4 +253,13 @@ class Metrics:
             self.tb.close()
 
 
-__all__ = ["EventFile", "JsonLines", "Metrics", "crc32c", "event_bytes", "record_bytes", "tensorboard_writer", "truncate_jsonl"]
+__all__ = [
+    "EventFile",
+    "JsonLines",
+    "Metrics",
+    "crc32c",
+    "event_bytes",
+    "record_bytes",
+    "tensorboard_writer",
+    "truncate_jsonl",
+]

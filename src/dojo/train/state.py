@@ -42,8 +42,13 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)  # noqa: NPY002 (the global state is what we restore)
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -67,8 +72,14 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     return save_atomic(payload, path)
 
 
-def build_payload(*, model_state: dict[str, torch.Tensor], net_config: dict[str, Any],
-                  train: dict[str, Any], extra: dict[str, Any], kind: str = KIND) -> dict[str, Any]:
+def build_payload(
+    *,
+    model_state: dict[str, torch.Tensor],
+    net_config: dict[str, Any],
+    train: dict[str, Any],
+    extra: dict[str, Any],
+    kind: str = KIND,
+) -> dict[str, Any]:
     """The checkpoint dict (see the module docstring); tensors are copied to the CPU.
 
     ``kind`` is the net (``policy``, ``occupancy``, ``both``): only a ``policy`` checkpoint is
@@ -90,10 +101,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a bad file; the user needs one message
-        raise DojoConfigError(f"Checkpoint {path} cannot be read (truncated or corrupt?): {e}") from e
+        raise DojoConfigError(
+            f"Checkpoint {path} cannot be read (truncated or corrupt?): {e}"
+        ) from e
     train = payload.get("train") if isinstance(payload, dict) else None
     if not isinstance(train, dict) or train.get("format") != TRAIN_FORMAT:
-        raise DojoConfigError(f"Checkpoint {path} is not a Dojo training checkpoint (no 'train' state).")
+        raise DojoConfigError(
+            f"Checkpoint {path} is not a Dojo training checkpoint (no 'train' state)."
+        )
     if train.get("version") != TRAIN_VERSION:
         raise DojoConfigError(
             f"Checkpoint {path} has training-state version {train.get('version')!r}; this Dojo reads {TRAIN_VERSION}."

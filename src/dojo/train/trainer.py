@@ -110,11 +110,15 @@ def policy_loss(pred: torch.Tensor, action: torch.Tensor, reduction: str = "mean
     """Smooth L1 between predicted and driven ``[accel m/s^2, lane shift]``, both (B, 2),
     each component divided by its fixed scale first; ``mean`` over batch and components."""
     scale = pred.new_tensor([ACCEL_SCALE_MPS2, LANE_SHIFT_SCALE])
-    loss = F.smooth_l1_loss(pred / scale, action / scale, beta=HUBER_BETA, reduction="none")  # (B, 2)
+    loss = F.smooth_l1_loss(
+        pred / scale, action / scale, beta=HUBER_BETA, reduction="none"
+    )  # (B, 2)
     return loss.mean() if reduction == "mean" else loss.mean(dim=1).sum()
 
 
-def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float) -> float:
+def lr_factor(
+    step: int, steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float
+) -> float:
     """Multiplier of the peak LR for update ``step`` (0-based): linear warmup, then cosine/constant."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
@@ -172,7 +176,9 @@ class Trainer:
         self.device = torch.device(f"cuda:{env.local_rank}" if prepared.device == "cuda" else "cpu")
         self.out = Path(cfg.out)
         self.micro = prepared.micro_batch
-        self.term_requested = False  # set by SIGTERM (a preemption): stop after this step, checkpointed
+        self.term_requested = (
+            False  # set by SIGTERM (a preemption): stop after this step, checkpointed
+        )
         self.stop_now = False  # some process was asked to stop: every process stops after this step
         _seed_everything(cfg.seed)  # the same initial weights on every process
         self.model = make_net(cfg.net, prepared.net_config).to(self.device)
@@ -191,29 +197,58 @@ class Trainer:
         decay = [p for p in self.model.parameters() if p.ndim >= 2]
         no_decay = [p for p in self.model.parameters() if p.ndim < 2]  # biases, norms
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": decay, "weight_decay": cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
             lr=cfg.lr,
         )
-        steps, warm, sched, floor = cfg.steps, int(cfg.warmup_steps or 0), cfg.schedule, cfg.min_lr_ratio
+        steps, warm, sched, floor = (
+            cfg.steps,
+            int(cfg.warmup_steps or 0),
+            cfg.schedule,
+            cfg.min_lr_ratio,
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, steps, warm, sched, floor)
         )
         self.data = WindowDataset(
-            cfg.store, prepared.train_entries, frames=cfg.frames, stride=cfg.stride, shuffle=True,
-            buffer_windows=cfg.buffer_windows, seed=cfg.seed, occupancy=self.grids,
-            rank=self.rank, world_size=self.world,
+            cfg.store,
+            prepared.train_entries,
+            frames=cfg.frames,
+            stride=cfg.stride,
+            shuffle=True,
+            buffer_windows=cfg.buffer_windows,
+            seed=cfg.seed,
+            occupancy=self.grids,
+            rank=self.rank,
+            world_size=self.world,
         )
         pin = self.device.type == "cuda"
-        self.loader: WindowLoader = make_loader(self.data, batch_size=self.micro, num_workers=cfg.num_workers, pin_memory=pin)
+        self.loader: WindowLoader = make_loader(
+            self.data, batch_size=self.micro, num_workers=cfg.num_workers, pin_memory=pin
+        )
         self.val_data: WindowDataset | None = None
         self.val_loader: WindowLoader | None = None
         if prepared.val_entries:
             self.val_data = WindowDataset(
-                cfg.store, prepared.val_entries, frames=cfg.frames, stride=cfg.stride, shuffle=False,
-                seed=cfg.seed, occupancy=self.grids, rank=self.rank, world_size=self.world,
+                cfg.store,
+                prepared.val_entries,
+                frames=cfg.frames,
+                stride=cfg.stride,
+                shuffle=False,
+                seed=cfg.seed,
+                occupancy=self.grids,
+                rank=self.rank,
+                world_size=self.world,
             )
             if self.val_data.num_windows:
-                self.val_loader = make_loader(self.val_data, batch_size=self.micro, num_workers=cfg.num_workers, pin_memory=pin)
+                self.val_loader = make_loader(
+                    self.val_data,
+                    batch_size=self.micro,
+                    num_workers=cfg.num_workers,
+                    pin_memory=pin,
+                )
         self.step_count = 0  # optimizer steps done
         self.epoch = 0
         self.step_in_epoch = 0
@@ -227,14 +262,21 @@ class Trainer:
             "command": batch["command"].to(self.device, non_blocking=nb),  # (b,)
             # the policy's target: [accel m/s^2 the driver applied, lane shift it headed for]
             "action": torch.stack([batch["action"][:, 0], batch["lane_shift"]], dim=1)
-            .to(self.device, non_blocking=nb).float(),  # (b, 2)
+            .to(self.device, non_blocking=nb)
+            .float(),  # (b, 2)
         }
         if self.grids:
-            out["occupancy"] = batch["occupancy"].to(self.device, non_blocking=nb)  # (b, rows, cols) uint8
-            out["has_occupancy"] = batch["has_occupancy"].to(self.device, non_blocking=nb)  # (b,) bool
+            out["occupancy"] = batch["occupancy"].to(
+                self.device, non_blocking=nb
+            )  # (b, rows, cols) uint8
+            out["has_occupancy"] = batch["has_occupancy"].to(
+                self.device, non_blocking=nb
+            )  # (b,) bool
         return out
 
-    def _predict(self, net: Any, x: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _predict(
+        self, net: Any, x: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(controls (b, 2) or None, occupancy logits (b, K, rows, cols) or None), in fp32."""
         with self._autocast():
             if self.config.net == "occupancy":
@@ -245,8 +287,12 @@ class Trainer:
             return controls.float(), logits.float()
         return out.float(), None
 
-    def _loss(self, controls: torch.Tensor | None, logits: torch.Tensor | None,
-              x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def _loss(
+        self,
+        controls: torch.Tensor | None,
+        logits: torch.Tensor | None,
+        x: Mapping[str, torch.Tensor],
+    ) -> torch.Tensor:
         """The training loss of one micro-batch: policy, occupancy, or policy + weight x occupancy."""
         loss = torch.zeros((), device=self.device)
         if controls is not None:
@@ -273,7 +319,11 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for i, batch in enumerate(micro_batches):
             last = i == n - 1
-            sync = self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
+            sync = (
+                self.ddp.no_sync()
+                if self.ddp is not None and not last
+                else contextlib.nullcontext()
+            )
             x = self._to_device(batch)
             with sync:
                 loss = self._loss(*self._predict(self.forward, x), x)
@@ -318,8 +368,12 @@ class Trainer:
             return None
         self.model.eval()
         self.val_data.set_epoch(0)
-        sums = torch.zeros(4, dtype=torch.float64)  # (policy loss sum, windows, occupancy loss sum, labelled)
-        counts = torch.zeros(2, 3, dtype=torch.int64)  # IoU (intersections, unions) of the occupied classes
+        sums = torch.zeros(
+            4, dtype=torch.float64
+        )  # (policy loss sum, windows, occupancy loss sum, labelled)
+        counts = torch.zeros(
+            2, 3, dtype=torch.int64
+        )  # IoU (intersections, unions) of the occupied classes
         with torch.no_grad():
             for i, batch in enumerate(self.val_loader):
                 if self.config.val_batches and i >= self.config.val_batches:
@@ -331,7 +385,9 @@ class Trainer:
                     sums[0] += float(policy_loss(controls, x["action"], reduction="sum"))
                 if logits is not None:
                     labelled = x["has_occupancy"]
-                    sums[2] += float(occupancy_loss(logits, x["occupancy"], labelled, reduction="sum"))
+                    sums[2] += float(
+                        occupancy_loss(logits, x["occupancy"], labelled, reduction="sum")
+                    )
                     sums[3] += float(labelled.sum())
                     counts += iou_counts(logits.argmax(dim=1), x["occupancy"], labelled).cpu()
         if self.env.distributed:
@@ -349,7 +405,11 @@ class Trainer:
         result["val_occupancy_loss"] = occ_mean
         result["val_iou"] = iou_from_counts(counts)
         result.update({f"val_iou_{name}": iou for name, iou in iou_per_class(counts).items()})
-        result["val_loss"] = occ_mean if self.config.net == "occupancy" else policy_mean + self.config.occupancy_weight * occ_mean
+        result["val_loss"] = (
+            occ_mean
+            if self.config.net == "occupancy"
+            else policy_mean + self.config.occupancy_weight * occ_mean
+        )
         return result
 
     # ---------------------------------------------------------------------- checkpoints
@@ -377,10 +437,19 @@ class Trainer:
                 "dataset_hash": p.dataset_hash,
                 "world_size": self.world,
             }
-            extra = {"step": self.step_count, "dataset": p.dataset_ref, "dataset_hash": p.dataset_hash,
-                     "train_loss": last_loss}
-            payload = build_payload(model_state=self.model.state_dict(), net_config=p.net_config, train=train,
-                                    extra=extra, kind=self.config.net)
+            extra = {
+                "step": self.step_count,
+                "dataset": p.dataset_ref,
+                "dataset_hash": p.dataset_hash,
+                "train_loss": last_loss,
+            }
+            payload = build_payload(
+                model_state=self.model.state_dict(),
+                net_config=p.net_config,
+                train=train,
+                extra=extra,
+                kind=self.config.net,
+            )
             path = save_checkpoint(self.out / CHECKPOINT_FILE, payload)
         if self.env.distributed:
             dist.barrier()  # no process goes on before the checkpoint of this step exists
@@ -412,7 +481,9 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             if self.step_count == 0:
-                (self.out / RUN_FILE).write_text(json.dumps(self.prepared.resolved, indent=1) + "\n")
+                (self.out / RUN_FILE).write_text(
+                    json.dumps(self.prepared.resolved, indent=1) + "\n"
+                )
                 for stale in ("tb", "samples"):
                     shutil.rmtree(self.out / stale, ignore_errors=True)
         if self.env.distributed:
@@ -453,14 +524,17 @@ class Trainer:
         metrics = Metrics(self.out if lead else None, resume_step=start_step)
         samples_log = None
         if cfg.log_samples:
-            samples_log = open(self.out / "samples" / f"rank{self.rank}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+            samples_path = self.out / "samples" / f"rank{self.rank}.jsonl"
+            samples_log = open(samples_path, "a", encoding="utf-8")  # noqa: SIM115
         notes: list[str] = []
         if self.val_loader is None:
             notes.append(f"the val split of {p.dataset_ref} is empty: validation skipped")
         if metrics.tb_kind == "dojo":
             notes.append("tensorboard is not installed: event files written by dojo's own writer")
         target = cfg.steps if stop_after is None else max(start_step, min(cfg.steps, stop_after))
-        spe = steps_per_epoch(self.data, self.world, cfg.num_workers, self.micro, cfg.grad_accum, self.epoch)
+        spe = steps_per_epoch(
+            self.data, self.world, cfg.num_workers, self.micro, cfg.grad_accum, self.epoch
+        )
         if lead and cfg.progress:
             print(
                 f"train {cfg.net}/{cfg.size} ({parameter_count(self.model):,} parameters) on {p.dataset_ref}: "
@@ -471,9 +545,17 @@ class Trainer:
                 + "".join(f"; {n}" for n in notes),
                 file=sys.stderr,
             )
-        bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step",
-                   disable=not (lead and cfg.progress), leave=False)
-        batches: Iterator[dict[str, Any]] | None = None  # started when needed (workers start with it)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=start_step,
+            desc="train",
+            unit="step",
+            disable=not (lead and cfg.progress),
+            leave=False,
+        )
+        batches: Iterator[dict[str, Any]] | None = (
+            None  # started when needed (workers start with it)
+        )
         loss, val, rates, waits, step_time_s = math.nan, None, [], [], 0.0
         checkpoint: Path | None = None
         started = time.perf_counter()
@@ -499,31 +581,67 @@ class Trainer:
                 step_time_s += took
                 rates.append(rate)
                 waits.append(waited / took)
-                metrics.step({"step": self.step_count, "epoch": self.epoch, "loss": loss, "lr": lr,
-                              "grad_norm": grad_norm, "samples_per_s": rate,
-                              "data_wait_share": waited / took, "step_s": took})
+                metrics.step(
+                    {
+                        "step": self.step_count,
+                        "epoch": self.epoch,
+                        "loss": loss,
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "samples_per_s": rate,
+                        "data_wait_share": waited / took,
+                        "step_s": took,
+                    }
+                )
                 if samples_log is not None:
-                    keys = [[c, int(f)] for b in micro for c, f in zip(b["clip_id"], b["frame"].tolist(), strict=True)]
-                    samples_log.write(json.dumps({"step": self.step_count, "epoch": self.epoch, "keys": keys}) + "\n")
+                    keys = [
+                        [c, int(f)]
+                        for b in micro
+                        for c, f in zip(b["clip_id"], b["frame"].tolist(), strict=True)
+                    ]
+                    samples_log.write(
+                        json.dumps({"step": self.step_count, "epoch": self.epoch, "keys": keys})
+                        + "\n"
+                    )
                     samples_log.flush()
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.0f}", refresh=False)
                 if self.step_in_epoch == spe:  # every process ends the epoch at the same step
                     self._advance_epoch()
-                    spe = steps_per_epoch(self.data, self.world, cfg.num_workers, self.micro, cfg.grad_accum, self.epoch)
+                    spe = steps_per_epoch(
+                        self.data,
+                        self.world,
+                        cfg.num_workers,
+                        self.micro,
+                        cfg.grad_accum,
+                        self.epoch,
+                    )
                     batches = None
                 done = self.step_count == target
-                if (cfg.val_every and self.step_count % cfg.val_every == 0) or self.step_count == cfg.steps:
+                if (
+                    cfg.val_every and self.step_count % cfg.val_every == 0
+                ) or self.step_count == cfg.steps:
                     val = self.evaluate()
                     if val is not None:
-                        metrics.validation(self.step_count, val["val_loss"], val["val_windows"],
-                                           {k: v for k, v in val.items() if k not in ("val_loss", "val_windows")})
-                if (cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0) or done or self.stop_now:
+                        metrics.validation(
+                            self.step_count,
+                            val["val_loss"],
+                            val["val_windows"],
+                            {k: v for k, v in val.items() if k not in ("val_loss", "val_windows")},
+                        )
+                if (
+                    (cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0)
+                    or done
+                    or self.stop_now
+                ):
                     checkpoint = self.save(loss)
                 if self.stop_now and not done:
                     if lead and cfg.progress:
-                        print(f"\nstopped by SIGTERM after step {self.step_count}, checkpointed; continue with "
-                              "--resume", file=sys.stderr)
+                        print(
+                            f"\nstopped by SIGTERM after step {self.step_count}, checkpointed; continue with "
+                            "--resume",
+                            file=sys.stderr,
+                        )
                     break
         finally:
             if previous_handler is not None:
@@ -534,7 +652,9 @@ class Trainer:
                 samples_log.close()
         wall = time.perf_counter() - started
         if self.step_count == start_step and lead:
-            checkpoint = self.out / CHECKPOINT_FILE if (self.out / CHECKPOINT_FILE).exists() else None
+            checkpoint = (
+                self.out / CHECKPOINT_FILE if (self.out / CHECKPOINT_FILE).exists() else None
+            )
         summary = {
             "run": str(self.out),
             "init_from": cfg.init_from,
@@ -553,8 +673,12 @@ class Trainer:
             "loss": loss,
             "val_loss": None if val is None else val["val_loss"],
             "val_iou": None if val is None else val.get("val_iou"),
-            "samples_per_s": float(np.median(rates[1:] or rates)) if rates else math.nan,  # the first step warms up
-            "samples_per_s_overall": (len(rates) * cfg.batch_size / step_time_s) if rates else math.nan,
+            "samples_per_s": float(np.median(rates[1:] or rates))
+            if rates
+            else math.nan,  # the first step warms up
+            "samples_per_s_overall": (len(rates) * cfg.batch_size / step_time_s)
+            if rates
+            else math.nan,
             "data_wait_share": float(np.median(waits[1:] or waits)) if waits else math.nan,
             "wall_s": wall,
             "checkpoint": None if checkpoint is None else str(checkpoint),
@@ -562,9 +686,18 @@ class Trainer:
         }
         if lead:
             driving = self.model.policy if isinstance(self.model, MultiTaskNet) else self.model
-            if summary["finished"] and isinstance(driving, DrivingPolicy):  # the occupancy net has no policy
-                policy = save_policy(self.out / "policy.pt", driving,
-                                     extra={"step": self.step_count, "dataset": p.dataset_ref, "dataset_hash": p.dataset_hash})
+            if summary["finished"] and isinstance(
+                driving, DrivingPolicy
+            ):  # the occupancy net has no policy
+                policy = save_policy(
+                    self.out / "policy.pt",
+                    driving,
+                    extra={
+                        "step": self.step_count,
+                        "dataset": p.dataset_ref,
+                        "dataset_hash": p.dataset_hash,
+                    },
+                )
                 summary["policy"] = str(policy)
             (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         return summary
@@ -578,7 +711,9 @@ def train(config: TrainConfig, *, stop_after: int | None = None) -> dict[str, An
     ``stop_after``: stop after this step with a checkpoint, as a preemption would (the run
     is then continued with ``resume=True``).
     """
-    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+    if stop_after is not None and (
+        isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1
+    ):
         raise DojoConfigError(f"stop_after={stop_after!r} must be a whole number >= 1.")
     prepared = prepare(config)
     with _deterministic(config.deterministic), process_group(prepared.env, prepared.device):
@@ -588,4 +723,12 @@ def train(config: TrainConfig, *, stop_after: int | None = None) -> dict[str, An
         return Trainer(prepared).fit(stop_after=stop_after)
 
 
-__all__ = ["ACCEL_SCALE_MPS2", "LANE_SHIFT_SCALE", "Trainer", "lr_factor", "policy_loss", "process_group", "train"]
+__all__ = [
+    "ACCEL_SCALE_MPS2",
+    "LANE_SHIFT_SCALE",
+    "Trainer",
+    "lr_factor",
+    "policy_loss",
+    "process_group",
+    "train",
+]

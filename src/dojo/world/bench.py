@@ -11,7 +11,9 @@ from dojo.errors import DojoConfigError
 from dojo.world.world import World
 
 
-def measure_ours(worlds: int = 256, seconds: float = 5.0, family: str = "highway", seed0: int = 0) -> dict[str, float]:
+def measure_ours(
+    worlds: int = 256, seconds: float = 5.0, family: str = "highway", seed0: int = 0
+) -> dict[str, float]:
     """Step ``worlds`` worlds with the human-driver model as the ego for ``seconds`` of wall time.
 
     A vehicle-step is one active, moving vehicle advanced by one 0.1 s step (obstacles and unused
@@ -44,7 +46,9 @@ def _worker(args: tuple[int, float, str, int]) -> dict[str, float]:
     return measure_ours(*args)
 
 
-def measure_ours_parallel(processes: int, worlds: int, seconds: float, family: str = "highway") -> dict[str, float]:
+def measure_ours_parallel(
+    processes: int, worlds: int, seconds: float, family: str = "highway"
+) -> dict[str, float]:
     """The same measurement in ``processes`` processes at once (one batch each), summed."""
     if processes == 1:
         return measure_ours(worlds, seconds, family)
@@ -102,14 +106,31 @@ def bench_world(
 
 def format_table(result: dict[str, object]) -> str:
     rows = [
-        ("vehicle-steps/s, 1 core", result["ours_vehicle_steps_per_s"], result["highway_env_vehicle_steps_per_s"], result["ratio"]),
-        (f"vehicle-steps/s, {result['processes']} processes", result["ours_all_cores_vehicle_steps_per_s"], result["highway_env_vehicle_steps_per_s"], result["ratio_all_cores"]),
-        ("decisions/s, 1 core", result["ours_decisions_per_s"], result["highway_env_decisions_per_s"], float(result["ours_decisions_per_s"]) / float(result["highway_env_decisions_per_s"])),  # type: ignore[arg-type]
+        (
+            "vehicle-steps/s, 1 core",
+            result["ours_vehicle_steps_per_s"],
+            result["highway_env_vehicle_steps_per_s"],
+            result["ratio"],
+        ),
+        (
+            f"vehicle-steps/s, {result['processes']} processes",
+            result["ours_all_cores_vehicle_steps_per_s"],
+            result["highway_env_vehicle_steps_per_s"],
+            result["ratio_all_cores"],
+        ),
+        (
+            "decisions/s, 1 core",
+            result["ours_decisions_per_s"],
+            result["highway_env_decisions_per_s"],
+            float(result["ours_decisions_per_s"])  # type: ignore[arg-type]
+            / float(result["highway_env_decisions_per_s"]),  # type: ignore[arg-type]
+        ),
     ]
     out = [f"{'measure':<32}{'dojo':>14}{'highway-env':>14}{'ratio':>10}"]
     for name, a, b, r in rows:
         out.append(f"{name:<32}{float(a):>14,.0f}{float(b):>14,.1f}{float(r):>9.1f}x")  # type: ignore[arg-type]
-    out.append(f"{'camera frames/s (default rig)':<32}{float(result['camera_frames_per_s']):>14,.0f}")  # type: ignore[arg-type]
+    frames_per_s = float(result["camera_frames_per_s"])  # type: ignore[arg-type]
+    out.append(f"{'camera frames/s (default rig)':<32}{frames_per_s:>14,.0f}")
     return "\n".join(out)
 
 

@@ -12,7 +12,9 @@ from dojo.world.road import Roads
 from dojo.world.vehicles import Vehicles
 
 
-def box_corners(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, length: np.ndarray, width: np.ndarray) -> np.ndarray:
+def box_corners(
+    x: np.ndarray, y: np.ndarray, yaw: np.ndarray, length: np.ndarray, width: np.ndarray
+) -> np.ndarray:
     """(..., 4, 2) corners of boxes centred at (x, y) [m] with heading yaw [rad]."""
     c, s = np.cos(yaw), np.sin(yaw)
     hl, hw = 0.5 * length, 0.5 * width
@@ -34,7 +36,9 @@ def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ~separated.any(-1)
 
 
-def vehicle_pose_xy(roads: Roads, veh: Vehicles, w: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def vehicle_pose_xy(
+    roads: Roads, veh: Vehicles, w: np.ndarray, i: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World x, y [m] and yaw [rad] of vehicles (w, i)."""
     x, y, heading = roads.to_xy(veh.s[w, i], veh.d[w, i], w)
     return x, y, heading + veh.psi[w, i]

@@ -134,17 +134,31 @@ class EnvConfig:
     def __post_init__(self) -> None:
         check_family(self.family)
         if self.action_type not in ACTION_TYPES:
-            raise DojoConfigError(f"action_type={self.action_type!r} is not supported; choose one of: {', '.join(ACTION_TYPES)}.")
+            raise DojoConfigError(
+                f"action_type={self.action_type!r} is not supported; choose one of: {', '.join(ACTION_TYPES)}."
+            )
         if self.observation not in OBSERVATIONS:
-            raise DojoConfigError(f"observation={self.observation!r} is not supported; choose one of: {', '.join(OBSERVATIONS)}.")
+            raise DojoConfigError(
+                f"observation={self.observation!r} is not supported; choose one of: {', '.join(OBSERVATIONS)}."
+            )
         for name in ("episode_s", "ttc_critical_s"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (math.isfinite(value) and value > 0):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.integer, np.floating))
+                or not (math.isfinite(value) and value > 0)
+            ):
                 raise DojoConfigError(f"{name}={value!r} must be a positive number of seconds.")
         if not _is_int(self.vehicles_count) or self.vehicles_count < 1:
-            raise DojoConfigError(f"vehicles_count={self.vehicles_count!r} must be an integer >= 1 (the ego is one).")
-        if self.max_episode_steps is not None and (not _is_int(self.max_episode_steps) or self.max_episode_steps < 1):
-            raise DojoConfigError(f"max_episode_steps={self.max_episode_steps!r} must be an integer >= 1 or None.")
+            raise DojoConfigError(
+                f"vehicles_count={self.vehicles_count!r} must be an integer >= 1 (the ego is one)."
+            )
+        if self.max_episode_steps is not None and (
+            not _is_int(self.max_episode_steps) or self.max_episode_steps < 1
+        ):
+            raise DojoConfigError(
+                f"max_episode_steps={self.max_episode_steps!r} must be an integer >= 1 or None."
+            )
 
     @property
     def episode_steps(self) -> int:
@@ -199,7 +213,15 @@ def kinematics(world: World, count: int) -> np.ndarray:
     )  # (W, k, 7)
     others = np.where(present[:, :, None], others, 0.0)
     ego = np.stack(
-        [np.ones(nw), np.zeros(nw), veh.d[:, 0], veh.v[:, 0], _wrap_angle(veh.psi[:, 0]), veh.length[:, 0], veh.width[:, 0]],
+        [
+            np.ones(nw),
+            np.zeros(nw),
+            veh.d[:, 0],
+            veh.v[:, 0],
+            _wrap_angle(veh.psi[:, 0]),
+            veh.length[:, 0],
+            veh.width[:, 0],
+        ],
         axis=-1,
     )[:, None, :]  # (W, 1, 7)
     obs = np.zeros((nw, count, len(OBS_FEATURES)), dtype=np.float32)
@@ -225,7 +247,9 @@ class _Core:
         if self.world is None:
             if len(worlds) != self.num_worlds:
                 raise ResetNeeded("Reset every environment before resetting a subset of them.")
-            self.world = World(self.config.family, scenario_seeds, self.config.ttc_critical_s, self.max_vehicles)
+            self.world = World(
+                self.config.family, scenario_seeds, self.config.ttc_critical_s, self.max_vehicles
+            )
         else:
             self.world.reset(worlds, scenario_seeds)
 
@@ -240,18 +264,29 @@ class _Core:
         n = self.num_worlds
         if self.config.action_type == "meta":
             raw = np.asarray(action)
-            if raw.size != n or not (np.issubdtype(raw.dtype, np.integer) or (np.issubdtype(raw.dtype, np.floating) and np.all(raw == np.round(raw)))):
-                raise DojoConfigError(f"Meta actions must be {n} integer(s) in 0..{len(MetaAction) - 1}; got {action!r}.")
+            if raw.size != n or not (
+                np.issubdtype(raw.dtype, np.integer)
+                or (np.issubdtype(raw.dtype, np.floating) and np.all(raw == np.round(raw)))
+            ):
+                raise DojoConfigError(
+                    f"Meta actions must be {n} integer(s) in 0..{len(MetaAction) - 1}; got {action!r}."
+                )
             meta = np.where(idle, int(MetaAction.IDLE), raw.reshape(n)).astype(np.int64)
             if ((meta < 0) | (meta >= len(MetaAction))).any():
-                raise DojoConfigError(f"Meta actions must be integers in 0..{len(MetaAction) - 1}; got {action!r}.")
+                raise DojoConfigError(
+                    f"Meta actions must be integers in 0..{len(MetaAction) - 1}; got {action!r}."
+                )
             return world.meta_action(meta)
         try:
             arr = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as e:
-            raise DojoConfigError(f"Continuous actions must be numbers [accel m/s^2, steer rad]; got {action!r}.") from e
+            raise DojoConfigError(
+                f"Continuous actions must be numbers [accel m/s^2, steer rad]; got {action!r}."
+            ) from e
         if arr.size != 2 * n:
-            raise DojoConfigError(f"Continuous actions must have shape {(2,) if n == 1 else (n, 2)}; got shape {arr.shape}.")
+            raise DojoConfigError(
+                f"Continuous actions must have shape {(2,) if n == 1 else (n, 2)}; got shape {arr.shape}."
+            )
         arr = np.where(idle[:, None], 0.0, arr.reshape(n, 2))
         if not np.isfinite(arr).all():
             raise DojoConfigError(f"Continuous actions contain NaN or infinity: {action!r}.")
@@ -259,7 +294,9 @@ class _Core:
         steer = np.clip(arr[:, 1], -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
         return accel, steer
 
-    def step(self, action: Any, idle: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step(
+        self, action: Any, idle: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step every world; returns (reward, terminated, truncated, collision, critical) (W,)."""
         world = self.require_world()
         accel, steer = self.controls(action, idle)
@@ -301,8 +338,18 @@ class DojoEnv(gym.Env[np.ndarray, Any]):
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
-            raise DojoConfigError(f"render_mode={render_mode!r} is not supported; Dojo envs do not render (use `dojo world render`).")
-        self.config = EnvConfig(family, episode_s, action_type, observation, vehicles_count, ttc_critical_s, max_episode_steps)
+            raise DojoConfigError(
+                f"render_mode={render_mode!r} is not supported; Dojo envs do not render (use `dojo world render`)."
+            )
+        self.config = EnvConfig(
+            family,
+            episode_s,
+            action_type,
+            observation,
+            vehicles_count,
+            ttc_critical_s,
+            max_episode_steps,
+        )
         self.observation_space = observation_space(self.config)
         self.action_space = action_space(self.config)
         self.render_mode = None
@@ -314,11 +361,17 @@ class DojoEnv(gym.Env[np.ndarray, Any]):
         """The underlying one-world batch (after reset)."""
         return self._core.require_world()
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is not None:
             seed = check_seed(seed)
         super().reset(seed=seed)
-        scenario = seed if seed is not None else int(self.np_random.integers(TRAIN_SEEDS.start, TRAIN_SEEDS.stop))
+        scenario = (
+            seed
+            if seed is not None
+            else int(self.np_random.integers(TRAIN_SEEDS.start, TRAIN_SEEDS.stop))
+        )
         self._core.start(np.array([0]), [scenario])
         ttc = float(self._core.ttc()[0])
         return self._core.observe()[0], self._info(ttc, ttc < self.config.ttc_critical_s, False)
@@ -326,7 +379,13 @@ class DojoEnv(gym.Env[np.ndarray, Any]):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         reward, terminated, truncated, collision, critical = self._core.step(action, self._no_idle)
         info = self._info(float(self._core.ttc()[0]), bool(critical[0]), bool(collision[0]))
-        return self._core.observe()[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+        return (
+            self._core.observe()[0],
+            float(reward[0]),
+            bool(terminated[0]),
+            bool(truncated[0]),
+            info,
+        )
 
     def _info(self, ttc: float, critical: bool, collision: bool) -> dict[str, Any]:
         world = self.world
@@ -371,8 +430,18 @@ class DojoVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         if not _is_int(num_envs) or num_envs < 1:
             raise DojoConfigError(f"num_envs={num_envs!r} must be an integer >= 1.")
         if render_mode is not None:
-            raise DojoConfigError(f"render_mode={render_mode!r} is not supported; Dojo envs do not render (use `dojo world render`).")
-        self.config = EnvConfig(family, episode_s, action_type, observation, vehicles_count, ttc_critical_s, max_episode_steps)
+            raise DojoConfigError(
+                f"render_mode={render_mode!r} is not supported; Dojo envs do not render (use `dojo world render`)."
+            )
+        self.config = EnvConfig(
+            family,
+            episode_s,
+            action_type,
+            observation,
+            vehicles_count,
+            ttc_critical_s,
+            max_episode_steps,
+        )
         self.num_envs = int(num_envs)
         self.single_observation_space = observation_space(self.config)
         self.single_action_space = action_space(self.config)
@@ -406,7 +475,9 @@ class DojoVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         if options is not None and "reset_mask" in options:
             mask = np.asarray(options["reset_mask"])
             if mask.shape != (n,) or mask.dtype != np.bool_ or not mask.any():
-                raise DojoConfigError(f"options['reset_mask'] must be a bool array of shape ({n},) with a True; got {options['reset_mask']!r}.")
+                raise DojoConfigError(
+                    f"options['reset_mask'] must be a bool array of shape ({n},) with a True; got {options['reset_mask']!r}."
+                )
         if isinstance(seed, (int, np.integer)):
             super().reset(seed=int(seed))
         idx = np.nonzero(mask)[0]
@@ -426,10 +497,14 @@ class DojoVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             check_seed(seed)
             if int(seed) + n - 1 >= MAX_SEED:
-                raise DojoConfigError(f"Seed {seed!r} is too large for {n} envs: env i uses seed + i, which must stay below {MAX_SEED}.")
+                raise DojoConfigError(
+                    f"Seed {seed!r} is too large for {n} envs: env i uses seed + i, which must stay below {MAX_SEED}."
+                )
             return [int(seed) + i for i in range(n)]
         if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence):
-            raise DojoConfigError(f"Seed {seed!r} must be an integer, a list of {n} integers (or None), or None.")
+            raise DojoConfigError(
+                f"Seed {seed!r} must be an integer, a list of {n} integers (or None), or None."
+            )
         if len(seed) != n:
             raise DojoConfigError(f"Got {len(seed)} seeds for num_envs={n}; give one per env.")
         return [None if s is None else check_seed(s) for s in seed]
@@ -441,14 +516,18 @@ class DojoVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             if s is None:
                 rng = self._rngs[i]
                 if rng is None:
-                    rng = self._rngs[i] = seeding.np_random(int(self.np_random.integers(0, MAX_SEED)))[0]
+                    rng = self._rngs[i] = seeding.np_random(
+                        int(self.np_random.integers(0, MAX_SEED))
+                    )[0]
                 s = int(rng.integers(TRAIN_SEEDS.start, TRAIN_SEEDS.stop))
             scenario.append(s)
         self._core.start(idx, scenario)
         self._episodes[idx] += 1
         self._autoreset[idx] = False
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         restart = self._autoreset.copy()
         reward, terminated, truncated, collision, critical = self._core.step(actions, restart)
         if restart.any():
@@ -462,7 +541,9 @@ class DojoVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         info = self._info(ttc, critical, collision, np.ones(self.num_envs, dtype=bool))
         return self._core.observe(), reward.astype(np.float64), terminated, truncated, info
 
-    def _info(self, ttc: np.ndarray, critical: np.ndarray, collision: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    def _info(
+        self, ttc: np.ndarray, critical: np.ndarray, collision: np.ndarray, mask: np.ndarray
+    ) -> dict[str, Any]:
         world = self.world
         info: dict[str, Any] = {
             "ttc_s": ttc,

@@ -40,7 +40,9 @@ class LaneIndex:
         w = np.arange(lane.shape[0])[:, None]
         return w * _WORLD_SPAN + (lane + _LANE_OFFSET) * _LANE_SPAN + s_mod
 
-    def neighbours(self, lane: np.ndarray, s_mod: np.ndarray, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def neighbours(
+        self, lane: np.ndarray, s_mod: np.ndarray, exclude: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Slots of the nearest vehicle ahead and behind position ``s_mod`` in ``lane`` (W, V).
 
         Wraps round the ring; -1 where the lane holds nobody but ``exclude``.
@@ -57,8 +59,18 @@ class LaneIndex:
         ahead = self.owner[np.clip(ahead_pos, 0, n - 1)]
         behind = self.owner[np.clip(behind_pos, 0, n - 1)]
         # skip the excluded vehicle itself (one step further along the run)
-        ahead = np.where(ahead == exclude, self.owner[np.clip(np.where(ahead_pos + 1 < stop, ahead_pos + 1, first), 0, n - 1)], ahead)
-        behind = np.where(behind == exclude, self.owner[np.clip(np.where(behind_pos - 1 >= first, behind_pos - 1, stop - 1), 0, n - 1)], behind)
+        ahead = np.where(
+            ahead == exclude,
+            self.owner[np.clip(np.where(ahead_pos + 1 < stop, ahead_pos + 1, first), 0, n - 1)],
+            ahead,
+        )
+        behind = np.where(
+            behind == exclude,
+            self.owner[
+                np.clip(np.where(behind_pos - 1 >= first, behind_pos - 1, stop - 1), 0, n - 1)
+            ],
+            behind,
+        )
         none = empty | (ahead == exclude)
         return np.where(none, -1, ahead), np.where(none, -1, behind)
 
@@ -101,7 +113,11 @@ def build_index(roads: Roads, veh: Vehicles) -> LaneIndex:
     lane = np.floor(veh.d / width + 0.5).astype(np.int64)
     offset = veh.d - lane * width
     straddle = np.abs(offset) + 0.5 * veh.width > 0.5 * width
-    ghost = np.where(straddle, lane + np.where(offset > 0, 1, -1), np.where(veh.target_lane != lane, veh.target_lane, _NO_LANE))
+    ghost = np.where(
+        straddle,
+        lane + np.where(offset > 0, 1, -1),
+        np.where(veh.target_lane != lane, veh.target_lane, _NO_LANE),
+    )
     ghost = np.where(veh.active, ghost, _NO_LANE)
     entry_lane = np.concatenate([np.where(veh.active, lane, _NO_LANE), ghost], axis=1)  # (W, 2V)
     entry_s = np.concatenate([s_mod, s_mod], axis=1)
@@ -140,7 +156,9 @@ def wrap(ds: np.ndarray, length: np.ndarray) -> np.ndarray:
     return ds - length * np.floor(ds / length + 0.5)
 
 
-def bumper_gap(veh: Vehicles, roads: Roads, i: np.ndarray, j: np.ndarray, gap_scale: np.ndarray) -> np.ndarray:
+def bumper_gap(
+    veh: Vehicles, roads: Roads, i: np.ndarray, j: np.ndarray, gap_scale: np.ndarray
+) -> np.ndarray:
     """(W, V) gap [m] from vehicle i forward to vehicle j (slots, (W, V)), along i's lane."""
     flat_i, flat_j = _flat(i, veh.shape[1]), _flat(j, veh.shape[1])
     s, length = veh.s.ravel(), veh.length.ravel()
@@ -169,7 +187,9 @@ def perceive(roads: Roads, veh: Vehicles) -> Perception:
     best_gap = np.full((nw, nv), INF)
     leader = own.copy()
     for pos, listed in ((idx.rank[:, :nv], veh.active), (idx.rank[:, nv:], idx.ghost != _NO_LANE)):
-        nxt = np.where(pos < idx.run_end[pos], pos + 1, idx.run_start[pos])  # next in the run, wrapping
+        nxt = np.where(
+            pos < idx.run_end[pos], pos + 1, idx.run_start[pos]
+        )  # next in the run, wrapping
         cand = idx.owner[nxt]
         usable = (cand != own) & listed
         gap = np.where(usable, bumper_gap(veh, roads, own, cand, gap_scale), INF)
@@ -181,5 +201,11 @@ def perceive(roads: Roads, veh: Vehicles) -> Perception:
     with np.errstate(divide="ignore", invalid="ignore"):
         ttc = np.where(has & (closing > 1e-6), np.maximum(best_gap, 0.0) / closing, INF)
     return Perception(
-        leader=leader, gap_m=best_gap, closing_mps=closing, ttc_s=ttc, index=idx, gap_scale=gap_scale, curvature=kappa
+        leader=leader,
+        gap_m=best_gap,
+        closing_mps=closing,
+        ttc_s=ttc,
+        index=idx,
+        gap_scale=gap_scale,
+        curvature=kappa,
     )

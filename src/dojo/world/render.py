@@ -26,7 +26,9 @@ def _drive_to(world: World, t_s: float, driver: str) -> None:
 
 
 def _default_moment(world: World) -> float:
-    times = world.hazard_time_s[0][np.isfinite(world.hazard_time_s[0]) & (world.hazard_kind[0] != Hazard.NONE)]
+    times = world.hazard_time_s[0][
+        np.isfinite(world.hazard_time_s[0]) & (world.hazard_kind[0] != Hazard.NONE)
+    ]
     return float(times.min() + HAZARD_LEAD_S) if len(times) else DEFAULT_MOMENT_S
 
 
@@ -52,8 +54,13 @@ def _check(family: str, seed: int, driver: str, at_s: float | None) -> tuple[str
 
 
 def render_moment(
-    family: str, seed: int, out: str | Path, at_s: float | None = None, driver: str = "expert",
-    rig: CameraRig | None = None, spec: OccupancySpec | None = None,
+    family: str,
+    seed: int,
+    out: str | Path,
+    at_s: float | None = None,
+    driver: str = "expert",
+    rig: CameraRig | None = None,
+    spec: OccupancySpec | None = None,
 ) -> Path:
     """Write a PNG mosaic of scenario (family, seed) at ``at_s`` (default: just after its first hazard)."""
     family, seed = _check(family, seed, driver, at_s)
@@ -64,8 +71,14 @@ def render_moment(
 
 
 def render_clip(
-    family: str, seed: int, out: str | Path, seconds: float = 4.0, driver: str = "expert",
-    at_s: float | None = None, rig: CameraRig | None = None, spec: OccupancySpec | None = None,
+    family: str,
+    seed: int,
+    out: str | Path,
+    seconds: float = 4.0,
+    driver: str = "expert",
+    at_s: float | None = None,
+    rig: CameraRig | None = None,
+    spec: OccupancySpec | None = None,
 ) -> int:
     """Write an animated GIF of ``seconds`` around the moment; returns the number of frames."""
     family, seed = _check(family, seed, driver, at_s)

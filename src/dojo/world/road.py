@@ -42,12 +42,17 @@ class RoadConfig:
     drop_length_m: float = 0.0  # 0: no lane drop
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lanes, (int, np.integer)) or not MIN_LANES <= self.lanes <= MAX_LANES:
+        if (
+            not isinstance(self.lanes, (int, np.integer))
+            or not MIN_LANES <= self.lanes <= MAX_LANES
+        ):
             raise DojoConfigError(
                 f"lanes={self.lanes!r} is invalid: a road has {MIN_LANES} to {MAX_LANES} lanes."
             )
         if not 2.5 <= self.lane_width_m <= 6.0:
-            raise DojoConfigError(f"lane_width_m={self.lane_width_m!r} must be between 2.5 and 6 m.")
+            raise DojoConfigError(
+                f"lane_width_m={self.lane_width_m!r} must be between 2.5 and 6 m."
+            )
         if self.straight_m < 200.0:
             raise DojoConfigError(f"straight_m={self.straight_m!r} must be at least 200 m.")
         if self.radius_m < (self.lanes + 1) * self.lane_width_m + 50.0:
@@ -131,18 +136,27 @@ class Roads:
         cx = np.where(seg == 1, ls, 0.0)
         x = np.select([seg == 0, seg == 2], [s, ls - (s - ls - half)], cx + rd * np.cos(phi))
         y = np.select([seg == 0, seg == 2], [d - r, rd], rd * np.sin(phi))
-        heading = np.select([seg == 0, seg == 2], [np.zeros_like(s), np.full_like(s, np.pi)], phi + 0.5 * np.pi)
+        heading = np.select(
+            [seg == 0, seg == 2], [np.zeros_like(s), np.full_like(s, np.pi)], phi + 0.5 * np.pi
+        )
         return x, y, heading
 
     def to_frenet(
         self, x: np.ndarray, y: np.ndarray, w: np.ndarray | slice = slice(None)
     ) -> tuple[np.ndarray, np.ndarray]:
         """World (x, y) [m] -> Frenet (s, d) [m]; exact inverse of :meth:`to_xy`."""
-        if x.ndim == 2 and x.shape[1] >= _ROWS_MIN_POINTS and isinstance(w, np.ndarray) and w.shape == (len(x), 1):
+        if (
+            x.ndim == 2
+            and x.shape[1] >= _ROWS_MIN_POINTS
+            and isinstance(w, np.ndarray)
+            and w.shape == (len(x), 1)
+        ):
             return self._to_frenet_rows(x, y, w)
         return self._to_frenet_any(x, y, w)
 
-    def _to_frenet_rows(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _to_frenet_rows(
+        self, x: np.ndarray, y: np.ndarray, w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`to_frenet` of (n, P) points, row i on road ``w[i, 0]`` (a camera's ground pixels).
 
         The same numbers, computed per row with only the segment formula the row needs: most
@@ -175,7 +189,9 @@ class Roads:
                 d[rows] = rr - np.hypot(xs - lr, ys)
             else:  # centre (0, 0), subtracted as the general formula does (it promotes like the roads)
                 x0 = xs - np.zeros_like(lr)
-                s[rows] = 2 * lr + np.pi * rr + (np.mod(np.arctan2(ys, x0), 2 * np.pi) - 0.5 * np.pi) * rr
+                s[rows] = (
+                    2 * lr + np.pi * rr + (np.mod(np.arctan2(ys, x0), 2 * np.pi) - 0.5 * np.pi) * rr
+                )
                 d[rows] = rr - np.hypot(x0, ys)
         if rest.any():
             s[rest], d[rest] = self._to_frenet_any(x[rest], y[rest], w[rest])
@@ -199,7 +215,9 @@ class Roads:
         d = np.where(on_right_bend | on_left_bend, r - rho, d_straight)
         return s, d
 
-    def lane_open(self, lane: np.ndarray, s: np.ndarray, w: np.ndarray | slice = slice(None)) -> np.ndarray:
+    def lane_open(
+        self, lane: np.ndarray, s: np.ndarray, w: np.ndarray | slice = slice(None)
+    ) -> np.ndarray:
         """Whether ``lane`` is drivable at ``s``: main lanes except a dropped stretch, the ramp on its span."""
         return self._open_lanes(s, w, lane)[0]
 
@@ -210,7 +228,9 @@ class Roads:
         below, above = self._open_lanes(s, w, lane, lane + 1)
         return below, above
 
-    def _open_lanes(self, s: np.ndarray, w: np.ndarray | slice, *lanes: np.ndarray) -> list[np.ndarray]:
+    def _open_lanes(
+        self, s: np.ndarray, w: np.ndarray | slice, *lanes: np.ndarray
+    ) -> list[np.ndarray]:
         """:meth:`lane_open` of each of ``lanes`` at ``s``, the road's stretches worked out once."""
         s = ring_mod(s, _col(self.length, w, s))
         n = _col(self.lanes, w, s)
@@ -222,9 +242,14 @@ class Roads:
         """Nearest lane index for lateral offset d (may be -1 or >= lanes: off the main road)."""
         return np.floor(d / _col(self.lane_width, w, d) + 0.5).astype(np.int64)
 
-    def on_road(self, s: np.ndarray, d: np.ndarray, w: np.ndarray | slice = slice(None)) -> np.ndarray:
+    def on_road(
+        self, s: np.ndarray, d: np.ndarray, w: np.ndarray | slice = slice(None)
+    ) -> np.ndarray:
         """Whether a point lies on a drivable lane (used for off-road and closed-lane checks)."""
-        return self.lane_open(self.lane_of(d, w), s, w) & (np.abs(d - self.lane_of(d, w) * _col(self.lane_width, w, d)) <= 0.5 * _col(self.lane_width, w, d) + 1e-9)
+        return self.lane_open(self.lane_of(d, w), s, w) & (
+            np.abs(d - self.lane_of(d, w) * _col(self.lane_width, w, d))
+            <= 0.5 * _col(self.lane_width, w, d) + 1e-9
+        )
 
 
 def ring_mod(x: np.ndarray, length: np.ndarray) -> np.ndarray:

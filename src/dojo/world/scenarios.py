@@ -56,7 +56,9 @@ class HazardPlan:
     time_s: list[float] = field(default_factory=list)
     kind: list[int] = field(default_factory=list)
     actor: list[int] = field(default_factory=list)  # vehicle slot (CUT_IN) or -1 (the ego's leader)
-    strength: list[float] = field(default_factory=list)  # HARD_BRAKE: decel [m/s^2]; CUT_IN: dv [m/s]
+    strength: list[float] = field(
+        default_factory=list
+    )  # HARD_BRAKE: decel [m/s^2]; CUT_IN: dv [m/s]
     duration_s: list[float] = field(default_factory=list)
 
 
@@ -82,8 +84,14 @@ def check_family(family: str) -> str:
 
 
 def check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < MAX_SEED:
-        raise DojoConfigError(f"Seed {seed!r} is out of range: seeds are integers in [0, {MAX_SEED}).")
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, (int, np.integer))
+        or not 0 <= int(seed) < MAX_SEED
+    ):
+        raise DojoConfigError(
+            f"Seed {seed!r} is out of range: seeds are integers in [0, {MAX_SEED})."
+        )
     return int(seed)
 
 
@@ -93,7 +101,9 @@ def check_split(seed: int, split: str) -> int:
     if seeds is None:
         raise DojoConfigError(f"Unknown split {split!r}; use 'train' or 'heldout'.")
     if check_seed(seed) not in seeds:
-        raise DojoConfigError(f"Seed {seed} is not in the {split} range [{seeds.start}, {seeds.stop}).")
+        raise DojoConfigError(
+            f"Seed {seed} is not in the {split} range [{seeds.start}, {seeds.stop})."
+        )
     return seed
 
 
@@ -145,11 +155,16 @@ def generate(family: str, seed: int) -> Scenario:
     road_kw: dict[str, float] = {}
     ego_s = float(rng.uniform(100.0, 300.0))
     if family == "merge":
-        road_kw.update(ramp_start_m=ego_s + float(rng.uniform(120.0, 250.0)), ramp_length_m=float(rng.uniform(200.0, 300.0)))
+        road_kw.update(
+            ramp_start_m=ego_s + float(rng.uniform(120.0, 250.0)),
+            ramp_length_m=float(rng.uniform(200.0, 300.0)),
+        )
     if family == "lane_drop":
         drop_start = ego_s + float(rng.uniform(250.0, 500.0))
         road_kw.update(drop_start_m=drop_start, drop_length_m=min(600.0, straight - drop_start))
-    road = RoadConfig(lanes=lanes, lane_width_m=4.0, straight_m=straight, radius_m=radius, **road_kw)
+    road = RoadConfig(
+        lanes=lanes, lane_width_m=4.0, straight_m=straight, radius_m=radius, **road_kw
+    )
 
     n_traffic = int(rng.integers(knobs.vehicles[0], knobs.vehicles[1] + 1))
     v = Vehicles.empty(1, 1 + n_traffic + OBSTACLE_SLOTS)
@@ -170,7 +185,11 @@ def generate(family: str, seed: int) -> Scenario:
         s = ego_s + float(rng.uniform(-WINDOW_BEHIND_M, WINDOW_AHEAD_M))
         if any(lane == pl and abs(s - ps) < 30.0 for pl, ps in placed):
             continue
-        if family == "lane_drop" and lane == 0 and road.drop_start_m - 40.0 <= s < road.drop_start_m + road.drop_length_m:
+        if (
+            family == "lane_drop"
+            and lane == 0
+            and road.drop_start_m - 40.0 <= s < road.drop_start_m + road.drop_length_m
+        ):
             continue
         placed.append((lane, s))
         _driver(v, slot, rng, knobs, truck=kind == Kind.TRUCK)
@@ -187,7 +206,9 @@ def generate(family: str, seed: int) -> Scenario:
         _put_obstacle(v, obstacle, Kind.BARRIER, road.drop_start_m, 0, road)
     if family == "stalled":
         kind = Kind.DEBRIS if rng.uniform() < 0.3 else Kind.CAR
-        _put_obstacle(v, obstacle + 1, kind, ego_s + float(rng.uniform(150.0, 350.0)), ego_lane, road)
+        _put_obstacle(
+            v, obstacle + 1, kind, ego_s + float(rng.uniform(150.0, 350.0)), ego_lane, road
+        )
         _clear_lane(v, ego_lane, ego_s, v.s[0, obstacle + 1], road)
     if family == "merge":
         _place_mergers(v, rng, road)
@@ -217,7 +238,16 @@ def generate(family: str, seed: int) -> Scenario:
     return Scenario(family, seed, road, v, hazards, ramp_share=0.5 if family == "merge" else 0.0)
 
 
-def _put(v: Vehicles, i: int, kind: Kind, s: float, lane: int, road: RoadConfig, speed: float, rng: np.random.Generator | None) -> None:
+def _put(
+    v: Vehicles,
+    i: int,
+    kind: Kind,
+    s: float,
+    lane: int,
+    road: RoadConfig,
+    speed: float,
+    rng: np.random.Generator | None,
+) -> None:
     length, width, height = BODY[kind]
     scale = 1.0 if rng is None else float(rng.uniform(0.9, 1.1))
     v.active[0, i] = True
@@ -236,7 +266,11 @@ def _place_mergers(v: Vehicles, rng: np.random.Generator, road: RoadConfig) -> N
     They start slow at the head of the ramp and reach its end about when the ego passes; with
     politeness 0 and a high b_safe they merge into gaps that make the right lane brake hard.
     """
-    slots = [i for i in range(1, v.shape[1]) if v.active[0, i] and v.driven[0, i] and v.kind[0, i] == Kind.CAR]
+    slots = [
+        i
+        for i in range(1, v.shape[1])
+        if v.active[0, i] and v.driven[0, i] and v.kind[0, i] == Kind.CAR
+    ]
     slots.sort(key=lambda i: -abs(v.s[0, i] - road.ramp_start_m))
     for k, i in enumerate(slots[:3]):
         s = road.ramp_start_m + 5.0 + 25.0 * k + float(rng.uniform(0.0, 10.0))
@@ -272,11 +306,18 @@ def _put_obstacle(v: Vehicles, i: int, kind: Kind, s: float, lane: int, road: Ro
 def _clear_lane(v: Vehicles, lane: int, s_from: float, s_to: float, road: RoadConfig) -> None:
     """Move traffic out of the ego's way so the obstacle, not a leader, is what the ego meets."""
     for i in range(1, v.shape[1]):
-        if v.active[0, i] and v.driven[0, i] and v.target_lane[0, i] == lane and s_from < v.s[0, i] < s_to + 30.0:
+        if (
+            v.active[0, i]
+            and v.driven[0, i]
+            and v.target_lane[0, i] == lane
+            and s_from < v.s[0, i] < s_to + 30.0
+        ):
             v.active[0, i] = False
 
 
-def _place_cutter(v: Vehicles, rng: np.random.Generator, road: RoadConfig, ego_lane: int, ego_s: float) -> int:
+def _place_cutter(
+    v: Vehicles, rng: np.random.Generator, road: RoadConfig, ego_lane: int, ego_s: float
+) -> int:
     """Reuse the traffic slot nearest the ego as the cutter, in a lane next to the ego's."""
     options = [lane for lane in (ego_lane - 1, ego_lane + 1) if 0 <= lane < road.lanes]
     lane = options[int(rng.integers(0, len(options)))]
@@ -289,8 +330,18 @@ def _place_cutter(v: Vehicles, rng: np.random.Generator, road: RoadConfig, ego_l
     return i
 
 
-def _driver(v: Vehicles, i: int, rng: np.random.Generator, k: _Traffic, expert: bool = False, truck: bool = False, v0: float | None = None) -> None:
-    v.v0[0, i] = v0 if v0 is not None else float(rng.uniform(*(k.truck_v0_mps if truck else k.v0_mps)))
+def _driver(
+    v: Vehicles,
+    i: int,
+    rng: np.random.Generator,
+    k: _Traffic,
+    expert: bool = False,
+    truck: bool = False,
+    v0: float | None = None,
+) -> None:
+    v.v0[0, i] = (
+        v0 if v0 is not None else float(rng.uniform(*(k.truck_v0_mps if truck else k.v0_mps)))
+    )
     v.t_headway[0, i] = 1.6 if expert else float(rng.uniform(*k.headway_s))
     v.a_max[0, i] = 0.8 if truck else float(rng.uniform(1.2, 2.0))
     v.b_comf[0, i] = 2.0 if expert else float(rng.uniform(1.5, 2.5))

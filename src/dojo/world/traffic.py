@@ -29,17 +29,31 @@ def follow_accel(veh: Vehicles, per: Perception, slots: slice = slice(None)) -> 
     gap = per.gap_m[:, slots]
     gap = np.where(np.isfinite(gap), gap, NO_LEADER_GAP_M)
     return idm_accel(
-        veh.v[:, slots], veh.v0[:, slots], gap, per.closing_mps[:, slots],
-        veh.a_max[:, slots], veh.b_comf[:, slots], veh.s0[:, slots], veh.t_headway[:, slots],
+        veh.v[:, slots],
+        veh.v0[:, slots],
+        gap,
+        per.closing_mps[:, slots],
+        veh.a_max[:, slots],
+        veh.b_comf[:, slots],
+        veh.s0[:, slots],
+        veh.t_headway[:, slots],
     )
 
 
-def _idm_behind(veh: Vehicles, f: np.ndarray, gap: np.ndarray, v_lead: np.ndarray, has: np.ndarray) -> np.ndarray:
+def _idm_behind(
+    veh: Vehicles, f: np.ndarray, gap: np.ndarray, v_lead: np.ndarray, has: np.ndarray
+) -> np.ndarray:
     """IDM acceleration of vehicles f (W, V) behind a leader at ``gap`` with speed ``v_lead``."""
     vf = take(veh.v, f)
     return idm_accel(
-        vf, take(veh.v0, f), np.where(has, gap, NO_LEADER_GAP_M), np.where(has, vf - v_lead, 0.0),
-        take(veh.a_max, f), take(veh.b_comf, f), take(veh.s0, f), take(veh.t_headway, f),
+        vf,
+        take(veh.v0, f),
+        np.where(has, gap, NO_LEADER_GAP_M),
+        np.where(has, vf - v_lead, 0.0),
+        take(veh.a_max, f),
+        take(veh.b_comf, f),
+        take(veh.s0, f),
+        take(veh.t_headway, f),
     )
 
 
@@ -99,9 +113,13 @@ def mobil(
     old_f = np.where(has_old_f, old_f, own)
     my_leader = take(per.leader, own)
     has_leader = my_leader != own
-    gap_f_to_leader = np.where(has_leader, bumper_gap(veh, roads, old_f, my_leader, take(per.gap_scale, old_f)), INF)
+    gap_f_to_leader = np.where(
+        has_leader, bumper_gap(veh, roads, old_f, my_leader, take(per.gap_scale, old_f)), INF
+    )
     a_old_f_after = _idm_behind(veh, old_f, gap_f_to_leader, take(veh.v, my_leader), has_leader)
-    d_old = np.where(has_old_f & take(driven_all, old_f), a_old_f_after - take(a_now_all, old_f), 0.0)
+    d_old = np.where(
+        has_old_f & take(driven_all, old_f), a_old_f_after - take(a_now_all, old_f), 0.0
+    )
 
     # Both candidate lanes at once, (W, 2K): [right | left].
     def two(a: np.ndarray) -> np.ndarray:
@@ -128,11 +146,20 @@ def mobil(
     # someone next to us is already moving into that lane: MOBIL's gaps predate their move
     lane_of_new = per.index.lane
     for other, gap in ((lead, lead_gap), (foll, foll_gap)):
-        moving_in = (take(veh.target_lane, other) == new_lane) & (take(lane_of_new, other) != new_lane)
+        moving_in = (take(veh.target_lane, other) == new_lane) & (
+            take(lane_of_new, other) != new_lane
+        )
         overlap |= moving_in & (gap < CONFLICT_RANGE_M)
     wants, adv = mobil_wants_change(
-        two(take(a_now, own)), a_self_after + two(lane_ends[:, :k]) - lane_ends[:, k:], a_f_now, a_f_after,
-        np.zeros((nw, 2 * k)), two(d_old), take(veh.politeness, me), take(veh.b_safe, me), take(veh.a_gain, me),
+        two(take(a_now, own)),
+        a_self_after + two(lane_ends[:, :k]) - lane_ends[:, k:],
+        a_f_now,
+        a_f_after,
+        np.zeros((nw, 2 * k)),
+        two(d_old),
+        take(veh.politeness, me),
+        take(veh.b_safe, me),
+        take(veh.a_gain, me),
     )
     open_new = roads.lane_open(new_lane, s_me, wi) & roads.lane_open(new_lane, s_me + 60.0, wi)
     open_new &= new_lane >= 0  # nobody changes onto the ramp
@@ -151,20 +178,33 @@ def mobil(
 CONFLICT_RANGE_M = 30.0
 
 
-def _resolve_conflicts(roads: Roads, veh: Vehicles, own: np.ndarray, lane: np.ndarray, target: np.ndarray, adv: np.ndarray) -> np.ndarray:
+def _resolve_conflicts(
+    roads: Roads,
+    veh: Vehicles,
+    own: np.ndarray,
+    lane: np.ndarray,
+    target: np.ndarray,
+    adv: np.ndarray,
+) -> np.ndarray:
     """Two drivers deciding now to change into the same lane side by side: only the keener one goes."""
     k = own.shape[1]
     s_own = take(veh.s, own)
     changing = target != lane
     ds_pair = wrap(s_own[:, None, :] - s_own[:, :, None], roads.length[:, None, None])  # (W, K, K)
-    same_target = changing[:, :, None] & changing[:, None, :] & (target[:, :, None] == target[:, None, :])
+    same_target = (
+        changing[:, :, None] & changing[:, None, :] & (target[:, :, None] == target[:, None, :])
+    )
     order = np.arange(k)
-    beaten = (adv[:, None, :] > adv[:, :, None]) | ((adv[:, None, :] == adv[:, :, None]) & (order[None, None, :] < order[None, :, None]))
+    beaten = (adv[:, None, :] > adv[:, :, None]) | (
+        (adv[:, None, :] == adv[:, :, None]) & (order[None, None, :] < order[None, :, None])
+    )
     loses = (same_target & (np.abs(ds_pair) < CONFLICT_RANGE_M) & beaten).any(axis=2)
     return np.where(loses, lane, target)
 
 
 def _lane_ends_ahead(roads: Roads, s: np.ndarray, lane: np.ndarray) -> np.ndarray:
     w = np.arange(s.shape[0])[:, None]
-    ends = ~roads.lane_open(lane, s + LANE_END_LOOKAHEAD_M, w) | ~roads.lane_open(lane, s + 0.5 * LANE_END_LOOKAHEAD_M, w)
+    ends = ~roads.lane_open(lane, s + LANE_END_LOOKAHEAD_M, w) | ~roads.lane_open(
+        lane, s + 0.5 * LANE_END_LOOKAHEAD_M, w
+    )
     return ends | (lane < 0)

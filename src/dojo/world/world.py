@@ -102,15 +102,21 @@ class World:
             raise DojoConfigError("A world batch needs at least one seed; got none.")
         fams = [families] * len(seeds) if isinstance(families, str) else list(families)
         if len(fams) != len(seeds):
-            raise DojoConfigError(f"Got {len(fams)} families for {len(seeds)} seeds; give one family or one per seed.")
+            raise DojoConfigError(
+                f"Got {len(fams)} families for {len(seeds)} seeds; give one family or one per seed."
+            )
         if not ttc_critical_s > 0:
             raise DojoConfigError(f"ttc_critical_s={ttc_critical_s!r} must be positive.")
-        scenarios = [generate(check_family(f), check_seed(s)) for f, s in zip(fams, seeds, strict=True)]
+        scenarios = [
+            generate(check_family(f), check_seed(s)) for f, s in zip(fams, seeds, strict=True)
+        ]
         # room for any scenario of these families, so resets never need to grow the arrays
         need = max(slots_needed(f) for f in set(fams))
         self.max_vehicles = max_vehicles or need
         if self.max_vehicles < need:
-            raise DojoConfigError(f"max_vehicles={max_vehicles} is below the {need} slots these scenarios need.")
+            raise DojoConfigError(
+                f"max_vehicles={max_vehicles} is below the {need} slots these scenarios need."
+            )
         self.ttc_critical_s = float(ttc_critical_s)
         n = len(scenarios)
         self.families = np.array(fams, dtype=object)
@@ -139,7 +145,9 @@ class World:
 
     def _load(self, idx: np.ndarray, scenarios: Sequence[Scenario]) -> None:
         self.roads.assign(idx, Roads.stack([sc.road for sc in scenarios]))
-        self.vehicles.assign(idx, _stack_vehicles([sc.vehicles for sc in scenarios], self.max_vehicles))
+        self.vehicles.assign(
+            idx, _stack_vehicles([sc.vehicles for sc in scenarios], self.max_vehicles)
+        )
         self.hazard_time_s[idx] = np.inf
         self.hazard_kind[idx] = Hazard.NONE
         self.hazard_actor[idx] = -1
@@ -165,18 +173,31 @@ class World:
         else:
             self._perception: Perception | None = None
 
-    def reset(self, worlds: np.ndarray | Sequence[int], seeds: Sequence[int], families: Sequence[str] | None = None) -> None:
+    def reset(
+        self,
+        worlds: np.ndarray | Sequence[int],
+        seeds: Sequence[int],
+        families: Sequence[str] | None = None,
+    ) -> None:
         """Start new scenarios in ``worlds`` (others are untouched)."""
         idx = np.asarray(worlds, dtype=np.int64).reshape(-1)
         seeds = list(seeds)
         if len(seeds) != len(idx) or (families is not None and len(families) != len(idx)):
-            raise DojoConfigError(f"Resetting {len(idx)} worlds needs {len(idx)} seeds (and families); got {len(seeds)}.")
-        if len(idx) and (idx.min() < 0 or idx.max() >= self.num_worlds or len(set(idx.tolist())) != len(idx)):
-            raise DojoConfigError(f"worlds={idx.tolist()!r} must be distinct indices in [0, {self.num_worlds}).")
+            raise DojoConfigError(
+                f"Resetting {len(idx)} worlds needs {len(idx)} seeds (and families); got {len(seeds)}."
+            )
+        if len(idx) and (
+            idx.min() < 0 or idx.max() >= self.num_worlds or len(set(idx.tolist())) != len(idx)
+        ):
+            raise DojoConfigError(
+                f"worlds={idx.tolist()!r} must be distinct indices in [0, {self.num_worlds})."
+            )
         if len(idx) == 0:
             return
         fams = list(families) if families is not None else list(self.families[idx])
-        scenarios = [generate(check_family(f), check_seed(s)) for f, s in zip(fams, seeds, strict=True)]
+        scenarios = [
+            generate(check_family(f), check_seed(s)) for f, s in zip(fams, seeds, strict=True)
+        ]
         need = max(sc.vehicles.shape[1] for sc in scenarios)
         if need > self.max_vehicles:
             raise DojoConfigError(
@@ -235,7 +256,9 @@ class World:
         allowed[:, 0, 1] = (cmd != Command.CHANGE_RIGHT) & (cmd != Command.TAKE_EXIT)
         saved_gain = veh.a_gain[:, 0].copy()
         veh.a_gain[:, 0] = np.where(cmd == Command.KEEP_LANE, saved_gain, COMMAND_GAIN)
-        choice: LaneChoice = mobil(self.roads, veh, per, a_follow, np.zeros((nw, 1), dtype=np.int64), allowed)
+        choice: LaneChoice = mobil(
+            self.roads, veh, per, a_follow, np.zeros((nw, 1), dtype=np.int64), allowed
+        )
         veh.a_gain[:, 0] = saved_gain
         return choice.target[:, 0]
 
@@ -252,8 +275,13 @@ class World:
         tau_cut = self._cut_in_tau[:, slots]
         tau = np.where(tau_cut > 0, tau_cut, 0.6)
         return steer_to_offset(
-            veh.d[:, slots], veh.psi[:, slots], veh.v[:, slots], d_target,
-            self.perception.curvature[:, slots], veh.length[:, slots], tau,
+            veh.d[:, slots],
+            veh.psi[:, slots],
+            veh.v[:, slots],
+            d_target,
+            self.perception.curvature[:, slots],
+            veh.length[:, slots],
+            tau,
         )
 
     def steer_to_lane_shift(self, shift: np.ndarray) -> np.ndarray:
@@ -265,7 +293,9 @@ class World:
         """
         shift = np.asarray(shift, dtype=np.float64).reshape(-1)
         if shift.shape != (self.num_worlds,) or not np.isfinite(shift).all():
-            raise DojoConfigError(f"Lane shifts must be {self.num_worlds} finite numbers; got shape {shift.shape}.")
+            raise DojoConfigError(
+                f"Lane shifts must be {self.num_worlds} finite numbers; got shape {shift.shape}."
+            )
         veh = self.vehicles
         lane = self.perception.index.lane[:, 0]
         target = lane + np.clip(np.rint(shift), -1, 1).astype(np.int64)
@@ -279,7 +309,10 @@ class World:
 
     # ------------------------------------------------------------------ step
     def step(
-        self, ego_accel: np.ndarray | None, ego_steer: np.ndarray | None, human: np.ndarray | None = None
+        self,
+        ego_accel: np.ndarray | None,
+        ego_steer: np.ndarray | None,
+        human: np.ndarray | None = None,
     ) -> StepResult:
         """Advance every world by DT_S with the ego's acceleration [m/s^2] and steering [rad] (W,).
 
@@ -293,11 +326,15 @@ class World:
         if human is not None:
             human = np.asarray(human)
             if human.shape != (self.num_worlds,) or human.dtype != np.bool_:
-                raise DojoConfigError(f"human must be a bool array of shape ({self.num_worlds},); got {human!r}.")
+                raise DojoConfigError(
+                    f"human must be a bool array of shape ({self.num_worlds},); got {human!r}."
+                )
         human_rows = np.full(self.num_worlds, human_ego) if human is None or human_ego else human
         if not human_ego:
             if ego_accel is None or ego_steer is None:
-                raise DojoConfigError("Give both ego_accel and ego_steer, or neither (the human driver drives).")
+                raise DojoConfigError(
+                    "Give both ego_accel and ego_steer, or neither (the human driver drives)."
+                )
             ego_accel = np.asarray(ego_accel, dtype=np.float64).reshape(-1)
             ego_steer = np.asarray(ego_steer, dtype=np.float64).reshape(-1)
             if ego_accel.shape != (self.num_worlds,) or ego_steer.shape != (self.num_worlds,):
@@ -312,12 +349,16 @@ class World:
         accel, steer = self._traffic_controls(per, human_rows)
         if ego_accel is not None and ego_steer is not None:
             accel[:, 0] = np.where(human_rows, accel[:, 0], np.clip(ego_accel, *EGO_ACCEL_RANGE))
-            steer[:, 0] = np.where(human_rows, steer[:, 0], np.clip(ego_steer, -EGO_STEER_LIMIT, EGO_STEER_LIMIT))
+            steer[:, 0] = np.where(
+                human_rows, steer[:, 0], np.clip(ego_steer, -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
+            )
         moving = veh.active & veh.driven & ~veh.crashed
         accel = np.where(moving, accel, 0.0)
         steer = np.where(moving, steer, 0.0)
         kappa = per.curvature
-        s, d, psi, v = bicycle_step(veh.s, veh.d, veh.psi, veh.v, accel, steer, veh.length, kappa, DT_S)
+        s, d, psi, v = bicycle_step(
+            veh.s, veh.d, veh.psi, veh.v, accel, steer, veh.length, kappa, DT_S
+        )
         veh.s = np.where(moving, ring_mod(s, roads.length[:, None]), veh.s)
         veh.d = np.where(moving, d, veh.d)
         veh.psi = np.where(moving, psi, veh.psi)
@@ -342,7 +383,9 @@ class World:
             collisions=new_hit,
         )
 
-    def _traffic_controls(self, per: Perception, human_ego: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _traffic_controls(
+        self, per: Perception, human_ego: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Every driver's (accel, steer) (W, V); ``human_ego`` (W,): worlds whose ego the human drives."""
         veh = self.vehicles
         nw, nv = veh.shape
@@ -352,7 +395,12 @@ class World:
         choice = self._human_lane_choice(per, a_cmd, slots, human_ego)
         own = np.minimum(slots, nv - 1)
         settled = take(veh.target_lane, own) == take(per.index.lane, own)
-        change = (slots < nv) & ((slots > 0) | human_ego[:, None]) & settled & (take(veh.lapse_left, own) <= 0.0)
+        change = (
+            (slots < nv)
+            & ((slots > 0) | human_ego[:, None])
+            & settled
+            & (take(veh.lapse_left, own) <= 0.0)
+        )
         veh.target_lane[np.nonzero(change)[0], own[change]] = choice.target[change]
         # hazards override the drivers
         forced = self._forced_left_s > 0.0
@@ -376,7 +424,9 @@ class World:
         steer = self._lane_steer(ALL)
         return accel, steer
 
-    def _human_lane_choice(self, per: Perception, a_cmd: np.ndarray, slots: np.ndarray, human_ego: np.ndarray) -> LaneChoice:
+    def _human_lane_choice(
+        self, per: Perception, a_cmd: np.ndarray, slots: np.ndarray, human_ego: np.ndarray
+    ) -> LaneChoice:
         """MOBIL for the deciding drivers; a human-driven ego with a route command keeps to its side."""
         veh = self.vehicles
         commanded = human_ego & (self.command != Command.KEEP_LANE)
@@ -386,7 +436,9 @@ class World:
         ego_decides = (slots == 0) & commanded[:, None]  # (W, K)
         allowed = np.ones(slots.shape + (2,), dtype=bool)
         allowed[..., 0] = ~(ego_decides & (cmd == Command.CHANGE_LEFT))  # the right option
-        allowed[..., 1] = ~(ego_decides & ((cmd == Command.CHANGE_RIGHT) | (cmd == Command.TAKE_EXIT)))
+        allowed[..., 1] = ~(
+            ego_decides & ((cmd == Command.CHANGE_RIGHT) | (cmd == Command.TAKE_EXIT))
+        )
         saved_gain = veh.a_gain[:, 0].copy()
         veh.a_gain[:, 0] = np.where(commanded, COMMAND_GAIN, saved_gain)
         choice: LaneChoice = mobil(self.roads, veh, per, a_cmd, slots, allowed)
@@ -394,7 +446,9 @@ class World:
         return choice
 
     def _trigger_hazards(self, per: Perception) -> None:
-        due = (self.hazard_time_s <= self.time_s[:, None] + 1e-9) & (self.hazard_kind != Hazard.NONE)
+        due = (self.hazard_time_s <= self.time_s[:, None] + 1e-9) & (
+            self.hazard_kind != Hazard.NONE
+        )
         if not due.any():
             return
         veh = self.vehicles
@@ -421,7 +475,9 @@ class World:
         s_new = veh.s[w, 0] + 0.5 * (veh.length[w, 0] + veh.length[w, c]) + gap
         lane_c = int(np.floor(veh.d[w, c] / self.roads.lane_width[w] + 0.5))
         others = veh.active[w] & (np.arange(veh.shape[1]) != c) & (np.arange(veh.shape[1]) != 0)
-        ds = (veh.s[w] - s_new + 0.5 * self.roads.length[w]) % self.roads.length[w] - 0.5 * self.roads.length[w]
+        ds = (veh.s[w] - s_new + 0.5 * self.roads.length[w]) % self.roads.length[
+            w
+        ] - 0.5 * self.roads.length[w]
         lanes = np.floor(veh.d[w] / self.roads.lane_width[w] + 0.5)
         blocked = others & (np.abs(ds) < 15.0) & ((lanes == lane_c) | (lanes == ego_lane))
         if blocked.any() or abs(lane_c - ego_lane) != 1:
@@ -440,11 +496,15 @@ class World:
         if not due.any():
             return
         veh = self.vehicles
-        ds_ego = wrap(veh.s - veh.s[:, :1], self.roads.length[:, None])  # (W, V) relative to the ego
+        ds_ego = wrap(
+            veh.s - veh.s[:, :1], self.roads.length[:, None]
+        )  # (W, V) relative to the ego
         movable = veh.active & veh.driven & (np.arange(veh.shape[1]) > 0)
         fell_behind = movable & (ds_ego < -WINDOW_BEHIND_M)
         ran_ahead = movable & (ds_ego > WINDOW_AHEAD_M)
-        crashed_far = veh.active & veh.crashed & (np.abs(ds_ego) > 150.0) & (np.arange(veh.shape[1]) > 0)
+        crashed_far = (
+            veh.active & veh.crashed & (np.abs(ds_ego) > 150.0) & (np.arange(veh.shape[1]) > 0)
+        )
         go = (fell_behind | ran_ahead | crashed_far) & due[:, None]
         if not go.any():
             return
@@ -459,9 +519,13 @@ class World:
         behind_target = -WINDOW_BEHIND_M + 20.0 * u_pos[w, i]
         s_new = s_ego + np.where(fell_behind[w, i] | crashed_far[w, i], ahead_target, behind_target)
         lanes = self.roads.lanes[w]
-        lanes = np.where(veh.kind[w, i] == Kind.TRUCK, np.minimum(lanes, 2), lanes)  # trucks keep right
+        lanes = np.where(
+            veh.kind[w, i] == Kind.TRUCK, np.minimum(lanes, 2), lanes
+        )  # trucks keep right
         lane = np.minimum((u_lane[w, i] * lanes).astype(np.int64), lanes - 1)
-        use_ramp = (u_ramp[w, i] < self._ramp_share[w]) & self.roads.lane_open(np.full_like(lane, -1), s_new, w)
+        use_ramp = (u_ramp[w, i] < self._ramp_share[w]) & self.roads.lane_open(
+            np.full_like(lane, -1), s_new, w
+        )
         lane = np.where(use_ramp, -1, lane)
         lane = np.where(self.roads.lane_open(lane, s_new, w), lane, self.roads.lanes[w] - 1)
         d_new = lane * self.roads.lane_width[w]
@@ -503,20 +567,34 @@ META_SPEED_STEP_MPS = 5.0
 def meta_to_controls(world: World, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     action = np.asarray(action, dtype=np.int64).reshape(-1)
     if action.shape != (world.num_worlds,) or ((action < 0) | (action > 4)).any():
-        raise DojoConfigError(f"Meta-actions must be {world.num_worlds} integers in 0..4; got {action!r}.")
+        raise DojoConfigError(
+            f"Meta-actions must be {world.num_worlds} integers in 0..4; got {action!r}."
+        )
     veh = world.vehicles
     lane = world.perception.index.lane[:, 0]
     target = veh.target_lane[:, 0]
     target = np.where(action == MetaAction.LANE_LEFT, lane + 1, target)
     target = np.where(action == MetaAction.LANE_RIGHT, lane - 1, target)
-    target = np.where(world.roads.lane_open(target, veh.s[:, 0], slice(None)) & (target >= 0), target, lane)
+    target = np.where(
+        world.roads.lane_open(target, veh.s[:, 0], slice(None)) & (target >= 0), target, lane
+    )
     veh.target_lane[:, 0] = target
     v_target = veh.v0[:, 0] + np.select(
-        [action == MetaAction.FASTER, action == MetaAction.SLOWER], [META_SPEED_STEP_MPS, -META_SPEED_STEP_MPS], 0.0
+        [action == MetaAction.FASTER, action == MetaAction.SLOWER],
+        [META_SPEED_STEP_MPS, -META_SPEED_STEP_MPS],
+        0.0,
     )
     veh.v0[:, 0] = np.clip(v_target, 0.0, 40.0)
     accel = np.clip(speed_to_target(veh.v[:, 0], veh.v0[:, 0]), -ACCEL_LIMIT, ACCEL_LIMIT)
     return accel, world._lane_steer(EGO)[:, 0]
 
 
-__all__ = ["Command", "DT_S", "EGO_ACCEL_RANGE", "EGO_STEER_LIMIT", "MetaAction", "StepResult", "World"]
+__all__ = [
+    "Command",
+    "DT_S",
+    "EGO_ACCEL_RANGE",
+    "EGO_STEER_LIMIT",
+    "MetaAction",
+    "StepResult",
+    "World",
+]
