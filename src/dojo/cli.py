@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_service_commands(sub)
 
-    from dojo.service.sched_commands import add_commands as add_sched_commands
+    from dojo.service.sched.commands import add_commands as add_sched_commands
 
     add_sched_commands(sub)
 
@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_plan(bench)
 
-    from dojo.service.bench import add_bench_command as add_bench_service
+    from dojo.bench.service import add_bench_command as add_bench_service
 
     add_bench_service(bench)
     return parser

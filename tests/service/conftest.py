@@ -15,8 +15,8 @@ with warnings.catch_warnings():  # starlette 1.x nudges towards httpx2; httpx is
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from dojo.service import admin
-from dojo.service.app import create_app
+from dojo.service.api import admin
+from dojo.service.api.app import create_app
 from dojo.service.config import MiB, ServiceConfig
 
 PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"

@@ -18,11 +18,12 @@ import pytest
 
 from dojo.compute.topology import parse_system
 from dojo.errors import DojoConfigError
-from dojo.service import admin, jobstore
-from dojo.service.agent import CHECKPOINT_FILE, Agent, JobContext, command_for
-from dojo.service.api_models import JobSubmit
-from dojo.service.db import Database
-from dojo.service.schema import Job, MetricRow, Tenant
+from dojo.service.agent.runner import CHECKPOINT_FILE, Agent, JobContext, command_for
+from dojo.service.api import admin
+from dojo.service.api.models import JobSubmit
+from dojo.service.store import jobstore
+from dojo.service.store.db import Database
+from dojo.service.store.schema import Job, MetricRow, Tenant
 
 # A stand-in for `dojo` (same command line): `train` counts steps, writes metrics.jsonl and an
 # atomic checkpoint every step, and continues from the checkpoint when given --resume.
@@ -52,7 +53,7 @@ AGENT = r"""
 import sys
 from dojo.compute.topology import parse_system
 from dojo.errors import DojoConfigError
-from dojo.service.agent import Agent
+from dojo.service.agent.runner import Agent
 Agent(sys.argv[1], data_dir=sys.argv[2], host_name=sys.argv[3], heartbeat_s=0.3, stale_after_s=2.0, poll_s=0.2,
       topology=parse_system("cabinet"), dojo=[sys.executable, sys.argv[4]]).run()
 """
@@ -152,10 +153,10 @@ def test_agent_runs_a_real_drive_job_and_stores_its_logs_in_the_dataset_once_wit
 ) -> None:
     import hashlib
 
-    from dojo.service.drive_logs import store_drive_logs
-    from dojo.service.problems import ApiError
-    from dojo.service.schema import Dataset, DatasetFile
-    from dojo.service.storage import Storage
+    from dojo.service.agent.drive_logs import store_drive_logs
+    from dojo.service.api.problems import ApiError
+    from dojo.service.store.schema import Dataset, DatasetFile
+    from dojo.service.store.storage import Storage
 
     db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
     admin.tenant_create(db_url, "acme", {})
@@ -331,7 +332,7 @@ def test_preempted_job_is_requeued_and_a_cancelled_one_closed(
     t = run_in_thread(2)
     # an urgent job takes the whole cabinet: the scheduler flags ours for preemption
     urgent = submit(db_url, tid, "eval", {"policy": "naive"}, chips=300, priority=10)
-    from dojo.service.dispatch import schedule_pass
+    from dojo.service.sched.dispatch import schedule_pass
 
     assert schedule_pass(db, parse_system("cabinet")).preempted == [job_id]
     t.join(30)

@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import select, text
 
-from dojo.service.schema import Token
+from dojo.service.store.schema import Token
 
 from .conftest import Service
 

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 
 from dojo.cli import main
-from dojo.service.app import create_app
+from dojo.service.api.app import create_app
 from dojo.service.config import ServiceConfig
 
 from .conftest import MCAP

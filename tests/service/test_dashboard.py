@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from dojo.service import dashboard
-from dojo.service.dashboard import exapods, placement_chips, units_needed
-from dojo.service.dashboard_svg import BUSY_FILL, FREE_FILL, job_charts, nice_ticks
-from dojo.service.schema import Job
+from dojo.service.store.schema import Job
+from dojo.service.web import routes as dashboard
+from dojo.service.web.routes import exapods, placement_chips, units_needed
+from dojo.service.web.svg import BUSY_FILL, FREE_FILL, job_charts, nice_ticks
 
 from .conftest import Service
 
@@ -265,8 +265,8 @@ def test_gpu_hosts_bad_placements_and_more_exapods(dash: Service) -> None:
 
 
 def test_the_schedulers_placements_are_drawn(dash: Service) -> None:
-    """The placement column as the scheduler (dojo.service.dispatch) writes it."""
-    dispatch = pytest.importorskip("dojo.service.dispatch")
+    """The placement column as the scheduler (dojo.service.sched.dispatch) writes it."""
+    dispatch = pytest.importorskip("dojo.service.sched.dispatch")
     from dojo.compute.placement import Allocator
 
     a, b = dash.tenant("alpha"), dash.tenant("bravo")

@@ -21,11 +21,12 @@ import httpx
 import pytest
 import uvicorn
 
-from dojo.service import admin, jobstore
-from dojo.service.app import create_app
+from dojo.service.api import admin
+from dojo.service.api.app import create_app
 from dojo.service.config import ServiceConfig
-from dojo.service.dashboard_svg import BUSY_FILL, FREE_FILL
-from dojo.service.schema import Job
+from dojo.service.store import jobstore
+from dojo.service.store.schema import Job
+from dojo.service.web.svg import BUSY_FILL, FREE_FILL
 
 from .test_dashboard import HOSTILE, mount
 

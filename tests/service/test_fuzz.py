@@ -15,8 +15,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from dojo.service import admin
-from dojo.service.app import create_app
+from dojo.service.api import admin
+from dojo.service.api.app import create_app
 from dojo.service.config import MiB, ServiceConfig
 
 ADMIN_PATHS = ("/v1/tenants", "/v1/tokens")

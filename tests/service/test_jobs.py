@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dojo.service import jobstore
+from dojo.service.store import jobstore
 
 from .conftest import Service
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from dojo.compute.topology import parse_system
-from dojo.service.scheduler import FairShare, SchedJob, Scheduler, avoidable_split
-from dojo.service.schema import utcnow
+from dojo.service.sched.scheduler import FairShare, SchedJob, Scheduler, avoidable_split
+from dojo.service.store.schema import utcnow
 
 
 def test_gang_never_partial_and_no_chip_twice() -> None:
@@ -170,17 +170,17 @@ def test_fair_share_interval_matches_the_integral() -> None:
 
 
 def _tenant_and_jobs(db_url: str, specs: list[tuple[int, int]]) -> list[str]:
-    from dojo.service import admin
+    from dojo.service.api import admin
 
     admin.tenant_create(db_url, "acme", {})
     return _tenant_and_jobs_more(db_url, specs)
 
 
 def test_schedule_pass_places_preempts_and_rebuilds_from_the_table(db_url: str) -> None:
-    from dojo.service import jobstore
-    from dojo.service.db import Database
-    from dojo.service.dispatch import chips_of, requeue_preempted, schedule_pass
-    from dojo.service.schema import Job
+    from dojo.service.sched.dispatch import chips_of, requeue_preempted, schedule_pass
+    from dojo.service.store import jobstore
+    from dojo.service.store.db import Database
+    from dojo.service.store.schema import Job
 
     topo = parse_system("cabinet")
     low, mid = _tenant_and_jobs(db_url, [(200, 0), (100, 0)])
@@ -213,10 +213,10 @@ def test_schedule_pass_places_preempts_and_rebuilds_from_the_table(db_url: str) 
 def _tenant_and_jobs_more(
     db_url: str, specs: list[tuple[int, int]], time_limit_s: list[int | None] | None = None
 ) -> list[str]:
-    from dojo.service import jobstore
-    from dojo.service.api_models import JobSubmit
-    from dojo.service.db import Database
-    from dojo.service.schema import Tenant
+    from dojo.service.api.models import JobSubmit
+    from dojo.service.store import jobstore
+    from dojo.service.store.db import Database
+    from dojo.service.store.schema import Tenant
 
     limits = time_limit_s or [None] * len(specs)
     db = Database(db_url)
@@ -243,10 +243,10 @@ def _tenant_and_jobs_more(
 
 
 def test_time_limits_let_the_pass_backfill_a_short_job_before_the_reservation(db_url: str) -> None:
-    from dojo.service import jobstore
-    from dojo.service.db import Database
-    from dojo.service.dispatch import schedule_pass
-    from dojo.service.schema import Job
+    from dojo.service.sched.dispatch import schedule_pass
+    from dojo.service.store import jobstore
+    from dojo.service.store.db import Database
+    from dojo.service.store.schema import Job
 
     topo = parse_system("cabinet")  # 300 chips
     (running,) = _tenant_and_jobs(db_url, [(200, 0)])
@@ -271,9 +271,9 @@ def test_time_limits_let_the_pass_backfill_a_short_job_before_the_reservation(db
 
 
 def test_fair_share_from_the_table(db_url: str) -> None:
-    from dojo.service.db import Database
-    from dojo.service.dispatch import fair_share
-    from dojo.service.schema import Job
+    from dojo.service.sched.dispatch import fair_share
+    from dojo.service.store.db import Database
+    from dojo.service.store.schema import Job
 
     (a,) = _tenant_and_jobs(db_url, [(100, 0)])
     db = Database(db_url)

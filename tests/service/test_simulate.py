@@ -10,8 +10,8 @@ import pytest
 from dojo.cli import main
 from dojo.compute.topology import parse_system
 from dojo.errors import DojoConfigError
-from dojo.service.simulate import compare, simulate
-from dojo.service.trace import SyntheticSpec, TraceJob, load_trace, synthetic, write_trace
+from dojo.service.sched.simulate import compare, simulate
+from dojo.service.sched.trace import SyntheticSpec, TraceJob, load_trace, synthetic, write_trace
 
 
 def _jobs(*rows: tuple[str, float, int, float, int]) -> list[TraceJob]:

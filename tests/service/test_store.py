@@ -12,10 +12,10 @@ from sqlalchemy import insert, inspect, text
 
 from dojo.cli import main
 from dojo.errors import DojoConfigError
-from dojo.service import jobstore
-from dojo.service.api_models import JobSubmit
-from dojo.service.db import SCHEMA_VERSION, Database
-from dojo.service.schema import SchemaVersion, utcnow
+from dojo.service.api.models import JobSubmit
+from dojo.service.store import jobstore
+from dojo.service.store.db import SCHEMA_VERSION, Database
+from dojo.service.store.schema import SchemaVersion, utcnow
 
 from .conftest import Service
 
@@ -249,7 +249,7 @@ def test_submit_model_accepts_each_kind_with_defaults() -> None:
 def test_the_api_knows_the_same_job_kinds_as_the_store() -> None:
     from typing import get_args
 
-    from dojo.service.api_models import JobKind
+    from dojo.service.api.models import JobKind
     from dojo.service.constants import JOB_KINDS
     from dojo.service.specs import SPECS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dojo.service import storage
+from dojo.service.store import storage
 
 from .conftest import MCAP, Service, files_under, make_service, upload
 

@@ -1,11 +1,23 @@
 """Dojo as a service: a multi-tenant REST API over a job store (SQLite or PostgreSQL).
 
-Modules: :mod:`config` (settings and limits), :mod:`schema` (tables), :mod:`db` (engines,
-sessions, migrations), :mod:`auth` (tokens and roles), :mod:`storage` (tenant folders, safe
-names, atomic uploads), :mod:`specs` and :mod:`api_models` (request and response bodies),
-:mod:`jobstore` (submit, cancel, logs, metrics, and the claim/heartbeat/finish calls a scheduler
-or agent uses), :mod:`routes_*` (HTTP endpoints), :mod:`app` (the FastAPI application),
-:mod:`client` (HTTP client) and :mod:`commands` (the ``dojo`` subcommands).
+Subpackages, each one subject:
+
+- :mod:`~dojo.service.api`: the FastAPI application (``app``), its routes (``routes_*``),
+  request and response bodies (``models``), tokens and roles (``auth``), dependencies
+  (``deps``), problem answers (``problems``), body limits (``limits``), uploads and the
+  operator actions behind ``dojo admin`` (``admin``);
+- :mod:`~dojo.service.store`: the job store: tables (``schema``), engines, sessions and
+  migrations (``db``, ``migrations/``), jobs (``jobstore``), tenants and quotas (``tenants``)
+  and the tenant folders on disk (``storage``);
+- :mod:`~dojo.service.sched`: the scheduling policy (``scheduler``), the pass over the job store
+  (``dispatch``), traces and the simulator (``trace``, ``simulate``) and ``dojo sched``;
+- :mod:`~dojo.service.agent`: the agent that runs placed jobs (``runner``) and stores the drive
+  logs they write (``drive_logs``);
+- :mod:`~dojo.service.web`: the dashboard (pages, login, the compute map, SVG charts).
+
+Shared by all of them, here: :mod:`config` (settings and limits), :mod:`constants` (statuses and
+kinds), :mod:`specs` (job specs), :mod:`placement` (where a job runs), :mod:`client` (the HTTP
+client) and :mod:`commands` (the ``dojo serve/admin/submit/jobs`` subcommands).
 
 Importing this package imports nothing heavy; FastAPI and SQLAlchemy load on first use.
 """

@@ -46,7 +46,7 @@ def _db_url(args: argparse.Namespace) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from dojo.service.app import CONFIG_ENV, app_from_env, config_to_env, create_app
+    from dojo.service.api.app import CONFIG_ENV, app_from_env, config_to_env, create_app
     from dojo.service.config import ServiceConfig
 
     if not 0 < args.port < 65536:
@@ -215,7 +215,7 @@ def _quota_values(args: argparse.Namespace) -> dict[str, int | None]:
 
 
 def _admin_tenant_create(args: argparse.Namespace) -> int:
-    from dojo.service import admin
+    from dojo.service.api import admin
 
     out = admin.tenant_create(_db_url(args), args.name, _quota_values(args))
     if args.json:
@@ -227,14 +227,14 @@ def _admin_tenant_create(args: argparse.Namespace) -> int:
 
 
 def _admin_tenant_list(args: argparse.Namespace) -> int:
-    from dojo.service import admin
+    from dojo.service.api import admin
 
     print(json.dumps(admin.tenant_list(_db_url(args)), indent=2))
     return 0
 
 
 def _admin_tenant_set(args: argparse.Namespace) -> int:
-    from dojo.service import admin
+    from dojo.service.api import admin
 
     disabled = True if args.disable else False if args.enable else None
     print(
@@ -246,7 +246,7 @@ def _admin_tenant_set(args: argparse.Namespace) -> int:
 
 
 def _admin_token_create(args: argparse.Namespace) -> int:
-    from dojo.service import admin
+    from dojo.service.api import admin
 
     if (args.tenant is None) == (not args.admin):
         raise DojoConfigError(

@@ -1,11 +1,11 @@
 """A finished `drive` job's MCAP logs into the tenant's dataset named in its spec.
 
-Each log goes the way an HTTP upload does (:func:`dojo.service.uploads.store_file`): quota
+Each log goes the way an HTTP upload does (:func:`dojo.service.api.uploads.store_file`): quota
 checked, written atomically into the dataset's folder with no transaction held, then recorded
 (name, size, SHA-256) under the tenant lock. A name is the job id and the log's path under the
 drive's output, so two drives never collide; a log already recorded under its name is skipped,
 so a job run again (its agent lost mid-way) stores each log once. Any refusal (the dataset gone
-or a registered store, the quota, a full disk) is an :class:`~dojo.service.problems.ApiError`
+or a registered store, the quota, a full disk) is an :class:`~dojo.service.api.problems.ApiError`
 with its reason, and leaves no file.
 """
 
@@ -18,11 +18,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dojo.service.db import Database
-from dojo.service.problems import ApiError
-from dojo.service.schema import DatasetFile
-from dojo.service.storage import MCAP_MAGIC, Storage, Stored
-from dojo.service.uploads import add_dataset_file, get_dataset, store_file
+from dojo.service.api.problems import ApiError
+from dojo.service.api.uploads import add_dataset_file, get_dataset, store_file
+from dojo.service.store.db import Database
+from dojo.service.store.schema import DatasetFile
+from dojo.service.store.storage import MCAP_MAGIC, Storage, Stored
 
 CHUNK_BYTES = 1 << 20
 

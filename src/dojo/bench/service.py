@@ -356,7 +356,7 @@ def bench_service(
         raise DojoConfigError(
             "dojo bench service drives the load with aiohttp: pip install 'dojo[bench]'."
         )
-    from dojo.service import admin
+    from dojo.service.api import admin
 
     result: dict[str, Any] = {
         "rate": rate,

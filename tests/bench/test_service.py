@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from dojo.service.bench import KINDS, add_bench_command, bench_service, format_result
+from dojo.bench.service import KINDS, add_bench_command, bench_service, format_result
 
 RATE, SECONDS = 20, 2
 

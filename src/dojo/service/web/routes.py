@@ -42,11 +42,14 @@ from starlette.concurrency import run_in_threadpool
 from dojo.compute.specs import load_family
 from dojo.compute.topology import Topology
 from dojo.errors import DojoConfigError
-from dojo.service import jobstore
-from dojo.service.auth import authenticate, hash_token
+from dojo.service.api.auth import authenticate, hash_token
+from dojo.service.api.deps import Context
+from dojo.service.api.problems import ApiError
 from dojo.service.constants import ACTIVE, STATUSES
-from dojo.service.dashboard_html import CSS, JS, render
-from dojo.service.dashboard_svg import (
+from dojo.service.store import jobstore
+from dojo.service.store.schema import Job, MetricRow, Tenant, Token, aware, utcnow
+from dojo.service.web.html import CSS, JS, render
+from dojo.service.web.svg import (
     BUSY_FILL,
     FREE_FILL,
     PALETTE,
@@ -55,9 +58,6 @@ from dojo.service.dashboard_svg import (
     map_svg,
     shade,
 )
-from dojo.service.deps import Context
-from dojo.service.problems import ApiError
-from dojo.service.schema import Job, MetricRow, Tenant, Token, aware, utcnow
 
 ROOT = "/dashboard"
 COOKIE = "dojo_dashboard"
@@ -543,7 +543,7 @@ def placement_chips(placement: Any, topology: Topology) -> list[int] | None:
     """The chips of ``topology`` a placement names, or None when it names none (a GPU job).
 
     Read, first match wins: ``chip_ranges`` (``[first, stop)`` pairs, what the scheduler in
-    :mod:`dojo.service.dispatch` writes), ``chips`` (chip numbers, or such pairs), ``blocks``
+    :mod:`dojo.service.sched.dispatch` writes), ``chips`` (chip numbers, or such pairs), ``blocks``
     (block names at any level, e.g. ``exapod0/cabinet3/tray1/tile4``), ``tiles`` (tile names or
     tile numbers), ``block`` (one name: the whole block). A bare list is read as ``blocks``.
     Anything else that is malformed or outside the topology raises ValueError.

@@ -16,13 +16,13 @@ from pydantic import ValidationError
 from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from dojo.service.api_models import JobOut, JobSubmit
-from dojo.service.auth import new_id
+from dojo.service.api.auth import new_id
+from dojo.service.api.models import JobOut, JobSubmit
+from dojo.service.api.problems import ApiError, not_found, quota_exceeded
 from dojo.service.constants import ACTIVE, CHIPS_PER_TILE, TERMINAL
-from dojo.service.problems import ApiError, not_found, quota_exceeded
-from dojo.service.schema import Dataset, Job, LogChunk, MetricRow, Model, utcnow
 from dojo.service.specs import SPECS, references
-from dojo.service.tenants import lock_tenant, usage
+from dojo.service.store.schema import Dataset, Job, LogChunk, MetricRow, Model, utcnow
+from dojo.service.store.tenants import lock_tenant, usage
 
 
 def validate_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:

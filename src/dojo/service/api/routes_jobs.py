@@ -11,11 +11,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from dojo.service import jobstore
-from dojo.service.api_models import JobKind, JobList, JobOut, JobSubmit, MetricsIn, MetricsOut
+from dojo.service.api.deps import Ctx, TenantId
+from dojo.service.api.models import JobKind, JobList, JobOut, JobSubmit, MetricsIn, MetricsOut
+from dojo.service.api.problems import ApiError
 from dojo.service.constants import ACTIVE, STATUSES
-from dojo.service.deps import Ctx, TenantId
-from dojo.service.problems import ApiError
+from dojo.service.store import jobstore
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 TEXT_BODY = {

@@ -45,14 +45,14 @@ from sqlalchemy import select
 from dojo.compute.topology import Topology
 from dojo.errors import DojoConfigError
 from dojo.proc import die_with_parent
-from dojo.service import jobstore
+from dojo.service.agent.drive_logs import store_drive_logs
+from dojo.service.api.problems import ApiError
 from dojo.service.config import MiB, ServiceConfig
-from dojo.service.db import Database
-from dojo.service.dispatch import preempt_requested, requeue_preempted, schedule_pass
-from dojo.service.drive_logs import store_drive_logs
-from dojo.service.problems import ApiError
-from dojo.service.schema import Dataset, Job, MetricRow, Model
-from dojo.service.storage import Storage
+from dojo.service.sched.dispatch import preempt_requested, requeue_preempted, schedule_pass
+from dojo.service.store import jobstore
+from dojo.service.store.db import Database
+from dojo.service.store.schema import Dataset, Job, MetricRow, Model
+from dojo.service.store.storage import Storage
 
 CHECKPOINT_FILE = "checkpoint.pt"  # what dojo train writes in its --out folder
 LOOP_JOURNAL_FILE = (

@@ -4,8 +4,8 @@ A pure core: no database, no clock. :class:`Scheduler` holds what runs where (a
 :class:`Pool`, i.e. the compute :class:`~dojo.compute.placement.Allocator` of one topology)
 and answers ``schedule(queue, now)`` with a :class:`Decision`: the jobs to start with their
 placements, the running jobs to preempt, and the reservation held for the head of the queue.
-The discrete-event simulator (:mod:`dojo.service.simulate`) and the database layer
-(:mod:`dojo.service.dispatch`) drive the same object.
+The discrete-event simulator (:mod:`dojo.service.sched.simulate`) and the database layer
+(:mod:`dojo.service.sched.dispatch`) drive the same object.
 
 Policy ``"ours"``, one pass:
 

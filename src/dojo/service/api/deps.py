@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from dojo.service.auth import Principal, authenticate
+from dojo.service.api.auth import Principal, authenticate
+from dojo.service.api.problems import ApiError
 from dojo.service.config import ServiceConfig
-from dojo.service.db import Database
-from dojo.service.problems import ApiError
-from dojo.service.storage import Storage
+from dojo.service.store.db import Database
+from dojo.service.store.storage import Storage
 
 
 @dataclass

@@ -11,14 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from dojo.service.api_models import DatasetCreate, DatasetFileOut, DatasetOut
-from dojo.service.auth import new_id
+from dojo.service.api.auth import new_id
+from dojo.service.api.deps import Ctx, TenantId
+from dojo.service.api.models import DatasetCreate, DatasetFileOut, DatasetOut
+from dojo.service.api.problems import ApiError
+from dojo.service.api.uploads import BINARY_BODY, add_dataset_file, get_dataset, receive_upload
 from dojo.service.constants import ACTIVE
-from dojo.service.deps import Ctx, TenantId
-from dojo.service.problems import ApiError
-from dojo.service.schema import Dataset, DatasetFile, Job
-from dojo.service.storage import MCAP_MAGIC, Stored, safe_name
-from dojo.service.uploads import BINARY_BODY, add_dataset_file, get_dataset, receive_upload
+from dojo.service.store.schema import Dataset, DatasetFile, Job
+from dojo.service.store.storage import MCAP_MAGIC, Stored, safe_name
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

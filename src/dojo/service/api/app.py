@@ -14,21 +14,21 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 
 from dojo.errors import DojoConfigError
-from dojo.service import (
-    dashboard,
+from dojo.service.api import (
     routes_admin,
     routes_datasets,
     routes_jobs,
     routes_me,
     routes_models,
 )
-from dojo.service.api_models import Health
+from dojo.service.api.deps import Context, Ctx
+from dojo.service.api.limits import BodyLimit
+from dojo.service.api.models import Health
+from dojo.service.api.problems import ApiError
 from dojo.service.config import ServiceConfig
-from dojo.service.db import Database, masked
-from dojo.service.deps import Context, Ctx
-from dojo.service.limits import BodyLimit
-from dojo.service.problems import ApiError
-from dojo.service.storage import Storage
+from dojo.service.store.db import Database, masked
+from dojo.service.store.storage import Storage
+from dojo.service.web import routes as dashboard
 
 log = logging.getLogger("dojo.service")
 CONFIG_ENV = "DOJO_SERVE_CONFIG"  # how `dojo serve --workers N` hands its settings to each worker

@@ -1,7 +1,7 @@
 """The scheduler on the job store: one pass reads the jobs table, runs the policy, writes back.
 
 ``schedule_pass(db)`` rebuilds the machine from the ``placement`` of every placed, running or
-cancelling job, hands the queued chip jobs to :class:`~dojo.service.scheduler.Scheduler`
+cancelling job, hands the queued chip jobs to :class:`~dojo.service.sched.scheduler.Scheduler`
 (policy ``ours``, with fair share from the tenants' recent usage) and applies its decision:
 
 - a job to start: ``queued -> placed`` with its placement (guarded ``UPDATE ... WHERE status =
@@ -35,9 +35,9 @@ from sqlalchemy.orm import Session
 from dojo.compute.placement import Placement
 from dojo.compute.topology import Topology
 from dojo.errors import DojoConfigError
-from dojo.service.db import Database
-from dojo.service.scheduler import FairShare, SchedJob, Scheduler
-from dojo.service.schema import Job, aware, utcnow
+from dojo.service.sched.scheduler import FairShare, SchedJob, Scheduler
+from dojo.service.store.db import Database
+from dojo.service.store.schema import Job, aware, utcnow
 
 _PG_SCHED_LOCK = 0x646F6A73  # "dojs": held while a scheduling pass runs
 HALF_LIFE_S = 3600.0

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import anyio
 
-from dojo.service.problems import ApiError
+from dojo.service.api.problems import ApiError
 
 MAX_NAME_BYTES = 255
 MCAP_MAGIC = b"\x89MCAP0\r\n"

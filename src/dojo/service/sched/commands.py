@@ -16,8 +16,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from dojo.compute.topology import parse_system
-    from dojo.service.simulate import compare, format_comparison, plot
-    from dojo.service.trace import SyntheticSpec, load_trace, synthetic, write_trace
+    from dojo.service.sched.simulate import compare, format_comparison, plot
+    from dojo.service.sched.trace import SyntheticSpec, load_trace, synthetic, write_trace
 
     topology = parse_system(args.system)
     if args.restart_s < 0:
@@ -89,8 +89,8 @@ def _db_url(args: argparse.Namespace) -> str:
 
 def _sched_run(args: argparse.Namespace) -> int:
     from dojo.compute.topology import parse_system
-    from dojo.service.db import Database
-    from dojo.service.dispatch import schedule_pass
+    from dojo.service.sched.dispatch import schedule_pass
+    from dojo.service.store.db import Database
 
     db = Database(_db_url(args))
     db.migrate()
@@ -111,7 +111,7 @@ def _sched_run(args: argparse.Namespace) -> int:
 
 def _agent(args: argparse.Namespace) -> int:
     from dojo.compute.topology import parse_system
-    from dojo.service.agent import Agent
+    from dojo.service.agent.runner import Agent
 
     agent = Agent(
         _db_url(args),

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from dojo.compute.topology import Topology
-from dojo.service.scheduler import FairShare, SchedJob, Scheduler, avoidable_split
-from dojo.service.trace import TraceJob
+from dojo.service.sched.scheduler import FairShare, SchedJob, Scheduler, avoidable_split
+from dojo.service.sched.trace import TraceJob
 
 _DONE, _ARRIVE = 0, 1  # at one moment, completions free chips before arrivals are seen
 

@@ -11,14 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from dojo.service import jobstore
-from dojo.service.api_models import ModelOut
-from dojo.service.auth import new_id
-from dojo.service.deps import Ctx, TenantId
-from dojo.service.problems import ApiError, not_found
-from dojo.service.schema import Model
-from dojo.service.storage import Stored, safe_name
-from dojo.service.uploads import BINARY_BODY, receive_upload
+from dojo.service.api.auth import new_id
+from dojo.service.api.deps import Ctx, TenantId
+from dojo.service.api.models import ModelOut
+from dojo.service.api.problems import ApiError, not_found
+from dojo.service.api.uploads import BINARY_BODY, receive_upload
+from dojo.service.store import jobstore
+from dojo.service.store.schema import Model
+from dojo.service.store.storage import Stored, safe_name
 
 router = APIRouter(tags=["models"])
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from dojo.service.api_models import (
+from dojo.service.api.auth import issue_token
+from dojo.service.api.deps import Admin, Ctx
+from dojo.service.api.models import (
     TenantCreate,
     TenantCreated,
     TenantOut,
@@ -14,10 +16,8 @@ from dojo.service.api_models import (
     TokenCreated,
     TokenOut,
 )
-from dojo.service.auth import issue_token
-from dojo.service.deps import Admin, Ctx
-from dojo.service.schema import Tenant, Token
-from dojo.service.tenants import (
+from dojo.service.store.schema import Tenant, Token
+from dojo.service.store.tenants import (
     create_tenant,
     set_quotas,
     tenant_by_ref,

@@ -7,13 +7,13 @@ from typing import Any
 from sqlalchemy import select
 
 from dojo.errors import DojoConfigError
-from dojo.service.api_models import QuotasIn, TenantCreate
-from dojo.service.auth import issue_token
+from dojo.service.api.auth import issue_token
+from dojo.service.api.models import QuotasIn, TenantCreate
+from dojo.service.api.problems import ApiError
 from dojo.service.config import Quotas
-from dojo.service.db import Database
-from dojo.service.problems import ApiError
-from dojo.service.schema import Tenant
-from dojo.service.tenants import create_tenant, set_quotas, tenant_by_ref, tenant_out
+from dojo.service.store.db import Database
+from dojo.service.store.schema import Tenant
+from dojo.service.store.tenants import create_tenant, set_quotas, tenant_by_ref, tenant_out
 
 
 def _open(db_url: str) -> Database:

@@ -6,12 +6,12 @@ from sqlalchemy import BindParameter, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dojo.service.api_models import Quotas, QuotasIn, TenantOut, TokenCreated, TokenOut, Usage
-from dojo.service.auth import issue_token, new_id
+from dojo.service.api.auth import issue_token, new_id
+from dojo.service.api.models import Quotas, QuotasIn, TenantOut, TokenCreated, TokenOut, Usage
+from dojo.service.api.problems import ApiError, not_found
 from dojo.service.config import Quotas as DefaultQuotas
 from dojo.service.constants import ACTIVE
-from dojo.service.problems import ApiError, not_found
-from dojo.service.schema import Dataset, Job, Model, Tenant, Token
+from dojo.service.store.schema import Dataset, Job, Model, Tenant, Token
 
 
 def create_tenant(

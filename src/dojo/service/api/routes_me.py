@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from dojo.service.api_models import TenantOut, TokenCreate, TokenCreated, TokenOut
-from dojo.service.auth import issue_token
-from dojo.service.deps import Ctx, TenantId
-from dojo.service.problems import not_found
-from dojo.service.schema import Tenant, Token, utcnow
-from dojo.service.tenants import tenant_out, token_created, token_out
+from dojo.service.api.auth import issue_token
+from dojo.service.api.deps import Ctx, TenantId
+from dojo.service.api.models import TenantOut, TokenCreate, TokenCreated, TokenOut
+from dojo.service.api.problems import not_found
+from dojo.service.store.schema import Tenant, Token, utcnow
+from dojo.service.store.tenants import tenant_out, token_created, token_out
 
 router = APIRouter(prefix="/v1", tags=["tenant"])
 

@@ -1,7 +1,7 @@
 """The dashboard's pages (Jinja2 templates, autoescaped), its stylesheet and its one script.
 
 Kept in Python strings so that the package needs no data files. Every value is escaped by
-Jinja2; the only markup inserted unescaped is the SVG that :mod:`dojo.service.dashboard_svg`
+Jinja2; the only markup inserted unescaped is the SVG that :mod:`dojo.service.web.svg`
 drew (which escapes what it writes). No inline script, no inline style: the page's
 Content-Security-Policy allows only this service's own stylesheet and script.
 """

@@ -12,12 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from dojo.service.db import Database
-from dojo.service.deps import Context
-from dojo.service.problems import ApiError, not_found, quota_exceeded
-from dojo.service.schema import Dataset, DatasetFile
-from dojo.service.storage import Storage, Stored
-from dojo.service.tenants import lock_tenant, usage
+from dojo.service.api.deps import Context
+from dojo.service.api.problems import ApiError, not_found, quota_exceeded
+from dojo.service.store.db import Database
+from dojo.service.store.schema import Dataset, DatasetFile
+from dojo.service.store.storage import Storage, Stored
+from dojo.service.store.tenants import lock_tenant, usage
 
 T = TypeVar("T")
 BINARY_BODY = {

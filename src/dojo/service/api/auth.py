@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from dojo.service.problems import ApiError
-from dojo.service.schema import Tenant, Token, aware, utcnow
+from dojo.service.api.problems import ApiError
+from dojo.service.store.schema import Tenant, Token, aware, utcnow
 
 TOKEN_PREFIX = "dojo_"
 ROLES = ("tenant", "admin")

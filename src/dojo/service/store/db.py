@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dojo.errors import DojoConfigError
-from dojo.service.schema import Base, SchemaVersion
+from dojo.service.store.schema import Base, SchemaVersion
 
 SCHEMA_VERSION = 2
 

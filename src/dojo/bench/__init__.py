@@ -1,0 +1,1 @@
+"""Dojo's benchmarks: the code behind the ``dojo bench ...`` commands."""

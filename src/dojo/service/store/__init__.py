@@ -1,0 +1,1 @@
+"""The job store: tables, engines and migrations, jobs, tenants and the tenant folders."""

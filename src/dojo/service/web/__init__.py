@@ -1,0 +1,1 @@
+"""The dashboard: web pages behind the API's tokens (the map, the job list, a job)."""
