@@ -1,4 +1,4 @@
-"""The job store itself: migrations, startup errors, and the claim/heartbeat/finish calls that
+"""The job store itself: startup errors, and the claim/heartbeat/finish calls that
 a scheduler or agent makes on the shared database."""
 
 from __future__ import annotations
@@ -8,64 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import insert, text
 
 from dojo.cli import main
 from dojo.errors import DojoConfigError
 from dojo.service.api.models import JobSubmit
 from dojo.service.store import jobstore
-from dojo.service.store.db import SCHEMA_VERSION, Database
-from dojo.service.store.schema import SchemaVersion, utcnow
+from dojo.service.store.db import Database
+from dojo.service.store.schema import Tenant, utcnow
 
 from .conftest import Service
-
-
-def test_migrate_is_idempotent_and_refuses_a_newer_schema(db_url: str) -> None:
-    db = Database(db_url)
-    try:
-        assert db.migrate() == 0
-        assert db.migrate() == SCHEMA_VERSION
-        assert db.version() == SCHEMA_VERSION
-        with db.engine.begin() as conn:
-            conn.execute(
-                insert(SchemaVersion), {"version": SCHEMA_VERSION + 1, "description": "future"}
-            )
-        with pytest.raises(DojoConfigError, match="newer than this Dojo"):
-            db.migrate()
-    finally:
-        db.dispose()
-
-
-def test_a_version_1_store_is_migrated_and_keeps_its_rows(db_url: str) -> None:
-    db = Database(db_url)
-    try:
-        db.migrate()
-        with db.engine.begin() as conn:  # back to how version 1 left a store, with a row in it
-            conn.execute(text("DROP INDEX ix_jobs_tenant_active"))
-            conn.execute(text("DROP INDEX ix_jobs_tenant_listing"))
-            conn.execute(
-                text("CREATE INDEX ix_jobs_tenant_created ON jobs (tenant_id, created_at)")
-            )
-            conn.execute(text("ALTER TABLE jobs DROP COLUMN time_limit_s"))
-            conn.execute(text("UPDATE dojo_schema_version SET version = 1"))
-            conn.execute(
-                text(
-                    "INSERT INTO tenants (id, name, disabled, max_concurrent_jobs, max_chips, max_gpus, "
-                    "max_storage_bytes, created_at) VALUES ('ten_1', 'old', false, 1, 1, 1, 1, "
-                    "CURRENT_TIMESTAMP)"
-                )
-            )
-        assert db.migrate() == 1
-        assert db.version() == SCHEMA_VERSION == 2
-        with db.engine.connect() as conn:
-            indexes = {ix["name"] for ix in inspect(conn).get_indexes("jobs")}
-            assert {"ix_jobs_tenant_active", "ix_jobs_tenant_listing"} <= indexes
-            assert "ix_jobs_tenant_created" not in indexes
-            assert "time_limit_s" in {c["name"] for c in inspect(conn).get_columns("jobs")}
-            assert conn.execute(text("SELECT name FROM tenants")).scalars().all() == ["old"]
-        assert db.migrate() == SCHEMA_VERSION  # and again: nothing to do
-    finally:
-        db.dispose()
 
 
 def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
@@ -79,17 +31,30 @@ def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
         db.dispose()
 
 
+def _tenant(name: str) -> dict[str, object]:
+    return {
+        "id": f"ten_{name}",
+        "name": name,
+        "max_concurrent_jobs": 1,
+        "max_chips": 1,
+        "max_gpus": 1,
+        "max_storage_bytes": 1,
+    }
+
+
 def test_reads_do_not_wait_for_a_writer_on_sqlite_and_see_only_committed_rows(
     tmp_path: Path,
 ) -> None:
     db = Database(str(tmp_path / "store.db"))
     try:
         db.migrate()
+        with db.session() as s:
+            s.execute(insert(Tenant), [_tenant("committed")])
         holding, release = threading.Event(), threading.Event()
 
         def writer() -> None:
             with db.session() as s:  # takes SQLite's write lock at BEGIN and keeps it
-                s.execute(insert(SchemaVersion), {"version": 99, "description": "uncommitted"})
+                s.execute(insert(Tenant), [_tenant("uncommitted")])
                 holding.set()
                 release.wait(60)
 
@@ -98,24 +63,24 @@ def test_reads_do_not_wait_for_a_writer_on_sqlite_and_see_only_committed_rows(
         try:
             assert holding.wait(30)
             done = threading.Event()
-            seen: list[int] = []
+            seen: list[str] = []
 
             def reader() -> None:
                 with db.session(readonly=True) as s:
-                    seen.extend(s.scalars(text("SELECT version FROM dojo_schema_version")).all())
+                    seen.extend(s.scalars(text("SELECT name FROM tenants")).all())
                 done.set()
 
             threading.Thread(target=reader, daemon=True).start()
             # a reader that queued for the write lock would wait for the writer (busy_timeout 30 s)
             assert done.wait(10), "a read-only session waited for the writer's lock"
-            assert seen == [SCHEMA_VERSION]  # the writer's row is not committed yet
+            assert seen == ["committed"]  # the writer's row is not committed yet
         finally:
             release.set()
             t.join()
         with db.session(readonly=True) as s:
-            assert sorted(s.scalars(text("SELECT version FROM dojo_schema_version")).all()) == [
-                SCHEMA_VERSION,
-                99,
+            assert sorted(s.scalars(text("SELECT name FROM tenants")).all()) == [
+                "committed",
+                "uncommitted",
             ]
     finally:
         db.dispose()

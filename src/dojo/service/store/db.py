@@ -3,57 +3,29 @@
 SQLite (WAL, foreign keys on, every transaction ``BEGIN IMMEDIATE`` so that a read followed by
 a write never fails half way) is the default; PostgreSQL (psycopg 3) serves many hosts.
 
-Migrations are our own versioned table, ``dojo_schema_version``, not Alembic: the schema is a
-handful of tables owned by this package, the service must migrate itself on start (one command
-to run, no ``alembic.ini``/``env.py`` to ship) and the same code path must work on SQLite and
-PostgreSQL in tests. Rules: an empty database gets the current tables (``create_all``) and is
-stamped with the newest version; an older database runs each later step of :data:`MIGRATIONS`
-in one transaction; a database newer than this code is refused. Every schema change appends a
-step (explicit DDL, never ``create_all``) and bumps the version. Concurrent starts are
-serialised (a PostgreSQL advisory lock; SQLite's write lock).
+Migrations are Alembic revisions (:mod:`dojo.service.store.migrations`), run from code when a
+store is opened by ``dojo serve``, an agent or an admin command: an empty database and an old
+one take the same revisions in one transaction; a database newer than this code is refused.
+Concurrent starts are serialised (a PostgreSQL advisory lock; SQLite's write lock).
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dojo.errors import DojoConfigError
-from dojo.service.store.schema import Base, SchemaVersion
+from dojo.service.store import migrations
 
-SCHEMA_VERSION = 2
-
-
-def _version_2(conn: Connection) -> None:
-    conn.execute(
-        text(
-            "CREATE INDEX IF NOT EXISTS ix_jobs_tenant_active ON jobs (tenant_id, status, chips, gpus)"
-        )
-    )
-    conn.execute(
-        text(
-            "CREATE INDEX IF NOT EXISTS ix_jobs_tenant_listing ON jobs (tenant_id, created_at, id)"
-        )
-    )
-    conn.execute(
-        text("DROP INDEX IF EXISTS ix_jobs_tenant_created")
-    )  # the listing's, now with its tie-break
-    conn.execute(text("ALTER TABLE jobs ADD COLUMN time_limit_s INTEGER"))
-
-
-# (version, description, step) applied in order to databases older than SCHEMA_VERSION.
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
-    (2, "jobs: time limits; indexes for the quota check and the newest-first listing", _version_2),
-]
 SQLITE_POOL_SIZE = 48
 _PG_LOCK_KEY = 0x646F6A6F  # "dojo": the advisory lock held while migrating
 
@@ -144,45 +116,31 @@ class Database:
             ) from None
 
     def migrate(self) -> int:
-        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before (0: empty)."""
+        """Bring the schema to the newest version; returns the version found before (0: empty)."""
         self.check()
+        newest = migrations.head()
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-            found = _current_version(conn)
-            if found > SCHEMA_VERSION:
+            found = migrations.current(conn)
+            if found is None or found > newest:
                 raise DojoConfigError(
-                    f"The job store at {masked(self.url)} has schema version {found}, "
-                    f"newer than this Dojo's {SCHEMA_VERSION}; upgrade Dojo."
+                    f"The job store at {masked(self.url)} has a schema "
+                    f"{'unknown to' if found is None else f'version {found}, newer than'} "
+                    f"this Dojo's {newest}; upgrade Dojo."
                 )
-            if found == 0:
-                Base.metadata.create_all(conn)
-                conn.execute(
-                    insert(SchemaVersion),
-                    {"version": SCHEMA_VERSION, "description": "initial schema"},
-                )
-            at = SCHEMA_VERSION if found == 0 else found  # a new database is current already
-            for version, description, step in MIGRATIONS:
-                if at < version <= SCHEMA_VERSION:
-                    step(conn)
-                    conn.execute(
-                        insert(SchemaVersion), {"version": version, "description": description}
-                    )
+            if found < newest:
+                migrations.upgrade(conn, found)
         return found
 
     def version(self) -> int:
+        """The store's schema version (0: empty; -1: newer than this code knows)."""
         with self.engine.connect() as conn:
-            return _current_version(conn)
+            found = migrations.current(conn)
+        return -1 if found is None else found
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def _current_version(conn: Connection) -> int:
-    if not inspect(conn).has_table(SchemaVersion.__tablename__):
-        return 0
-    got = conn.execute(select(SchemaVersion.version).order_by(SchemaVersion.version.desc())).first()
-    return int(got[0]) if got else 0
 
 
 def _sqlite_engine(url: str) -> Engine:

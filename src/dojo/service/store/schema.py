@@ -8,6 +8,9 @@ counting its runs). ``compute_unit``/``compute_count`` is what was asked for; ``
 scheduler's answer (JSON, e.g. the tiles or hosts it got), ``agent`` and ``heartbeat_at`` say
 who runs it and when it last said so. The index ``ix_jobs_claim`` serves the claim query
 (status, then priority descending, then age). Status and kind names are in ``constants``.
+
+A change here needs a revision in ``migrations/versions`` (tests/service/test_migrations.py
+compares these models with a migrated store).
 """
 
 from __future__ import annotations
@@ -180,13 +183,3 @@ class Model(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class SchemaVersion(Base):
-    """One row per applied migration (our own versioned migration table, see db.py)."""
-
-    __tablename__ = "dojo_schema_version"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    description: Mapped[str] = mapped_column(String(200))
-    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

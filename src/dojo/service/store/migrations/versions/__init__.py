@@ -1,0 +1,1 @@
+"""Alembic revision scripts of the job store, one per schema version (the revision id is it)."""
