@@ -21,6 +21,7 @@ from dojo.errors import DojoConfigError
 from dojo.service.agent.runner import CHECKPOINT_FILE, Agent, JobContext, command_for
 from dojo.service.api import admin
 from dojo.service.api.models import JobSubmit
+from dojo.service.placement import Placement
 from dojo.service.store import jobstore
 from dojo.service.store.db import Database
 from dojo.service.store.schema import Job, MetricRow, Tenant
@@ -124,7 +125,7 @@ def _ctx(
         tenant_id="ten_x",
         kind=kind,
         spec=spec,
-        placement={"resource": "chips", "count": count},
+        placement=Placement(kind="chips", count=count),
         attempt=1,
         data_dir=tmp_path,
         run_dir=tmp_path / "run",

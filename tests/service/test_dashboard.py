@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from dojo.service.placement import Placement
 from dojo.service.store.schema import Job
+from dojo.service.web import queries, view
 from dojo.service.web import routes as dashboard
-from dojo.service.web.routes import exapods, placement_chips, units_needed
 from dojo.service.web.svg import BUSY_FILL, FREE_FILL, job_charts, nice_ticks
+from dojo.service.web.view import exapods, units_needed
 
 from .conftest import Service
 
@@ -293,6 +295,15 @@ def test_the_schedulers_placements_are_drawn(dash: Service) -> None:
     assert "60 held by your jobs, 300 by other tenants" in html
 
 
+def placement_chips(stored: Any, topology: Any) -> list[int] | None:
+    """A stored placement read as the dashboard reads it: typed, then found on the topology."""
+    return view.placement_chips(Placement.from_dict(stored), topology)
+
+
+def needed(*stored: Any) -> int:
+    return units_needed(Placement.from_dict(p) for p in stored)
+
+
 def test_placement_formats() -> None:
     pod = exapods(1)
     assert placement_chips({"chips": [0, 1, [5, 7]]}, pod) == [0, 1, 5, 6]
@@ -310,6 +321,7 @@ def test_placement_formats() -> None:
     assert placement_chips({"tiles": [2]}, pod) == list(range(50, 75))
     assert placement_chips({"blocks": [{"name": "exapod0/cabinet0/tray0/tile0/chip3"}]}, pod) == [3]
     assert placement_chips({"hosts": ["node-1"]}, pod) is None
+    assert Placement.from_dict({"hosts": ["node-1"]}).gpu  # hosts and no chips: a GPU job
     for bad in (
         {"chip_ranges": [[0, 3001]]},
         {"chip_ranges": [5]},
@@ -323,13 +335,34 @@ def test_placement_formats() -> None:
         "exapod0",
         {"chips": [True]},
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError):  # from the shape, or from the topology
             placement_chips(bad, pod)
-    assert units_needed([{"chips": [[5990, 6000]]}, {"blocks": ["exapod0/cabinet1"]}]) == 2
-    assert units_needed([{"block": "exapod3/cabinet0"}, None, "x", {"tiles": ["tile9"]}]) == 4
-    assert units_needed([{"block": "exapod99999"}]) == dashboard.MAX_PODS
-    assert units_needed([{"system": "exapod:3", "chip_ranges": [[0, 5]]}]) == 3
-    assert units_needed([{"chip_ranges": [[3000, 3005]]}]) == 2
+    assert needed({"chips": [[5990, 6000]]}, {"blocks": ["exapod0/cabinet1"]}) == 2
+    assert needed({"block": "exapod3/cabinet0"}, {"tiles": ["tile9"]}) == 4
+    assert needed({"block": "exapod99999"}) == view.MAX_PODS
+    assert needed({"system": "exapod:3", "chip_ranges": [[0, 5]]}) == 3
+    assert needed({"chip_ranges": [[3000, 3005]]}) == 2
+
+
+def test_the_typed_placement_writes_back_what_the_scheduler_wrote() -> None:
+    from dojo.compute.placement import Allocator
+    from dojo.service.sched.dispatch import placement_json, placement_of
+
+    topology = exapods(2)
+    alloc = Allocator(topology)
+    for name, size in (("one", 30), ("spans", 3100), ("tile", 25)):
+        got = alloc.allocate(name, size)
+        assert got is not None
+        stored = placement_json(topology, got)
+        typed = Placement.from_dict(stored)
+        assert typed == placement_of(topology, got) and typed.to_dict() == stored
+        assert typed.chips == sorted(got.chips) and typed.count == size
+        preempting = {**stored, "preempt": True}  # what a preemption wrote before the type
+        assert Placement.from_dict(preempting).to_dict() == preempting
+        assert typed.preempting().to_dict() == preempting
+    for stored in ({"resource": "gpus", "count": 8}, {"resource": "chips", "count": 4}):
+        assert Placement.from_dict(stored).to_dict() == stored
+    assert Placement.for_gpus(8).to_dict() == {"resource": "gpus", "count": 8}
 
 
 # --- jobs, logs, charts ------------------------------------------------------------------------
@@ -386,7 +419,7 @@ def test_charts_of_a_long_job_read_every_kth_row(
         dash.client.post(f"/v1/jobs/{job}/metrics", json={"rows": rows}, headers=a).status_code
         == 200
     )
-    monkeypatch.setattr(dashboard, "MAX_CHART_ROWS", 5)  # 12 rows: every 3rd (3, 6, 9, 12)
+    monkeypatch.setattr(queries, "MAX_CHART_ROWS", 5)  # 12 rows: every 3rd (3, 6, 9, 12)
     svg = dash.client.get(f"/dashboard/jobs/{job}/charts", headers=a).text
     assert svg.count('class="point"') == 4 and "loss 0.0833 at 12" in svg
 

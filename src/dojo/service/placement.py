@@ -139,6 +139,17 @@ class Placement:
         )
 
 
+def read(column: Any) -> Placement | None:
+    """The placement of a row: None when it has none, or one that cannot be read (a hand-edited
+    row must not stop a scheduling pass or an agent; the dashboard reports those)."""
+    if not column:
+        return None
+    try:
+        return Placement.from_dict(column)
+    except ValueError:
+        return None
+
+
 def chip_ranges(chips: Iterable[int]) -> tuple[tuple[int, int], ...]:
     """``[0, 1, 2, 7]`` -> ``((0, 3), (7, 8))`` (half-open ranges)."""
     out: list[list[int]] = []

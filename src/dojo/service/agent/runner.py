@@ -45,9 +45,11 @@ from sqlalchemy import select
 from dojo.compute.topology import Topology
 from dojo.errors import DojoConfigError
 from dojo.proc import die_with_parent
+from dojo.service import placement
 from dojo.service.agent.drive_logs import store_drive_logs
 from dojo.service.api.problems import ApiError
 from dojo.service.config import MiB, ServiceConfig
+from dojo.service.placement import Placement
 from dojo.service.sched.dispatch import preempt_requested, requeue_preempted, schedule_pass
 from dojo.service.store import jobstore
 from dojo.service.store.db import Database
@@ -69,7 +71,7 @@ class JobContext:
     tenant_id: str
     kind: str
     spec: dict[str, Any]
-    placement: dict[str, Any]
+    placement: Placement | None
     attempt: int
     data_dir: Path
     run_dir: Path
@@ -86,7 +88,8 @@ class JobContext:
 
     @property
     def nproc(self) -> int:
-        return max(1, min(int(self.placement.get("count", 1) or 1), self.max_nproc))
+        count = self.placement.count if self.placement is not None else None
+        return max(1, min(count or 1, self.max_nproc))
 
 
 def _ref(ctx: JobContext, value: str) -> str:
@@ -347,7 +350,7 @@ class Agent:
             tenant_id=job.tenant_id,
             kind=job.kind,
             spec=dict(job.spec),
-            placement=dict(job.placement or {}),
+            placement=placement.read(job.placement),
             attempt=job.attempt,
             data_dir=self.data_dir,
             run_dir=run_dir,

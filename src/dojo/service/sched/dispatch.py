@@ -32,9 +32,11 @@ from typing import Any
 from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
-from dojo.compute.placement import Placement
+from dojo.compute.placement import Placement as Allocation
 from dojo.compute.topology import Topology
 from dojo.errors import DojoConfigError
+from dojo.service import placement
+from dojo.service.placement import Placement
 from dojo.service.sched.scheduler import FairShare, SchedJob, Scheduler
 from dojo.service.store.db import Database
 from dojo.service.store.schema import Job, aware, utcnow
@@ -51,42 +53,37 @@ def default_topology() -> Topology:
 
 def chip_ranges(chips: tuple[int, ...] | list[int]) -> list[list[int]]:
     """``[0, 1, 2, 7]`` -> ``[[0, 3], [7, 8]]`` (half-open ranges, for the placement column)."""
-    out: list[list[int]] = []
-    for c in sorted(chips):
-        if out and out[-1][1] == c:
-            out[-1][1] = c + 1
-        else:
-            out.append([c, c + 1])
-    return out
+    return [[first, stop] for first, stop in placement.chip_ranges(chips)]
 
 
-def chips_of(placement: dict[str, Any]) -> list[int]:
-    return [c for a, b in placement.get("chip_ranges", []) for c in range(int(a), int(b))]
+def chips_of(column: dict[str, Any]) -> list[int]:
+    """The chips a ``placement`` column holds (see :class:`~dojo.service.placement.Placement`)."""
+    return Placement.from_dict(column).chips
 
 
-def placement_json(topology: Topology, p: Placement) -> dict[str, Any]:
-    """What the ``placement`` column holds for a chip job."""
-    tiles = (
-        sorted({topology.chip_block(c, "tile") for c in p.chips})
-        if "tile" in [lv.name for lv in topology.levels]
-        else []
-    )
+def placement_of(topology: Topology, p: Allocation) -> Placement:
+    """Where a chip job runs: its chips, the block holding them, their tiles and cabinets."""
+    names = [lv.name for lv in topology.levels]
+    tiles = sorted({topology.chip_block(c, "tile") for c in p.chips}) if "tile" in names else []
     cabinets = (
         sorted({topology.block("cabinet", topology.chip_block(c, "cabinet")).name for c in p.chips})
-        if "cabinet" in [lv.name for lv in topology.levels]
+        if "cabinet" in names
         else []
     )
-    return {
-        "resource": "chips",
-        "system": topology.name,
-        "count": p.size,
-        "block": p.block,
-        "level": p.level,
-        "contiguous": p.contiguous,
-        "chip_ranges": chip_ranges(p.chips),
-        "tiles": [topology.block("tile", t).name for t in tiles],
-        "hosts": cabinets,
-    }
+    return Placement.for_chips(
+        system=topology.name,
+        chips=p.chips,
+        block=p.block,
+        level=p.level,
+        contiguous=p.contiguous,
+        tiles=[topology.block("tile", t).name for t in tiles],
+        hosts=cabinets,
+    )
+
+
+def placement_json(topology: Topology, p: Allocation) -> dict[str, Any]:
+    """What the ``placement`` column holds for a chip job."""
+    return placement_of(topology, p).to_dict()
 
 
 @dataclass
@@ -155,13 +152,14 @@ def schedule_pass(
                 elif job.gpus > 0 and _place_gpus(s, job, now):
                     out.placed.append(job.id)
                 continue
-            if job.placement and job.placement.get("resource") == "chips":
+            held = placement.read(job.placement)
+            if held is not None and held.kind == "chips":
                 try:
                     sched.restore(
                         sj,
-                        chips_of(job.placement),
+                        held.chips,
                         _seconds(job.started_at or job.updated_at),
-                        preempting=bool(job.placement.get("preempt")),
+                        preempting=held.preempt,
                     )
                 except DojoConfigError:  # another system's chips, or overlapping: leave it be
                     continue
@@ -181,8 +179,11 @@ def schedule_pass(
                 continue
             if victim.status == "placed":
                 victim.status, victim.placement = "queued", None
-            elif victim.status == "running" and victim.placement:
-                victim.placement = {**victim.placement, "preempt": True}
+            elif (
+                victim.status == "running"
+                and (held := placement.read(victim.placement)) is not None
+            ):
+                victim.placement = held.preempting().to_dict()
             else:
                 continue
             victim.updated_at = now
@@ -201,15 +202,15 @@ def _place_gpus(s: Session, job: Job, now: datetime) -> bool:
     done = s.execute(
         update(Job)
         .where(Job.id == job.id, Job.status == "queued")
-        .values(status="placed", placement={"resource": "gpus", "count": job.gpus}, updated_at=now)
+        .values(status="placed", placement=Placement.for_gpus(job.gpus).to_dict(), updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def preempt_requested(s: Session, job_id: str) -> bool:
-    placement = s.scalar(select(Job.placement).where(Job.id == job_id))
-    return bool(placement and placement.get("preempt"))
+    held = placement.read(s.scalar(select(Job.placement).where(Job.id == job_id)))
+    return held is not None and held.preempt
 
 
 def requeue_preempted(s: Session, job_id: str, agent: str) -> bool:
@@ -229,6 +230,7 @@ __all__ = [
     "chips_of",
     "fair_share",
     "placement_json",
+    "placement_of",
     "preempt_requested",
     "requeue_preempted",
     "schedule_pass",
