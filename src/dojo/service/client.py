@@ -1,7 +1,8 @@
 """A small HTTP client of the service (httpx), used by the ``dojo`` commands.
 
-Errors become :class:`~dojo.errors.DojoConfigError` carrying the server's one-sentence reason,
-so the command line prints one clear line.
+An error answer, or no answer, is a :class:`~dojo.errors.ServiceError` carrying the server's
+one-sentence reason (and its HTTP status), so the command line prints one clear line; bad input
+on this side (no token, a bad URL, a missing file) is a :class:`~dojo.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -14,18 +15,15 @@ from urllib.parse import quote
 
 import httpx
 
-from dojo.errors import DojoConfigError
+from dojo.errors import DojoConfigError, ServiceError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-class ServiceError(DojoConfigError):
-    """The service answered with an error status."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"{detail} (HTTP {status})")
-        self.status = status
-        self.detail = detail
+def _refused(response: httpx.Response) -> ServiceError:
+    return ServiceError(
+        f"{_detail(response)} (HTTP {response.status_code})", status=response.status_code
+    )
 
 
 def _detail(response: httpx.Response) -> str:
@@ -73,12 +71,12 @@ class Client:
         try:
             response = self._http.request(method, path, **kw)
         except httpx.TransportError as e:
-            raise DojoConfigError(
+            raise ServiceError(
                 f"Cannot reach the Dojo service at {self.url} ({e}); start it with "
                 "`dojo serve` or set DOJO_URL."
             ) from None
         if response.status_code >= 400:
-            raise ServiceError(response.status_code, _detail(response))
+            raise _refused(response)
         return response
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:
@@ -132,10 +130,10 @@ class Client:
             with self._http.stream("GET", path, params=params, timeout=None) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise ServiceError(response.status_code, _detail(response))
+                    raise _refused(response)
                 yield from response.iter_bytes()
         except httpx.TransportError as e:
-            raise DojoConfigError(f"Lost the log stream from {self.url} ({e}).") from None
+            raise ServiceError(f"Lost the log stream from {self.url} ({e}).") from None
 
     def metrics(self, job_id: str, after: int = 0) -> dict[str, Any]:
         return dict(self._json("GET", f"/v1/jobs/{_seg(job_id)}/metrics", params={"after": after}))

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from dojo.errors import StorageFullError
 from dojo.service.api.deps import Context
 from dojo.service.api.problems import ApiError, not_found, quota_exceeded
 from dojo.service.store.db import Database
@@ -67,9 +68,12 @@ async def store_file(
             )
         return quota_exceeded("max_storage_bytes", limit, used, size, "bytes")
 
-    stored = await storage.receive(
-        chunks, folder, name, max_bytes=min(cap, room), too_large=too_large, magic=magic
-    )
+    try:
+        stored = await storage.receive(
+            chunks, folder, name, max_bytes=min(cap, room), too_large=too_large, magic=magic
+        )
+    except StorageFullError as e:
+        raise ApiError(507, str(e)) from None
 
     def record() -> T:
         with db.session() as s:

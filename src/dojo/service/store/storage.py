@@ -6,12 +6,18 @@ client-chosen file name passes :func:`safe_name` (one path component of letters,
 ``._-``, no leading dot, at most 255 bytes) and the joined path is checked once more to lie
 inside the tenant's folder. An upload streams into a hidden temporary file in the destination
 folder, is fsync'ed, and is then hard-linked to its final name (which fails if the name exists,
-so nothing stored is ever overwritten); on any error the temporary file is removed.
+so nothing stored is ever overwritten); on any error the temporary file is removed. A full disk
+(or less free space than ``min_free_bytes`` would leave) is a
+:class:`~dojo.errors.StorageFullError`; the API answers it with 507.
+
+Not :func:`dojo.atomic.atomic_write`: that one *replaces* the target (``os.replace``) and
+fsyncs the folder on a best-effort basis, for files Dojo rewrites. An upload must never replace
+a stored file (the link fails instead, a 409) and is not reported stored unless the folder's
+fsync succeeded, so it keeps its own recipe here.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import secrets
@@ -24,6 +30,8 @@ from typing import BinaryIO
 
 import anyio
 
+from dojo.atomic import DISK_FULL
+from dojo.errors import StorageFullError
 from dojo.service.api.problems import ApiError
 
 MAX_NAME_BYTES = 255
@@ -153,9 +161,9 @@ class Storage:
                 final.unlink(missing_ok=True)
                 raise
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ApiError(
-                    507, "The service's disk is full; the upload was not stored."
+            if e.errno in DISK_FULL:
+                raise StorageFullError(
+                    "The service's disk is full; the upload was not stored.", path=str(final)
                 ) from None
             raise
         finally:
@@ -164,7 +172,9 @@ class Storage:
 
     def _check_free(self, folder: Path, incoming: int) -> None:
         if self.min_free_bytes and shutil.disk_usage(folder).free - incoming < self.min_free_bytes:
-            raise ApiError(507, "The service's disk is nearly full; the upload was not stored.")
+            raise StorageFullError(
+                "The service's disk is nearly full; the upload was not stored.", path=str(folder)
+            )
 
     def remove_tree(self, path: Path) -> None:
         if path.is_relative_to(self.root / "tenants"):
