@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from dojo.errors import DojoConfigError
+from dojo.validate import whole
 
 TARGET_P99_MS = 50.0
 TARGET_RATE = 200
@@ -339,8 +340,7 @@ def bench_service(
     say: Log = log or (lambda _m: None)
     if not rate > 0 or not seconds > 0:
         raise DojoConfigError(f"rate={rate!r} and seconds={seconds!r} must be positive.")
-    if not isinstance(workers, int) or not 1 <= workers <= 64:
-        raise DojoConfigError(f"workers={workers!r} must be a whole number from 1 to 64.")
+    whole("workers", workers, 1, 64)
     weights = dict(mix or DEFAULT_MIX)
     if (
         not weights

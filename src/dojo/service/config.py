@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dojo.errors import DojoConfigError
+from dojo.validate import whole
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -50,9 +51,7 @@ class ServiceConfig:
             "max_log_bytes_per_job",
             "max_metric_rows_per_request",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise DojoConfigError(f"{name}={value!r} must be a whole number >= 1.")
+            whole(name, getattr(self, name), 1)
         if self.min_free_bytes < 0:
             raise DojoConfigError(f"min_free_bytes={self.min_free_bytes!r} must be >= 0.")
         if not self.follow_poll_s > 0 or not self.follow_timeout_s > 0:

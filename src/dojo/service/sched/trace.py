@@ -49,6 +49,8 @@ class TraceJob:
 
 
 def _number(where: str, name: str, raw: Any, *, integer: bool = False) -> float:
+    """A trace field as a number: text from a CSV cell or a JSON value (dojo.validate takes only
+    numbers, and its messages do not name the line)."""
     if isinstance(raw, bool):
         raise DojoConfigError(f"{where}: {name}={raw!r} is not a number.")
     try:
