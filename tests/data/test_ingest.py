@@ -21,10 +21,10 @@ from mcap.writer import CompressionType, Writer
 from dojo.data.catalog import connect, query
 from dojo.data.ingest import ingest
 from dojo.data.store import Store
+from dojo.drivelog import decode_access_units, decode_video, read_drive_log, read_occupancy
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import Fleet
-from dojo.fleet.drivelog import decode_access_units, decode_video, read_drive_log, read_occupancy
 
 DOJO = [sys.executable, "-m", "dojo.cli"]
 

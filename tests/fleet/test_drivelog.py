@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
-from dojo.errors import DojoConfigError
-from dojo.fleet.drivelog import (
+from dojo.bench.logwrite import measure_frame_cost
+from dojo.drivelog import (
     PARTIAL_SUFFIX,
     DriveLogWriter,
     decode_access_units,
     decode_video,
-    measure_frame_cost,
     nal_unit_types,
     read_drive_log,
     read_occupancy,
     video_packets,
 )
+from dojo.errors import CorruptLogError, DojoConfigError, StorageFullError
 from dojo.world import World
 from dojo.world.camera import CameraRig, ego_pose, render
 from dojo.world.occupancy import OccupancySpec, occupancy
@@ -296,7 +296,7 @@ def test_real_sigint_during_writes_leaves_a_valid_log(tmp_path: Path) -> None:
         """
         import sys
         import numpy as np
-        from dojo.fleet.drivelog import DriveLogWriter
+        from dojo.drivelog import DriveLogWriter
 
         img = np.zeros((2, 16, 32), np.uint8)
         with DriveLogWriter(sys.argv[1], ["front", "rear"], 32, 16) as log:
@@ -328,8 +328,9 @@ def test_truncated_or_corrupt_files_raise_a_clear_error(log_path: Path, tmp_path
     data = log_path.read_bytes()
     half = tmp_path / "half.mcap"
     half.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DojoConfigError, match="half.mcap.*truncated"):
+    with pytest.raises(CorruptLogError, match="half.mcap.*truncated") as info:
         read_drive_log(half)
+    assert info.value.reason.startswith("it is truncated") and info.value.path == str(half)
     # flip bytes inside the first chunk: the chunk CRC catches it
     with open(log_path, "rb") as f:
         summary = make_reader(f).get_summary()
@@ -340,13 +341,13 @@ def test_truncated_or_corrupt_files_raise_a_clear_error(log_path: Path, tmp_path
     broken[middle : middle + 16] = bytes(16)
     bad = tmp_path / "bad.mcap"
     bad.write_bytes(bytes(broken))
-    with pytest.raises(DojoConfigError, match="bad.mcap.*corrupt"):
+    with pytest.raises(CorruptLogError, match="bad.mcap.*corrupt"):
         read_drive_log(bad)
-    with pytest.raises(DojoConfigError, match="bad.mcap"):
+    with pytest.raises(CorruptLogError, match="bad.mcap"):
         decode_video(bad, "front")
     text = tmp_path / "notes.mcap"
     text.write_text("not a log")
-    with pytest.raises(DojoConfigError, match="not an MCAP file"):
+    with pytest.raises(CorruptLogError, match="not an MCAP file"):
         read_drive_log(text)
     with pytest.raises(DojoConfigError, match="does not exist"):
         read_drive_log(tmp_path / "missing.mcap")
@@ -364,7 +365,7 @@ def test_a_full_disk_raises_a_clear_error_and_leaves_closed_logs_alone(tmp_path:
     before = sha(done)
     full = open("/dev/full", "wb")  # noqa: SIM115 -- its close fails too, see below
     log = small_writer(full)
-    with pytest.raises(DojoConfigError, match="disk is full.*/dev/full"), log:
+    with pytest.raises(StorageFullError, match="disk is full.*/dev/full"), log:
         for t in range(5):
             log.write_frame(t / 10, grey(t))
     with pytest.raises(DojoConfigError, match="closed after an error"):
@@ -382,8 +383,8 @@ def test_a_full_filesystem_removes_the_partial_log(tmp_path: Path) -> None:
         import hashlib, json, sys
         from pathlib import Path
         import numpy as np
-        from dojo.errors import DojoConfigError
-        from dojo.fleet.drivelog import DriveLogWriter, read_drive_log
+        from dojo.drivelog import DriveLogWriter, read_drive_log
+        from dojo.errors import StorageFullError
 
         folder = Path(sys.argv[1])
         done = folder / "done.mcap"
@@ -397,7 +398,7 @@ def test_a_full_filesystem_removes_the_partial_log(tmp_path: Path) -> None:
             with DriveLogWriter(big, ["front"], 32, 16, chunk_size_bytes=1 << 16) as log:
                 for t in range(2000):  # incompressible labels: ~13 KB a message
                     log.write_occupancy(t / 10, rng.integers(0, 256, (120, 80), dtype=np.uint8))
-        except DojoConfigError as e:
+        except StorageFullError as e:
             error = str(e)
         print(json.dumps({
             "error": error,

@@ -21,11 +21,9 @@ Guarantees, each tested:
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures as cf
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import posixpath
@@ -52,47 +50,28 @@ from dojo.data.store import (
     Store,
     parquet_options,
 )
-from dojo.errors import DojoConfigError
-from dojo.fleet.drivelog import (
+from dojo.drivelog import decode
+from dojo.drivelog.decode import Grid, Pose, open_drive_log
+from dojo.drivelog.format import (
     CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
-    EVENTS_TOPIC,
-    OCCUPANCY_TOPIC,
+    OPTIONAL_TOPICS,
     PARTIAL_SUFFIX,
-    POSE_TOPIC,
+    SCHEMA_OF_TOPIC,
     TELEMETRY_TOPIC,
-    is_keyframe,
-    open_drive_log,
+    VIDEO_SCHEMA,
 )
-from dojo.world.world import Command
+from dojo.drivelog.telemetry import Telemetry, columns
+from dojo.drivelog.video import is_keyframe
+from dojo.errors import ConfigError, CorruptLogError, DojoConfigError
 
-_SCHEMA_OF_TOPIC = {
-    POSE_TOPIC: "foxglove.FrameTransform",
-    TELEMETRY_TOPIC: "dojo.Telemetry",
-    EVENTS_TOPIC: "dojo.Event",
-    OCCUPANCY_TOPIC: "foxglove.Grid",
-    CAMERA_MOUNTS_TOPIC: "foxglove.FrameTransform",
-}
-_OPTIONAL_TOPICS = {CAMERA_MOUNTS_TOPIC}  # logs written before it existed lack it
-_VIDEO_SCHEMA = "foxglove.CompressedVideo"
-_TELEMETRY_COLUMNS = (
-    "speed_mps",
-    "accel_mps2",
-    "steer_rad",
-    "lane",
-    "ttc_s",
-    "gap_m",
-    "leader",
-    "command",
-    "driver",
-)
-_COMMANDS = {c.name: int(c) for c in Command}
 _HASH_BLOCK = 1 << 20
 LABEL_ROW_GROUP_ROWS = 100  # one clip at 10 Hz (MAX_CLIP_S)
 
 
-class BadLog(Exception):
-    """A drive log that cannot be ingested; the message is the reason, in one sentence."""
+def _bad(why: str) -> CorruptLogError:
+    """A drive log that cannot be ingested; ``why`` (one sentence) is its quarantine reason."""
+    return CorruptLogError(f"The drive log cannot be ingested: {why}.", reason=why)
 
 
 @dataclass
@@ -188,45 +167,13 @@ class _Parsed:
     cameras: tuple[str, ...]
     video: dict[str, _Camera]
     telemetry: list[dict[str, Any]]
-    poses: list[tuple[float, float, float, float, float]]
+    poses: list[Pose]
     events: list[dict[str, Any]]
     labels: list[tuple[float, int, int, float, bytes]]  # t_s, rows, cols, cell_m, grid
 
 
-def _t(log_time_ns: int, start_ns: int) -> float:
-    return (log_time_ns - start_ns) / 1e9
-
-
-_DATA_KEY = b'"data":"'
-
-
-def _split_data(raw: bytes) -> tuple[dict[str, Any], bytes]:
-    """A JSON record without its base64 ``data`` field, and that field decoded.
-
-    Camera frames and occupancy grids are mostly one long base64 string; scanning it as JSON
-    and again as base64 doubles the work. The string is cut out where the record holds it
-    plainly (no escapes; checked by the strict base64 decode), the rest parsed as JSON with
-    ``"data": null`` in its place; any other spelling goes through ``json.loads`` whole.
-    """
-    i = raw.find(_DATA_KEY)
-    j = raw.find(b'"', i + len(_DATA_KEY)) if i >= 0 else -1
-    if j > 0:
-        try:
-            data = base64.b64decode(raw[i + len(_DATA_KEY) : j], validate=True)
-            record = json.loads(raw[:i] + b'"data":null' + raw[j + 1 :])
-        except ValueError:
-            pass
-        else:
-            if isinstance(record, dict) and "data" in record:
-                return record, data
-    record = json.loads(raw)
-    if not isinstance(record, dict) or not isinstance(record.get("data"), str):
-        raise BadLog("a camera or label message has no base64 'data' string")
-    return record, base64.b64decode(record["data"], validate=True)
-
-
 def _parse(path: Path) -> _Parsed:
-    """Read every message of a drive log once; BadLog says what is wrong with it."""
+    """Read every message of a drive log once; a CorruptLogError says what is wrong with it."""
     try:
         with open_drive_log(path) as (_, reader, metadata):
             settings = metadata["drive_log"]
@@ -234,69 +181,54 @@ def _parse(path: Path) -> _Parsed:
                 cameras = tuple(json.loads(settings["cameras"]))
                 start_ns = int(settings["start_time_ns"])
             except (KeyError, ValueError, TypeError) as e:
-                raise BadLog(f"its drive_log metadata is incomplete ({e})") from e
+                raise _bad(f"its drive_log metadata is incomplete ({e})") from e
             summary = reader.get_summary()
-            expected = {CAMERA_TOPIC.format(c): _VIDEO_SCHEMA for c in cameras} | _SCHEMA_OF_TOPIC
+            expected = {CAMERA_TOPIC.format(c): VIDEO_SCHEMA for c in cameras} | SCHEMA_OF_TOPIC
             present = {}
             for ch in summary.channels.values():
                 schema = summary.schemas.get(ch.schema_id)
                 name = schema.name if schema else ""
                 want = expected.get(ch.topic)
                 if want is None:
-                    raise BadLog(f"it has channel {ch.topic!r} with unknown schema {name!r}")
+                    raise _bad(f"it has channel {ch.topic!r} with unknown schema {name!r}")
                 if name != want or ch.message_encoding != "json":
-                    raise BadLog(
+                    raise _bad(
                         f"channel {ch.topic!r} has schema {name!r} ({ch.message_encoding}); "
                         f"expected {want!r} (json)"
                     )
                 present[ch.topic] = ch.id
-            missing = [t for t in expected if t not in present and t not in _OPTIONAL_TOPICS]
+            missing = [t for t in expected if t not in present and t not in OPTIONAL_TOPICS]
             if missing:
-                raise BadLog(f"it has no {', '.join(missing)} channel")
-            topic_of = {cid: topic for topic, cid in present.items()}
-            camera_of = {present[CAMERA_TOPIC.format(c)]: c for c in cameras}
+                raise _bad(f"it has no {', '.join(missing)} channel")
+            camera_of = {CAMERA_TOPIC.format(c): c for c in cameras}
             video = {c: _Camera() for c in cameras}
             telemetry: list[dict[str, Any]] = []
-            poses = []
+            poses: list[Pose] = []
             events: list[dict[str, Any]] = []
             labels = []
-            for _, channel, message in reader.iter_messages(log_time_order=False):
-                cam = camera_of.get(channel.id)
+            # camera mounts: static rig geometry; the store keeps the rig in drive.parquet
+            topics = [t for t in present if t != CAMERA_MOUNTS_TOPIC]
+            for topic, ns, item in decode.messages(reader, start_ns, topics, log_time_order=False):
+                cam = camera_of.get(topic)
                 if cam is not None:
-                    _, unit = _split_data(message.data)
+                    assert isinstance(item, bytes)
                     stream = video[cam]
-                    stream.times_ns.append(message.log_time)
-                    stream.units.append(unit)
-                    continue
-                topic = topic_of[channel.id]
-                if topic == CAMERA_MOUNTS_TOPIC:
-                    continue  # static rig geometry; the store keeps the rig in drive.parquet
-                if topic == OCCUPANCY_TOPIC:
-                    record, grid = _split_data(message.data)
-                else:
-                    record = json.loads(message.data)
-                t = _t(message.log_time, start_ns)
-                if topic == TELEMETRY_TOPIC:
-                    record.pop("timestamp", None)
-                    record["t_s"] = t
-                    telemetry.append(record)
-                elif topic == POSE_TOPIC:
-                    tr, rot = record["translation"], record["rotation"]
-                    yaw = math.remainder(2.0 * math.atan2(rot["z"], rot["w"]), 2 * math.pi)
-                    poses.append((t, tr["x"], tr["y"], tr["z"], yaw))
-                elif topic == EVENTS_TOPIC:
-                    record.pop("timestamp", None)
-                    record["t_s"] = t
-                    events.append(record)
-                else:
-                    cols = int(record["column_count"])
-                    if cols <= 0 or len(grid) % cols:
-                        raise BadLog(
-                            f"an occupancy grid at {t:.1f} s has {len(grid)} bytes for {cols} columns"
+                    stream.times_ns.append(ns)
+                    stream.units.append(item)
+                elif isinstance(item, Pose):
+                    poses.append(item)
+                elif isinstance(item, Grid):
+                    cols = int(item.column_count)
+                    if cols <= 0 or len(item.cells) % cols:
+                        raise _bad(
+                            f"an occupancy grid at {item.t_s:.1f} s has {len(item.cells)} bytes "
+                            f"for {cols} columns"
                         )
                     labels.append(
-                        (t, len(grid) // cols, cols, float(record["cell_size"]["x"]), grid)
+                        (item.t_s, len(item.cells) // cols, cols, item.cell_m, item.cells)
                     )
+                elif isinstance(item, dict):
+                    (telemetry if topic == TELEMETRY_TOPIC else events).append(item)
             return _Parsed(
                 config=metadata.get("drive", {}),
                 settings=settings,
@@ -308,24 +240,26 @@ def _parse(path: Path) -> _Parsed:
                 events=events,
                 labels=labels,
             )
-    except DojoConfigError as e:
-        raise BadLog(str(e).split(": ", 1)[-1].rstrip(".")) from e
+    except CorruptLogError:
+        raise
+    except ConfigError as e:  # the file went away after it was found: the sentence says so
+        raise _bad(str(e).rstrip(".")) from e
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise BadLog(f"a message is malformed ({type(e).__name__}: {e})") from e
+        raise _bad(f"a message is malformed ({type(e).__name__}: {e})") from e
 
 
 def _check_decodes(camera: str, units: list[bytes], width: int, height: int) -> None:
-    """Decode every access unit once; BadLog names the camera and frame that fail."""
+    """Decode every access unit once; a CorruptLogError names the camera and frame that fail."""
     ctx = av.CodecContext.create("h264", "r")
     decoded = 0
     for i, unit in enumerate(units):
         try:
             frames = ctx.decode(av.Packet(unit))
         except (av.FFmpegError, ValueError) as e:
-            raise BadLog(f"camera {camera!r} video fails to decode at frame {i} ({e})") from e
+            raise _bad(f"camera {camera!r} video fails to decode at frame {i} ({e})") from e
         for frame in frames:
             if (frame.width, frame.height) != (width, height):
-                raise BadLog(
+                raise _bad(
                     f"camera {camera!r} video is {frame.width}x{frame.height}, "
                     f"the log says {width}x{height}"
                 )
@@ -333,11 +267,9 @@ def _check_decodes(camera: str, units: list[bytes], width: int, height: int) -> 
     try:
         decoded += len(ctx.decode(None))
     except (av.FFmpegError, ValueError) as e:
-        raise BadLog(f"camera {camera!r} video fails to decode at its end ({e})") from e
+        raise _bad(f"camera {camera!r} video fails to decode at its end ({e})") from e
     if decoded != len(units):
-        raise BadLog(
-            f"camera {camera!r} decodes to {decoded} frames from {len(units)} access units"
-        )
+        raise _bad(f"camera {camera!r} decodes to {decoded} frames from {len(units)} access units")
 
 
 # ------------------------------------------------------------------------------- building
@@ -363,12 +295,8 @@ def _nearest_frame(times_s: np.ndarray, t: float, fps: float) -> int:
     return best
 
 
-def _command(value: Any) -> int:
-    if isinstance(value, str):
-        if value not in _COMMANDS:
-            raise BadLog(f"telemetry command {value!r} is not one of {', '.join(_COMMANDS)}")
-        return _COMMANDS[value]
-    return int(value)
+def _time(record: dict[str, Any]) -> float:
+    return float(record["t_s"])
 
 
 def _extra(record: dict[str, Any], known: Sequence[str]) -> str | None:
@@ -387,17 +315,17 @@ def _tables(
     first = parsed.video[cameras[0]]
     for cam in cameras[1:]:
         if parsed.video[cam].times_ns != first.times_ns:
-            raise BadLog(f"camera {cam!r} has other frame times than camera {cameras[0]!r}")
+            raise _bad(f"camera {cam!r} has other frame times than camera {cameras[0]!r}")
     n = len(first.times_ns)  # 0 for a trigger-only log without windows: telemetry alone
-    times_s = np.array([_t(t, start_ns) for t in first.times_ns], dtype=np.float64)
+    times_s = np.array([decode.t_s(t, start_ns) for t in first.times_ns], dtype=np.float64)
     if np.any(np.diff(times_s) <= 0):
-        raise BadLog("its camera frames are not in time order")
+        raise _bad("its camera frames are not in time order")
     keys = np.array(
         [[is_keyframe(u) for u in parsed.video[c].units] for c in cameras], dtype=bool
     ).reshape(len(cameras), n)
     all_key: np.ndarray = np.asarray(keys.all(axis=0))  # (n,) a keyframe in every camera
     if n and not all_key[0]:
-        raise BadLog("its video does not start on a keyframe in every camera")
+        raise _bad("its video does not start on a keyframe in every camera")
     for cam in cameras:
         _check_decodes(cam, parsed.video[cam].units, width, height)
 
@@ -470,24 +398,9 @@ def _tables(
         },
         schema=TABLES["clips"],
     )
-    tele = sorted(parsed.telemetry, key=lambda r: r["t_s"])
-    known = (*_TELEMETRY_COLUMNS, "timestamp")
+    tele = [Telemetry.from_message(r["t_s"], r) for r in sorted(parsed.telemetry, key=_time)]
     telemetry = pa.table(
-        {
-            "drive_id": [drive_id] * len(tele),
-            "t_s": [r["t_s"] for r in tele],
-            "speed_mps": [float(r["speed_mps"]) for r in tele],
-            "accel_mps2": [float(r["accel_mps2"]) for r in tele],
-            "steer_rad": [float(r["steer_rad"]) for r in tele],
-            "lane": [int(r["lane"]) for r in tele],
-            "ttc_s": [r.get("ttc_s") for r in tele],
-            "gap_m": [r.get("gap_m") for r in tele],
-            "leader": [int(r.get("leader", -1)) for r in tele],
-            "command": [_command(r["command"]) for r in tele],
-            "driver": [str(r.get("driver", "")) for r in tele],
-            "extra": [_extra(r, known) for r in tele],
-        },
-        schema=TABLES["telemetry"],
+        {"drive_id": [drive_id] * len(tele), **columns(tele)}, schema=TABLES["telemetry"]
     )
     poses_sorted = sorted(parsed.poses)
     poses = pa.table(
@@ -500,7 +413,7 @@ def _tables(
         },
         schema=TABLES["poses"],
     )
-    evs = sorted(parsed.events, key=lambda r: r["t_s"])
+    evs = sorted(parsed.events, key=_time)
     events = pa.table(
         {
             "drive_id": [drive_id] * len(evs),
@@ -536,7 +449,7 @@ def _tables(
         except (TypeError, ValueError):
             return default
 
-    duration = tele[-1]["t_s"] - tele[0]["t_s"] if tele else 0.0  # tele is in time order
+    duration = tele[-1].t_s - tele[0].t_s if tele else 0.0  # tele is in time order
     drives = pa.table(
         {
             "drive_id": [drive_id],
@@ -647,8 +560,8 @@ def ingest_file(store_url: str, file: str, work: str) -> FileResult:
     try:
         parsed = _parse(path)
         tables, video, clips = _tables(parsed, drive_id, path, sha, size)
-    except BadLog as e:
-        reason = str(e)
+    except CorruptLogError as e:
+        reason = e.reason
         _quarantine(store, path, sha, reason)
         return FileResult(file, "quarantined", reason, drive_id)
     except Exception as e:  # a log odd in a way not foreseen: keep it out, keep the others going

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dojo.drivelog import telemetry
+
 SCHEMA_ENCODING = "jsonschema"
 MESSAGE_ENCODING = "json"
 
@@ -147,27 +149,7 @@ GRID: dict[str, Any] = {
     ],
 }
 
-TELEMETRY: dict[str, Any] = {
-    "title": "dojo.Telemetry",
-    "description": "Ego state and the driver's controls at one decision. Extra fields are allowed.",
-    "type": "object",
-    "properties": {
-        "timestamp": _TIME,
-        "speed_mps": _number("Ego speed [m/s]."),
-        "accel_mps2": _number("Ego acceleration command [m/s^2]."),
-        "steer_rad": _number("Ego steering angle [rad], left positive."),
-        "lane": {"type": "integer", "description": "Lane index, 0 the rightmost."},
-        "ttc_s": {
-            "type": ["number", "null"],
-            "description": "Time to collision [s]; null when nothing is closing in.",
-        },
-        "command": {
-            "type": ["string", "integer"],
-            "description": "Route command given to the driver (name, e.g. KEEP_LANE).",
-        },
-    },
-    "required": ["timestamp", "speed_mps", "accel_mps2", "steer_rad", "lane", "ttc_s", "command"],
-}
+TELEMETRY: dict[str, Any] = telemetry.json_schema(_TIME)  # from the one field list
 
 EVENT: dict[str, Any] = {
     "title": "dojo.Event",

@@ -1,0 +1,1 @@
+"""Benchmarks: what Dojo's parts cost, measured the same way each time."""
