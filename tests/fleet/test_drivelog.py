@@ -587,3 +587,94 @@ def test_camera_mounts_place_each_optical_frame_where_the_rig_looks(tmp_path: Pa
     with pytest.raises(DojoConfigError, match="camera_mounts rear"):
         small_writer(tmp_path / "bad2.mcap", camera_mounts=[(0, 0, 1, 0), (0, 0, float("nan"), 0)])
     assert not (tmp_path / "bad.mcap").exists() and not (tmp_path / "bad2.mcap.partial").exists()
+
+
+# ------------------------------------------------------------------ the format in one place
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "drivelog" / "v-2026-12.mcap"
+
+
+def test_one_field_list_makes_the_json_schema_the_store_columns_and_the_record() -> None:
+    """The telemetry fields are listed once (the Telemetry record); everything else follows."""
+    from dataclasses import fields
+
+    from dojo.data.store import TABLES
+    from dojo.drivelog import TELEMETRY_FIELDS, schemas, telemetry
+
+    names = [f.name for f in telemetry.FIELDS]
+    assert names == list(telemetry.NAMES) and len(set(names)) == len(names) >= 9
+    assert [f.name for f in fields(telemetry.Telemetry)] == ["t_s", *names, "extra"]
+    assert TABLES["telemetry"] is telemetry.ARROW_SCHEMA
+    assert TABLES["telemetry"].names == ["drive_id", "t_s", *names, "extra"]
+    for f in telemetry.FIELDS:
+        assert TABLES["telemetry"].field(f.name).type == f.arrow
+        assert not f.unit or f"[{f.unit}]" in f.description  # the unit is in the name too
+    # the JSON schema lists the fields of the first format version, in the same order; the
+    # later ones travel as the extra fields it allows (listing them would change every log)
+    in_schema = [f.name for f in telemetry.FIELDS if f.in_schema]
+    assert list(schemas.TELEMETRY["properties"]) == ["timestamp", *in_schema]
+    assert schemas.TELEMETRY["required"] == ["timestamp", *in_schema]
+    assert list(TELEMETRY_FIELDS) == in_schema
+    assert [f.name for f in telemetry.FIELDS if not f.in_schema] == ["gap_m", "leader", "driver"]
+    for f in telemetry.FIELDS:
+        if f.in_schema:
+            assert schemas.TELEMETRY["properties"][f.name]["description"] == f.description
+
+
+def test_the_schema_a_log_carries_is_the_one_generated(tmp_path: Path) -> None:
+    """The schema bytes inside a new log and inside the 2026-12 fixture are the same."""
+    from dojo.drivelog import schemas
+
+    def telemetry_schema(path: Path) -> bytes:
+        with open(path, "rb") as f:
+            summary = make_reader(f).get_summary()
+        assert summary is not None
+        return next(s.data for s in summary.schemas.values() if s.name == "dojo.Telemetry")
+
+    path = tmp_path / "now.mcap"
+    with small_writer(path) as log:
+        log.write_frame(0.0, grey(0))
+    assert telemetry_schema(path) == schemas.schema_bytes(schemas.TELEMETRY)
+    assert telemetry_schema(FIXTURE) == schemas.schema_bytes(schemas.TELEMETRY)
+
+
+def test_a_log_written_before_the_drivelog_package_still_reads() -> None:
+    """tests/fixtures/drivelog: a log written by the code of 2026-12, and what it read then."""
+    expected = json.loads(FIXTURE.with_suffix(".expected.json").read_text())
+    assert sha(FIXTURE) == expected["sha256"]
+    log = read_drive_log(FIXTURE)
+    assert log.message_counts == expected["message_counts"]
+    assert {t: c.schema_name for t, c in log.channels.items()} == expected["schemas"]
+    assert (log.config, log.summary) == (expected["config"], expected["summary"])
+    assert list(log.cameras) == expected["cameras"]
+    assert (log.width, log.height, log.rgb, log.fps, log.keyframe_interval) == (
+        expected["width"],
+        expected["height"],
+        expected["rgb"],
+        expected["fps"],
+        expected["keyframe_interval"],
+    )
+    assert log.telemetry == expected["telemetry"] and log.events == expected["events"]
+    assert log.events and log.events[0]["kind"] == "shadow_disagreement"
+    assert log.poses.tolist() == expected["poses"]
+    assert {k: list(v) for k, v in log.camera_mounts.items()} == expected["camera_mounts"]
+    # the same telemetry, read with the official mcap library alone
+    with open(FIXTURE, "rb") as f:
+        raw = [json.loads(m.data) for _, _, m in make_reader(f).iter_messages(["/telemetry"])]
+    assert [{k: v for k, v in r.items() if k != "timestamp"} for r in raw] == [
+        {k: v for k, v in r.items() if k != "t_s"} for r in log.telemetry
+    ]
+    records = log.telemetry_records()
+    assert [r.as_dict() | r.extra for r in records] == log.telemetry
+    assert all(isinstance(r.speed_mps, float) and isinstance(r.lane, int) for r in records)
+    times, grids = read_occupancy(FIXTURE)
+    occupancy_expected = expected["occupancy"]
+    assert times.tolist() == occupancy_expected["times_s"]
+    assert list(grids.shape) == occupancy_expected["shape"]
+    assert hashlib.sha256(grids.tobytes()).hexdigest() == occupancy_expected["sha256"]
+    for cam, want in expected["video"].items():
+        packets = video_packets(FIXTURE, cam)
+        assert len(packets) == want["packets"]
+        assert sum(p.keyframe for p in packets) == want["keyframes"]
+        data = b"".join(p.data for p in packets)
+        assert hashlib.sha256(data).hexdigest() == want["bytes_sha256"]
+        assert list(decode_video(FIXTURE, cam).shape) == want["decoded_shape"]
