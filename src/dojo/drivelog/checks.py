@@ -6,17 +6,24 @@ and counts go through :mod:`dojo.validate`.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 import dojo
-from dojo.errors import ConfigError
+from dojo.drivelog.format import PARTIAL_SUFFIX
+from dojo.errors import ConfigError, StorageFullError
 from dojo.validate import number, whole
+
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}  # no space, or no quota left
 
 
 def frame_size(name: str, value: object) -> int:
@@ -104,14 +111,78 @@ def stamp(ns: int) -> dict[str, int]:
     return {"sec": ns // 1_000_000_000, "nsec": ns % 1_000_000_000}
 
 
+def check_mounts(
+    cameras: Sequence[str], mounts: Sequence[Sequence[float]] | None
+) -> list[tuple[float, ...]]:
+    """Each camera's (x_m, y_m, z_m, yaw_rad), checked; [] for no mounts."""
+    if mounts is None:
+        return []
+    if isinstance(mounts, (str, bytes)) or len(mounts) != len(cameras):
+        raise ConfigError(
+            f"camera_mounts must give (x_m, y_m, z_m, yaw_rad) for each of the {len(cameras)} cameras."
+        )
+    out = []
+    for name, mount in zip(cameras, mounts, strict=True):
+        if isinstance(mount, (str, bytes)) or len(mount) != 4:
+            raise ConfigError(
+                f"camera_mounts for {name!r} = {mount!r} must be (x_m, y_m, z_m, yaw_rad)."
+            )
+        out.append(tuple(number(f"camera_mounts {name}", v) for v in mount))
+    return out
+
+
+def open_output(
+    target: str | os.PathLike[str] | IO[bytes], overwrite: bool
+) -> tuple[IO[bytes], Path | None, Path | None]:
+    """The stream to write, its final path and its ``.partial`` path (None for a stream).
+
+    A caller's stream is written in place (buffered here if raw); a path is checked (its folder
+    exists, it is no folder, it does not exist unless ``overwrite``) and ``<name>.partial`` opened.
+    """
+    if not isinstance(target, (str, os.PathLike)):
+        if not callable(getattr(target, "write", None)):
+            raise ConfigError(f"path={target!r} must be a file path or a binary stream.")
+        if isinstance(target, io.RawIOBase):  # buffer it here, so that close() can flush it
+            return io.BufferedWriter(target), None, None
+        return target, None, None
+    path = Path(target)
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(
+            f"Output folder {folder} {what}; create it before writing drive log {path.name}."
+        )
+    if path.is_dir():
+        raise ConfigError(f"Drive log path {path} is a folder; give a file name.")
+    if path.exists() and not overwrite:
+        raise ConfigError(
+            f"Drive log {path} already exists; pass overwrite=True or choose another name."
+        )
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    try:
+        stream = open(partial, "wb")  # noqa: SIM115 -- closed by close()
+    except OSError as e:
+        if e.errno in DISK_FULL:
+            raise StorageFullError(
+                f"The disk is full: cannot create {partial}.", path=str(partial)
+            ) from e
+        raise ConfigError(
+            f"Output folder {folder} is not writable ({e.strerror}): cannot create {partial.name}."
+        ) from e
+    return stream, path, partial
+
+
 __all__ = [
+    "DISK_FULL",
     "camera_names",
+    "check_mounts",
     "check_uint8",
     "frame_size",
     "is_inf",
     "json_data",
     "metadata_strings",
     "number",
+    "open_output",
     "stamp",
     "whole",
 ]

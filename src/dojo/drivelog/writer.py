@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import base64
-import errno
-import io
 import json
-import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from enum import Enum
-from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
@@ -21,37 +16,38 @@ from mcap.writer import CompressionType, Writer
 import dojo
 from dojo.drivelog import schemas
 from dojo.drivelog.checks import (
+    DISK_FULL,
     camera_names,
+    check_mounts,
     check_uint8,
     frame_size,
-    is_inf,
-    json_data,
     metadata_strings,
     number,
-    stamp,
+    open_output,
     whole,
 )
 from dojo.drivelog.format import (
     CAMERA_FRAME,
     CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
-    EGO_FRAME,
     EVENTS_TOPIC,
     OCCUPANCY_TOPIC,
-    PARTIAL_SUFFIX,
     POSE_TOPIC,
-    TELEMETRY_FIELDS,
     TELEMETRY_TOPIC,
-    WORLD_FRAME,
 )
-from dojo.drivelog.pose import camera_mounts, optical_rotation, yaw_rotation
+from dojo.drivelog.messages import (
+    event_message,
+    grid_message,
+    mount_message,
+    pose_message,
+    telemetry_message,
+)
+from dojo.drivelog.pose import camera_mounts
 from dojo.drivelog.sigint import GUARD
 from dojo.drivelog.video import DEFAULT_CRF, VIDEO_FORMAT, X264_PRESETS, _H264Encoder, is_keyframe
 from dojo.errors import ConfigError, StorageFullError
 from dojo.world.camera import CameraRig
-from dojo.world.occupancy import CLASS_NAMES, OccupancySpec
-
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}  # no space, or no quota left
+from dojo.world.occupancy import OccupancySpec
 
 
 class DriveLogWriter:
@@ -119,7 +115,7 @@ class DriveLogWriter:
         ]
         self._frames, self._keyframes = 0, [0] * len(self.cameras)
         self._frame_ids = [json.dumps(CAMERA_FRAME.format(name)) for name in self.cameras]
-        mounts = self._check_mounts(camera_mounts)
+        mounts = check_mounts(self.cameras, camera_mounts)
         self._last_frame_ns = -1
         self._pending: list[dict[int, int]] = [{} for _ in self.cameras]  # pts -> log time [ns]
         self._events, self._critical = 0, 0
@@ -127,7 +123,7 @@ class DriveLogWriter:
         self._failure = ""
         try:
             with GUARD:
-                self._stream, self.path, self._partial = self._open(path, overwrite)
+                self._stream, self.path, self._partial = open_output(path, overwrite)
                 self.name = str(self.path) if self.path else str(getattr(path, "name", "<stream>"))
                 self._closed = False
                 with self._io():
@@ -135,7 +131,9 @@ class DriveLogWriter:
                         self._stream, chunk_size=chunk, compression=CompressionType.ZSTD
                     )
                     self._writer.start(profile="", library=f"dojo/{dojo.__version__}")
-                    self._channels = self._register()
+                    self._channels = schemas.register_channels(
+                        self._writer, self.cameras, self.width, self.height, self.rgb
+                    )
                     self._counts = dict.fromkeys(self._channels.values(), 0)
                     if mounts:
                         self._write_mounts(mounts)
@@ -155,107 +153,13 @@ class DriveLogWriter:
         options.setdefault("camera_mounts", camera_mounts(rig))
         return cls(path, rig.names, cam.width_px, cam.height_px, rgb=rig.rgb, **options)
 
-    def _check_mounts(self, mounts: Sequence[Sequence[float]] | None) -> list[tuple[float, ...]]:
-        if mounts is None:
-            return []
-        if isinstance(mounts, (str, bytes)) or len(mounts) != len(self.cameras):
-            raise ConfigError(
-                f"camera_mounts must give (x_m, y_m, z_m, yaw_rad) for each of the {len(self.cameras)} cameras."
-            )
-        out = []
-        for name, mount in zip(self.cameras, mounts, strict=True):
-            if isinstance(mount, (str, bytes)) or len(mount) != 4:
-                raise ConfigError(
-                    f"camera_mounts for {name!r} = {mount!r} must be (x_m, y_m, z_m, yaw_rad)."
-                )
-            out.append(tuple(number(f"camera_mounts {name}", v) for v in mount))
-        return out
-
     def _write_mounts(self, mounts: list[tuple[float, ...]]) -> None:
         """Static ego -> camera transforms (Foxglove's 3D panel places the cameras with them)."""
         for name, (x, y, z, yaw) in zip(self.cameras, mounts, strict=True):
-            qx, qy, qz, qw = optical_rotation(yaw)
-            message = {
-                "timestamp": stamp(self._start_ns),
-                "parent_frame_id": EGO_FRAME,
-                "child_frame_id": CAMERA_FRAME.format(name),
-                "translation": {"x": x, "y": y, "z": z},
-                "rotation": {"x": qx, "y": qy, "z": qz, "w": qw},
-            }
+            message = mount_message(self._start_ns, name, (x, y, z, yaw))
             self._put(CAMERA_MOUNTS_TOPIC, self._start_ns, message)
 
     # ------------------------------------------------------------------ setup
-    def _open(
-        self, target: str | os.PathLike[str] | IO[bytes], overwrite: bool
-    ) -> tuple[IO[bytes], Path | None, Path | None]:
-        if not isinstance(target, (str, os.PathLike)):
-            if not callable(getattr(target, "write", None)):
-                raise ConfigError(f"path={target!r} must be a file path or a binary stream.")
-            if isinstance(target, io.RawIOBase):  # buffer it here, so that close() can flush it
-                return io.BufferedWriter(target), None, None
-            return target, None, None
-        path = Path(target)
-        folder = path.parent
-        if not folder.is_dir():
-            what = "is not a folder" if folder.exists() else "does not exist"
-            raise ConfigError(
-                f"Output folder {folder} {what}; create it before writing drive log {path.name}."
-            )
-        if path.is_dir():
-            raise ConfigError(f"Drive log path {path} is a folder; give a file name.")
-        if path.exists() and not overwrite:
-            raise ConfigError(
-                f"Drive log {path} already exists; pass overwrite=True or choose another name."
-            )
-        partial = path.with_name(path.name + PARTIAL_SUFFIX)
-        try:
-            stream = open(partial, "wb")  # noqa: SIM115 -- closed by close()
-        except OSError as e:
-            if e.errno in _DISK_FULL:
-                raise StorageFullError(
-                    f"The disk is full: cannot create {partial}.", path=str(partial)
-                ) from e
-            raise ConfigError(
-                f"Output folder {folder} is not writable ({e.strerror}): cannot create {partial.name}."
-            ) from e
-        return stream, path, partial
-
-    def _register(self) -> dict[str, int]:
-        w = self._writer
-        enc, msg = schemas.SCHEMA_ENCODING, schemas.MESSAGE_ENCODING
-        video = w.register_schema(
-            "foxglove.CompressedVideo", enc, schemas.schema_bytes(schemas.COMPRESSED_VIDEO)
-        )
-        size = {"width": str(self.width), "height": str(self.height)}
-        size["pixel_format"] = "rgb24" if self.rgb else "gray"
-        channels = {
-            CAMERA_TOPIC.format(name): w.register_channel(
-                CAMERA_TOPIC.format(name), msg, video, size
-            )
-            for name in self.cameras
-        }
-        for topic, name, schema, meta in (
-            (POSE_TOPIC, "foxglove.FrameTransform", schemas.FRAME_TRANSFORM, {}),
-            (TELEMETRY_TOPIC, "dojo.Telemetry", schemas.TELEMETRY, {}),
-            (EVENTS_TOPIC, "dojo.Event", schemas.EVENT, {}),
-            (
-                OCCUPANCY_TOPIC,
-                "foxglove.Grid",
-                schemas.GRID,
-                {
-                    "classes": json.dumps(list(CLASS_NAMES)),
-                    "layout": "dojo.world.occupancy: row 0 farthest ahead, column 0 farthest left",
-                },
-            ),
-        ):
-            sid = w.register_schema(name, enc, schemas.schema_bytes(schema))
-            channels[topic] = w.register_channel(topic, msg, sid, meta)
-            if topic == POSE_TOPIC:  # the camera mounts share the FrameTransform schema
-                channels[CAMERA_MOUNTS_TOPIC] = w.register_channel(
-                    CAMERA_MOUNTS_TOPIC, msg, sid, {}
-                )
-        return channels
-
     def _settings(self, preset: str) -> dict[str, str]:
         return {
             "cameras": json.dumps(list(self.cameras)),
@@ -277,7 +181,7 @@ class DriveLogWriter:
             yield
         except OSError as e:
             self._abort()
-            if e.errno in _DISK_FULL:
+            if e.errno in DISK_FULL:
                 self._failure = "the disk was full"
                 left = "the partial file was removed" if self._partial else "the stream is unusable"
                 raise StorageFullError(
@@ -389,15 +293,7 @@ class DriveLogWriter:
         """Ego pose in the world frame: position [m] and heading ``yaw`` [rad] about z."""
         self._check_open()
         ns = self._log_ns(t_s)
-        px, py, pz = number("x", x), number("y", y), number("z", z)
-        qx, qy, qz, qw = yaw_rotation(0.5 * number("yaw", yaw))
-        message = {
-            "timestamp": stamp(ns),
-            "parent_frame_id": WORLD_FRAME,
-            "child_frame_id": EGO_FRAME,
-            "translation": {"x": px, "y": py, "z": pz},
-            "rotation": {"x": qx, "y": qy, "z": qz, "w": qw},
-        }
+        message = pose_message(ns, x, y, z, yaw)
         with GUARD, self._io():
             self._put(POSE_TOPIC, ns, message)
 
@@ -409,28 +305,7 @@ class DriveLogWriter:
         """
         self._check_open()
         ns = self._log_ns(t_s)
-        if not isinstance(telemetry, Mapping):
-            raise ConfigError(f"telemetry={telemetry!r} must be a dict.")
-        missing = [k for k in TELEMETRY_FIELDS if k not in telemetry]
-        if missing:
-            raise ConfigError(f"telemetry misses {', '.join(missing)}.")
-        message = self._extras("telemetry", telemetry, TELEMETRY_FIELDS)
-        for key in ("speed_mps", "accel_mps2", "steer_rad"):
-            message[key] = number(f"telemetry {key}", telemetry[key])
-        lane = telemetry["lane"]
-        if not isinstance(lane, (int, np.integer)) or isinstance(lane, (bool, np.bool_)):
-            raise ConfigError(f"telemetry lane={lane!r} must be a whole number.")
-        message["lane"] = int(lane)
-        ttc = telemetry["ttc_s"]
-        if ttc is not None:
-            ttc = math.inf if is_inf(ttc) else number("telemetry ttc_s", ttc)
-            if ttc < 0:
-                raise ConfigError(f"telemetry ttc_s={telemetry['ttc_s']!r} must be >= 0 s.")
-        message["ttc_s"] = None if ttc is None or ttc == math.inf else ttc
-        command = telemetry["command"]
-        if not isinstance(command, (str, int, np.integer, Enum)) or isinstance(command, bool):
-            raise ConfigError(f"telemetry command={command!r} must be a name, a number or an enum.")
-        message["command"] = json_data("telemetry command", command)
+        message = telemetry_message(telemetry)
         with GUARD, self._io():
             self._put(TELEMETRY_TOPIC, ns, message)
 
@@ -439,21 +314,8 @@ class DriveLogWriter:
         False), ``reason`` (default ""), and any extra JSON fields."""
         self._check_open()
         ns = self._log_ns(t_s)
-        if not isinstance(event, Mapping):
-            raise ConfigError(f"event={event!r} must be a dict.")
-        kind = event.get("kind")
-        if kind not in schemas.EVENT_KINDS:
-            raise ConfigError(
-                f"event kind={kind!r} must be one of {', '.join(schemas.EVENT_KINDS)}."
-            )
-        critical = event.get("critical", False)
-        if not isinstance(critical, (bool, np.bool_)):
-            raise ConfigError(f"event critical={critical!r} must be True or False.")
-        reason = event.get("reason", "")
-        if not isinstance(reason, str):
-            raise ConfigError(f"event reason={reason!r} must be a string.")
-        message = self._extras("event", event, ("kind", "critical", "reason"))
-        message.update(kind=kind, critical=bool(critical), reason=reason)
+        message = event_message(event)
+        critical = message["critical"]
         with GUARD, self._io():
             self._put(EVENTS_TOPIC, ns, message)
             self._events += 1
@@ -467,39 +329,9 @@ class DriveLogWriter:
         the ego frame."""
         self._check_open()
         ns = self._log_ns(t_s)
-        spec = spec if spec is not None else OccupancySpec()
-        shape = (spec.rows, spec.cols)
-        check_uint8("grid", grid, shape, "rows, cols of the spec")
-        # grid x runs along the columns (ego -y), grid y along the rows (ego -x): a half turn
-        # about the axis (1, -1, 0)/sqrt(2), with the corner of cell (0, 0) at the front left
-        s = math.sqrt(0.5)
-        message = {
-            "timestamp": stamp(ns),
-            "frame_id": EGO_FRAME,
-            "pose": {
-                "position": {"x": spec.forward_m, "y": spec.side_m, "z": 0.0},
-                "orientation": {"x": s, "y": -s, "z": 0.0, "w": 0.0},
-            },
-            "column_count": spec.cols,
-            "cell_size": {"x": spec.cell_m, "y": spec.cell_m},
-            "row_stride": spec.cols,
-            "cell_stride": 1,
-            "fields": [{"name": "class", "offset": 0, "type": schemas.NUMERIC_TYPE_UINT8}],
-            "data": base64.b64encode(np.ascontiguousarray(grid).tobytes()).decode(),
-        }
+        message = grid_message(ns, grid, spec)
         with GUARD, self._io():
             self._put(OCCUPANCY_TOPIC, ns, message)
-
-    @staticmethod
-    def _extras(what: str, values: Mapping[str, Any], known: Sequence[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in values.items():
-            if key in known:
-                continue
-            if not isinstance(key, str) or key == "timestamp":
-                raise ConfigError(f"{what} key {key!r} is reserved or not a string.")
-            out[key] = json_data(f"{what} {key}", value)
-        return out
 
     # ------------------------------------------------------------------- close
     @property
