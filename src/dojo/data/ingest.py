@@ -50,6 +50,7 @@ from dojo.data.store import (
 )
 from dojo.drivelog.format import PARTIAL_SUFFIX
 from dojo.errors import CorruptLogError, DojoConfigError
+from dojo.validate import whole
 
 _HASH_BLOCK = 1 << 20
 LABEL_ROW_GROUP_ROWS = 100  # one clip at 10 Hz (MAX_CLIP_S)
@@ -266,12 +267,8 @@ def ingest(
         paths = [paths]
     if not paths:
         raise DojoConfigError("paths=[] names no drive logs or folders to ingest.")
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise DojoConfigError(
-            f"workers={workers!r} must be a whole number of processes, at least 1."
-        )
+    if workers is not None:
+        workers = whole("workers", workers, 1)  # processes
     start = time.perf_counter()
     files, skipped = find_logs(paths)
     st = Store(store, create=True)

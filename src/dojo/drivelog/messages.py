@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dojo.drivelog import schemas
-from dojo.drivelog.checks import check_uint8, is_inf, json_data, number, stamp
+from dojo.drivelog.checks import check_uint8, is_inf, json_data, number, stamp, whole
 from dojo.drivelog.format import CAMERA_FRAME, EGO_FRAME, TELEMETRY_FIELDS, WORLD_FRAME
 from dojo.drivelog.pose import optical_rotation, yaw_rotation
 from dojo.errors import ConfigError
@@ -61,10 +61,7 @@ def telemetry_message(telemetry: Mapping[str, Any]) -> dict[str, Any]:
     message = extras("telemetry", telemetry, TELEMETRY_FIELDS)
     for key in ("speed_mps", "accel_mps2", "steer_rad"):
         message[key] = number(f"telemetry {key}", telemetry[key])
-    lane = telemetry["lane"]
-    if not isinstance(lane, (int, np.integer)) or isinstance(lane, (bool, np.bool_)):
-        raise ConfigError(f"telemetry lane={lane!r} must be a whole number.")
-    message["lane"] = int(lane)
+    message["lane"] = whole("telemetry lane", telemetry["lane"])
     ttc = telemetry["ttc_s"]
     if ttc is not None:
         ttc = math.inf if is_inf(ttc) else number("telemetry ttc_s", ttc)
