@@ -1,10 +1,11 @@
 """The telemetry record: its one field list, and what is generated from it.
 
-:data:`FIELDS` names every telemetry field once, with its type, unit and description. From it
-come the ``dojo.Telemetry`` JSON schema of the ``/telemetry`` channel (:func:`json_schema`),
-the fields the writer requires (:data:`REQUIRED`), the clip store's ``telemetry`` table
-(:data:`ARROW_SCHEMA`) and the reader's typed record (:class:`Telemetry`, decoded by
-:meth:`Telemetry.from_message`). A new field is added here and nowhere else.
+The attributes of :class:`Telemetry` name every telemetry field once, with its Python, JSON and
+Arrow types, unit and description; :data:`FIELDS` is read from them. From that list come the
+``dojo.Telemetry`` JSON schema of the ``/telemetry`` channel (:func:`json_schema`), the fields
+the writer requires (:data:`REQUIRED`), the clip store's ``telemetry`` table
+(:data:`ARROW_SCHEMA`) and the reader's typed records (:meth:`Telemetry.from_message`). A new
+field is added here and nowhere else.
 
 Fields marked ``in_schema`` are the ones the first version of the format required and its
 JSON schema lists; the others (``gap_m``, ``leader``, ``driver``) came later and travel as the
@@ -74,7 +75,9 @@ def _spec(
     """A :class:`Telemetry` attribute that is a logged field (its spec in the metadata)."""
     spec = {"json_type": json_type, "arrow": arrow, "unit": unit, "description": description}
     spec |= {"in_schema": in_schema, "default": default}
-    return field(default=None if default is _REQUIRED else default, metadata={"spec": spec})
+    if default is _REQUIRED:
+        return field(metadata={"spec": spec})
+    return field(default=default, metadata={"spec": spec})
 
 
 @dataclass(frozen=True, kw_only=True)
