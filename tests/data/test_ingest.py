@@ -21,10 +21,10 @@ from mcap.writer import CompressionType, Writer
 from dojo.data.catalog import connect, query
 from dojo.data.ingest import ingest
 from dojo.data.store import Store
+from dojo.drivelog import decode_access_units, decode_video, read_drive_log, read_occupancy
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import Fleet
-from dojo.fleet.drivelog import decode_access_units, decode_video, read_drive_log, read_occupancy
 
 DOJO = [sys.executable, "-m", "dojo.cli"]
 
@@ -442,3 +442,25 @@ def test_cli_mine_and_datasets(logs: Path, tmp_path: Path) -> None:
         [*DOJO, "datasets", "show", str(store), "../../etc"], capture_output=True, text=True
     )
     assert hostile.returncode == 2 and hostile.stderr.startswith("dojo: error:")
+
+
+def test_a_log_written_before_the_drivelog_package_still_ingests(tmp_path: Path) -> None:
+    """The 2026-12 fixture gives the tables ingest made from it when it was written."""
+    fixture = Path(__file__).parents[1] / "fixtures" / "drivelog" / "v-2026-12.mcap"
+    expected = json.loads(fixture.with_suffix(".expected.json").read_text())["ingest"]
+    summary = ingest([fixture], tmp_path / "st", workers=1)
+    assert summary.files_ingested == 1 and summary.quarantined == []
+    assert (summary.clips, summary.frames, summary.video_bytes) == (
+        expected["clips"],
+        expected["frames"],
+        expected["video_bytes"],
+    )
+    (drive,) = (tmp_path / "st" / "drives").iterdir()
+    for name in ("telemetry", "poses", "events", "clips", "frames"):
+        rows = pq.read_table(drive / f"{name}.parquet").to_pylist()
+        want = expected["tables"][name]
+        assert len(rows) == want["rows"] and (list(rows[0]) if rows else []) == want["columns"]
+        text = json.dumps(rows, sort_keys=True, default=str).encode()
+        assert hashlib.sha256(text).hexdigest() == want["sha256"], name
+    first = pq.read_table(drive / "telemetry.parquet").to_pylist()[:2]
+    assert first == expected["tables"]["telemetry_first"]

@@ -32,10 +32,10 @@ from dojo.data.loader import (
     make_loader,
     merge_states,
 )
+from dojo.drivelog import decode_video, read_drive_log, read_occupancy
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import Fleet
-from dojo.fleet.drivelog import decode_video, read_drive_log, read_occupancy
 from dojo.nets.policy import DrivingPolicy, PolicyConfig
 
 STEP_S = 0.1  # the fleet's decision step and frame interval [s]

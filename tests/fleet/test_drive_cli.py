@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from dojo.fleet.drivelog import read_drive_log
+from dojo.drivelog import read_drive_log
 from tests.fleet.tmpfs import small_tmpfs
 
 DOJO = [sys.executable, "-m", "dojo.cli"]
@@ -125,7 +125,7 @@ def test_a_full_disk_stops_the_drive_with_one_error_and_closed_logs_stay_intact(
     script = (
         f"{mount} && "
         f"{sys.executable} -m dojo.cli drive --cars 2 --minutes 2 --mode manual --drive-seconds 2 --out {mnt}; "
-        f'rc=$?; {sys.executable} -c "import json,sys,pathlib; from dojo.fleet.drivelog import read_drive_log; '
+        f'rc=$?; {sys.executable} -c "import json,sys,pathlib; from dojo.drivelog import read_drive_log; '
         f"print(json.dumps({{p.name: read_drive_log(p).status for p in sorted(pathlib.Path('{mnt}').glob('*.mcap'))}}))\" > {record}; "
         f"ls {mnt} > {record}.ls; exit $rc"
     )

@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
-from dojo.errors import DojoConfigError
-from dojo.fleet.drivelog import (
+from dojo.bench.logwrite import measure_frame_cost
+from dojo.drivelog import (
     PARTIAL_SUFFIX,
     DriveLogWriter,
     decode_access_units,
     decode_video,
-    measure_frame_cost,
     nal_unit_types,
     read_drive_log,
     read_occupancy,
     video_packets,
 )
+from dojo.errors import CorruptLogError, DojoConfigError, StorageFullError
 from dojo.world import World
 from dojo.world.camera import CameraRig, ego_pose, render
 from dojo.world.occupancy import OccupancySpec, occupancy
@@ -296,7 +296,7 @@ def test_real_sigint_during_writes_leaves_a_valid_log(tmp_path: Path) -> None:
         """
         import sys
         import numpy as np
-        from dojo.fleet.drivelog import DriveLogWriter
+        from dojo.drivelog import DriveLogWriter
 
         img = np.zeros((2, 16, 32), np.uint8)
         with DriveLogWriter(sys.argv[1], ["front", "rear"], 32, 16) as log:
@@ -328,8 +328,9 @@ def test_truncated_or_corrupt_files_raise_a_clear_error(log_path: Path, tmp_path
     data = log_path.read_bytes()
     half = tmp_path / "half.mcap"
     half.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DojoConfigError, match="half.mcap.*truncated"):
+    with pytest.raises(CorruptLogError, match="half.mcap.*truncated") as info:
         read_drive_log(half)
+    assert info.value.reason.startswith("it is truncated") and info.value.path == str(half)
     # flip bytes inside the first chunk: the chunk CRC catches it
     with open(log_path, "rb") as f:
         summary = make_reader(f).get_summary()
@@ -340,13 +341,13 @@ def test_truncated_or_corrupt_files_raise_a_clear_error(log_path: Path, tmp_path
     broken[middle : middle + 16] = bytes(16)
     bad = tmp_path / "bad.mcap"
     bad.write_bytes(bytes(broken))
-    with pytest.raises(DojoConfigError, match="bad.mcap.*corrupt"):
+    with pytest.raises(CorruptLogError, match="bad.mcap.*corrupt"):
         read_drive_log(bad)
-    with pytest.raises(DojoConfigError, match="bad.mcap"):
+    with pytest.raises(CorruptLogError, match="bad.mcap"):
         decode_video(bad, "front")
     text = tmp_path / "notes.mcap"
     text.write_text("not a log")
-    with pytest.raises(DojoConfigError, match="not an MCAP file"):
+    with pytest.raises(CorruptLogError, match="not an MCAP file"):
         read_drive_log(text)
     with pytest.raises(DojoConfigError, match="does not exist"):
         read_drive_log(tmp_path / "missing.mcap")
@@ -364,7 +365,7 @@ def test_a_full_disk_raises_a_clear_error_and_leaves_closed_logs_alone(tmp_path:
     before = sha(done)
     full = open("/dev/full", "wb")  # noqa: SIM115 -- its close fails too, see below
     log = small_writer(full)
-    with pytest.raises(DojoConfigError, match="disk is full.*/dev/full"), log:
+    with pytest.raises(StorageFullError, match="disk is full.*/dev/full"), log:
         for t in range(5):
             log.write_frame(t / 10, grey(t))
     with pytest.raises(DojoConfigError, match="closed after an error"):
@@ -382,8 +383,8 @@ def test_a_full_filesystem_removes_the_partial_log(tmp_path: Path) -> None:
         import hashlib, json, sys
         from pathlib import Path
         import numpy as np
-        from dojo.errors import DojoConfigError
-        from dojo.fleet.drivelog import DriveLogWriter, read_drive_log
+        from dojo.drivelog import DriveLogWriter, read_drive_log
+        from dojo.errors import StorageFullError
 
         folder = Path(sys.argv[1])
         done = folder / "done.mcap"
@@ -397,7 +398,7 @@ def test_a_full_filesystem_removes_the_partial_log(tmp_path: Path) -> None:
             with DriveLogWriter(big, ["front"], 32, 16, chunk_size_bytes=1 << 16) as log:
                 for t in range(2000):  # incompressible labels: ~13 KB a message
                     log.write_occupancy(t / 10, rng.integers(0, 256, (120, 80), dtype=np.uint8))
-        except DojoConfigError as e:
+        except StorageFullError as e:
             error = str(e)
         print(json.dumps({
             "error": error,
@@ -586,3 +587,94 @@ def test_camera_mounts_place_each_optical_frame_where_the_rig_looks(tmp_path: Pa
     with pytest.raises(DojoConfigError, match="camera_mounts rear"):
         small_writer(tmp_path / "bad2.mcap", camera_mounts=[(0, 0, 1, 0), (0, 0, float("nan"), 0)])
     assert not (tmp_path / "bad.mcap").exists() and not (tmp_path / "bad2.mcap.partial").exists()
+
+
+# ------------------------------------------------------------------ the format in one place
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "drivelog" / "v-2026-12.mcap"
+
+
+def test_one_field_list_makes_the_json_schema_the_store_columns_and_the_record() -> None:
+    """The telemetry fields are listed once (the Telemetry record); everything else follows."""
+    from dataclasses import fields
+
+    from dojo.data.store import TABLES
+    from dojo.drivelog import TELEMETRY_FIELDS, schemas, telemetry
+
+    names = [f.name for f in telemetry.FIELDS]
+    assert names == list(telemetry.NAMES) and len(set(names)) == len(names) >= 9
+    assert [f.name for f in fields(telemetry.Telemetry)] == ["t_s", *names, "extra"]
+    assert TABLES["telemetry"] is telemetry.ARROW_SCHEMA
+    assert TABLES["telemetry"].names == ["drive_id", "t_s", *names, "extra"]
+    for f in telemetry.FIELDS:
+        assert TABLES["telemetry"].field(f.name).type == f.arrow
+        assert not f.unit or f"[{f.unit}]" in f.description  # the unit is in the name too
+    # the JSON schema lists the fields of the first format version, in the same order; the
+    # later ones travel as the extra fields it allows (listing them would change every log)
+    in_schema = [f.name for f in telemetry.FIELDS if f.in_schema]
+    assert list(schemas.TELEMETRY["properties"]) == ["timestamp", *in_schema]
+    assert schemas.TELEMETRY["required"] == ["timestamp", *in_schema]
+    assert list(TELEMETRY_FIELDS) == in_schema
+    assert [f.name for f in telemetry.FIELDS if not f.in_schema] == ["gap_m", "leader", "driver"]
+    for f in telemetry.FIELDS:
+        if f.in_schema:
+            assert schemas.TELEMETRY["properties"][f.name]["description"] == f.description
+
+
+def test_the_schema_a_log_carries_is_the_one_generated(tmp_path: Path) -> None:
+    """The schema bytes inside a new log and inside the 2026-12 fixture are the same."""
+    from dojo.drivelog import schemas
+
+    def telemetry_schema(path: Path) -> bytes:
+        with open(path, "rb") as f:
+            summary = make_reader(f).get_summary()
+        assert summary is not None
+        return next(s.data for s in summary.schemas.values() if s.name == "dojo.Telemetry")
+
+    path = tmp_path / "now.mcap"
+    with small_writer(path) as log:
+        log.write_frame(0.0, grey(0))
+    assert telemetry_schema(path) == schemas.schema_bytes(schemas.TELEMETRY)
+    assert telemetry_schema(FIXTURE) == schemas.schema_bytes(schemas.TELEMETRY)
+
+
+def test_a_log_written_before_the_drivelog_package_still_reads() -> None:
+    """tests/fixtures/drivelog: a log written by the code of 2026-12, and what it read then."""
+    expected = json.loads(FIXTURE.with_suffix(".expected.json").read_text())
+    assert sha(FIXTURE) == expected["sha256"]
+    log = read_drive_log(FIXTURE)
+    assert log.message_counts == expected["message_counts"]
+    assert {t: c.schema_name for t, c in log.channels.items()} == expected["schemas"]
+    assert (log.config, log.summary) == (expected["config"], expected["summary"])
+    assert list(log.cameras) == expected["cameras"]
+    assert (log.width, log.height, log.rgb, log.fps, log.keyframe_interval) == (
+        expected["width"],
+        expected["height"],
+        expected["rgb"],
+        expected["fps"],
+        expected["keyframe_interval"],
+    )
+    assert log.telemetry == expected["telemetry"] and log.events == expected["events"]
+    assert log.events and log.events[0]["kind"] == "shadow_disagreement"
+    assert log.poses.tolist() == expected["poses"]
+    assert {k: list(v) for k, v in log.camera_mounts.items()} == expected["camera_mounts"]
+    # the same telemetry, read with the official mcap library alone
+    with open(FIXTURE, "rb") as f:
+        raw = [json.loads(m.data) for _, _, m in make_reader(f).iter_messages(["/telemetry"])]
+    assert [{k: v for k, v in r.items() if k != "timestamp"} for r in raw] == [
+        {k: v for k, v in r.items() if k != "t_s"} for r in log.telemetry
+    ]
+    records = log.telemetry_records()
+    assert [r.as_dict() | r.extra for r in records] == log.telemetry
+    assert all(isinstance(r.speed_mps, float) and isinstance(r.lane, int) for r in records)
+    times, grids = read_occupancy(FIXTURE)
+    occupancy_expected = expected["occupancy"]
+    assert times.tolist() == occupancy_expected["times_s"]
+    assert list(grids.shape) == occupancy_expected["shape"]
+    assert hashlib.sha256(grids.tobytes()).hexdigest() == occupancy_expected["sha256"]
+    for cam, want in expected["video"].items():
+        packets = video_packets(FIXTURE, cam)
+        assert len(packets) == want["packets"]
+        assert sum(p.keyframe for p in packets) == want["keyframes"]
+        data = b"".join(p.data for p in packets)
+        assert hashlib.sha256(data).hexdigest() == want["bytes_sha256"]
+        assert list(decode_video(FIXTURE, cam).shape) == want["decoded_shape"]

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dojo.drivelog import decode_video, is_keyframe, read_drive_log, video_packets
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig, SafetyConfig, TriggerConfig
 from dojo.fleet.drive import DriveSummary, Fleet, drive
-from dojo.fleet.drivelog import decode_video, is_keyframe, read_drive_log, video_packets
 from dojo.world.world import DT_S
 
 SUMMARY_KEYS = {

@@ -3,9 +3,10 @@
 >>> summary = ingest(["drives/"], "store")
 >>> summary.files_ingested, summary.clips, summary.frames
 
-One pass over each log with the official ``mcap`` reader: the camera access units are remuxed
-(copied, never re-encoded) into one Annex B file per camera, and telemetry, poses, events and
-occupancy labels become Parquet tables. Every access unit is also decoded once with PyAV, so a
+One pass over each log with the drive-log decoder (:mod:`dojo.drivelog.decode`; the tables are
+built in :mod:`dojo.data.drive_tables`): the camera access units are remuxed (copied, never
+re-encoded) into one Annex B file per camera, and telemetry, poses, events and occupancy labels
+become Parquet tables. Every access unit is also decoded once with PyAV, so a
 log whose video does not decode is quarantined here and not found out by the trainer later.
 
 Guarantees, each tested:
@@ -21,11 +22,9 @@ Guarantees, each tested:
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures as cf
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import posixpath
@@ -37,62 +36,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import av
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dojo.data.drive_tables import build_tables, parse
 from dojo.data.store import (
-    CLIP_ID_CHARS,
     DRIVE_ID_CHARS,
-    MAX_CLIP_S,
     ROW_GROUP_ROWS,
     TABLE_FILES,
     TABLES,
     Store,
     parquet_options,
 )
-from dojo.errors import DojoConfigError
-from dojo.fleet.drivelog import (
-    CAMERA_MOUNTS_TOPIC,
-    CAMERA_TOPIC,
-    EVENTS_TOPIC,
-    OCCUPANCY_TOPIC,
-    PARTIAL_SUFFIX,
-    POSE_TOPIC,
-    TELEMETRY_TOPIC,
-    is_keyframe,
-    open_drive_log,
-)
-from dojo.world.world import Command
+from dojo.drivelog.format import PARTIAL_SUFFIX
+from dojo.errors import CorruptLogError, DojoConfigError
+from dojo.validate import whole
 
-_SCHEMA_OF_TOPIC = {
-    POSE_TOPIC: "foxglove.FrameTransform",
-    TELEMETRY_TOPIC: "dojo.Telemetry",
-    EVENTS_TOPIC: "dojo.Event",
-    OCCUPANCY_TOPIC: "foxglove.Grid",
-    CAMERA_MOUNTS_TOPIC: "foxglove.FrameTransform",
-}
-_OPTIONAL_TOPICS = {CAMERA_MOUNTS_TOPIC}  # logs written before it existed lack it
-_VIDEO_SCHEMA = "foxglove.CompressedVideo"
-_TELEMETRY_COLUMNS = (
-    "speed_mps",
-    "accel_mps2",
-    "steer_rad",
-    "lane",
-    "ttc_s",
-    "gap_m",
-    "leader",
-    "command",
-    "driver",
-)
-_COMMANDS = {c.name: int(c) for c in Command}
 _HASH_BLOCK = 1 << 20
 LABEL_ROW_GROUP_ROWS = 100  # one clip at 10 Hz (MAX_CLIP_S)
-
-
-class BadLog(Exception):
-    """A drive log that cannot be ingested; the message is the reason, in one sentence."""
 
 
 @dataclass
@@ -173,409 +134,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-# -------------------------------------------------------------------------------- parsing
-@dataclass
-class _Camera:
-    times_ns: list[int] = field(default_factory=list)
-    units: list[bytes] = field(default_factory=list)
-
-
-@dataclass
-class _Parsed:
-    config: dict[str, str]
-    settings: dict[str, str]
-    summary: dict[str, str]
-    cameras: tuple[str, ...]
-    video: dict[str, _Camera]
-    telemetry: list[dict[str, Any]]
-    poses: list[tuple[float, float, float, float, float]]
-    events: list[dict[str, Any]]
-    labels: list[tuple[float, int, int, float, bytes]]  # t_s, rows, cols, cell_m, grid
-
-
-def _t(log_time_ns: int, start_ns: int) -> float:
-    return (log_time_ns - start_ns) / 1e9
-
-
-_DATA_KEY = b'"data":"'
-
-
-def _split_data(raw: bytes) -> tuple[dict[str, Any], bytes]:
-    """A JSON record without its base64 ``data`` field, and that field decoded.
-
-    Camera frames and occupancy grids are mostly one long base64 string; scanning it as JSON
-    and again as base64 doubles the work. The string is cut out where the record holds it
-    plainly (no escapes; checked by the strict base64 decode), the rest parsed as JSON with
-    ``"data": null`` in its place; any other spelling goes through ``json.loads`` whole.
-    """
-    i = raw.find(_DATA_KEY)
-    j = raw.find(b'"', i + len(_DATA_KEY)) if i >= 0 else -1
-    if j > 0:
-        try:
-            data = base64.b64decode(raw[i + len(_DATA_KEY) : j], validate=True)
-            record = json.loads(raw[:i] + b'"data":null' + raw[j + 1 :])
-        except ValueError:
-            pass
-        else:
-            if isinstance(record, dict) and "data" in record:
-                return record, data
-    record = json.loads(raw)
-    if not isinstance(record, dict) or not isinstance(record.get("data"), str):
-        raise BadLog("a camera or label message has no base64 'data' string")
-    return record, base64.b64decode(record["data"], validate=True)
-
-
-def _parse(path: Path) -> _Parsed:
-    """Read every message of a drive log once; BadLog says what is wrong with it."""
-    try:
-        with open_drive_log(path) as (_, reader, metadata):
-            settings = metadata["drive_log"]
-            try:
-                cameras = tuple(json.loads(settings["cameras"]))
-                start_ns = int(settings["start_time_ns"])
-            except (KeyError, ValueError, TypeError) as e:
-                raise BadLog(f"its drive_log metadata is incomplete ({e})") from e
-            summary = reader.get_summary()
-            expected = {CAMERA_TOPIC.format(c): _VIDEO_SCHEMA for c in cameras} | _SCHEMA_OF_TOPIC
-            present = {}
-            for ch in summary.channels.values():
-                schema = summary.schemas.get(ch.schema_id)
-                name = schema.name if schema else ""
-                want = expected.get(ch.topic)
-                if want is None:
-                    raise BadLog(f"it has channel {ch.topic!r} with unknown schema {name!r}")
-                if name != want or ch.message_encoding != "json":
-                    raise BadLog(
-                        f"channel {ch.topic!r} has schema {name!r} ({ch.message_encoding}); "
-                        f"expected {want!r} (json)"
-                    )
-                present[ch.topic] = ch.id
-            missing = [t for t in expected if t not in present and t not in _OPTIONAL_TOPICS]
-            if missing:
-                raise BadLog(f"it has no {', '.join(missing)} channel")
-            topic_of = {cid: topic for topic, cid in present.items()}
-            camera_of = {present[CAMERA_TOPIC.format(c)]: c for c in cameras}
-            video = {c: _Camera() for c in cameras}
-            telemetry: list[dict[str, Any]] = []
-            poses = []
-            events: list[dict[str, Any]] = []
-            labels = []
-            for _, channel, message in reader.iter_messages(log_time_order=False):
-                cam = camera_of.get(channel.id)
-                if cam is not None:
-                    _, unit = _split_data(message.data)
-                    stream = video[cam]
-                    stream.times_ns.append(message.log_time)
-                    stream.units.append(unit)
-                    continue
-                topic = topic_of[channel.id]
-                if topic == CAMERA_MOUNTS_TOPIC:
-                    continue  # static rig geometry; the store keeps the rig in drive.parquet
-                if topic == OCCUPANCY_TOPIC:
-                    record, grid = _split_data(message.data)
-                else:
-                    record = json.loads(message.data)
-                t = _t(message.log_time, start_ns)
-                if topic == TELEMETRY_TOPIC:
-                    record.pop("timestamp", None)
-                    record["t_s"] = t
-                    telemetry.append(record)
-                elif topic == POSE_TOPIC:
-                    tr, rot = record["translation"], record["rotation"]
-                    yaw = math.remainder(2.0 * math.atan2(rot["z"], rot["w"]), 2 * math.pi)
-                    poses.append((t, tr["x"], tr["y"], tr["z"], yaw))
-                elif topic == EVENTS_TOPIC:
-                    record.pop("timestamp", None)
-                    record["t_s"] = t
-                    events.append(record)
-                else:
-                    cols = int(record["column_count"])
-                    if cols <= 0 or len(grid) % cols:
-                        raise BadLog(
-                            f"an occupancy grid at {t:.1f} s has {len(grid)} bytes for {cols} columns"
-                        )
-                    labels.append(
-                        (t, len(grid) // cols, cols, float(record["cell_size"]["x"]), grid)
-                    )
-            return _Parsed(
-                config=metadata.get("drive", {}),
-                settings=settings,
-                summary=metadata.get("summary", {}),
-                cameras=cameras,
-                video=video,
-                telemetry=telemetry,
-                poses=poses,
-                events=events,
-                labels=labels,
-            )
-    except DojoConfigError as e:
-        raise BadLog(str(e).split(": ", 1)[-1].rstrip(".")) from e
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise BadLog(f"a message is malformed ({type(e).__name__}: {e})") from e
-
-
-def _check_decodes(camera: str, units: list[bytes], width: int, height: int) -> None:
-    """Decode every access unit once; BadLog names the camera and frame that fail."""
-    ctx = av.CodecContext.create("h264", "r")
-    decoded = 0
-    for i, unit in enumerate(units):
-        try:
-            frames = ctx.decode(av.Packet(unit))
-        except (av.FFmpegError, ValueError) as e:
-            raise BadLog(f"camera {camera!r} video fails to decode at frame {i} ({e})") from e
-        for frame in frames:
-            if (frame.width, frame.height) != (width, height):
-                raise BadLog(
-                    f"camera {camera!r} video is {frame.width}x{frame.height}, "
-                    f"the log says {width}x{height}"
-                )
-            decoded += 1
-    try:
-        decoded += len(ctx.decode(None))
-    except (av.FFmpegError, ValueError) as e:
-        raise BadLog(f"camera {camera!r} video fails to decode at its end ({e})") from e
-    if decoded != len(units):
-        raise BadLog(
-            f"camera {camera!r} decodes to {decoded} frames from {len(units)} access units"
-        )
-
-
-# ------------------------------------------------------------------------------- building
-def _clip_starts(times_s: np.ndarray, all_key: np.ndarray, fps: float) -> list[int]:
-    """Frame indices where clips begin: at gaps in the frames, and every MAX_CLIP_S at a keyframe."""
-    starts = [0]
-    for i in range(1, len(times_s)):
-        if not all_key[i]:
-            continue
-        gap = times_s[i] - times_s[i - 1] > 1.5 / fps
-        if gap or times_s[i] - times_s[starts[-1]] >= MAX_CLIP_S - 0.5 / fps:
-            starts.append(i)
-    return starts
-
-
-def _nearest_frame(times_s: np.ndarray, t: float, fps: float) -> int:
-    """The frame at drive time ``t`` (within half a frame), or -1."""
-    i = int(np.searchsorted(times_s, t))
-    best, best_d = -1, 0.5 / fps
-    for j in (i - 1, i):
-        if 0 <= j < len(times_s) and abs(times_s[j] - t) <= best_d:
-            best, best_d = j, abs(times_s[j] - t)
-    return best
-
-
-def _command(value: Any) -> int:
-    if isinstance(value, str):
-        if value not in _COMMANDS:
-            raise BadLog(f"telemetry command {value!r} is not one of {', '.join(_COMMANDS)}")
-        return _COMMANDS[value]
-    return int(value)
-
-
-def _extra(record: dict[str, Any], known: Sequence[str]) -> str | None:
-    rest = {k: v for k, v in record.items() if k not in known and k != "t_s"}
-    return json.dumps(rest, sort_keys=True) if rest else None
-
-
-def _tables(
-    parsed: _Parsed, drive_id: str, source: Path, sha: str, size: int
-) -> tuple[dict[str, pa.Table], dict[str, bytes], int]:
-    """The drive's tables, its per-camera video files, and its clip count."""
-    settings, cameras = parsed.settings, parsed.cameras
-    start_ns = int(settings["start_time_ns"])
-    fps = float(settings["fps"])
-    width, height = int(settings["width"]), int(settings["height"])
-    first = parsed.video[cameras[0]]
-    for cam in cameras[1:]:
-        if parsed.video[cam].times_ns != first.times_ns:
-            raise BadLog(f"camera {cam!r} has other frame times than camera {cameras[0]!r}")
-    n = len(first.times_ns)  # 0 for a trigger-only log without windows: telemetry alone
-    times_s = np.array([_t(t, start_ns) for t in first.times_ns], dtype=np.float64)
-    if np.any(np.diff(times_s) <= 0):
-        raise BadLog("its camera frames are not in time order")
-    keys = np.array(
-        [[is_keyframe(u) for u in parsed.video[c].units] for c in cameras], dtype=bool
-    ).reshape(len(cameras), n)
-    all_key: np.ndarray = np.asarray(keys.all(axis=0))  # (n,) a keyframe in every camera
-    if n and not all_key[0]:
-        raise BadLog("its video does not start on a keyframe in every camera")
-    for cam in cameras:
-        _check_decodes(cam, parsed.video[cam].units, width, height)
-
-    starts = _clip_starts(times_s, all_key, fps) if n else []
-    ends = starts[1:] + [n] if n else []
-    clip_of_frame = np.empty(n, dtype=np.int64)
-    for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        clip_of_frame[a:b] = k
-
-    label_frame = [_nearest_frame(times_s, lab[0], fps) for lab in parsed.labels]
-    labels_of_clip: dict[int, list[int]] = {}
-    for li, f in enumerate(label_frame):
-        if f >= 0:
-            labels_of_clip.setdefault(int(clip_of_frame[f]), []).append(li)
-
-    clip_ids, hashes = [], []
-    for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        h = hashlib.sha256()
-        for cam in cameras:
-            h.update(cam.encode() + b"\0")
-            for unit in parsed.video[cam].units[a:b]:
-                h.update(unit)
-        for li in labels_of_clip.get(k, []):
-            h.update(parsed.labels[li][4])
-        hashes.append(h.hexdigest())
-        clip_ids.append(hashes[-1][:CLIP_ID_CHARS])
-
-    video: dict[str, bytes] = {}
-    cam_col, frame_col, t_col, off_col, size_col, key_col, clip_col = [], [], [], [], [], [], []
-    for ci, cam in enumerate(cameras):
-        units = parsed.video[cam].units
-        sizes = np.array([len(u) for u in units], dtype=np.int64)
-        offsets = np.cumsum(sizes) - sizes  # (n,) start of each unit in the camera's file
-        video[cam] = b"".join(units)
-        cam_col += [cam] * n
-        frame_col.append(np.arange(n, dtype=np.int32))
-        t_col.append(times_s)
-        off_col.append(offsets)
-        size_col.append(sizes.astype(np.int32))
-        key_col.append(keys[ci])
-        clip_col += [clip_ids[k] for k in clip_of_frame]
-    frames = pa.table(
-        {
-            "drive_id": [drive_id] * (n * len(cameras)),
-            "clip_id": clip_col,
-            "frame": np.concatenate(frame_col),
-            "t_s": np.concatenate(t_col),
-            "camera": cam_col,
-            "byte_offset": np.concatenate(off_col),
-            "byte_size": np.concatenate(size_col),
-            "keyframe": np.concatenate(key_col),
-        },
-        schema=TABLES["frames"],
-    )
-    cfg = parsed.config
-    family, car_id, mode = cfg.get("family", ""), cfg.get("car_id", ""), cfg.get("mode", "")
-    clips = pa.table(
-        {
-            "clip_id": clip_ids,
-            "drive_id": [drive_id] * len(starts),
-            "start_frame": starts,
-            "end_frame": ends,
-            "t0_s": [float(times_s[a]) for a in starts],
-            "t1_s": [float(times_s[b - 1]) for b in ends],
-            "frames": [b - a for a, b in zip(starts, ends, strict=True)],
-            "content_hash": hashes,
-            "family": [family] * len(starts),
-            "car_id": [car_id] * len(starts),
-            "mode": [mode] * len(starts),
-        },
-        schema=TABLES["clips"],
-    )
-    tele = sorted(parsed.telemetry, key=lambda r: r["t_s"])
-    known = (*_TELEMETRY_COLUMNS, "timestamp")
-    telemetry = pa.table(
-        {
-            "drive_id": [drive_id] * len(tele),
-            "t_s": [r["t_s"] for r in tele],
-            "speed_mps": [float(r["speed_mps"]) for r in tele],
-            "accel_mps2": [float(r["accel_mps2"]) for r in tele],
-            "steer_rad": [float(r["steer_rad"]) for r in tele],
-            "lane": [int(r["lane"]) for r in tele],
-            "ttc_s": [r.get("ttc_s") for r in tele],
-            "gap_m": [r.get("gap_m") for r in tele],
-            "leader": [int(r.get("leader", -1)) for r in tele],
-            "command": [_command(r["command"]) for r in tele],
-            "driver": [str(r.get("driver", "")) for r in tele],
-            "extra": [_extra(r, known) for r in tele],
-        },
-        schema=TABLES["telemetry"],
-    )
-    poses_sorted = sorted(parsed.poses)
-    poses = pa.table(
-        {
-            "drive_id": [drive_id] * len(poses_sorted),
-            **{
-                name: [p[i] for p in poses_sorted]
-                for i, name in enumerate(("t_s", "x_m", "y_m", "z_m", "yaw_rad"))
-            },
-        },
-        schema=TABLES["poses"],
-    )
-    evs = sorted(parsed.events, key=lambda r: r["t_s"])
-    events = pa.table(
-        {
-            "drive_id": [drive_id] * len(evs),
-            "t_s": [r["t_s"] for r in evs],
-            "kind": [str(r["kind"]) for r in evs],
-            "critical": [bool(r.get("critical", False)) for r in evs],
-            "reason": [str(r.get("reason", "")) for r in evs],
-            "extra": [_extra(r, ("kind", "critical", "reason", "timestamp")) for r in evs],
-        },
-        schema=TABLES["events"],
-    )
-    order = sorted(range(len(parsed.labels)), key=lambda i: parsed.labels[i][0])
-    labels = pa.table(
-        {
-            "drive_id": [drive_id] * len(order),
-            "clip_id": [
-                clip_ids[clip_of_frame[label_frame[i]]] if label_frame[i] >= 0 else None
-                for i in order
-            ],
-            "frame": [label_frame[i] for i in order],
-            "t_s": [parsed.labels[i][0] for i in order],
-            "rows": [parsed.labels[i][1] for i in order],
-            "cols": [parsed.labels[i][2] for i in order],
-            "cell_m": [parsed.labels[i][3] for i in order],
-            "grid": [parsed.labels[i][4] for i in order],
-        },
-        schema=TABLES["labels"],
-    )
-
-    def whole(key: str, default: int = -1) -> int:
-        try:
-            return int(cfg.get(key, default))
-        except (TypeError, ValueError):
-            return default
-
-    duration = tele[-1]["t_s"] - tele[0]["t_s"] if tele else 0.0  # tele is in time order
-    drives = pa.table(
-        {
-            "drive_id": [drive_id],
-            "source": [source.name],
-            "source_sha256": [sha],
-            "source_bytes": [size],
-            "status": [parsed.summary.get("status", "unknown")],
-            "car_id": [car_id],
-            "drive": [whole("drive")],
-            "family": [family],
-            "seed": [whole("seed")],
-            "mode": [mode],
-            "policy": [cfg.get("policy", "")],
-            "logging": [cfg.get("logging", "")],
-            "cameras": [list(cameras)],
-            "width_px": [width],
-            "height_px": [height],
-            "rgb": [bool(json.loads(settings.get("rgb", "false")))],
-            "fps": [fps],
-            "keyframe_interval": [int(settings.get("keyframe_interval_frames", 0))],
-            "frames": [n],
-            "duration_s": [duration],
-            "config": [json.dumps(cfg, sort_keys=True)],
-            "ingested_at": [datetime.now(timezone.utc)],
-        },
-        schema=TABLES["drives"],
-    )
-    tables = {
-        "drives": drives,
-        "clips": clips,
-        "frames": frames,
-        "telemetry": telemetry,
-        "poses": poses,
-        "events": events,
-        "labels": labels,
-    }
-    return tables, video, len(starts)
-
-
 # ----------------------------------------------------------------------------- one file
 def _run_dir(store: Store) -> str:
     return store.path("tmp", f"ingest-{os.getpid()}-{os.urandom(4).hex()}")
@@ -645,10 +203,10 @@ def ingest_file(store_url: str, file: str, work: str) -> FileResult:
             reason = json.load(f).get("reason", "quarantined before")
         return FileResult(file, "quarantined", reason, drive_id)
     try:
-        parsed = _parse(path)
-        tables, video, clips = _tables(parsed, drive_id, path, sha, size)
-    except BadLog as e:
-        reason = str(e)
+        parsed = parse(path)
+        tables, video, clips = build_tables(parsed, drive_id, path, sha, size)
+    except CorruptLogError as e:
+        reason = e.reason
         _quarantine(store, path, sha, reason)
         return FileResult(file, "quarantined", reason, drive_id)
     except Exception as e:  # a log odd in a way not foreseen: keep it out, keep the others going
@@ -709,12 +267,8 @@ def ingest(
         paths = [paths]
     if not paths:
         raise DojoConfigError("paths=[] names no drive logs or folders to ingest.")
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise DojoConfigError(
-            f"workers={workers!r} must be a whole number of processes, at least 1."
-        )
+    if workers is not None:
+        workers = whole("workers", workers, 1)  # processes
     start = time.perf_counter()
     files, skipped = find_logs(paths)
     st = Store(store, create=True)

@@ -36,6 +36,7 @@ import fsspec
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
+from dojo.drivelog import telemetry
 from dojo.errors import DojoConfigError
 
 FORMAT = "dojo-clip-store"
@@ -99,22 +100,7 @@ FRAMES = pa.schema(  # one row per (frame, camera)
         ("keyframe", pa.bool_()),  # an IDR with SPS and PPS: decoding can start here
     ]
 )
-TELEMETRY = pa.schema(  # one row per decision step (10 Hz), logged in every mode
-    [
-        ("drive_id", pa.string()),
-        ("t_s", pa.float64()),
-        ("speed_mps", pa.float64()),
-        ("accel_mps2", pa.float64()),  # what the driver in control did
-        ("steer_rad", pa.float64()),
-        ("lane", pa.int16()),  # 0 the rightmost
-        ("ttc_s", pa.float64()),  # null when nothing closes in
-        ("gap_m", pa.float64()),  # to the leader; null when none
-        ("leader", pa.int32()),  # the leader's vehicle slot; -1 when none
-        ("command", pa.int16()),  # dojo.world.Command value
-        ("driver", pa.string()),  # human | network | safety_driver
-        ("extra", pa.string()),  # any other fields, JSON
-    ]
-)
+TELEMETRY = telemetry.ARROW_SCHEMA  # one row per decision step; columns from the field list
 POSES = pa.schema(
     [
         ("drive_id", pa.string()),
@@ -129,7 +115,7 @@ EVENTS = pa.schema(
     [
         ("drive_id", pa.string()),
         ("t_s", pa.float64()),
-        ("kind", pa.string()),  # dojo.fleet.schemas.EVENT_KINDS
+        ("kind", pa.string()),  # dojo.drivelog.schemas.EVENT_KINDS
         ("critical", pa.bool_()),
         ("reason", pa.string()),
         ("extra", pa.string()),  # JSON

@@ -10,8 +10,8 @@ One call of :func:`bench_drive` measures, in the same process and run:
    encoder per (car, camera) stream, a fresh one for each new drive of a car (as the writer
    opens a new log and new encoders then), in the writer's batches of one keyframe interval
    (each camera's frames of a batch in a row), the same settings as
-   :class:`~dojo.fleet.drivelog.DriveLogWriter` (ultrafast, zerolatency, CRF
-   :data:`~dojo.fleet.drivelog.DEFAULT_CRF`, an IDR every ``keyframe_interval_s`` at 10 fps,
+   :class:`~dojo.drivelog.DriveLogWriter` (ultrafast, zerolatency, CRF
+   :data:`~dojo.drivelog.DEFAULT_CRF`, an IDR every ``keyframe_interval_s`` at 10 fps,
    one thread). It reuses the writer's own private ``_H264Encoder`` so both sides run the very
    same encoder code; packets are thrown away (only their sizes are summed). The time includes
    opening the encoders and flushing them, as the writer's does.
@@ -42,13 +42,12 @@ from typing import Any
 import av
 import numpy as np
 
+# The writer's encoder itself, private on purpose: the benchmark must time the same code path
+# the drive logs use, with the same settings, and nothing else.
+from dojo.drivelog import DEFAULT_CRF, _H264Encoder
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import MODES, DriveConfig
 from dojo.fleet.drive import Fleet
-
-# The writer's encoder itself, private on purpose: the benchmark must time the same code path
-# the drive logs use, with the same settings, and nothing else.
-from dojo.fleet.drivelog import DEFAULT_CRF, _H264Encoder
 from dojo.world.world import DT_S
 
 TARGET_RATIO = 1.5  # logging may cost at most this many times the H.264 encode alone

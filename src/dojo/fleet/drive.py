@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from dojo.drivelog import camera_mounts
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig
-from dojo.fleet.logwriter import camera_mounts
 from dojo.fleet.policy import Controls, Policy, make_policy
 from dojo.fleet.recorder import CarRecorder
 from dojo.fleet.route import RoutePlan

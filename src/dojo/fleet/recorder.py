@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from dojo.drivelog import DriveLogWriter
 from dojo.fleet.config import TriggerConfig
-from dojo.fleet.drivelog import DriveLogWriter
 from dojo.world.occupancy import OccupancySpec
 
 _EPS_S = 1e-6

@@ -12,7 +12,21 @@ Every channel uses schema encoding ``jsonschema`` and message encoding ``json``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
+
+from mcap.writer import Writer
+
+from dojo.drivelog import telemetry
+from dojo.drivelog.format import (
+    CAMERA_MOUNTS_TOPIC,
+    CAMERA_TOPIC,
+    EVENTS_TOPIC,
+    OCCUPANCY_TOPIC,
+    POSE_TOPIC,
+    TELEMETRY_TOPIC,
+)
+from dojo.world.occupancy import CLASS_NAMES
 
 SCHEMA_ENCODING = "jsonschema"
 MESSAGE_ENCODING = "json"
@@ -147,27 +161,7 @@ GRID: dict[str, Any] = {
     ],
 }
 
-TELEMETRY: dict[str, Any] = {
-    "title": "dojo.Telemetry",
-    "description": "Ego state and the driver's controls at one decision. Extra fields are allowed.",
-    "type": "object",
-    "properties": {
-        "timestamp": _TIME,
-        "speed_mps": _number("Ego speed [m/s]."),
-        "accel_mps2": _number("Ego acceleration command [m/s^2]."),
-        "steer_rad": _number("Ego steering angle [rad], left positive."),
-        "lane": {"type": "integer", "description": "Lane index, 0 the rightmost."},
-        "ttc_s": {
-            "type": ["number", "null"],
-            "description": "Time to collision [s]; null when nothing is closing in.",
-        },
-        "command": {
-            "type": ["string", "integer"],
-            "description": "Route command given to the driver (name, e.g. KEEP_LANE).",
-        },
-    },
-    "required": ["timestamp", "speed_mps", "accel_mps2", "steer_rad", "lane", "ttc_s", "command"],
-}
+TELEMETRY: dict[str, Any] = telemetry.json_schema(_TIME)  # from the one field list
 
 EVENT: dict[str, Any] = {
     "title": "dojo.Event",
@@ -189,3 +183,36 @@ EVENT: dict[str, Any] = {
 def schema_bytes(schema: dict[str, Any]) -> bytes:
     """The schema as UTF-8 JSON, the bytes an MCAP schema record holds."""
     return json.dumps(schema, separators=(",", ":"), sort_keys=True).encode()
+
+
+def register_channels(
+    w: Writer, cameras: Sequence[str], width: int, height: int, rgb: bool
+) -> dict[str, int]:
+    """Register every channel of a drive log with an MCAP writer; channel id by topic."""
+    enc, msg = SCHEMA_ENCODING, MESSAGE_ENCODING
+    video = w.register_schema("foxglove.CompressedVideo", enc, schema_bytes(COMPRESSED_VIDEO))
+    size = {"width": str(width), "height": str(height)}
+    size["pixel_format"] = "rgb24" if rgb else "gray"
+    channels = {
+        CAMERA_TOPIC.format(name): w.register_channel(CAMERA_TOPIC.format(name), msg, video, size)
+        for name in cameras
+    }
+    for topic, name, schema, meta in (
+        (POSE_TOPIC, "foxglove.FrameTransform", FRAME_TRANSFORM, {}),
+        (TELEMETRY_TOPIC, "dojo.Telemetry", TELEMETRY, {}),
+        (EVENTS_TOPIC, "dojo.Event", EVENT, {}),
+        (
+            OCCUPANCY_TOPIC,
+            "foxglove.Grid",
+            GRID,
+            {
+                "classes": json.dumps(list(CLASS_NAMES)),
+                "layout": "dojo.world.occupancy: row 0 farthest ahead, column 0 farthest left",
+            },
+        ),
+    ):
+        sid = w.register_schema(name, enc, schema_bytes(schema))
+        channels[topic] = w.register_channel(topic, msg, sid, meta)
+        if topic == POSE_TOPIC:  # the camera mounts share the FrameTransform schema
+            channels[CAMERA_MOUNTS_TOPIC] = w.register_channel(CAMERA_MOUNTS_TOPIC, msg, sid, {})
+    return channels

@@ -1,6 +1,7 @@
-"""Drive logs: one MCAP file per car per drive, zstd-chunked and indexed, readable by Foxglove.
+"""The drive-log format: one MCAP file per car per drive, zstd-chunked and indexed, readable by Foxglove.
 
-Channels (all JSON; schemas in :mod:`dojo.fleet.schemas`):
+Channels (all JSON; schemas in :mod:`dojo.drivelog.schemas`; telemetry fields, one list, in
+:mod:`dojo.drivelog.telemetry`):
 
 ======================  =========================  ==============================================
 topic                   schema                     one message per
@@ -31,12 +32,20 @@ finished name always holds a complete, indexed log. ``close()`` is idempotent an
 still leaves a valid log, its summary saying ``interrupted: KeyboardInterrupt``. Ctrl-C is held
 back while a record is being written or the file is being closed (main thread only), so it
 never lands half-way through one. A killed process leaves only the ``.partial`` file. A full
-disk raises :class:`~dojo.errors.DojoConfigError` and removes the partial file.
+disk raises :class:`~dojo.errors.StorageFullError` and removes the partial file.
+
+Modules: :mod:`~dojo.drivelog.format` (topics, frames, markers), :mod:`~dojo.drivelog.telemetry`
+(the telemetry record), :mod:`~dojo.drivelog.schemas` (JSON schemas), :mod:`~dojo.drivelog.decode`
+(the one MCAP decoder, used by the reader and by ingest), :mod:`~dojo.drivelog.reader`,
+:mod:`~dojo.drivelog.writer` with :mod:`~dojo.drivelog.checks` (what it accepts),
+:mod:`~dojo.drivelog.sigint` (Ctrl-C held back) and :mod:`~dojo.drivelog.pose` (quaternions),
+:mod:`~dojo.drivelog.video` (H.264). A corrupt log raises :class:`~dojo.errors.CorruptLogError`.
 """
 
 from __future__ import annotations
 
-from dojo.fleet.logformat import (
+from dojo.drivelog.decode import open_drive_log
+from dojo.drivelog.format import (
     CAMERA_FRAME,
     CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
@@ -50,24 +59,18 @@ from dojo.fleet.logformat import (
     TELEMETRY_TOPIC,
     WORLD_FRAME,
 )
-from dojo.fleet.logreader import (
+from dojo.drivelog.pose import camera_mounts, optical_rotation
+from dojo.drivelog.reader import (
     ChannelInfo,
     DriveLog,
     VideoPacket,
     decode_video,
-    open_drive_log,
     read_drive_log,
     read_occupancy,
     video_packets,
 )
-from dojo.fleet.logwriter import (
-    DriveLogWriter,
-    FrameCost,
-    camera_mounts,
-    measure_frame_cost,
-    optical_rotation,
-)
-from dojo.fleet.video import (
+from dojo.drivelog.telemetry import Telemetry
+from dojo.drivelog.video import (
     DEFAULT_CRF,
     VIDEO_FORMAT,
     X264_PRESETS,
@@ -76,6 +79,7 @@ from dojo.fleet.video import (
     is_keyframe,
     nal_unit_types,
 )
+from dojo.drivelog.writer import DriveLogWriter
 
 __all__ = [
     "CAMERA_FRAME",
@@ -96,17 +100,16 @@ __all__ = [
     "ChannelInfo",
     "DriveLog",
     "DriveLogWriter",
-    "FrameCost",
+    "Telemetry",
     "VideoPacket",
     "_H264Encoder",
     "camera_mounts",
-    "optical_rotation",
     "decode_access_units",
     "decode_video",
     "is_keyframe",
-    "measure_frame_cost",
     "nal_unit_types",
     "open_drive_log",
+    "optical_rotation",
     "read_drive_log",
     "read_occupancy",
     "video_packets",

@@ -1,49 +1,31 @@
-"""Reading drive logs with the official ``mcap`` reader: metadata, telemetry, events, video."""
+"""Reading drive logs with the official ``mcap`` reader: metadata, telemetry, events, video.
+
+Every message is decoded by :mod:`dojo.drivelog.decode`, the decoder ingest uses too.
+"""
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 import os
-import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
-import zstandard
-from mcap.exceptions import McapError
-from mcap.reader import make_reader
 
-from dojo.errors import DojoConfigError
-from dojo.fleet.logformat import (
-    CAMERA_FRAME,
+from dojo.drivelog.decode import Grid, Mount, Pose, corrupt, messages, open_drive_log, t_s
+from dojo.drivelog.format import (
     CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
     EVENTS_TOPIC,
-    MCAP_MAGIC,
     OCCUPANCY_TOPIC,
     POSE_TOPIC,
     TELEMETRY_TOPIC,
 )
-from dojo.fleet.video import decode_access_units, is_keyframe
-
-_READ_ERRORS = (
-    McapError,
-    ValueError,  # includes json, CRC and PyAV data errors
-    KeyError,
-    IndexError,
-    TypeError,
-    struct.error,
-    EOFError,
-    StopIteration,
-    OSError,  # seeking before the start of a short file
-    zstandard.ZstdError,
-)
+from dojo.drivelog.telemetry import Telemetry
+from dojo.drivelog.video import decode_access_units, is_keyframe
+from dojo.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -86,6 +68,10 @@ class DriveLog:
     # camera name -> (x, y, z [m], qx, qy, qz, qw) of its optical frame in the ego frame
     camera_mounts: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
+    def telemetry_records(self) -> list[Telemetry]:
+        """The telemetry as typed records (fields as :mod:`dojo.drivelog.telemetry` lists)."""
+        return [Telemetry.from_message(r["t_s"], r) for r in self.telemetry]
+
     @property
     def message_counts(self) -> dict[str, int]:
         return {topic: ch.message_count for topic, ch in self.channels.items()}
@@ -96,61 +82,11 @@ class DriveLog:
         return self.summary.get("status", "unknown")
 
 
-def _corrupt(path: Path, why: str) -> DojoConfigError:
-    return DojoConfigError(f"{path} is not a readable drive log: {why}.")
-
-
-@contextmanager
-def open_drive_log(
-    path: str | os.PathLike[str],
-) -> Iterator[tuple[Path, Any, dict[str, dict[str, str]]]]:
-    """A seeking MCAP reader over a finished drive log, and its metadata records by name.
-
-    Any failure to parse the file, here or while the caller reads messages, becomes a
-    DojoConfigError that names the file and what is wrong.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise DojoConfigError(f"Drive log {p} does not exist or is not a file.")
-    try:
-        f = open(p, "rb")  # noqa: SIM115 -- closed by the with below
-    except OSError as e:
-        raise DojoConfigError(f"Drive log {p} cannot be opened ({e.strerror}).") from e
-    with f:
-        head = f.read(len(MCAP_MAGIC))
-        f.seek(max(f.seek(0, os.SEEK_END) - len(MCAP_MAGIC), 0))
-        if head != MCAP_MAGIC:
-            raise _corrupt(p, "it is not an MCAP file (wrong magic bytes at the start)")
-        if f.read() != MCAP_MAGIC:
-            raise _corrupt(p, "it is truncated (no MCAP magic at the end: never closed, or cut)")
-        f.seek(0)
-        try:
-            reader = make_reader(f, validate_crcs=True)
-            summary = reader.get_summary()
-            metadata = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
-        except _READ_ERRORS as e:
-            raise _corrupt(p, f"its summary is corrupt ({type(e).__name__}: {e})") from e
-        stats = summary.statistics if summary is not None else None
-        if summary is None or stats is None or (stats.message_count and not summary.chunk_indexes):
-            raise _corrupt(p, "it has no summary, statistics or chunk index")
-        if "drive_log" not in metadata:
-            raise _corrupt(p, "it is an MCAP file but has no 'drive_log' metadata record")
-        try:
-            yield p, reader, metadata
-        except DojoConfigError:
-            raise
-        except _READ_ERRORS as e:
-            raise _corrupt(p, f"a chunk is corrupt ({type(e).__name__}: {e})") from e
-
-
-def _t_s(log_time_ns: int, start_ns: int) -> float:
-    return (log_time_ns - start_ns) / 1e9
-
-
 def read_drive_log(path: str | os.PathLike[str]) -> DriveLog:
     """Open a finished drive log: channels, message counts, metadata, telemetry, events, poses.
 
-    Raises :class:`DojoConfigError` for a missing, truncated or corrupt file. Video stays
+    Raises :class:`~dojo.errors.CorruptLogError` for a truncated or corrupt file, a
+    ConfigError for a missing one. Video stays
     compressed: see :func:`decode_video` and :func:`video_packets`.
     """
     with open_drive_log(path) as (p, reader, metadata):
@@ -168,23 +104,14 @@ def read_drive_log(path: str | os.PathLike[str]) -> DriveLog:
         events: list[dict[str, Any]] = []
         poses: list[tuple[float, ...]] = []
         mounts: dict[str, tuple[float, ...]] = {}
-        for _, channel, message in reader.iter_messages(
-            topics=[TELEMETRY_TOPIC, EVENTS_TOPIC, POSE_TOPIC, CAMERA_MOUNTS_TOPIC]
-        ):
-            data = json.loads(message.data)
-            t = _t_s(message.log_time, start_ns)
-            if channel.topic == CAMERA_MOUNTS_TOPIC:
-                tr, rot = data["translation"], data["rotation"]
-                name = data["child_frame_id"].removeprefix(CAMERA_FRAME.format(""))
-                mounts[name] = (tr["x"], tr["y"], tr["z"], rot["x"], rot["y"], rot["z"], rot["w"])
-                continue
-            if channel.topic == POSE_TOPIC:
-                tr, rot = data["translation"], data["rotation"]
-                yaw = 2.0 * math.atan2(rot["z"], rot["w"])
-                poses.append((t, tr["x"], tr["y"], tr["z"], math.remainder(yaw, 2 * math.pi)))
-                continue
-            data.pop("timestamp", None)
-            (telemetry if channel.topic == TELEMETRY_TOPIC else events).append({"t_s": t, **data})
+        topics = [TELEMETRY_TOPIC, EVENTS_TOPIC, POSE_TOPIC, CAMERA_MOUNTS_TOPIC]
+        for topic, _, item in messages(reader, start_ns, topics):
+            if isinstance(item, Mount):
+                mounts[item.camera] = item.pose
+            elif isinstance(item, Pose):
+                poses.append(tuple(item))
+            elif isinstance(item, dict):
+                (telemetry if topic == TELEMETRY_TOPIC else events).append(item)
         return DriveLog(
             path=p,
             channels=channels,
@@ -209,12 +136,12 @@ def _video(path: str | os.PathLike[str], camera: str) -> tuple[list[VideoPacket]
         settings = metadata["drive_log"]
         cameras = json.loads(settings["cameras"])
         if camera not in cameras:
-            raise DojoConfigError(f"camera={camera!r} is not in {p}; it has {', '.join(cameras)}.")
+            raise ConfigError(f"camera={camera!r} is not in {p}; it has {', '.join(cameras)}.")
         start_ns = int(settings["start_time_ns"])
         out = []
-        for _, _, message in reader.iter_messages(topics=[CAMERA_TOPIC.format(camera)]):
-            data = base64.b64decode(json.loads(message.data)["data"], validate=True)
-            out.append(VideoPacket(_t_s(message.log_time, start_ns), data, is_keyframe(data)))
+        for _, ns, unit in messages(reader, start_ns, [CAMERA_TOPIC.format(camera)]):
+            assert isinstance(unit, bytes)
+            out.append(VideoPacket(t_s(ns, start_ns), unit, is_keyframe(unit)))
         return out, settings
 
 
@@ -230,7 +157,7 @@ def decode_video(path: str | os.PathLike[str], camera: str) -> np.ndarray:
     try:
         frames = decode_access_units((pk.data for pk in packets), rgb)
     except (av.FFmpegError, ValueError) as e:
-        raise _corrupt(Path(path), f"camera {camera!r} has undecodable video ({e})") from e
+        raise corrupt(Path(path), f"camera {camera!r} has undecodable video ({e})") from e
     if len(frames) == 0:
         shape = (0, int(settings["height"]), int(settings["width"])) + ((3,) if rgb else ())
         return np.zeros(shape, dtype=np.uint8)
@@ -242,11 +169,11 @@ def read_occupancy(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
     with open_drive_log(path) as (_, reader, metadata):
         start_ns = int(metadata["drive_log"]["start_time_ns"])
         times, grids = [], []
-        for _, _, message in reader.iter_messages(topics=[OCCUPANCY_TOPIC]):
-            data = json.loads(message.data)
-            cells = np.frombuffer(base64.b64decode(data["data"], validate=True), dtype=np.uint8)
-            grids.append(cells.reshape(-1, data["row_stride"])[:, : data["column_count"]])
-            times.append(_t_s(message.log_time, start_ns))
+        for _, _, label in messages(reader, start_ns, [OCCUPANCY_TOPIC]):
+            assert isinstance(label, Grid)
+            cells = np.frombuffer(label.cells, dtype=np.uint8)
+            grids.append(cells.reshape(-1, label.row_stride)[:, : label.column_count])
+            times.append(label.t_s)
     if not grids:
         return np.zeros(0), np.zeros((0, 0, 0), dtype=np.uint8)
     return np.array(times), np.stack(grids)
