@@ -36,7 +36,7 @@ def bench_data(
 
         out["ingest"] = bench_ingest(cars=cars, seconds=seconds, repeats=repeats, log=log)
     if "loader" in parts:
-        from dojo.data.bench_loader import bench_loader
+        from dojo.bench.loader import bench_loader
 
         out["loader"] = bench_loader(cars=cars, seconds=seconds, repeats=repeats, log=log)
     if "query" in parts:
@@ -53,7 +53,7 @@ def format_result(result: dict[str, Any]) -> str:
 
         blocks.append(format_ingest(result["ingest"]))
     if "loader" in result:
-        from dojo.data.bench_loader import format_loader
+        from dojo.bench.loader import format_loader
 
         blocks.append(format_loader(result["loader"]))
     if "query" in result:
