@@ -34,7 +34,8 @@ from typing import Any
 import av
 
 from dojo import validate
-from dojo.data.bench_ingest import make_logs
+from dojo.bench.ingest import make_logs
+from dojo.bench.machine import machine_info
 from dojo.data.catalog import connect
 from dojo.data.ingest import ingest
 from dojo.data.loader import DEFAULT_BUFFER_WINDOWS, WindowDataset, WindowSpec, make_loader
@@ -42,7 +43,6 @@ from dojo.data.loader.decode import _luma
 from dojo.data.loader.plan import _arrow, _store
 from dojo.data.store import Store
 from dojo.errors import ConfigError
-from dojo.fleet.bench import machine_info
 
 TARGET_RATIO = 0.8
 CONFIGS = (  # (workers, occupancy labels); the first is the headline

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from dojo.bench.machine import machine_info
 from dojo.errors import DojoConfigError
 from dojo.eval.evaluate import BUILTIN_SUITE, SuiteDriveConfig, evaluate
-from dojo.fleet.bench import machine_info
 from dojo.fleet.policy import Controls, NetworkPolicy
 from dojo.world.camera import CameraRig
 from dojo.world.world import World

@@ -20,9 +20,9 @@ from typing import Any
 
 from mcap.reader import make_reader
 
+from dojo.bench.machine import machine_info
 from dojo.data.ingest import ingest
 from dojo.errors import DojoConfigError
-from dojo.fleet.bench import machine_info
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import Fleet
 

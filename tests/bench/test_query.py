@@ -10,19 +10,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dojo.data.bench_query import (
+from dojo.bench.query import (
     EVENT_GAP_S,
     NEAR_MISS_TTC_S,
     DriveNearMisses,
     bench_trigger_query,
     format_table,
-    make_telemetry,
     near_misses_duckdb,
     near_misses_pandas,
     pandas_rows_that_fit,
     total_events,
-    write_drive,
 )
+from dojo.bench.query_data import make_telemetry, write_drive
 from dojo.data.catalog import connect
 from dojo.data.store import DRIVES, TELEMETRY, Store
 from dojo.errors import DojoConfigError

@@ -72,8 +72,8 @@ def _step_times(model: Any, size: str, local: int, steps: int, seed: int) -> Tim
     """The robust step time of ``model`` on one in-memory batch of ``local`` samples."""
     import torch
 
+    from dojo.bench.train import _batch
     from dojo.nets.policy import PolicyConfig
-    from dojo.train.bench import _batch
     from dojo.train.trainer import policy_loss
 
     torch.manual_seed(seed)
@@ -186,7 +186,7 @@ def measure_single(size: str, batch: int, steps: int) -> Timing:
 def machine() -> dict[str, Any]:
     import torch
 
-    from dojo.fleet.bench import cpu_model
+    from dojo.bench.machine import cpu_model
 
     return {
         "cpu": cpu_model(),
@@ -201,10 +201,10 @@ def machine() -> dict[str, Any]:
 def core_peak() -> tuple[float, str]:
     """(peak FP32 FLOP/s of one core, how): clock x FP32 FLOPs a cycle of its widest FMA units,
     as ``dojo bench train`` counts them (64 with AVX-512, 32 with AVX2)."""
-    from dojo.train.bench import _cpu_clock_hz, cpu_flops_per_cycle
+    from dojo.bench.machine import cpu_clock_hz, cpu_flops_per_cycle
 
     per_cycle, isa = cpu_flops_per_cycle()
-    clock = _cpu_clock_hz()
+    clock = cpu_clock_hz()
     if clock <= 0:
         raise DojoConfigError(
             "The CPU clock could not be read from /proc/cpuinfo; no peak to calibrate against."
