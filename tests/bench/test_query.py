@@ -191,9 +191,7 @@ def test_bench_on_a_subset_reports_the_ratio(data: dict) -> None:
 
 @pytest.mark.parametrize("rows", [0, -5, 1.5, "100", True, None])
 def test_bad_rows_are_refused(rows: object, tmp_path: Path) -> None:
-    with pytest.raises(
-        DojoConfigError, match=r"^rows=.* must be a whole number of rows, at least 1\.$"
-    ):
+    with pytest.raises(DojoConfigError, match=r"^rows=.* must be a whole number >= 1\.$"):
         bench_trigger_query(rows=rows, folder=tmp_path, log=None)  # type: ignore[arg-type]
     with pytest.raises(DojoConfigError, match=r"^rows="):
         make_telemetry(tmp_path, rows)  # type: ignore[arg-type]

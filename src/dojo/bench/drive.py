@@ -46,6 +46,7 @@ from dojo.fleet.drive import Fleet
 # The writer's encoder itself, private on purpose: the benchmark must time the same code path
 # the drive logs use, with the same settings, and nothing else.
 from dojo.fleet.drivelog import DEFAULT_CRF, _H264Encoder
+from dojo.validate import choice, positive, whole
 from dojo.world.world import DT_S
 
 TARGET_RATIO = 1.5  # logging may cost at most this many times the H.264 encode alone
@@ -54,20 +55,7 @@ MAX_CAPTURE_BYTES = 4 << 30  # the captured frames are held in memory for the en
 
 
 def _check(cars: object, seconds: object, mode: object) -> tuple[int, float, str]:
-    if isinstance(cars, bool) or not isinstance(cars, int) or cars < 1:
-        raise DojoConfigError(f"cars={cars!r} must be a whole number of cars, at least 1.")
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not math.isfinite(seconds)
-        or seconds <= 0
-    ):
-        raise DojoConfigError(
-            f"seconds={seconds!r} must be a finite number of simulated seconds per car, > 0."
-        )
-    if mode not in MODES:
-        raise DojoConfigError(f"mode={mode!r} must be one of {', '.join(MODES)}.")
-    return cars, float(seconds), str(mode)
+    return whole("cars", cars, 1), positive("seconds", seconds), str(choice("mode", mode, MODES))
 
 
 def _drive_config(cars: int, seconds: float, mode: str, out: Path, logging: str) -> DriveConfig:

@@ -35,6 +35,7 @@ from dojo.compute.calibration import (
 )
 from dojo.compute.workload import SIZES, net_workload
 from dojo.errors import DojoConfigError
+from dojo.validate import choice, whole
 
 WARMUP_STEPS = 3
 CLOCKS = ("cpu", "wall")
@@ -229,10 +230,8 @@ def _check(
         raise DojoConfigError(
             f"batch {bad[0][0]} is smaller than {bad[0][1]} processes; each needs a sample."
         )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 3:
-        raise DojoConfigError(f"steps={steps!r} must be a whole number, at least 3.")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise DojoConfigError(f"rounds={rounds!r} must be a whole number, at least 1.")
+    whole("steps", steps, 3)
+    whole("rounds", rounds, 1)
 
 
 def bench_plan(
@@ -253,8 +252,7 @@ def bench_plan(
     measured and reported.
     """
     _check(sizes, batches, nprocs, steps, rounds)
-    if clock not in CLOCKS:
-        raise DojoConfigError(f"clock={clock!r} must be one of: {', '.join(CLOCKS)}.")
+    choice("clock", clock, CLOCKS)
     say = log or (lambda _: None)
     try:
         stored: Calibration | None = load_calibration()

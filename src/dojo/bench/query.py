@@ -54,6 +54,7 @@ from dojo.data.store import (
     TABLE_FILES,
 )
 from dojo.errors import DojoConfigError
+from dojo.validate import whole
 
 TARGET_S = 2.0  # the target for DuckDB over all rows [s]
 EVENT_GAP_S = 1.0  # a near-miss row more than this after the previous one starts a new event [s]
@@ -263,10 +264,7 @@ def bench_trigger_query(
         pandas_rows = _check_count("pandas_rows", pandas_rows)
         if pandas_rows > rows:
             raise DojoConfigError(f"pandas_rows={pandas_rows:,} must not exceed rows={rows:,}.")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise DojoConfigError(
-            f"repeats={repeats!r} must be a whole number of timed runs, at least 1."
-        )
+    repeats = whole("repeats", repeats, 1)
     say = log or (lambda _: None)
     if folder is None:
         folder = (

@@ -37,6 +37,7 @@ from dojo.data.store import (
     parquet_options,
 )
 from dojo.errors import DojoConfigError
+from dojo.validate import whole
 
 NEAR_MISS_TTC_S = 1.5  # a row is a near miss when its TTC is under this [s]
 DT_S = 0.1  # telemetry step (10 Hz) [s]
@@ -216,9 +217,8 @@ def _plan(rows: int, rows_per_drive: int) -> list[int]:
 
 
 def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise DojoConfigError(f"{name}={value!r} must be a whole number of rows, at least 1.")
-    return int(value)
+    """A count of rows: a whole number >= 1."""
+    return whole(name, value, 1)
 
 
 def _marker(folder: Path) -> dict[str, Any] | None:
@@ -266,9 +266,7 @@ def make_telemetry(
     """
     rows = _check_count("rows", rows)
     rows_per_drive = _check_count("rows_per_drive", rows_per_drive)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DojoConfigError(f"seed={seed!r} must be a whole number, at least 0.")
-    seed = int(seed)
+    seed = whole("seed", seed, 0)
     say = progress or (lambda _: None)
     base = Path(folder)
     request = {"rows": rows, "rows_per_drive": rows_per_drive, "seed": seed, "generator": GENERATOR}

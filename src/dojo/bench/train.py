@@ -33,6 +33,7 @@ from dojo.nets.flops import flops_per_sample
 from dojo.nets.policy import DrivingPolicy, PolicyConfig, parameter_count
 from dojo.train.config import TrainConfig
 from dojo.train.trainer import policy_loss, train
+from dojo.validate import whole
 
 SIZES = ("tiny", "base", "large")
 GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, SXM [FLOP/s]
@@ -112,10 +113,7 @@ def bench_train(
     bad = [s for s in sizes if s not in SIZES]
     if bad or not sizes:
         raise DojoConfigError(f"sizes={list(sizes)!r} must be some of {', '.join(SIZES)}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
-        raise DojoConfigError(f"steps={steps!r} must be a whole number of steps, at least 5.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise DojoConfigError(f"batch_size={batch_size!r} must be a whole number, at least 1.")
+    steps, batch_size = whole("steps", steps, 5), whole("batch_size", batch_size, 1)
     say = log or (lambda _: None)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     peak, peak_how = peak_flops(device)
