@@ -76,7 +76,7 @@ def _world_render(args: argparse.Namespace) -> int:
 
 
 def _bench_world(args: argparse.Namespace) -> int:
-    from dojo.world.bench import bench_world, format_table
+    from dojo.bench.world import bench_world, format_table
 
     result = bench_world(
         seconds=args.seconds, worlds=args.worlds, log=lambda m: print(m, file=sys.stderr)
@@ -149,7 +149,7 @@ def format_drive_summary(s: dict[str, Any]) -> str:
 
 
 def _bench_drive(args: argparse.Namespace) -> int:
-    from dojo.fleet.bench import bench_drive, format_table
+    from dojo.bench.drive import bench_drive, format_table
 
     result = bench_drive(
         cars=args.cars,
@@ -162,7 +162,7 @@ def _bench_drive(args: argparse.Namespace) -> int:
 
 
 def _bench_data(args: argparse.Namespace) -> int:
-    from dojo.data.bench import bench_data, format_result
+    from dojo.bench.data import bench_data, format_result
 
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     result = bench_data(
@@ -178,7 +178,7 @@ def _bench_data(args: argparse.Namespace) -> int:
 
 
 def _bench_train(args: argparse.Namespace) -> int:
-    from dojo.train.bench import bench_train, format_train
+    from dojo.bench.train import bench_train, format_train
 
     sizes = tuple(s.strip() for s in args.sizes.split(",") if s.strip())
     result = bench_train(
@@ -189,7 +189,7 @@ def _bench_train(args: argparse.Namespace) -> int:
 
 
 def _bench_eval(args: argparse.Namespace) -> int:
-    from dojo.eval.bench import bench_eval, format_eval_bench
+    from dojo.bench.eval import bench_eval, format_eval_bench
 
     cars = tuple(int(c) for c in args.cars.split(",") if c.strip())
     result = bench_eval(

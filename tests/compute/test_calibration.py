@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dojo.compute.bench import measure_ddp, measure_single, robust_step_s
+from dojo.bench.plan import measure_ddp, measure_single, robust_step_s
 from dojo.compute.calibration import (
     Calibration,
     Fit,
@@ -129,7 +129,7 @@ def test_calibrate_command_measures_fits_and_writes(
     """The --calibrate plumbing, with the timers replaced by the times TRUE's terms give."""
     import argparse
 
-    from dojo.compute import bench
+    from dojo.bench import plan as bench
     from dojo.compute.commands import add_commands
     from dojo.compute.workload import net_workload
 

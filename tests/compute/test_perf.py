@@ -166,7 +166,7 @@ def test_the_planner_on_this_cpu_is_the_calibrated_model() -> None:
 
 
 def test_net_workload_counts_the_real_nets() -> None:
-    from dojo.train.bench import train_step_flops
+    from dojo.bench.train import train_step_flops
 
     w = net_workload("policy", "tiny")
     assert w.train_flops_per_sample == train_step_flops("tiny")

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from dojo.bench.loader import decode_rate_raw, loader_rate
 from dojo.data.catalog import query
 from dojo.data.ingest import ingest
 from dojo.data.loader import (
@@ -27,8 +28,6 @@ from dojo.data.loader import (
     WindowDataset,
     WindowSpec,
     collate_windows,
-    decode_rate_raw,
-    loader_rate,
     make_loader,
     merge_states,
 )

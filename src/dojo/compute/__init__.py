@@ -4,7 +4,7 @@ its calibration on this machine, and topology-aware placement.
 - :mod:`dojo.compute.specs`: the spec files (``specs/*.toml``), every figure with its source.
 - :mod:`dojo.compute.topology`: :class:`Topology`, blocks at every level and their names.
 - :mod:`dojo.compute.perf`: step time, time to train, energy and cost; equivalence of systems.
-- :mod:`dojo.compute.calibration`, :mod:`dojo.compute.bench`: the CPU's terms, measured and fitted.
+- :mod:`dojo.compute.calibration`, :mod:`dojo.bench.plan`: the CPU's terms, measured and fitted.
 - :mod:`dojo.compute.placement`: :class:`Allocator`, the smallest contiguous block for a job.
 - :mod:`dojo.compute.draw`: a picture of the hierarchy with the jobs placed on it.
 """

@@ -101,7 +101,7 @@ def format_plans(plans: list[Any], labels: list[str]) -> str:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from dojo.compute.bench import bench_plan, format_bench
+    from dojo.bench.plan import bench_plan, format_bench
     from dojo.compute.calibration import USER_PATH
 
     out = args.calibration or str(USER_PATH.expanduser())
@@ -307,7 +307,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench_plan(args: argparse.Namespace) -> int:
-    from dojo.compute.bench import bench_plan, format_bench
+    from dojo.bench.plan import bench_plan, format_bench
 
     sizes = tuple(s.strip() for s in args.sizes.split(",") if s.strip())
     try:

@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from dojo.bench.machine import machine_info
 from dojo.errors import DojoConfigError
 from dojo.eval.evaluate import BUILTIN_SUITE, SuiteDriveConfig, evaluate
-from dojo.fleet.bench import machine_info
 from dojo.fleet.policy import Controls, NetworkPolicy
+from dojo.validate import whole
 from dojo.world.camera import CameraRig
 from dojo.world.world import World
 
@@ -81,8 +82,7 @@ def bench_eval(
 ) -> dict[str, Any]:
     """Measure closed-loop decisions/s of naive and the tiny vision policy; a JSON-able result."""
     say = log or (lambda _: None)
-    if isinstance(decisions, bool) or not isinstance(decisions, int) or decisions < 1000:
-        raise DojoConfigError(f"bench eval decisions={decisions!r} must be a whole number >= 1000.")
+    decisions = whole("bench eval decisions", decisions, 1000)
     if not cars or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in cars):
         raise DojoConfigError(f"bench eval cars={cars!r} must be positive whole numbers.")
     import torch

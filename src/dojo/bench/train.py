@@ -27,50 +27,16 @@ from typing import Any
 
 import torch
 
+from dojo.bench.machine import cpu_clock_hz, cpu_flops_per_cycle, cpu_model
 from dojo.errors import DojoConfigError
-from dojo.fleet.bench import cpu_model
 from dojo.nets.flops import flops_per_sample
 from dojo.nets.policy import DrivingPolicy, PolicyConfig, parameter_count
 from dojo.train.config import TrainConfig
 from dojo.train.trainer import policy_loss, train
+from dojo.validate import whole
 
 SIZES = ("tiny", "base", "large")
-# FP32 FLOPs per cycle per core: 2 FMA units x lanes x 2; 8 lanes with AVX2, 16 with AVX-512
-CPU_FLOPS_PER_CYCLE = {"avx512f": 64, "avx2": 32}
-CPU_FLOPS_PER_CYCLE_OTHER = 8  # SSE: 2 x 4 lanes, no FMA counted twice
-
-
-def cpu_flops_per_cycle() -> tuple[int, str]:
-    """(FP32 FLOPs per cycle per core, the widest vector extension /proc/cpuinfo lists)."""
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    for ext, flops in CPU_FLOPS_PER_CYCLE.items():
-        if ext in flags:
-            return flops, ext
-    return CPU_FLOPS_PER_CYCLE_OTHER, "no AVX2"
-
-
 GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, SXM [FLOP/s]
-
-
-def _cpu_clock_hz() -> float:
-    """The highest 'cpu MHz' /proc/cpuinfo reports (the current clock, an approximation)."""
-    best = 0.0
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("cpu mhz"):
-                    best = max(best, float(line.split(":", 1)[1]))
-    except (OSError, ValueError):
-        pass
-    return best * 1e6
 
 
 def peak_flops(device: torch.device) -> tuple[float, str]:
@@ -82,7 +48,7 @@ def peak_flops(device: torch.device) -> tuple[float, str]:
                 return value, f"{name}: {value / 1e12:.0f} TFLOP/s dense BF16 (datasheet)"
         return 0.0, f"{name}: peak unknown"
     cores = torch.get_num_threads()
-    clock = _cpu_clock_hz()
+    clock = cpu_clock_hz()
     per_cycle, ext = cpu_flops_per_cycle()
     return cores * clock * per_cycle, (
         f"{cores} threads x {clock / 1e9:.2f} GHz x {per_cycle} FP32 FLOPs/cycle ({ext})"
@@ -125,7 +91,7 @@ def bare_loop(size: str, batch: int, steps: int, device: torch.device) -> float:
 
 
 def _dataset(root: Path, log: Callable[[str], None]) -> tuple[str, str]:
-    from dojo.data.bench_ingest import make_logs
+    from dojo.bench.ingest import make_logs
     from dojo.data.ingest import ingest
     from dojo.data.mine import mine
 
@@ -147,10 +113,7 @@ def bench_train(
     bad = [s for s in sizes if s not in SIZES]
     if bad or not sizes:
         raise DojoConfigError(f"sizes={list(sizes)!r} must be some of {', '.join(SIZES)}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
-        raise DojoConfigError(f"steps={steps!r} must be a whole number of steps, at least 5.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise DojoConfigError(f"batch_size={batch_size!r} must be a whole number, at least 1.")
+    steps, batch_size = whole("steps", steps, 5), whole("batch_size", batch_size, 1)
     say = log or (lambda _: None)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     peak, peak_how = peak_flops(device)

@@ -30,17 +30,15 @@ towards logging looking costly. A short warm-up (one logged step of one car, one
 from __future__ import annotations
 
 import math
-import os
-import platform
-import re
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
+
+from dojo.bench.machine import PRESET, machine_info
 
 # The writer's encoder itself, private on purpose: the benchmark must time the same code path
 # the drive logs use, with the same settings, and nothing else.
@@ -48,61 +46,16 @@ from dojo.drivelog import DEFAULT_CRF, _H264Encoder
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import MODES, DriveConfig
 from dojo.fleet.drive import Fleet
+from dojo.validate import choice, positive, whole
 from dojo.world.world import DT_S
 
 TARGET_RATIO = 1.5  # logging may cost at most this many times the H.264 encode alone
-PRESET = "ultrafast"  # DriveLogWriter's default, which the fleet uses
 ENCODE_PASSES = 3  # encode-alone passes; the fastest is the reference
 MAX_CAPTURE_BYTES = 4 << 30  # the captured frames are held in memory for the encode-alone pass
 
 
 def _check(cars: object, seconds: object, mode: object) -> tuple[int, float, str]:
-    if isinstance(cars, bool) or not isinstance(cars, int) or cars < 1:
-        raise DojoConfigError(f"cars={cars!r} must be a whole number of cars, at least 1.")
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not math.isfinite(seconds)
-        or seconds <= 0
-    ):
-        raise DojoConfigError(
-            f"seconds={seconds!r} must be a finite number of simulated seconds per car, > 0."
-        )
-    if mode not in MODES:
-        raise DojoConfigError(f"mode={mode!r} must be one of {', '.join(MODES)}.")
-    return cars, float(seconds), str(mode)
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or what platform knows)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _x264_version(width: int, height: int) -> str:
-    """'x264 core N' as x264 writes it into the SEI of its first keyframe."""
-    encoder = _H264Encoder(width, height, 10.0, 10, DEFAULT_CRF, PRESET, False)
-    packets = encoder.encode(np.zeros((height, width), np.uint8), 0) + encoder.flush()
-    found = re.search(rb"x264 - core \d+", b"".join(data for _, data in packets))
-    return found.group(0).decode().replace(" - ", " ") if found else "libx264 (version unknown)"
-
-
-def machine_info(width: int = 96, height: int = 48) -> dict[str, Any]:
-    """What the numbers were measured on: CPU, cores, Python, PyAV and libx264."""
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "av": av.__version__,
-        "libx264": _x264_version(width, height),
-        "libavcodec": ".".join(str(v) for v in av.library_versions.get("libavcodec", ())),
-    }
+    return whole("cars", cars, 1), positive("seconds", seconds), str(choice("mode", mode, MODES))
 
 
 def _drive_config(cars: int, seconds: float, mode: str, out: Path, logging: str) -> DriveConfig:
@@ -307,8 +260,6 @@ def format_table(result: dict[str, Any]) -> str:
 __all__ = [
     "TARGET_RATIO",
     "bench_drive",
-    "cpu_model",
     "encode_alone",
     "format_table",
-    "machine_info",
 ]

@@ -1,11 +1,11 @@
 """`dojo bench data`: the data engine's three targets, each beside its reference, in one run.
 
 - ``ingest``: camera frames ingested per second (2 workers) beside the official ``mcap``
-  reader iterating the same files (:mod:`dojo.data.bench_ingest`).
+  reader iterating the same files (:mod:`dojo.bench.ingest`).
 - ``loader``: decoded training windows from the streaming loader beside plain PyAV decoding
   the same clips (:mod:`dojo.data.loader`).
 - ``query``: a near-miss trigger over 10^8 telemetry rows, DuckDB beside pandas
-  (:mod:`dojo.data.bench_query`).
+  (:mod:`dojo.bench.query`).
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ def bench_data(
         raise DojoConfigError(f"parts={list(parts)!r} must be some of {', '.join(PARTS)}.")
     out: dict[str, Any] = {}
     if "ingest" in parts:
-        from dojo.data.bench_ingest import bench_ingest
+        from dojo.bench.ingest import bench_ingest
 
         out["ingest"] = bench_ingest(cars=cars, seconds=seconds, repeats=repeats, log=log)
     if "loader" in parts:
-        from dojo.data.bench_loader import bench_loader
+        from dojo.bench.loader import bench_loader
 
         out["loader"] = bench_loader(cars=cars, seconds=seconds, repeats=repeats, log=log)
     if "query" in parts:
-        from dojo.data.bench_query import bench_trigger_query
+        from dojo.bench.query import bench_trigger_query
 
         out["query"] = bench_trigger_query(rows=rows, repeats=repeats, log=log)
     return out
@@ -49,15 +49,15 @@ def bench_data(
 def format_result(result: dict[str, Any]) -> str:
     blocks = []
     if "ingest" in result:
-        from dojo.data.bench_ingest import format_ingest
+        from dojo.bench.ingest import format_ingest
 
         blocks.append(format_ingest(result["ingest"]))
     if "loader" in result:
-        from dojo.data.bench_loader import format_loader
+        from dojo.bench.loader import format_loader
 
         blocks.append(format_loader(result["loader"]))
     if "query" in result:
-        from dojo.data.bench_query import format_table
+        from dojo.bench.query import format_table
 
         blocks.append(format_table(result["query"]))
     return "\n\n".join(blocks)

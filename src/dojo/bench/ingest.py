@@ -9,7 +9,6 @@ Target (issue 4): at least :data:`TARGET_FRAMES_PER_S` camera frames a second on
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -20,11 +19,11 @@ from typing import Any
 
 from mcap.reader import make_reader
 
+from dojo.bench.machine import machine_info
 from dojo.data.ingest import ingest
-from dojo.errors import DojoConfigError
-from dojo.fleet.bench import machine_info
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import Fleet
+from dojo.validate import positive, whole
 
 TARGET_FRAMES_PER_S = 10_000.0
 
@@ -59,14 +58,8 @@ def bench_ingest(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Measure ingest against plain MCAP reading on the same logs; a JSON-able result."""
-    if isinstance(cars, bool) or not isinstance(cars, int) or cars < 1:
-        raise DojoConfigError(f"cars={cars!r} must be a whole number of cars, at least 1.")
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
-        raise DojoConfigError(
-            f"seconds={seconds!r} must be a finite number of simulated seconds, > 0."
-        )
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise DojoConfigError(f"repeats={repeats!r} must be a whole number, at least 1.")
+    cars, seconds = whole("cars", cars, 1), positive("seconds", seconds)
+    repeats = whole("repeats", repeats, 1)
     say = log or (lambda _: None)
     with tempfile.TemporaryDirectory(prefix="dojo-bench-ingest-") as tmp:
         root = Path(tmp)

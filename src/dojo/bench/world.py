@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable
 
-from dojo.errors import DojoConfigError
+from dojo.validate import positive, whole
 from dojo.world.world import World
 
 
@@ -19,8 +19,7 @@ def measure_ours(
     A vehicle-step is one active, moving vehicle advanced by one 0.1 s step (obstacles and unused
     slots are not counted); a decision is one ego step.
     """
-    if worlds < 1 or not seconds > 0:
-        raise DojoConfigError(f"worlds={worlds!r} and seconds={seconds!r} must be positive.")
+    worlds, seconds = whole("worlds", worlds, 1), positive("seconds", seconds)
     world = World(family, seeds=range(seed0, seed0 + worlds))
     for _ in range(10):  # warm-up: first lane decisions, caches
         world.step(*world.expert_action())

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from dojo.cli import main
-from dojo.errors import DojoConfigError
-from dojo.eval.bench import (
+from dojo.bench.eval import (
     FIVE_NINES_DECISIONS,
     TARGET_DECISIONS_PER_S,
     bench_eval,
     format_eval_bench,
 )
+from dojo.cli import main
+from dojo.errors import DojoConfigError
 
 
 def test_bench_eval_measures_the_vision_policy_beside_naive_on_the_same_decisions() -> None:

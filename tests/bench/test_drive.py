@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from dojo.bench.drive import TARGET_RATIO, _logged_drive, bench_drive, encode_alone, format_table
 from dojo.drivelog import video_packets
 from dojo.errors import DojoConfigError
-from dojo.fleet.bench import TARGET_RATIO, _logged_drive, bench_drive, encode_alone, format_table
 from dojo.fleet.config import DriveConfig
 from dojo.world.world import DT_S
 

@@ -35,6 +35,7 @@ from dojo.compute.calibration import (
 )
 from dojo.compute.workload import SIZES, net_workload
 from dojo.errors import DojoConfigError
+from dojo.validate import choice, whole
 
 WARMUP_STEPS = 3
 CLOCKS = ("cpu", "wall")
@@ -72,8 +73,8 @@ def _step_times(model: Any, size: str, local: int, steps: int, seed: int) -> Tim
     """The robust step time of ``model`` on one in-memory batch of ``local`` samples."""
     import torch
 
+    from dojo.bench.train import _batch
     from dojo.nets.policy import PolicyConfig
-    from dojo.train.bench import _batch
     from dojo.train.trainer import policy_loss
 
     torch.manual_seed(seed)
@@ -186,7 +187,7 @@ def measure_single(size: str, batch: int, steps: int) -> Timing:
 def machine() -> dict[str, Any]:
     import torch
 
-    from dojo.fleet.bench import cpu_model
+    from dojo.bench.machine import cpu_model
 
     return {
         "cpu": cpu_model(),
@@ -201,10 +202,10 @@ def machine() -> dict[str, Any]:
 def core_peak() -> tuple[float, str]:
     """(peak FP32 FLOP/s of one core, how): clock x FP32 FLOPs a cycle of its widest FMA units,
     as ``dojo bench train`` counts them (64 with AVX-512, 32 with AVX2)."""
-    from dojo.train.bench import _cpu_clock_hz, cpu_flops_per_cycle
+    from dojo.bench.machine import cpu_clock_hz, cpu_flops_per_cycle
 
     per_cycle, isa = cpu_flops_per_cycle()
-    clock = _cpu_clock_hz()
+    clock = cpu_clock_hz()
     if clock <= 0:
         raise DojoConfigError(
             "The CPU clock could not be read from /proc/cpuinfo; no peak to calibrate against."
@@ -229,10 +230,8 @@ def _check(
         raise DojoConfigError(
             f"batch {bad[0][0]} is smaller than {bad[0][1]} processes; each needs a sample."
         )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 3:
-        raise DojoConfigError(f"steps={steps!r} must be a whole number, at least 3.")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise DojoConfigError(f"rounds={rounds!r} must be a whole number, at least 1.")
+    whole("steps", steps, 3)
+    whole("rounds", rounds, 1)
 
 
 def bench_plan(
@@ -253,8 +252,7 @@ def bench_plan(
     measured and reported.
     """
     _check(sizes, batches, nprocs, steps, rounds)
-    if clock not in CLOCKS:
-        raise DojoConfigError(f"clock={clock!r} must be one of: {', '.join(CLOCKS)}.")
+    choice("clock", clock, CLOCKS)
     say = log or (lambda _: None)
     try:
         stored: Calibration | None = load_calibration()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dojo.bench.train import bare_loop, bench_train, format_train, peak_flops, train_step_flops
 from dojo.errors import DojoConfigError
 from dojo.nets.policy import DrivingPolicy, PolicyConfig
-from dojo.train.bench import bare_loop, bench_train, format_train, peak_flops, train_step_flops
 
 
 def test_training_flops_are_counted_and_grow_with_the_net() -> None:

@@ -10,7 +10,7 @@ import statistics
 
 import pytest
 
-from dojo.data.bench_loader import CONFIGS, TARGET_RATIO, bench_loader, format_loader
+from dojo.bench.loader import CONFIGS, TARGET_RATIO, bench_loader, format_loader
 
 
 def test_loader_bench_pairs_each_run_with_its_raw_run() -> None:
