@@ -88,7 +88,7 @@ from dojo.world.scenarios import (
     check_seed,
     slots_needed,
 )
-from dojo.world.world import DT_S, EGO_ACCEL_RANGE, EGO_STEER_LIMIT, MetaAction, World
+from dojo.world.world import DT_S, EGO_ACCEL_RANGE, EGO_STEER_LIMIT, EgoAction, MetaAction, World
 
 ENV_IDS = {
     "highway": "dojo/Highway-v0",
@@ -258,8 +258,8 @@ class _Core:
             raise ResetNeeded("Call reset() before step().")
         return self.world
 
-    def controls(self, action: Any, idle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(accel, steer) (W,) for a batch of actions; worlds in ``idle`` get a neutral action."""
+    def controls(self, action: Any, idle: np.ndarray) -> EgoAction:
+        """The ego's action (W,) for a batch of actions; worlds in ``idle`` get a neutral action."""
         world = self.require_world()
         n = self.num_worlds
         if self.config.action_type == "meta":
@@ -292,15 +292,14 @@ class _Core:
             raise DojoConfigError(f"Continuous actions contain NaN or infinity: {action!r}.")
         accel = np.clip(arr[:, 0], *EGO_ACCEL_RANGE)
         steer = np.clip(arr[:, 1], -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
-        return accel, steer
+        return world.raw_action(accel, steer)
 
     def step(
         self, action: Any, idle: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step every world; returns (reward, terminated, truncated, collision, critical) (W,)."""
         world = self.require_world()
-        accel, steer = self.controls(action, idle)
-        result = world.step(accel, steer)
+        result = world.step(self.controls(action, idle))
         veh = world.vehicles
         progress = np.clip(veh.v[:, 0] * np.cos(veh.psi[:, 0]) / REWARD_SPEED_MPS, 0.0, 1.0)
         collision = result.ego_collision.copy()
