@@ -24,14 +24,14 @@ from dojo.fleet.config import BASELINES
 from dojo.world.camera import CameraRig
 from dojo.world.world import EgoAction, World
 
-Controls = EgoAction  # what a policy returns for the N cars
+Controls = EgoAction  # the older name of what a policy returns (dojo.eval.bench uses it)
 
 
 class Policy(Protocol):
     name: str
     frames: int  # camera frames of history it reads; 0: it reads the world's state instead
 
-    def act(self, world: World, images: np.ndarray | None) -> Controls:
+    def act(self, world: World, images: np.ndarray | None) -> EgoAction:
         """The action of every car; ``images`` is uint8 (N, cams, k, H, W[, 3]) when ``frames`` > 0."""
         ...
 
@@ -41,10 +41,10 @@ class Baseline:
 
     frames = 0
 
-    def __init__(self, name: str, act: Callable[[World], Controls]) -> None:
+    def __init__(self, name: str, act: Callable[[World], EgoAction]) -> None:
         self.name, self._act = name, act
 
-    def act(self, world: World, images: np.ndarray | None) -> Controls:
+    def act(self, world: World, images: np.ndarray | None) -> EgoAction:
         return self._act(world)
 
 
@@ -70,7 +70,7 @@ class NetworkPolicy:
         self.name, self.frames = str(path), int(cfg.frames)
         self._torch = torch
 
-    def act(self, world: World, images: np.ndarray | None) -> Controls:
+    def act(self, world: World, images: np.ndarray | None) -> EgoAction:
         if images is None:
             raise DojoConfigError("A network policy needs camera images.")
         torch = self._torch

@@ -43,7 +43,8 @@ class Command(IntEnum):
 
 
 def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
-    out: np.ndarray = np.array(a, dtype=dtype).reshape(-1)  # a copy: the value never aliases world state
+    # a copy: the value never aliases world state
+    out: np.ndarray = np.array(a, dtype=dtype).reshape(-1)
     out.setflags(write=False)
     return out
 
