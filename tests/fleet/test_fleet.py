@@ -379,3 +379,33 @@ def test_an_incompatible_or_corrupt_checkpoint_is_refused(tmp_path: Path) -> Non
     with pytest.raises(DojoConfigError, match="junk.pt"):
         Fleet(DriveConfig(out=str(tmp_path / "a"), policy=str(junk)))
     assert not (tmp_path / "a").exists()  # refused before anything was created
+
+
+def test_no_policy_changes_the_world_it_reads(tmp_path: Path) -> None:
+    """The baselines and a network only propose: every array of the world stays as it was."""
+    torch = pytest.importorskip("torch")
+    from dojo.fleet.policy import make_policy
+    from dojo.nets.checkpoint import save_policy
+    from dojo.nets.policy import DrivingPolicy, PolicyConfig
+    from dojo.world.camera import CameraRig
+    from dojo.world.scenarios import FAMILIES
+    from dojo.world.world import Command, EgoAction, World
+    from tests.world.test_actions import assert_unchanged, snapshot
+
+    torch.manual_seed(0)
+    ckpt = save_policy(tmp_path / "net.pt", DrivingPolicy(PolicyConfig(size="tiny")))
+    cfg = DriveConfig(out=str(tmp_path))
+    rig = CameraRig.default(rgb=cfg.rgb, width=cfg.camera_width, height=cfg.camera_height)
+    policies = [make_policy(spec, rig, device="cpu") for spec in ("naive", "expert", str(ckpt))]
+    rng = np.random.default_rng(0)
+    for family in FAMILIES:
+        world = World(family, seeds=range(3))
+        world.command[:] = [Command.KEEP_LANE, Command.CHANGE_LEFT, Command.TAKE_EXIT]
+        for _ in range(20):  # to a lane-decision step
+            world.step(world.expert_action())
+        before = snapshot(world)
+        for policy in policies:
+            shape = (3, len(rig.cameras), max(policy.frames, 1), *rig.image_shape[1:])
+            images = rng.integers(0, 256, shape, dtype=np.uint8) if policy.frames else None
+            assert isinstance(policy.act(world, images), EgoAction)
+            assert_unchanged(world, before, f"{policy.name} on {family}")

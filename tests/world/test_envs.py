@@ -287,7 +287,8 @@ def test_make_vec_uses_the_batched_vector_env() -> None:
 
 def _expert_actions(worlds: list[World], noise: np.ndarray) -> np.ndarray:
     """Expert (accel, steer) of the worlds' egos, acceleration noise added, (N, 2) float32."""
-    act = np.concatenate([np.stack(w.expert_action(), axis=1) for w in worlds], axis=0)
+    expert = [w.expert_action() for w in worlds]
+    act = np.concatenate([np.stack([a.accel_mps2, a.steer_rad], axis=1) for a in expert], axis=0)
     act[:, 0] += noise
     return act.astype(np.float32)
 

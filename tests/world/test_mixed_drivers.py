@@ -11,8 +11,8 @@ from dojo.world import Command, World
 
 def _drive(world: World, steps: int, human: np.ndarray | None) -> None:
     for _ in range(steps):
-        accel, steer = world.expert_action()
-        world.step(accel, steer, human=human) if human is not None else world.step(None, None)
+        action = world.expert_action()
+        world.step(action, human=human) if human is not None else world.step(None, None)
 
 
 def test_human_mask_rows_equal_a_fully_human_batch_and_the_rest_equal_the_expert() -> None:
@@ -22,9 +22,9 @@ def test_human_mask_rows_equal_a_fully_human_batch_and_the_rest_equal_the_expert
     expert_only = World("dense", seeds)
     mask = np.array([True, False, True, False])
     for _ in range(150):
-        mixed.step(*mixed.expert_action(), human=mask)
+        mixed.step(mixed.expert_action(), human=mask)
         human_only.step(None, None)
-        expert_only.step(*expert_only.expert_action())
+        expert_only.step(expert_only.expert_action())
     for rows, ref in ((mask, human_only), (~mask, expert_only)):
         np.testing.assert_array_equal(mixed.vehicles.s[rows], ref.vehicles.s[rows])
         np.testing.assert_array_equal(mixed.vehicles.d[rows], ref.vehicles.d[rows])
@@ -54,7 +54,8 @@ def test_human_driver_follows_the_route_command(command: Command, direction: int
 
 def test_bad_human_mask_is_refused() -> None:
     world = World("highway", [0, 1])
-    accel, steer = world.expert_action()
+    action = world.expert_action()
+    accel, steer = action.accel_mps2, action.steer_rad
     with pytest.raises(DojoConfigError, match="human must be a bool array"):
         world.step(accel, steer, human=np.array([1, 0]))
     with pytest.raises(DojoConfigError, match="human must be a bool array"):

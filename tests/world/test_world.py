@@ -10,7 +10,7 @@ def _drive(world: World, steps: int) -> np.ndarray:
     """Ego (s, d, v) per step under the human-driver model; (steps, W, 3)."""
     out = []
     for _ in range(steps):
-        world.step(*world.expert_action())
+        world.step(world.expert_action())
         v = world.vehicles
         out.append(np.stack([v.s[:, 0], v.d[:, 0], v.v[:, 0]], axis=-1))
     return np.array(out)
@@ -39,8 +39,8 @@ def test_full_state_of_one_world_is_independent_of_the_batch():
     batch = World("highway", seeds=[1, 2, 3, 4])
     alone = World("highway", seeds=[3])
     for _ in range(120):
-        batch.step(*batch.expert_action())
-        alone.step(*alone.expert_action())
+        batch.step(batch.expert_action())
+        alone.step(alone.expert_action())
     n = alone.vehicles.shape[1]
     for name in ("s", "d", "v", "psi", "target_lane", "active"):
         assert np.array_equal(
@@ -52,17 +52,17 @@ def test_resetting_some_worlds_leaves_the_others_untouched():
     ref = World("cut_in", seeds=[1, 2, 3])
     world = World("cut_in", seeds=[1, 2, 3])
     for _ in range(50):
-        ref.step(*ref.expert_action())
-        world.step(*world.expert_action())
+        ref.step(ref.expert_action())
+        world.step(world.expert_action())
     world.reset([1], seeds=[99])
     assert world.time_s[1] == 0.0
     for _ in range(50):
-        ref.step(*ref.expert_action())
-        world.step(*world.expert_action())
+        ref.step(ref.expert_action())
+        world.step(world.expert_action())
     assert np.array_equal(world.vehicles.s[[0, 2]], ref.vehicles.s[[0, 2]])
     fresh = World("cut_in", seeds=[99])
     for _ in range(50):
-        fresh.step(*fresh.expert_action())
+        fresh.step(fresh.expert_action())
     assert np.array_equal(world.vehicles.s[1, : fresh.vehicles.shape[1]], fresh.vehicles.s[0])
 
 
@@ -82,7 +82,7 @@ def test_every_family_generates_and_steps():
     world = World(list(FAMILIES), seeds=range(len(FAMILIES)))
     result = None
     for _ in range(30):
-        result = world.step(*world.expert_action())
+        result = world.step(world.expert_action())
     assert result is not None and result.ego_ttc_s.shape == (len(FAMILIES),)
     assert (world.vehicles.v[:, 0] > 5.0).all()  # every ego is moving
 
@@ -156,9 +156,9 @@ def _world_with_a_lane_to_the_left() -> tuple[World, int]:
 
 def test_meta_action_lane_left_moves_one_lane_left():
     world, lane = _world_with_a_lane_to_the_left()
-    world.step(*world.meta_action(np.array([MetaAction.LANE_LEFT])))
+    world.step(world.meta_action(np.array([MetaAction.LANE_LEFT])))
     for _ in range(60):
-        world.step(*world.meta_action(np.array([MetaAction.IDLE])))
+        world.step(world.meta_action(np.array([MetaAction.IDLE])))
     assert world.vehicles.d[0, 0] == pytest.approx((lane + 1) * world.roads.lane_width[0], abs=0.2)
 
 
@@ -166,7 +166,7 @@ def test_command_change_left_makes_the_expert_change_left():
     world, lane = _world_with_a_lane_to_the_left()
     world.command[:] = Command.CHANGE_LEFT
     for _ in range(100):
-        world.step(*world.expert_action())
+        world.step(world.expert_action())
     assert round(world.vehicles.d[0, 0] / world.roads.lane_width[0]) == lane + 1
 
 
@@ -177,10 +177,11 @@ def test_a_lane_shift_retargets_the_lane_controller_only_where_the_lane_is_open(
     assert (
         lane.tolist() == [0, 0, 0] and (world.roads.lanes >= 2).all()
     )  # rightmost lane, room to the left
-    steer = world.steer_to_lane_shift(np.array([0.0, 0.9, -1.0]))
-    assert world.vehicles.target_lane[:, 0].tolist() == [0, 1, 0]  # no lane to the right of lane 0
+    action = world.lane_shift_action(np.zeros(3), np.array([0.0, 0.9, -1.0]))
+    steer = action.steer_rad
+    assert action.target_lane.tolist() == [0, 1, 0]  # no lane to the right of lane 0
     assert (
         steer[1] > steer[0] and steer[2] == steer[0]
     )  # left is positive; a refused shift steers as keep
     with pytest.raises(DojoConfigError, match="Lane shifts"):
-        world.steer_to_lane_shift(np.array([0.0, np.nan, 0.0]))
+        world.lane_shift_action(np.zeros(3), np.array([0.0, np.nan, 0.0]))

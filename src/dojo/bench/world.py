@@ -22,13 +22,12 @@ def measure_ours(
     worlds, seconds = whole("worlds", worlds, 1), positive("seconds", seconds)
     world = World(family, seeds=range(seed0, seed0 + worlds))
     for _ in range(10):  # warm-up: first lane decisions, caches
-        world.step(*world.expert_action())
+        world.step(world.expert_action())
     moving = 0
     steps = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
-        accel, steer = world.expert_action()
-        world.step(accel, steer)
+        world.step(world.expert_action())
         moving += int((world.vehicles.active & world.vehicles.driven).sum())
         steps += 1
     elapsed = time.perf_counter() - start
@@ -82,7 +81,7 @@ def bench_world(
     log(f"cameras: default rig, {seconds:.0f} s ...")
     world = World("highway", seeds=range(64))
     for _ in range(20):
-        world.step(*world.expert_action())
+        world.step(world.expert_action())
     fps = measure_frames_per_s(world.roads, world.vehicles, CameraRig.default(), seconds=seconds)
     ref_vs = float(ref["vehicle_steps_per_s"])
     return {

@@ -24,14 +24,14 @@ import numpy as np
 from dojo.drivelog import camera_mounts
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig
-from dojo.fleet.policy import Controls, Policy, make_policy
+from dojo.fleet.policy import Policy, make_policy
 from dojo.fleet.recorder import CarRecorder
 from dojo.fleet.route import RoutePlan
 from dojo.fleet.safety import Intervention, SafetyDriver, lateral_preview
 from dojo.world import rng as crng
 from dojo.world.camera import CameraRig, ego_pose, render
 from dojo.world.occupancy import OccupancySpec, occupancy
-from dojo.world.world import DECISION_STEPS, DT_S, World
+from dojo.world.world import DECISION_STEPS, DT_S, EgoAction, World
 
 METRES_PER_MILE = 1609.344
 LOG_NAME = "car{car:03d}-drive{drive:04d}-{family}-{seed}.mcap"
@@ -190,23 +190,11 @@ class Fleet:
             s.sensors_s += time.perf_counter() - tick
 
         human = self.modes != AUTONOMOUS
-        proposed, expert_target = self._propose(human)
+        proposed = self._propose()
         events: list[tuple[int, dict[str, Any]]] = []
-        if proposed is not None:
-            accel, steer = proposed
-            for iv in self.safety.assess(
-                world, accel, steer, self.route.direction(world), expert_target
-            ):
-                events.append((iv.car, _intervention_event(iv)))
-                self._count_intervention(iv)
-            by_safety = self.safety.controls_by_safety_driver()
-            if by_safety.any():
-                a_e, st_e = self._expert_controls(keep=~by_safety)
-                accel = np.where(by_safety, a_e, accel)
-                steer = np.where(by_safety, st_e, steer)
         d_before = world.vehicles.d[:, 0].copy()  # [m] the shadow comparison previews from here
         if proposed is not None:
-            result = world.step(accel, steer, human=human)
+            result = world.step(self._checked_by_safety(proposed, events), human=human)
         else:
             result = world.step(None, None)
         s.decisions += n
@@ -243,45 +231,49 @@ class Fleet:
         )  # from whole steps: no drift from summing
 
     # ----------------------------------------------------------- controls
-    def _propose(self, human: np.ndarray) -> tuple[Controls | None, np.ndarray | None]:
-        """The network's controls for every car (None in an all-manual fleet), and the expert's lane choice."""
-        if self.policy is None:
-            return None, None
-        world = self.world
-        veh = world.vehicles
-        saved = veh.target_lane[:, 0].copy(), veh.v0[:, 0].copy()
-        images = self.history if self.policy.frames > 0 else None
-        accel, steer = self.policy.act(world, images)
-        # a shadow prediction must not steer the human's car: undo what a baseline set
-        veh.target_lane[human, 0], veh.v0[human, 0] = saved[0][human], saved[1][human]
-        expert_target = None
-        if self.safety.watching.any() and (world.step_count % DECISION_STEPS == 0).any():
-            before = veh.target_lane[:, 0].copy()
-            world.expert_action()
-            expert_target = veh.target_lane[:, 0].copy()
-            veh.target_lane[:, 0] = before
-        return (
-            np.asarray(accel, dtype=np.float64),
-            np.asarray(steer, dtype=np.float64),
-        ), expert_target
+    def _propose(self) -> EgoAction | None:
+        """The network's action for every car (None in an all-manual fleet).
 
-    def _expert_controls(self, keep: np.ndarray) -> Controls:
-        veh = self.world.vehicles
-        saved = veh.target_lane[:, 0].copy()
-        accel, steer = self.world.expert_action()
-        veh.target_lane[keep, 0] = saved[keep]
-        return accel, steer
+        Where the human drives, ``step`` ignores it: there it is a shadow prediction only.
+        """
+        if self.policy is None:
+            return None
+        images = self.history if self.policy.frames > 0 else None
+        return self.policy.act(self.world, images)
+
+    def _checked_by_safety(
+        self, proposed: EgoAction, events: list[tuple[int, dict[str, Any]]]
+    ) -> EgoAction:
+        """The action the cars take: the network's, or the safety driver's where it has control.
+
+        The safety driver's expert decides from the lane the network was heading for, as a
+        driver taking the wheel from it would.
+        """
+        world = self.world
+        expert: EgoAction | None = None
+        if self.safety.watching.any() and (world.step_count % DECISION_STEPS == 0).any():
+            expert = world.expert_action(ego=proposed)
+        expert_target = None if expert is None else expert.target_lane
+        for iv in self.safety.assess(world, proposed, self.route.direction(world), expert_target):
+            events.append((iv.car, _intervention_event(iv)))
+            self._count_intervention(iv)
+        by_safety = self.safety.controls_by_safety_driver()
+        if not by_safety.any():
+            return proposed
+        if expert is None:
+            expert = world.expert_action(ego=proposed)
+        return proposed.where(by_safety, expert)
 
     # ------------------------------------------------------------- events
     def _shadow_events(
-        self, proposed: Controls | None, d_before: np.ndarray
+        self, proposed: EgoAction | None, d_before: np.ndarray
     ) -> list[tuple[int, dict[str, Any]]]:
         shadow = self.modes == SHADOW
         if proposed is None or not shadow.any():
             return []
         tc, world = self.config.triggers, self.world
         veh = world.vehicles
-        accel, steer = proposed
+        accel, steer = proposed.accel_mps2, proposed.steer_rad
         human_accel, human_steer = veh.accel[:, 0], veh.steer[:, 0]
         d_now = veh.d[:, 0]
         # the lane each action heads for: both previews from the same state, placed at the offset

@@ -1,8 +1,9 @@
 """The on-board network slot: a trained checkpoint, or one of the built-in baselines.
 
-A policy maps the fleet's state to the ego's (acceleration [m/s^2], steering [rad]) for every
-car at once: one call per decision step for the whole fleet, so a network runs one batched
-forward pass (on the GPU when there is one).
+A policy maps the fleet's state to the ego's action (a :class:`dojo.world.world.EgoAction`:
+acceleration [m/s^2], steering [rad] and the lane it heads for) for every car at once: one call
+per decision step for the whole fleet, so a network runs one batched forward pass (on the GPU
+when there is one). A policy only reads the world; the fleet decides which action ``step`` gets.
 
 - ``naive``: constant speed, keep the lane (reads the world directly).
 - ``expert``: the human-driver model with perfect perception (reads the world directly).
@@ -21,17 +22,17 @@ import numpy as np
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import BASELINES
 from dojo.world.camera import CameraRig
-from dojo.world.world import World
+from dojo.world.world import EgoAction, World
 
-Controls = tuple[np.ndarray, np.ndarray]  # (accel [m/s^2], steer [rad]), each (N,)
+Controls = EgoAction  # the older name of what a policy returns (dojo.eval.bench uses it)
 
 
 class Policy(Protocol):
     name: str
     frames: int  # camera frames of history it reads; 0: it reads the world's state instead
 
-    def act(self, world: World, images: np.ndarray | None) -> Controls:
-        """Controls of every car; ``images`` is uint8 (N, cams, k, H, W[, 3]) when ``frames`` > 0."""
+    def act(self, world: World, images: np.ndarray | None) -> EgoAction:
+        """The action of every car; ``images`` is uint8 (N, cams, k, H, W[, 3]) when ``frames`` > 0."""
         ...
 
 
@@ -40,10 +41,10 @@ class Baseline:
 
     frames = 0
 
-    def __init__(self, name: str, act: Callable[[World], Controls]) -> None:
+    def __init__(self, name: str, act: Callable[[World], EgoAction]) -> None:
         self.name, self._act = name, act
 
-    def act(self, world: World, images: np.ndarray | None) -> Controls:
+    def act(self, world: World, images: np.ndarray | None) -> EgoAction:
         return self._act(world)
 
 
@@ -69,7 +70,7 @@ class NetworkPolicy:
         self.name, self.frames = str(path), int(cfg.frames)
         self._torch = torch
 
-    def act(self, world: World, images: np.ndarray | None) -> Controls:
+    def act(self, world: World, images: np.ndarray | None) -> EgoAction:
         if images is None:
             raise DojoConfigError("A network policy needs camera images.")
         torch = self._torch
@@ -81,7 +82,7 @@ class NetworkPolicy:
                 self.model(x, speed, command).float().cpu().numpy()
             )  # (N, 2): [accel m/s^2, lane shift]
         # the network picks the lane; the lane controller every driver uses steers to it
-        return out[:, 0].astype(np.float64), world.steer_to_lane_shift(out[:, 1])
+        return world.lane_shift_action(out[:, 0].astype(np.float64), out[:, 1])
 
 
 def _rig_words(cams: int, height: int, width: int, rgb: bool) -> str:

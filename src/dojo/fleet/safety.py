@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dojo.fleet.config import SafetyConfig
-from dojo.world.world import DT_S, World
+from dojo.world.world import DT_S, EgoAction, World
 
 # braking hard with the TTC and the time gap to the leader above these has no reason [s]
 NO_THREAT_TTC_S = 4.0
@@ -100,17 +100,17 @@ class SafetyDriver:
     def assess(
         self,
         world: World,
-        accel: np.ndarray,
-        steer: np.ndarray,
+        proposed: EgoAction,
         direction: np.ndarray,
         expert_target: np.ndarray | None,
     ) -> list[Intervention]:
-        """Look at the network's proposed controls (N,) before the step; return takeovers that start.
+        """Look at the network's proposed action (N,) before the step; return takeovers that start.
 
         ``direction`` (N,): +1/-1/0 lane direction of the route command. ``expert_target``: the
         expert's lane choice this step where it made one (decision steps), else None.
         """
         cfg, veh, per = self.config, world.vehicles, world.perception
+        accel, steer = proposed.accel_mps2, proposed.steer_rad
         lane = per.index.lane[:, 0]
         if expert_target is not None:
             self.feasible = (expert_target - lane) * direction > 0
@@ -134,7 +134,7 @@ class SafetyDriver:
         self.straddle_s = np.where(straddling, self.straddle_s + DT_S, 0.0)
         headway = per.gap_m[:, 0] / np.maximum(veh.v[:, 0], 1.0)  # [s], inf without a leader
         free = (per.gap_m[:, 0] > cfg.free_gap_m) | ~np.isfinite(per.gap_m[:, 0])
-        slow = (veh.v[:, 0] < cfg.slow_share * veh.v0[:, 0]) & free
+        slow = (veh.v[:, 0] < cfg.slow_share * proposed.v0_mps) & free  # the speed it aims at
         self.slow_s = np.where(slow, self.slow_s + DT_S, 0.0)
         reasons_noncritical = [
             ("ignored_command", self.ignored_s > cfg.command_patience_s),

@@ -250,7 +250,7 @@ class DrivingPolicy(CameraBackbone):
     so a zero pre-activation means zero acceleration), and the lane shift in ``[-1, 1]``: where
     the car should be heading, -1 the lane to the right, 0 its own, +1 the lane to the left. On
     the car, the lane-keeping controller every driver in the world uses (human model, expert,
-    naive) steers to the centre of that lane (``World.steer_to_lane_shift``).
+    naive) steers to the centre of that lane (``World.lane_shift_action``).
 
     Why acceleration and a lane, not steering or a trajectory:
 

@@ -43,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dojo.errors import DojoConfigError
+from dojo.validate import whole
 from dojo.world.road import Roads, ring_mod
 from dojo.world.vehicles import Kind, Vehicles
 
@@ -174,15 +175,7 @@ class CameraRig:
             raise DojoConfigError(
                 f"All cameras of a rig need one resolution (height, width); got {sorted(sizes)}."
             )
-        k = self.max_vehicles
-        if (
-            isinstance(k, bool)
-            or not isinstance(k, (int, np.integer))
-            or not 1 <= k <= MAX_VEHICLES_DRAWN
-        ):
-            raise DojoConfigError(
-                f"max_vehicles={k!r} must be a whole number in [1, {MAX_VEHICLES_DRAWN}]."
-            )
+        whole("max_vehicles", self.max_vehicles, 1, MAX_VEHICLES_DRAWN)
 
     @classmethod
     def default(cls, rgb: bool = False, width: int = 96, height: int = 48) -> CameraRig:
@@ -335,9 +328,7 @@ def world_indices(roads: Roads, vehicles: Vehicles, worlds: np.ndarray | None) -
 def _thread_count(threads: int | None) -> int:
     if threads is None:
         return os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise DojoConfigError(f"threads={threads!r} must be a whole number >= 1.")
-    return int(threads)
+    return whole("threads", threads, 1)
 
 
 def _materials(roads: Roads, veh: Vehicles, w: np.ndarray, tab: _Tables, k_max: int) -> np.ndarray:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+DT_S = 0.1  # one world step = one decision = one camera frame (10 Hz)
+
 
 def bicycle_step(
     s: np.ndarray,

@@ -80,6 +80,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dojo.errors import DojoConfigError
+from dojo.validate import positive, whole
 from dojo.world.scenarios import (
     FAMILIES,
     MAX_SEED,
@@ -88,7 +89,7 @@ from dojo.world.scenarios import (
     check_seed,
     slots_needed,
 )
-from dojo.world.world import DT_S, EGO_ACCEL_RANGE, EGO_STEER_LIMIT, MetaAction, World
+from dojo.world.world import DT_S, EGO_ACCEL_RANGE, EGO_STEER_LIMIT, EgoAction, MetaAction, World
 
 ENV_IDS = {
     "highway": "dojo/Highway-v0",
@@ -141,33 +142,16 @@ class EnvConfig:
             raise DojoConfigError(
                 f"observation={self.observation!r} is not supported; choose one of: {', '.join(OBSERVATIONS)}."
             )
-        for name in ("episode_s", "ttc_critical_s"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float, np.integer, np.floating))
-                or not (math.isfinite(value) and value > 0)
-            ):
-                raise DojoConfigError(f"{name}={value!r} must be a positive number of seconds.")
-        if not _is_int(self.vehicles_count) or self.vehicles_count < 1:
-            raise DojoConfigError(
-                f"vehicles_count={self.vehicles_count!r} must be an integer >= 1 (the ego is one)."
-            )
-        if self.max_episode_steps is not None and (
-            not _is_int(self.max_episode_steps) or self.max_episode_steps < 1
-        ):
-            raise DojoConfigError(
-                f"max_episode_steps={self.max_episode_steps!r} must be an integer >= 1 or None."
-            )
+        for name in ("episode_s", "ttc_critical_s"):  # [s]
+            positive(name, getattr(self, name))
+        whole("vehicles_count", self.vehicles_count, 1)  # the ego is one
+        if self.max_episode_steps is not None:
+            whole("max_episode_steps", self.max_episode_steps, 1)
 
     @property
     def episode_steps(self) -> int:
         steps = max(1, math.ceil(self.episode_s / DT_S - 1e-9))
         return steps if self.max_episode_steps is None else min(steps, int(self.max_episode_steps))
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def observation_space(config: EnvConfig) -> spaces.Box:
@@ -258,8 +242,8 @@ class _Core:
             raise ResetNeeded("Call reset() before step().")
         return self.world
 
-    def controls(self, action: Any, idle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(accel, steer) (W,) for a batch of actions; worlds in ``idle`` get a neutral action."""
+    def controls(self, action: Any, idle: np.ndarray) -> EgoAction:
+        """The ego's action (W,) for a batch of actions; worlds in ``idle`` get a neutral action."""
         world = self.require_world()
         n = self.num_worlds
         if self.config.action_type == "meta":
@@ -292,15 +276,14 @@ class _Core:
             raise DojoConfigError(f"Continuous actions contain NaN or infinity: {action!r}.")
         accel = np.clip(arr[:, 0], *EGO_ACCEL_RANGE)
         steer = np.clip(arr[:, 1], -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
-        return accel, steer
+        return world.raw_action(accel, steer)
 
     def step(
         self, action: Any, idle: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step every world; returns (reward, terminated, truncated, collision, critical) (W,)."""
         world = self.require_world()
-        accel, steer = self.controls(action, idle)
-        result = world.step(accel, steer)
+        result = world.step(self.controls(action, idle))
         veh = world.vehicles
         progress = np.clip(veh.v[:, 0] * np.cos(veh.psi[:, 0]) / REWARD_SPEED_MPS, 0.0, 1.0)
         collision = result.ego_collision.copy()
@@ -427,8 +410,7 @@ class DojoVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if not _is_int(num_envs) or num_envs < 1:
-            raise DojoConfigError(f"num_envs={num_envs!r} must be an integer >= 1.")
+        whole("num_envs", num_envs, 1)
         if render_mode is not None:
             raise DojoConfigError(
                 f"render_mode={render_mode!r} is not supported; Dojo envs do not render (use `dojo world render`)."

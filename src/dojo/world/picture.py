@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from dojo.atomic import atomic_write
 from dojo.errors import DojoConfigError
 from dojo.world.occupancy import EGO, FREE, NOT_DRIVABLE, OBSTACLE, VEHICLE
 
@@ -124,10 +125,11 @@ def _grid_tile(
 
 
 def save_png(img: Image.Image, path: str | Path) -> Path:
-    """Write ``img`` as PNG at ``path`` (parent folders are created); returns the path."""
+    """Write ``img`` as PNG at ``path`` (parent folders are created; atomic); returns the path."""
     target = _writable(path)
     try:
-        img.save(target, format="PNG")
+        with atomic_write(target) as f:
+            img.save(f, format="PNG")
     except OSError as err:
         raise DojoConfigError(
             f"Cannot write the picture to {str(target)!r}: {err.strerror or err}."
@@ -147,14 +149,15 @@ def save_gif(images: list[Image.Image], path: str | Path, fps: float = 10.0) -> 
     target = _writable(path)
     frames = [im.convert("RGB") for im in images]
     try:
-        frames[0].save(
-            target,
-            format="GIF",
-            save_all=True,
-            append_images=frames[1:],
-            duration=max(10, round(1000.0 / fps)),  # [ms] per frame; GIF counts in 10 ms steps
-            loop=0,
-        )
+        with atomic_write(target) as f:
+            frames[0].save(
+                f,
+                format="GIF",
+                save_all=True,
+                append_images=frames[1:],
+                duration=max(10, round(1000.0 / fps)),  # [ms] per frame; GIF counts in 10 ms steps
+                loop=0,
+            )
     except OSError as err:
         raise DojoConfigError(
             f"Cannot write the animation to {str(target)!r}: {err.strerror or err}."

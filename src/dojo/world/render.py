@@ -22,7 +22,7 @@ HAZARD_LEAD_S = 1.5  # show a hazard this long after it starts, when it is in vi
 def _drive_to(world: World, t_s: float, driver: str) -> None:
     act = world.expert_action if driver == "expert" else world.naive_action
     for _ in range(int(round(t_s / DT_S))):
-        world.step(*act())
+        world.step(act())
 
 
 def _default_moment(world: World) -> float:
@@ -92,6 +92,6 @@ def render_clip(
     images = []
     for _ in tqdm(range(int(round(seconds / DT_S))), desc="render", unit="frame", leave=False):
         images.append(frame_of(world, rig, spec, _caption(world, family, seed)))
-        world.step(*act())
+        world.step(act())
     save_gif(images, out, fps=1.0 / DT_S)
     return len(images)

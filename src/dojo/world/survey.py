@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from dojo.errors import DojoConfigError
-from dojo.world.world import DT_S, World
+from dojo.world.world import DT_S, EgoAction, World
 
 
-def _human(world: World) -> tuple[None, None]:
-    return None, None  # World.step lets the ego's own human driver drive
+def _human(world: World) -> None:
+    return None  # World.step lets the ego's own human driver drive
 
 
-DRIVERS: dict[str, Callable[[World], tuple[np.ndarray, np.ndarray] | tuple[None, None]]] = {
+DRIVERS: dict[str, Callable[[World], EgoAction | None]] = {
     "naive": World.naive_action,  # constant speed, keep lane
     "expert": World.expert_action,  # the human-driver model with perfect perception
     "human": _human,  # the same model with reaction delay and attention lapses
@@ -61,8 +61,7 @@ def run_episodes(
     alive = np.ones(len(seeds), dtype=bool)
     decisions = critical = 0
     for _ in range(int(round(seconds / DT_S))):
-        accel, steer = DRIVERS[driver](world)
-        result = world.step(accel, steer)
+        result = world.step(DRIVERS[driver](world))
         decisions += int(alive.sum())
         critical += int((result.critical & alive).sum())
         alive &= ~result.ego_collision

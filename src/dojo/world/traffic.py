@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from dojo.world.drivers import NO_LEADER_GAP_M, idm_accel, mobil_wants_change
+from dojo.world.dynamics import DT_S
 from dojo.world.perception import INF, Perception, bumper_gap, take, wrap
 from dojo.world.road import Roads
 from dojo.world.vehicles import Vehicles
 
 DECISION_PERIOD_S = 1.0
+DECISION_STEPS = round(DECISION_PERIOD_S / DT_S)  # world steps between a driver's decisions
 WAKE_TTC_S = 3.0  # a lapse ends when time-to-collision drops below this
 # Drivers leave a lane that ends within this distance [m] (ramp, dropped lane) with extra urge.
 LANE_END_LOOKAHEAD_M = 400.0
@@ -81,11 +83,13 @@ def mobil(
     a_now: np.ndarray,
     slots: np.ndarray,
     allowed: np.ndarray | None = None,
+    a_gain: np.ndarray | None = None,
 ) -> LaneChoice:
     """MOBIL lane choice for the vehicles ``slots`` (W, K): best of left/right if safe and worth it.
 
     ``a_now`` (W, V) is every vehicle's current IDM acceleration. ``allowed`` (W, K, 2)
-    optionally restricts the [right, left] options (route commands).
+    optionally restricts the [right, left] options (route commands). ``a_gain`` (W, K): the
+    deciding drivers' incentive thresholds [m/s^2] (default their own; a route command lowers it).
     """
     idx = per.index
     nw, nv = veh.shape
@@ -159,7 +163,7 @@ def mobil(
         two(d_old),
         take(veh.politeness, me),
         take(veh.b_safe, me),
-        take(veh.a_gain, me),
+        take(veh.a_gain, me) if a_gain is None else two(a_gain),
     )
     open_new = roads.lane_open(new_lane, s_me, wi) & roads.lane_open(new_lane, s_me + 60.0, wi)
     open_new &= new_lane >= 0  # nobody changes onto the ramp

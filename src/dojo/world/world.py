@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 
 import numpy as np
 
 from dojo.errors import DojoConfigError
+from dojo.world import actions
 from dojo.world import rng as crng
+from dojo.world.actions import COMMAND_GAIN, Command, EgoAction, MetaAction
 from dojo.world.collisions import collisions, off_road
-from dojo.world.drivers import ACCEL_LIMIT, speed_to_target, steer_to_offset
-from dojo.world.dynamics import bicycle_step
+from dojo.world.drivers import steer_to_offset
+from dojo.world.dynamics import DT_S, bicycle_step
 from dojo.world.perception import Perception, perceive, take, wrap
 from dojo.world.road import Roads, ring_mod
 from dojo.world.scenarios import (
@@ -34,7 +35,7 @@ from dojo.world.scenarios import (
     slots_needed,
 )
 from dojo.world.traffic import (
-    DECISION_PERIOD_S,
+    DECISION_STEPS,
     WAKE_TTC_S,
     LaneChoice,
     deciding_slots,
@@ -43,26 +44,12 @@ from dojo.world.traffic import (
 )
 from dojo.world.vehicles import Kind, Vehicles
 
-DT_S = 0.1  # one world step = one decision = one camera frame (10 Hz)
 EGO_ACCEL_RANGE = (-8.0, 4.0)  # [m/s^2] what the ego's actuators can do
 EGO_STEER_LIMIT = 0.5  # [rad]
 CUT_IN_TAU_S = 0.35  # lateral time constant of an aggressive cut-in [s]
 MAX_DELAY_STEPS = 16
-DECISION_STEPS = round(DECISION_PERIOD_S / DT_S)
 RECYCLE_STEPS = 5
-# MOBIL incentive threshold under a route command [m/s^2]: change as soon as it is safe, even
-# into a slower lane (b_safe still guards the new follower)
-COMMAND_GAIN = -1.0e3
-EGO, ALL = slice(0, 1), slice(None)  # vehicle slots
-
-
-class Command(IntEnum):
-    """Route command given to the ego driver (human, expert or network)."""
-
-    KEEP_LANE = 0
-    CHANGE_LEFT = 1
-    CHANGE_RIGHT = 2
-    TAKE_EXIT = 3  # head for the rightmost lane (the ring has no off-ramp geometry)
+ALL = slice(None)  # every vehicle slot (EGO: the ego's)
 
 
 @dataclass
@@ -86,8 +73,7 @@ class World:
     """W worlds, one per (family, seed).
 
     >>> world = World(["cut_in"] * 4, seeds=[0, 1, 2, 3])
-    >>> accel, steer = world.expert_action()
-    >>> result = world.step(accel, steer)
+    >>> result = world.step(world.expert_action())
     """
 
     def __init__(
@@ -229,49 +215,45 @@ class World:
         return crng.uniform(self.seeds * 8 + self._stream, self.step_count, stream, n)
 
     # ---------------------------------------------------------------- drivers
-    def expert_action(self) -> tuple[np.ndarray, np.ndarray]:
-        """(accel, steer) (W,) of the human-driver model driving the ego with perfect perception.
+    # Each driver reads the world and returns an EgoAction; only ``step`` changes the world.
+    def expert_action(self, ego: EgoAction | None = None) -> EgoAction:
+        """The human-driver model driving the ego with perfect perception (no delay, no lapses).
 
         It follows the route command: CHANGE_LEFT/RIGHT and TAKE_EXIT restrict MOBIL to that side
-        (and drop its incentive threshold), KEEP_LANE lets it overtake as a human would.
+        (and drop its incentive threshold), KEEP_LANE lets it overtake as a human would. ``ego``:
+        decide from that action's lane target and target speed instead of the ego's own.
         """
-        veh, per = self.vehicles, self.perception
-        decide = (self.step_count % DECISION_STEPS) == 0
-        if decide.any():  # MOBIL needs everyone's current acceleration
-            a_follow = follow_accel(veh, per)
-            lane_now = per.index.lane[:, 0]
-            settled = veh.target_lane[:, 0] == lane_now
-            target = self._expert_lane_choice(a_follow)
-            veh.target_lane[:, 0] = np.where(decide & settled, target, veh.target_lane[:, 0])
-        else:
-            a_follow = follow_accel(veh, per, EGO)
-        return a_follow[:, 0], self._lane_steer(EGO)[:, 0]
+        return actions.expert_action(self, ego)
 
-    def _expert_lane_choice(self, a_follow: np.ndarray) -> np.ndarray:
-        veh, per = self.vehicles, self.perception
-        nw = self.num_worlds
-        cmd = self.command
-        allowed = np.ones((nw, 1, 2), dtype=bool)
-        allowed[:, 0, 0] = cmd != Command.CHANGE_LEFT  # the right option
-        allowed[:, 0, 1] = (cmd != Command.CHANGE_RIGHT) & (cmd != Command.TAKE_EXIT)
-        saved_gain = veh.a_gain[:, 0].copy()
-        veh.a_gain[:, 0] = np.where(cmd == Command.KEEP_LANE, saved_gain, COMMAND_GAIN)
-        choice: LaneChoice = mobil(
-            self.roads, veh, per, a_follow, np.zeros((nw, 1), dtype=np.int64), allowed
-        )
-        veh.a_gain[:, 0] = saved_gain
-        return choice.target[:, 0]
+    def naive_action(self) -> EgoAction:
+        """The naive driver: hold the current speed, keep the lane."""
+        return actions.naive_action(self)
 
-    def naive_action(self) -> tuple[np.ndarray, np.ndarray]:
-        """(accel, steer) (W,) of the naive driver: hold the current speed, keep the lane."""
+    def lane_shift_action(self, accel_mps2: np.ndarray, shift: np.ndarray) -> EgoAction:
+        """Acceleration ``accel_mps2`` (W,) and the lane controller heading ``shift`` lanes over.
+
+        ``shift`` (W,): lanes to the left (+) or right (-) of the ego's current lane, rounded
+        (|shift| < 0.5 keeps the lane; one lane at most). A lane that is not open there (off the
+        road, a dropped stretch) is not taken: the ego keeps its lane.
+        """
+        return actions.lane_shift_action(self, accel_mps2, shift)
+
+    def meta_action(self, action: np.ndarray) -> EgoAction:
+        """Discrete meta-actions (W,): see :class:`MetaAction`."""
+        return actions.meta_action(self, action)
+
+    def raw_action(self, accel_mps2: np.ndarray, steer_rad: np.ndarray) -> EgoAction:
+        """Acceleration [m/s^2] and steering [rad] (W,) from outside; the lane target is kept."""
+        return actions.raw_action(self, accel_mps2, steer_rad)
+
+    def lane_steer(self, slots: slice, target_lane: np.ndarray | None = None) -> np.ndarray:
+        """(W, k) steering of the lane controller for the vehicles in ``slots`` (a slice).
+
+        ``target_lane`` (W, k): the lanes to steer to (default the drivers' own target lanes).
+        """
         veh = self.vehicles
-        veh.target_lane[:, 0] = self.perception.index.lane[:, 0]
-        return np.zeros(self.num_worlds), self._lane_steer(EGO)[:, 0]
-
-    def _lane_steer(self, slots: slice) -> np.ndarray:
-        """(W, k) steering of the lane controller for the vehicles in ``slots`` (a slice: a view, no copy)."""
-        veh = self.vehicles
-        d_target = veh.target_lane[:, slots] * self.roads.lane_width[:, None]
+        target = veh.target_lane[:, slots] if target_lane is None else target_lane
+        d_target = target * self.roads.lane_width[:, None]
         tau_cut = self._cut_in_tau[:, slots]
         tau = np.where(tau_cut > 0, tau_cut, 0.6)
         return steer_to_offset(
@@ -284,45 +266,24 @@ class World:
             tau,
         )
 
-    def steer_to_lane_shift(self, shift: np.ndarray) -> np.ndarray:
-        """(W,) steering [rad] of the lane controller toward the ego's lane ``shift`` over.
-
-        ``shift`` (W,): lanes to the left (+) or right (-) of the ego's current lane, rounded
-        (|shift| < 0.5 keeps the lane; one lane at most). A lane that is not open there (off the
-        road, a dropped stretch) is not taken: the ego keeps its lane.
-        """
-        shift = np.asarray(shift, dtype=np.float64).reshape(-1)
-        if shift.shape != (self.num_worlds,) or not np.isfinite(shift).all():
-            raise DojoConfigError(
-                f"Lane shifts must be {self.num_worlds} finite numbers; got shape {shift.shape}."
-            )
-        veh = self.vehicles
-        lane = self.perception.index.lane[:, 0]
-        target = lane + np.clip(np.rint(shift), -1, 1).astype(np.int64)
-        open_ = self.roads.lane_open(target, veh.s[:, 0], slice(None)) & (target >= 0)
-        veh.target_lane[:, 0] = np.where(open_, target, lane)
-        return self._lane_steer(EGO)[:, 0]
-
-    def meta_action(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(accel, steer) for discrete meta-actions (W,): see :class:`MetaAction`."""
-        return meta_to_controls(self, action)
-
     # ------------------------------------------------------------------ step
     def step(
         self,
-        ego_accel: np.ndarray | None,
-        ego_steer: np.ndarray | None,
+        action: EgoAction | np.ndarray | None = None,
+        ego_steer: np.ndarray | None = None,
         human: np.ndarray | None = None,
     ) -> StepResult:
-        """Advance every world by DT_S with the ego's acceleration [m/s^2] and steering [rad] (W,).
+        """Advance every world by DT_S with the ego's action: an :class:`EgoAction` (W,) or arrays.
 
-        ``None`` for both lets the ego's own human driver drive: the same IDM + MOBIL model as
-        the traffic, with that driver's reaction delay and attention lapses (see
-        :meth:`expert_action` for the model with perfect perception). ``human`` (W,) bool lets
-        the human drive only those worlds (their ``ego_accel``/``ego_steer`` are ignored), as a
-        fleet with some cars in manual mode needs. The human follows the route command.
+        ``step(action)`` applies what a driver method returned, lane target and target speed
+        included; ``step(accel, steer)`` takes the acceleration [m/s^2] and steering [rad] (W,)
+        alone (the ego's lane target stays). ``None`` for both lets the ego's own human driver
+        drive: the same IDM + MOBIL model as the traffic, with that driver's reaction delay and
+        attention lapses (see :meth:`expert_action` for the model with perfect perception).
+        ``human`` (W,) bool lets the human drive only those worlds (the action is ignored there),
+        as a fleet with some cars in manual mode needs. The human follows the route command.
         """
-        human_ego = ego_accel is None and ego_steer is None
+        human_ego = action is None and ego_steer is None
         if human is not None:
             human = np.asarray(human)
             if human.shape != (self.num_worlds,) or human.dtype != np.bool_:
@@ -330,27 +291,20 @@ class World:
                     f"human must be a bool array of shape ({self.num_worlds},); got {human!r}."
                 )
         human_rows = np.full(self.num_worlds, human_ego) if human is None or human_ego else human
-        if not human_ego:
-            if ego_accel is None or ego_steer is None:
-                raise DojoConfigError(
-                    "Give both ego_accel and ego_steer, or neither (the human driver drives)."
-                )
-            ego_accel = np.asarray(ego_accel, dtype=np.float64).reshape(-1)
-            ego_steer = np.asarray(ego_steer, dtype=np.float64).reshape(-1)
-            if ego_accel.shape != (self.num_worlds,) or ego_steer.shape != (self.num_worlds,):
-                raise DojoConfigError(
-                    f"Ego actions must have shape ({self.num_worlds},); got accel {ego_accel.shape}, steer {ego_steer.shape}."
-                )
-            if not (np.isfinite(ego_accel).all() and np.isfinite(ego_steer).all()):
-                raise DojoConfigError("Ego actions contain NaN or infinity.")
+        ego = None if human_ego else self._checked_action(action, ego_steer)
         veh, per, roads = self.vehicles, self.perception, self.roads
+        if ego is not None:  # the driver state the action carries (perception saw the old one)
+            veh.target_lane[:, 0] = np.where(human_rows, veh.target_lane[:, 0], ego.target_lane)
+            veh.v0[:, 0] = np.where(human_rows, veh.v0[:, 0], ego.v0_mps)
         self._trigger_hazards(per)
 
         accel, steer = self._traffic_controls(per, human_rows)
-        if ego_accel is not None and ego_steer is not None:
-            accel[:, 0] = np.where(human_rows, accel[:, 0], np.clip(ego_accel, *EGO_ACCEL_RANGE))
+        if ego is not None:
+            accel[:, 0] = np.where(
+                human_rows, accel[:, 0], np.clip(ego.accel_mps2, *EGO_ACCEL_RANGE)
+            )
             steer[:, 0] = np.where(
-                human_rows, steer[:, 0], np.clip(ego_steer, -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
+                human_rows, steer[:, 0], np.clip(ego.steer_rad, -EGO_STEER_LIMIT, EGO_STEER_LIMIT)
             )
         moving = veh.active & veh.driven & ~veh.crashed
         accel = np.where(moving, accel, 0.0)
@@ -382,6 +336,34 @@ class World:
             critical=ego_hit | (ttc < self.ttc_critical_s),
             collisions=new_hit,
         )
+
+    def _checked_action(
+        self, action: EgoAction | np.ndarray | None, ego_steer: np.ndarray | None
+    ) -> EgoAction:
+        if isinstance(action, EgoAction):
+            if ego_steer is not None:
+                raise DojoConfigError("Give an EgoAction alone, or acceleration and steering.")
+            ego = action
+        elif action is None or ego_steer is None:
+            raise DojoConfigError(
+                "Give both ego_accel and ego_steer, or neither (the human driver drives)."
+            )
+        else:
+            ego = self.raw_action(action, ego_steer)
+        n = self.num_worlds
+        a, st = ego.accel_mps2, ego.steer_rad
+        if a.shape != (n,) or st.shape != (n,):
+            raise DojoConfigError(
+                f"Ego actions must have shape ({n},); got accel {a.shape}, steer {st.shape}."
+            )
+        if ego.target_lane.shape != (n,) or ego.v0_mps.shape != (n,):
+            raise DojoConfigError(
+                f"An EgoAction's target_lane and v0_mps must have shape ({n},); got "
+                f"{ego.target_lane.shape} and {ego.v0_mps.shape}."
+            )
+        if not (np.isfinite(a).all() and np.isfinite(st).all() and np.isfinite(ego.v0_mps).all()):
+            raise DojoConfigError("Ego actions contain NaN or infinity.")
+        return ego
 
     def _traffic_controls(
         self, per: Perception, human_ego: np.ndarray
@@ -421,7 +403,7 @@ class World:
         delayed_flat = delayed_slot + MAX_DELAY_STEPS * np.arange(nw * nv).reshape(nw, nv)
         accel = self._cmd_history.ravel().take(delayed_flat)
         accel = np.where(forced, self._forced_accel, accel)
-        steer = self._lane_steer(ALL)
+        steer = self.lane_steer(ALL)
         return accel, steer
 
     def _human_lane_choice(
@@ -439,11 +421,10 @@ class World:
         allowed[..., 1] = ~(
             ego_decides & ((cmd == Command.CHANGE_RIGHT) | (cmd == Command.TAKE_EXIT))
         )
-        saved_gain = veh.a_gain[:, 0].copy()
-        veh.a_gain[:, 0] = np.where(commanded, COMMAND_GAIN, saved_gain)
-        choice: LaneChoice = mobil(self.roads, veh, per, a_cmd, slots, allowed)
-        veh.a_gain[:, 0] = saved_gain
-        return choice
+        own = np.minimum(slots, veh.shape[1] - 1)
+        # the commanded ego changes as soon as it is safe: its threshold, the others' their own
+        gain = np.where((own == 0) & commanded[:, None], COMMAND_GAIN, take(veh.a_gain, own))
+        return mobil(self.roads, veh, per, a_cmd, slots, allowed, a_gain=gain)
 
     def _trigger_hazards(self, per: Perception) -> None:
         due = (self.hazard_time_s <= self.time_s[:, None] + 1e-9) & (
@@ -547,52 +528,12 @@ class World:
         self._forced_left_s[w, i] = 0.0
 
 
-class MetaAction(IntEnum):
-    """Discrete actions built on acceleration and steering (highway-env's DiscreteMetaAction set).
-
-    LANE_LEFT / LANE_RIGHT retarget the lane controller one lane over; FASTER / SLOWER change the
-    target speed by 5 m/s; IDLE keeps both targets. Steering always comes from the lane controller.
-    """
-
-    LANE_LEFT = 0
-    IDLE = 1
-    LANE_RIGHT = 2
-    FASTER = 3
-    SLOWER = 4
-
-
-META_SPEED_STEP_MPS = 5.0
-
-
-def meta_to_controls(world: World, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    action = np.asarray(action, dtype=np.int64).reshape(-1)
-    if action.shape != (world.num_worlds,) or ((action < 0) | (action > 4)).any():
-        raise DojoConfigError(
-            f"Meta-actions must be {world.num_worlds} integers in 0..4; got {action!r}."
-        )
-    veh = world.vehicles
-    lane = world.perception.index.lane[:, 0]
-    target = veh.target_lane[:, 0]
-    target = np.where(action == MetaAction.LANE_LEFT, lane + 1, target)
-    target = np.where(action == MetaAction.LANE_RIGHT, lane - 1, target)
-    target = np.where(
-        world.roads.lane_open(target, veh.s[:, 0], slice(None)) & (target >= 0), target, lane
-    )
-    veh.target_lane[:, 0] = target
-    v_target = veh.v0[:, 0] + np.select(
-        [action == MetaAction.FASTER, action == MetaAction.SLOWER],
-        [META_SPEED_STEP_MPS, -META_SPEED_STEP_MPS],
-        0.0,
-    )
-    veh.v0[:, 0] = np.clip(v_target, 0.0, 40.0)
-    accel = np.clip(speed_to_target(veh.v[:, 0], veh.v0[:, 0]), -ACCEL_LIMIT, ACCEL_LIMIT)
-    return accel, world._lane_steer(EGO)[:, 0]
-
-
 __all__ = [
+    "DECISION_STEPS",
     "Command",
     "DT_S",
     "EGO_ACCEL_RANGE",
+    "EgoAction",
     "EGO_STEER_LIMIT",
     "MetaAction",
     "StepResult",
