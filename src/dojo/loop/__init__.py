@@ -6,17 +6,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from dojo.loop.config import LoopConfig
+from dojo.loop.gate import GateDecision, gate  # (a submodule of the same name as the function)
 
 if TYPE_CHECKING:
     from dojo.loop.flywheel import run_loop
-    from dojo.loop.gate import GateDecision, gate
 
 # imported on first use: the service's job specs read LoopConfig without loading the trainer
-_LAZY = {
-    "run_loop": "dojo.loop.flywheel",
-    "GateDecision": "dojo.loop.gate",
-    "gate": "dojo.loop.gate",
-}
+_LAZY = {"run_loop": "dojo.loop.flywheel"}
 
 
 def __getattr__(name: str) -> Any:

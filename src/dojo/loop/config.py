@@ -40,15 +40,12 @@ class Override(NamedTuple):
 
 
 # Where a turn deliberately differs from `dojo drive`, `dojo train` and `dojo eval`, by path.
+_SIZED = "sized for the main job on a 2-core laptop: five turns in about a quarter of an hour"
 LOOP_OVERRIDES: dict[str, Override] = {
-    "drive.cars": Override(24, "a fleet big enough that each turn meets every family's hazards"),
-    "drive.minutes": Override(
-        1.0, "simulated, per car per turn: five turns fit a quarter of an hour on a 2-core laptop"
-    ),
-    "train.steps": Override(
-        3000, "each candidate learns the aggregated dataset, not a quick look at one drive"
-    ),
-    "train.batch_size": Override(64, "a batch mixes more drives' windows (see buffer_windows)"),
+    "drive.cars": Override(24, _SIZED),
+    "drive.minutes": Override(1.0, "simulated, per car per turn; " + _SIZED),
+    "train.steps": Override(3000, "per candidate, on the aggregated dataset; " + _SIZED),
+    "train.batch_size": Override(64, _SIZED),
     "train.lr": Override(
         5e-4,
         "measured on one turn's data: at 2e-3 the tiny policy's loss sat on the "
@@ -62,9 +59,7 @@ LOOP_OVERRIDES: dict[str, Override] = {
         "the tiny policy learned no braking in 1,500 steps; drawn at random from all windows it "
         "did)",
     ),
-    "eval.decisions": Override(
-        24_000, "enough held-out decisions that a candidate's nines differ from naive's"
-    ),
+    "eval.decisions": Override(24_000, "on the same held-out seeds for every model; " + _SIZED),
 }
 # What a turn sets itself in each stage's config (the values here only fill the fields):
 # drive mode, policy, seed and folder; train dataset, store, folder, seed, checkpoints, start.
