@@ -56,22 +56,6 @@ OPERATIONAL = frozenset(
 )
 
 
-def _int(name: str, value: object, low: int) -> int:
-    return validate.whole(name, value, low)
-
-
-def _float(name: str, value: object, low: float, low_ok: bool, high: float | None = None) -> float:
-    return validate.number(name, value, low, high, low_open=not low_ok)
-
-
-def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        raise DojoConfigError(
-            f"{name}={value!r} is not known; choose one of: {', '.join(allowed)}."
-        )
-    return validate.choice(name, value, allowed)
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. Units: steps are optimizer updates; batch sizes count windows.
@@ -179,11 +163,11 @@ class TrainConfig:
             and not isinstance(self.steps, bool)
         ):
             object.__setattr__(self, "warmup_steps", min(100, max(0, self.steps) // 10))
-        _choice("net", self.net, NETS)
-        _choice("size", self.size, SIZES)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("device", self.device, DEVICES)
+        validate.choice("net", self.net, NETS)
+        validate.choice("size", self.size, SIZES)
+        validate.choice("schedule", self.schedule, SCHEDULES)
+        validate.choice("precision", self.precision, PRECISIONS)
+        validate.choice("device", self.device, DEVICES)
         for name, low in (
             ("steps", 1),
             ("batch_size", 1),
@@ -199,12 +183,12 @@ class TrainConfig:
             ("num_workers", 0),
             ("nproc", 1),
         ):
-            _int(name, getattr(self, name), low)
-        _float("lr", self.lr, 0.0, low_ok=False)
-        _float("min_lr_ratio", self.min_lr_ratio, 0.0, low_ok=True, high=1.0)
-        _float("weight_decay", self.weight_decay, 0.0, low_ok=True)
-        _float("clip_grad_norm", self.clip_grad_norm, 0.0, low_ok=True)
-        _float("occupancy_weight", self.occupancy_weight, 0.0, low_ok=True)
+            validate.whole(name, getattr(self, name), low)
+        validate.positive("lr", self.lr)
+        validate.number("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        validate.number("weight_decay", self.weight_decay, 0.0)
+        validate.number("clip_grad_norm", self.clip_grad_norm, 0.0)
+        validate.number("occupancy_weight", self.occupancy_weight, 0.0)
         for name in ("compile", "resume", "log_samples", "progress", "deterministic"):
             validate.flag(name, getattr(self, name))
         if self.init_from is not None and (
