@@ -10,6 +10,20 @@ from typing import Any
 
 from dojo.errors import DojoConfigError, DojoError
 
+# the DriveConfig fields `dojo drive` exposes, in --help order (flag, default, help: the fields')
+DRIVE_FLAGS = (
+    "cars",
+    "minutes",
+    "mode",
+    "policy",
+    "families",
+    "seed",
+    "out",
+    "drive_s",
+    "logging",
+    "heldout",
+)
+
 
 def _world_survey(args: argparse.Namespace) -> int:
     from tqdm import tqdm
@@ -90,21 +104,9 @@ def _drive(args: argparse.Namespace) -> int:
 
     from dojo.fleet.config import DriveConfig
     from dojo.fleet.drive import DriveSummary, Fleet
-    from dojo.world.scenarios import FAMILIES
+    from dojo.settings import from_args
 
-    families = tuple(f.strip() for f in args.scenarios.split(",")) if args.scenarios else FAMILIES
-    config = DriveConfig(
-        cars=args.cars,
-        minutes=args.minutes,
-        mode=args.mode,
-        policy=args.policy,
-        families=families,
-        seed=args.seed,
-        out=args.out,
-        drive_s=args.drive_seconds,
-        logging=args.logging,
-        heldout=args.heldout,
-    )
+    config = from_args(DriveConfig, args, DRIVE_FLAGS)
     fleet = Fleet(config)  # checks the policy and the output folder before any progress bar
     with tqdm(
         total=config.steps,
@@ -252,34 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     dr = sub.add_parser(
         "drive", help="drive a simulated fleet and write one MCAP drive log per car per drive"
     )
-    dr.add_argument(
-        "--cars", type=int, default=8, help="fleet size (each car is one world of the batch)"
-    )
-    dr.add_argument("--minutes", type=float, default=2.0, help="simulated minutes per car")
-    dr.add_argument(
-        "--mode",
-        default="shadow",
-        help="manual | shadow | autonomous | mixed (even cars shadow, odd autonomous)",
-    )
-    dr.add_argument(
-        "--policy", default="naive", help="on-board network: naive | expert | a checkpoint path"
-    )
-    dr.add_argument(
-        "--scenarios", default="", help="comma-separated scenario families (default: all)"
-    )
-    dr.add_argument("--seed", type=int, default=0, help="first scenario seed")
-    dr.add_argument("--out", required=True, help="folder for the drive logs (created if missing)")
-    dr.add_argument(
-        "--drive-seconds", type=float, default=40.0, help="length of one drive (one log) [s]"
-    )
-    dr.add_argument(
-        "--logging",
-        default="full",
-        help="full (every frame) | triggers (only windows around events) | none (no logs)",
-    )
-    dr.add_argument(
-        "--heldout", action="store_true", help="use held-out seeds (evaluation), not training seeds"
-    )
+    from dojo.fleet.config import DriveConfig
+    from dojo.settings import add_flags
+
+    add_flags(dr, DriveConfig, DRIVE_FLAGS)
     dr.add_argument("--json", action="store_true", help="print the summary as JSON")
     dr.set_defaults(func=_drive)
 

@@ -144,7 +144,7 @@ def test_a_loop_killed_mid_turn_resumes_from_its_last_stage_and_ends_as_an_unint
     saved = json.loads((first / "config.json").read_text())
     out = tmp_path / "run"
     suites = tmp_path / "suites.toml"
-    suites.write_text(Path(saved["suites_file"]).read_text())
+    suites.write_text(Path(saved["eval"]["suites_file"]).read_text())
     argv = [
         "loop",
         "--out",
@@ -277,7 +277,7 @@ def test_a_loop_can_start_from_a_team_policy_which_gates_and_warm_starts_the_fir
         "--suite",
         "stalled_only",
         "--suites-file",
-        saved["suites_file"],
+        saved["eval"]["suites_file"],
         "--sample-normal",
         "0.5",
         "--start-policy",

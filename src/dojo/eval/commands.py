@@ -8,6 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from dojo.errors import DojoConfigError
+from dojo.eval.config import EvalConfig
+from dojo.settings import add_flags, from_args
+
+# the EvalConfig fields `dojo eval` exposes, in --help order (--compare goes after --policy)
+EVAL_FLAGS = ("policy", "suite", "suites_file", "decisions", "cars", "seed")
 
 
 def _load_or_evaluate(spec: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -50,14 +55,15 @@ def _evaluate(policy: str, args: argparse.Namespace) -> dict[str, Any]:
             )
         bars[0].update(done - bars[0].n)
 
+    config: EvalConfig = from_args(EvalConfig, args, EVAL_FLAGS, policy=policy)
     try:
         return evaluate(
             policy,
-            suite=args.suite,
-            decisions=args.decisions,
-            cars=args.cars,
-            seed=args.seed,
-            suites_file=args.suites_file,
+            suite=config.suite,
+            decisions=config.decisions,
+            cars=config.cars,
+            seed=config.seed,
+            suites_file=config.suites_file,
             progress=progress,
         )
     finally:
@@ -98,7 +104,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "-log10(critical/decisions) with an exact 95%% interval, per family and overall. "
         "--compare A B tests whether two critical rates differ (Fisher exact, alpha 0.05).",
     )
-    ev.add_argument("--policy", default=None, help="naive | expert | a checkpoint path")
+    add_flags(ev, EvalConfig, ("policy",))
     ev.add_argument(
         "--compare",
         nargs=2,
@@ -106,26 +112,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="two policies (evaluated now on the same suite) or saved --json results (.json)",
     )
-    ev.add_argument(
-        "--suite",
-        default="heldout",
-        help="suite name: heldout (every family) or one of --suites-file",
-    )
-    ev.add_argument(
-        "--suites-file",
-        default=None,
-        help="TOML with [suites.NAME] families = [...], seeds = [lo, hi) in the held-out range",
-    )
-    ev.add_argument(
-        "--decisions",
-        type=int,
-        default=10_000,
-        help="at least this many decisions, split evenly over the families, in whole drives",
-    )
-    ev.add_argument("--cars", type=int, default=16, help="cars per fleet (one fleet per family)")
-    ev.add_argument(
-        "--seed", type=int, default=None, help="first scenario seed (default: the suite's first)"
-    )
+    add_flags(ev, EvalConfig, EVAL_FLAGS[1:])
     ev.add_argument(
         "--json", action="store_true", help="print the result as JSON (unbounded values as null)"
     )

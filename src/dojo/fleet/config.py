@@ -6,12 +6,13 @@ its unit, so a drive's metadata records exactly what was applied.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from dojo import validate
 from dojo.errors import DojoConfigError
+from dojo.settings import setting
 from dojo.world.scenarios import FAMILIES, HELDOUT_SEEDS, TRAIN_SEEDS
 
 MODES = ("manual", "shadow", "autonomous", "mixed")
@@ -19,14 +20,13 @@ LOGGING = ("full", "triggers", "none")
 BASELINES = ("naive", "expert")
 
 
+def _families(text: str) -> tuple[str, ...]:
+    """``--scenarios a,b`` as a tuple; empty text means every family."""
+    return tuple(f.strip() for f in text.split(",")) if text else FAMILIES
+
+
 def _number(owner: str, name: str, value: object, low: float, low_ok: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DojoConfigError(f"{owner}.{name}={value!r} must be a finite number.")
-    if value < low or (value == low and not low_ok):
-        raise DojoConfigError(
-            f"{owner}.{name}={value!r} must be {'>=' if low_ok else '>'} {low:g}."
-        )
-    return float(value)
+    return validate.number(f"{owner}.{name}", value, low, low_open=not low_ok)
 
 
 def _check_numbers(obj: object, lows: dict[str, tuple[float, bool]]) -> None:
@@ -118,16 +118,35 @@ class DriveConfig:
     held-out range (evaluation); the default is the training range.
     """
 
-    cars: int = 8
-    minutes: float = 2.0
-    mode: str = "shadow"
-    policy: str = "naive"
-    families: tuple[str, ...] = FAMILIES
-    seed: int = 0
-    out: str = "drives"
-    drive_s: float = 40.0
-    logging: str = "full"
-    heldout: bool = False
+    cars: int = setting(8, help="fleet size (each car is one world of the batch)")
+    minutes: float = setting(2.0, help="simulated minutes per car", unit="min")
+    mode: str = setting(
+        "shadow",
+        help="manual | shadow | autonomous | mixed (even cars shadow, odd autonomous)",
+        choices=MODES,
+    )
+    policy: str = setting("naive", help="on-board network: naive | expert | a checkpoint path")
+    families: tuple[str, ...] = setting(
+        FAMILIES,
+        help="comma-separated scenario families (default: all)",
+        flag="--scenarios",
+        cli_default="",
+        parse=_families,
+        show=",".join,
+    )
+    seed: int = setting(0, help="first scenario seed")
+    out: str = setting(
+        "drives", help="folder for the drive logs (created if missing)", required=True
+    )
+    drive_s: float = setting(
+        40.0, help="length of one drive (one log) [s]", flag="--drive-seconds", unit="s"
+    )
+    logging: str = setting(
+        "full",
+        help="full (every frame) | triggers (only windows around events) | none (no logs)",
+        choices=LOGGING,
+    )
+    heldout: bool = setting(False, help="use held-out seeds (evaluation), not training seeds")
     keyframe_interval_s: float = 1.0
     camera_width: int = 96
     camera_height: int = 48
@@ -138,13 +157,9 @@ class DriveConfig:
 
     def __post_init__(self) -> None:
         for name in ("cars", "seed", "camera_width", "camera_height", "label_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise DojoConfigError(f"{name}={value!r} must be a whole number.")
-        if self.cars < 1:
-            raise DojoConfigError(f"cars={self.cars!r} must be at least 1.")
-        if self.label_every < 1:
-            raise DojoConfigError(f"label_every={self.label_every!r} must be at least 1.")
+            validate.whole(name, getattr(self, name))
+        validate.whole("cars", self.cars, 1)
+        validate.whole("label_every", self.label_every, 1)
         _number("DriveConfig", "minutes", self.minutes, 0.0, False)
         _number("DriveConfig", "drive_s", self.drive_s, 0.0, False)
         if self.mode not in MODES:

@@ -7,13 +7,46 @@ import json
 import sys
 from typing import Any
 
-from dojo.loop.config import LoopConfig
+from dojo.loop.config import FLAT_NAMES, LoopConfig
+from dojo.settings import add_flags, values_from_args
 
-
-def _window(text: str) -> tuple[float, float]:
-    from dojo.data.mine import parse_window
-
-    return parse_window(text)
+# the settings `dojo loop` exposes, in --help order: the loop's own and its stages' (by path)
+LOOP_FLAGS = (
+    "loops",
+    "drive.cars",
+    "drive.minutes",
+    "budget_minutes",
+    "out",
+    "seed",
+    "train.net",
+    "train.size",
+    "train.steps",
+    "train.batch_size",
+    "eval.decisions",
+    "eval.cars",
+    "eval.suite",
+    "start_policy",
+    "eval.suites_file",
+    "sample_normal",
+    "hazard_window_s",
+    "takeover_window_s",
+)
+# a stage's setting goes by the loop's flat name on the loop's command line (--train-steps)
+LOOP_FLAG_NAMES = {path: "--" + name.replace("_", "-") for name, path in FLAT_NAMES.items()}
+# and says what it means for a turn
+_HELPS: dict[str, str | None] = {
+    "drive.cars": "fleet size per turn (default %(default)s)",
+    "drive.minutes": "simulated minutes per car per turn (default %(default)s)",
+    "train.net": "policy | both (policy + occupancy head) (default %(default)s)",
+    "train.size": "tiny | base | large (default %(default)s)",
+    "train.steps": "optimizer steps per candidate (default %(default)s)",
+    "train.batch_size": None,
+    "eval.decisions": "decisions per evaluation, on the same held-out seeds for every model "
+    "(default %(default)s)",
+    "eval.cars": None,
+    "eval.suite": "evaluation suite (default %(default)s)",
+    "eval.suites_file": "TOML file with user suites",
+}
 
 
 def _loop(args: argparse.Namespace) -> int:
@@ -25,26 +58,7 @@ def _loop(args: argparse.Namespace) -> int:
     if args.resume is not None:
         result = resume_loop(args.resume, log=log, progress=not quiet and sys.stderr.isatty())
         return _finish(result, args.resume, args.json, write_report)
-    config = LoopConfig(
-        out=args.out,
-        loops=args.loops,
-        cars=args.cars,
-        drive_minutes=args.drive_minutes,
-        budget_minutes=args.budget_minutes,
-        seed=args.seed,
-        net=args.net,
-        size=args.size,
-        train_steps=args.train_steps,
-        batch_size=args.batch_size,
-        eval_decisions=args.eval_decisions,
-        eval_cars=args.eval_cars,
-        suite=args.suite,
-        suites_file=args.suites_file,
-        sample_normal=args.sample_normal,
-        start_policy=args.start_policy,
-        hazard_window_s=_window(args.hazard_window),
-        takeover_window_s=_window(args.takeover_window),
-    )
+    config = LoopConfig.from_dict(values_from_args(LoopConfig, args, LOOP_FLAGS))
     result = run_loop(config, log=log, progress=not quiet and sys.stderr.isatty())
     return _finish(result, config.out, args.json, write_report)
 
@@ -83,7 +97,6 @@ def format_summary(result: dict[str, Any]) -> str:
 
 
 def add_commands(sub: Any) -> None:
-    d = LoopConfig()
     p = sub.add_parser(
         "loop",
         help="the fleet-learning loop: drive, ingest, mine, train, evaluate in nines, promote (the main job)",
@@ -91,71 +104,7 @@ def add_commands(sub: Any) -> None:
         "mines hazards and takeovers, trains a candidate on every window a person drove, evaluates it on held-out "
         "scenarios and promotes it only if its nines did not get worse.",
     )
-    p.add_argument(
-        "--loops", type=int, default=d.loops, help="turns, counted from 0 (default %(default)s)"
-    )
-    p.add_argument(
-        "--cars", type=int, default=d.cars, help="fleet size per turn (default %(default)s)"
-    )
-    p.add_argument(
-        "--drive-minutes",
-        type=float,
-        default=d.drive_minutes,
-        help="simulated minutes per car per turn (default %(default)s)",
-    )
-    p.add_argument(
-        "--budget-minutes",
-        type=float,
-        default=d.budget_minutes,
-        help="wall-clock budget; no turn starts that would overrun it (default %(default)s)",
-    )
-    p.add_argument(
-        "--out", default=d.out, help="an empty or new folder for everything (default %(default)s)"
-    )
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument(
-        "--net", default=d.net, help="policy | both (policy + occupancy head) (default %(default)s)"
-    )
-    p.add_argument("--size", default=d.size, help="tiny | base | large (default %(default)s)")
-    p.add_argument(
-        "--train-steps",
-        type=int,
-        default=d.train_steps,
-        help="optimizer steps per candidate (default %(default)s)",
-    )
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument(
-        "--eval-decisions",
-        type=int,
-        default=d.eval_decisions,
-        help="decisions per evaluation, on the same held-out seeds for every model (default %(default)s)",
-    )
-    p.add_argument("--eval-cars", type=int, default=d.eval_cars)
-    p.add_argument("--suite", default=d.suite, help="evaluation suite (default %(default)s)")
-    p.add_argument(
-        "--start-policy",
-        default=d.start_policy,
-        metavar="naive|PATH",
-        help="the model deployed before turn 0: naive or a policy checkpoint, which also "
-        "warm-starts the first candidate (default %(default)s)",
-    )
-    p.add_argument("--suites-file", default=None, help="TOML file with user suites")
-    p.add_argument(
-        "--sample-normal",
-        type=float,
-        default=d.sample_normal,
-        help="share of untriggered driving mined each turn (default %(default)s)",
-    )
-    p.add_argument(
-        "--hazard-window",
-        default="-3s:+2s",
-        help="window around a hazard moment (default %(default)s)",
-    )
-    p.add_argument(
-        "--takeover-window",
-        default="0s:+3s",
-        help="window from a takeover on (default %(default)s)",
-    )
+    add_flags(p, LoopConfig(), LOOP_FLAGS, flags=LOOP_FLAG_NAMES, helps=_HELPS, choices=False)
     p.add_argument(
         "--resume",
         metavar="DIR",

@@ -33,6 +33,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,11 +44,10 @@ from dojo.data.ingest import ingest
 from dojo.data.mine import mine_entries
 from dojo.errors import DojoConfigError
 from dojo.eval.evaluate import evaluate, get_suite
-from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import Fleet
 from dojo.loop.config import HAZARD_TRIGGERS, LABEL_SOURCES, TAKEOVER_TRIGGERS, LoopConfig
 from dojo.loop.gate import gate
-from dojo.train.config import CHECKPOINT_FILE, TrainConfig
+from dojo.train.config import CHECKPOINT_FILE
 from dojo.train.trainer import train
 from dojo.world.scenarios import TRAIN_SEEDS
 
@@ -125,12 +125,9 @@ def load_config(out: str | Path) -> LoopConfig:
         raise DojoConfigError(
             f"--resume {out}: {path} cannot be read as a loop's config ({e})."
         ) from e
-    for key in ("hazard_window_s", "takeover_window_s"):
-        if isinstance(saved.get(key), list):
-            saved[key] = tuple(saved[key])
-    try:
-        return LoopConfig(**saved)
-    except TypeError as e:
+    try:  # nested, or the flat form loops written before the configs were nested hold
+        return LoopConfig.from_dict(saved)
+    except (TypeError, DojoConfigError) as e:
         raise DojoConfigError(
             f"--resume {out}: {path} is not a loop config this Dojo reads ({e})."
         ) from e
@@ -140,7 +137,9 @@ class _Flywheel:
     def __init__(self, config: LoopConfig, log: Log, progress: bool, resume: bool = False) -> None:
         self.config, self.log, self.progress = config, log, progress
         self.out = Path(config.out) if resume else _check_out(config)
-        get_suite(config.suite, config.suites_file)  # an unknown suite fails before any car moves
+        get_suite(
+            config.eval.suite, config.eval.suites_file
+        )  # an unknown suite fails before any car moves
         self.store_path = self.out / "store"
         self.evals: dict[str, dict[str, Any]] = {}
         self.journal: dict[str, Any] = {"baselines": {}, "turns": {}}
@@ -187,9 +186,8 @@ class _Flywheel:
         cfg = self.config
         mode = "manual" if turn == 0 else "mixed"
         seed = TRAIN_SEEDS.start + (cfg.seed + turn * SEEDS_PER_TURN) % len(TRAIN_SEEDS)
-        drive_cfg = DriveConfig(
-            cars=cfg.cars,
-            minutes=cfg.drive_minutes,
+        drive_cfg = replace(
+            cfg.drive,
             mode=mode,
             policy=policy,
             seed=seed,
@@ -232,8 +230,8 @@ class _Flywheel:
                 dropped[e["label_source"]] += 1
         if not entries:
             raise DojoConfigError(
-                f"Loop {turn} mined no window a person drove; drive longer (drive_minutes={cfg.drive_minutes:g}) "
-                f"or with more cars (cars={cfg.cars})."
+                f"Loop {turn} mined no window a person drove; drive longer (drive_minutes={cfg.drive.minutes:g}) "
+                f"or with more cars (cars={cfg.drive.cars})."
             )
         entries.sort(key=lambda e: (e["drive_id"], e["t0_s"], e["clip_id"]))
         recipe = {
@@ -272,7 +270,7 @@ class _Flywheel:
         cfg = self.config
         init = (
             deployed
-            if cfg.warm_start and cfg.net == "policy" and deployed not in ("naive", "expert")
+            if cfg.warm_start and cfg.train.net == "policy" and deployed not in ("naive", "expert")
             else None
         )
         run = self.out / "runs" / f"loop{turn}"
@@ -280,20 +278,14 @@ class _Flywheel:
         resume = (run / CHECKPOINT_FILE).exists()
         if run.exists() and not resume:
             shutil.rmtree(run)
-        tc = TrainConfig(
+        tc = replace(  # the loop's train settings; the data, folder and start are this turn's
+            cfg.train,
             dataset=ref,
             store=str(self.store_path),
             out=str(run),
-            net=cfg.net,
-            size=cfg.size,
-            steps=cfg.train_steps,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            frames=cfg.frames,
             seed=cfg.seed + turn,
-            checkpoint_every=max(cfg.train_steps // 4, 1),
-            val_every=cfg.train_steps,
-            buffer_windows=cfg.shuffle_windows,
+            checkpoint_every=max(cfg.train.steps // 4, 1),
+            val_every=cfg.train.steps,
             init_from=init,
             resume=resume,
             progress=self.progress,
@@ -303,7 +295,7 @@ class _Flywheel:
     def evaluate(self, name: str, policy: str) -> dict[str, Any]:
         cfg = self.config
         with tqdm(
-            total=cfg.eval_decisions,
+            total=cfg.eval.decisions,
             desc=f"eval {name}",
             unit="decision",
             leave=False,
@@ -316,10 +308,10 @@ class _Flywheel:
 
             result = evaluate(
                 policy,
-                cfg.suite,
-                cfg.eval_decisions,
-                cfg.eval_cars,
-                suites_file=cfg.suites_file,
+                cfg.eval.suite,
+                cfg.eval.decisions,
+                cfg.eval.cars,
+                suites_file=cfg.eval.suites_file,
                 progress=tick,
             )
         folder = self.out / "eval"
@@ -336,7 +328,7 @@ class _Flywheel:
         self.out.mkdir(parents=True, exist_ok=True)
         if not (self.out / CONFIG_FILE).exists():
             _write_json(self.out / CONFIG_FILE, cfg.to_dict())
-        self.log(f"baselines on suite {cfg.suite} ({cfg.eval_decisions:,} decisions each)")
+        self.log(f"baselines on suite {cfg.eval.suite} ({cfg.eval.decisions:,} decisions each)")
         naive = self.baseline("naive")
         expert = self.baseline("expert")
         self.log(f"  naive  {_nines_words(naive)}\n  expert {_nines_words(expert)}")
@@ -385,7 +377,7 @@ class _Flywheel:
             self.log(format_row(row, header=turn == 0))
         result = {
             "config": cfg.to_dict(),
-            "suite": cfg.suite,
+            "suite": cfg.eval.suite,
             "loops": rows,
             "naive": _eval_summary(naive),
             "expert": _eval_summary(expert),
@@ -627,7 +619,7 @@ def resume_loop(out: str | Path, log: Log | None = None, progress: bool = True) 
     """
     config = load_config(out)
     if Path(config.out).resolve() != Path(out).resolve():
-        config = LoopConfig(**{**config.to_dict(), "out": str(out)})  # the folder was moved
+        config = replace(config, out=str(out))  # the folder was moved
     return _Flywheel(config, log or _stderr, progress, resume=True).run()
 
 

@@ -1,17 +1,25 @@
 """What each job kind accepts (pydantic v2, unknown fields refused).
 
 These are the service's own, deliberately small views of the stage commands (``dojo drive``,
-``dojo data ingest``, ``dojo train``, ``dojo eval``, ``dojo loop``); the agent that runs a job
-turns a spec into the stage's typed config, which checks it again. References to the tenant's
+``dojo data ingest``, ``dojo train``, ``dojo eval``, ``dojo loop``), generated from the stages'
+configs: a default is the stage's own (the loop's for a loop job). The agent that runs a job
+turns a spec into the stage's command line through the same fields, and the stage's typed
+config checks it again. References to the tenant's
 objects are ids: ``dataset`` (``ds_...``) and models (``mdl_...``, as ``policy`` or
 ``resume_from``); the API answers 404 for an id the tenant does not own.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from dojo.eval.config import EvalConfig
+from dojo.fleet.config import DriveConfig
+from dojo.loop.config import LoopConfig
+from dojo.settings import spec_model
+from dojo.train.config import TrainConfig
 
 DatasetId = Annotated[str, Field(pattern=r"^ds_[0-9a-f]{16}$", description="a dataset id")]
 ModelId = Annotated[str, Field(pattern=r"^mdl_[0-9a-f]{16}$", description="a model id")]
@@ -36,17 +44,57 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class DriveSpec(_Spec):
-    cars: int = Field(8, ge=1, le=4096)
-    minutes: float = Field(2.0, gt=0, le=24 * 60, description="simulated minutes per car")
-    mode: Literal["manual", "shadow", "autonomous", "mixed"] = "shadow"
-    policy: Policy = "naive"
-    scenarios: list[Family] = Field(default_factory=list, max_length=64)
-    seed: int = Field(0, ge=0)
-    drive_seconds: float = Field(40.0, gt=0, le=3600)
-    logging: Literal["full", "triggers", "none"] = "full"
-    heldout: bool = False
-    dataset: DatasetId | None = Field(None, description="upload the logs into this dataset")
+# Each spec is generated from its stage's config (dojo.settings.spec_model): a field's type,
+# default and description are the config's, declared once; the bounds here are the service's
+# own limits (how big a job a tenant may ask for). {config path: (API name, bounds)}.
+DRIVE_FIELDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "cars": ("cars", {"ge": 1, "le": 4096}),
+    "minutes": ("minutes", {"gt": 0, "le": 24 * 60}),
+    "mode": ("mode", {}),
+    "policy": ("policy", {"annotation": Policy}),
+    "families": ("scenarios", {"annotation": list[Family], "max_length": 64}),
+    "seed": ("seed", {"ge": 0}),
+    "drive_s": ("drive_seconds", {"gt": 0, "le": 3600}),
+    "logging": ("logging", {}),
+    "heldout": ("heldout", {}),
+}
+TRAIN_FIELDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dataset": ("dataset", {"annotation": DatasetRef}),
+    "net": ("net", {}),
+    "size": ("size", {}),
+    "steps": ("steps", {"ge": 1, "le": 10_000_000}),
+    "batch_size": ("batch_size", {"ge": 1, "le": 1_048_576}),
+    "lr": ("lr", {"gt": 0, "le": 1}),
+    "precision": ("precision", {}),
+}
+EVAL_FIELDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "policy": ("policy", {"annotation": Policy, "required": True}),
+    "suite": ("suite", {"annotation": Family}),
+    "decisions": ("decisions", {"ge": 1, "le": 10**10}),
+    "cars": ("cars", {"ge": 1, "le": 4096}),
+    "seed": ("seed", {"ge": 0}),
+}
+LOOP_FIELDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "loops": ("turns", {"ge": 1, "le": 1000}),
+    "start_policy": ("policy", {"annotation": Policy}),
+    "drive.cars": ("cars", {"ge": 1, "le": 4096}),
+    "drive.minutes": ("minutes", {"gt": 0, "le": 24 * 60}),
+    "train.steps": ("train_steps", {"ge": 1, "le": 10_000_000}),
+    "eval.decisions": ("eval_decisions", {"ge": 1, "le": 10**10}),
+}
+
+DriveSpec = spec_model(
+    "DriveSpec",
+    _Spec,
+    DriveConfig,
+    DRIVE_FIELDS,
+    {
+        "dataset": (
+            DatasetId | None,
+            Field(None, description="upload the logs into this dataset"),
+        )
+    },
+)
 
 
 class IngestSpec(_Spec):
@@ -54,32 +102,28 @@ class IngestSpec(_Spec):
     workers: int | None = Field(None, ge=1, le=1024)
 
 
-class TrainSpec(_Spec):
-    dataset: DatasetRef
-    net: Literal["policy", "occupancy", "both"] = "policy"
-    size: Literal["tiny", "base", "large"] = "tiny"
-    steps: int = Field(1000, ge=1, le=10_000_000)
-    batch_size: int = Field(32, ge=1, le=1_048_576)
-    lr: float = Field(3e-4, gt=0, le=1)
-    precision: Literal["fp32", "bf16"] = "fp32"
-    resume_from: ModelId | None = None
+TrainSpec = spec_model(
+    "TrainSpec",
+    _Spec,
+    TrainConfig,
+    TRAIN_FIELDS,
+    {
+        "resume_from": (
+            ModelId | None,
+            Field(None, description="fine-tune this stored model (its weights start the run)"),
+        )
+    },
+)
+EvalSpec = spec_model("EvalSpec", _Spec, EvalConfig, EVAL_FIELDS)
+LoopSpec = spec_model("LoopSpec", _Spec, LoopConfig(), LOOP_FIELDS)
 
-
-class EvalSpec(_Spec):
-    policy: Policy
-    suite: Family = "heldout"
-    decisions: int = Field(10_000, ge=1, le=10**10)
-    cars: int = Field(16, ge=1, le=4096)
-    seed: int | None = Field(None, ge=0)
-
-
-class LoopSpec(_Spec):
-    turns: int = Field(1, ge=1, le=1000)
-    policy: Policy = "naive"
-    cars: int = Field(8, ge=1, le=4096)
-    minutes: float = Field(2.0, gt=0, le=24 * 60)
-    train_steps: int = Field(1000, ge=1, le=10_000_000)
-    eval_decisions: int = Field(10_000, ge=1, le=10**10)
+# a spec field's flag on its stage's command line, for the agent: {kind: (config, {path: api})}
+STAGE_FIELDS: dict[str, tuple[type, dict[str, str]]] = {
+    "drive": (DriveConfig, {p: name for p, (name, _) in DRIVE_FIELDS.items()}),
+    "train": (TrainConfig, {p: name for p, (name, _) in TRAIN_FIELDS.items()}),
+    "eval": (EvalConfig, {p: name for p, (name, _) in EVAL_FIELDS.items()}),
+    "loop": (LoopConfig, {p: name for p, (name, _) in LOOP_FIELDS.items()}),
+}
 
 
 SPECS: dict[str, type[_Spec]] = {

@@ -21,14 +21,15 @@ once, before torchrun starts anything.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from dojo import validate
 from dojo.errors import DojoConfigError
+from dojo.settings import setting
 
 NETS = ("policy", "occupancy", "both")
 SIZES = ("tiny", "base", "large")
@@ -55,36 +56,6 @@ OPERATIONAL = frozenset(
 )
 
 
-def _int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise DojoConfigError(f"{name}={value!r} must be a whole number >= {low}.")
-    return value
-
-
-def _float(name: str, value: object, low: float, low_ok: bool, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DojoConfigError(f"{name}={value!r} must be a finite number.")
-    if value < low or (value == low and not low_ok):
-        raise DojoConfigError(f"{name}={value!r} must be {'>=' if low_ok else '>'} {low:g}.")
-    if high is not None and value > high:
-        raise DojoConfigError(f"{name}={value!r} must be <= {high:g}.")
-    return float(value)
-
-
-def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise DojoConfigError(
-            f"{name}={value!r} is not known; choose one of: {', '.join(allowed)}."
-        )
-    return value
-
-
-def _bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise DojoConfigError(f"{name}={value!r} must be True or False.")
-    return value
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. Units: steps are optimizer updates; batch sizes count windows.
@@ -109,39 +80,76 @@ class TrainConfig:
     neither head drowns the other at the start; it is a knob, not a fitted value.
     """
 
-    dataset: str
-    store: str
-    out: str
-    net: str = "policy"
-    size: str = "tiny"
-    steps: int = 1000
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int | None = None  # None: a tenth of the run, at most 100 steps
-    schedule: str = "cosine"
-    weight_decay: float = 0.01
-    clip_grad_norm: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 200
-    val_every: int = 200
-    val_batches: int = 20
-    frames: int = 2
-    stride: int = 1
-    buffer_windows: int = 256
-    num_workers: int = 0
-    nproc: int = 1
-    compile: bool = False
-    precision: str = "fp32"
-    device: str = "auto"
-    resume: bool = False
-    log_samples: bool = False
-    progress: bool = True
-    deterministic: bool = False
-    occupancy_weight: float = 1.0  # weight of the occupancy loss in net="both"
-    init_from: str | None = (
-        None  # a policy.pt whose weights start the run (fine-tuning); net="policy" only
+    dataset: str = setting(help="dataset NAME, NAME@vN or NAME@latest", required=True)
+    store: str = setting(help="clip store folder", required=True)
+    out: str = setting(help="run folder (checkpoint, metrics, TensorBoard)", required=True)
+    net: str = setting(
+        "policy",
+        help="network to train: the driving policy, the occupancy grid, or both on one backbone",
+        choices=NETS,
+        cli_choices=True,
+    )
+    size: str = setting("tiny", help="network size", choices=SIZES, cli_choices=True)
+    steps: int = setting(1000, help="optimizer steps of the whole run (default %(default)s)")
+    batch_size: int = setting(
+        32,
+        help="global batch [windows] per optimizer step, over all processes (default %(default)s)",
+        unit="windows",
+    )
+    grad_accum: int = setting(
+        1, help="micro-batches accumulated per optimizer step (default %(default)s)"
+    )
+    lr: float = setting(1e-3, help="peak learning rate (AdamW) (default %(default)s)")
+    min_lr_ratio: float = setting(
+        0.1, help="final LR as a share of the peak (cosine) (default %(default)s)"
+    )
+    warmup_steps: int | None = setting(  # None: a tenth of the run, at most 100 steps
+        None,
+        help="linear warmup steps (None: a tenth of the run, at most 100) (default %(default)s)",
+    )
+    schedule: str = setting("cosine", help="LR after warmup", choices=SCHEDULES, cli_choices=True)
+    weight_decay: float = setting(
+        0.01, help="AdamW weight decay of the weight matrices (default %(default)s)"
+    )
+    clip_grad_norm: float = setting(1.0, help="gradient-norm clip (0: off) (default %(default)s)")
+    seed: int = setting(0, help="seed of the weights and the data order (default %(default)s)")
+    checkpoint_every: int = setting(
+        200, help="steps between checkpoints (0: only at the end) (default %(default)s)"
+    )
+    val_every: int = setting(
+        200, help="steps between validations (0: only at the end) (default %(default)s)"
+    )
+    val_batches: int = setting(
+        20, help="micro-batches per process per validation (0: all) (default %(default)s)"
+    )
+    frames: int = setting(2, help="k: frames per camera the network sees (default %(default)s)")
+    stride: int = setting(
+        1, help="one window every this many frames of a clip (default %(default)s)"
+    )
+    buffer_windows: int = setting(
+        256, help="shuffle buffer of the loader [windows] (default %(default)s)", unit="windows"
+    )
+    num_workers: int = setting(
+        0, help="DataLoader worker processes per training process (default %(default)s)"
+    )
+    nproc: int = setting(1, help="processes on this machine (K > 1 starts torchrun)")
+    compile: bool = setting(False, help="torch.compile the network")
+    precision: str = setting(
+        "fp32", help="bf16: autocast, CUDA only", choices=PRECISIONS, cli_choices=True
+    )
+    device: str = setting(
+        "auto", help="auto: CUDA if there is one", choices=DEVICES, cli_choices=True
+    )
+    resume: bool = setting(False, help="continue the run in --out from its checkpoint")
+    log_samples: bool = setting(False, help="record every window trained on, per step")
+    progress: bool = setting(True, help="no progress bar", negate="--no-progress")
+    deterministic: bool = setting(False, help="torch.use_deterministic_algorithms")
+    occupancy_weight: float = setting(  # weight of the occupancy loss in net="both"
+        1.0, help="weight of the occupancy loss with --net both (default %(default)s)"
+    )
+    init_from: str | None = setting(  # a policy.pt whose weights start the run; net="policy" only
+        None,
+        help="start from this policy.pt's weights (fine-tuning; --net policy, same size and rig)",
     )
 
     def __post_init__(self) -> None:
@@ -155,11 +163,11 @@ class TrainConfig:
             and not isinstance(self.steps, bool)
         ):
             object.__setattr__(self, "warmup_steps", min(100, max(0, self.steps) // 10))
-        _choice("net", self.net, NETS)
-        _choice("size", self.size, SIZES)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("device", self.device, DEVICES)
+        validate.choice("net", self.net, NETS)
+        validate.choice("size", self.size, SIZES)
+        validate.choice("schedule", self.schedule, SCHEDULES)
+        validate.choice("precision", self.precision, PRECISIONS)
+        validate.choice("device", self.device, DEVICES)
         for name, low in (
             ("steps", 1),
             ("batch_size", 1),
@@ -175,14 +183,14 @@ class TrainConfig:
             ("num_workers", 0),
             ("nproc", 1),
         ):
-            _int(name, getattr(self, name), low)
-        _float("lr", self.lr, 0.0, low_ok=False)
-        _float("min_lr_ratio", self.min_lr_ratio, 0.0, low_ok=True, high=1.0)
-        _float("weight_decay", self.weight_decay, 0.0, low_ok=True)
-        _float("clip_grad_norm", self.clip_grad_norm, 0.0, low_ok=True)
-        _float("occupancy_weight", self.occupancy_weight, 0.0, low_ok=True)
+            validate.whole(name, getattr(self, name), low)
+        validate.positive("lr", self.lr)
+        validate.number("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        validate.number("weight_decay", self.weight_decay, 0.0)
+        validate.number("clip_grad_norm", self.clip_grad_norm, 0.0)
+        validate.number("occupancy_weight", self.occupancy_weight, 0.0)
         for name in ("compile", "resume", "log_samples", "progress", "deterministic"):
-            _bool(name, getattr(self, name))
+            validate.flag(name, getattr(self, name))
         if self.init_from is not None and (
             not isinstance(self.init_from, str) or not self.init_from.strip()
         ):

@@ -25,105 +25,49 @@ from typing import Any
 
 from dojo.errors import DojoConfigError
 from dojo.proc import die_with_parent
-from dojo.train.config import NETS, PRECISIONS, SCHEDULES, SIZES, DistEnv, TrainConfig, prepare
+from dojo.settings import add_flags, argv_for, from_args
+from dojo.train.config import DistEnv, TrainConfig, prepare
 
-# (flag, TrainConfig field, type, help); defaults come from TrainConfig
-_OPTIONS: list[tuple[str, str, Any, str]] = [
-    ("--steps", "steps", int, "optimizer steps of the whole run"),
-    (
-        "--batch-size",
-        "batch_size",
-        int,
-        "global batch [windows] per optimizer step, over all processes",
-    ),
-    ("--grad-accum", "grad_accum", int, "micro-batches accumulated per optimizer step"),
-    ("--lr", "lr", float, "peak learning rate (AdamW)"),
-    ("--min-lr-ratio", "min_lr_ratio", float, "final LR as a share of the peak (cosine)"),
-    (
-        "--warmup-steps",
-        "warmup_steps",
-        int,
-        "linear warmup steps (None: a tenth of the run, at most 100)",
-    ),
-    ("--weight-decay", "weight_decay", float, "AdamW weight decay of the weight matrices"),
-    ("--clip-grad-norm", "clip_grad_norm", float, "gradient-norm clip (0: off)"),
-    ("--seed", "seed", int, "seed of the weights and the data order"),
-    (
-        "--checkpoint-every",
-        "checkpoint_every",
-        int,
-        "steps between checkpoints (0: only at the end)",
-    ),
-    ("--val-every", "val_every", int, "steps between validations (0: only at the end)"),
-    ("--val-batches", "val_batches", int, "micro-batches per process per validation (0: all)"),
-    ("--frames", "frames", int, "k: frames per camera the network sees"),
-    ("--stride", "stride", int, "one window every this many frames of a clip"),
-    ("--buffer-windows", "buffer_windows", int, "shuffle buffer of the loader [windows]"),
-    ("--num-workers", "num_workers", int, "DataLoader worker processes per training process"),
-    (
-        "--occupancy-weight",
-        "occupancy_weight",
-        float,
-        "weight of the occupancy loss with --net both",
-    ),
-]
-_DEFAULTS = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items()}
+# the TrainConfig fields `dojo train` exposes, in --help order (flag, default, help: the fields')
+TRAIN_FLAGS = (
+    "dataset",
+    "store",
+    "out",
+    "net",
+    "size",
+    "steps",
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "min_lr_ratio",
+    "warmup_steps",
+    "weight_decay",
+    "clip_grad_norm",
+    "seed",
+    "checkpoint_every",
+    "val_every",
+    "val_batches",
+    "frames",
+    "stride",
+    "buffer_windows",
+    "num_workers",
+    "occupancy_weight",
+    "schedule",
+    "precision",
+    "device",
+    "nproc",
+    "compile",
+    "resume",
+    "init_from",
+    "deterministic",
+    "log_samples",
+    "progress",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The trainer's flags, on ``parser``."""
-    parser.add_argument("--dataset", required=True, help="dataset NAME, NAME@vN or NAME@latest")
-    parser.add_argument("--store", required=True, help="clip store folder")
-    parser.add_argument(
-        "--out", required=True, help="run folder (checkpoint, metrics, TensorBoard)"
-    )
-    parser.add_argument(
-        "--net",
-        default="policy",
-        choices=NETS,
-        help="network to train: the driving policy, the occupancy grid, or both on one backbone",
-    )
-    parser.add_argument("--size", default="tiny", choices=SIZES, help="network size")
-    for flag, name, kind, text in _OPTIONS:
-        parser.add_argument(
-            flag,
-            dest=name,
-            type=kind,
-            default=_DEFAULTS[name],
-            help=f"{text} (default {_DEFAULTS[name]})",
-        )
-    parser.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="LR after warmup")
-    parser.add_argument(
-        "--precision", default="fp32", choices=PRECISIONS, help="bf16: autocast, CUDA only"
-    )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=("auto", "cpu", "cuda"),
-        help="auto: CUDA if there is one",
-    )
-    parser.add_argument(
-        "--nproc", type=int, default=1, help="processes on this machine (K > 1 starts torchrun)"
-    )
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
-    )
-    parser.add_argument(
-        "--init-from",
-        dest="init_from",
-        default=None,
-        help="start from this policy.pt's weights (fine-tuning; --net policy, same size and rig)",
-    )
-    parser.add_argument(
-        "--deterministic", action="store_true", help="torch.use_deterministic_algorithms"
-    )
-    parser.add_argument(
-        "--log-samples", action="store_true", help="record every window trained on, per step"
-    )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bar"
-    )
+    add_flags(parser, TrainConfig, TRAIN_FLAGS)
     parser.add_argument(
         "--stop-after",
         type=int,
@@ -135,46 +79,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """A TrainConfig from parsed flags (validated on construction)."""
-    values = {
-        name: getattr(args, name) for name in TrainConfig.field_names() if hasattr(args, name)
-    }
-    return TrainConfig(**values)
+    config: TrainConfig = from_args(TrainConfig, args, TRAIN_FLAGS)
+    return config
 
 
 def _argv_without_nproc(args: argparse.Namespace) -> list[str]:
     """The flags that reproduce ``args``, without --nproc (torchrun sets the world size)."""
-    argv = [
-        "--dataset",
-        args.dataset,
-        "--store",
-        args.store,
-        "--out",
-        args.out,
-        "--net",
-        args.net,
-        "--size",
-        args.size,
-        "--schedule",
-        args.schedule,
-        "--precision",
-        args.precision,
-        "--device",
-        args.device,
-    ]
-    for flag, name, _, _ in _OPTIONS:
-        if getattr(args, name) is not None:
-            argv += [flag, str(getattr(args, name))]
-    for flag, name in (
-        ("--compile", "compile"),
-        ("--resume", "resume"),
-        ("--deterministic", "deterministic"),
-        ("--log-samples", "log_samples"),
-        ("--json", "json"),
-    ):
-        if getattr(args, name):
-            argv.append(flag)
-    if not args.progress:
-        argv.append("--no-progress")
+    paths = [p for p in TRAIN_FLAGS if p != "nproc"]
+    argv = argv_for(TrainConfig, {p: getattr(args, p) for p in paths}, paths)
+    if args.json:
+        argv.append("--json")
     if args.stop_after is not None:
         argv += ["--stop-after", str(args.stop_after)]
     return argv

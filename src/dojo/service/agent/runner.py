@@ -44,6 +44,7 @@ from sqlalchemy import select
 
 from dojo.compute.topology import Topology
 from dojo.errors import DojoConfigError
+from dojo.loop.commands import LOOP_FLAG_NAMES
 from dojo.proc import die_with_parent
 from dojo.service import placement
 from dojo.service.agent.drive_logs import store_drive_logs
@@ -51,10 +52,12 @@ from dojo.service.api.problems import ApiError
 from dojo.service.config import MiB, ServiceConfig
 from dojo.service.placement import Placement
 from dojo.service.sched.dispatch import preempt_requested, requeue_preempted, schedule_pass
+from dojo.service.specs import STAGE_FIELDS
 from dojo.service.store import jobstore
 from dojo.service.store.db import Database
 from dojo.service.store.schema import Dataset, Job, MetricRow, Model
 from dojo.service.store.storage import Storage
+from dojo.settings import argv_for
 
 CHECKPOINT_FILE = "checkpoint.pt"  # what dojo train writes in its --out folder
 LOOP_JOURNAL_FILE = (
@@ -104,114 +107,47 @@ def train_out(ctx: JobContext) -> Path:
     return ctx.run_dir / "train"
 
 
+def _stage_flags(ctx: JobContext) -> list[str]:
+    """The stage's flags for the job's spec fields, through the config fields they declare."""
+    config, names = STAGE_FIELDS[ctx.kind]
+    values: dict[str, Any] = {path: ctx.spec.get(api) for path, api in names.items()}
+    for path, api in names.items():
+        if api == "policy" and isinstance(values[path], str):  # a model id: its file here
+            values[path] = _ref(ctx, values[path])
+    return argv_for(config, values, names, LOOP_FLAG_NAMES if ctx.kind == "loop" else None)
+
+
 def command_for(ctx: JobContext) -> list[str]:
     """The command line that runs ``ctx``'s job (the ``dojo`` stage command of its kind)."""
     sp, dojo = ctx.spec, list(ctx.dojo)
     if ctx.kind == "drive":
-        cmd = [
-            *dojo,
-            "drive",
-            "--cars",
-            str(sp["cars"]),
-            "--minutes",
-            str(sp["minutes"]),
-            "--mode",
-            sp["mode"],
-            "--policy",
-            _ref(ctx, sp["policy"]),
-            "--seed",
-            str(sp["seed"]),
-            "--out",
-            str(ctx.run_dir / "logs"),
-            "--drive-seconds",
-            str(sp["drive_seconds"]),
-            "--logging",
-            sp["logging"],
-            "--json",
-        ]
-        if sp.get("scenarios"):
-            cmd += ["--scenarios", ",".join(sp["scenarios"])]
-        return cmd + (["--heldout"] if sp.get("heldout") else [])
+        return [*dojo, "drive", *_stage_flags(ctx), "--out", str(ctx.run_dir / "logs"), "--json"]
     if ctx.kind == "ingest":
         cmd = [*dojo, "ingest", _ref(ctx, sp["dataset"]), "--store", str(ctx.store), "--json"]
         return cmd + (["--workers", str(sp["workers"])] if sp.get("workers") else [])
     if ctx.kind == "train":
         out = train_out(ctx)
-        cmd = [
-            *dojo,
-            "train",
-            "--dataset",
-            sp["dataset"],
-            "--store",
-            str(ctx.store),
-            "--out",
-            str(out),
-            "--net",
-            sp["net"],
-            "--size",
-            sp["size"],
-            "--steps",
-            str(sp["steps"]),
-            "--batch-size",
-            str(sp["batch_size"]),
-            "--lr",
-            str(sp["lr"]),
-            "--precision",
-            sp["precision"],
-            "--no-progress",
-            "--json",
-        ]
+        cmd = [*dojo, "train", *_stage_flags(ctx), "--store", str(ctx.store), "--out", str(out)]
+        cmd += ["--no-progress", "--json"]
         if ctx.nproc > 1:
             cmd += ["--nproc", str(ctx.nproc)]
         if sp.get("resume_from"):  # fine-tune a stored model; a later attempt's --resume takes over
             cmd += ["--init-from", _ref(ctx, sp["resume_from"])]
         return cmd + (["--resume"] if (out / CHECKPOINT_FILE).exists() else [])
     if ctx.kind == "eval":
-        cmd = [
-            *dojo,
-            "eval",
-            "--policy",
-            _ref(ctx, sp["policy"]),
-            "--suite",
-            sp["suite"],
-            "--decisions",
-            str(sp["decisions"]),
-            "--cars",
-            str(sp["cars"]),
-            "--json",
-        ]
-        return cmd + (["--seed", str(sp["seed"])] if sp.get("seed") is not None else [])
+        return [*dojo, "eval", *_stage_flags(ctx), "--json"]
     if ctx.kind == "loop":
         out = ctx.run_dir / "loop"
         if (
             out / LOOP_JOURNAL_FILE
         ).exists():  # a rerun (its agent lost): on from the last finished stage
             return [*dojo, "loop", "--resume", str(out), "--json"]
-        policy = sp.get("policy", "naive")
-        if policy == "expert":
+        if sp.get("policy", "naive") == "expert":
             raise DojoConfigError(
                 "a loop cannot deploy 'expert' (it drives on the world's ground truth); "
                 "start from naive or a stored model."
             )
-        return [
-            *dojo,
-            "loop",
-            "--loops",
-            str(sp["turns"]),
-            "--cars",
-            str(sp["cars"]),
-            "--drive-minutes",
-            str(sp["minutes"]),
-            "--train-steps",
-            str(sp["train_steps"]),
-            "--eval-decisions",
-            str(sp["eval_decisions"]),
-            "--start-policy",
-            _ref(ctx, policy),
-            "--out",
-            str(out),
-            "--json",
-        ]
+        return [*dojo, "loop", *_stage_flags(ctx), "--out", str(out), "--json"]
     raise DojoConfigError(f"Job kind {ctx.kind!r} has no runner.")
 
 

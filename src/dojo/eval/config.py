@@ -1,0 +1,55 @@
+"""Configuration of ``dojo eval``: which policy, on which suite, for how many decisions.
+
+Each setting is declared once here (default, help, flag); ``dojo eval``'s flags, the loop's
+evaluation and the service's eval spec are generated from these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from dojo import validate
+from dojo.settings import setting
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One evaluation: ``policy`` drives ``decisions`` decisions (at least) of ``suite``.
+
+    ``decisions`` are split evenly over the suite's families, in whole drives of ``cars`` cars
+    per family; ``seed`` is the first scenario seed (None: the suite's first). The checks that
+    need the suite itself (its seeds, its families) run in :func:`dojo.eval.evaluate.evaluate`.
+    """
+
+    policy: str | None = setting(None, help="naive | expert | a checkpoint path")
+    suite: str = setting(
+        "heldout", help="suite name: heldout (every family) or one of --suites-file"
+    )
+    suites_file: str | None = setting(
+        None,
+        help="TOML with [suites.NAME] families = [...], seeds = [lo, hi) in the held-out range",
+    )
+    decisions: int = setting(
+        10_000,
+        help="at least this many decisions, split evenly over the families, in whole drives",
+    )
+    cars: int = setting(16, help="cars per fleet (one fleet per family)")
+    seed: int | None = setting(None, help="first scenario seed (default: the suite's first)")
+
+    def __post_init__(self) -> None:
+        if self.policy is not None:
+            validate.text("policy", self.policy)
+        validate.text("suite", self.suite)
+        if self.suites_file is not None:
+            validate.text("suites_file", self.suites_file)
+        validate.whole("decisions", self.decisions)
+        validate.whole("cars", self.cars)
+        if self.seed is not None:
+            validate.whole("seed", self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+__all__ = ["EvalConfig"]
