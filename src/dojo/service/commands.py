@@ -35,7 +35,8 @@ def _need_service_packages() -> None:
         )
 
 
-def _db_url(args: argparse.Namespace) -> str:
+def db_url(args: argparse.Namespace) -> str:
+    """The job store URL from ``--db``, else ``$DOJO_DB``, else the data folder's SQLite file."""
     from dojo.service.config import ServiceConfig
 
     _need_service_packages()
@@ -54,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not 1 <= args.workers <= 64:
         raise DojoConfigError(f"--workers {args.workers} must be between 1 and 64.")
     config = ServiceConfig(
-        db_url=_db_url(args), data_dir=Path(args.data_dir), max_upload_bytes=args.max_upload_bytes
+        db_url=db_url(args), data_dir=Path(args.data_dir), max_upload_bytes=args.max_upload_bytes
     )
     app = create_app(config)  # migrates the job store; a clear error if it cannot be reached
     print(
@@ -217,7 +218,7 @@ def _quota_values(args: argparse.Namespace) -> dict[str, int | None]:
 def _admin_tenant_create(args: argparse.Namespace) -> int:
     from dojo.service.api import admin
 
-    out = admin.tenant_create(_db_url(args), args.name, _quota_values(args))
+    out = admin.tenant_create(db_url(args), args.name, _quota_values(args))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -229,7 +230,7 @@ def _admin_tenant_create(args: argparse.Namespace) -> int:
 def _admin_tenant_list(args: argparse.Namespace) -> int:
     from dojo.service.api import admin
 
-    print(json.dumps(admin.tenant_list(_db_url(args)), indent=2))
+    print(json.dumps(admin.tenant_list(db_url(args)), indent=2))
     return 0
 
 
@@ -239,7 +240,7 @@ def _admin_tenant_set(args: argparse.Namespace) -> int:
     disabled = True if args.disable else False if args.enable else None
     print(
         json.dumps(
-            admin.tenant_update(_db_url(args), args.tenant, _quota_values(args), disabled), indent=2
+            admin.tenant_update(db_url(args), args.tenant, _quota_values(args), disabled), indent=2
         )
     )
     return 0
@@ -252,18 +253,21 @@ def _admin_token_create(args: argparse.Namespace) -> int:
         raise DojoConfigError(
             "Give --tenant NAME for a tenant token, or --admin for an admin token."
         )
-    print(admin.token_create(_db_url(args), args.tenant, args.name))
+    print(admin.token_create(db_url(args), args.tenant, args.name))
     return 0
 
 
-def _store_flags(p: argparse.ArgumentParser) -> None:
+def store_flags(
+    p: argparse.ArgumentParser, data_dir_help: str = "folder of uploads and checkpoints"
+) -> None:
+    """``--db`` and ``--data-dir``: where the job store and the service's files are."""
     p.add_argument(
         "--db",
         default=None,
         help="job store URL: sqlite:///PATH or postgresql://USER@HOST/DB "
         "(default: $DOJO_DB, else DATA_DIR/dojo.db)",
     )
-    p.add_argument("--data-dir", default="dojo-service", help="folder of uploads and checkpoints")
+    p.add_argument("--data-dir", default="dojo-service", help=data_dir_help)
 
 
 def _client_flags(p: argparse.ArgumentParser) -> None:
@@ -280,7 +284,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sv = sub.add_parser(
         "serve", help="run the multi-tenant training service (REST API, OpenAPI at /openapi.json)"
     )
-    _store_flags(sv)
+    store_flags(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument(
@@ -386,4 +390,4 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tkc.add_argument("--name", default="", help="a label for the token")
     tkc.set_defaults(func=_admin_token_create)
     for p in (tc, tl, ts, tkc):
-        _store_flags(p)
+        store_flags(p)

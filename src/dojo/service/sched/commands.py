@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
 
 from dojo.errors import DojoConfigError
+from dojo.service.commands import db_url, store_flags
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -78,21 +78,12 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _db_url(args: argparse.Namespace) -> str:
-    from pathlib import Path
-
-    from dojo.service.config import ServiceConfig
-
-    url = args.db or os.environ.get("DOJO_DB") or ""
-    return ServiceConfig(db_url=url, data_dir=Path(args.data_dir)).resolved_db_url
-
-
 def _sched_run(args: argparse.Namespace) -> int:
     from dojo.compute.topology import parse_system
     from dojo.service.sched.dispatch import schedule_pass
     from dojo.service.store.db import Database
 
-    db = Database(_db_url(args))
+    db = Database(db_url(args))
     db.migrate()
     topology = parse_system(args.system)
     while True:
@@ -114,7 +105,7 @@ def _agent(args: argparse.Namespace) -> int:
     from dojo.service.agent.runner import Agent
 
     agent = Agent(
-        _db_url(args),
+        db_url(args),
         data_dir=args.data_dir,
         host_name=args.host_name,
         heartbeat_s=args.heartbeat_s,
@@ -135,17 +126,7 @@ def _agent(args: argparse.Namespace) -> int:
 
 
 def _store_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--db",
-        default=None,
-        help="job store URL: sqlite:///PATH or postgresql://USER@HOST/DB "
-        "(default: $DOJO_DB, else DATA_DIR/dojo.db)",
-    )
-    p.add_argument(
-        "--data-dir",
-        default="dojo-service",
-        help="the service's data folder (shared by all agents)",
-    )
+    store_flags(p, data_dir_help="the service's data folder (shared by all agents)")
     p.add_argument(
         "--system", default="exapod", help="the machine the scheduler places on (default exapod)"
     )
