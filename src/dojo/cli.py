@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from dojo.errors import DojoConfigError
+from dojo.errors import DojoConfigError, DojoError
 
 
 def _world_survey(args: argparse.Namespace) -> int:
@@ -387,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except DojoConfigError as err:
+    except DojoError as err:
         print(f"dojo: error: {err}", file=sys.stderr)
         return 2
 
