@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dojo.errors import ConfigError
-from dojo.validate import choice, flag, number, positive, share, text, whole
+from dojo.validate import choice, flag, number, positive, share, store_canonical, text, whole
 
 
 # ---------------------------------------------------------------------------------- whole
@@ -133,3 +133,21 @@ def test_messages_show_the_value_as_repr() -> None:
     assert str(info.value) == "--cars='3' must be a whole number."
     with pytest.raises(ValueError):  # ConfigError is a ValueError for older callers
         number("x", math.nan)
+
+
+def test_store_canonical_turns_numpy_scalars_into_python_numbers() -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Config:
+        cars: object = 2
+        lr: object = 1
+
+    c = Config(np.int64(3), np.float32(0.5))
+    store_canonical(c, "cars", whole("cars", c.cars))
+    store_canonical(c, "lr", number("lr", c.lr))
+    assert type(c.cars) is int and c.cars == 3
+    assert type(c.lr) is float and c.lr == 0.5
+    d = Config(4, 1)
+    store_canonical(d, "lr", number("lr", d.lr))  # a plain int stays an int (same JSON)
+    assert type(d.lr) is int

@@ -27,7 +27,7 @@ BASE: dict[str, Any] = dict(dataset="d", store="s", out="o")
         ({"grad_accum": 0}, "grad_accum=0"),
         ({"lr": 0.0}, "lr=0.0 must be > 0"),
         ({"lr": float("nan")}, "lr=nan must be a finite number"),
-        ({"min_lr_ratio": 1.5}, "min_lr_ratio=1.5 must be <= 1"),
+        ({"min_lr_ratio": 1.5}, "min_lr_ratio=1.5 must be >= 0 and <= 1"),
         ({"clip_grad_norm": -1.0}, "clip_grad_norm=-1.0"),
         ({"size": "huge"}, "size='huge' is not known; choose one of: tiny, base, large"),
         ({"net": "vision"}, "net='vision' is not known"),

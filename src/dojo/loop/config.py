@@ -6,7 +6,6 @@ an hour. Every value is checked before the first car moves.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from dojo.errors import DojoConfigError
 from dojo.nets.occupancy import NET_KINDS
 from dojo.nets.policy import SIZES
+from dojo.validate import choice, flag, number, share, store_canonical, whole
 
 # Triggers the loop mines each turn, and the window around each moment [s]. The hazards are cut
 # around the moment (the lead-up is what the network must learn to read); a takeover is cut from
@@ -22,21 +22,6 @@ HAZARD_TRIGGERS = ("near_miss", "hard_brake", "cut_in", "shadow_disagreement", "
 TAKEOVER_TRIGGERS = ("critical_intervention", "noncritical_intervention")
 # windows whose actions the loop may imitate: a person drove (the network's own actions are no target)
 LABEL_SOURCES = ("human", "safety_driver")
-
-
-def _whole(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise DojoConfigError(f"loop {name}={value!r} must be a whole number >= {low}.")
-    return value
-
-
-def _number(name: str, value: object, low: float, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DojoConfigError(f"loop {name}={value!r} must be a finite number.")
-    if value <= low or (high is not None and value > high):
-        bounds = f"> {low:g}" + ("" if high is None else f" and <= {high:g}")
-        raise DojoConfigError(f"loop {name}={value!r} must be {bounds}.")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -103,13 +88,12 @@ class LoopConfig:
             ("eval_decisions", 1),
             ("eval_cars", 1),
         ):
-            _whole(name, getattr(self, name), low)
+            store_canonical(self, name, whole(f"loop {name}", getattr(self, name), low))
         if self.cars < 2:
             raise DojoConfigError(
                 f"loop cars={self.cars} must be at least 2: one shadow and one autonomous car a turn."
             )
-        if not isinstance(self.warm_start, bool):
-            raise DojoConfigError(f"loop warm_start={self.warm_start!r} must be True or False.")
+        flag("loop warm_start", self.warm_start)
         if not isinstance(self.start_policy, str) or (
             self.start_policy != "naive" and not Path(self.start_policy).is_file()
         ):
@@ -117,29 +101,20 @@ class LoopConfig:
                 f"loop start_policy={self.start_policy!r} must be 'naive' or a policy checkpoint "
                 "file (policy.pt or checkpoint.pt)."
             )
-        _number("drive_minutes", self.drive_minutes, 0.0)
-        _number("budget_minutes", self.budget_minutes, 0.0)
-        _number("lr", self.lr, 0.0)
-        _number("alpha", self.alpha, 0.0, 0.5)
-        _number("val_share", self.val_share, 0.0, 0.9)
-        if (
-            isinstance(self.sample_normal, bool)
-            or not isinstance(self.sample_normal, (int, float))
-            or not 0.0 <= self.sample_normal <= 1.0
+        for name, high in (
+            ("drive_minutes", None),
+            ("budget_minutes", None),
+            ("lr", None),
+            ("alpha", 0.5),
+            ("val_share", 0.9),
         ):
-            raise DojoConfigError(
-                f"loop sample_normal={self.sample_normal!r} must be a share in [0, 1]."
-            )
-        if self.net not in NET_KINDS:
-            raise DojoConfigError(
-                f"loop net={self.net!r} is not known; choose one of: {', '.join(NET_KINDS)}."
-            )
+            value = number(f"loop {name}", getattr(self, name), 0.0, high, low_open=True)
+            store_canonical(self, name, value)
+        store_canonical(self, "sample_normal", share("loop sample_normal", self.sample_normal))
+        choice("loop net", self.net, NET_KINDS)
         if self.net == "occupancy":
             raise DojoConfigError("loop net='occupancy' cannot drive; use 'policy' or 'both'.")
-        if self.size not in SIZES:
-            raise DojoConfigError(
-                f"loop size={self.size!r} is not known; choose one of: {', '.join(SIZES)}."
-            )
+        choice("loop size", self.size, SIZES)
         for name in ("hazard_window_s", "takeover_window_s"):
             lo, hi = getattr(self, name)
             if not lo < hi:

@@ -21,14 +21,15 @@ once, before torchrun starts anything.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 from dojo.errors import DojoConfigError
+from dojo.validate import choice, flag, number, positive, store_canonical, text, whole
 
 NETS = ("policy", "occupancy", "both")
 SIZES = ("tiny", "base", "large")
@@ -53,36 +54,6 @@ OPERATIONAL = frozenset(
         "deterministic",
     }
 )
-
-
-def _int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise DojoConfigError(f"{name}={value!r} must be a whole number >= {low}.")
-    return value
-
-
-def _float(name: str, value: object, low: float, low_ok: bool, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DojoConfigError(f"{name}={value!r} must be a finite number.")
-    if value < low or (value == low and not low_ok):
-        raise DojoConfigError(f"{name}={value!r} must be {'>=' if low_ok else '>'} {low:g}.")
-    if high is not None and value > high:
-        raise DojoConfigError(f"{name}={value!r} must be <= {high:g}.")
-    return float(value)
-
-
-def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise DojoConfigError(
-            f"{name}={value!r} is not known; choose one of: {', '.join(allowed)}."
-        )
-    return value
-
-
-def _bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise DojoConfigError(f"{name}={value!r} must be True or False.")
-    return value
 
 
 @dataclass(frozen=True)
@@ -146,20 +117,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("dataset", "store", "out"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise DojoConfigError(f"{name}={value!r} must be a non-empty string.")
+            text(name, getattr(self, name))
         if (
             self.warmup_steps is None
-            and isinstance(self.steps, int)
+            and isinstance(self.steps, Integral)
             and not isinstance(self.steps, bool)
         ):
-            object.__setattr__(self, "warmup_steps", min(100, max(0, self.steps) // 10))
-        _choice("net", self.net, NETS)
-        _choice("size", self.size, SIZES)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("device", self.device, DEVICES)
+            object.__setattr__(self, "warmup_steps", min(100, max(0, int(self.steps)) // 10))
+        choice("net", self.net, NETS)
+        choice("size", self.size, SIZES)
+        choice("schedule", self.schedule, SCHEDULES)
+        choice("precision", self.precision, PRECISIONS)
+        choice("device", self.device, DEVICES)
         for name, low in (
             ("steps", 1),
             ("batch_size", 1),
@@ -175,14 +144,17 @@ class TrainConfig:
             ("num_workers", 0),
             ("nproc", 1),
         ):
-            _int(name, getattr(self, name), low)
-        _float("lr", self.lr, 0.0, low_ok=False)
-        _float("min_lr_ratio", self.min_lr_ratio, 0.0, low_ok=True, high=1.0)
-        _float("weight_decay", self.weight_decay, 0.0, low_ok=True)
-        _float("clip_grad_norm", self.clip_grad_norm, 0.0, low_ok=True)
-        _float("occupancy_weight", self.occupancy_weight, 0.0, low_ok=True)
+            store_canonical(self, name, whole(name, getattr(self, name), low))
+        store_canonical(self, "lr", positive("lr", self.lr))
+        for name, high in (
+            ("min_lr_ratio", 1.0),
+            ("weight_decay", None),
+            ("clip_grad_norm", None),
+            ("occupancy_weight", None),
+        ):
+            store_canonical(self, name, number(name, getattr(self, name), 0.0, high))
         for name in ("compile", "resume", "log_samples", "progress", "deterministic"):
-            _bool(name, getattr(self, name))
+            flag(name, getattr(self, name))
         if self.init_from is not None and (
             not isinstance(self.init_from, str) or not self.init_from.strip()
         ):
