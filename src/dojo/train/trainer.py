@@ -72,7 +72,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dojo.data.loader import WindowDataset, WindowLoader, make_loader, merge_states
-from dojo.errors import DojoConfigError
+from dojo.errors import DojoConfigError, TrainingDivergedError
 from dojo.nets.checkpoint import save_policy
 from dojo.nets.occupancy import (
     MultiTaskNet,
@@ -571,9 +571,10 @@ class Trainer:
                 lr = self.optimizer.param_groups[0]["lr"]
                 loss, grad_norm = self.step(micro)
                 if not math.isfinite(loss):  # the same all-reduced value on every process: all stop
-                    raise DojoConfigError(
+                    raise TrainingDivergedError(
                         f"Training diverged: the loss is {loss} at step {self.step_count + 1}; lower --lr "
-                        f"(now {cfg.lr:g}) or keep --clip-grad-norm on."
+                        f"(now {cfg.lr:g}) or keep --clip-grad-norm on.",
+                        step=self.step_count + 1,
                     )
                 took = time.perf_counter() - t0
                 self.step_count += 1
