@@ -47,12 +47,12 @@ class LoopConfig:
     size: str = "tiny"
     train_steps: int = 3000
     batch_size: int = 64
-    # measured on one turn's data: at 2e-3 the tiny policy's loss sat on the predict-the-mean
-    # plateau for 1,200 steps (0.114); at 5e-4 it fell to 0.080 in the same steps
+    # lower than `dojo train`'s: on one turn's data a higher rate left the tiny policy's loss on
+    # the predict-the-mean plateau, this one left it (the runs: docs/benchmarks.md, `dojo loop`)
     lr: float = 5e-4
     # windows in the trainer's shuffle buffer: large, so a batch mixes many drives rather than
-    # the consecutive, near-identical frames of two or three clips (measured: with 256 the tiny
-    # policy learned no braking in 1,500 steps; drawn at random from all windows it did)
+    # the consecutive, near-identical frames of two or three clips (with a small buffer the tiny
+    # policy learned no braking; the run is in docs/train.md)
     shuffle_windows: int = 8192
     # start each candidate from the deployed network's weights (once one is deployed): the
     # training of every promoted turn carries over, and candidates differ by what the new data
