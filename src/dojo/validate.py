@@ -103,4 +103,21 @@ def text(name: str, value: object) -> str:
     return value
 
 
-__all__ = ["choice", "flag", "number", "positive", "share", "text", "whole"]
+def store_canonical(config: object, name: str, value: object) -> None:
+    """Set a frozen dataclass's field ``name`` to its checked ``value`` unless it already holds a
+    plain ``int`` or ``float``: a numpy scalar passes the checks, and the config must still
+    serialize to the JSON it always did (an ``int`` stays an ``int``)."""
+    if type(getattr(config, name)) not in (int, float):
+        object.__setattr__(config, name, value)
+
+
+__all__ = [
+    "choice",
+    "flag",
+    "number",
+    "positive",
+    "share",
+    "store_canonical",
+    "text",
+    "whole",
+]

@@ -104,12 +104,12 @@ def test_compare_significance() -> None:
     ("call", "message"),
     [
         (lambda: clopper_pearson(5, 3), "k=5 must not exceed n=3"),
-        (lambda: clopper_pearson(-1, 3), "k=-1 must not be negative"),
+        (lambda: clopper_pearson(-1, 3), "k=-1 must be a whole number >= 0"),
         (lambda: clopper_pearson(1.5, 3), "k=1.5 must be a whole number"),  # type: ignore[arg-type]
         (lambda: nines(0, 0), "n=0: a rate needs at least one decision"),
         (
             lambda: clopper_pearson(1, 3, confidence=1.5),
-            "confidence=1.5 must be a number strictly between 0 and 1",
+            "confidence=1.5 must be > 0 and < 1",
         ),
         (lambda: compare(1, 10, 11, 10), "b.k=11 must not exceed b.n=10"),
     ],
@@ -119,3 +119,19 @@ def test_bad_inputs_raise_one_clear_sentence(call: object, message: str) -> None
         call()  # type: ignore[operator]
     text = str(err.value)
     assert text.startswith(message) and text.endswith(".") and "\n" not in text
+
+
+def test_huge_counts_keep_full_precision() -> None:
+    """At n = 3e8 the interval still matches closed forms (k = 1: I_x(1, n) = 1 - (1 - x)^n)."""
+    n = 300_000_000
+    low, _ = clopper_pearson(1, n)
+    assert low == pytest.approx(-math.expm1(math.log1p(-0.025) / n), rel=1e-12)
+    _, high = clopper_pearson(n - 1, n)
+    assert 1.0 - high == pytest.approx(-math.expm1(math.log1p(-0.025) / n), rel=1e-6)
+    r = nines(0, n)
+    assert r["high"] == 1e-8 and r["nines"] == pytest.approx(8.0)
+
+
+def test_numpy_counts_are_accepted() -> None:
+    np = pytest.importorskip("numpy")
+    assert nines(np.int64(3), np.int64(1000)) == nines(3, 1000)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import dojo.nets.checkpoint as checkpoint_module
-from dojo.errors import DojoConfigError
+from dojo import atomic as atomic_module
+from dojo.errors import DojoConfigError, StorageFullError
 from dojo.nets import (
     DrivingPolicy,
     PolicyConfig,
@@ -191,8 +192,9 @@ def test_disk_full_leaves_the_old_checkpoint_intact(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(checkpoint_module.os, "fsync", full)
-    with pytest.raises(DojoConfigError, match="the disk is full"):
+    with pytest.raises(StorageFullError, match="policy.pt: the disk is full") as info:
         save_policy(path, make(seed=1), extra={"step": 2})
+    assert info.value.path == str(path)
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["policy.pt"]
@@ -227,7 +229,7 @@ def test_permission_denied_is_reported_even_as_root(
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(checkpoint_module, "open", refuse, raising=False)
+    monkeypatch.setattr(atomic_module, "open", refuse, raising=False)  # the write's open()
     with pytest.raises(DojoConfigError, match="is not writable"):
         save_policy(path, make(seed=1))
     monkeypatch.undo()

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dojo.data.loader import WindowDataset
-from dojo.errors import DojoConfigError
+from dojo.errors import DojoConfigError, StorageFullError, TrainingDivergedError
 from dojo.nets import load_policy, load_policy_extra
 from dojo.train import Trainer, prepare, train
 from dojo.train.launch import format_summary
@@ -243,10 +243,27 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(DojoConfigError, match="checkpoint.pt: the disk is full"):
+    with pytest.raises(StorageFullError, match="checkpoint.pt: the disk is full"):
         save_checkpoint(path, {"step": 2})
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1} and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_non_finite_loss_stops_the_run_as_diverged(
+    fleet_data: FleetData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_step = Trainer.step
+    calls = {"n": 0}
+
+    def step(self: Trainer, micro: Any) -> tuple[float, float]:
+        loss, grad_norm = real_step(self, micro)
+        calls["n"] += 1
+        return (math.nan, grad_norm) if calls["n"] == 3 else (loss, grad_norm)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    with pytest.raises(TrainingDivergedError, match="the loss is nan at step 3") as info:
+        train(tiny_config(fleet_data, tmp_path / "run", steps=4))
+    assert info.value.step == 3
 
 
 def test_validation_is_skipped_with_a_note_when_val_is_empty(

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from dojo.atomic import write_text
 from dojo.compute.specs import Family, Level, ModelDefaults, packaged_families
 from dojo.errors import DojoConfigError
 
@@ -180,9 +181,7 @@ def save_calibration(calibration: Calibration, path: str | Path) -> Path:
     """Write ``calibration`` as JSON to ``path`` (atomically); the path."""
     out = Path(path).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_text(out, json.dumps(calibration.to_dict(), indent=2) + "\n")
     return out
 
 

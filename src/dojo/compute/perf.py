@@ -34,6 +34,7 @@ from dojo.compute.specs import Level, ModelDefaults
 from dojo.compute.topology import Topology
 from dojo.compute.workload import Workload
 from dojo.errors import DojoConfigError
+from dojo.validate import positive, store_canonical, whole
 
 DEFAULT_BATCH_PER_CHIP = 32
 BACKWARD_SHARE = 2.0 / 3.0  # of a training step's FLOPs (backward is about twice the forward)
@@ -98,20 +99,10 @@ class Job:
 
     def __post_init__(self) -> None:
         for name in ("samples", "epochs"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not value > 0
-                or not math.isfinite(value)
-            ):
-                raise DojoConfigError(f"{name}={value!r} must be a positive number.")
+            store_canonical(self, name, positive(name, getattr(self, name)))
         for name in ("batch", "chips"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise DojoConfigError(f"{name}={value!r} must be a whole number, at least 1.")
+            if getattr(self, name) is not None:
+                store_canonical(self, name, whole(name, getattr(self, name), 1))
 
 
 @dataclass(frozen=True)

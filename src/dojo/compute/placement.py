@@ -21,6 +21,7 @@ import numpy as np
 
 from dojo.compute.topology import Topology
 from dojo.errors import DojoConfigError
+from dojo.validate import whole
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,7 @@ class Allocator:
             raise DojoConfigError(f"job_id={job_id!r} must be a non-empty string.")
         if job_id in self._placements:
             raise DojoConfigError(f"Job {job_id!r} is placed already; free it first.")
-        if isinstance(chips, bool) or not isinstance(chips, (int, np.integer)) or chips < 1:
-            raise DojoConfigError(f"chips={chips!r} must be a whole number, at least 1.")
-        chips = int(chips)
+        chips = whole("chips", chips, 1)
         if chips > self.free_chips():
             return None
         topo = self.topology

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from dojo.compute.specs import Family, Level
 from dojo.errors import DojoConfigError
+from dojo.validate import whole
 
 _SYSTEM_RE = re.compile(r"^([a-z0-9][a-z0-9_-]*?)(?::(\d+))?$")
 
@@ -51,10 +52,7 @@ class Topology:
     """``count`` units of ``family``'s level ``unit`` (a level name, unit name or index)."""
 
     def __init__(self, family: Family, unit: str | int | None = None, count: int = 1) -> None:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise DojoConfigError(
-                f"System count={count!r} must be a whole number of units, at least 1."
-            )
+        count = whole("System count", count, 1)
         top = len(family.levels) - 1 if unit is None else _unit_index(family, unit)
         self.family = family
         self.levels: tuple[Level, ...] = family.levels[: top + 1]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from dojo.errors import DojoConfigError
+from dojo.validate import store_canonical, whole
 
 NETS = ("policy", "occupancy", "both")
 SIZES = ("tiny", "base", "large")
@@ -31,10 +32,7 @@ class Workload:
     def __post_init__(self) -> None:
         if not self.train_flops_per_sample > 0:
             raise DojoConfigError(f"Workload {self.name!r}: FLOPs per sample must be positive.")
-        if isinstance(self.params, bool) or not isinstance(self.params, int) or self.params < 1:
-            raise DojoConfigError(
-                f"Workload {self.name!r}: params={self.params!r} must be a positive whole number."
-            )
+        store_canonical(self, "params", whole(f"Workload {self.name!r}: params", self.params, 1))
 
     def gradient_bytes(self, precision: str) -> float:
         """Bytes all-reduced per step: 4 a parameter in fp32/tf32, 2 in the 16- and 8-bit formats."""

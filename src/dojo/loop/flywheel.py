@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -39,6 +38,7 @@ from typing import Any, cast
 
 from tqdm import tqdm
 
+from dojo.atomic import write_text
 from dojo.data import datasets as ds
 from dojo.data.ingest import ingest
 from dojo.data.mine import mine_entries
@@ -96,12 +96,7 @@ def _eval_summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def _write_json(path: Path, value: Any) -> None:
     """Write ``value`` as JSON atomically: a reader (or a resume after kill -9) sees old or new, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(value, indent=1, default=str))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text(path, json.dumps(value, indent=1, default=str))
 
 
 def _plain(value: Any) -> Any:

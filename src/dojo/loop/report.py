@@ -451,7 +451,7 @@ def plot_moment(store_path: Path, path: Path) -> Picture:
     """Camera mosaic + BEV at a mined takeover, over the telemetry around it; skipped without one."""
     from dojo.data.catalog import connect
     from dojo.data.store import Store
-    from dojo.errors import DojoConfigError
+    from dojo.errors import DojoError
     from dojo.world.occupancy import FREE
     from dojo.world.picture import mosaic
 
@@ -460,7 +460,7 @@ def plot_moment(store_path: Path, path: Path) -> Picture:
         return Picture(title, None, f"Skipped: no clip store at {store_path}.")
     try:
         store = Store(store_path)
-    except DojoConfigError as e:
+    except DojoError as e:
         return Picture(title, None, f"Skipped: {store_path} is not a usable clip store ({e}).")
     con = connect(store)
     moment = find_takeover(con)

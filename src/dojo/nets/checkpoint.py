@@ -9,14 +9,13 @@ Layout (a plain dict, readable with ``torch.load(path, weights_only=True)``)::
 and plain types (str, int, float, bool, None, lists, tuples and str-keyed dicts of them) so the
 file loads without unpickling arbitrary objects.
 
-Writes go to ``<name>.tmp`` in the same folder, are fsynced, then renamed over the target
-(``os.replace``): a reader sees the old checkpoint or the new one, never half of one, and a failed
-save leaves the old one as it was.
+Writes go through :func:`dojo.atomic.atomic_write` (a temporary file in the same folder, fsynced,
+renamed over the target, the folder fsynced): a reader sees the old checkpoint or the new one,
+never half of one, and a failed save leaves the old one as it was.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from collections.abc import Mapping
@@ -25,7 +24,8 @@ from typing import Any
 
 import torch
 
-from dojo.errors import DojoConfigError
+from dojo.atomic import atomic_write
+from dojo.errors import DojoConfigError, StorageFullError
 from dojo.nets.policy import DrivingPolicy, PolicyConfig
 
 FORMAT = "dojo.checkpoint"
@@ -39,9 +39,9 @@ def save_policy(
 ) -> Path:
     """Write ``model`` (config and weights) and ``extra`` to ``path`` atomically; returns the path.
 
-    Raises DojoConfigError when the folder is missing or unwritable, the disk is full, or
-    ``extra`` holds something other than tensors and plain types; the file already at ``path``,
-    if any, is then left untouched.
+    Raises StorageFullError when the disk is full, DojoConfigError when the folder is missing or
+    unwritable or ``extra`` holds something other than tensors and plain types; the file already
+    at ``path``, if any, is then left untouched.
     """
     if not isinstance(model, DrivingPolicy):
         raise DojoConfigError(f"save_policy needs a DrivingPolicy; got {type(model).__name__}.")
@@ -69,25 +69,23 @@ def save_policy(
 
 
 def save_atomic(payload: Mapping[str, Any], target: Path) -> Path:
-    """``torch.save`` to a temporary name, fsync, rename over ``target``, fsync the folder.
+    """``torch.save`` ``payload`` over ``target`` with :func:`dojo.atomic.atomic_write`.
 
     The file at ``target``, if any, stays whole until the new one is complete; a failure
-    removes the temporary file and raises DojoConfigError naming ``target`` and why.
+    removes the temporary file and raises one sentence naming ``target`` and why:
+    :class:`~dojo.errors.StorageFullError` for a full disk or quota, ``DojoConfigError`` for a
+    missing or unwritable folder.
     """
-    tmp = target.with_name(target.name + ".tmp")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(target, "wb") as f:
             torch.save(dict(payload), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+    except StorageFullError as e:
+        cause = e.__cause__ if isinstance(e.__cause__, OSError) else e
+        raise StorageFullError(
+            f"Cannot save a checkpoint to {target}: {_why(cause, target)}.", path=str(target)
+        ) from cause
     except OSError as e:
-        _remove_quietly(tmp)
         raise DojoConfigError(f"Cannot save a checkpoint to {target}: {_why(e, target)}.") from e
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    _fsync_folder(target.parent)
     return target
 
 
@@ -228,22 +226,3 @@ def _why(e: OSError, target: Path) -> str:
     if isinstance(e, PermissionError) or e.errno == errno.EROFS:
         return f"the folder {target.parent} is not writable"
     return e.strerror or str(e)
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable too (best effort: some filesystems cannot fsync a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

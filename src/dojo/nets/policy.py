@@ -257,9 +257,9 @@ class DrivingPolicy(CameraBackbone):
     * acceleration is what every hazard in the world asks for (brake for a stalled car, a
       cut-in, a hard-braking leader), it is what the human and the safety driver produce, and it
       is compared number for number with theirs in shadow mode;
-    * steering directly was measured and failed: a tiny policy trained on human driving drifted
-      out of its lane (70 critical ``leaving_road`` and 66 non-critical ``left_lane`` takeovers in
-      38,400 held-out decisions, where naive, on the lane controller, had none). Holding a lane
+    * steering directly was tried and failed: a tiny policy trained on human driving drifted
+      out of its lane where naive, on the lane controller, did not (the figures are in
+      docs/train.md and docs/loop.md). Holding a lane
       centre to centimetres from 48 x 96 grey pictures is a control problem, not the decision the
       network is for; a production car does it with a lane-keeping loop too;
     * the lane choice is the decision: change left, right, or stay, which is what MOBIL and the

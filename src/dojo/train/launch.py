@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from dojo.errors import DojoConfigError
+from dojo.errors import DojoError
 from dojo.proc import die_with_parent
 from dojo.settings import add_flags, argv_for, from_args
 from dojo.train.config import DistEnv, TrainConfig, prepare
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except DojoConfigError as err:
+    except DojoError as err:
         print(f"dojo train: error: {err}", file=sys.stderr)
         return 2
 

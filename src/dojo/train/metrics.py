@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from dojo.atomic import write_text
+
 
 # ------------------------------------------------------------------------------ JSON lines
 def truncate_jsonl(path: Path, last_step: int) -> None:
@@ -38,9 +40,7 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
             continue  # a line cut short by a crash
         if isinstance(row, dict) and int(row.get("step", 0)) <= last_step:
             kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(tmp, path)
+    write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 class JsonLines:

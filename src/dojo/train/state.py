@@ -68,7 +68,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically (temporary file, fsync, os.replace)."""
+    """Write ``payload`` to ``path`` atomically (:func:`dojo.nets.checkpoint.save_atomic`)."""
     return save_atomic(payload, path)
 
 

@@ -72,7 +72,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dojo.data.loader import WindowDataset, WindowLoader, make_loader, merge_states
-from dojo.errors import DojoConfigError
+from dojo.errors import DojoConfigError, TrainingDivergedError
 from dojo.nets.checkpoint import save_policy
 from dojo.nets.occupancy import (
     MultiTaskNet,
@@ -100,6 +100,7 @@ from dojo.train.state import (
     save_checkpoint,
     set_rng_state,
 )
+from dojo.validate import whole
 
 ACCEL_SCALE_MPS2 = 1.0  # [m/s^2] one unit of normalised acceleration error
 LANE_SHIFT_SCALE = 0.5  # [lanes] one unit of normalised lane-shift error
@@ -570,9 +571,10 @@ class Trainer:
                 lr = self.optimizer.param_groups[0]["lr"]
                 loss, grad_norm = self.step(micro)
                 if not math.isfinite(loss):  # the same all-reduced value on every process: all stop
-                    raise DojoConfigError(
+                    raise TrainingDivergedError(
                         f"Training diverged: the loss is {loss} at step {self.step_count + 1}; lower --lr "
-                        f"(now {cfg.lr:g}) or keep --clip-grad-norm on."
+                        f"(now {cfg.lr:g}) or keep --clip-grad-norm on.",
+                        step=self.step_count + 1,
                     )
                 took = time.perf_counter() - t0
                 self.step_count += 1
@@ -711,10 +713,8 @@ def train(config: TrainConfig, *, stop_after: int | None = None) -> dict[str, An
     ``stop_after``: stop after this step with a checkpoint, as a preemption would (the run
     is then continued with ``resume=True``).
     """
-    if stop_after is not None and (
-        isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1
-    ):
-        raise DojoConfigError(f"stop_after={stop_after!r} must be a whole number >= 1.")
+    if stop_after is not None:
+        stop_after = whole("stop_after", stop_after, 1)
     prepared = prepare(config)
     with _deterministic(config.deterministic), process_group(prepared.env, prepared.device):
         if prepared.env.distributed and prepared.device == "cpu":
