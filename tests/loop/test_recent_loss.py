@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dojo.loop.flywheel import recent_loss
+from dojo.loop.rows import recent_loss
 
 
 def test_mean_of_the_last_tenth_of_steps_skipping_validation_and_broken_lines(

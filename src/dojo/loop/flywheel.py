@@ -26,7 +26,6 @@ One turn, ``k``:
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 import time
@@ -47,6 +46,7 @@ from dojo.eval.evaluate import evaluate, get_suite
 from dojo.fleet.drive import Fleet
 from dojo.loop.config import HAZARD_TRIGGERS, LABEL_SOURCES, TAKEOVER_TRIGGERS, LoopConfig
 from dojo.loop.gate import gate
+from dojo.loop.rows import format_row, nines_words, train_loss, versus
 from dojo.train.config import CHECKPOINT_FILE
 from dojo.train.trainer import train
 from dojo.world.scenarios import TRAIN_SEEDS
@@ -326,11 +326,11 @@ class _Flywheel:
         self.log(f"baselines on suite {cfg.eval.suite} ({cfg.eval.decisions:,} decisions each)")
         naive = self.baseline("naive")
         expert = self.baseline("expert")
-        self.log(f"  naive  {_nines_words(naive)}\n  expert {_nines_words(expert)}")
+        self.log(f"  naive  {nines_words(naive)}\n  expert {nines_words(expert)}")
         deployed: dict[str, Any] = {"model": "naive", "loop": None, "eval": naive}
         if cfg.start_policy != "naive":  # a team's current network, deployed before turn 0
             first = self.baseline("start", cfg.start_policy)
-            self.log(f"  start  {_nines_words(first)} ({cfg.start_policy})")
+            self.log(f"  start  {nines_words(first)} ({cfg.start_policy})")
             deployed = {"model": cfg.start_policy, "loop": None, "eval": first}
         rows: list[dict[str, Any]] = []
         stopped: str | None = None
@@ -392,8 +392,8 @@ class _Flywheel:
             "stopped_early": stopped,
             "wall_s": time.perf_counter() - start,
         }
-        result["versus_naive"] = _versus(deployed["eval"], naive)
-        result["versus_expert"] = _versus(deployed["eval"], expert)
+        result["versus_naive"] = versus(deployed["eval"], naive)
+        result["versus_expert"] = versus(deployed["eval"], expert)
         (self.out / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str))
         return result
 
@@ -482,7 +482,7 @@ class _Flywheel:
             "windows_by_label_source": mined["windows_by_label_source"],
             "dropped_network_driven": mined["dropped_network_driven"],
             "resumed_s": resumed_s,
-            "train_loss": _train_loss(trained),
+            "train_loss": train_loss(trained),
             "val_loss": trained["val_loss"],
             "occupancy_iou": trained.get("val_iou"),
             "candidate": candidate,
@@ -513,84 +513,6 @@ class _Flywheel:
             "against": deployed["model"],
             "stage_s": times,
         }
-
-
-def recent_loss(run: str | Path, share: float = 0.1) -> float | None:
-    """Mean training loss over the last ``share`` of a run's steps (its ``metrics.jsonl``): one
-    step's loss is one batch's, too noisy to compare turns by."""
-    losses: list[float] = []
-    try:
-        with open(Path(run) / "metrics.jsonl", encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if (
-                    isinstance(row, dict)
-                    and "step" in row
-                    and isinstance(row.get("loss"), (int, float))
-                ):
-                    losses.append(float(row["loss"]))
-    except OSError:
-        return None
-    if not losses:
-        return None
-    tail = losses[-max(1, int(len(losses) * share)) :]
-    return sum(tail) / len(tail)
-
-
-def _train_loss(trained: dict[str, Any]) -> float:
-    """The run's recent mean loss; its last step's when no metrics were written."""
-    recent = recent_loss(trained["run"])
-    return float(trained["loss"]) if recent is None else recent
-
-
-def _versus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    from dojo.eval.evaluate import compare_results
-
-    c = compare_results(a, b)
-    safer = {"a": a["policy"], "b": b["policy"]}.get(c["better"])  # None when not significant
-    return {"p_value": c["p_value"], "significant": c["significant"], "safer": safer}
-
-
-def _nines_words(r: dict[str, Any]) -> str:
-    high = (
-        "inf"
-        if r["nines_high"] is None or math.isinf(r["nines_high"])
-        else f"{r['nines_high']:.2f}"
-    )
-    point = (">=" if r["nines_is_bound"] else "") + f"{r['nines']:.2f}"
-    return (
-        f"{r['critical_interventions']:>5,} critical in {r['decisions']:,} decisions: "
-        f"nines {point} [{r['nines_low']:.2f}, {high}]"
-    )
-
-
-_HEAD = f"{'loop':>4}  {'windows (by trigger)':<44}{'loss':>8}{'IoU':>6}{'decisions':>11}{'critical':>9}  {'nines [95%]':<20}promoted"
-
-
-def format_row(row: dict[str, Any], header: bool = False) -> str:
-    """One printed line per turn (with the header before the first)."""
-    trig = ", ".join(f"{k} {v}" for k, v in row["windows_by_trigger"].items())
-    windows = f"{row['windows']} ({trig})"
-    if len(windows) > 43:
-        windows = windows[:40] + "..."
-    iou = "-" if row["occupancy_iou"] is None else f"{row['occupancy_iou']:.2f}"
-    high = (
-        "inf"
-        if row["nines_high"] is None or math.isinf(row["nines_high"])
-        else f"{row['nines_high']:.2f}"
-    )
-    nines = (
-        ">=" if row["nines_is_bound"] else ""
-    ) + f"{row['nines']:.2f} [{row['nines_low']:.2f}, {high}]"
-    promoted = "yes" if row["promoted"] else f"no: {row['gate']}"
-    line = (
-        f"{row['loop']:>4}  {windows:<44}{row['train_loss']:>8.4f}{iou:>6}{row['decisions']:>11,}"
-        f"{row['critical_interventions']:>9,}  {nines:<20}{promoted}"
-    )
-    return (_HEAD + "\n" + line) if header else line
 
 
 def run_loop(config: LoopConfig, log: Log | None = None, progress: bool = True) -> dict[str, Any]:

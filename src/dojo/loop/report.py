@@ -21,7 +21,6 @@ HTML-escaped, since paths, reasons and config values come from the user.
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import math
@@ -34,6 +33,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
+from dojo.loop.report_html import Picture, _high, _num, render_html
+
 REPORT_DIR = "report"
 INDEX = "index.html"
 PNGS = ("nines.png", "families.png", "loss.png", "moment.png")
@@ -42,38 +43,7 @@ DRIVER_COLOURS = {"network": "tab:blue", "safety_driver": "tab:red", "human": "t
 DPI = 100
 
 
-@dataclass(frozen=True)
-class Picture:
-    """One image of the page: its file (None when skipped) and a line about it."""
-
-    title: str
-    file: str | None
-    note: str
-
-
 # ----------------------------------------------------------------------------- helpers
-def _num(value: Any) -> float | None:
-    """A finite-or-infinite float, or None for a missing/non-numeric value."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    x = _num(value)
-    if x is None:
-        return "-"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.{digits}f}"
-
-
-def _high(value: Any) -> float:
-    """An upper bound: None (open, as loop.json writes it) reads as +inf."""
-    x = _num(value)
-    return math.inf if x is None else x
-
-
 def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
 
@@ -494,145 +464,6 @@ def _guarded(title: str, draw: Any, *args: Any) -> Picture:
     except Exception as e:  # noqa: BLE001 - the loop's result matters more than one picture
         return Picture(title, None, f"Could not draw this picture: {type(e).__name__}: {e}")
     return picture
-
-
-# ----------------------------------------------------------------------------- index.html
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _interval(r: dict[str, Any]) -> str:
-    bound = ">=" if r.get("nines_is_bound") else ""
-    return f"{bound}{_fmt(r.get('nines'))} [{_fmt(r.get('nines_low'))}, {_fmt(_high(r.get('nines_high')))}]"
-
-
-def _count(value: Any) -> str:
-    x = _num(value)
-    return "-" if x is None else f"{int(x):,}"
-
-
-def _loop_row(r: dict[str, Any]) -> str:
-    trig = ", ".join(f"{k} {v}" for k, v in (r.get("windows_by_trigger") or {}).items())
-    windows = f"{r.get('windows', '-')} ({trig})" if trig else str(r.get("windows", "-"))
-    verdict = "yes" if r.get("promoted") else f"no: {r.get('gate', '')}"
-    cells = [
-        r.get("loop", "-"),
-        windows,
-        _fmt(r.get("train_loss"), 4),
-        _fmt(r.get("occupancy_iou")),
-        _count(r.get("decisions")),
-        _count(r.get("critical_interventions")),
-        _interval(r),
-        verdict,
-    ]
-    cls = ' class="promoted"' if r.get("promoted") else ""
-    return f"<tr{cls}>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>"
-
-
-def _loops_table(rows: list[dict[str, Any]]) -> str:
-    head = [
-        "loop",
-        "windows (by trigger)",
-        "train loss",
-        "occupancy IoU",
-        "decisions",
-        "critical",
-        "nines [low, high]",
-        "promoted / gate reason",
-    ]
-    body = (
-        "\n".join(_loop_row(r) for r in rows) or '<tr><td colspan="8">no loop completed</td></tr>'
-    )
-    return (
-        "<table>\n<tr>"
-        + "".join(f"<th>{_e(h)}</th>" for h in head)
-        + "</tr>\n"
-        + body
-        + "\n</table>"
-    )
-
-
-def _baseline_line(name: str, r: dict[str, Any] | None) -> str:
-    if not r:
-        return f"<li>{_e(name)}: not measured</li>"
-    return (
-        f"<li><b>{_e(name)}</b>: {_e(_count(r.get('critical_interventions')))} critical in "
-        f"{_e(_count(r.get('decisions')))} decisions, nines {_e(_interval(r))}</li>"
-    )
-
-
-def _verdict(v: Any, deployed: str, other: str) -> str:
-    if not isinstance(v, dict):
-        return f"not compared with {other}"
-    p = (
-        _fmt(v.get("p_value"), 3)
-        if _num(v.get("p_value")) is None
-        else f"{float(v['p_value']):.2g}"
-    )
-    if not v.get("significant"):
-        return f"not significantly different from {other} (Fisher p = {p})"
-    side = "safer" if v.get("safer") == deployed else "less safe"
-    return f"significantly {side} than {other} (Fisher p = {p})"
-
-
-def _deployed_section(result: dict[str, Any]) -> str:
-    dep = result.get("deployed") or {}
-    policy = str(dep.get("policy", dep.get("model", "?")))
-    lines = [
-        f"<p>Deployed after {_e(len(result.get('loops', [])))} loop(s): <code>{_e(dep.get('model', '?'))}</code>"
-        f" (loop {_e(dep.get('loop') if dep.get('loop') is not None else '-')}): "
-        f"{_e(_count(dep.get('critical_interventions')))} critical in {_e(_count(dep.get('decisions')))} "
-        f"decisions, nines {_e(_interval(dep))}.</p>",
-        "<ul>",
-        f"<li>versus naive: {_e(_verdict(result.get('versus_naive'), policy, 'naive'))}</li>",
-        f"<li>versus expert: {_e(_verdict(result.get('versus_expert'), policy, 'expert'))}</li>",
-        "</ul>",
-    ]
-    if result.get("stopped_early"):
-        lines.append(f"<p>Stopped early: {_e(result['stopped_early'])}</p>")
-    return "\n".join(lines)
-
-
-def _picture_html(p: Picture) -> str:
-    if p.file is None:
-        return f'<h2>{_e(p.title)}</h2>\n<p class="skipped">{_e(p.note)}</p>'
-    return (
-        f'<h2>{_e(p.title)}</h2>\n<figure><img src="{_e(p.file)}" alt="{_e(p.title)}">'
-        f"<figcaption>{_e(p.note)}</figcaption></figure>"
-    )
-
-
-_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
-th{background:#f0f0f0}tr.promoted td{background:#eef8ee}img{max-width:100%;border:1px solid #ddd}
-.skipped{color:#a33}pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em}"""
-
-
-def render_html(result: dict[str, Any], pictures: list[Picture]) -> str:
-    """The page: title, loop table, baselines, verdict, pictures, config."""
-    suite = result.get("suite", "?")
-    config = json.dumps(result.get("config", {}), indent=1, default=str)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Dojo loop report: suite {_e(suite)}</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        f"<h1>Dojo loop report</h1>\n<p>Held-out suite <code>{_e(suite)}</code>; "
-        f"{_e(len(result.get('loops', [])))} loop(s) in {_e(_fmt(_num(result.get('wall_s')) or 0.0, 1))} s.</p>",
-        "<h2>Loops</h2>",
-        _loops_table(list(result.get("loops", []))),
-        "<h2>Baselines (same suite, same seeds)</h2>",
-        "<ul>"
-        + _baseline_line("naive", result.get("naive"))
-        + _baseline_line("expert", result.get("expert"))
-        + "</ul>",
-        "<h2>Deployed model</h2>",
-        _deployed_section(result),
-        *(_picture_html(p) for p in pictures),
-        f"<h2>Config</h2>\n<pre>{_e(config)}</pre>",
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
 
 
 def write_report(result: dict[str, Any], out: str | Path) -> Path:

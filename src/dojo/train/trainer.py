@@ -14,24 +14,8 @@ Averaging W equal-sized shards' mean gradients is the mean gradient of the globa
 the update does not depend on W or A (up to float summation order); the test compares a
 2-process run with one process fed the same global batches.
 
-Loss: smooth L1 (Huber, beta = 1) on the target ``[accel m/s^2, lane shift]`` (the driver's
-acceleration and the loader's ``lane_shift``, see :class:`dojo.nets.DrivingPolicy` for why a
-lane and not a steering angle) normalised per component, accel by ``ACCEL_SCALE_MPS2`` and the
-lane shift by ``LANE_SHIFT_SCALE``. The scales are fixed (not fitted to a dataset, so losses of
-two datasets or two runs compare): one m/s^2 is an ordinary manoeuvre, and half a lane is where
-the car's rounding flips its choice, so a lane error counts as much as a clear braking error.
-Huber rather than MSE: inside one scale unit it *is*
-MSE (ordinary driving), beyond it the gradient stays bounded, so a few hard-braking or
-takeover windows with targets many scales away (exactly what mining adds, -8 m/s^2 brakes)
-cannot dominate a batch's gradient the way their squared error would, early in training when
-the predictions are all near zero.
-
-``--net occupancy``: cross-entropy per grid cell, averaged over the cells of a window, windows
-without an occupancy label counting zero (:func:`dojo.nets.occupancy.occupancy_loss`; divided
-by the micro-batch size, so the split-independence above holds for it too). ``--net both``:
-the policy loss + ``occupancy_weight`` x the occupancy loss, one backward through the shared
-backbone. Validation reports the occupancy IoU (mean over the occupied classes, cells pooled
-over the whole val split and all processes: :func:`dojo.nets.occupancy.iou_from_counts`).
+Losses and the schedule are in :mod:`dojo.train.loss`; the process group in
+:mod:`dojo.train.dist`.
 
 Epochs and lockstep: each process reads its own shards of the train split (the loader deals
 whole clips to shards), so processes hold different numbers of windows. An epoch here is
@@ -53,7 +37,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import shutil
 import signal
 import sys
@@ -66,7 +49,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -86,13 +68,14 @@ from dojo.nets.policy import DrivingPolicy, parameter_count
 from dojo.train.config import (
     CHECKPOINT_FILE,
     RUN_FILE,
-    DistEnv,
     Prepared,
     TrainConfig,
     prepare,
     steps_per_epoch,
 )
-from dojo.train.metrics import Metrics, truncate_jsonl
+from dojo.train.dist import deterministic, process_group, seed_everything
+from dojo.train.loss import ACCEL_SCALE_MPS2, LANE_SHIFT_SCALE, lr_factor, policy_loss
+from dojo.train.metrics import JsonLines, Metrics, truncate_jsonl
 from dojo.train.state import (
     build_payload,
     load_checkpoint,
@@ -101,64 +84,6 @@ from dojo.train.state import (
     set_rng_state,
 )
 from dojo.validate import whole
-
-ACCEL_SCALE_MPS2 = 1.0  # [m/s^2] one unit of normalised acceleration error
-LANE_SHIFT_SCALE = 0.5  # [lanes] one unit of normalised lane-shift error
-HUBER_BETA = 1.0  # in normalised units: quadratic below, linear above
-
-
-def policy_loss(pred: torch.Tensor, action: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Smooth L1 between predicted and driven ``[accel m/s^2, lane shift]``, both (B, 2),
-    each component divided by its fixed scale first; ``mean`` over batch and components."""
-    scale = pred.new_tensor([ACCEL_SCALE_MPS2, LANE_SHIFT_SCALE])
-    loss = F.smooth_l1_loss(
-        pred / scale, action / scale, beta=HUBER_BETA, reduction="none"
-    )  # (B, 2)
-    return loss.mean() if reduction == "mean" else loss.mean(dim=1).sum()
-
-
-def lr_factor(
-    step: int, steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float
-) -> float:
-    """Multiplier of the peak LR for update ``step`` (0-based): linear warmup, then cosine/constant."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-@contextlib.contextmanager
-def process_group(env: DistEnv, device: str) -> Iterator[None]:
-    """Join torchrun's process group (gloo on CPU, NCCL on CUDA) for the duration, if launched so."""
-    if not env.distributed:
-        yield
-        return
-    if device == "cuda":
-        torch.cuda.set_device(env.local_rank)
-    dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
-@contextlib.contextmanager
-def _deterministic(on: bool) -> Iterator[None]:
-    before = torch.are_deterministic_algorithms_enabled()
-    if on:
-        torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 (the global generator, for any library code that uses it)
-    torch.manual_seed(seed)
 
 
 class Trainer:
@@ -181,7 +106,7 @@ class Trainer:
             False  # set by SIGTERM (a preemption): stop after this step, checkpointed
         )
         self.stop_now = False  # some process was asked to stop: every process stops after this step
-        _seed_everything(cfg.seed)  # the same initial weights on every process
+        seed_everything(cfg.seed)  # the same initial weights on every process
         self.model = make_net(cfg.net, prepared.net_config).to(self.device)
         if cfg.init_from is not None:  # fine-tuning; a resume then overwrites these with its own
             from dojo.nets.checkpoint import load_policy
@@ -524,9 +449,8 @@ class Trainer:
         lead = self.rank == 0
         metrics = Metrics(self.out if lead else None, resume_step=start_step)
         samples_log = None
-        if cfg.log_samples:
-            samples_path = self.out / "samples" / f"rank{self.rank}.jsonl"
-            samples_log = open(samples_path, "a", encoding="utf-8")  # noqa: SIM115
+        if cfg.log_samples:  # which windows each step trained on, for the tests of resume and DDP
+            samples_log = JsonLines(self.out / "samples" / f"rank{self.rank}.jsonl")
         notes: list[str] = []
         if self.val_loader is None:
             notes.append(f"the val split of {p.dataset_ref} is empty: validation skipped")
@@ -601,11 +525,7 @@ class Trainer:
                         for b in micro
                         for c, f in zip(b["clip_id"], b["frame"].tolist(), strict=True)
                     ]
-                    samples_log.write(
-                        json.dumps({"step": self.step_count, "epoch": self.epoch, "keys": keys})
-                        + "\n"
-                    )
-                    samples_log.flush()
+                    samples_log.write({"step": self.step_count, "epoch": self.epoch, "keys": keys})
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.0f}", refresh=False)
                 if self.step_in_epoch == spe:  # every process ends the epoch at the same step
@@ -716,7 +636,7 @@ def train(config: TrainConfig, *, stop_after: int | None = None) -> dict[str, An
     if stop_after is not None:
         stop_after = whole("stop_after", stop_after, 1)
     prepared = prepare(config)
-    with _deterministic(config.deterministic), process_group(prepared.env, prepared.device):
+    with deterministic(config.deterministic), process_group(prepared.env, prepared.device):
         if prepared.env.distributed and prepared.device == "cpu":
             cores = os.cpu_count() or 1
             torch.set_num_threads(max(1, cores // prepared.env.local_world_size))

@@ -1,0 +1,57 @@
+"""The policy loss and the learning-rate schedule.
+
+Loss: smooth L1 (Huber, beta = 1) on the target ``[accel m/s^2, lane shift]`` (the driver's
+acceleration and the loader's ``lane_shift``, see :class:`dojo.nets.DrivingPolicy` for why a
+lane and not a steering angle) normalised per component, accel by ``ACCEL_SCALE_MPS2`` and the
+lane shift by ``LANE_SHIFT_SCALE``. The scales are fixed (not fitted to a dataset, so losses of
+two datasets or two runs compare): one m/s^2 is an ordinary manoeuvre, and half a lane is where
+the car's rounding flips its choice, so a lane error counts as much as a clear braking error.
+Huber rather than MSE: inside one scale unit it *is*
+MSE (ordinary driving), beyond it the gradient stays bounded, so a few hard-braking or
+takeover windows with targets many scales away (exactly what mining adds, -8 m/s^2 brakes)
+cannot dominate a batch's gradient the way their squared error would, early in training when
+the predictions are all near zero.
+
+``--net occupancy``: cross-entropy per grid cell, averaged over the cells of a window, windows
+without an occupancy label counting zero (:func:`dojo.nets.occupancy.occupancy_loss`; divided
+by the micro-batch size, so the split-independence above holds for it too). ``--net both``:
+the policy loss + ``occupancy_weight`` x the occupancy loss, one backward through the shared
+backbone. Validation reports the occupancy IoU (mean over the occupied classes, cells pooled
+over the whole val split and all processes: :func:`dojo.nets.occupancy.iou_from_counts`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+ACCEL_SCALE_MPS2 = 1.0  # [m/s^2] one unit of normalised acceleration error
+LANE_SHIFT_SCALE = 0.5  # [lanes] one unit of normalised lane-shift error
+HUBER_BETA = 1.0  # in normalised units: quadratic below, linear above
+
+
+def policy_loss(pred: torch.Tensor, action: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Smooth L1 between predicted and driven ``[accel m/s^2, lane shift]``, both (B, 2),
+    each component divided by its fixed scale first; ``mean`` over batch and components."""
+    scale = pred.new_tensor([ACCEL_SCALE_MPS2, LANE_SHIFT_SCALE])
+    loss = F.smooth_l1_loss(
+        pred / scale, action / scale, beta=HUBER_BETA, reduction="none"
+    )  # (B, 2)
+    return loss.mean() if reduction == "mean" else loss.mean(dim=1).sum()
+
+
+def lr_factor(
+    step: int, steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float
+) -> float:
+    """Multiplier of the peak LR for update ``step`` (0-based): linear warmup, then cosine/constant."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+__all__ = ["ACCEL_SCALE_MPS2", "HUBER_BETA", "LANE_SHIFT_SCALE", "lr_factor", "policy_loss"]
