@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from PIL import Image
+from PIL import GifImagePlugin, Image
 
 from dojo.cli import main
 
@@ -75,7 +75,9 @@ def test_render_gif_has_one_frame_per_step(tmp_path):
         )
         == 0
     )
-    assert Image.open(out).n_frames == 10
+    gif = Image.open(out)
+    assert isinstance(gif, GifImagePlugin.GifImageFile)
+    assert gif.n_frames == 10
 
 
 def test_bench_world_prints_ours_beside_highway_env(capsys):

@@ -149,9 +149,9 @@ def test_ingest_remuxes_every_frame_and_table_and_the_catalog_agrees(
         log = read_drive_log(f)
         sha = hashlib.sha256(f.read_bytes()).hexdigest()
         drive_id = sha[:24]
-        (n_frames,) = con.execute(
-            "SELECT frames FROM drives WHERE drive_id = ?", [drive_id]
-        ).fetchone()
+        row = con.execute("SELECT frames FROM drives WHERE drive_id = ?", [drive_id]).fetchone()
+        assert row is not None
+        (n_frames,) = row
         assert n_frames == log.message_counts["/camera/front"]
         total_frames += n_frames * len(log.cameras)
         # the video is a remux: decoding the store's stream gives exactly the log's frames
@@ -211,9 +211,11 @@ def test_trigger_only_logs_make_one_clip_per_window(trigger_logs: Path, tmp_path
           SELECT clip_id, t_s - lag(t_s) OVER (PARTITION BY clip_id ORDER BY frame) AS dt
           FROM frames WHERE camera = 'front') WHERE dt > 0.15""").fetchone()
     assert gaps == (0,)  # no clip spans a gap in the frames
-    tele, frames = con.execute(
+    counts = con.execute(
         "SELECT (SELECT count(*) FROM telemetry), (SELECT count(*) FROM frames WHERE camera = 'front')"
     ).fetchone()
+    assert counts is not None
+    tele, frames = counts
     assert frames < tele  # windows only, while telemetry covers every step
 
 

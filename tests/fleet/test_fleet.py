@@ -4,6 +4,7 @@ upload windows, and drive logs read back with the official mcap reader and PyAV.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from dojo.drivelog import decode_video, is_keyframe, read_drive_log, video_packe
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig, SafetyConfig, TriggerConfig
 from dojo.fleet.drive import DriveSummary, Fleet, drive
+from dojo.fleet.policy import NetworkPolicy
 from dojo.world.world import DT_S
 
 SUMMARY_KEYS = {
@@ -26,10 +28,10 @@ SUMMARY_KEYS = {
 
 
 def _run(
-    tmp: Path, capture: bool = False, **kw: object
+    tmp: Path, capture: bool = False, **kw: Any
 ) -> tuple[DriveSummary, dict[tuple[int, int], list[np.ndarray]]]:
     """Drive; with ``capture``, also keep the images each car rendered, by (car, step of its drive)."""
-    config = DriveConfig(out=str(tmp), **kw)  # type: ignore[arg-type]
+    config = DriveConfig(out=str(tmp), **kw)
     fleet = Fleet(config)
     frames: dict[tuple[int, int], list[np.ndarray]] = {}
     if capture:
@@ -125,7 +127,7 @@ def test_the_video_decodes_to_the_frames_the_cars_rendered(tmp_path: Path) -> No
 
 
 def test_shadow_mode_leaves_the_human_driving_exactly_as_in_manual(tmp_path: Path) -> None:
-    kw = {"cars": 2, "minutes": 0.4, "families": ("stalled",), "drive_s": 30.0}
+    kw: dict[str, Any] = {"cars": 2, "minutes": 0.4, "families": ("stalled",), "drive_s": 30.0}
     manual, _ = _run(tmp_path / "m", mode="manual", **kw)
     shadow, _ = _run(tmp_path / "s", mode="shadow", policy="naive", **kw)
     for a, b in zip(sorted(manual.files), sorted(shadow.files), strict=True):
@@ -174,7 +176,13 @@ def test_the_safety_driver_takes_over_where_the_ground_truth_ttc_says(tmp_path: 
 def test_the_expert_net_needs_no_takeover_and_the_safety_driver_saves_the_naive_one(
     tmp_path: Path,
 ) -> None:
-    kw = {"cars": 4, "minutes": 0.5, "families": ("stalled",), "drive_s": 30.0, "logging": "none"}
+    kw: dict[str, Any] = {
+        "cars": 4,
+        "minutes": 0.5,
+        "families": ("stalled",),
+        "drive_s": 30.0,
+        "logging": "none",
+    }
     expert = drive(DriveConfig(out=str(tmp_path), mode="autonomous", policy="expert", **kw))
     assert (
         expert.critical_interventions == expert.noncritical_interventions == expert.collisions == 0
@@ -242,7 +250,7 @@ def test_sampled_normal_driving_is_uploaded_without_events(tmp_path: Path) -> No
 
 
 def test_a_drive_is_deterministic(tmp_path: Path) -> None:
-    kw = {
+    kw: dict[str, Any] = {
         "cars": 2,
         "minutes": 0.2,
         "mode": "mixed",
@@ -266,7 +274,7 @@ def test_a_drive_is_deterministic(tmp_path: Path) -> None:
 def test_the_same_drive_writes_the_same_bytes_wherever_it_is_written(tmp_path: Path) -> None:
     """Drive ids are content hashes: a drive logged to another folder must hash the same, or a
     loop run twice with one seed would mine (and sample) different drives."""
-    kw = {
+    kw: dict[str, Any] = {
         "cars": 2,
         "minutes": 0.1,
         "drive_s": 6.0,
@@ -351,9 +359,10 @@ def test_a_checkpoint_drives_the_fleet_with_one_batched_forward_pass_per_step(
         )
     )
     batches: list[int] = []
+    assert isinstance(fleet.policy, NetworkPolicy)
     fleet.policy.model.register_forward_hook(
         lambda _m, inputs, _o: batches.append(inputs[0].shape[0])
-    )  # type: ignore[union-attr]
+    )
     summary = fleet.run()
     assert batches == [3] * 60  # one forward for the whole fleet at every decision
     assert summary.decisions == 180 and summary.drives == 3

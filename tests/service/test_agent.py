@@ -206,6 +206,7 @@ def test_agent_runs_a_real_drive_job_and_stores_its_logs_in_the_dataset_once_wit
     with db.session() as s:
         files = {f.name: f for f in s.query(DatasetFile).all()}
         ds = s.get(Dataset, "ds_0123456789abcdef")
+        assert ds is not None
         assert ds.files == len(logs) >= 2 and ds.size_bytes == sum(p.stat().st_size for p in logs)
     stored_dir = tmp_path / "data" / "tenants" / tid / "datasets" / "ds_0123456789abcdef"
     for log in logs:

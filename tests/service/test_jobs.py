@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -252,13 +253,14 @@ def test_metrics_rows_are_appended_and_read_back_in_order(svc: Service) -> None:
     assert out["rows"][1]["loss"] == pytest.approx(0.5)
     newer = svc.client.get(f"/v1/jobs/{job}/metrics", params={"after": 3}, headers=h).json()
     assert [r["seq"] for r in newer["rows"]] == [4, 5]
-    for bad in (
+    bodies: list[dict[str, Any]] = [
         {"rows": []},
         {"rows": [{"loss": [1, 2]}]},
         {"rows": [{"x" * 100: 1}]},
         {"rows": "x"},
         {},
-    ):
+    ]
+    for bad in bodies:
         assert svc.client.post(f"/v1/jobs/{job}/metrics", json=bad, headers=h).status_code == 422, (
             bad
         )
@@ -269,7 +271,7 @@ def test_odd_values_get_4xx_never_a_server_error(svc: Service) -> None:
     h = svc.tenant("acme")
     job = _submit(svc, h).json()["id"]
     nan = b'{"rows": [{"loss": NaN}]}'
-    calls = [
+    calls: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", "/v1/jobs/%00", {}),
         ("GET", "/v1/models", {"params": {"job_id": "\x00"}}),
         ("POST", "/v1/jobs", {"json": {"kind": "drive", "name": "a\x00b"}}),

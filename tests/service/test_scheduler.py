@@ -7,10 +7,18 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session
 
 from dojo.compute.topology import parse_system
 from dojo.service.sched.scheduler import FairShare, SchedJob, Scheduler, avoidable_split
-from dojo.service.store.schema import utcnow
+from dojo.service.store.schema import Job, utcnow
+
+
+def _job(s: Session, job_id: str) -> Job:
+    """The job row ``job_id``, which the test made."""
+    job = s.get(Job, job_id)
+    assert job is not None, job_id
+    return job
 
 
 def test_gang_never_partial_and_no_chip_twice() -> None:
@@ -180,7 +188,6 @@ def test_schedule_pass_places_preempts_and_rebuilds_from_the_table(db_url: str) 
     from dojo.service.sched.dispatch import chips_of, requeue_preempted, schedule_pass
     from dojo.service.store import jobstore
     from dojo.service.store.db import Database
-    from dojo.service.store.schema import Job
 
     topo = parse_system("cabinet")
     low, mid = _tenant_and_jobs(db_url, [(200, 0), (100, 0)])
@@ -189,8 +196,10 @@ def test_schedule_pass_places_preempts_and_rebuilds_from_the_table(db_url: str) 
     assert sorted(r.placed) == sorted([low, mid])
     with db.session() as s:
         placements = {j.id: j.placement for j in s.query(Job).all()}
-        assert placements[low]["count"] == 200 and placements[low]["hosts"] == ["cabinet0"]
-        assert not set(chips_of(placements[low])) & set(chips_of(placements[mid]))
+        at_low, at_mid = placements[low], placements[mid]
+        assert at_low is not None and at_mid is not None
+        assert at_low["count"] == 200 and at_low["hosts"] == ["cabinet0"]
+        assert not set(chips_of(at_low)) & set(chips_of(at_mid))
         claimed = jobstore.claim_next(s, "agent-1", status="placed")
         assert claimed is not None and claimed.id == low  # equal priority: the older first
     (urgent,) = _tenant_and_jobs_more(db_url, [(250, 10)])
@@ -198,14 +207,15 @@ def test_schedule_pass_places_preempts_and_rebuilds_from_the_table(db_url: str) 
     # mid is only placed: straight back to queued; low is running: flagged for its agent
     assert set(r.preempted) == {low, mid} and r.placed == []
     with db.session() as s:
-        assert s.get(Job, mid).status == "queued"
-        job_low = s.get(Job, low)
-        assert job_low.status == "running" and job_low.placement["preempt"] is True
+        assert _job(s, mid).status == "queued"
+        job_low = _job(s, low)
+        assert job_low.status == "running"
+        assert job_low.placement is not None and job_low.placement["preempt"] is True
         assert requeue_preempted(s, low, "agent-1")
     r = schedule_pass(db, topo)
     assert r.placed == [urgent]
     with db.session() as s:
-        job_low = s.get(Job, low)
+        job_low = _job(s, low)
         assert job_low.status == "queued" and job_low.attempt == 0 and job_low.placement is None
     db.dispose()
 
@@ -246,16 +256,16 @@ def test_time_limits_let_the_pass_backfill_a_short_job_before_the_reservation(db
     from dojo.service.sched.dispatch import schedule_pass
     from dojo.service.store import jobstore
     from dojo.service.store.db import Database
-    from dojo.service.store.schema import Job
 
     topo = parse_system("cabinet")  # 300 chips
     (running,) = _tenant_and_jobs(db_url, [(200, 0)])
     db = Database(db_url)
     with db.session() as s:  # 200 chips taken for at most 100 s
-        s.get(Job, running).time_limit_s = 100
+        _job(s, running).time_limit_s = 100
     assert schedule_pass(db, topo).placed == [running]
     with db.session() as s:
-        assert jobstore.claim_next(s, "agent-1", status="placed").id == running
+        claimed = jobstore.claim_next(s, "agent-1", status="placed")
+        assert claimed is not None and claimed.id == running
     head, long, short, unknown = _tenant_and_jobs_more(
         db_url, [(300, 0), (100, 0), (100, 0), (100, 0)], time_limit_s=[None, 500, 50, None]
     )
@@ -265,7 +275,7 @@ def test_time_limits_let_the_pass_backfill_a_short_job_before_the_reservation(db
     assert r.reservation["at_s"] is not None
     assert r.placed == [short]
     with db.session() as s:
-        status = {j: s.get(Job, j).status for j in (head, long, short, unknown)}
+        status = {j: _job(s, j).status for j in (head, long, short, unknown)}
     assert status == {head: "queued", long: "queued", short: "placed", unknown: "queued"}
     db.dispose()
 
@@ -273,13 +283,12 @@ def test_time_limits_let_the_pass_backfill_a_short_job_before_the_reservation(db
 def test_fair_share_from_the_table(db_url: str) -> None:
     from dojo.service.sched.dispatch import fair_share
     from dojo.service.store.db import Database
-    from dojo.service.store.schema import Job
 
     (a,) = _tenant_and_jobs(db_url, [(100, 0)])
     db = Database(db_url)
     now = utcnow()
     with db.session() as s:
-        job = s.get(Job, a)
+        job = _job(s, a)
         job.status, job.started_at, job.finished_at = "succeeded", now - timedelta(seconds=100), now
         tenant = job.tenant_id
     with db.session() as s:

@@ -29,7 +29,7 @@ def test_the_learning_rate_has_one_default() -> None:
     from dojo.train.config import TrainConfig
 
     assert (
-        SPECS["train"].model_validate(REQUIRED["train"]).lr
+        SPECS["train"].model_validate(REQUIRED["train"]).model_dump()["lr"]
         == TrainConfig.__dataclass_fields__["lr"].default
     )
 

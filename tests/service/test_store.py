@@ -6,13 +6,14 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, text
 
 from dojo.cli import main
 from dojo.errors import DojoConfigError
-from dojo.service.api.models import JobSubmit
+from dojo.service.api.models import JobKind, JobSubmit
 from dojo.service.store import jobstore
 from dojo.service.store.db import Database
 from dojo.service.store.schema import Tenant, utcnow
@@ -201,20 +202,20 @@ def test_a_stale_job_with_attempts_left_is_queued_again(svc: Service) -> None:
 
 
 def test_submit_model_accepts_each_kind_with_defaults() -> None:
-    for kind, spec in (
+    cases: tuple[tuple[JobKind, dict[str, Any]], ...] = (
         ("drive", {}),
         ("ingest", {"dataset": "ds_0123456789abcdef"}),
         ("train", {"dataset": "cut_ins@v2"}),
         ("eval", {"policy": "naive"}),
         ("loop", {}),
-    ):
+    )
+    for kind, spec in cases:
         assert jobstore.validate_spec(kind, JobSubmit(kind=kind, spec=spec).spec)
 
 
 def test_the_api_knows_the_same_job_kinds_as_the_store() -> None:
     from typing import get_args
 
-    from dojo.service.api.models import JobKind
     from dojo.service.constants import JOB_KINDS
     from dojo.service.specs import SPECS
 

@@ -64,7 +64,11 @@ def every_action(world: World) -> dict[str, Callable[[], EgoAction]]:
         ),
     }
     for meta in MetaAction:
-        calls[f"meta {meta.name}"] = lambda meta=meta: world.meta_action(np.full(n, int(meta)))
+
+        def by_meta(meta: MetaAction = meta) -> EgoAction:
+            return world.meta_action(np.full(n, int(meta)))
+
+        calls[f"meta {meta.name}"] = by_meta
     return calls
 
 

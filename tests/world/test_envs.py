@@ -306,11 +306,12 @@ def _compare_to_sync(
 
     ``weave``: env 0 swerves left and right (meta actions), so it crashes and restarts at its own times.
     """
-    kw = {"episode_s": episode_s, "action_type": action_type}
+    kw: dict[str, Any] = {"episode_s": episode_s, "action_type": action_type}
     batched = DojoVectorEnv(num_envs=n, family=family, **kw)
     sync = gym.make_vec(ENV_IDS[family], num_envs=n, vectorization_mode="sync", **kw)
     rng = np.random.default_rng(1 if not weave else 0)
-    out_b, out_s = batched.reset(seed=seed), sync.reset(seed=seed)
+    out_b: tuple[Any, ...] = batched.reset(seed=seed)
+    out_s: tuple[Any, ...] = sync.reset(seed=seed)
     restarts = 0
     for step in range(steps):
         _assert_same_step(out_b, out_s, step)

@@ -52,7 +52,7 @@ def test_frenet_of_many_points_per_road_equals_the_general_formula_bit_for_bit(
     for fast, slow in zip(rows, general, strict=True):
         assert fast.dtype == slow.dtype and np.array_equal(fast, slow)
     # and lanes_open is lane_open of both sides of a line
-    lane = np.round(d / 4.0).astype(dtype)
+    lane: np.ndarray = np.round(d / 4.0).astype(dtype)
     below, above = roads.lanes_open(lane, s.astype(dtype), w)
     assert np.array_equal(below, roads.lane_open(lane, s.astype(dtype), w))
     assert np.array_equal(above, roads.lane_open(lane + 1, s.astype(dtype), w))

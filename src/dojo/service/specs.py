@@ -99,7 +99,7 @@ DriveSpec = spec_model(
 
 class IngestSpec(_Spec):
     dataset: DatasetId
-    workers: int | None = Field(None, ge=1, le=1024)
+    workers: int | None = Field(default=None, ge=1, le=1024)
 
 
 TrainSpec = spec_model(

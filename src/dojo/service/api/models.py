@@ -59,7 +59,7 @@ class TenantOut(BaseModel):
 
 
 class TokenCreate(_In):
-    name: Text = Field("", max_length=64)
+    name: Text = Field(default="", max_length=64)
     expires_in_s: float | None = Field(default=None, gt=0, le=10 * 365 * 86400)
 
 
@@ -134,12 +134,14 @@ class Compute(_In):
 
 class JobSubmit(_In):
     kind: JobKind
-    name: Text = Field("", max_length=128)
+    name: Text = Field(default="", max_length=128)
     compute: Compute = Field(default_factory=lambda: Compute.model_validate({"chips": 1}))
-    priority: int = Field(0, ge=-1000, le=1000, description="higher runs first")
-    max_attempts: int = Field(3, ge=1, le=100, description="runs before a failing job stays failed")
+    priority: int = Field(default=0, ge=-1000, le=1000, description="higher runs first")
+    max_attempts: int = Field(
+        default=3, ge=1, le=100, description="runs before a failing job stays failed"
+    )
     time_limit_s: int | None = Field(
-        None,
+        default=None,
         ge=1,
         le=MAX_TIME_LIMIT_S,
         description="a run longer than this is stopped and fails [s]; the "
