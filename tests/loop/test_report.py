@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dojo.loop import report
+from dojo.loop import report, report_html
 from dojo.loop.report import read_losses, running_mean, write_report
 
 FAMILIES = ("highway", "stalled")
@@ -226,12 +226,14 @@ def test_running_mean_is_trailing() -> None:
 
 def test_format_helpers() -> None:
     assert (
-        report._fmt(None) == "-"
-        and report._fmt(math.inf) == "inf"
-        and report._fmt(1.234, 1) == "1.2"
+        report_html._fmt(None) == "-"
+        and report_html._fmt(math.inf) == "inf"
+        and report_html._fmt(1.234, 1) == "1.2"
     )
     assert (
-        report._interval({"nines": 2, "nines_low": 1, "nines_high": None, "nines_is_bound": True})
+        report_html._interval(
+            {"nines": 2, "nines_low": 1, "nines_high": None, "nines_is_bound": True}
+        )
         == ">=2.00 [1.00, inf]"
     )
 

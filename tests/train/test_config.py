@@ -158,7 +158,12 @@ def test_the_nproc_launcher_checks_before_starting_torchrun(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     started: list[Any] = []
-    monkeypatch.setattr(launch, "run_torchrun", lambda cmd: started.append(cmd) or 0)
+
+    def fake_torchrun(cmd: Any) -> int:
+        started.append(cmd)
+        return 0
+
+    monkeypatch.setattr(launch, "run_torchrun", fake_torchrun)
     argv = [
         "--store",
         str(fleet_data.store),

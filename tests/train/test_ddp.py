@@ -290,7 +290,7 @@ def test_sigterm_to_the_launchers_group_stops_both_processes_checkpointed(
     deadline = time.monotonic() + 180
     while not (metrics.exists() and len(losses(out)) >= 2):
         assert launcher.poll() is None and time.monotonic() < deadline, (
-            launcher.stderr.read().decode()[-3000:]
+            launcher.stderr.read().decode()[-3000:] if launcher.stderr else "no stderr"
         )
         time.sleep(0.02)
     os.killpg(launcher.pid, signal.SIGTERM)

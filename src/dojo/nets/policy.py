@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from numbers import Integral
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ SIZES: dict[str, _Widths] = {
     "base": _Widths((32, 64, 128), token=128, queries=4, heads=4, command=32, hidden=256),
     "large": _Widths((64, 128, 256), token=256, queries=8, heads=8, command=64, hidden=512),
 }
+
+
+_Config = TypeVar("_Config", bound="PolicyConfig")  # from_dict returns the subclass it is called on
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class PolicyConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PolicyConfig:
+    def from_dict(cls: type[_Config], data: Mapping[str, Any]) -> _Config:
         """Inverse of :meth:`to_dict`; every field must be present and no other key."""
         if not isinstance(data, Mapping):
             raise DojoConfigError(
