@@ -58,9 +58,6 @@ from dojo.errors import DojoConfigError, TrainingDivergedError
 from dojo.nets.checkpoint import save_policy
 from dojo.nets.occupancy import (
     MultiTaskNet,
-    iou_counts,
-    iou_from_counts,
-    iou_per_class,
     make_net,
     occupancy_loss,
 )
@@ -83,6 +80,7 @@ from dojo.train.state import (
     save_checkpoint,
     set_rng_state,
 )
+from dojo.train.validation import validate
 from dojo.validate import whole
 
 
@@ -282,61 +280,8 @@ class Trainer:
 
     # ---------------------------------------------------------------------- validation
     def evaluate(self) -> dict[str, Any] | None:
-        """Validation over the val split (up to ``val_batches`` micro-batches a process), all processes.
-
-        ``val_loss``: the training loss's terms as means over the split (the policy's over all
-        windows, the occupancy's over the labelled ones); ``val_windows``; and for the nets with
-        the occupancy head ``val_occupancy_loss``, ``val_iou`` (cells pooled, then the mean
-        over the occupied classes present; NaN when no window is labelled) and each class's
-        ``val_iou_<class>``.
-        """
-        if self.val_loader is None or self.val_data is None:
-            return None
-        self.model.eval()
-        self.val_data.set_epoch(0)
-        sums = torch.zeros(
-            4, dtype=torch.float64
-        )  # (policy loss sum, windows, occupancy loss sum, labelled)
-        counts = torch.zeros(
-            2, 3, dtype=torch.int64
-        )  # IoU (intersections, unions) of the occupied classes
-        with torch.no_grad():
-            for i, batch in enumerate(self.val_loader):
-                if self.config.val_batches and i >= self.config.val_batches:
-                    break
-                x = self._to_device(batch)
-                controls, logits = self._predict(self.model, x)
-                sums[1] += len(x["action"])
-                if controls is not None:
-                    sums[0] += float(policy_loss(controls, x["action"], reduction="sum"))
-                if logits is not None:
-                    labelled = x["has_occupancy"]
-                    sums[2] += float(
-                        occupancy_loss(logits, x["occupancy"], labelled, reduction="sum")
-                    )
-                    sums[3] += float(labelled.sum())
-                    counts += iou_counts(logits.argmax(dim=1), x["occupancy"], labelled).cpu()
-        if self.env.distributed:
-            both = torch.cat([sums, counts.flatten().to(torch.float64)]).to(self.device)
-            dist.all_reduce(both)
-            both = both.cpu()
-            sums, counts = both[:4], both[4:].round().to(torch.int64).view(2, 3)
-        windows, labelled_n = int(sums[1]), int(sums[3])
-        policy_mean = float(sums[0]) / windows if windows else math.nan
-        result: dict[str, Any] = {"val_windows": windows}
-        if self.config.net == "policy":
-            result["val_loss"] = policy_mean
-            return result
-        occ_mean = float(sums[2]) / labelled_n if labelled_n else math.nan
-        result["val_occupancy_loss"] = occ_mean
-        result["val_iou"] = iou_from_counts(counts)
-        result.update({f"val_iou_{name}": iou for name, iou in iou_per_class(counts).items()})
-        result["val_loss"] = (
-            occ_mean
-            if self.config.net == "occupancy"
-            else policy_mean + self.config.occupancy_weight * occ_mean
-        )
-        return result
+        """Validation over the val split, all processes (see :func:`dojo.train.validation.validate`)."""
+        return validate(self)
 
     # ---------------------------------------------------------------------- checkpoints
     def save(self, last_loss: float) -> Path | None:
