@@ -13,13 +13,9 @@ from dojo.data.datasets import list_datasets, load_dataset
 from dojo.loop.config import LABEL_SOURCES
 
 
-@pytest.fixture(scope="module")
-def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("loop")
-    suites = root / "suites.toml"
-    suites.write_text('[suites.stalled_only]\nfamilies = ["stalled"]\nseeds = [1000000, 1000100]\n')
-    out = root / "run"
-    argv = [
+def _toy_loop_argv(out: Path, suites: Path) -> list[str]:
+    """``dojo loop`` at toy size on the one-family suite in ``suites``: the runs these tests share."""
+    return [
         "loop",
         "--out",
         str(out),
@@ -45,6 +41,15 @@ def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         "0.5",
         "--json",
     ]
+
+
+@pytest.fixture(scope="module")
+def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("loop")
+    suites = root / "suites.toml"
+    suites.write_text('[suites.stalled_only]\nfamilies = ["stalled"]\nseeds = [1000000, 1000100]\n')
+    out = root / "run"
+    argv = _toy_loop_argv(out, suites)
     import contextlib
     import io
 
@@ -145,32 +150,7 @@ def test_a_loop_killed_mid_turn_resumes_from_its_last_stage_and_ends_as_an_unint
     out = tmp_path / "run"
     suites = tmp_path / "suites.toml"
     suites.write_text(Path(saved["eval"]["suites_file"]).read_text())
-    argv = [
-        "loop",
-        "--out",
-        str(out),
-        "--loops",
-        "2",
-        "--cars",
-        "4",
-        "--drive-minutes",
-        "0.5",
-        "--train-steps",
-        "4",
-        "--batch-size",
-        "8",
-        "--eval-decisions",
-        "50",
-        "--eval-cars",
-        "2",
-        "--suite",
-        "stalled_only",
-        "--suites-file",
-        str(suites),
-        "--sample-normal",
-        "0.5",
-        "--json",
-    ]
+    argv = _toy_loop_argv(out, suites)
     proc = subprocess.Popen(
         [sys.executable, "-m", "dojo.cli", *argv],
         stdout=subprocess.DEVNULL,

@@ -226,9 +226,9 @@ def test_running_mean_is_trailing() -> None:
 
 def test_format_helpers() -> None:
     assert (
-        report_html._fmt(None) == "-"
-        and report_html._fmt(math.inf) == "inf"
-        and report_html._fmt(1.234, 1) == "1.2"
+        report_html.fmt_number(None) == "-"
+        and report_html.fmt_number(math.inf) == "inf"
+        and report_html.fmt_number(1.234, 1) == "1.2"
     )
     assert (
         report_html._interval(

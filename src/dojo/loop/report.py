@@ -33,7 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
-from dojo.loop.report_html import Picture, _high, _num, render_html
+from dojo.loop.report_html import Picture, as_number, render_html, upper_bound
 
 REPORT_DIR = "report"
 INDEX = "index.html"
@@ -69,7 +69,7 @@ def _y_range(result: dict[str, Any]) -> tuple[float, float]:
     values = [result.get(k) for k in keys]
     for row in result.get("loops", []):
         values += [row.get("nines"), row.get("nines_low"), row.get("nines_high")]
-    finite = [x for x in (_num(v) for v in values) if x is not None and math.isfinite(x)]
+    finite = [x for x in (as_number(v) for v in values) if x is not None and math.isfinite(x)]
     if not finite:
         return 0.0, 1.0
     return max(0.0, min(finite) - 0.5), max(finite) + 0.5
@@ -77,19 +77,19 @@ def _y_range(result: dict[str, Any]) -> tuple[float, float]:
 
 def _baselines(ax: Axes, result: dict[str, Any]) -> None:
     naive, low, high = (
-        _num(result.get(k)) for k in ("naive_nines", "naive_nines_low", "naive_nines_high")
+        as_number(result.get(k)) for k in ("naive_nines", "naive_nines_low", "naive_nines_high")
     )
     if naive is not None:
         ax.axhline(naive, color="tab:orange", lw=1.5, label=f"naive {naive:.2f}")
         if low is not None:
             ax.axhspan(
                 low,
-                min(_high(high), ax.get_ylim()[1]),
+                min(upper_bound(high), ax.get_ylim()[1]),
                 color="tab:orange",
                 alpha=0.15,
                 label="naive 95% interval",
             )
-    expert, e_low = _num(result.get("expert_nines")), _num(result.get("expert_nines_low"))
+    expert, e_low = as_number(result.get("expert_nines")), as_number(result.get("expert_nines_low"))
     if expert is not None:
         bound = bool(result.get("expert_nines_is_bound"))
         ax.axhline(
@@ -124,14 +124,14 @@ def _nines_points(ax: Axes, rows: list[dict[str, Any]], top: float) -> None:
         pick = [
             r
             for r in rows
-            if bool(r.get("promoted")) is promoted and _num(r.get("nines")) is not None
+            if bool(r.get("promoted")) is promoted and as_number(r.get("nines")) is not None
         ]
         if not pick:
             continue
         x = np.array([r["loop"] for r in pick], dtype=float)
         y = np.array([float(r["nines"]) for r in pick])
-        low = np.array([_num(r.get("nines_low")) or y[i] for i, r in enumerate(pick)])
-        high = np.array([min(_high(r.get("nines_high")), top) for r in pick])
+        low = np.array([as_number(r.get("nines_low")) or y[i] for i, r in enumerate(pick)])
+        high = np.array([min(upper_bound(r.get("nines_high")), top) for r in pick])
         ax.errorbar(
             x,
             y,
@@ -145,7 +145,7 @@ def _nines_points(ax: Axes, rows: list[dict[str, Any]], top: float) -> None:
             label=st.label,
         )
         for xi, r in zip(x, pick, strict=True):
-            if math.isinf(_high(r.get("nines_high"))):
+            if math.isinf(upper_bound(r.get("nines_high"))):
                 ax.annotate(
                     "",
                     xy=(xi, top),
@@ -251,8 +251,8 @@ def read_losses(metrics: Path) -> tuple[np.ndarray, np.ndarray]:
             continue
         if (
             isinstance(rec, dict)
-            and _num(rec.get("step")) is not None
-            and _num(rec.get("loss")) is not None
+            and as_number(rec.get("step")) is not None
+            and as_number(rec.get("loss")) is not None
         ):
             steps.append(float(rec["step"]))
             losses.append(float(rec["loss"]))

@@ -23,15 +23,15 @@ class Picture:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _num(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     """A finite-or-infinite float, or None for a missing/non-numeric value."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    x = _num(value)
+def fmt_number(value: Any, digits: int = 2) -> str:
+    x = as_number(value)
     if x is None:
         return "-"
     if math.isinf(x):
@@ -39,9 +39,9 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return f"{x:.{digits}f}"
 
 
-def _high(value: Any) -> float:
+def upper_bound(value: Any) -> float:
     """An upper bound: None (open, as loop.json writes it) reads as +inf."""
-    x = _num(value)
+    x = as_number(value)
     return math.inf if x is None else x
 
 
@@ -52,11 +52,11 @@ def _e(value: Any) -> str:
 
 def _interval(r: dict[str, Any]) -> str:
     bound = ">=" if r.get("nines_is_bound") else ""
-    return f"{bound}{_fmt(r.get('nines'))} [{_fmt(r.get('nines_low'))}, {_fmt(_high(r.get('nines_high')))}]"
+    return f"{bound}{fmt_number(r.get('nines'))} [{fmt_number(r.get('nines_low'))}, {fmt_number(upper_bound(r.get('nines_high')))}]"
 
 
 def _count(value: Any) -> str:
-    x = _num(value)
+    x = as_number(value)
     return "-" if x is None else f"{int(x):,}"
 
 
@@ -67,8 +67,8 @@ def _loop_row(r: dict[str, Any]) -> str:
     cells = [
         r.get("loop", "-"),
         windows,
-        _fmt(r.get("train_loss"), 4),
-        _fmt(r.get("occupancy_iou")),
+        fmt_number(r.get("train_loss"), 4),
+        fmt_number(r.get("occupancy_iou")),
         _count(r.get("decisions")),
         _count(r.get("critical_interventions")),
         _interval(r),
@@ -114,8 +114,8 @@ def _verdict(v: Any, deployed: str, other: str) -> str:
     if not isinstance(v, dict):
         return f"not compared with {other}"
     p = (
-        _fmt(v.get("p_value"), 3)
-        if _num(v.get("p_value")) is None
+        fmt_number(v.get("p_value"), 3)
+        if as_number(v.get("p_value")) is None
         else f"{float(v['p_value']):.2g}"
     )
     if not v.get("significant"):
@@ -167,7 +167,7 @@ def render_html(result: dict[str, Any], pictures: list[Picture]) -> str:
         f"<title>Dojo loop report: suite {_e(suite)}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>Dojo loop report</h1>\n<p>Held-out suite <code>{_e(suite)}</code>; "
-        f"{_e(len(result.get('loops', [])))} loop(s) in {_e(_fmt(_num(result.get('wall_s')) or 0.0, 1))} s.</p>",
+        f"{_e(len(result.get('loops', [])))} loop(s) in {_e(fmt_number(as_number(result.get('wall_s')) or 0.0, 1))} s.</p>",
         "<h2>Loops</h2>",
         _loops_table(list(result.get("loops", []))),
         "<h2>Baselines (same suite, same seeds)</h2>",
@@ -184,4 +184,4 @@ def render_html(result: dict[str, Any], pictures: list[Picture]) -> str:
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["Picture", "render_html"]
+__all__ = ["Picture", "as_number", "fmt_number", "render_html", "upper_bound"]
