@@ -19,6 +19,8 @@ import numpy as np
 
 from dojo.errors import DojoConfigError
 from dojo.world.drivers import ACCEL_LIMIT, speed_to_target
+from dojo.world.perception import Perception
+from dojo.world.road import Roads
 from dojo.world.traffic import DECISION_STEPS, LaneChoice, follow_accel, mobil
 from dojo.world.vehicles import Vehicles
 
@@ -126,16 +128,22 @@ def expert_action(world: World, ego: EgoAction | None = None) -> EgoAction:
 
 def _expert_lane_choice(world: World, veh: Vehicles, a_follow: np.ndarray) -> np.ndarray:
     """The expert's MOBIL lane for the ego (W,), restricted to the route command's side."""
-    nw = world.num_worlds
-    cmd = world.command
+    return command_lane_choice(world.roads, veh, world.perception, a_follow, world.command)
+
+
+def command_lane_choice(
+    roads: Roads, veh: Vehicles, per: Perception, a_follow: np.ndarray, command: np.ndarray
+) -> np.ndarray:
+    """The ego's (slot 0) MOBIL lane (W,) under route ``command`` (W,): CHANGE_LEFT/RIGHT and
+    TAKE_EXIT restrict it to that side and drop its incentive threshold; KEEP_LANE lets it
+    overtake as a human would. ``a_follow`` (W, V): everyone's current IDM acceleration."""
+    nw = len(command)
     allowed = np.ones((nw, 1, 2), dtype=bool)
-    allowed[:, 0, 0] = cmd != Command.CHANGE_LEFT  # the right option
-    allowed[:, 0, 1] = (cmd != Command.CHANGE_RIGHT) & (cmd != Command.TAKE_EXIT)
-    gain = np.where(cmd == Command.KEEP_LANE, veh.a_gain[:, 0], COMMAND_GAIN)[:, None]
+    allowed[:, 0, 0] = command != Command.CHANGE_LEFT  # the right option
+    allowed[:, 0, 1] = (command != Command.CHANGE_RIGHT) & (command != Command.TAKE_EXIT)
+    gain = np.where(command == Command.KEEP_LANE, veh.a_gain[:, 0], COMMAND_GAIN)[:, None]
     slots = np.zeros((nw, 1), dtype=np.int64)
-    choice: LaneChoice = mobil(
-        world.roads, veh, world.perception, a_follow, slots, allowed, a_gain=gain
-    )
+    choice: LaneChoice = mobil(roads, veh, per, a_follow, slots, allowed, a_gain=gain)
     return choice.target[:, 0]
 
 

@@ -94,6 +94,22 @@ def occupancy(
     worlds: np.ndarray | None = None,
 ) -> np.ndarray:
     """uint8 ``(W, rows, cols)`` class grid of every world (or of ``worlds``); see the module doc."""
+    return occupancy_flow(roads, vehicles, spec, worlds, flow=False)[0]
+
+
+def occupancy_flow(
+    roads: Roads,
+    vehicles: Vehicles,
+    spec: OccupancySpec | None = None,
+    worlds: np.ndarray | None = None,
+    flow: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The class grid and, with ``flow``, each cell's velocity relative to the ego.
+
+    Flow: float32 ``(W, rows, cols, 2)`` [m/s], the velocity of what covers the cell minus the
+    ego's, in the ego frame (x forward, y left); 0 on the road, off it and on the ego. What a
+    planner needs from a cell is how fast it closes in, which is this difference.
+    """
     spec = spec or OccupancySpec()
     w = world_indices(roads, vehicles, worlds)
     pose = ego_pose(roads, vehicles, w)
@@ -104,9 +120,19 @@ def occupancy(
     static = np.isin(vehicles.kind[w], _STATIC_KINDS)
     ego = np.zeros_like(others)
     ego[:, 0] = True
+    cells = rel = None
+    if flow:
+        cells = np.zeros((len(w), spec.rows, spec.cols, 2), dtype=np.float32)
+        v = vehicles.v[w]
+        vx, vy = v * np.cos(eyaw), v * np.sin(eyaw)  # (n, V) in the ego frame
+        rel = np.stack([vx - vx[:, :1], vy - vy[:, :1]], axis=-1)  # (n, V, 2)
+        rel[:, 0] = 0.0
     for mask, code in ((others & static, OBSTACLE), (others & ~static, VEHICLE), (ego, EGO)):
-        _fill_boxes(grid, (ex, ey, eyaw), vehicles, w, mask, code, spec)  # later codes win
-    return grid
+        wi, r, c, vi = _box_cells((ex, ey, eyaw), vehicles, w, mask, spec)
+        grid[wi, r, c] = code  # later codes win
+        if cells is not None and rel is not None:
+            cells[wi, r, c] = rel[wi, vi]
+    return grid, cells
 
 
 def _road_classes(
@@ -127,23 +153,22 @@ def _road_classes(
     return np.where(roads.on_road(fs, fd, wc), FREE, NOT_DRIVABLE).astype(np.uint8)
 
 
-def _fill_boxes(
-    grid: np.ndarray,
+def _box_cells(
     boxes: tuple[np.ndarray, np.ndarray, np.ndarray],
     veh: Vehicles,
     w: np.ndarray,
     mask: np.ndarray,
-    code: int,
     spec: OccupancySpec,
-) -> None:
-    """Set ``code`` in every cell whose centre lies inside a masked box.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(world, row, col, slot) of every cell whose centre lies inside a masked box, each (m,).
 
     Only a square window of cells around each box centre is tested (large enough for the largest
     masked box), which keeps the work per vehicle small and independent of the grid size.
     """
     wi, vi = np.nonzero(mask)
     if wi.size == 0:
-        return
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, empty
     ex, ey, eyaw = (a[wi, vi] for a in boxes)
     half_l, half_w = 0.5 * veh.length[w][wi, vi], 0.5 * veh.width[w][wi, vi]
     reach = int(np.ceil(np.max(np.hypot(half_l, half_w)) / spec.cell_m)) + 1
@@ -160,4 +185,4 @@ def _fill_boxes(
     inside = (np.abs(along) <= half_l[:, None, None]) & (np.abs(across) <= half_w[:, None, None])
     inside &= (rows >= 0) & (rows < spec.rows) & (cols >= 0) & (cols < spec.cols)
     m, r, c = np.nonzero(inside)
-    grid[wi[m], rows[m, r, 0], cols[m, 0, c]] = code
+    return wi[m], rows[m, r, 0], cols[m, 0, c], vi[m]

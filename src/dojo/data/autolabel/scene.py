@@ -1,0 +1,152 @@
+"""A drive's logged scene as arrays, one row per frame and one column per object.
+
+The ingested ``scene`` table (one row per object per frame, see :mod:`dojo.data.store`) is
+pivoted into a :class:`SceneFrames`: frame ``f`` is the ``f``-th logged time, column ``k`` the
+``k``-th distinct object id, the ego always column 0. Checks run before any labelling, so a
+scene that disagrees with itself refuses the drive with the frame named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from dojo.errors import CorruptLogError
+from dojo.world.road import Roads
+from dojo.world.vehicles import Kind, Vehicles
+
+EGO_ID = 0
+KINDS = {"ego": Kind.CAR, "car": Kind.CAR, "truck": Kind.TRUCK}
+KINDS |= {"barrier": Kind.BARRIER, "debris": Kind.DEBRIS}
+STATIC_KINDS = ("barrier", "debris")
+COLUMNS = (
+    "t_s",
+    "object_id",
+    "kind",
+    "x_m",
+    "y_m",
+    "yaw_rad",
+    "speed_mps",
+    "length_m",
+    "width_m",
+    "height_m",
+    "lane",
+    "s_m",
+    "d_m",
+)
+_FLOATS = ("x_m", "y_m", "yaw_rad", "speed_mps", "length_m", "width_m", "height_m", "s_m", "d_m")
+
+# Drivers of the traffic as the labeler assumes them: the middle of the ranges the world draws
+# (dojo.world.scenarios), since a log does not say how each person drives.
+TRAFFIC_DRIVER = {
+    "t_headway": 1.6,
+    "a_max": 1.6,
+    "b_comf": 2.0,
+    "s0": 2.75,
+    "politeness": 0.3,
+    "b_safe": 2.5,
+    "a_gain": 0.25,
+}
+# The careful driver the labels come from: the world's expert ego (dojo.world.scenarios), with
+# the middle of its drawn a_max.
+CAREFUL_DRIVER = TRAFFIC_DRIVER | {"s0": 3.0, "b_safe": 2.0, "a_gain": 0.2}
+
+
+def _bad(drive: str, why: str) -> CorruptLogError:
+    return CorruptLogError(f"Drive {drive}: its scene cannot be labelled: {why}.", reason=why)
+
+
+@dataclass
+class SceneFrames:
+    """One drive's scene: ``t_s`` (F,), ``ids`` (K,), and (F, K) arrays; the ego is column 0."""
+
+    t_s: np.ndarray
+    ids: np.ndarray
+    present: np.ndarray  # (F, K) bool: the object is in the frame
+    kind: np.ndarray  # (F, K) object of str: 'ego', 'car', ...
+    values: dict[str, np.ndarray]  # each of _FLOATS, (F, K) float64 (0 where absent)
+    lane: np.ndarray  # (F, K) int64
+
+    @property
+    def frames(self) -> int:
+        return len(self.t_s)
+
+    def vehicles(self, roads: Roads, future_lane: np.ndarray | None = None) -> Vehicles:
+        """The frames as a (F, K) batch of worlds the driver models run on (``roads``: F worlds).
+
+        Speeds, positions and sizes are the logged ones; driver parameters are the stated
+        assumptions above (the careful driver in the ego's slot). ``future_lane`` (F, K): where
+        each object will be (hindsight); an object heading elsewhere is listed in both lanes,
+        as the world lists a driver signalling a change.
+        """
+        nf, nk = self.present.shape
+        veh = Vehicles.empty(nf, nk)
+        v = self.values
+        static = np.isin(self.kind, STATIC_KINDS)
+        veh.active[:] = self.present
+        veh.driven[:] = self.present & ~static
+        veh.kind[:] = np.vectorize(lambda k: int(KINDS.get(k, Kind.CAR)), otypes=[np.int8])(
+            np.where(self.present, self.kind, "car")
+        )
+        veh.s[:], veh.d[:], veh.v[:] = v["s_m"], v["d_m"], np.maximum(v["speed_mps"], 0.0)
+        w = np.arange(nf)[:, None]
+        _, _, road_heading = roads.to_xy(v["s_m"], v["d_m"], w)
+        veh.psi[:] = np.angle(np.exp(1j * (v["yaw_rad"] - road_heading)))
+        for name in ("length", "width", "height"):
+            getattr(veh, name)[:] = np.where(self.present, v[f"{name}_m"], 1.0)
+        veh.target_lane[:] = self.lane if future_lane is None else future_lane
+        for name, value in TRAFFIC_DRIVER.items():
+            getattr(veh, name)[:] = value
+        for name, value in CAREFUL_DRIVER.items():
+            getattr(veh, name)[:, 0] = value
+        veh.v0[:] = np.maximum(veh.v, 1.0)  # the traffic keeps its speed
+        return veh
+
+
+def scene_frames(table: pa.Table, drive: str) -> SceneFrames:
+    """Pivot one drive's ``scene`` rows (in log order) into frames; CorruptLogError if inconsistent."""
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise _bad(drive, f"the scene table lacks {', '.join(missing)}")
+    if table.num_rows == 0:
+        raise _bad(drive, "its scene is empty")
+    t = table.column("t_s").to_numpy()
+    ids = table.column("object_id").to_numpy().astype(np.int64)
+    back = np.flatnonzero(np.diff(t) < 0)
+    if len(back):
+        i = int(back[0])
+        raise _bad(drive, f"time goes backwards at t={t[i + 1]:.3f} s (after {t[i]:.3f} s)")
+    times, frame = np.unique(t, return_inverse=True)
+    uniq = np.unique(ids)
+    if EGO_ID not in uniq:
+        raise _bad(drive, f"the ego (object {EGO_ID}) is missing at t={times[0]:.3f} s")
+    order = np.concatenate([[EGO_ID], uniq[uniq != EGO_ID]])
+    col = np.searchsorted(np.sort(order[1:]), ids) + 1
+    col[ids == EGO_ID] = 0
+    nf, nk = len(times), len(order)
+    present = np.zeros((nf, nk), dtype=bool)
+    if np.any(np.bincount(frame * nk + col, minlength=nf * nk) > 1):
+        dup = np.flatnonzero(np.bincount(frame * nk + col, minlength=nf * nk) > 1)[0]
+        raise _bad(drive, f"object {order[dup % nk]} appears twice at t={times[dup // nk]:.3f} s")
+    present[frame, col] = True
+    no_ego = np.flatnonzero(~present[:, 0])
+    if len(no_ego):
+        raise _bad(drive, f"the ego (object {EGO_ID}) is missing at t={times[no_ego[0]]:.3f} s")
+    values = {}
+    for name in _FLOATS:
+        a = np.zeros((nf, nk))
+        a[frame, col] = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+        if not np.isfinite(a).all():
+            f = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
+            raise _bad(drive, f"{name} is not a finite number at t={times[f]:.3f} s")
+        values[name] = a
+    kind = np.full((nf, nk), "", dtype=object)
+    kind[frame, col] = np.asarray(table.column("kind").to_pylist(), dtype=object)
+    lane = np.zeros((nf, nk), dtype=np.int64)
+    lane[frame, col] = table.column("lane").to_numpy(zero_copy_only=False).astype(np.int64)
+    return SceneFrames(times, order, present, kind, values, lane)
+
+
+__all__ = ["CAREFUL_DRIVER", "COLUMNS", "EGO_ID", "SceneFrames", "TRAFFIC_DRIVER", "scene_frames"]

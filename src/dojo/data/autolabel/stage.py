@@ -1,0 +1,330 @@
+"""``dojo autolabel``: the data engine's offline labeling stage over a clip store.
+
+For every ingested drive it writes ``drives/<id>/autolabels.parquet`` (schema
+:data:`AUTOLABELS`): one row per logged frame, every frame whoever drove it, with the careful
+driver's action and what it sees (:mod:`dojo.data.autolabel.teacher`) and, every
+``grid_every``-th frame, the occupancy grid with per-cell velocity. Labels are deterministic
+and versioned (:data:`VERSION`); a drive already labelled at this version is left as it is, so
+re-running changes nothing. Each drive's file is written whole to ``tmp/`` and moved into
+place, so a run killed half-way leaves every drive either labelled or untouched.
+
+A drive that cannot be fully labelled says why (``partial``): without a scene (a log written
+before the scene channel) or without a known road (no scenario in its metadata), the stage
+keeps what the telemetry measured (gap, TTC) and leaves the action empty - it never guesses
+one. A scene that contradicts itself refuses the drive, naming the frame.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dojo.data.autolabel.scene import SceneFrames, scene_frames
+from dojo.data.autolabel.teacher import LABEL_FIELDS, FrameLabels, careful_labels
+from dojo.data.store import TABLE_FILES, Store
+from dojo.errors import CorruptLogError
+from dojo.settings import setting
+from dojo.validate import positive, whole
+from dojo.world.occupancy import OccupancySpec, occupancy_flow
+from dojo.world.road import Roads
+from dojo.world.scenarios import check_family, generate
+
+VERSION = 1
+LABEL_SOURCE = "autolabel"
+FILE = "autolabels.parquet"
+FLOW_STEP_MPS = 0.5  # flow is stored as int8 multiples of this: +-63 m/s, error <= 0.25 m/s
+
+AUTOLABELS = pa.schema(
+    [
+        ("drive_id", pa.string()),
+        ("frame", pa.int32()),  # index of the logged decision step in the drive
+        ("t_s", pa.float64()),
+        ("version", pa.int16()),
+        ("label_source", pa.string()),  # 'autolabel'
+        ("driver", pa.string()),  # who drove the frame: human, network, safety_driver
+        ("complete", pa.bool_()),  # every field labelled (False: see the stage's docstring)
+        ("accel_mps2", pa.float64()),
+        ("lane_shift", pa.int8()),
+        ("lead_id", pa.int32()),
+        ("lead_gap_m", pa.float64()),
+        ("closing_mps", pa.float64()),
+        ("ttc_s", pa.float64()),
+        ("left_ahead_gap_m", pa.float64()),
+        ("left_behind_gap_m", pa.float64()),
+        ("right_ahead_gap_m", pa.float64()),
+        ("right_behind_gap_m", pa.float64()),
+        ("visible_objects", pa.int16()),
+        ("grid_rows", pa.int16()),
+        ("grid_cols", pa.int16()),
+        ("cell_m", pa.float64()),
+        ("grid_forward_m", pa.float64()),
+        ("grid", pa.binary()),  # rows*cols uint8 classes (dojo.world.occupancy); null between
+        ("flow", pa.binary()),  # rows*cols*2 int8 [FLOW_STEP_MPS]: (x, y) velocity minus ego's
+    ]
+)
+
+
+@dataclass(frozen=True)
+class AutolabelConfig:
+    """``grid_every``: frames between occupancy grids (1: every frame); ``grid_forward_m``: how
+    far ahead the grid reaches (the logged ground truth reaches 40 m; perception is scored to
+    80 m)."""
+
+    grid_every: int = setting(5, help="frames between occupancy grids (default %(default)s)")
+    grid_forward_m: float = setting(
+        80.0, help="how far ahead the grid reaches [m] (default %(default)s)"
+    )
+    grid_backward_m: float = setting(20.0, help="grid reach behind [m] (default %(default)s)")
+    grid_side_m: float = setting(20.0, help="grid reach to each side [m] (default %(default)s)")
+    cell_m: float = setting(0.5, help="grid cell size [m] (default %(default)s)")
+
+    def __post_init__(self) -> None:
+        whole("grid_every", self.grid_every, 1)
+        for name in ("grid_forward_m", "grid_backward_m", "grid_side_m", "cell_m"):
+            positive(name, getattr(self, name))
+        self.spec()  # its own checks
+
+    def spec(self) -> OccupancySpec:
+        return OccupancySpec(
+            self.cell_m, self.grid_forward_m, self.grid_backward_m, self.grid_side_m
+        )
+
+
+@dataclass
+class AutolabelSummary:
+    """What a run did; ``as_dict`` is the ``--json`` output."""
+
+    store: str
+    version: int = VERSION
+    drives: int = 0
+    drives_labelled: int = 0
+    drives_already: int = 0
+    drives_partial: list[dict[str, str]] = field(default_factory=list)
+    drives_refused: list[dict[str, str]] = field(default_factory=list)
+    frames: int = 0
+    frames_labelled: int = 0
+    frames_network_driven: int = 0
+    frames_network_driven_labelled: int = 0
+    grids: int = 0
+    wall_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["frames_per_s"] = self.frames / self.wall_s if self.wall_s > 0 else 0.0
+        return out
+
+
+Visibility = Callable[[SceneFrames, dict[str, Any]], np.ndarray]
+
+
+def _read(st: Store, drive_id: str, table: str) -> pa.Table | None:
+    path = st.path("drives", drive_id, TABLE_FILES.get(table, f"{table}.parquet"))
+    if not st.fs.exists(path):
+        return None
+    with st.fs.open(path, "rb") as f:
+        return pq.read_table(f)
+
+
+def _drive_config(st: Store, drive_id: str) -> dict[str, Any]:
+    drives = _read(st, drive_id, "drives")
+    if drives is None or drives.num_rows != 1:
+        raise CorruptLogError(f"Drive {drive_id} has no drive record.", reason="no drive record")
+    row = drives.to_pylist()[0]
+    try:
+        config = json.loads(row.get("config") or "{}")
+    except ValueError:
+        config = {}
+    return row | {"config": config if isinstance(config, dict) else {}}
+
+
+def _already(st: Store, drive_id: str) -> bool:
+    path = st.path("drives", drive_id, FILE)
+    if not st.fs.exists(path):
+        return False
+    with st.fs.open(path, "rb") as f:
+        meta = pq.read_metadata(f).schema.to_arrow_schema().metadata or {}
+    return meta.get(b"dojo_autolabel_version") == str(VERSION).encode()
+
+
+def label_drive(
+    st: Store, drive_id: str, cfg: AutolabelConfig, visibility: Visibility
+) -> tuple[pa.Table, str]:
+    """The drive's label table and why it is partial ('' when complete)."""
+    row = _drive_config(st, drive_id)
+    telemetry = _read(st, drive_id, "telemetry")
+    if telemetry is None or telemetry.num_rows == 0:
+        raise CorruptLogError(f"Drive {drive_id} has no telemetry.", reason="no telemetry")
+    tel_t = telemetry.column("t_s").to_numpy()
+    scene_table = _read(st, drive_id, "scene")
+    family, seed = row.get("family"), row.get("seed")
+    why = ""
+    if scene_table is None or scene_table.num_rows == 0:
+        why = "its log has no scene channel (written before it existed)"
+    elif not family or seed is None:
+        why = "its log names no scenario, so the road is unknown"
+    n = telemetry.num_rows
+    cols: dict[str, Any] = {name: np.full(n, np.nan) for name in LABEL_FIELDS}
+    grids: list[bytes | None] = [None] * n
+    flows: list[bytes | None] = [None] * n
+    spec = cfg.spec()
+    if not why:
+        assert scene_table is not None
+        scene = scene_frames(scene_table, drive_id)
+        at = np.searchsorted(scene.t_s, tel_t)
+        ok = (at < scene.frames) & np.isclose(scene.t_s[np.minimum(at, scene.frames - 1)], tel_t)
+        if not ok.all():
+            t_bad = float(tel_t[np.flatnonzero(~ok)[0]])
+            raise CorruptLogError(
+                f"Drive {drive_id}: the scene has no frame at telemetry time {t_bad:.3f} s.",
+                reason=f"the scene has no frame at t={t_bad:.3f} s",
+            )
+        scenario = generate(check_family(str(family)), int(str(seed)))
+        command = telemetry.column("command").to_numpy(zero_copy_only=False).astype(np.int64)
+        labels: FrameLabels = careful_labels(
+            _subset(scene, at),
+            scenario.road,
+            command,
+            float(scenario.vehicles.v0[0, 0]),
+            visibility(_subset(scene, at), row),
+        )
+        cols = dict(labels.values)
+        every = np.arange(0, n, cfg.grid_every)
+        sub = _subset(scene, at[every])
+        roads = Roads.stack([scenario.road]).take(np.zeros(len(every), dtype=np.int64))
+        grid, flow = occupancy_flow(roads, sub.vehicles(roads), spec)
+        assert flow is not None
+        q = np.clip(np.rint(flow / FLOW_STEP_MPS), -127, 127).astype(np.int8)
+        for i, f in enumerate(every):
+            grids[f], flows[f] = grid[i].tobytes(), q[i].tobytes()
+    else:
+        gap = telemetry.column("gap_m").to_numpy(zero_copy_only=False).astype(np.float64)
+        cols["lead_gap_m"] = gap
+        cols["ttc_s"] = telemetry.column("ttc_s").to_numpy(zero_copy_only=False).astype(np.float64)
+    has_grid = np.array([g is not None for g in grids])
+    table = pa.table(
+        {
+            "drive_id": [drive_id] * n,
+            "frame": np.arange(n, dtype=np.int32),
+            "t_s": tel_t,
+            "version": np.full(n, VERSION, dtype=np.int16),
+            "label_source": [LABEL_SOURCE] * n,
+            "driver": telemetry.column("driver").to_pylist()
+            if "driver" in telemetry.column_names
+            else [""] * n,
+            "complete": np.full(n, not why),
+            "accel_mps2": _nullable(cols["accel_mps2"]),
+            "lane_shift": pa.nulls(n, pa.int8()) if why else cols["lane_shift"].astype(np.int8),
+            "lead_id": np.nan_to_num(cols["lead_id"], nan=-1).astype(np.int32),
+            "lead_gap_m": _nullable(cols["lead_gap_m"]),
+            "closing_mps": _nullable(cols["closing_mps"]),
+            "ttc_s": _nullable(cols["ttc_s"]),
+            **{
+                k: _nullable(cols[k])
+                for k in LABEL_FIELDS
+                if k.endswith("_gap_m") and k != "lead_gap_m"
+            },
+            "visible_objects": np.nan_to_num(cols["visible_objects"], nan=0).astype(np.int16),
+            "grid_rows": np.where(has_grid, spec.rows, 0).astype(np.int16),
+            "grid_cols": np.where(has_grid, spec.cols, 0).astype(np.int16),
+            "cell_m": np.full(n, spec.cell_m),
+            "grid_forward_m": np.full(n, spec.forward_m),
+            "grid": pa.array(grids, type=pa.binary()),
+            "flow": pa.array(flows, type=pa.binary()),
+        },
+        schema=AUTOLABELS,
+    )
+    return table.replace_schema_metadata({"dojo_autolabel_version": str(VERSION)}), why
+
+
+def _nullable(a: np.ndarray) -> pa.Array:
+    """Floats with NaN (not labelled, or a lane that does not exist) as nulls."""
+    a = np.asarray(a, dtype=np.float64)
+    return pa.array(a, mask=np.isnan(a))
+
+
+def _subset(scene: SceneFrames, at: np.ndarray) -> SceneFrames:
+    return SceneFrames(
+        scene.t_s[at],
+        scene.ids,
+        scene.present[at],
+        scene.kind[at],
+        {k: v[at] for k, v in scene.values.items()},
+        scene.lane[at],
+    )
+
+
+def _write(st: Store, drive_id: str, table: pa.Table) -> None:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    st.write_atomic(f"drives/{drive_id}/{FILE}", buf.getvalue())
+
+
+def autolabel(
+    store: str | Store,
+    visibility: Visibility,
+    dataset: str | None = None,
+    config: AutolabelConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> AutolabelSummary:
+    """Label every drive of ``store`` (or of ``dataset``'s windows) not yet labelled at VERSION."""
+    from dojo.data.datasets import load_dataset
+
+    cfg = config or AutolabelConfig()
+    st = store if isinstance(store, Store) else Store(store)
+    drive_ids = st.drive_ids()
+    if dataset is not None:
+        wanted = {e["drive_id"] for e in load_dataset(st, dataset).entries}
+        drive_ids = [d for d in drive_ids if d in wanted]
+    out = AutolabelSummary(store=st.url, drives=len(drive_ids))
+    tick = time.perf_counter()
+    for drive_id in drive_ids:
+        if _already(st, drive_id):
+            out.drives_already += 1
+            table = _read(st, drive_id, FILE.removesuffix(".parquet"))
+        else:
+            try:
+                table, why = label_drive(st, drive_id, cfg, visibility)
+            except CorruptLogError as e:
+                out.drives_refused.append({"drive_id": drive_id, "reason": e.reason or str(e)})
+                continue
+            _write(st, drive_id, table)
+            out.drives_labelled += 1
+            if why:
+                out.drives_partial.append({"drive_id": drive_id, "reason": why})
+        assert table is not None
+        _count(out, table)
+        if progress is not None:
+            progress(drive_id)
+    out.wall_s = time.perf_counter() - tick
+    return out
+
+
+def _count(out: AutolabelSummary, table: pa.Table) -> None:
+    driver = np.asarray(table.column("driver").to_pylist(), dtype=object)
+    complete = table.column("complete").to_numpy(zero_copy_only=False)
+    network = driver == "network"
+    out.frames += table.num_rows
+    out.frames_labelled += int(complete.sum())
+    out.frames_network_driven += int(network.sum())
+    out.frames_network_driven_labelled += int((network & complete).sum())
+    out.grids += int(table.column("grid").is_valid().to_numpy(zero_copy_only=False).sum())
+
+
+__all__ = [
+    "AUTOLABELS",
+    "FILE",
+    "LABEL_SOURCE",
+    "VERSION",
+    "AutolabelConfig",
+    "AutolabelSummary",
+    "autolabel",
+    "label_drive",
+]

@@ -1,0 +1,126 @@
+"""Hindsight labels of every logged frame: what a careful driver would do, and what it sees.
+
+For each frame the careful driver (the world's expert: IDM car following, MOBIL lane choice
+restricted by the route command) is run on the logged scene, with two changes that make the
+labels something a camera network can learn:
+
+* **only what the rig shows** - objects the visibility rule (:mod:`dojo.world.visibility`)
+  says no camera shows are removed before the driver model looks, so no label reacts to
+  something no picture holds;
+* **the future labels the past** - an object whose lane ``HINDSIGHT_S`` later differs from its
+  lane now is listed in both (as the world lists a driver who signals), so a cut-in is answered
+  when it starts, not when the car is already across the line.
+
+Labels per frame (:data:`LABEL_FIELDS`): the careful acceleration and lane decision, the lead
+vehicle's id, gap, closing speed and TTC, and the free gaps ahead and behind in the lanes to
+the left and right. Everything is numpy over all frames of a drive at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from dojo.data.autolabel.scene import SceneFrames
+from dojo.world.actions import command_lane_choice
+from dojo.world.dynamics import DT_S
+from dojo.world.perception import bumper_gap, perceive, take
+from dojo.world.road import RoadConfig, Roads
+from dojo.world.traffic import follow_accel
+
+HINDSIGHT_S = 1.0  # [s] how far ahead an object's lane is read to see a change coming
+NO_GAP_M = 1.0e4  # a lane with nobody in reach: its gap, written instead of infinity
+
+LABEL_FIELDS = (
+    "accel_mps2",  # the careful driver's acceleration [m/s^2]
+    "lane_shift",  # lanes to change: -1 right, 0 keep, +1 left
+    "lead_id",  # object id of the visible leader; -1 none
+    "lead_gap_m",  # bumper-to-bumper gap to it [m]; NO_GAP_M none
+    "closing_mps",  # ego speed - leader speed [m/s]; 0 none
+    "ttc_s",  # gap / closing when closing, else inf [s]
+    "left_ahead_gap_m",  # gaps to the nearest visible object ahead/behind in the next lanes [m]
+    "left_behind_gap_m",
+    "right_ahead_gap_m",
+    "right_behind_gap_m",
+    "visible_objects",  # objects the rig shows (the ego not counted)
+)
+
+Visibility = Callable[[SceneFrames], np.ndarray]  # -> (F, K) bool, the ego's column True
+
+
+@dataclass
+class FrameLabels:
+    """One array (F,) per name of :data:`LABEL_FIELDS`."""
+
+    values: dict[str, np.ndarray]
+
+
+def future_lanes(scene: SceneFrames, fps: float, hindsight_s: float = HINDSIGHT_S) -> np.ndarray:
+    """(F, K) each object's lane ``hindsight_s`` later (its lane now where it is gone by then)."""
+    ahead = int(round(hindsight_s * fps))
+    later = np.minimum(np.arange(scene.frames) + ahead, scene.frames - 1)
+    lane_later = scene.lane[later]
+    return np.where(scene.present[later] & scene.present, lane_later, scene.lane)
+
+
+def careful_labels(
+    scene: SceneFrames,
+    road: RoadConfig,
+    command: np.ndarray,
+    ego_v0_mps: float,
+    visible: np.ndarray,
+    hindsight_s: float = HINDSIGHT_S,
+) -> FrameLabels:
+    """Labels of every frame of ``scene`` on ``road``, given each frame's route ``command`` (F,)
+    and the careful driver's desired speed; ``visible`` (F, K) from the visibility rule;
+    ``hindsight_s``: how far ahead lanes are read (0: no hindsight, the ablation)."""
+    nf = scene.frames
+    roads = Roads.stack([road]).take(np.zeros(nf, dtype=np.int64))
+    fps = 1.0 / float(np.median(np.diff(scene.t_s))) if nf > 1 else 1.0 / DT_S
+    veh = scene.vehicles(roads, future_lanes(scene, fps, hindsight_s))
+    veh.v0[:, 0] = ego_v0_mps
+    shown = visible.copy()
+    shown[:, 0] = True
+    veh.active &= shown
+    veh.driven &= shown
+    per = perceive(roads, veh)
+    a_follow = follow_accel(veh, per)  # (F, K): MOBIL weighs everyone's acceleration
+    lane = per.index.lane[:, 0]
+    target = command_lane_choice(roads, veh, per, a_follow, command)
+    own = np.zeros((nf, 1), dtype=np.int64)
+    has_lead = per.leader[:, 0] != 0
+    out = {
+        "accel_mps2": a_follow[:, 0],
+        "lane_shift": (target - lane).astype(np.int64),
+        "lead_id": np.where(has_lead, scene.ids[per.leader[:, 0]], -1),
+        "lead_gap_m": np.where(has_lead, per.gap_m[:, 0], NO_GAP_M),
+        "closing_mps": per.closing_mps[:, 0],
+        "ttc_s": per.ttc_s[:, 0],
+        "visible_objects": (veh.active[:, 1:]).sum(axis=1).astype(np.int64),
+    }
+    for side, step in (("left", 1), ("right", -1)):
+        q_lane = (lane + step)[:, None]
+        ahead, behind = per.index.neighbours(q_lane, per.index.s_mod[:, :1], exclude=own)
+        for where, slot, pair in (
+            ("ahead", ahead, (own, ahead)),
+            ("behind", behind, (behind, own)),
+        ):
+            found = slot >= 0
+            i, j = (np.where(found, p, 0) for p in pair)
+            gap = bumper_gap(veh, roads, i, j, take(per.gap_scale, i))
+            gap = np.where(found & (gap < 0.5 * roads.length[:, None]), gap, NO_GAP_M)
+            exists = (q_lane >= 0) & (q_lane < road.lanes)
+            out[f"{side}_{where}_gap_m"] = np.where(exists, gap, np.nan)[:, 0]
+    return FrameLabels(out)
+
+
+__all__ = [
+    "HINDSIGHT_S",
+    "LABEL_FIELDS",
+    "NO_GAP_M",
+    "FrameLabels",
+    "careful_labels",
+    "future_lanes",
+]
