@@ -3,8 +3,8 @@
 >>> con = connect("store")
 >>> con.sql("SELECT family, count(*) FROM clips GROUP BY family").fetchall()
 
-Views: ``drives``, ``clips``, ``frames``, ``telemetry``, ``poses``, ``events``, ``labels`` (the
-columns are in :mod:`dojo.data.store`). DuckDB reads the Parquet files where they lie and
+Views: ``drives``, ``clips``, ``frames``, ``telemetry``, ``poses``, ``events``, ``labels``, and
+``autolabels`` once `dojo autolabel` has run (the columns are in :mod:`dojo.data.store`). DuckDB reads the Parquet files where they lie and
 pushes filters and column choices down into them, so a question about one column of a few
 drives reads little more than that. A store on another fsspec filesystem is registered with
 DuckDB, which then reads through it.
@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from dojo.data.store import TABLE_FILES, TABLES, Store
+from dojo.data.store import OPTIONAL_TABLES, TABLE_FILES, TABLES, Store
 from dojo.errors import DojoConfigError
 
 
@@ -47,6 +47,14 @@ def connect(
             )
         else:
             _empty_view(con, name, schema)
+    for name, schema in OPTIONAL_TABLES.items():
+        pattern = st.path("drives", "*", TABLE_FILES[name])
+        if have_drives and st.fs.glob(pattern):
+            con.execute(
+                f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(prefix + pattern)}, union_by_name = true)"
+            )
+        else:
+            _empty_view(con, name, schema)
     return con
 
 
@@ -58,7 +66,7 @@ def _empty_view(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema) ->
 def empty_catalog() -> duckdb.DuckDBPyConnection:
     """A connection with the catalog's views, all empty but typed: SQL is checked against it."""
     con = duckdb.connect(":memory:")
-    for name, schema in TABLES.items():
+    for name, schema in (TABLES | OPTIONAL_TABLES).items():
         _empty_view(con, name, schema)
     return con
 

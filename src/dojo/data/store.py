@@ -133,6 +133,35 @@ LABELS = pa.schema(  # ground-truth occupancy, one row per labelled frame
         ("grid", pa.binary()),  # rows*cols uint8 classes, row-major (dojo.world.occupancy)
     ]
 )
+FLOW_STEP_MPS = 0.5  # autolabel flow is stored as int8 multiples of this: +-63 m/s, error 0.25
+AUTOLABELS = pa.schema(  # written by `dojo autolabel` (dojo.data.autolabel): one row per frame
+    [
+        ("drive_id", pa.string()),
+        ("frame", pa.int32()),  # index of the logged decision step in the drive
+        ("t_s", pa.float64()),
+        ("version", pa.int16()),
+        ("label_source", pa.string()),  # 'autolabel'
+        ("driver", pa.string()),  # who drove the frame: human, network, safety_driver
+        ("complete", pa.bool_()),  # every field labelled (False: see the stage's docstring)
+        ("accel_mps2", pa.float64()),
+        ("lane_shift", pa.int8()),
+        ("lead_id", pa.int32()),
+        ("lead_gap_m", pa.float64()),
+        ("closing_mps", pa.float64()),
+        ("ttc_s", pa.float64()),
+        ("left_ahead_gap_m", pa.float64()),
+        ("left_behind_gap_m", pa.float64()),
+        ("right_ahead_gap_m", pa.float64()),
+        ("right_behind_gap_m", pa.float64()),
+        ("visible_objects", pa.int16()),
+        ("grid_rows", pa.int16()),
+        ("grid_cols", pa.int16()),
+        ("cell_m", pa.float64()),
+        ("grid_forward_m", pa.float64()),
+        ("grid", pa.binary()),  # rows*cols uint8 classes (dojo.world.occupancy); null between
+        ("flow", pa.binary()),  # rows*cols*2 int8 [FLOW_STEP_MPS]: (x, y) velocity minus ego's
+    ]
+)
 TABLES: dict[str, pa.Schema] = {
     "drives": DRIVES,
     "clips": CLIPS,
@@ -142,7 +171,13 @@ TABLES: dict[str, pa.Schema] = {
     "events": EVENTS,
     "labels": LABELS,
 }
-TABLE_FILES = {name: ("drive" if name == "drives" else name) + ".parquet" for name in TABLES}
+# Tables a drive gains after ingest, so some drives lack them (the catalog's view then covers
+# those that have one).
+OPTIONAL_TABLES: dict[str, pa.Schema] = {"autolabels": AUTOLABELS}
+TABLE_FILES = {
+    name: ("drive" if name == "drives" else name) + ".parquet"
+    for name in [*TABLES, *OPTIONAL_TABLES]
+}
 
 
 ROW_GROUP_ROWS = 1_000_000  # Parquet row group: big enough for fast scans, small enough to skip
@@ -307,7 +342,10 @@ class OpenFiles:
 
 
 __all__ = [
+    "AUTOLABELS",
     "CLIPS",
+    "FLOW_STEP_MPS",
+    "OPTIONAL_TABLES",
     "OpenFiles",
     "ROW_GROUP_ROWS",
     "parquet_options",

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from dojo.data.autolabel.scene import SceneFrames, scene_frames
 from dojo.data.autolabel.teacher import LABEL_FIELDS, FrameLabels, careful_labels
-from dojo.data.store import TABLE_FILES, Store
+from dojo.data.store import AUTOLABELS, FLOW_STEP_MPS, TABLE_FILES, Store
 from dojo.errors import CorruptLogError
 from dojo.settings import setting
 from dojo.validate import positive, whole
@@ -37,39 +37,9 @@ from dojo.world.occupancy import OccupancySpec, occupancy_flow
 from dojo.world.road import Roads
 from dojo.world.scenarios import check_family, generate
 
-VERSION = 1
+VERSION = 1  # of the labels: a new version relabels every drive
 LABEL_SOURCE = "autolabel"
-FILE = "autolabels.parquet"
-FLOW_STEP_MPS = 0.5  # flow is stored as int8 multiples of this: +-63 m/s, error <= 0.25 m/s
-
-AUTOLABELS = pa.schema(
-    [
-        ("drive_id", pa.string()),
-        ("frame", pa.int32()),  # index of the logged decision step in the drive
-        ("t_s", pa.float64()),
-        ("version", pa.int16()),
-        ("label_source", pa.string()),  # 'autolabel'
-        ("driver", pa.string()),  # who drove the frame: human, network, safety_driver
-        ("complete", pa.bool_()),  # every field labelled (False: see the stage's docstring)
-        ("accel_mps2", pa.float64()),
-        ("lane_shift", pa.int8()),
-        ("lead_id", pa.int32()),
-        ("lead_gap_m", pa.float64()),
-        ("closing_mps", pa.float64()),
-        ("ttc_s", pa.float64()),
-        ("left_ahead_gap_m", pa.float64()),
-        ("left_behind_gap_m", pa.float64()),
-        ("right_ahead_gap_m", pa.float64()),
-        ("right_behind_gap_m", pa.float64()),
-        ("visible_objects", pa.int16()),
-        ("grid_rows", pa.int16()),
-        ("grid_cols", pa.int16()),
-        ("cell_m", pa.float64()),
-        ("grid_forward_m", pa.float64()),
-        ("grid", pa.binary()),  # rows*cols uint8 classes (dojo.world.occupancy); null between
-        ("flow", pa.binary()),  # rows*cols*2 int8 [FLOW_STEP_MPS]: (x, y) velocity minus ego's
-    ]
-)
+FILE = TABLE_FILES["autolabels"]
 
 
 @dataclass(frozen=True)
