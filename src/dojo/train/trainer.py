@@ -34,6 +34,7 @@ stopped (bit for bit on CPU in the test).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -111,6 +112,12 @@ class Trainer:
 
             self.model.load_state_dict(load_policy(cfg.init_from).state_dict())
         self.grids = cfg.net != "policy"  # read the occupancy labels (and has_occupancy)
+        self.occupancy_loss = functools.partial(
+            occupancy_loss,
+            kind=cfg.occupancy_loss,
+            rare_weight=cfg.rare_class_weight,
+            gamma=cfg.focal_gamma,
+        )  # (logits, target, labelled, reduction) -> loss, as --occupancy-loss says
         self.ddp: DistributedDataParallel | None = None
         forward: nn.Module = self.model
         if env.distributed:
@@ -223,7 +230,7 @@ class Trainer:
             loss = loss + policy_loss(controls, x["action"])
         if logits is not None:
             weight = self.config.occupancy_weight if controls is not None else 1.0
-            loss = loss + weight * occupancy_loss(logits, x["occupancy"], x["has_occupancy"])
+            loss = loss + weight * self.occupancy_loss(logits, x["occupancy"], x["has_occupancy"])
         return loss
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
