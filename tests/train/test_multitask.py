@@ -150,7 +150,7 @@ def test_dojo_train_occupancy_reports_iou_per_band_beside_the_prior(
 
 
 def test_the_occupancy_options_are_checked(tmp_path: Path) -> None:
-    base = dict(dataset="d", store="s", out="o")
+    base: dict[str, Any] = dict(dataset="d", store="s", out="o")
     with pytest.raises(DojoConfigError, match="occupancy_loss='dice' is not known; choose one of"):
         TrainConfig(**base, occupancy_loss="dice")
     with pytest.raises(DojoConfigError, match="occupancy_head='grid' is not known; choose one of"):

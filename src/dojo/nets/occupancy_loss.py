@@ -2,7 +2,8 @@
 
 Why more than plain cross-entropy: vehicles cover about 1-3% of the grid's cells (obstacles
 less), so a net that never predicts them loses little, and "no vehicle" wins every argmax.
-Two remedies are offered (``kind``), measured against each other in docs/benchmarks.md:
+Two remedies are offered (``kind``); docs/benchmarks.md has the first comparison (too short a
+budget to separate them yet):
 
 * ``weighted``: the cross-entropy of a cell whose *label* is VEHICLE or OBSTACLE counts
   ``rare_weight`` times. The weight moves the decision boundary itself (at the optimum the

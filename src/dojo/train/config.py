@@ -37,8 +37,9 @@ SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 # The occupancy head's choices, declared here (torch-free, like the rest of this module) and
-# read by dojo.nets.occupancy, so each default is stated once. The defaults are the measured
-# best on the small fleet dataset of docs/benchmarks.md ("Occupancy: finding the vehicles").
+# read by dojo.nets.occupancy, so each default is stated once. The defaults are the design's
+# choice, NOT yet a measured best: at the short CPU budget of docs/benchmarks.md ("Occupancy:
+# finding the vehicles") no variant predicted a single vehicle cell, so nothing was separated.
 OCCUPANCY_HEADS = ("pooled", "spatial")  # one token a camera (before issue 18) | patch tokens
 OCCUPANCY_HEAD = "spatial"
 OCCUPANCY_LOSSES = ("ce", "weighted", "focal")  # see dojo.nets.occupancy_loss
