@@ -109,3 +109,53 @@ def test_occupancy_weight_is_checked_and_part_of_the_run(
         prepare(
             tiny_config(fleet_data, out, net="both", steps=2, occupancy_weight=2.0, resume=True)
         )
+
+
+def test_dojo_train_occupancy_reports_iou_per_band_beside_the_prior(
+    fleet_data: FleetData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dojo.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["train", "--dataset", fleet_data.dataset, "--store", str(fleet_data.store)]
+    argv += ["--out", str(out), "--net", "occupancy", "--steps", "2", "--batch-size", "8"]
+    argv += ["--val-batches", "2", "--no-progress", "--json", "--occupancy-loss", "focal"]
+    assert main([*argv, "--occupancy-head", "spatial"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    val = rows(out, "val_loss")[-1]
+    bands = ("0_20", "20_40", "40_80", "0_40")
+    names = [f"vehicle_{b}" for b in bands] + ["vehicle", "obstacle", "not_drivable"]
+    for name in names:
+        for key in (f"val_iou_{name}", f"val_prior_iou_{name}"):
+            assert key in val and key in summary
+            assert math.isnan(val[key]) or 0.0 <= val[key] <= 1.0
+            assert summary[key] == val[key] or (math.isnan(summary[key]) and math.isnan(val[key]))
+    # the road's edges fill whole columns of every grid: the mode map finds them
+    assert val["val_prior_iou_not_drivable"] > 0.5
+    run = json.loads((out / "run.json").read_text())
+    assert (run["occupancy_loss"], run["net_config"]["head"]) == ("focal", "spatial")
+    # a run of another loss or head is another run
+    for flag, value in (("--occupancy-loss", "weighted"), ("--occupancy-head", "pooled")):
+        with pytest.raises(DojoConfigError, match="holds another run"):
+            prepare(
+                tiny_config(
+                    fleet_data,
+                    out,
+                    net="occupancy",
+                    steps=2,
+                    resume=True,
+                    **{flag[2:].replace("-", "_"): value},
+                )
+            )
+
+
+def test_the_occupancy_options_are_checked(tmp_path: Path) -> None:
+    base: dict[str, Any] = dict(dataset="d", store="s", out="o")
+    with pytest.raises(DojoConfigError, match="occupancy_loss='dice' is not known; choose one of"):
+        TrainConfig(**base, occupancy_loss="dice")
+    with pytest.raises(DojoConfigError, match="occupancy_head='grid' is not known; choose one of"):
+        TrainConfig(**base, occupancy_head="grid")
+    with pytest.raises(DojoConfigError, match="rare_class_weight=0.0 must be > 0"):
+        TrainConfig(**base, rare_class_weight=0.0)
+    with pytest.raises(DojoConfigError, match="focal_gamma=-1.0 must be >= 0"):
+        TrainConfig(**base, focal_gamma=-1.0)

@@ -16,9 +16,20 @@ from dojo.nets.occupancy import (
     occupancy_iou,
     occupancy_loss,
 )
+from dojo.nets.occupancy_loss import class_weights
+from dojo.nets.occupancy_metrics import (
+    DISTANCE_BANDS_M,
+    band_masks,
+    cell_distance_m,
+    class_histogram,
+    prior_iou_counts,
+    region_iou_counts,
+    region_ious,
+)
 from dojo.nets.policy import SIZES, CameraBackbone, DrivingPolicy, PolicyConfig, parameter_count
 
 __all__ = [
+    "DISTANCE_BANDS_M",
     "NET_KINDS",
     "OCCUPIED_CLASSES",
     "SIZES",
@@ -29,6 +40,10 @@ __all__ = [
     "OccupancyHead",
     "OccupancyNet",
     "PolicyConfig",
+    "band_masks",
+    "cell_distance_m",
+    "class_histogram",
+    "class_weights",
     "count_flops",
     "flops_per_sample",
     "format_table",
@@ -42,6 +57,9 @@ __all__ = [
     "occupancy_iou",
     "occupancy_loss",
     "parameter_count",
+    "prior_iou_counts",
+    "region_iou_counts",
+    "region_ious",
     "save_policy",
     "size_table",
 ]

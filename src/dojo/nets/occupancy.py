@@ -12,6 +12,14 @@ Data flow, for B cars, C cameras, a grid of R x S cells (``dojo.world.occupancy`
          (B, D/8, R, S) (cropped when R or S is not a multiple of 8)
       -> 1x1 conv to class logits (B, K, R, S)
 
+The ``spatial`` head (``OccupancyConfig.head``, the default) attends to more than the one token a
+camera: the keys are, per camera, the pooled token *and* the 3 x 6 patches of the backbone's
+last feature map (each projected to D, plus a learned embedding of its camera and of its patch
+position): C * (1 + 18) keys. A car's column in a picture is its bearing and its row its
+distance; pooled into one token a camera, that place is largely lost, and the head cannot tell
+where on the grid the car is. The ``pooled`` head (the only one before issue 18) attends to the
+C camera tokens alone; its weights keep their names, so older checkpoints still load.
+
 Why this view transform: the cameras' tokens carry no geometry of their own, so the mapping from
 "what camera c saw" to "which cell it is in" has to be learned; cross-attention from cell queries
 learns it with weights that do not depend on the number of cameras (like the policy's fusion),
@@ -26,32 +34,37 @@ driving policy and this head). :func:`make_net` builds either, or the policy, by
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from numbers import Integral
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dojo.errors import DojoConfigError
+from dojo.nets.occupancy_loss import occupancy_loss
+from dojo.nets.occupancy_metrics import (
+    OCCUPIED_CLASSES,
+    iou_counts,
+    iou_from_counts,
+    iou_per_class,
+    occupancy_iou,
+)
 from dojo.nets.policy import (
+    POOL_GRID,
     SIZES,
     CameraBackbone,
     DrivingPolicy,
     PolicyConfig,
     cross_attention,
 )
-from dojo.world.occupancy import CLASS_NAMES, NOT_DRIVABLE, OBSTACLE, VEHICLE, OccupancySpec
+from dojo.train.config import OCCUPANCY_HEAD, OCCUPANCY_HEADS
+from dojo.world.occupancy import CLASS_NAMES, OccupancySpec
 
 NET_KINDS = ("policy", "occupancy", "both")
 DECODER_STRIDE = 8  # [cells] the attention runs on a grid this much coarser than the output
-# The classes the IoU is taken over: space the ego cannot drive into. FREE is the complement,
-# and EGO is the ego's own body, drawn at the same cells in every grid: counting it would give
-# every network a near-perfect class for free and hide what it actually learned.
-OCCUPIED_CLASSES = (VEHICLE, OBSTACLE, NOT_DRIVABLE)
 _DEFAULT_GRID = OccupancySpec()
 
 
@@ -62,12 +75,14 @@ class OccupancyConfig(PolicyConfig):
     ``rows``, ``cols``: grid cells (row 0 farthest ahead, column 0 farthest left, as in
     :mod:`dojo.world.occupancy`; 120 x 80 by default). ``classes``: K, the number of cell
     classes (5: ``dojo.world.occupancy.CLASS_NAMES``). The same config describes the
-    ``occupancy`` and ``both`` nets (``commands`` is unused by the former).
+    ``occupancy`` and ``both`` nets (``commands`` is unused by the former). ``head``:
+    ``spatial`` (patch tokens) or ``pooled`` (one token a camera), see the module doc.
     """
 
     rows: int = _DEFAULT_GRID.rows
     cols: int = _DEFAULT_GRID.cols
     classes: int = len(CLASS_NAMES)
+    head: str = OCCUPANCY_HEAD
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,13 +99,27 @@ class OccupancyConfig(PolicyConfig):
                 f"{', '.join(CLASS_NAMES)} ({len(CLASS_NAMES)})."
             )
 
+        if not isinstance(self.head, str) or self.head not in OCCUPANCY_HEADS:
+            raise DojoConfigError(
+                f"Occupancy head={self.head!r} is not known; choose one of: "
+                f"{', '.join(OCCUPANCY_HEADS)}."
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OccupancyConfig:
+        """Inverse of :meth:`to_dict`; a dict written before ``head`` existed is a ``pooled`` net."""
+        if isinstance(data, Mapping) and "head" not in data:
+            data = {**data, "head": "pooled"}
+        return super().from_dict(data)
+
     def policy_config(self) -> PolicyConfig:
         """The rig and size alone, for the backbone and the policy head."""
         return PolicyConfig(**{f.name: getattr(self, f.name) for f in fields(PolicyConfig)})
 
 
 class OccupancyHead(nn.Module):
-    """Camera tokens ``(B, C, D)`` -> class logits ``(B, K, rows, cols)``; layers in the module doc."""
+    """Camera tokens ``(B, C, D)`` (+ feature maps ``(B, C, c3, 3, 6)`` for the ``spatial`` head)
+    -> class logits ``(B, K, rows, cols)``; layers in the module doc."""
 
     def __init__(self, config: OccupancyConfig) -> None:
         super().__init__()
@@ -106,6 +135,12 @@ class OccupancyHead(nn.Module):
             math.ceil(config.cols / DECODER_STRIDE),
         )
         self.heads = w.heads
+        if config.head == "spatial":  # the patch tokens: where in each picture, which picture
+            patches = POOL_GRID[0] * POOL_GRID[1]
+            self.patch_proj = nn.Linear(w.convs[2], d)  # (.., c3) -> (.., D)
+            self.patch_embedding = nn.Parameter(torch.randn(patches, d) * 0.02)  # (P, D)
+            self.camera_embedding = nn.Parameter(torch.randn(config.cameras, d) * 0.02)  # (C, D)
+            self.patch_norm = nn.LayerNorm(d)
         self.cells = nn.Parameter(torch.randn(self.coarse[0] * self.coarse[1], d) * 0.02)  # (N, D)
         self.q_proj = nn.Linear(d, d)
         self.kv_proj = nn.Linear(d, 2 * d)
@@ -126,10 +161,24 @@ class OccupancyHead(nn.Module):
         self.decoder = nn.Sequential(*stages)
         self.classify = nn.Conv2d(c, config.classes, kernel_size=1)  # (B, K, 8h, 8w)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Class logits ``(B, K, rows, cols)`` (unnormalised; argmax over dim 1 is the class)."""
+    def keys(self, tokens: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
+        """What the cells attend to: the camera tokens (B, C, D), and for the ``spatial`` head
+        each camera's patches after them: (B, C * (1 + P), D)."""
+        if self.config.head == "pooled":
+            return tokens  # (B, C, D)
+        if maps is None:
+            raise DojoConfigError("The spatial occupancy head needs the backbone's feature maps.")
+        b, c = maps.shape[:2]
+        patches = self.patch_proj(maps.flatten(3).transpose(2, 3))  # (B, C, P, D)
+        patches = patches + self.camera_embedding[:c, None] + self.patch_embedding[None]
+        return torch.cat([tokens, self.patch_norm(patches).flatten(1, 2)], dim=1)  # (B, C+C*P, D)
+
+    def forward(self, tokens: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits ``(B, K, rows, cols)`` (unnormalised; argmax over dim 1 is the class)
+        from camera tokens ``(B, C, D)`` and, for the ``spatial`` head, the backbone's feature
+        maps ``(B, C, c3, 3, 6)`` (:meth:`CameraBackbone.encode_features`)."""
         b, _, d = tokens.shape
-        k, v = self.kv_proj(tokens).split(d, dim=-1)  # each (B, C, D)
+        k, v = self.kv_proj(self.keys(tokens, maps)).split(d, dim=-1)  # each (B, N_keys, D)
         seen = cross_attention(self.q_proj(self.cells)[None], k, v, self.heads)  # (B, N, D)
         x = self.mix(
             self.cells + self.out_proj(seen)
@@ -159,7 +208,7 @@ class OccupancyNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, K, rows, cols)`` of the grid around each car."""
         self.encoder.check_images(images, who=type(self).__name__)
-        return self.occupancy(self.encoder.encode(images))  # (B, K, rows, cols)
+        return self.occupancy(*self.encoder.encode_features(images))  # (B, K, rows, cols)
 
 
 class MultiTaskNet(nn.Module):
@@ -186,8 +235,8 @@ class MultiTaskNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(controls (B, 2), logits (B, K, rows, cols))`` from one pass of the backbone."""
         self.policy._check_inputs(images, speed_mps, command)
-        tokens = self.policy.encode(images)  # (B, C, D), shared by both heads
-        return self.policy.decide(tokens, speed_mps, command), self.occupancy(tokens)
+        tokens, maps = self.policy.encode_features(images)  # (B, C, D), (B, C, c3, 3, 6)
+        return self.policy.decide(tokens, speed_mps, command), self.occupancy(tokens, maps)
 
 
 def net_config(kind: str, data: Mapping[str, Any]) -> PolicyConfig:
@@ -209,94 +258,17 @@ def make_net(kind: str, config: PolicyConfig | Mapping[str, Any]) -> nn.Module:
     return OccupancyNet(cfg) if kind == "occupancy" else MultiTaskNet(cfg)
 
 
-# ---------------------------------------------------------------------------- loss and metric
-def occupancy_loss(
-    logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor, reduction: str = "mean"
-) -> torch.Tensor:
-    """Cross-entropy per cell, averaged over the cells of each window, masked by ``labelled``.
-
-    ``logits`` (B, K, R, S) float, ``target`` (B, R, S) class ids, ``labelled`` (B,) bool
-    (``has_occupancy``). ``mean``: the sum over labelled windows divided by B, *all* windows,
-    so an unlabelled window counts as zero loss rather than changing the divisor: the mean of
-    equal-sized micro-batches' losses is then the global batch's, however the batch is split
-    over processes and accumulation steps (the trainer's invariant). ``sum``: the plain sum
-    over labelled windows (for validation, divided by the labelled count there).
-    """
-    per_cell = F.cross_entropy(logits, target.long(), reduction="none")  # (B, R, S)
-    per_window = per_cell.flatten(1).mean(dim=1) * labelled.to(per_cell.dtype)  # (B,)
-    return per_window.sum() / len(per_window) if reduction == "mean" else per_window.sum()
-
-
-def iou_counts(
-    pred: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Intersections and unions of each of the OCCUPIED_CLASSES: int64 ``(2, 3)``.
-
-    ``pred``, ``target``: class ids (B, R, S) (``pred`` is ``logits.argmax(1)``); windows with
-    ``labelled`` (B,) False are left out. Counts add up across batches and processes (sum, then
-    :func:`iou_from_counts`), which is what makes the metric the same however it is split.
-    """
-    if pred.shape != target.shape:
-        raise DojoConfigError(
-            f"iou_counts: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ."
-        )
-    if labelled is not None:
-        pred, target = pred[labelled], target[labelled]
-    classes = torch.tensor(OCCUPIED_CLASSES, device=pred.device)[
-        :, None, None, None
-    ]  # (3, 1, 1, 1)
-    p, t = pred[None] == classes, target[None] == classes  # (3, B, R, S)
-    inter = (p & t).flatten(1).sum(dim=1)  # (3,)
-    union = (p | t).flatten(1).sum(dim=1)  # (3,)
-    return torch.stack([inter, union]).to(torch.int64)  # (2, 3)
-
-
-def iou_from_counts(counts: torch.Tensor | Sequence[Sequence[int]]) -> float:
-    """Mean IoU over the occupied classes present: those with a non-empty union.
-
-    IoU_c = |pred = c and target = c| / |pred = c or target = c|, cells pooled over every
-    labelled window; the mean is over the classes c in OCCUPIED_CLASSES that occur in the
-    target or the prediction (a class in neither says nothing, a class only predicted counts as
-    0). NaN when no occupied class occurs at all.
-    """
-    c = torch.as_tensor(counts, dtype=torch.float64)  # (2, 3)
-    present = c[1] > 0
-    if not bool(present.any()):
-        return math.nan
-    return float((c[0][present] / c[1][present]).mean())
-
-
-def iou_per_class(counts: torch.Tensor | Sequence[Sequence[int]]) -> dict[str, float]:
-    """IoU of each of the OCCUPIED_CLASSES by name (NaN for a class in neither prediction nor target).
-
-    What the mean hides: a static class (the road's edges) is easy and can carry the mean while
-    the moving one (vehicles) is still missed.
-    """
-    c = torch.as_tensor(counts, dtype=torch.float64)  # (2, 3)
-    return {
-        CLASS_NAMES[k]: float(c[0][i] / c[1][i]) if c[1][i] > 0 else math.nan
-        for i, k in enumerate(OCCUPIED_CLASSES)
-    }
-
-
-def occupancy_iou(
-    pred: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None
-) -> float:
-    """Mean IoU of the occupied classes of one batch (see :func:`iou_from_counts`)."""
-    return iou_from_counts(iou_counts(pred, target, labelled))
-
-
 __all__ = [
     "DECODER_STRIDE",
     "NET_KINDS",
     "OCCUPIED_CLASSES",
-    "iou_per_class",
     "MultiTaskNet",
     "OccupancyConfig",
     "OccupancyHead",
     "OccupancyNet",
     "iou_counts",
     "iou_from_counts",
+    "iou_per_class",
     "make_net",
     "net_config",
     "occupancy_iou",

@@ -172,6 +172,15 @@ class CameraBackbone(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Camera tokens ``(B, C, D)`` of checked ``images`` (see :meth:`check_images`)."""
+        return self.encode_features(images)[0]
+
+    def encode_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(tokens (B, C, D), feature maps (B, C, c3, 3, 6))`` of checked ``images``.
+
+        The maps are the last conv stage on the fixed POOL_GRID, the very values each token is
+        projected from: a head that must know *where* in a picture something is (the occupancy
+        head's ``spatial`` variant) reads them, the policy keeps its one token a camera.
+        """
         cfg = self.config
         batch = images.shape[0]
         dtype = self.token.weight.dtype
@@ -185,7 +194,8 @@ class CameraBackbone(nn.Module):
         if tuple(features.shape[-2:]) != POOL_GRID:  # 48 x 96 images need no pooling
             features = self.pool(features)  # (B*C, c3, 3, 6)
         tokens = self.token(features.flatten(1)).view(batch, cfg.cameras, -1)  # (B, C, D)
-        return self.token_norm(tokens + self.camera_embedding)  # (B, C, D)
+        maps = features.view(batch, cfg.cameras, *features.shape[1:])  # (B, C, c3, 3, 6)
+        return self.token_norm(tokens + self.camera_embedding), maps
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         """The first conv on pixels in 0..255, as if they were scaled to [-0.5, 0.5] first.

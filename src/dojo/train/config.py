@@ -36,6 +36,16 @@ SIZES = ("tiny", "base", "large")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+# The occupancy head's choices, declared here (torch-free, like the rest of this module) and
+# read by dojo.nets.occupancy, so each default is stated once. The defaults are the design's
+# choice, NOT yet a measured best: at the short CPU budget of docs/benchmarks.md ("Occupancy:
+# finding the vehicles") no variant predicted a single vehicle cell, so nothing was separated.
+OCCUPANCY_HEADS = ("pooled", "spatial")  # one token a camera (before issue 18) | patch tokens
+OCCUPANCY_HEAD = "spatial"
+OCCUPANCY_LOSSES = ("ce", "weighted", "focal")  # see dojo.nets.occupancy_loss
+OCCUPANCY_LOSS = "weighted"
+RARE_CLASS_WEIGHT = 10.0  # weight of a VEHICLE or OBSTACLE cell in the "weighted" loss
+FOCAL_GAMMA = 2.0  # the focusing exponent of the "focal" loss (Lin et al.'s default)
 RUN_FILE = "run.json"  # the resolved config of the run a folder holds
 CHECKPOINT_FILE = "checkpoint.pt"  # the latest checkpoint (written atomically)
 # Fields that do not change what is trained (only where it is written, how often it is looked
@@ -147,6 +157,27 @@ class TrainConfig:
     occupancy_weight: float = setting(  # weight of the occupancy loss in net="both"
         1.0, help="weight of the occupancy loss with --net both (default %(default)s)"
     )
+    occupancy_head: str = setting(
+        OCCUPANCY_HEAD,
+        help="occupancy head: spatial (attends to each camera's patch tokens) or pooled (one "
+        "token a camera) (default %(default)s)",
+        choices=OCCUPANCY_HEADS,
+        cli_choices=True,
+    )
+    occupancy_loss: str = setting(
+        OCCUPANCY_LOSS,
+        help="occupancy loss: ce, weighted (rare classes x --rare-class-weight) or focal "
+        "(default %(default)s)",
+        choices=OCCUPANCY_LOSSES,
+        cli_choices=True,
+    )
+    rare_class_weight: float = setting(
+        RARE_CLASS_WEIGHT,
+        help="weight of a vehicle or obstacle cell in the weighted loss (default %(default)s)",
+    )
+    focal_gamma: float = setting(
+        FOCAL_GAMMA, help="focusing exponent of the focal loss (default %(default)s)"
+    )
     init_from: str | None = setting(  # a policy.pt whose weights start the run; net="policy" only
         None,
         help="start from this policy.pt's weights (fine-tuning; --net policy, same size and rig)",
@@ -168,6 +199,8 @@ class TrainConfig:
         validate.choice("schedule", self.schedule, SCHEDULES)
         validate.choice("precision", self.precision, PRECISIONS)
         validate.choice("device", self.device, DEVICES)
+        validate.choice("occupancy_head", self.occupancy_head, OCCUPANCY_HEADS)
+        validate.choice("occupancy_loss", self.occupancy_loss, OCCUPANCY_LOSSES)
         for name, low in (
             ("steps", 1),
             ("batch_size", 1),
@@ -189,6 +222,8 @@ class TrainConfig:
         validate.number("weight_decay", self.weight_decay, 0.0)
         validate.number("clip_grad_norm", self.clip_grad_norm, 0.0)
         validate.number("occupancy_weight", self.occupancy_weight, 0.0)
+        validate.positive("rare_class_weight", self.rare_class_weight)
+        validate.number("focal_gamma", self.focal_gamma, 0.0)
         for name in ("compile", "resume", "log_samples", "progress", "deterministic"):
             validate.flag(name, getattr(self, name))
         if self.init_from is not None and (
@@ -459,7 +494,9 @@ def prepare(
                 f"net={config.net!r} learns the occupancy grid, but dataset {ds.ref} has no occupancy "
                 "labels; use net='policy' or a dataset whose drives logged them."
             )
-        net = OccupancyConfig(**net, rows=rows, cols=cols, classes=len(CLASS_NAMES)).to_dict()
+        net = OccupancyConfig(
+            **net, rows=rows, cols=cols, classes=len(CLASS_NAMES), head=config.occupancy_head
+        ).to_dict()
     if config.init_from is not None:
         from dojo.nets.checkpoint import load_policy_config
 
@@ -517,6 +554,12 @@ def steps_per_epoch(
 __all__ = [
     "CHECKPOINT_FILE",
     "DistEnv",
+    "FOCAL_GAMMA",
+    "OCCUPANCY_HEAD",
+    "OCCUPANCY_HEADS",
+    "OCCUPANCY_LOSS",
+    "OCCUPANCY_LOSSES",
+    "RARE_CLASS_WEIGHT",
     "Prepared",
     "RUN_FILE",
     "TrainConfig",

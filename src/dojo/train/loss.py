@@ -12,8 +12,9 @@ takeover windows with targets many scales away (exactly what mining adds, -8 m/s
 cannot dominate a batch's gradient the way their squared error would, early in training when
 the predictions are all near zero.
 
-``--net occupancy``: cross-entropy per grid cell, averaged over the cells of a window, windows
-without an occupancy label counting zero (:func:`dojo.nets.occupancy.occupancy_loss`; divided
+``--net occupancy``: a loss per grid cell (``--occupancy-loss``: cross-entropy, rare classes
+weighted, or focal), averaged over the cells of a window, windows
+without an occupancy label counting zero (:func:`dojo.nets.occupancy_loss.occupancy_loss`; divided
 by the micro-batch size, so the split-independence above holds for it too). ``--net both``:
 the policy loss + ``occupancy_weight`` x the occupancy loss, one backward through the shared
 backbone. Validation reports the occupancy IoU (mean over the occupied classes, cells pooled
@@ -22,10 +23,18 @@ over the whole val split and all processes: :func:`dojo.nets.occupancy.iou_from_
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+from dojo.nets.occupancy_loss import occupancy_loss
+
+if TYPE_CHECKING:
+    from dojo.train.config import TrainConfig
 
 ACCEL_SCALE_MPS2 = 1.0  # [m/s^2] one unit of normalised acceleration error
 LANE_SHIFT_SCALE = 0.5  # [lanes] one unit of normalised lane-shift error
@@ -42,6 +51,17 @@ def policy_loss(pred: torch.Tensor, action: torch.Tensor, reduction: str = "mean
     return loss.mean() if reduction == "mean" else loss.mean(dim=1).sum()
 
 
+def occupancy_loss_for(config: TrainConfig) -> Callable[..., torch.Tensor]:
+    """The occupancy loss a run asks for (``occupancy_loss``, ``rare_class_weight``,
+    ``focal_gamma``): ``(logits, target, labelled[, reduction]) -> loss``."""
+    return functools.partial(
+        occupancy_loss,
+        kind=config.occupancy_loss,
+        rare_weight=config.rare_class_weight,
+        gamma=config.focal_gamma,
+    )
+
+
 def lr_factor(
     step: int, steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float
 ) -> float:
@@ -54,4 +74,11 @@ def lr_factor(
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-__all__ = ["ACCEL_SCALE_MPS2", "HUBER_BETA", "LANE_SHIFT_SCALE", "lr_factor", "policy_loss"]
+__all__ = [
+    "ACCEL_SCALE_MPS2",
+    "HUBER_BETA",
+    "LANE_SHIFT_SCALE",
+    "lr_factor",
+    "occupancy_loss_for",
+    "policy_loss",
+]

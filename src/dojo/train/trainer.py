@@ -56,11 +56,7 @@ from tqdm import tqdm
 from dojo.data.loader import WindowDataset, WindowLoader, make_loader, merge_states
 from dojo.errors import DojoConfigError, TrainingDivergedError
 from dojo.nets.checkpoint import save_policy
-from dojo.nets.occupancy import (
-    MultiTaskNet,
-    make_net,
-    occupancy_loss,
-)
+from dojo.nets.occupancy import MultiTaskNet, make_net
 from dojo.nets.policy import DrivingPolicy, parameter_count
 from dojo.train.config import (
     CHECKPOINT_FILE,
@@ -71,7 +67,13 @@ from dojo.train.config import (
     steps_per_epoch,
 )
 from dojo.train.dist import deterministic, process_group, seed_everything
-from dojo.train.loss import ACCEL_SCALE_MPS2, LANE_SHIFT_SCALE, lr_factor, policy_loss
+from dojo.train.loss import (
+    ACCEL_SCALE_MPS2,
+    LANE_SHIFT_SCALE,
+    lr_factor,
+    occupancy_loss_for,
+    policy_loss,
+)
 from dojo.train.metrics import JsonLines, Metrics, truncate_jsonl
 from dojo.train.state import (
     build_payload,
@@ -111,6 +113,7 @@ class Trainer:
 
             self.model.load_state_dict(load_policy(cfg.init_from).state_dict())
         self.grids = cfg.net != "policy"  # read the occupancy labels (and has_occupancy)
+        self.occupancy_loss = occupancy_loss_for(cfg)  # (logits, target, labelled[, reduction])
         self.ddp: DistributedDataParallel | None = None
         forward: nn.Module = self.model
         if env.distributed:
@@ -223,7 +226,7 @@ class Trainer:
             loss = loss + policy_loss(controls, x["action"])
         if logits is not None:
             weight = self.config.occupancy_weight if controls is not None else 1.0
-            loss = loss + weight * occupancy_loss(logits, x["occupancy"], x["has_occupancy"])
+            loss = loss + weight * self.occupancy_loss(logits, x["occupancy"], x["has_occupancy"])
         return loss
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -540,6 +543,7 @@ class Trainer:
             "loss": loss,
             "val_loss": None if val is None else val["val_loss"],
             "val_iou": None if val is None else val.get("val_iou"),
+            **{k: v for k, v in (val or {}).items() if k.startswith(("val_iou_", "val_prior"))},
             "samples_per_s": float(np.median(rates[1:] or rates))
             if rates
             else math.nan,  # the first step warms up

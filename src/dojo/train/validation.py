@@ -8,11 +8,45 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from dojo.nets.occupancy import iou_counts, iou_from_counts, iou_per_class, occupancy_loss
+from dojo.nets.occupancy_metrics import (
+    DISTANCE_BANDS_M,
+    OCCUPIED_CLASSES,
+    band_masks,
+    band_name,
+    cell_distance_m,
+    class_histogram,
+    iou_from_counts,
+    prior_iou_counts,
+    region_iou_counts,
+    region_ious,
+)
 from dojo.train.loss import policy_loss
+from dojo.world.occupancy import CLASS_NAMES, VEHICLE, OccupancySpec
 
 if TYPE_CHECKING:
     from dojo.train.trainer import Trainer
+
+
+def grid_regions(rows: int, cols: int) -> tuple[torch.Tensor, tuple[tuple[float, float], ...]]:
+    """The region masks ``(G, rows, cols)`` of a grid and the bands they are (after the whole grid).
+
+    The store keeps a label's shape and cell size but not where the ego sits in it; every
+    drive log so far is written with the default :class:`OccupancySpec`, so a grid of its
+    shape is banded by its geometry. A grid of another shape gets the whole grid only (its
+    band metrics are NaN) rather than bands from a guessed geometry.
+    """
+    spec = OccupancySpec()
+    if (rows, cols) != (spec.rows, spec.cols):
+        return torch.ones((1, rows, cols), dtype=torch.bool), ()
+    return band_masks(cell_distance_m(spec), DISTANCE_BANDS_M), DISTANCE_BANDS_M
+
+
+def iou_metrics(counts: torch.Tensor, bands: tuple[tuple[float, float], ...]) -> dict[str, float]:
+    """``{"vehicle": .., "obstacle": .., "not_drivable": .., "vehicle_0_20": ..}`` from region
+    counts (2, 3, 1 + len(bands)); the vehicle bands of DISTANCE_BANDS_M are NaN when not banded."""
+    out = {f"{CLASS_NAMES[VEHICLE]}_{band_name(b)}": math.nan for b in DISTANCE_BANDS_M}
+    out.update(region_ious(counts, bands))
+    return out
 
 
 def validate(t: Trainer) -> dict[str, Any] | None:
@@ -22,19 +56,23 @@ def validate(t: Trainer) -> dict[str, Any] | None:
     ``val_loss``: the training loss's terms as means over the split (the policy's over all
     windows, the occupancy's over the labelled ones); ``val_windows``; and for the nets with
     the occupancy head ``val_occupancy_loss``, ``val_iou`` (cells pooled, then the mean
-    over the occupied classes present; NaN when no window is labelled) and each class's
-    ``val_iou_<class>``.
+    over the occupied classes present; NaN when no window is labelled), each class's
+    ``val_iou_<class>``, the vehicle's per distance band from the ego ``val_iou_vehicle_0_20``,
+    ``_20_40``, ``_40_80``, ``_0_40``, and the same keys as ``val_prior_iou_...``: the IoUs of
+    the per-cell mode of the val labels themselves (:mod:`dojo.nets.occupancy_metrics`).
     """
     if t.val_loader is None or t.val_data is None:
         return None
     t.model.eval()
     t.val_data.set_epoch(0)
-    sums = torch.zeros(
-        4, dtype=torch.float64
-    )  # (policy loss sum, windows, occupancy loss sum, labelled)
-    counts = torch.zeros(
-        2, 3, dtype=torch.int64
-    )  # IoU (intersections, unions) of the occupied classes
+    net = t.prepared.net_config
+    rows, cols = (net["rows"], net["cols"]) if t.grids else (0, 0)  # the grid the head predicts
+    masks, bands = grid_regions(rows, cols)
+    masks = masks.to(t.device)
+    k = len(CLASS_NAMES)
+    sums = torch.zeros(4, dtype=torch.float64)  # policy loss sum, windows, occupancy sum, labelled
+    counts = torch.zeros(2, len(OCCUPIED_CLASSES), len(masks), dtype=torch.int64)  # (2, 3, G)
+    histogram = torch.zeros(k, rows, cols, dtype=torch.int64)  # (K, R, S) of the val labels
     with torch.no_grad():
         for i, batch in enumerate(t.val_loader):
             if t.config.val_batches and i >= t.config.val_batches:
@@ -45,15 +83,20 @@ def validate(t: Trainer) -> dict[str, Any] | None:
             if controls is not None:
                 sums[0] += float(policy_loss(controls, x["action"], reduction="sum"))
             if logits is not None:
-                labelled = x["has_occupancy"]
-                sums[2] += float(occupancy_loss(logits, x["occupancy"], labelled, reduction="sum"))
+                labelled, target = x["has_occupancy"], x["occupancy"]
+                sums[2] += float(t.occupancy_loss(logits, target, labelled, reduction="sum"))
                 sums[3] += float(labelled.sum())
-                counts += iou_counts(logits.argmax(dim=1), x["occupancy"], labelled).cpu()
+                counts += region_iou_counts(logits.argmax(dim=1), target, masks, labelled).cpu()
+                histogram += class_histogram(target, k, labelled).cpu()
     if t.env.distributed:
-        both = torch.cat([sums, counts.flatten().to(torch.float64)]).to(t.device)
+        both = torch.cat([sums, counts.flatten().double(), histogram.flatten().double()])
+        both = both.to(t.device)
         dist.all_reduce(both)
         both = both.cpu()
-        sums, counts = both[:4], both[4:].round().to(torch.int64).view(2, 3)
+        n = counts.numel()
+        sums = both[:4]
+        counts = both[4 : 4 + n].round().to(torch.int64).view_as(counts)
+        histogram = both[4 + n :].round().to(torch.int64).view_as(histogram)
     windows, labelled_n = int(sums[1]), int(sums[3])
     policy_mean = float(sums[0]) / windows if windows else math.nan
     result: dict[str, Any] = {"val_windows": windows}
@@ -62,8 +105,10 @@ def validate(t: Trainer) -> dict[str, Any] | None:
         return result
     occ_mean = float(sums[2]) / labelled_n if labelled_n else math.nan
     result["val_occupancy_loss"] = occ_mean
-    result["val_iou"] = iou_from_counts(counts)
-    result.update({f"val_iou_{name}": iou for name, iou in iou_per_class(counts).items()})
+    result["val_iou"] = iou_from_counts(counts[..., 0])
+    result.update({f"val_iou_{name}": v for name, v in iou_metrics(counts, bands).items()})
+    prior = prior_iou_counts(histogram, masks.cpu())
+    result.update({f"val_prior_iou_{name}": v for name, v in iou_metrics(prior, bands).items()})
     result["val_loss"] = (
         occ_mean
         if t.config.net == "occupancy"
@@ -72,4 +117,4 @@ def validate(t: Trainer) -> dict[str, Any] | None:
     return result
 
 
-__all__ = ["validate"]
+__all__ = ["grid_regions", "iou_metrics", "validate"]
