@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from dojo.errors import DojoConfigError
-from dojo.nets.occupancy_loss import occupancy_loss
+from dojo.nets.occupancy_losses import occupancy_loss
 from dojo.nets.occupancy_metrics import (
     OCCUPIED_CLASSES,
     iou_counts,
@@ -52,6 +52,7 @@ from dojo.nets.occupancy_metrics import (
     iou_per_class,
     occupancy_iou,
 )
+from dojo.nets.options import OCCUPANCY_HEAD, OCCUPANCY_HEADS
 from dojo.nets.policy import (
     POOL_GRID,
     SIZES,
@@ -60,7 +61,6 @@ from dojo.nets.policy import (
     PolicyConfig,
     cross_attention,
 )
-from dojo.train.config import OCCUPANCY_HEAD, OCCUPANCY_HEADS
 from dojo.world.occupancy import CLASS_NAMES, OccupancySpec
 
 NET_KINDS = ("policy", "occupancy", "both")

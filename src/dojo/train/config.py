@@ -29,6 +29,14 @@ from typing import Any
 
 from dojo import validate
 from dojo.errors import DojoConfigError
+from dojo.nets.options import (
+    FOCAL_GAMMA,
+    OCCUPANCY_HEAD,
+    OCCUPANCY_HEADS,
+    OCCUPANCY_LOSS,
+    OCCUPANCY_LOSSES,
+    RARE_CLASS_WEIGHT,
+)
 from dojo.settings import setting
 
 NETS = ("policy", "occupancy", "both")
@@ -36,16 +44,6 @@ SIZES = ("tiny", "base", "large")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
-# The occupancy head's choices, declared here (torch-free, like the rest of this module) and
-# read by dojo.nets.occupancy, so each default is stated once. The defaults are the design's
-# choice, NOT yet a measured best: at the short CPU budget of docs/benchmarks.md ("Occupancy:
-# finding the vehicles") no variant predicted a single vehicle cell, so nothing was separated.
-OCCUPANCY_HEADS = ("pooled", "spatial")  # one token a camera (before issue 18) | patch tokens
-OCCUPANCY_HEAD = "spatial"
-OCCUPANCY_LOSSES = ("ce", "weighted", "focal")  # see dojo.nets.occupancy_loss
-OCCUPANCY_LOSS = "weighted"
-RARE_CLASS_WEIGHT = 10.0  # weight of a VEHICLE or OBSTACLE cell in the "weighted" loss
-FOCAL_GAMMA = 2.0  # the focusing exponent of the "focal" loss (Lin et al.'s default)
 RUN_FILE = "run.json"  # the resolved config of the run a folder holds
 CHECKPOINT_FILE = "checkpoint.pt"  # the latest checkpoint (written atomically)
 # Fields that do not change what is trained (only where it is written, how often it is looked
@@ -554,12 +552,6 @@ def steps_per_epoch(
 __all__ = [
     "CHECKPOINT_FILE",
     "DistEnv",
-    "FOCAL_GAMMA",
-    "OCCUPANCY_HEAD",
-    "OCCUPANCY_HEADS",
-    "OCCUPANCY_LOSS",
-    "OCCUPANCY_LOSSES",
-    "RARE_CLASS_WEIGHT",
     "Prepared",
     "RUN_FILE",
     "TrainConfig",

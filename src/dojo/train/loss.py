@@ -14,7 +14,7 @@ the predictions are all near zero.
 
 ``--net occupancy``: a loss per grid cell (``--occupancy-loss``: cross-entropy, rare classes
 weighted, or focal), averaged over the cells of a window, windows
-without an occupancy label counting zero (:func:`dojo.nets.occupancy_loss.occupancy_loss`; divided
+without an occupancy label counting zero (:func:`dojo.nets.occupancy_losses.occupancy_loss`; divided
 by the micro-batch size, so the split-independence above holds for it too). ``--net both``:
 the policy loss + ``occupancy_weight`` x the occupancy loss, one backward through the shared
 backbone. Validation reports the occupancy IoU (mean over the occupied classes, cells pooled
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from dojo.nets.occupancy_loss import occupancy_loss
+from dojo.nets.occupancy_losses import occupancy_loss
 
 if TYPE_CHECKING:
     from dojo.train.config import TrainConfig

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from dojo.errors import DojoConfigError
-from dojo.train.config import FOCAL_GAMMA, OCCUPANCY_LOSS, OCCUPANCY_LOSSES, RARE_CLASS_WEIGHT
+from dojo.nets.options import FOCAL_GAMMA, OCCUPANCY_LOSS, OCCUPANCY_LOSSES, RARE_CLASS_WEIGHT
 from dojo.world.occupancy import OBSTACLE, VEHICLE
 
 RARE_CLASSES = (VEHICLE, OBSTACLE)  # the classes ``weighted`` up-weights
