@@ -3,8 +3,9 @@
 >>> con = connect("store")
 >>> con.sql("SELECT family, count(*) FROM clips GROUP BY family").fetchall()
 
-Views: ``drives``, ``clips``, ``frames``, ``telemetry``, ``poses``, ``events``, ``labels`` (the
-columns are in :mod:`dojo.data.store`). DuckDB reads the Parquet files where they lie and
+Views: ``drives``, ``clips``, ``frames``, ``telemetry``, ``poses``, ``events``, ``labels``,
+``scene`` (the columns are in :mod:`dojo.data.store`). A table that no drive of the store has
+(``scene`` in a store ingested before it existed) is an empty, typed view. DuckDB reads the Parquet files where they lie and
 pushes filters and column choices down into them, so a question about one column of a few
 drives reads little more than that. A store on another fsspec filesystem is registered with
 DuckDB, which then reads through it.
@@ -18,7 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from dojo.data.store import TABLE_FILES, TABLES, Store
+from dojo.data.store import ADDED_TABLES, TABLE_FILES, TABLES, Store
 from dojo.errors import DojoConfigError
 
 
@@ -40,8 +41,9 @@ def connect(
         prefix = f"{st.fs.protocol[0] if isinstance(st.fs.protocol, tuple) else st.fs.protocol}://"
     have_drives = bool(st.drive_ids())
     for name, schema in TABLES.items():
-        if have_drives:
-            pattern = prefix + st.path("drives", "*", TABLE_FILES[name])
+        files = st.path("drives", "*", TABLE_FILES[name])
+        if have_drives and (name not in ADDED_TABLES or st.fs.glob(files)):
+            pattern = prefix + files
             con.execute(
                 f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(pattern)}, union_by_name = true)"
             )
