@@ -12,12 +12,14 @@ from mcap.reader import make_reader
 from dojo.data.catalog import connect, query
 from dojo.data.ingest import ingest
 from dojo.drivelog import DriveLogWriter, read_scene
+from dojo.drivelog.scene import CUBE_TOLERANCE_M
 from dojo.errors import CorruptLogError
 from dojo.world import World
 from dojo.world.camera import CameraRig, ego_pose
 from dojo.world.scene import FIELD_NAMES, SceneObjects, scene_objects
 from tests.data.test_ingest import tree_digest
 from tests.drivelog.rewrite import rewrite
+from tests.drivelog.test_scene import assert_same_scene
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "drivelog" / "v-2026-12.mcap"
 STEPS = 30
@@ -73,20 +75,20 @@ def test_the_scene_view_matches_the_world(
         for step, objects in enumerate(scenes):
             rows = t == step / 10
             order = np.argsort(objects.id)
-            for field, column in COLUMNS.items():
-                got = table.column(column).to_numpy(zero_copy_only=False)[rows]
-                want = getattr(objects, field)[order]
-                if field == "yaw_rad":
-                    np.testing.assert_allclose(got, want, atol=1e-12)
-                else:
-                    np.testing.assert_array_equal(got, want.astype(got.dtype))
+            got = SceneObjects(
+                **{
+                    f: table.column(c).to_numpy(zero_copy_only=False)[rows]
+                    for f, c in COLUMNS.items()
+                }
+            )
+            assert_same_scene(got, objects.take(order))
     # the ego's rows are the logged poses
     sql = (
         "SELECT count(*), max(abs(s.x_m - p.x_m) + abs(s.y_m - p.y_m)) FROM scene s "
         "JOIN poses p USING (drive_id, t_s) WHERE s.kind = 'ego'"
     )
     ((n, far),) = query(store, sql)[1]
-    assert n == 2 * STEPS and far < 1e-9
+    assert n == 2 * STEPS and far < 2 * CUBE_TOLERANCE_M
     # idempotent: the same files again change nothing
     before = tree_digest(store)
     again = ingest([folder], store, workers=1)

@@ -13,6 +13,7 @@ import pytest
 from mcap.reader import make_reader
 
 from dojo.drivelog import DriveLogWriter, read_drive_log, read_scene, video_packets
+from dojo.drivelog.scene import CUBE_TOLERANCE_M, YAW_TOLERANCE_RAD
 from dojo.errors import ConfigError, CorruptLogError
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import Fleet
@@ -50,6 +51,18 @@ def log_path(scenes: list[SceneObjects], tmp_path_factory: pytest.TempPathFactor
             log.write_frame(t, np.full(rig.image_shape, 90, dtype=np.uint8))
             log.write_scene(t, objects)
     return path
+
+
+def assert_same_scene(got: SceneObjects, want: SceneObjects) -> None:
+    """The objects read back are the ones written, to the cube's rounding."""
+    for name in FIELD_NAMES:
+        a, b = getattr(got, name), getattr(want, name)
+        if name == "yaw_rad":
+            assert np.abs(np.remainder(a - b + np.pi, 2 * np.pi) - np.pi).max() < YAW_TOLERANCE_RAD
+        elif name in ("x_m", "y_m", "length_m", "width_m", "height_m"):
+            np.testing.assert_allclose(a, b, rtol=0, atol=CUBE_TOLERANCE_M)
+        else:
+            np.testing.assert_array_equal(a, b)
 
 
 def raw_messages(path: Path, topic: str) -> list[tuple[int, dict]]:
@@ -94,30 +107,25 @@ def test_scene_round_trip_through_the_official_mcap_reader(
             cube = e["cubes"][0]
             meta = {kv["key"]: kv["value"] for kv in e["metadata"]}
             assert e["frame_id"] == "world" and meta["kind"] == objects.kind[i]
-            assert (cube["pose"]["position"]["x"], cube["pose"]["position"]["y"]) == (
-                objects.x_m[i],
-                objects.y_m[i],
-            )
-            assert cube["pose"]["position"]["z"] == objects.height_m[i] / 2
+            # the cube to 1 mm; the Frenet position and the speed exact
+            box = (cube["pose"]["position"][k] for k in "xyz")
+            want = (objects.x_m[i], objects.y_m[i], objects.height_m[i] / 2)
+            assert tuple(box) == pytest.approx(want, abs=CUBE_TOLERANCE_M)
             size = cube["size"]
-            assert (size["x"], size["y"], size["z"]) == (
-                objects.length_m[i],
-                objects.width_m[i],
-                objects.height_m[i],
+            assert (size["x"], size["y"], size["z"]) == pytest.approx(
+                (objects.length_m[i], objects.width_m[i], objects.height_m[i]),
+                abs=CUBE_TOLERANCE_M,
             )
             q = cube["pose"]["orientation"]
-            assert 2 * math.atan2(q["z"], q["w"]) == pytest.approx(objects.yaw_rad[i], abs=1e-12)
+            yaw = 2 * math.atan2(q["z"], q["w"])
+            assert abs(math.remainder(yaw - objects.yaw_rad[i], 2 * math.pi)) < YAW_TOLERANCE_RAD
             assert float(meta["s_m"]) == objects.s_m[i] and int(meta["lane"]) == objects.lane[i]
-    # the reader gives back the same columns: exact, the heading to rounding
+            assert float(meta["speed_mps"]) == objects.speed_mps[i]
+    # the reader gives back the same columns: the cube's to its rounding, the others exact
     scene = read_scene(log_path)
     assert len(scene) == STEPS and scene.times_s.tolist() == [s / 10 for s in range(STEPS)]
     for step, objects in enumerate(scenes):
-        got = scene.frame(step)
-        for name in FIELD_NAMES:
-            if name == "yaw_rad":
-                np.testing.assert_allclose(got.yaw_rad, objects.yaw_rad, atol=1e-12)
-            else:
-                np.testing.assert_array_equal(getattr(got, name), getattr(objects, name))
+        assert_same_scene(scene.frame(step), objects)
     assert len(scene.t_s) == sum(len(o) for o in scenes)
     assert read_drive_log(log_path).has_scene
 
@@ -203,9 +211,10 @@ def test_fleet_logs_hold_a_scene_every_step_with_the_ego_at_its_pose(tmp_path: P
             objects = scene.frame(i + 1)
             ego = np.flatnonzero(objects.id == 0)
             assert len(ego) == 1 and objects.kind[ego[0]] == "ego"
-            assert (objects.x_m[ego[0]], objects.y_m[ego[0]]) == pytest.approx(pose[1:3], abs=1e-9)
+            xy = (objects.x_m[ego[0]], objects.y_m[ego[0]])
+            assert xy == pytest.approx(pose[1:3], abs=CUBE_TOLERANCE_M)
             dyaw = math.remainder(objects.yaw_rad[ego[0]] - pose[4], 2 * math.pi)
-            assert abs(dyaw) < 1e-9
+            assert abs(dyaw) < YAW_TOLERANCE_RAD
             assert objects.speed_mps[ego[0]] == tele["speed_mps"]
             assert objects.lane[ego[0]] == tele["lane"]
             assert len(objects) > 1 and (objects.kind[objects.id != 0] != "ego").all()
@@ -249,7 +258,7 @@ def test_bad_scene_objects_are_refused_naming_the_field(
     # what was written before and after the refused calls is all there
     scene = read_scene(path)
     assert scene.times_s.tolist() == [0.0, 0.1]
-    np.testing.assert_array_equal(scene.frame(1).x_m, scenes[1].x_m)
+    assert_same_scene(scene.frame(1), scenes[1])
 
 
 def test_a_corrupt_scene_message_is_a_clear_error(log_path: Path, tmp_path: Path) -> None:
@@ -268,3 +277,14 @@ def test_a_corrupt_scene_message_is_a_clear_error(log_path: Path, tmp_path: Path
     rewrite(log_path, spoiled, replace=("/scene", 3, json.dumps(message).encode()))
     with pytest.raises(CorruptLogError, match=r"at 0\.300 s .*repeats"):
         read_scene(spoiled)
+
+
+def test_a_scene_spelled_another_way_reads_the_same(log_path: Path, tmp_path: Path) -> None:
+    """Another writer's spelling of the schema (key order, spaces) goes through json.loads."""
+    (_, message), *_ = raw_messages(log_path, "/scene")[6:]
+    message["entities"] = [dict(reversed(e.items())) for e in message["entities"]]
+    respelled = tmp_path / "respelled.mcap"
+    rewrite(log_path, respelled, replace=("/scene", 6, json.dumps(message, indent=1).encode()))
+    ours, theirs = read_scene(log_path), read_scene(respelled)
+    for name in FIELD_NAMES:
+        np.testing.assert_array_equal(theirs.columns[name], ours.columns[name])

@@ -6,10 +6,13 @@ single cube coloured by kind so Foxglove's 3D panel shows the traffic. An entity
 object id as text; its box is the cube (``size`` = length, width, height; ``pose`` = the centre,
 ``z`` = height / 2, turned by the heading about z); its ``metadata`` holds, as strings (Foxglove's
 KeyValuePair), ``kind``, ``speed_mps``, ``lane``, ``s_m`` and ``d_m``, the numbers as Python's
-shortest round-trip repr, so a reader gets back exactly what was written.
+shortest round-trip repr, so a reader gets back exactly what was written there; the cube
+(position, size) is written to 1 mm and its quaternion to 1e-6 (:data:`CUBE_TOLERANCE_M`,
+:data:`YAW_TOLERANCE_RAD`).
 
 The writer formats each entity with one template (this runs for every object of every step);
-the reader parses a message with one ``json.loads`` and builds each column in one pass. A message
+the reader matches the same template with one regular expression and parses all numbers of a
+message in one call, falling back to ``json.loads`` for any other spelling of the schema. A message
 that does not parse, or parses to a scene that is not one (a missing field, a number that is not
 finite, two objects with one id), is a :class:`~dojo.errors.CorruptLogError` naming the channel
 and the time.
@@ -17,8 +20,10 @@ and the time.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -30,6 +35,8 @@ from dojo.errors import ConfigError, CorruptLogError
 from dojo.world.scene import FIELD_NAMES, KIND_NAMES, SceneObjects
 
 DELETE_ALL = 1  # foxglove.SceneEntityDeletionType.ALL
+CUBE_TOLERANCE_M = 5e-4  # x_m, y_m and the box read back within this of what was written [m]
+YAW_TOLERANCE_RAD = 5e-6  # the heading, from a quaternion written to 1e-6
 
 # RGBA of each kind's cube: the ego green, cars blue, trucks white, barriers orange, debris brown
 KIND_RGBA = {
@@ -42,15 +49,42 @@ KIND_RGBA = {
 METADATA_KEYS = ("kind", "speed_mps", "lane", "s_m", "d_m")
 
 _COLOR = {k: '{{"r":{},"g":{},"b":{},"a":{}}}'.format(*rgba) for k, rgba in KIND_RGBA.items()}
-# one entity; %-slots: timestamp, id, kind, speed, lane, s, d, x, y, z, qz, qw, l, w, h, colour
+# one entity; %-slots: timestamp, id, kind, speed, lane, s, d, x, y, z, qz, qw, l, w, h, colour.
+# The Frenet coordinates and the speed, what a driver model reads, are written exactly (repr);
+# the cube, what the 3D panel and the world-frame columns read, to 1 mm (the quaternion to 1e-6,
+# the heading to about 2e-6 rad), which keeps the compressed log smaller.
 _ENTITY = (
     '{"timestamp":%s,"frame_id":"' + WORLD_FRAME + '","id":"%d",'
     '"lifetime":{"sec":0,"nsec":0},"frame_locked":false,"metadata":['
     '{"key":"kind","value":"%s"},{"key":"speed_mps","value":"%r"},{"key":"lane","value":"%d"},'
     '{"key":"s_m","value":"%r"},{"key":"d_m","value":"%r"}],"arrows":[],'
-    '"cubes":[{"pose":{"position":{"x":%r,"y":%r,"z":%r},'
-    '"orientation":{"x":0,"y":0,"z":%r,"w":%r}},"size":{"x":%r,"y":%r,"z":%r},"color":%s}],'
-    '"spheres":[],"cylinders":[],"lines":[],"triangles":[],"texts":[],"models":[]}'
+    '"cubes":[{"pose":{"position":{"x":%.3f,"y":%.3f,"z":%.3f},'
+    '"orientation":{"x":0,"y":0,"z":%.6f,"w":%.6f}},"size":{"x":%.3f,"y":%.3f,"z":%.3f},'
+    '"color":%s}],"spheres":[],"cylinders":[],"lines":[],"triangles":[],"texts":[],"models":[]}'
+)
+# The same layout read back, each slot of the template as a pattern (the fast path of
+# decode_scene): any numbers and colour, every other byte as written
+_NUMBER = rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_STAMP = rb'\{"sec":\d+,"nsec":\d+\}'
+_RGBA = rb'\{"r":%s,"g":%s,"b":%s,"a":%s\}' % ((_NUMBER,) * 4)
+_SLOTS: tuple[bytes, ...] = (_STAMP, rb"(-?\d+)", rb"([a-z]+)") + (b"(%s)" % _NUMBER,) * 6
+_SLOTS += (_NUMBER,) + (b"(%s)" % _NUMBER,) * 5 + (_RGBA,)  # z (height / 2) is not read
+_ENTITY_RE = re.compile(
+    b"".join(
+        re.escape(part.encode()) + slot
+        for part, slot in zip(re.split(r"%[sdr]|%\.\df", _ENTITY), _SLOTS + (b"",), strict=True)
+    )
+)
+_HEAD = re.compile(
+    re.escape(b'{"deletions":[{"timestamp":')
+    + _STAMP
+    + re.escape(b',"type":1,"id":""}],"entities":[')
+)
+# the groups of _ENTITY_RE in order: object fields, and the quaternion's z and w
+_GROUPS = ("id", "kind", "speed_mps", "lane", "s_m", "d_m", "x_m", "y_m", "qz", "qw") + (
+    "length_m",
+    "width_m",
+    "height_m",
 )
 assert set(KIND_RGBA) == set(KIND_NAMES)
 
@@ -105,40 +139,75 @@ def _bad_scene(t: float, why: str) -> CorruptLogError:
 
 
 def decode_scene(data: bytes, t: float) -> SceneFrame:
-    """A ``/scene`` message as a :class:`SceneFrame`; CorruptLogError if it is not a scene."""
+    """A ``/scene`` message as a :class:`SceneFrame`; CorruptLogError if it is not a scene.
+
+    A message in the writer's own layout is read with one regular-expression pass and its
+    numbers converted a column at a time; any other spelling of the schema goes through
+    ``json.loads``. Both give the same objects, checked the same way.
+    """
     try:
-        entities = json.loads(data)["entities"]
-        n = len(entities)
-        cubes = [e["cubes"][0] for e in entities]
-        poses = [c["pose"] for c in cubes]
-        pos = [p["position"] for p in poses]
-        rot = [p["orientation"] for p in poses]
-        size = [c["size"] for c in cubes]
-        meta = [{kv["key"]: kv["value"] for kv in e["metadata"]} for e in entities]
-
-        def floats(items: list[dict[str, Any]], key: str) -> np.ndarray:
-            return np.fromiter((float(m[key]) for m in items), np.float64, n)
-
-        qz, qw = floats(rot, "z"), floats(rot, "w")
-        objects = SceneObjects(
-            id=np.fromiter((int(e["id"]) for e in entities), np.int64, n),
-            kind=np.array([m["kind"] for m in meta], dtype=str).reshape(n),
-            x_m=floats(pos, "x"),
-            y_m=floats(pos, "y"),
-            yaw_rad=np.remainder(2.0 * np.arctan2(qz, qw) + math.pi, 2 * math.pi) - math.pi,
-            speed_mps=floats(meta, "speed_mps"),
-            length_m=floats(size, "x"),
-            width_m=floats(size, "y"),
-            height_m=floats(size, "z"),
-            lane=np.fromiter((int(m["lane"]) for m in meta), np.int64, n),
-            s_m=floats(meta, "s_m"),
-            d_m=floats(meta, "d_m"),
-        )
+        columns = _layout_columns(data)
+        if columns is None:
+            columns = _json_columns(data)
+        qz, qw = columns.pop("qz"), columns.pop("qw")
+        yaw = np.remainder(2.0 * np.arctan2(qz, qw) + math.pi, 2 * math.pi) - math.pi
+        objects = SceneObjects(yaw_rad=yaw, **columns)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
         raise _bad_scene(t, f"{type(e).__name__}: {e}") from e
     except ConfigError as e:
         raise _bad_scene(t, str(e).rstrip(".")) from e
     return SceneFrame(t, objects)
+
+
+def _layout_columns(data: bytes) -> dict[str, np.ndarray] | None:
+    """The columns of a message written in :data:`_ENTITY`'s layout; None for any other."""
+    head = _HEAD.match(data)
+    if head is None or not data.endswith(b"]}"):
+        return None
+    body = data[head.end() : -2]
+    found = list(_ENTITY_RE.finditer(body))
+    if b",".join(m[0] for m in found) != body:  # every byte accounted for: nothing skipped
+        return None
+    rows = [m.groups() for m in found]
+    # every number of the message in one C parse (the groups are checked number spellings)
+    numbers = b",".join(itertools.chain.from_iterable((r[0], *r[2:]) for r in rows))
+    cells = np.array(numbers.split(b","), dtype=np.float64) if rows else np.zeros(0)
+    cells = cells.reshape(len(rows), len(_GROUPS) - 1)
+    out = {name: cells[:, i] for i, name in enumerate(n for n in _GROUPS if n != "kind")}
+    out["id"], out["lane"] = out["id"].astype(np.int64), out["lane"].astype(np.int64)
+    out["kind"] = np.array([r[1] for r in rows], dtype=bytes).astype(str).reshape(len(rows))
+    return out
+
+
+def _json_columns(data: bytes) -> dict[str, np.ndarray]:
+    """The columns of any foxglove.SceneUpdate of one cube per entity, through ``json.loads``."""
+    entities = json.loads(data)["entities"]
+    n = len(entities)
+    cubes = [e["cubes"][0] for e in entities]
+    poses = [c["pose"] for c in cubes]
+    pos = [p["position"] for p in poses]
+    rot = [p["orientation"] for p in poses]
+    size = [c["size"] for c in cubes]
+    meta = [{kv["key"]: kv["value"] for kv in e["metadata"]} for e in entities]
+
+    def floats(items: list[dict[str, Any]], key: str) -> np.ndarray:
+        return np.fromiter((float(m[key]) for m in items), np.float64, n)
+
+    return {
+        "id": np.fromiter((int(e["id"]) for e in entities), np.int64, n),
+        "kind": np.array([m["kind"] for m in meta], dtype=str).reshape(n),
+        "x_m": floats(pos, "x"),
+        "y_m": floats(pos, "y"),
+        "qz": floats(rot, "z"),
+        "qw": floats(rot, "w"),
+        "speed_mps": floats(meta, "speed_mps"),
+        "length_m": floats(size, "x"),
+        "width_m": floats(size, "y"),
+        "height_m": floats(size, "z"),
+        "lane": np.fromiter((int(m["lane"]) for m in meta), np.int64, n),
+        "s_m": floats(meta, "s_m"),
+        "d_m": floats(meta, "d_m"),
+    }
 
 
 @dataclass(frozen=True)
@@ -201,6 +270,8 @@ def calibration_message(
 
 
 __all__ = [
+    "CUBE_TOLERANCE_M",
+    "YAW_TOLERANCE_RAD",
     "KIND_RGBA",
     "METADATA_KEYS",
     "SceneFrame",

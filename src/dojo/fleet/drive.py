@@ -31,7 +31,7 @@ from dojo.fleet.safety import Intervention, SafetyDriver, lateral_preview
 from dojo.world import rng as crng
 from dojo.world.camera import CameraRig, ego_pose, render
 from dojo.world.occupancy import OccupancySpec, occupancy
-from dojo.world.scene import scene_objects
+from dojo.world.scene import scene_objects, scenes_of
 from dojo.world.world import DECISION_STEPS, DT_S, EgoAction, World
 
 METRES_PER_MILE = 1609.344
@@ -376,6 +376,7 @@ class Fleet:
             np.where(self.safety.driving, "safety_driver", "network"),
             "human",
         )
+        scenes = scenes_of(world)  # every car's scene, one batch
         after = self.config.triggers.window_after_s
         for c, event in events:
             rec = self.recorders[c]
@@ -401,7 +402,7 @@ class Fleet:
                     "leader": int(leader[c]) if np.isfinite(gap[c]) else -1,
                 },
             )
-            rec.writer.write_scene(tc, scene_objects(world, c))
+            rec.writer.write_scene(tc, scenes[c])
 
     def _sample_normal(self, t: np.ndarray) -> None:
         tc = self.config.triggers

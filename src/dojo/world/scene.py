@@ -30,6 +30,7 @@ KIND_NAMES = (*(k.name.lower() for k in Kind), EGO_KIND)  # car, truck, barrier,
 _INTEGER = ("id", "lane")
 _TEXT = ("kind",)
 _POSITIVE = ("length_m", "width_m", "height_m")
+_KIND_SET = frozenset(KIND_NAMES)
 
 
 @dataclass(frozen=True)
@@ -59,47 +60,46 @@ class SceneObjects:
     d_m: np.ndarray
 
     def __post_init__(self) -> None:
-        n = None
-        for f in fields(self):
-            value = np.asarray(getattr(self, f.name))
-            who = f"scene objects {f.name}"
+        # kept lean: a reader builds one of these per logged moment
+        n = len(np.asarray(self.id).reshape(-1))
+        for name in FIELD_NAMES:
+            value = np.asarray(getattr(self, name))
+            who = f"scene objects {name}"
             if value.ndim != 1:
                 raise ConfigError(
                     f"{who} must be a 1-D array (one value per object); got shape {value.shape}."
                 )
-            if n is None:
-                n = len(value)
-            elif len(value) != n:
+            if len(value) != n:
                 raise ConfigError(
                     f"{who} has {len(value)} values but id has {n}; every field needs one per object."
                 )
-            if f.name in _TEXT:
-                value = value.astype(str) if len(value) else np.zeros(0, dtype="<U1")
-                bad = [k for k in np.unique(value).tolist() if k not in KIND_NAMES]
+            kind = value.dtype.kind
+            if name in _TEXT:
+                value = value.astype(str, copy=False) if n else np.zeros(0, dtype="<U1")
+                bad = set(value.tolist()) - _KIND_SET
                 if bad:
-                    raise ConfigError(f"{who}={bad[0]!r} must be one of {', '.join(KIND_NAMES)}.")
-            elif f.name in _INTEGER:
-                if len(value) and (value.dtype == bool or value.dtype.kind not in "iu"):
+                    raise ConfigError(
+                        f"{who}={sorted(bad)[0]!r} must be one of {', '.join(KIND_NAMES)}."
+                    )
+            elif name in _INTEGER:
+                if n and kind not in "iu":
                     raise ConfigError(f"{who} must hold whole numbers; got {value.dtype} values.")
-                value = value.astype(np.int64)
+                value = value.astype(np.int64, copy=False)
             else:
-                if value.dtype == bool or (len(value) and value.dtype.kind not in "iuf"):
+                if n and kind not in "iuf":
                     raise ConfigError(f"{who} must hold numbers; got {value.dtype} values.")
-                value = value.astype(np.float64)
-                finite = np.isfinite(value)
-                if not finite.all():
-                    i = int(np.argmin(finite))
+                value = value.astype(np.float64, copy=False)
+                if not np.isfinite(value).all():
+                    i = int(np.argmin(np.isfinite(value)))
                     raise ConfigError(f"{who}[{i}]={value[i]!r} must be a finite number.")
-                if f.name in _POSITIVE and len(value) and value.min() <= 0:
+                if name in _POSITIVE and n and value.min() <= 0:
                     i = int(np.argmin(value))
                     raise ConfigError(f"{who}[{i}]={value[i]!r} must be > 0 m.")
-            object.__setattr__(self, f.name, value)
-        ids = self.id
-        if len(np.unique(ids)) != len(ids):
-            uniq, counts = np.unique(ids, return_counts=True)
-            raise ConfigError(
-                f"scene objects id {int(uniq[counts > 1][0])} repeats; ids must be unique in a scene."
-            )
+            object.__setattr__(self, name, value)
+        ids = self.id.tolist()
+        if len(set(ids)) != n:
+            twice = next(i for k, i in enumerate(ids) if i in ids[:k])
+            raise ConfigError(f"scene objects id {twice} repeats; ids must be unique in a scene.")
 
     def __len__(self) -> int:
         return len(self.id)
@@ -114,27 +114,39 @@ FIELD_NAMES = tuple(f.name for f in fields(SceneObjects))
 
 def scene_objects(world: World, w: int) -> SceneObjects:
     """Every active object of world ``w`` now, the ego (id 0, kind ``ego``) first."""
-    veh, roads = world.vehicles, world.roads
-    slots = np.flatnonzero(veh.active[w])  # (N,) ascending: the ego's slot 0 first
-    rows = np.full(len(slots), w)
-    s, d = veh.s[w, slots], veh.d[w, slots]
-    x, y, heading = roads.to_xy(s, d, rows)
-    kinds = np.array(KIND_NAMES[: len(Kind)])[veh.kind[w, slots]]
-    kinds[slots == 0] = EGO_KIND
-    return SceneObjects(
-        id=slots.astype(np.int64),
-        kind=kinds,
-        x_m=x,
-        y_m=y,
-        yaw_rad=np.remainder(heading + veh.psi[w, slots] + np.pi, 2 * np.pi) - np.pi,
-        speed_mps=veh.v[w, slots],
-        length_m=veh.length[w, slots],
-        width_m=veh.width[w, slots],
-        height_m=veh.height[w, slots],
-        lane=world.perception.index.lane[w, slots],
-        s_m=s,
-        d_m=d,
-    )
+    return scenes_of(world, np.array([w]))[0]
 
 
-__all__ = ["EGO_KIND", "FIELD_NAMES", "KIND_NAMES", "SceneObjects", "scene_objects"]
+def scenes_of(world: World, worlds: np.ndarray | None = None) -> list[SceneObjects]:
+    """:func:`scene_objects` of each world in ``worlds`` (all if None), computed in one batch."""
+    rows = np.arange(world.num_worlds) if worlds is None else np.asarray(worlds, dtype=np.int64)
+    veh = world.vehicles
+    s, d = veh.s[rows], veh.d[rows]  # (n, V)
+    x, y, heading = world.roads.to_xy(s, d, rows[:, None])
+    yaw = np.remainder(heading + veh.psi[rows] + np.pi, 2 * np.pi) - np.pi
+    kinds = np.array(KIND_NAMES[: len(Kind)])[veh.kind[rows]]
+    kinds[:, 0] = EGO_KIND
+    lane = world.perception.index.lane[rows]
+    out = []
+    for i, w in enumerate(rows.tolist()):
+        slots = np.flatnonzero(veh.active[w])  # ascending: the ego's slot 0 first
+        out.append(
+            SceneObjects(
+                id=slots,
+                kind=kinds[i, slots],
+                x_m=x[i, slots],
+                y_m=y[i, slots],
+                yaw_rad=yaw[i, slots],
+                speed_mps=veh.v[w, slots],
+                length_m=veh.length[w, slots],
+                width_m=veh.width[w, slots],
+                height_m=veh.height[w, slots],
+                lane=lane[i, slots],
+                s_m=s[i, slots],
+                d_m=d[i, slots],
+            )
+        )
+    return out
+
+
+__all__ = ["EGO_KIND", "FIELD_NAMES", "KIND_NAMES", "SceneObjects", "scene_objects", "scenes_of"]
