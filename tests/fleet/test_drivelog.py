@@ -31,6 +31,7 @@ from dojo.errors import CorruptLogError, DojoConfigError, StorageFullError
 from dojo.world import World
 from dojo.world.camera import CameraRig, ego_pose, render
 from dojo.world.occupancy import OccupancySpec, occupancy
+from dojo.world.scene import scene_objects
 from tests.fleet.tmpfs import small_tmpfs
 
 STEPS = 30  # 3 s at 10 Hz
@@ -56,10 +57,11 @@ class Drive:
     def __init__(self, rgb: bool = False) -> None:
         world = World("cut_in", seeds=[3])
         self.rig = CameraRig.default(rgb=rgb)
-        frames, grids, poses, telemetry, events = [], [], [], [], []
+        frames, grids, poses, telemetry, events, self.scenes = [], [], [], [], [], []
         for step in range(STEPS):
             t = step / 10
             frames.append(render(world.roads, world.vehicles, self.rig)[0])
+            self.scenes.append(scene_objects(world, 0))
             grids.append(occupancy(world.roads, world.vehicles)[0])
             x, y, yaw = (float(a[0]) for a in ego_pose(world.roads, world.vehicles, np.array([0])))
             poses.append((t, x, y, 0.0, yaw))
@@ -92,6 +94,7 @@ class Drive:
                 log.write_pose(*self.poses[step])
                 log.write_telemetry(t, self.telemetry[step])
                 log.write_occupancy(t, self.grids[step])
+                log.write_scene(t, self.scenes[step])
                 for t_event, event in self.events:
                     if t_event == t:
                         log.write_event(t, event)
@@ -141,14 +144,25 @@ def test_round_trip_with_the_official_mcap_reader(log_path: Path, drive: Drive) 
             "/telemetry": "dojo.Telemetry",
             "/events": "dojo.Event",
             "/labels/occupancy": "foxglove.Grid",
-        }
+            "/scene": "foxglove.SceneUpdate",
+        } | {f"/camera/{c}/calibration": "foxglove.CameraCalibration" for c in drive.rig.names}
         assert {s.encoding for s in schemas.values()} == {"jsonschema"}
         assert {ch.message_encoding for ch in summary.channels.values()} == {"json"}
         counts = {
             summary.channels[cid].topic: n
             for cid, n in summary.statistics.channel_message_counts.items()
         }
-        assert counts == {topic: STEPS for topic in names} | {"/events": 2, "/camera_mounts": 4}
+        # a calibration at t = 0 and at each later keyframe (1 s apart): 3 in 3 s
+        calibrations = {t: 3 for t in names if t.endswith("/calibration")}
+        assert (
+            counts
+            == {topic: STEPS for topic in names}
+            | {
+                "/events": 2,
+                "/camera_mounts": 4,
+            }
+            | calibrations
+        )
         assert summary.statistics.attachment_count == 0
         meta = {m.name: m.metadata for m in reader.iter_metadata()}
         assert set(meta) == {"drive", "drive_log", "summary"}
