@@ -132,10 +132,7 @@ def test_round_trip_with_the_official_mcap_reader(log_path: Path, drive: Drive) 
         schemas = {ch.topic: summary.schemas[ch.schema_id] for ch in summary.channels.values()}
         names = {topic: s.name for topic, s in schemas.items()}
         assert names == {
-            "/camera/front": "foxglove.CompressedVideo",
-            "/camera/left": "foxglove.CompressedVideo",
-            "/camera/right": "foxglove.CompressedVideo",
-            "/camera/rear": "foxglove.CompressedVideo",
+            **{f"/camera/{cam}": "foxglove.CompressedVideo" for cam in drive.rig.names},
             "/ego/pose": "foxglove.FrameTransform",
             "/camera_mounts": "foxglove.FrameTransform",
             "/telemetry": "dojo.Telemetry",

@@ -9,8 +9,8 @@ all drawing 120 m. At 96x48 px its front camera has f = 48 px, so a car 112 m ah
 0.5 px: no label that reacts to a stalled car at braking distance can be learnt from it.
 
 ``penta`` (the default) adds what production rigs carry for that: forward cameras of different
-reach. Its wide forward camera is the quad's 90-degree front (120 m: cut-ins, the lanes beside
-the ego), its narrow one 18 degrees (f = 303 px, 250 m: debris and stalled cars at braking
+reach. Its wide forward camera, ``front``, is the quad's 90-degree front (120 m: cut-ins, the
+lanes beside the ego), its ``narrow`` one 18 degrees (f = 303 px, 250 m: debris and stalled cars at braking
 distance, the leader at any following gap); left, right and rear are the quad's. ``triple`` adds
 a main camera (50 degrees, 150 m) between them, as Tesla's three forward cameras: measured, it
 changed nothing the careful driver did (the same interventions in 230,400 held-out decisions),
@@ -47,8 +47,20 @@ def _cam(
     return CameraSpec(name, x, y, z, yaw_deg, hfov_deg, width, height, 0.4, range_m)
 
 
+WINDSCREEN = (0.5, 0.0, 1.3)  # [m] mount of the forward cameras, ego frame
+
+
+def _front(width: int, height: int) -> CameraSpec:
+    """The 90-degree forward camera every rig carries (the wide one where there are several)."""
+    return _cam("front", WINDSCREEN, 0.0, 90.0, 120.0, width, height)
+
+
+def _narrow(width: int, height: int) -> CameraSpec:
+    return _cam("narrow", WINDSCREEN, 0.0, 18.0, 250.0, width, height)
+
+
 def _around(width: int, height: int) -> tuple[CameraSpec, ...]:
-    """The side and rear cameras both rigs carry: 90 degrees, 120 m."""
+    """The side and rear cameras every rig carries: 90 degrees, 120 m."""
     return (
         _cam("left", (0.0, 0.9, 1.2), 90.0, 90.0, 120.0, width, height),
         _cam("right", (0.0, -0.9, 1.2), -90.0, 90.0, 120.0, width, height),
@@ -58,30 +70,21 @@ def _around(width: int, height: int) -> tuple[CameraSpec, ...]:
 
 def quad(rgb: bool, width: int, height: int) -> CameraRig:
     """Four 90-degree cameras covering all around: front, left, right, rear (120 m)."""
-    front = _cam("front", (0.5, 0.0, 1.3), 0.0, 90.0, 120.0, width, height)
-    return CameraRig((front, *_around(width, height)), rgb=rgb)
-
-
-def triple(rgb: bool, width: int, height: int) -> CameraRig:
-    """Wide (90 deg, 120 m), main (50 deg, 150 m) and narrow (18 deg, 250 m) forward cameras,
-    behind the windscreen, plus left, right and rear (90 deg, 120 m)."""
-    windscreen = (0.5, 0.0, 1.3)
-    forward = (
-        _cam("wide", windscreen, 0.0, 90.0, 120.0, width, height),
-        _cam("main", windscreen, 0.0, 50.0, 150.0, width, height),
-        _cam("narrow", windscreen, 0.0, 18.0, 250.0, width, height),
-    )
-    return CameraRig((*forward, *_around(width, height)), rgb=rgb)
+    return CameraRig((_front(width, height), *_around(width, height)), rgb=rgb)
 
 
 def penta(rgb: bool, width: int, height: int) -> CameraRig:
-    """Wide (90 deg, 120 m) and narrow (18 deg, 250 m) forward cameras behind the windscreen,
-    plus left, right and rear (90 deg, 120 m): the quad rig and a narrow camera."""
-    windscreen = (0.5, 0.0, 1.3)
-    forward = (
-        _cam("wide", windscreen, 0.0, 90.0, 120.0, width, height),
-        _cam("narrow", windscreen, 0.0, 18.0, 250.0, width, height),
-    )
+    """Wide (``front``: 90 deg, 120 m) and ``narrow`` (18 deg, 250 m) forward cameras behind the
+    windscreen, plus left, right and rear (90 deg, 120 m): the quad rig and a narrow camera."""
+    forward = (_front(width, height), _narrow(width, height))
+    return CameraRig((*forward, *_around(width, height)), rgb=rgb)
+
+
+def triple(rgb: bool, width: int, height: int) -> CameraRig:
+    """Wide (``front``: 90 deg, 120 m), ``main`` (50 deg, 150 m) and ``narrow`` (18 deg, 250 m)
+    forward cameras behind the windscreen, plus left, right and rear (90 deg, 120 m)."""
+    main = _cam("main", WINDSCREEN, 0.0, 50.0, 150.0, width, height)
+    forward = (_front(width, height), main, _narrow(width, height))
     return CameraRig((*forward, *_around(width, height)), rgb=rgb)
 
 
