@@ -176,7 +176,7 @@ def test_cli_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str])
     assert main(["eval"]) == 2
     assert (
         capsys.readouterr().err.strip()
-        == "dojo: error: Give --policy naive|expert|CHECKPOINT, or --compare A B."
+        == "dojo: error: Give --policy naive|expert|careful|CHECKPOINT, or --compare A B."
     )
 
 
