@@ -159,7 +159,7 @@ def test_every_window_decodes_to_the_logged_frames_with_its_telemetry_and_labels
     assert set(keys(samples)) == expected and len(set(keys(samples))) == len(samples)
     assert check_against_logs(samples, logged, k=2) == len(samples)
     first = samples[0]
-    assert first["images"].shape == (4, 2, 48, 96) and first["images"].dtype == torch.uint8
+    assert first["images"].shape == (CAMS, 2, 48, 96) and first["images"].dtype == torch.uint8
     assert first["occupancy"].dtype == torch.uint8 and first["action"].shape == (2,)
     # each camera frame decoded once: the loader's decoding work equals the video, frame for frame
     assert data.decoded_camera_frames() == CAMS * sum(logged.clip_frames.values())
@@ -191,7 +191,7 @@ def test_three_frames_stride_two_and_one_frame_windows(grey: tuple[Path, Path, L
 def test_an_rgb_rig_gives_colour_windows(colour: tuple[Path, Path, Logged]) -> None:
     _, store, logged = colour
     samples = list(WindowDataset(store, frames=2, shuffle=False))
-    assert samples and samples[0]["images"].shape == (4, 2, 48, 96, 3)
+    assert samples and samples[0]["images"].shape == (CAMS, 2, 48, 96, 3)
     assert check_against_logs(samples, logged, k=2) == len(samples)
 
 
@@ -468,7 +468,7 @@ def test_batches_feed_the_driving_policy(grey: tuple[Path, Path, Logged]) -> Non
     _, store, _ = grey
     data = WindowDataset(store, frames=2)
     batch = next(iter(make_loader(data, batch_size=8)))
-    assert batch["images"].shape == (8, 4, 2, 48, 96) and batch["speed_mps"].shape == (8,)
+    assert batch["images"].shape == (8, CAMS, 2, 48, 96) and batch["speed_mps"].shape == (8,)
     assert batch["action"].shape == (8, 2) and batch["has_occupancy"].dtype == torch.bool
     assert data.rig is not None
     policy = DrivingPolicy(
