@@ -135,10 +135,7 @@ def test_round_trip_with_the_official_mcap_reader(log_path: Path, drive: Drive) 
         schemas = {ch.topic: summary.schemas[ch.schema_id] for ch in summary.channels.values()}
         names = {topic: s.name for topic, s in schemas.items()}
         assert names == {
-            "/camera/front": "foxglove.CompressedVideo",
-            "/camera/left": "foxglove.CompressedVideo",
-            "/camera/right": "foxglove.CompressedVideo",
-            "/camera/rear": "foxglove.CompressedVideo",
+            **{f"/camera/{cam}": "foxglove.CompressedVideo" for cam in drive.rig.names},
             "/ego/pose": "foxglove.FrameTransform",
             "/camera_mounts": "foxglove.FrameTransform",
             "/telemetry": "dojo.Telemetry",
@@ -154,13 +151,11 @@ def test_round_trip_with_the_official_mcap_reader(log_path: Path, drive: Drive) 
         }
         # a calibration at t = 0 and at each later keyframe (1 s apart): 3 in 3 s
         calibrations = {t: 3 for t in names if t.endswith("/calibration")}
+        mounts = len(drive.rig.cameras)  # one transform per camera
         assert (
             counts
             == {topic: STEPS for topic in names}
-            | {
-                "/events": 2,
-                "/camera_mounts": 4,
-            }
+            | {"/events": 2, "/camera_mounts": mounts}
             | calibrations
         )
         assert summary.statistics.attachment_count == 0
@@ -176,7 +171,7 @@ def test_round_trip_with_the_official_mcap_reader(log_path: Path, drive: Drive) 
 
     log = read_drive_log(log_path)
     assert log.status == "complete" and log.summary["frames_per_camera"] == str(STEPS)
-    assert log.cameras == ("front", "left", "right", "rear") and (log.width, log.height) == (96, 48)
+    assert log.cameras == tuple(drive.rig.names) and (log.width, log.height) == (96, 48)
     assert log.chunk_compressions == frozenset({"zstd"})
     assert log.config["car_id"] == "car-3" and log.config["mode"] == "human"
     assert log.message_counts["/ego/pose"] == STEPS
@@ -365,7 +360,7 @@ def test_truncated_or_corrupt_files_raise_a_clear_error(log_path: Path, tmp_path
         read_drive_log(text)
     with pytest.raises(DojoConfigError, match="does not exist"):
         read_drive_log(tmp_path / "missing.mcap")
-    with pytest.raises(DojoConfigError, match="'side'.*front, left, right, rear"):
+    with pytest.raises(DojoConfigError, match="'side'.*" + ", ".join(CameraRig.default().names)):
         decode_video(log_path, "side")
 
 
@@ -566,7 +561,7 @@ def test_bad_batches_of_frames_write_nothing(tmp_path: Path) -> None:
 
 def test_measure_frame_cost(drive: Drive, tmp_path: Path) -> None:
     cost = measure_frame_cost(drive.frames[:10], tmp_path)
-    assert cost.camera_frames == 40
+    assert cost.camera_frames == 10 * len(drive.rig.cameras)
     assert cost.encode_ms > 0 and cost.log_ms > 0 and cost.bytes_per_frame > 0
     assert list(tmp_path.iterdir()) == []
 

@@ -92,8 +92,8 @@ class Fleet:
         on_step: Callable[[DriveSummary], None] | None = None,
     ) -> None:
         self.config = config
-        self.rig = CameraRig.default(
-            rgb=config.rgb, width=config.camera_width, height=config.camera_height
+        self.rig = CameraRig.named(
+            config.rig, rgb=config.rgb, width=config.camera_width, height=config.camera_height
         )
         self.modes = car_modes(config)
         needs_net = (self.modes != MANUAL).any()
