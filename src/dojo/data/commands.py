@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import json
 import sys
+from dataclasses import fields
 from typing import Any
 
 from dojo.errors import DojoConfigError
@@ -176,6 +177,40 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _autolabel(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dojo.data.autolabel import AutolabelConfig, autolabel
+    from dojo.data.autolabel.visibility import scene_visibility
+    from dojo.data.store import Store
+    from dojo.settings import from_args
+
+    config = from_args(AutolabelConfig, args)
+    store = Store(args.store)
+    with tqdm(
+        total=len(store.drive_ids()), desc="autolabel", unit="drive", disable=args.json, leave=False
+    ) as bar:
+        summary = autolabel(
+            store, scene_visibility, args.dataset, config, progress=lambda _: bar.update(1)
+        )
+    out = summary.as_dict()
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(
+            f"{out['drives_labelled']} drives labelled, {out['drives_already']} already at "
+            f"version {out['version']}, {len(out['drives_refused'])} refused: "
+            f"{out['frames_labelled']:,} of {out['frames']:,} frames labelled "
+            f"({out['frames_network_driven_labelled']:,} of {out['frames_network_driven']:,} "
+            f"the network drove), {out['grids']:,} grids in {out['wall_s']:.1f} s"
+        )
+        for item in out["drives_partial"]:
+            print(f"  partly labelled {item['drive_id']}: {item['reason']}")
+        for item in out["drives_refused"]:
+            print(f"  refused {item['drive_id']}: {item['reason']}")
+    return 1 if out["drives_refused"] else 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``ingest``, ``query``, ``mine`` and ``datasets`` on the top-level ``dojo`` parser."""
     ing = sub.add_parser(
@@ -243,6 +278,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_mine)
+
+    from dojo.data.autolabel import AutolabelConfig
+    from dojo.settings import add_flags
+
+    a = sub.add_parser(
+        "autolabel",
+        help="offline auto-labeling: hindsight labels for every logged frame, from the scene",
+        description="Label every ingested drive (or a dataset's drives) with the careful "
+        "driver's action under the rig's visibility rule, the lead vehicle's gap, closing "
+        "speed and TTC, the gaps in the next lanes, and occupancy grids with per-cell velocity. "
+        "Deterministic and versioned: drives already labelled at this version are left as "
+        "they are. Exit code 1 if a drive was refused.",
+    )
+    a.add_argument("store", help="clip store folder or fsspec URL")
+    a.add_argument("--dataset", help="label only this dataset's drives (NAME, NAME@vN)")
+    add_flags(a, AutolabelConfig, [f.name for f in fields(AutolabelConfig)])
+    a.add_argument("--json", action="store_true", help="print the summary as JSON")
+    a.set_defaults(func=_autolabel)
 
     d = sub.add_parser("datasets", help="versioned datasets: list, show (the card), diff")
     dsub = d.add_subparsers(dest="datasets_command", required=True)

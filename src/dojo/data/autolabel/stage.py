@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -240,7 +241,7 @@ def _write(st: Store, drive_id: str, table: pa.Table) -> None:
 
 
 def autolabel(
-    store: str | Store,
+    store: str | os.PathLike[str] | Store,
     visibility: Visibility,
     dataset: str | None = None,
     config: AutolabelConfig | None = None,
