@@ -318,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="ingest frames/s vs mcap reading, loader vs raw PyAV decode, trigger query DuckDB vs pandas",
     )
     bdata.add_argument(
-        "--parts", default="ingest,loader,query", help="comma-separated: ingest, loader, query"
+        "--parts",
+        default="ingest,loader,query,autolabel",
+        help="comma-separated: ingest, loader, query, autolabel",
     )
     bdata.add_argument(
         "--rows",

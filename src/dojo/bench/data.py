@@ -1,4 +1,4 @@
-"""`dojo bench data`: the data engine's three targets, each beside its reference, in one run.
+"""`dojo bench data`: the data engine's four targets, each beside its reference, in one run.
 
 - ``ingest``: camera frames ingested per second (2 workers) beside the official ``mcap``
   reader iterating the same files (:mod:`dojo.bench.ingest`).
@@ -6,6 +6,8 @@
   the same clips (:mod:`dojo.data.loader`).
 - ``query``: a near-miss trigger over 10^8 telemetry rows, DuckDB beside pandas
   (:mod:`dojo.bench.query`).
+- ``autolabel``: frames auto-labelled per second beside reading the labeler's inputs
+  (:mod:`dojo.bench.autolabel`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from dojo.errors import DojoConfigError
 
-PARTS = ("ingest", "loader", "query")
+PARTS = ("ingest", "loader", "query", "autolabel")
 
 
 def bench_data(
@@ -43,6 +45,10 @@ def bench_data(
         from dojo.bench.query import bench_trigger_query
 
         out["query"] = bench_trigger_query(rows=rows, repeats=repeats, log=log)
+    if "autolabel" in parts:
+        from dojo.bench.autolabel import bench_autolabel
+
+        out["autolabel"] = bench_autolabel(cars=cars, seconds=seconds, repeats=repeats, log=log)
     return out
 
 
@@ -60,6 +66,10 @@ def format_result(result: dict[str, Any]) -> str:
         from dojo.bench.query import format_table
 
         blocks.append(format_table(result["query"]))
+    if "autolabel" in result:
+        from dojo.bench.autolabel import format_autolabel
+
+        blocks.append(format_autolabel(result["autolabel"]))
     return "\n\n".join(blocks)
 
 

@@ -87,13 +87,13 @@ class SceneFrames:
         static = np.isin(self.kind, STATIC_KINDS)
         veh.active[:] = self.present
         veh.driven[:] = self.present & ~static
-        veh.kind[:] = np.vectorize(lambda k: int(KINDS.get(k, Kind.CAR)), otypes=[np.int8])(
-            np.where(self.present, self.kind, "car")
-        )
+        names, at = np.unique(np.where(self.present, self.kind, "car"), return_inverse=True)
+        codes = np.array([int(KINDS.get(str(n), Kind.CAR)) for n in names], dtype=np.int8)
+        veh.kind[:] = codes[at.reshape(nf, nk)]
         veh.s[:], veh.d[:], veh.v[:] = v["s_m"], v["d_m"], np.maximum(v["speed_mps"], 0.0)
         w = np.arange(nf)[:, None]
         _, _, road_heading = roads.to_xy(v["s_m"], v["d_m"], w)
-        veh.psi[:] = np.angle(np.exp(1j * (v["yaw_rad"] - road_heading)))
+        veh.psi[:] = np.mod(v["yaw_rad"] - road_heading + np.pi, 2.0 * np.pi) - np.pi
         for name in ("length", "width", "height"):
             getattr(veh, name)[:] = np.where(self.present, v[f"{name}_m"], 1.0)
         veh.target_lane[:] = self.lane if future_lane is None else future_lane

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dojo.data.autolabel.scene import SceneFrames, scene_frames
+from dojo.data.autolabel.scene import COLUMNS, SceneFrames, scene_frames
 from dojo.data.autolabel.teacher import LABEL_FIELDS, FrameLabels, careful_labels
 from dojo.data.store import AUTOLABELS, FLOW_STEP_MPS, TABLE_FILES, Store
 from dojo.errors import CorruptLogError
@@ -96,12 +97,14 @@ class AutolabelSummary:
 Visibility = Callable[[SceneFrames, dict[str, Any]], np.ndarray]
 
 
-def _read(st: Store, drive_id: str, table: str) -> pa.Table | None:
+def _read(
+    st: Store, drive_id: str, table: str, columns: list[str] | None = None
+) -> pa.Table | None:
     path = st.path("drives", drive_id, TABLE_FILES.get(table, f"{table}.parquet"))
     if not st.fs.exists(path):
         return None
     with st.fs.open(path, "rb") as f:
-        return pq.read_table(f)
+        return pq.read_table(f, columns=columns)
 
 
 def _drive_config(st: Store, drive_id: str) -> dict[str, Any]:
@@ -130,11 +133,11 @@ def label_drive(
 ) -> tuple[pa.Table, str]:
     """The drive's label table and why it is partial ('' when complete)."""
     row = _drive_config(st, drive_id)
-    telemetry = _read(st, drive_id, "telemetry")
+    telemetry = _read(st, drive_id, "telemetry", ["t_s", "command", "driver", "gap_m", "ttc_s"])
     if telemetry is None:
         raise CorruptLogError(f"Drive {drive_id} has no telemetry table.", reason="no telemetry")
     tel_t = telemetry.column("t_s").to_numpy()
-    scene_table = _read(st, drive_id, "scene")
+    scene_table = _read(st, drive_id, "scene", list(COLUMNS))
     family, seed = row.get("family"), row.get("seed")
     why = ""
     if telemetry.num_rows == 0:
@@ -161,16 +164,17 @@ def label_drive(
             )
         scenario = generate(check_family(str(family)), int(str(seed)))
         command = telemetry.column("command").to_numpy(zero_copy_only=False).astype(np.int64)
+        framed = _subset(scene, at)  # the scene at each telemetry step
         labels: FrameLabels = careful_labels(
-            _subset(scene, at),
+            framed,
             scenario.road,
             command,
             float(scenario.vehicles.v0[0, 0]),
-            visibility(_subset(scene, at), row),
+            visibility(framed, row),
         )
         cols = dict(labels.values)
         every = np.arange(0, n, cfg.grid_every)
-        sub = _subset(scene, at[every])
+        sub = _subset(framed, every)
         roads = Roads.stack([scenario.road]).take(np.zeros(len(every), dtype=np.int64))
         grid, flow = occupancy_flow(roads, sub.vehicles(roads), spec)
         assert flow is not None
@@ -281,9 +285,8 @@ def autolabel(
 
 
 def _count(out: AutolabelSummary, table: pa.Table) -> None:
-    driver = np.asarray(table.column("driver").to_pylist(), dtype=object)
     complete = table.column("complete").to_numpy(zero_copy_only=False)
-    network = driver == "network"
+    network = pc.equal(table.column("driver"), "network").to_numpy(zero_copy_only=False)
     out.frames += table.num_rows
     out.frames_labelled += int(complete.sum())
     out.frames_network_driven += int(network.sum())
