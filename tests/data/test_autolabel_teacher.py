@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from dojo.data.autolabel import careful_labels, scene_frames
-from dojo.data.autolabel.scene import COLUMNS
+from dojo.data.autolabel.scene import CAREFUL_DRIVER, COLUMNS
 from dojo.data.autolabel.teacher import NO_GAP_M
 from dojo.errors import CorruptLogError
+from dojo.world.actions import EgoAction, careful_action
+from dojo.world.camera import CameraRig
 from dojo.world.scenarios import generate
 from dojo.world.vehicles import Kind
+from dojo.world.visibility import visible_objects
 from dojo.world.world import World
 
 KIND_NAMES = {Kind.CAR: "car", Kind.TRUCK: "truck", Kind.BARRIER: "barrier", Kind.DEBRIS: "debris"}
 
 
-def scene_table(world: World, steps: int) -> tuple[pa.Table, np.ndarray]:
-    """``steps`` decision steps of world 0 driven by the expert, as scene rows and commands."""
+def scene_table(
+    world: World, steps: int, act: Callable[[World], EgoAction] | None = None
+) -> tuple[pa.Table, np.ndarray]:
+    """``steps`` decision steps of world 0 driven by ``act`` (default the expert), as scene rows
+    and commands."""
     rows: dict[str, list[object]] = {c: [] for c in COLUMNS}
     commands = []
     for step in range(steps):
@@ -42,7 +50,7 @@ def scene_table(world: World, steps: int) -> tuple[pa.Table, np.ndarray]:
                 rows[name].append(float(value))
             rows["lane"].append(int(world.perception.index.lane[0, k]))
         commands.append(int(world.command[0]))
-        world.step(world.expert_action())
+        world.step(world.expert_action() if act is None else act(world))
     return pa.table(rows), np.array(commands)
 
 
@@ -168,3 +176,29 @@ def test_a_scene_that_contradicts_itself_is_refused_with_the_frame(stalled, chan
     with pytest.raises(CorruptLogError, match="Drive d9") as err:
         scene_frames(pa.Table.from_pylist(rows), "d9")
     assert why in str(err.value.reason)
+
+
+def test_the_label_is_what_the_careful_driver_did_on_the_road():
+    """The world's careful driver (same parameters, same visibility) drives; the labeler, shown
+    only the log, must give its acceleration wherever nobody signals a change it cannot see."""
+    family, seed = "stalled", 1_000_004
+    world = World([family], [seed])
+    for name, value in CAREFUL_DRIVER.items():
+        getattr(world.vehicles, name)[0, 0] = value
+    rig = CameraRig.default()
+    seen: list[np.ndarray] = []
+    done: list[float] = []
+
+    def act(w: World) -> EgoAction:
+        seen.append(visible_objects(w, rig)[0])
+        action = careful_action(w, rig)
+        done.append(float(action.accel_mps2[0]))
+        return action
+
+    table, commands = scene_table(world, 120, act)
+    scene = scene_frames(table, "d3")
+    mask = np.stack(seen)[:, scene.ids] & scene.present
+    v0 = float(generate(family, seed).vehicles.v0[0, 0])
+    labels = careful_labels(scene, generate(family, seed).road, commands, v0, mask, 0.0).values
+    same = np.isclose(labels["accel_mps2"], np.array(done), atol=1e-9)
+    assert same.mean() >= 0.95, f"only {same.mean():.0%} of the frames agree"
