@@ -15,11 +15,9 @@ from dojo.errors import CorruptLogError
 from dojo.world.actions import EgoAction, careful_action
 from dojo.world.camera import CameraRig
 from dojo.world.scenarios import generate
-from dojo.world.vehicles import Kind
+from dojo.world.scene import scene_objects
 from dojo.world.visibility import visible_objects
 from dojo.world.world import World
-
-KIND_NAMES = {Kind.CAR: "car", Kind.TRUCK: "truck", Kind.BARRIER: "barrier", Kind.DEBRIS: "debris"}
 
 
 def scene_table(
@@ -30,25 +28,11 @@ def scene_table(
     rows: dict[str, list[object]] = {c: [] for c in COLUMNS}
     commands = []
     for step in range(steps):
-        v = world.vehicles
-        x, y, heading = world.roads.to_xy(v.s, v.d, np.arange(world.num_worlds)[:, None])
-        for k in np.flatnonzero(v.active[0]):
-            rows["t_s"].append(round(step * 0.1, 6))
-            rows["object_id"].append(int(k))
-            rows["kind"].append("ego" if k == 0 else KIND_NAMES[Kind(int(v.kind[0, k]))])
-            for name, value in (
-                ("x_m", x[0, k]),
-                ("y_m", y[0, k]),
-                ("yaw_rad", heading[0, k] + v.psi[0, k]),
-                ("speed_mps", v.v[0, k]),
-                ("length_m", v.length[0, k]),
-                ("width_m", v.width[0, k]),
-                ("height_m", v.height[0, k]),
-                ("s_m", v.s[0, k]),
-                ("d_m", v.d[0, k]),
-            ):
-                rows[name].append(float(value))
-            rows["lane"].append(int(world.perception.index.lane[0, k]))
+        objects = scene_objects(world, 0)
+        for name in COLUMNS:
+            values = [step / 10] * len(objects) if name == "t_s" else None
+            field = "id" if name == "object_id" else name
+            rows[name] += values if values is not None else getattr(objects, field).tolist()
         commands.append(int(world.command[0]))
         world.step(world.expert_action() if act is None else act(world))
     return pa.table(rows), np.array(commands)
