@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from dojo.data.autolabel import careful_labels, scene_frames
-from dojo.data.autolabel.scene import CAREFUL_DRIVER, COLUMNS
+from dojo.data.autolabel.scene import CAREFUL_DRIVER, COLUMNS, KIND_NAMES
 from dojo.data.autolabel.teacher import NO_GAP_M
 from dojo.errors import CorruptLogError
 from dojo.world.actions import EgoAction, careful_action
@@ -57,7 +57,7 @@ def test_scene_pivots_to_frames_with_the_ego_first(stalled: tuple[pa.Table, np.n
     for row in first:
         k = int(np.flatnonzero(scene.ids == row["object_id"])[0])
         assert scene.values["s_m"][0, k] == row["s_m"]
-        assert scene.kind[0, k] == row["kind"]
+        assert KIND_NAMES[scene.kind[0, k]] == row["kind"]
 
 
 def test_a_stalled_car_in_view_is_the_lead_and_out_of_view_it_is_not(

@@ -161,12 +161,17 @@ def visible(
     among them), which rule 1 ranks against each other. ``active``: which entries are objects
     (default all); inactive entries are never visible and never rank.
     """
-    cover = pixel_cover(rig, x_m, y_m, yaw_rad, length_m, width_m, height_m)
-    act = np.ones(cover.shape[:-1], dtype=bool) if active is None else np.asarray(active, bool)
-    if act.shape != cover.shape[:-1]:
-        raise ConfigError(f"active has shape {act.shape}; the objects have {cover.shape[:-1]}.")
-    shown = (cover >= MIN_PIXELS).any(axis=-1)
-    return shown & nearest_drawn(rig, x_m, y_m, act)
+    x, y, yaw, length, width, height = _arrays(x_m, y_m, yaw_rad, length_m, width_m, height_m)
+    act = np.ones(x.shape, dtype=bool) if active is None else np.asarray(active, bool)
+    if act.shape != x.shape:
+        raise ConfigError(f"active has shape {act.shape}; the objects have {x.shape}.")
+    # only objects some camera could reach are projected: pixel_cover is the costly part
+    reach = max(math.hypot(c.x_m, c.y_m) + c.max_range_m for c in rig.cameras)
+    near = act & (np.hypot(x, y) - 0.5 * np.hypot(length, width) <= reach)
+    shown = np.zeros(x.shape, dtype=bool)
+    cover = pixel_cover(rig, x[near], y[near], yaw[near], length[near], width[near], height[near])
+    shown[near] = (cover >= MIN_PIXELS).any(axis=-1)
+    return shown & nearest_drawn(rig, x, y, act)
 
 
 def visible_objects(world: World | tuple[Roads, Vehicles], rig: CameraRig) -> np.ndarray:

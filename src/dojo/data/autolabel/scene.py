@@ -12,15 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dojo.errors import CorruptLogError
 from dojo.world.road import Roads
 from dojo.world.vehicles import Kind, Vehicles
 
 EGO_ID = 0
-KINDS = {"ego": Kind.CAR, "car": Kind.CAR, "truck": Kind.TRUCK}
-KINDS |= {"barrier": Kind.BARRIER, "debris": Kind.DEBRIS}
-STATIC_KINDS = ("barrier", "debris")
+# a scene's kinds by name, and the world's Kind each is driven as (the ego is a car)
+KIND_NAMES = ("ego", "car", "truck", "barrier", "debris")
+_AS_KIND = np.array([Kind.CAR, Kind.CAR, Kind.TRUCK, Kind.BARRIER, Kind.DEBRIS], dtype=np.int8)
+_STATIC = np.array([False, False, False, True, True])
 COLUMNS = (
     "t_s",
     "object_id",
@@ -60,12 +62,13 @@ def _bad(drive: str, why: str) -> CorruptLogError:
 
 @dataclass
 class SceneFrames:
-    """One drive's scene: ``t_s`` (F,), ``ids`` (K,), and (F, K) arrays; the ego is column 0."""
+    """A scene: ``t_s`` (F,), ``ids`` (K,) (one drive) or (F, K) (frames of several, stacked
+    by :func:`stack_frames`), and (F, K) arrays; the ego is column 0."""
 
     t_s: np.ndarray
     ids: np.ndarray
     present: np.ndarray  # (F, K) bool: the object is in the frame
-    kind: np.ndarray  # (F, K) object of str: 'ego', 'car', ...
+    kind: np.ndarray  # (F, K) int8 index into KIND_NAMES (0 where absent)
     values: dict[str, np.ndarray]  # each of _FLOATS, (F, K) float64 (0 where absent)
     lane: np.ndarray  # (F, K) int64
 
@@ -84,12 +87,10 @@ class SceneFrames:
         nf, nk = self.present.shape
         veh = Vehicles.empty(nf, nk)
         v = self.values
-        static = np.isin(self.kind, STATIC_KINDS)
+        static = _STATIC[self.kind]
         veh.active[:] = self.present
         veh.driven[:] = self.present & ~static
-        names, at = np.unique(np.where(self.present, self.kind, "car"), return_inverse=True)
-        codes = np.array([int(KINDS.get(str(n), Kind.CAR)) for n in names], dtype=np.int8)
-        veh.kind[:] = codes[at.reshape(nf, nk)]
+        veh.kind[:] = _AS_KIND[self.kind]
         veh.s[:], veh.d[:], veh.v[:] = v["s_m"], v["d_m"], np.maximum(v["speed_mps"], 0.0)
         w = np.arange(nf)[:, None]
         _, _, road_heading = roads.to_xy(v["s_m"], v["d_m"], w)
@@ -103,6 +104,37 @@ class SceneFrames:
             getattr(veh, name)[:, 0] = value
         veh.v0[:] = np.maximum(veh.v, 1.0)  # the traffic keeps its speed
         return veh
+
+
+def take_frames(scene: SceneFrames, at: np.ndarray) -> SceneFrames:
+    """The frames ``at`` of ``scene`` (indices into its frames)."""
+    ids = scene.ids[at] if scene.ids.ndim == 2 else scene.ids
+    values = {k: v[at] for k, v in scene.values.items()}
+    return SceneFrames(
+        scene.t_s[at], ids, scene.present[at], scene.kind[at], values, scene.lane[at]
+    )
+
+
+def stack_frames(scenes: list[SceneFrames]) -> SceneFrames:
+    """The frames of several scenes one after another, padded to the widest (absent columns)."""
+    k = max(s.present.shape[1] for s in scenes)
+
+    def pad(a: np.ndarray, fill: object) -> np.ndarray:
+        out = np.full((a.shape[0], k), fill, dtype=a.dtype)
+        out[:, : a.shape[1]] = a
+        return out
+
+    def ids(s: SceneFrames) -> np.ndarray:
+        return pad(np.broadcast_to(s.ids, s.present.shape), -1)
+
+    return SceneFrames(
+        np.concatenate([s.t_s for s in scenes]),
+        np.concatenate([ids(s) for s in scenes]),
+        np.concatenate([pad(s.present, False) for s in scenes]),
+        np.concatenate([pad(s.kind, 0) for s in scenes]),
+        {n: np.concatenate([pad(s.values[n], 0.0) for s in scenes]) for n in _FLOATS},
+        np.concatenate([pad(s.lane, 0) for s in scenes]),
+    )
 
 
 def scene_frames(table: pa.Table, drive: str) -> SceneFrames:
@@ -142,11 +174,27 @@ def scene_frames(table: pa.Table, drive: str) -> SceneFrames:
             f = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
             raise _bad(drive, f"{name} is not a finite number at t={times[f]:.3f} s")
         values[name] = a
-    kind = np.full((nf, nk), "", dtype=object)
-    kind[frame, col] = np.asarray(table.column("kind").to_pylist(), dtype=object)
+    coded = pc.dictionary_encode(table.column("kind")).combine_chunks()
+    names = coded.dictionary.to_pylist()
+    unknown = sorted(set(names) - set(KIND_NAMES))
+    if unknown:
+        raise _bad(drive, f"its scene holds objects of unknown kind {unknown[0]!r}")
+    lookup = np.array([KIND_NAMES.index(n) for n in names], dtype=np.int8)
+    kind = np.zeros((nf, nk), dtype=np.int8)
+    kind[frame, col] = lookup[coded.indices.to_numpy(zero_copy_only=False)]
     lane = np.zeros((nf, nk), dtype=np.int64)
     lane[frame, col] = table.column("lane").to_numpy(zero_copy_only=False).astype(np.int64)
     return SceneFrames(times, order, present, kind, values, lane)
 
 
-__all__ = ["CAREFUL_DRIVER", "COLUMNS", "EGO_ID", "SceneFrames", "TRAFFIC_DRIVER", "scene_frames"]
+__all__ = [
+    "CAREFUL_DRIVER",
+    "COLUMNS",
+    "EGO_ID",
+    "KIND_NAMES",
+    "TRAFFIC_DRIVER",
+    "SceneFrames",
+    "scene_frames",
+    "stack_frames",
+    "take_frames",
+]

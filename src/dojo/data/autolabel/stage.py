@@ -29,17 +29,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dojo.data.autolabel.scene import COLUMNS, SceneFrames, scene_frames
-from dojo.data.autolabel.teacher import LABEL_FIELDS, FrameLabels, careful_labels
+from dojo.data.autolabel.scene import (
+    COLUMNS,
+    SceneFrames,
+    scene_frames,
+    stack_frames,
+    take_frames,
+)
+from dojo.data.autolabel.teacher import LABEL_FIELDS, future_lanes, labels_on
 from dojo.data.store import AUTOLABELS, FLOW_STEP_MPS, TABLE_FILES, Store
 from dojo.errors import CorruptLogError
 from dojo.settings import setting
 from dojo.validate import positive, whole
 from dojo.world.occupancy import OccupancySpec, occupancy_flow
-from dojo.world.road import Roads
+from dojo.world.road import RoadConfig, Roads
 from dojo.world.scenarios import check_family, generate
 
 VERSION = 1  # of the labels: a new version relabels every drive
+BATCH_FRAMES = 20_000  # frames of several drives labelled in one call (numpy's arrays long)
 LABEL_SOURCE = "autolabel"
 FILE = TABLE_FILES["autolabels"]
 
@@ -128,77 +135,123 @@ def _already(st: Store, drive_id: str) -> bool:
     return meta.get(b"dojo_autolabel_version") == str(VERSION).encode()
 
 
-def label_drive(
-    st: Store, drive_id: str, cfg: AutolabelConfig, visibility: Visibility
-) -> tuple[pa.Table, str]:
-    """The drive's label table and why it is partial ('' when complete)."""
+@dataclass
+class _Drive:
+    """One drive read and checked, ready for the batched labeler (``scene`` None: partial)."""
+
+    drive_id: str
+    telemetry: pa.Table
+    why: str  # why it is only partly labelled ('' when it is labelled whole)
+    scene: SceneFrames | None = None  # the scene at each telemetry step
+    road: RoadConfig | None = None
+    ego_v0_mps: float = 0.0
+    visible: np.ndarray | None = None  # (F, K)
+    future_lane: np.ndarray | None = None  # (F, K)
+
+
+def _prepare(st: Store, drive_id: str, visibility: Visibility) -> _Drive:
+    """Read a drive's tables and check its scene; CorruptLogError names what is wrong."""
     row = _drive_config(st, drive_id)
     telemetry = _read(st, drive_id, "telemetry", ["t_s", "command", "driver", "gap_m", "ttc_s"])
     if telemetry is None:
         raise CorruptLogError(f"Drive {drive_id} has no telemetry table.", reason="no telemetry")
-    tel_t = telemetry.column("t_s").to_numpy()
-    scene_table = _read(st, drive_id, "scene", list(COLUMNS))
     family, seed = row.get("family"), row.get("seed")
-    why = ""
-    if telemetry.num_rows == 0:
-        pass  # a drive that ended before its first step: an empty table, nothing to label
-    elif scene_table is None or scene_table.num_rows == 0:
-        why = "its log has no scene channel (written before it existed)"
-    elif not family or seed is None:
-        why = "its log names no scenario, so the road is unknown"
-    n = telemetry.num_rows
-    cols: dict[str, Any] = {name: np.full(n, np.nan) for name in LABEL_FIELDS}
+    if telemetry.num_rows == 0:  # a drive that ended before its first step: nothing to label
+        return _Drive(drive_id, telemetry, "")
+    scene_table = _read(st, drive_id, "scene", list(COLUMNS))
+    if scene_table is None or scene_table.num_rows == 0:
+        return _Drive(
+            drive_id, telemetry, "its log has no scene channel (written before it existed)"
+        )
+    if not family or seed is None:
+        return _Drive(drive_id, telemetry, "its log names no scenario, so the road is unknown")
+    scene = scene_frames(scene_table, drive_id)
+    tel_t = telemetry.column("t_s").to_numpy()
+    at = np.searchsorted(scene.t_s, tel_t)
+    ok = (at < scene.frames) & np.isclose(scene.t_s[np.minimum(at, scene.frames - 1)], tel_t)
+    if not ok.all():
+        t_bad = float(tel_t[np.flatnonzero(~ok)[0]])
+        raise CorruptLogError(
+            f"Drive {drive_id}: the scene has no frame at telemetry time {t_bad:.3f} s.",
+            reason=f"the scene has no frame at t={t_bad:.3f} s",
+        )
+    scenario = generate(check_family(str(family)), int(str(seed)))
+    framed = take_frames(scene, at)
+    fps = 1.0 / float(np.median(np.diff(tel_t))) if len(tel_t) > 1 else 10.0
+    return _Drive(
+        drive_id,
+        telemetry,
+        "",
+        framed,
+        scenario.road,
+        float(scenario.vehicles.v0[0, 0]),
+        visibility(framed, row),
+        future_lanes(framed, fps),
+    )
+
+
+def _label_batch(drives: list[_Drive]) -> list[dict[str, np.ndarray]]:
+    """The labels of every drive with a scene, computed in one call; per drive, in order."""
+    full = [d for d in drives if d.scene is not None]
+    if not full:
+        return []
+    scenes = [d.scene for d in full if d.scene is not None]
+    sizes = [s.frames for s in scenes]
+    frames = stack_frames(scenes)
+    k = frames.present.shape[1]
+    own = np.repeat(np.arange(len(full)), sizes)  # (F,) which drive each frame is of
+    roads = Roads.stack([d.road for d in full if d.road is not None]).take(own)
+
+    def stacked(name: str) -> np.ndarray:
+        parts = [getattr(d, name) for d in full]
+        return np.concatenate([np.pad(p, ((0, 0), (0, k - p.shape[1]))) for p in parts])
+
+    command = np.concatenate(
+        [d.telemetry.column("command").to_numpy(zero_copy_only=False) for d in full]
+    ).astype(np.int64)
+    v0 = np.repeat([d.ego_v0_mps for d in full], sizes)
+    labels = labels_on(frames, roads, command, v0, stacked("visible"), stacked("future_lane"))
+    cuts = np.cumsum(sizes)[:-1]
+    return [
+        dict(zip(labels.values, parts, strict=True))
+        for parts in zip(*(np.split(v, cuts) for v in labels.values.values()), strict=True)
+    ]
+
+
+def _table(d: _Drive, cols: dict[str, np.ndarray] | None, cfg: AutolabelConfig) -> pa.Table:
+    """The drive's label table; ``cols`` its labels (None: partial, from the telemetry)."""
+    telemetry, n, spec = d.telemetry, d.telemetry.num_rows, cfg.spec()
     grids: list[bytes | None] = [None] * n
     flows: list[bytes | None] = [None] * n
-    spec = cfg.spec()
-    if not why and telemetry.num_rows:
-        assert scene_table is not None
-        scene = scene_frames(scene_table, drive_id)
-        at = np.searchsorted(scene.t_s, tel_t)
-        ok = (at < scene.frames) & np.isclose(scene.t_s[np.minimum(at, scene.frames - 1)], tel_t)
-        if not ok.all():
-            t_bad = float(tel_t[np.flatnonzero(~ok)[0]])
-            raise CorruptLogError(
-                f"Drive {drive_id}: the scene has no frame at telemetry time {t_bad:.3f} s.",
-                reason=f"the scene has no frame at t={t_bad:.3f} s",
-            )
-        scenario = generate(check_family(str(family)), int(str(seed)))
-        command = telemetry.column("command").to_numpy(zero_copy_only=False).astype(np.int64)
-        framed = _subset(scene, at)  # the scene at each telemetry step
-        labels: FrameLabels = careful_labels(
-            framed,
-            scenario.road,
-            command,
-            float(scenario.vehicles.v0[0, 0]),
-            visibility(framed, row),
-        )
-        cols = dict(labels.values)
+    if cols is not None and d.scene is not None and d.road is not None:
         every = np.arange(0, n, cfg.grid_every)
-        sub = _subset(framed, every)
-        roads = Roads.stack([scenario.road]).take(np.zeros(len(every), dtype=np.int64))
+        sub = take_frames(d.scene, every)
+        roads = Roads.stack([d.road]).take(np.zeros(len(every), dtype=np.int64))
         grid, flow = occupancy_flow(roads, sub.vehicles(roads), spec)
         assert flow is not None
         q = np.clip(np.rint(flow / FLOW_STEP_MPS), -127, 127).astype(np.int8)
         for i, f in enumerate(every):
             grids[f], flows[f] = grid[i].tobytes(), q[i].tobytes()
     else:
-        gap = telemetry.column("gap_m").to_numpy(zero_copy_only=False).astype(np.float64)
-        cols["lead_gap_m"] = gap
-        cols["ttc_s"] = telemetry.column("ttc_s").to_numpy(zero_copy_only=False).astype(np.float64)
-    has_grid = np.array([g is not None for g in grids])
+        cols = {name: np.full(n, np.nan) for name in LABEL_FIELDS}
+        for name in ("gap_m", "ttc_s"):  # what the telemetry measured
+            value = telemetry.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            cols["lead_gap_m" if name == "gap_m" else name] = value
+    complete = not d.why
+    has_grid = np.array([g is not None for g in grids], dtype=bool)
     table = pa.table(
         {
-            "drive_id": [drive_id] * n,
+            "drive_id": [d.drive_id] * n,
             "frame": np.arange(n, dtype=np.int32),
-            "t_s": tel_t,
+            "t_s": telemetry.column("t_s").to_numpy(),
             "version": np.full(n, VERSION, dtype=np.int16),
             "label_source": [LABEL_SOURCE] * n,
-            "driver": telemetry.column("driver").to_pylist()
-            if "driver" in telemetry.column_names
-            else [""] * n,
-            "complete": np.full(n, not why),
+            "driver": telemetry.column("driver"),
+            "complete": np.full(n, complete),
             "accel_mps2": _nullable(cols["accel_mps2"]),
-            "lane_shift": pa.nulls(n, pa.int8()) if why else cols["lane_shift"].astype(np.int8),
+            "lane_shift": cols["lane_shift"].astype(np.int8)
+            if complete
+            else pa.nulls(n, pa.int8()),
             "lead_id": np.nan_to_num(cols["lead_id"], nan=-1).astype(np.int32),
             "lead_gap_m": _nullable(cols["lead_gap_m"]),
             "closing_mps": _nullable(cols["closing_mps"]),
@@ -218,24 +271,22 @@ def label_drive(
         },
         schema=AUTOLABELS,
     )
-    return table.replace_schema_metadata({"dojo_autolabel_version": str(VERSION)}), why
+    return table.replace_schema_metadata({"dojo_autolabel_version": str(VERSION)})
+
+
+def label_drive(
+    st: Store, drive_id: str, cfg: AutolabelConfig, visibility: Visibility
+) -> tuple[pa.Table, str]:
+    """One drive's label table and why it is partial ('' when complete)."""
+    d = _prepare(st, drive_id, visibility)
+    labels = _label_batch([d])
+    return _table(d, labels[0] if labels else None, cfg), d.why
 
 
 def _nullable(a: np.ndarray) -> pa.Array:
     """Floats with NaN (not labelled, or a lane that does not exist) as nulls."""
     a = np.asarray(a, dtype=np.float64)
     return pa.array(a, mask=np.isnan(a))
-
-
-def _subset(scene: SceneFrames, at: np.ndarray) -> SceneFrames:
-    return SceneFrames(
-        scene.t_s[at],
-        scene.ids,
-        scene.present[at],
-        scene.kind[at],
-        {k: v[at] for k, v in scene.values.items()},
-        scene.lane[at],
-    )
 
 
 def _write(st: Store, drive_id: str, table: pa.Table) -> None:
@@ -262,24 +313,40 @@ def autolabel(
         drive_ids = [d for d in drive_ids if d in wanted]
     out = AutolabelSummary(store=st.url, drives=len(drive_ids))
     tick = time.perf_counter()
+    batch: list[_Drive] = []
+
+    def flush() -> None:
+        labels = iter(_label_batch(batch))
+        for d in batch:
+            table = _table(d, next(labels) if d.scene is not None else None, cfg)
+            _write(st, d.drive_id, table)
+            out.drives_labelled += 1
+            if d.why:
+                out.drives_partial.append({"drive_id": d.drive_id, "reason": d.why})
+            _count(out, table)
+            if progress is not None:
+                progress(d.drive_id)
+        batch.clear()
+
     for drive_id in drive_ids:
         if _already(st, drive_id):
             out.drives_already += 1
-            table = _read(st, drive_id, FILE.removesuffix(".parquet"))
-        else:
-            try:
-                table, why = label_drive(st, drive_id, cfg, visibility)
-            except CorruptLogError as e:
-                out.drives_refused.append({"drive_id": drive_id, "reason": e.reason or str(e)})
-                continue
-            _write(st, drive_id, table)
-            out.drives_labelled += 1
-            if why:
-                out.drives_partial.append({"drive_id": drive_id, "reason": why})
-        assert table is not None
-        _count(out, table)
-        if progress is not None:
-            progress(drive_id)
+            table = _read(
+                st, drive_id, FILE.removesuffix(".parquet"), ["complete", "driver", "grid"]
+            )
+            assert table is not None
+            _count(out, table)
+            if progress is not None:
+                progress(drive_id)
+            continue
+        try:
+            batch.append(_prepare(st, drive_id, visibility))
+        except CorruptLogError as e:
+            out.drives_refused.append({"drive_id": drive_id, "reason": e.reason or str(e)})
+            continue
+        if sum(d.telemetry.num_rows for d in batch) >= BATCH_FRAMES:
+            flush()
+    flush()
     out.wall_s = time.perf_counter() - tick
     return out
 

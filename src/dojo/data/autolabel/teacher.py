@@ -76,13 +76,31 @@ def careful_labels(
     visible: np.ndarray,
     hindsight_s: float = HINDSIGHT_S,
 ) -> FrameLabels:
-    """Labels of every frame of ``scene`` on ``road``, given each frame's route ``command`` (F,)
-    and the careful driver's desired speed; ``visible`` (F, K) from the visibility rule;
-    ``hindsight_s``: how far ahead lanes are read (0: no hindsight, the ablation)."""
+    """Labels of every frame of one drive's ``scene`` on ``road``, given each frame's route
+    ``command`` (F,) and the careful driver's desired speed; ``visible`` (F, K) from the
+    visibility rule; ``hindsight_s``: how far ahead lanes are read (0: no hindsight, the
+    ablation)."""
     nf = scene.frames
     roads = Roads.stack([road]).take(np.zeros(nf, dtype=np.int64))
     fps = 1.0 / float(np.median(np.diff(scene.t_s))) if nf > 1 else 1.0 / DT_S
-    veh = scene.vehicles(roads, future_lanes(scene, fps, hindsight_s))
+    future = future_lanes(scene, fps, hindsight_s)
+    return labels_on(scene, roads, command, np.full(nf, ego_v0_mps), visible, future)
+
+
+def labels_on(
+    scene: SceneFrames,
+    roads: Roads,
+    command: np.ndarray,
+    ego_v0_mps: np.ndarray,
+    visible: np.ndarray,
+    future_lane: np.ndarray,
+) -> FrameLabels:
+    """:func:`careful_labels` of frames that may come from several drives: ``roads`` holds each
+    frame's road (F worlds), ``ego_v0_mps`` (F,) each frame's desired speed, ``future_lane``
+    (F, K) each object's lane read with hindsight (:func:`future_lanes`, per drive). One call
+    for many drives keeps numpy's arrays long (the work per frame is small)."""
+    nf = scene.frames
+    veh = scene.vehicles(roads, future_lane)
     veh.v0[:, 0] = ego_v0_mps
     shown = visible.copy()
     shown[:, 0] = True
@@ -94,10 +112,11 @@ def careful_labels(
     target = command_lane_choice(roads, veh, per, a_follow, command)
     own = np.zeros((nf, 1), dtype=np.int64)
     has_lead = per.leader[:, 0] != 0
+    ids = np.broadcast_to(scene.ids, scene.present.shape)
     out = {
         "accel_mps2": a_follow[:, 0],
         "lane_shift": (target - lane).astype(np.int64),
-        "lead_id": np.where(has_lead, scene.ids[per.leader[:, 0]], -1),
+        "lead_id": np.where(has_lead, np.take_along_axis(ids, per.leader[:, :1], 1)[:, 0], -1),
         "lead_gap_m": np.where(has_lead, per.gap_m[:, 0], NO_GAP_M),
         "closing_mps": per.closing_mps[:, 0],
         "ttc_s": per.ttc_s[:, 0],
@@ -114,7 +133,7 @@ def careful_labels(
             i, j = (np.where(found, p, 0) for p in pair)
             gap = bumper_gap(veh, roads, i, j, take(per.gap_scale, i))
             gap = np.where(found & (gap < 0.5 * roads.length[:, None]), gap, NO_GAP_M)
-            exists = (q_lane >= 0) & (q_lane < road.lanes)
+            exists = (q_lane >= 0) & (q_lane < roads.lanes[:, None])
             out[f"{side}_{where}_gap_m"] = np.where(exists, gap, np.nan)[:, 0]
     return FrameLabels(out)
 
@@ -126,4 +145,5 @@ __all__ = [
     "FrameLabels",
     "careful_labels",
     "future_lanes",
+    "labels_on",
 ]
