@@ -1,4 +1,5 @@
-"""Validation during training: the loss terms and the occupancy IoU over the val split."""
+"""Validation during training: the loss terms, the occupancy IoU and the planner's errors
+over the val split."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dojo.nets.occupancy_metrics import (
     region_iou_counts,
     region_ious,
 )
+from dojo.nets.planner import PlannerErrors, planner_loss
 from dojo.train.loss import policy_loss
 from dojo.world.occupancy import CLASS_NAMES, VEHICLE, OccupancySpec
 
@@ -27,15 +29,18 @@ if TYPE_CHECKING:
     from dojo.train.trainer import Trainer
 
 
-def grid_regions(rows: int, cols: int) -> tuple[torch.Tensor, tuple[tuple[float, float], ...]]:
+def grid_regions(
+    rows: int, cols: int, spec: OccupancySpec | None = None
+) -> tuple[torch.Tensor, tuple[tuple[float, float], ...]]:
     """The region masks ``(G, rows, cols)`` of a grid and the bands they are (after the whole grid).
 
-    The store keeps a label's shape and cell size but not where the ego sits in it; every
-    drive log so far is written with the default :class:`OccupancySpec`, so a grid of its
-    shape is banded by its geometry. A grid of another shape gets the whole grid only (its
+    ``spec``: where the ego sits in the grid (the loader's ``occupancy_spec``: the auto-labels
+    say it; of the logged labels the store keeps the shape and cell size only, and every drive
+    log so far is written with the default :class:`OccupancySpec`, so by default a grid of its
+    shape is banded by its geometry). A grid of another shape gets the whole grid only (its
     band metrics are NaN) rather than bands from a guessed geometry.
     """
-    spec = OccupancySpec()
+    spec = spec or OccupancySpec()
     if (rows, cols) != (spec.rows, spec.cols):
         return torch.ones((1, rows, cols), dtype=torch.bool), ()
     return band_masks(cell_distance_m(spec), DISTANCE_BANDS_M), DISTANCE_BANDS_M
@@ -59,7 +64,9 @@ def validate(t: Trainer) -> dict[str, Any] | None:
     over the occupied classes present; NaN when no window is labelled), each class's
     ``val_iou_<class>``, the vehicle's per distance band from the ego ``val_iou_vehicle_0_20``,
     ``_20_40``, ``_40_80``, ``_0_40``, and the same keys as ``val_prior_iou_...``: the IoUs of
-    the per-cell mode of the val labels themselves (:mod:`dojo.nets.occupancy_metrics`).
+    the per-cell mode of the val labels themselves (:mod:`dojo.nets.occupancy_metrics`). With
+    the planner heads, ``val_planner_loss`` and ``val_planner_<error>`` for each error of
+    :meth:`dojo.nets.planner.PlannerErrors.summary` (medians over the split, all processes).
     """
     if t.val_loader is None or t.val_data is None:
         return None
@@ -67,10 +74,12 @@ def validate(t: Trainer) -> dict[str, Any] | None:
     t.val_data.set_epoch(0)
     net = t.prepared.net_config
     rows, cols = (net["rows"], net["cols"]) if t.grids else (0, 0)  # the grid the head predicts
-    masks, bands = grid_regions(rows, cols)
+    masks, bands = grid_regions(rows, cols, t.val_data.occupancy_spec)
     masks = masks.to(t.device)
     k = len(CLASS_NAMES)
-    sums = torch.zeros(4, dtype=torch.float64)  # policy loss sum, windows, occupancy sum, labelled
+    # policy loss sum, windows, occupancy sum, labelled, planner loss sum
+    sums = torch.zeros(5, dtype=torch.float64)
+    errors = PlannerErrors()
     counts = torch.zeros(2, len(OCCUPIED_CLASSES), len(masks), dtype=torch.int64)  # (2, 3, G)
     histogram = torch.zeros(k, rows, cols, dtype=torch.int64)  # (K, R, S) of the val labels
     with torch.no_grad():
@@ -78,8 +87,13 @@ def validate(t: Trainer) -> dict[str, Any] | None:
             if t.config.val_batches and i >= t.config.val_batches:
                 break
             x = t._to_device(batch)
-            controls, logits = t._predict(t.model, x)
+            controls, logits, planner = t._predict(t.model, x)
             sums[1] += len(x["action"])
+            if planner is not None:
+                sums[4] += float(
+                    planner_loss(planner, x["planner"], x["planner_valid"], reduction="sum")
+                )
+                errors.add(planner, x["planner"], x["planner_valid"])
             if controls is not None:
                 sums[0] += float(policy_loss(controls, x["action"], reduction="sum"))
             if logits is not None:
@@ -93,10 +107,14 @@ def validate(t: Trainer) -> dict[str, Any] | None:
         both = both.to(t.device)
         dist.all_reduce(both)
         both = both.cpu()
-        n = counts.numel()
-        sums = both[:4]
-        counts = both[4 : 4 + n].round().to(torch.int64).view_as(counts)
-        histogram = both[4 + n :].round().to(torch.int64).view_as(histogram)
+        n, m = counts.numel(), len(sums)
+        sums = both[:m]
+        counts = both[m : m + n].round().to(torch.int64).view_as(counts)
+        histogram = both[m + n :].round().to(torch.int64).view_as(histogram)
+        if t.planner:
+            states: list[Any] = [None] * t.world
+            dist.all_gather_object(states, errors.state())
+            errors.merge(states)
     windows, labelled_n = int(sums[1]), int(sums[3])
     policy_mean = float(sums[0]) / windows if windows else math.nan
     result: dict[str, Any] = {"val_windows": windows}
@@ -111,9 +129,14 @@ def validate(t: Trainer) -> dict[str, Any] | None:
     result.update({f"val_prior_iou_{name}": v for name, v in iou_metrics(prior, bands).items()})
     result["val_loss"] = (
         occ_mean
-        if t.config.net == "occupancy"
+        if t.config.net in ("occupancy", "perception")
         else policy_mean + t.config.occupancy_weight * occ_mean
     )
+    if t.planner:
+        planner_mean = float(sums[4]) / windows if windows else math.nan
+        result["val_planner_loss"] = planner_mean
+        result.update({f"val_planner_{k}": v for k, v in errors.summary().items()})
+        result["val_loss"] += t.config.planner_weight * planner_mean
     return result
 
 
