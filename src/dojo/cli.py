@@ -22,6 +22,7 @@ DRIVE_FLAGS = (
     "drive_s",
     "logging",
     "heldout",
+    "rig",
 )
 
 
@@ -71,8 +72,10 @@ def _world_survey(args: argparse.Namespace) -> int:
 
 
 def _world_render(args: argparse.Namespace) -> int:
+    from dojo.world.camera import CameraRig
     from dojo.world.render import render_clip, render_moment
 
+    rig = CameraRig.named(args.rig)
     if args.gif:
         n = render_clip(
             args.scenario,
@@ -81,10 +84,11 @@ def _world_render(args: argparse.Namespace) -> int:
             seconds=args.seconds,
             driver=args.driver,
             at_s=args.at,
+            rig=rig,
         )
         print(f"wrote {args.out} ({n} frames)")
     else:
-        render_moment(args.scenario, args.seed, args.out, at_s=args.at, driver=args.driver)
+        render_moment(args.scenario, args.seed, args.out, at_s=args.at, driver=args.driver, rig=rig)
         print(f"wrote {args.out}")
     return 0
 
@@ -249,14 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--driver", default="expert", choices=["expert", "naive"], help="who drives the ego"
     )
+    from dojo.fleet.config import DriveConfig
+    from dojo.settings import add_flags
+
+    add_flags(render, DriveConfig, ("rig",))
     render.set_defaults(func=_world_render)
 
     dr = sub.add_parser(
         "drive", help="drive a simulated fleet and write one MCAP drive log per car per drive"
     )
-    from dojo.fleet.config import DriveConfig
-    from dojo.settings import add_flags
-
     add_flags(dr, DriveConfig, DRIVE_FLAGS)
     dr.add_argument("--json", action="store_true", help="print the summary as JSON")
     dr.set_defaults(func=_drive)

@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from mcap.reader import make_reader
-from mcap.writer import CompressionType, Writer
 
 from dojo.data.catalog import connect, query
 from dojo.data.ingest import ingest
@@ -25,6 +23,7 @@ from dojo.drivelog import decode_access_units, decode_video, read_drive_log, rea
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import Fleet
+from tests.drivelog.rewrite import rewrite
 
 DOJO = [sys.executable, "-m", "dojo.cli"]
 
@@ -71,61 +70,6 @@ def tree_digest(root: Path) -> dict[str, str]:
         for p in sorted((root / "drives").rglob("*"))
         if p.is_file()
     }
-
-
-def rewrite(
-    src: Path,
-    dst: Path,
-    drop: tuple[str, ...] = (),
-    extra_channel: bool = False,
-    spoil_video_at: int | None = None,
-    tag: str = "",
-) -> None:
-    """Copy a drive log record by record with the official mcap writer, changing one thing."""
-    with open(src, "rb") as f, open(dst, "wb") as g:
-        reader = make_reader(f)
-        summary = reader.get_summary()
-        assert summary is not None
-        writer = Writer(g, compression=CompressionType.ZSTD)
-        writer.start()
-        schema_ids = {
-            sid: writer.register_schema(s.name, s.encoding, s.data)
-            for sid, s in summary.schemas.items()
-        }
-        channel_ids = {
-            cid: writer.register_channel(
-                c.topic, c.message_encoding, schema_ids[c.schema_id], c.metadata
-            )
-            for cid, c in summary.channels.items()
-            if c.topic not in drop
-        }
-        if extra_channel:
-            lidar = writer.register_schema("acme.LidarScan", "jsonschema", b"{}")
-            channel_ids[-1] = writer.register_channel("/lidar", "json", lidar)
-            writer.add_message(channel_ids[-1], log_time=0, publish_time=0, data=b"{}")
-        frame = 0
-        for _, channel, message in reader.iter_messages():
-            if channel.topic in drop:
-                continue
-            data = message.data
-            if spoil_video_at is not None and channel.topic == "/camera/front":
-                if frame == spoil_video_at:
-                    record = json.loads(data)
-                    record["data"] = "AAAA" * 40  # zero bytes: no NAL unit at all
-                    data = json.dumps(record).encode()
-                frame += 1
-            writer.add_message(
-                channel_ids[channel.id],
-                log_time=message.log_time,
-                publish_time=message.publish_time,
-                data=data,
-                sequence=message.sequence,
-            )
-        for m in reader.iter_metadata():
-            writer.add_metadata(m.name, m.metadata)
-        if tag:  # a distinct file with the same drive in it
-            writer.add_metadata("copy", {"tag": tag})
-        writer.finish()
 
 
 def test_ingest_remuxes_every_frame_and_table_and_the_catalog_agrees(

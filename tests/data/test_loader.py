@@ -36,9 +36,12 @@ from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import Fleet
 from dojo.nets.policy import DrivingPolicy, PolicyConfig
+from dojo.world.camera import CameraRig
 
 STEP_S = 0.1  # the fleet's decision step and frame interval [s]
 Key = tuple[str, int]  # (clip_id, target drive frame): one window
+
+CAMS = len(CameraRig.default().cameras)  # the drives below carry the default rig
 
 
 class Logged:
@@ -156,10 +159,10 @@ def test_every_window_decodes_to_the_logged_frames_with_its_telemetry_and_labels
     assert set(keys(samples)) == expected and len(set(keys(samples))) == len(samples)
     assert check_against_logs(samples, logged, k=2) == len(samples)
     first = samples[0]
-    assert first["images"].shape == (4, 2, 48, 96) and first["images"].dtype == torch.uint8
+    assert first["images"].shape == (CAMS, 2, 48, 96) and first["images"].dtype == torch.uint8
     assert first["occupancy"].dtype == torch.uint8 and first["action"].shape == (2,)
     # each camera frame decoded once: the loader's decoding work equals the video, frame for frame
-    assert data.decoded_camera_frames() == 4 * sum(logged.clip_frames.values())
+    assert data.decoded_camera_frames() == CAMS * sum(logged.clip_frames.values())
 
 
 def _all_targets(store: Path, k: int) -> list[Key]:
@@ -188,7 +191,7 @@ def test_three_frames_stride_two_and_one_frame_windows(grey: tuple[Path, Path, L
 def test_an_rgb_rig_gives_colour_windows(colour: tuple[Path, Path, Logged]) -> None:
     _, store, logged = colour
     samples = list(WindowDataset(store, frames=2, shuffle=False))
-    assert samples and samples[0]["images"].shape == (4, 2, 48, 96, 3)
+    assert samples and samples[0]["images"].shape == (CAMS, 2, 48, 96, 3)
     assert check_against_logs(samples, logged, k=2) == len(samples)
 
 
@@ -210,7 +213,7 @@ def test_specs_restrict_the_windows_and_decode_only_from_the_last_keyframe(
     samples = list(data)
     assert sorted(keys(samples)) == [(clip, f) for f in range(120, 131)]
     # the first window needs frame 119: decoding starts at the keyframe of frame 110
-    assert data.decoded_camera_frames() == 4 * (130 - 110 + 1)
+    assert data.decoded_camera_frames() == CAMS * (130 - 110 + 1)
     assert check_against_logs(samples, logged, k=2) == 11
     # a dataset's entries (dicts), or an object holding them, select the same windows
     entry = {"clip_id": clip, "t0_s": lo_s, "t1_s": hi_s, "split": "train"}
@@ -465,7 +468,7 @@ def test_batches_feed_the_driving_policy(grey: tuple[Path, Path, Logged]) -> Non
     _, store, _ = grey
     data = WindowDataset(store, frames=2)
     batch = next(iter(make_loader(data, batch_size=8)))
-    assert batch["images"].shape == (8, 4, 2, 48, 96) and batch["speed_mps"].shape == (8,)
+    assert batch["images"].shape == (8, CAMS, 2, 48, 96) and batch["speed_mps"].shape == (8,)
     assert batch["action"].shape == (8, 2) and batch["has_occupancy"].dtype == torch.bool
     assert data.rig is not None
     policy = DrivingPolicy(
@@ -567,7 +570,7 @@ def test_batches_let_go_lend_their_memory_and_batches_held_keep_their_contents(
 def test_rates_count_the_same_frames_on_both_sides(grey: tuple[Path, Path, Logged]) -> None:
     _, store, logged = grey
     raw = decode_rate_raw(store)
-    assert raw["frames"] == 4 * sum(logged.clip_frames.values()) and raw["frames_per_s"] > 0
+    assert raw["frames"] == CAMS * sum(logged.clip_frames.values()) and raw["frames_per_s"] > 0
     rate = loader_rate(store, num_workers=0, batch_size=32)
     assert rate["decoded_camera_frames"] == raw["frames"]
     assert (
@@ -579,5 +582,5 @@ def test_rates_count_the_same_frames_on_both_sides(grey: tuple[Path, Path, Logge
     assert one["frames"] == 7 and one["clips"] == 1
     assert (
         loader_rate(store, [clip], occupancy=False)["decoded_camera_frames"]
-        == 4 * logged.clip_frames[clip]
+        == CAMS * logged.clip_frames[clip]
     )

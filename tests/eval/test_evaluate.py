@@ -176,5 +176,21 @@ def test_cli_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str])
     assert main(["eval"]) == 2
     assert (
         capsys.readouterr().err.strip()
-        == "dojo: error: Give --policy naive|expert|CHECKPOINT, or --compare A B."
+        == "dojo: error: Give --policy naive|expert|careful|CHECKPOINT, or --compare A B."
     )
+
+
+def test_careful_policy_sees_the_stalled_car_only_with_a_rig_that_shows_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lo = HELDOUT_SEEDS.start
+    f = tmp_path / "suites.toml"
+    f.write_text(f'[suites.stalled4]\nfamilies = ["stalled"]\nseeds = [{lo}, {lo + 4}]\n')
+    critical = {}
+    for rig in ("penta", "quad"):
+        argv = ["eval", "--policy", "careful", "--suite", "stalled4", "--suites-file", str(f)]
+        assert main([*argv, "--decisions", "1", "--cars", "4", "--rig", rig, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["policy"] == "careful" and out["rig"] == rig and out["decisions"] == 1_600
+        critical[rig] = out["critical_interventions"]
+    assert critical["penta"] == 0 < critical["quad"]  # the quad rig shows the car too late

@@ -31,6 +31,7 @@ from dojo.errors import CorruptLogError, DojoConfigError, StorageFullError
 from dojo.world import World
 from dojo.world.camera import CameraRig, ego_pose, render
 from dojo.world.occupancy import OccupancySpec, occupancy
+from dojo.world.scene import scene_objects
 from tests.fleet.tmpfs import small_tmpfs
 
 STEPS = 30  # 3 s at 10 Hz
@@ -56,10 +57,11 @@ class Drive:
     def __init__(self, rgb: bool = False) -> None:
         world = World("cut_in", seeds=[3])
         self.rig = CameraRig.default(rgb=rgb)
-        frames, grids, poses, telemetry, events = [], [], [], [], []
+        frames, grids, poses, telemetry, events, self.scenes = [], [], [], [], [], []
         for step in range(STEPS):
             t = step / 10
             frames.append(render(world.roads, world.vehicles, self.rig)[0])
+            self.scenes.append(scene_objects(world, 0))
             grids.append(occupancy(world.roads, world.vehicles)[0])
             x, y, yaw = (float(a[0]) for a in ego_pose(world.roads, world.vehicles, np.array([0])))
             poses.append((t, x, y, 0.0, yaw))
@@ -92,6 +94,7 @@ class Drive:
                 log.write_pose(*self.poses[step])
                 log.write_telemetry(t, self.telemetry[step])
                 log.write_occupancy(t, self.grids[step])
+                log.write_scene(t, self.scenes[step])
                 for t_event, event in self.events:
                     if t_event == t:
                         log.write_event(t, event)
@@ -132,23 +135,29 @@ def test_round_trip_with_the_official_mcap_reader(log_path: Path, drive: Drive) 
         schemas = {ch.topic: summary.schemas[ch.schema_id] for ch in summary.channels.values()}
         names = {topic: s.name for topic, s in schemas.items()}
         assert names == {
-            "/camera/front": "foxglove.CompressedVideo",
-            "/camera/left": "foxglove.CompressedVideo",
-            "/camera/right": "foxglove.CompressedVideo",
-            "/camera/rear": "foxglove.CompressedVideo",
+            **{f"/camera/{cam}": "foxglove.CompressedVideo" for cam in drive.rig.names},
             "/ego/pose": "foxglove.FrameTransform",
             "/camera_mounts": "foxglove.FrameTransform",
             "/telemetry": "dojo.Telemetry",
             "/events": "dojo.Event",
             "/labels/occupancy": "foxglove.Grid",
-        }
+            "/scene": "foxglove.SceneUpdate",
+        } | {f"/camera/{c}/calibration": "foxglove.CameraCalibration" for c in drive.rig.names}
         assert {s.encoding for s in schemas.values()} == {"jsonschema"}
         assert {ch.message_encoding for ch in summary.channels.values()} == {"json"}
         counts = {
             summary.channels[cid].topic: n
             for cid, n in summary.statistics.channel_message_counts.items()
         }
-        assert counts == {topic: STEPS for topic in names} | {"/events": 2, "/camera_mounts": 4}
+        # a calibration at t = 0 and at each later keyframe (1 s apart): 3 in 3 s
+        calibrations = {t: 3 for t in names if t.endswith("/calibration")}
+        mounts = len(drive.rig.cameras)  # one transform per camera
+        assert (
+            counts
+            == {topic: STEPS for topic in names}
+            | {"/events": 2, "/camera_mounts": mounts}
+            | calibrations
+        )
         assert summary.statistics.attachment_count == 0
         meta = {m.name: m.metadata for m in reader.iter_metadata()}
         assert set(meta) == {"drive", "drive_log", "summary"}
@@ -162,7 +171,7 @@ def test_round_trip_with_the_official_mcap_reader(log_path: Path, drive: Drive) 
 
     log = read_drive_log(log_path)
     assert log.status == "complete" and log.summary["frames_per_camera"] == str(STEPS)
-    assert log.cameras == ("front", "left", "right", "rear") and (log.width, log.height) == (96, 48)
+    assert log.cameras == tuple(drive.rig.names) and (log.width, log.height) == (96, 48)
     assert log.chunk_compressions == frozenset({"zstd"})
     assert log.config["car_id"] == "car-3" and log.config["mode"] == "human"
     assert log.message_counts["/ego/pose"] == STEPS
@@ -351,7 +360,7 @@ def test_truncated_or_corrupt_files_raise_a_clear_error(log_path: Path, tmp_path
         read_drive_log(text)
     with pytest.raises(DojoConfigError, match="does not exist"):
         read_drive_log(tmp_path / "missing.mcap")
-    with pytest.raises(DojoConfigError, match="'side'.*front, left, right, rear"):
+    with pytest.raises(DojoConfigError, match="'side'.*" + ", ".join(CameraRig.default().names)):
         decode_video(log_path, "side")
 
 
@@ -552,7 +561,7 @@ def test_bad_batches_of_frames_write_nothing(tmp_path: Path) -> None:
 
 def test_measure_frame_cost(drive: Drive, tmp_path: Path) -> None:
     cost = measure_frame_cost(drive.frames[:10], tmp_path)
-    assert cost.camera_frames == 40
+    assert cost.camera_frames == 10 * len(drive.rig.cameras)
     assert cost.encode_ms > 0 and cost.log_ms > 0 and cost.bytes_per_frame > 0
     assert list(tmp_path.iterdir()) == []
 

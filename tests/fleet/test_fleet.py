@@ -345,9 +345,11 @@ def test_a_checkpoint_drives_the_fleet_with_one_batched_forward_pass_per_step(
     torch = pytest.importorskip("torch")
     from dojo.nets.checkpoint import save_policy
     from dojo.nets.policy import DrivingPolicy, PolicyConfig
+    from dojo.world.camera import CameraRig
 
     torch.manual_seed(0)
-    ckpt = save_policy(tmp_path / "net.pt", DrivingPolicy(PolicyConfig(size="tiny")))
+    cams = len(CameraRig.default().cameras)  # the fleet's default rig
+    ckpt = save_policy(tmp_path / "net.pt", DrivingPolicy(PolicyConfig(size="tiny", cameras=cams)))
     fleet = Fleet(
         DriveConfig(
             out=str(tmp_path / "logs"),
@@ -402,10 +404,12 @@ def test_no_policy_changes_the_world_it_reads(tmp_path: Path) -> None:
     from tests.world.test_actions import assert_unchanged, snapshot
 
     torch.manual_seed(0)
-    ckpt = save_policy(tmp_path / "net.pt", DrivingPolicy(PolicyConfig(size="tiny")))
     cfg = DriveConfig(out=str(tmp_path))
-    rig = CameraRig.default(rgb=cfg.rgb, width=cfg.camera_width, height=cfg.camera_height)
-    policies = [make_policy(spec, rig, device="cpu") for spec in ("naive", "expert", str(ckpt))]
+    rig = CameraRig.named(cfg.rig, rgb=cfg.rgb, width=cfg.camera_width, height=cfg.camera_height)
+    net = DrivingPolicy(PolicyConfig(size="tiny", cameras=len(rig.cameras)))
+    ckpt = save_policy(tmp_path / "net.pt", net)
+    specs = ("naive", "expert", "careful", str(ckpt))
+    policies = [make_policy(spec, rig, device="cpu") for spec in specs]
     rng = np.random.default_rng(0)
     for family in FAMILIES:
         world = World(family, seeds=range(3))

@@ -59,7 +59,7 @@ def _tiny_checkpoint(folder: Path) -> tuple[Path, CameraRig]:
     from dojo.nets.policy import DrivingPolicy, PolicyConfig
 
     cfg = SuiteDriveConfig()
-    rig = CameraRig.default(rgb=cfg.rgb, width=cfg.camera_width, height=cfg.camera_height)
+    rig = CameraRig.named(cfg.rig, rgb=cfg.rgb, width=cfg.camera_width, height=cfg.camera_height)
     cam = rig.cameras[0]
     torch.manual_seed(0)
     model = DrivingPolicy(

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dojo.validate import positive, whole
 from dojo.world.world import World
 
+COMPARED_RIG = "quad"  # the rig the default replaced: its camera frames/s are reported beside
+
 
 def measure_ours(
     worlds: int = 256, seconds: float = 5.0, family: str = "highway", seed0: int = 0
@@ -70,6 +72,7 @@ def bench_world(
     """Run every measurement of `dojo bench world` and return the JSON-able result."""
     from dojo.world.camera import CameraRig, measure_frames_per_s
     from dojo.world.reference import measure_highway_env
+    from dojo.world.rigs import DEFAULT_RIG
 
     processes = processes or os.cpu_count() or 1
     log(f"ours: {worlds} highway worlds, 1 process, {seconds:.0f} s ...")
@@ -78,11 +81,15 @@ def bench_world(
     ours_all = measure_ours_parallel(processes, worlds, seconds)
     log(f"highway-env highway-fast-v0, {seconds:.0f} s ...")
     ref = measure_highway_env(seconds=seconds)
-    log(f"cameras: default rig, {seconds:.0f} s ...")
     world = World("highway", seeds=range(64))
     for _ in range(20):
         world.step(world.expert_action())
-    fps = measure_frames_per_s(world.roads, world.vehicles, CameraRig.default(), seconds=seconds)
+    fps: dict[str, float] = {}
+    for rig in dict.fromkeys((DEFAULT_RIG, COMPARED_RIG)):  # the default, then the old rig
+        log(f"cameras: {rig} rig, {seconds:.0f} s ...")
+        fps[rig] = measure_frames_per_s(
+            world.roads, world.vehicles, CameraRig.named(rig), seconds=seconds
+        )
     ref_vs = float(ref["vehicle_steps_per_s"])
     return {
         "machine": f"{os.cpu_count()} cores",
@@ -96,7 +103,9 @@ def bench_world(
         "highway_env_vehicles": ref.get("vehicles"),
         "ratio": ours["vehicle_steps_per_s"] / ref_vs,
         "ratio_all_cores": ours_all["vehicle_steps_per_s"] / ref_vs,
-        "camera_frames_per_s": fps,
+        "camera_frames_per_s": fps[DEFAULT_RIG],
+        "camera_rig": DEFAULT_RIG,
+        "camera_frames_per_s_by_rig": fps,
         "processes": processes,
         "worlds": worlds,
     }
@@ -127,8 +136,13 @@ def format_table(result: dict[str, object]) -> str:
     out = [f"{'measure':<32}{'dojo':>14}{'highway-env':>14}{'ratio':>10}"]
     for name, a, b, r in rows:
         out.append(f"{name:<32}{float(a):>14,.0f}{float(b):>14,.1f}{float(r):>9.1f}x")  # type: ignore[arg-type]
-    frames_per_s = float(result["camera_frames_per_s"])  # type: ignore[arg-type]
-    out.append(f"{'camera frames/s (default rig)':<32}{frames_per_s:>14,.0f}")
+    by_rig = result.get("camera_frames_per_s_by_rig")
+    if not isinstance(by_rig, dict):  # a result written before rigs had names
+        by_rig = {"default": result["camera_frames_per_s"]}
+    for rig, frames_per_s in by_rig.items():
+        default = ", default" if rig == result.get("camera_rig") else ""
+        label = f"camera frames/s ({rig} rig{default})"
+        out.append(f"{label:<32}{float(frames_per_s):>14,.0f}")  # type: ignore[arg-type]
     return "\n".join(out)
 
 

@@ -3,8 +3,9 @@
 >>> con = connect("store")
 >>> con.sql("SELECT family, count(*) FROM clips GROUP BY family").fetchall()
 
-Views: ``drives``, ``clips``, ``frames``, ``telemetry``, ``poses``, ``events``, ``labels``, and
-``autolabels`` once `dojo autolabel` has run (the columns are in :mod:`dojo.data.store`). DuckDB reads the Parquet files where they lie and
+Views: ``drives``, ``clips``, ``frames``, ``telemetry``, ``poses``, ``events``, ``labels``,
+``scene`` and ``autolabels`` (written by `dojo autolabel`) (the columns are in :mod:`dojo.data.store`). A table that no drive of the store has
+(``scene`` in a store ingested before it existed) is an empty, typed view. DuckDB reads the Parquet files where they lie and
 pushes filters and column choices down into them, so a question about one column of a few
 drives reads little more than that. A store on another fsspec filesystem is registered with
 DuckDB, which then reads through it.
@@ -18,7 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from dojo.data.store import OPTIONAL_TABLES, TABLE_FILES, TABLES, Store
+from dojo.data.store import ADDED_TABLES, OPTIONAL_TABLES, TABLE_FILES, TABLES, Store
 from dojo.errors import DojoConfigError
 
 
@@ -39,19 +40,13 @@ def connect(
         con.register_filesystem(st.fs)
         prefix = f"{st.fs.protocol[0] if isinstance(st.fs.protocol, tuple) else st.fs.protocol}://"
     have_drives = bool(st.drive_ids())
-    for name, schema in TABLES.items():
-        if have_drives:
-            pattern = prefix + st.path("drives", "*", TABLE_FILES[name])
+    for name, schema in (TABLES | OPTIONAL_TABLES).items():
+        files = st.path("drives", "*", TABLE_FILES[name])
+        some_lack = name in ADDED_TABLES or name in OPTIONAL_TABLES
+        if have_drives and (not some_lack or st.fs.glob(files)):
+            pattern = prefix + files
             con.execute(
                 f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(pattern)}, union_by_name = true)"
-            )
-        else:
-            _empty_view(con, name, schema)
-    for name, schema in OPTIONAL_TABLES.items():
-        pattern = st.path("drives", "*", TABLE_FILES[name])
-        if have_drives and st.fs.glob(pattern):
-            con.execute(
-                f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(prefix + pattern)}, union_by_name = true)"
             )
         else:
             _empty_view(con, name, schema)

@@ -25,13 +25,13 @@ from dojo.data.store import CLIP_ID_CHARS, MAX_CLIP_S, TABLES
 from dojo.drivelog import decode
 from dojo.drivelog.decode import Grid, Pose, open_drive_log
 from dojo.drivelog.format import (
+    CALIBRATION_TOPIC,
     CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
-    OPTIONAL_TOPICS,
-    SCHEMA_OF_TOPIC,
     TELEMETRY_TOPIC,
-    VIDEO_SCHEMA,
+    topic_schemas,
 )
+from dojo.drivelog.scene import SceneFrame, SceneLog
 from dojo.drivelog.telemetry import Telemetry, columns
 from dojo.drivelog.video import is_keyframe
 from dojo.errors import ConfigError, CorruptLogError
@@ -63,6 +63,7 @@ class Parsed:
     poses: list[Pose]
     events: list[dict[str, Any]]
     labels: list[tuple[float, int, int, float, bytes]]  # t_s, rows, cols, cell_m, grid
+    scenes: list[SceneFrame] = field(default_factory=list)
 
 
 def parse(path: Path) -> Parsed:
@@ -76,7 +77,7 @@ def parse(path: Path) -> Parsed:
             except (KeyError, ValueError, TypeError) as e:
                 raise _bad(f"its drive_log metadata is incomplete ({e})") from e
             summary = reader.get_summary()
-            expected = {CAMERA_TOPIC.format(c): VIDEO_SCHEMA for c in cameras} | SCHEMA_OF_TOPIC
+            expected, optional = topic_schemas(cameras)
             present = {}
             for ch in summary.channels.values():
                 schema = summary.schemas.get(ch.schema_id)
@@ -90,7 +91,7 @@ def parse(path: Path) -> Parsed:
                         f"expected {want!r} (json)"
                     )
                 present[ch.topic] = ch.id
-            missing = [t for t in expected if t not in present and t not in OPTIONAL_TOPICS]
+            missing = [t for t in expected if t not in present and t not in optional]
             if missing:
                 raise _bad(f"it has no {', '.join(missing)} channel")
             camera_of = {CAMERA_TOPIC.format(c): c for c in cameras}
@@ -99,8 +100,10 @@ def parse(path: Path) -> Parsed:
             poses: list[Pose] = []
             events: list[dict[str, Any]] = []
             labels = []
-            # camera mounts: static rig geometry; the store keeps the rig in drive.parquet
-            topics = [t for t in present if t != CAMERA_MOUNTS_TOPIC]
+            scenes: list[SceneFrame] = []
+            # camera mounts and calibrations: static rig geometry, not stored per drive yet
+            static = {CAMERA_MOUNTS_TOPIC} | {CALIBRATION_TOPIC.format(c) for c in cameras}
+            topics = [t for t in present if t not in static]
             for topic, ns, item in decode.messages(reader, start_ns, topics, log_time_order=False):
                 cam = camera_of.get(topic)
                 if cam is not None:
@@ -110,6 +113,8 @@ def parse(path: Path) -> Parsed:
                     stream.units.append(item)
                 elif isinstance(item, Pose):
                     poses.append(item)
+                elif isinstance(item, SceneFrame):
+                    scenes.append(item)
                 elif isinstance(item, Grid):
                     cols = int(item.column_count)
                     if cols <= 0 or len(item.cells) % cols:
@@ -132,6 +137,7 @@ def parse(path: Path) -> Parsed:
                 poses=poses,
                 events=events,
                 labels=labels,
+                scenes=scenes,
             )
     except CorruptLogError:
         raise
@@ -178,14 +184,19 @@ def _clip_starts(times_s: np.ndarray, all_key: np.ndarray, fps: float) -> list[i
     return starts
 
 
-def _nearest_frame(times_s: np.ndarray, t: float, fps: float) -> int:
-    """The frame at drive time ``t`` (within half a frame), or -1."""
-    i = int(np.searchsorted(times_s, t))
-    best, best_d = -1, 0.5 / fps
-    for j in (i - 1, i):
-        if 0 <= j < len(times_s) and abs(times_s[j] - t) <= best_d:
-            best, best_d = j, abs(times_s[j] - t)
-    return best
+def _nearest_frames(times_s: np.ndarray, t: np.ndarray, fps: float) -> np.ndarray:
+    """(n,) int32: the frame at each drive time ``t`` (within half a frame; a tie goes to the
+    later frame), or -1."""
+    out = np.full(len(t), -1, dtype=np.int32)
+    if not len(times_s) or not len(t):
+        return out
+    after = np.clip(np.searchsorted(times_s, t), 0, len(times_s) - 1)
+    before = np.maximum(after - 1, 0)
+    later = np.abs(times_s[after] - t) <= np.abs(times_s[before] - t)
+    near = np.where(later, after, before)
+    ok = np.abs(times_s[near] - t) <= 0.5 / fps
+    out[ok] = near[ok]
+    return out
 
 
 def _time(record: dict[str, Any]) -> float:
@@ -228,7 +239,8 @@ def build_tables(
     for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
         clip_of_frame[a:b] = k
 
-    label_frame = [_nearest_frame(times_s, lab[0], fps) for lab in parsed.labels]
+    label_times = np.array([lab[0] for lab in parsed.labels], dtype=np.float64)
+    label_frame = _nearest_frames(times_s, label_times, fps).tolist()
     labels_of_clip: dict[int, list[int]] = {}
     for li, f in enumerate(label_frame):
         if f >= 0:
@@ -342,6 +354,7 @@ def build_tables(
         except (TypeError, ValueError):
             return default
 
+    scene = _scene_table(parsed.scenes, drive_id, times_s, fps)
     duration = tele[-1].t_s - tele[0].t_s if tele else 0.0  # tele is in time order
     drives = pa.table(
         {
@@ -367,6 +380,7 @@ def build_tables(
             "duration_s": [duration],
             "config": [json.dumps(cfg, sort_keys=True)],
             "ingested_at": [datetime.now(timezone.utc)],
+            "has_scene": [bool(parsed.scenes)],
         },
         schema=TABLES["drives"],
     )
@@ -378,8 +392,36 @@ def build_tables(
         "poses": poses,
         "events": events,
         "labels": labels,
+        "scene": scene,
     }
     return tables, video, len(starts)
+
+
+def _scene_table(
+    frames: list[SceneFrame], drive_id: str, times_s: np.ndarray, fps: float
+) -> pa.Table:
+    """The scene rows in time order, each moment tied to its camera frame (-1 where none)."""
+    log = SceneLog.of(frames)
+    if np.any(np.diff(log.times_s) <= 0):
+        i = int(np.argmin(np.diff(log.times_s) > 0))
+        raise _bad(f"it has two /scene messages at {log.times_s[i]:.3f} s")
+    frame = _nearest_frames(times_s, log.times_s, fps)
+    col, counts = log.columns, np.diff(log.offsets)
+    return pa.table(
+        {
+            "drive_id": [drive_id] * len(col["id"]),
+            "t_s": log.t_s,
+            "frame": np.repeat(frame, counts),
+            "object_id": col["id"].astype(np.int32),
+            "kind": col["kind"],
+            **{k: col[k] for k in ("x_m", "y_m", "yaw_rad", "speed_mps")},
+            **{k: col[k] for k in ("length_m", "width_m", "height_m")},
+            "lane": col["lane"].astype(np.int16),
+            "s_m": col["s_m"],
+            "d_m": col["d_m"],
+        },
+        schema=TABLES["scene"],
+    )
 
 
 __all__ = ["Parsed", "build_tables", "parse"]

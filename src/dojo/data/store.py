@@ -8,6 +8,8 @@ Layout (``ROOT`` is a folder path or an fsspec URL such as ``memory://store`` or
         clips.parquet                    the drive's clips (time windows that decode on their own)
         frames.parquet                   one row per (frame, camera): where its access unit lies
         telemetry.parquet  poses.parquet  events.parquet  labels.parquet
+        autolabels.parquet               written by `dojo autolabel`, once per labels version
+        scene.parquet                    one row per (logged moment, object): the /scene channel
         video/<camera>.h264              the camera's H.264 access units back to back (Annex B),
                                          remuxed from the log, never re-encoded
     ROOT/quarantine/<sha256>.json        a file that could not be ingested, and why
@@ -71,6 +73,9 @@ DRIVES = pa.schema(  # one row per drive
         ("duration_s", pa.float64()),  # telemetry span
         ("config", pa.string()),  # the log's 'drive' metadata record, JSON
         ("ingested_at", pa.timestamp("ms", tz="UTC")),
+        # the log carries /scene messages (False: written before the channel existed); NULL
+        # for a drive a store took in before this column existed
+        ("has_scene", pa.bool_()),
     ]
 )
 CLIPS = pa.schema(  # one row per clip
@@ -133,6 +138,25 @@ LABELS = pa.schema(  # ground-truth occupancy, one row per labelled frame
         ("grid", pa.binary()),  # rows*cols uint8 classes, row-major (dojo.world.occupancy)
     ]
 )
+SCENE = pa.schema(  # every object around the ego at each logged moment (dojo.world.scene)
+    [
+        ("drive_id", pa.string()),
+        ("t_s", pa.float64()),  # drive time of the moment [s]
+        ("frame", pa.int32()),  # the camera frame at that time (index into frames), -1: none
+        ("object_id", pa.int32()),  # unique within a moment; 0 is the ego
+        ("kind", pa.string()),  # car | truck | barrier | debris | ego
+        ("x_m", pa.float64()),  # box centre in the world frame [m]
+        ("y_m", pa.float64()),
+        ("yaw_rad", pa.float64()),  # heading about z in the world frame [rad]
+        ("speed_mps", pa.float64()),
+        ("length_m", pa.float64()),
+        ("width_m", pa.float64()),
+        ("height_m", pa.float64()),
+        ("lane", pa.int16()),  # nearest lane: 0 rightmost, -1 a ramp
+        ("s_m", pa.float64()),  # Frenet: along the road [m]
+        ("d_m", pa.float64()),  # Frenet: left of the reference line [m]
+    ]
+)
 FLOW_STEP_MPS = 0.5  # autolabel flow is stored as int8 multiples of this: +-63 m/s, error 0.25
 AUTOLABELS = pa.schema(  # written by `dojo autolabel` (dojo.data.autolabel): one row per frame
     [
@@ -170,9 +194,11 @@ TABLES: dict[str, pa.Schema] = {
     "poses": POSES,
     "events": EVENTS,
     "labels": LABELS,
+    "scene": SCENE,
 }
-# Tables a drive gains after ingest, so some drives lack them (the catalog's view then covers
-# those that have one).
+# tables a store written by older code may lack in every drive (the catalog then shows them empty)
+ADDED_TABLES = frozenset({"scene"})
+# Tables a drive gains after ingest (ingest never writes them), so some drives lack them.
 OPTIONAL_TABLES: dict[str, pa.Schema] = {"autolabels": AUTOLABELS}
 TABLE_FILES = {
     name: ("drive" if name == "drives" else name) + ".parquet"
@@ -342,10 +368,8 @@ class OpenFiles:
 
 
 __all__ = [
-    "AUTOLABELS",
+    "ADDED_TABLES",
     "CLIPS",
-    "FLOW_STEP_MPS",
-    "OPTIONAL_TABLES",
     "OpenFiles",
     "ROW_GROUP_ROWS",
     "parquet_options",
@@ -357,6 +381,7 @@ __all__ = [
     "LABELS",
     "MAX_CLIP_S",
     "POSES",
+    "SCENE",
     "TABLES",
     "TABLE_FILES",
     "TELEMETRY",

@@ -3,16 +3,21 @@
 Channels (all JSON; schemas in :mod:`dojo.drivelog.schemas`; telemetry fields, one list, in
 :mod:`dojo.drivelog.telemetry`):
 
-======================  =========================  ==============================================
-topic                   schema                     one message per
-======================  =========================  ==============================================
-``/camera/<name>``      foxglove.CompressedVideo   camera frame: one H.264 access unit (Annex B)
-``/ego/pose``           foxglove.FrameTransform    pose: ``world`` -> ``ego``
-``/telemetry``          dojo.Telemetry             decision: speed, accel, steer, lane, TTC, command
-``/events``             dojo.Event                 event: interventions, disagreements, collisions
-``/labels/occupancy``   foxglove.Grid              ground-truth bird's-eye occupancy grid
-``/camera_mounts``      foxglove.FrameTransform    camera, once at t = 0: ``ego`` -> ``camera_<name>``
-======================  =========================  ==============================================
+==============================  ==========================  ==============================================
+topic                           schema                      one message per
+==============================  ==========================  ==============================================
+``/camera/<name>``              foxglove.CompressedVideo    camera frame: one H.264 access unit
+``/ego/pose``                   foxglove.FrameTransform     pose: ``world`` -> ``ego``
+``/telemetry``                  dojo.Telemetry              decision: speed, accel, steer, lane, TTC, ...
+``/events``                     dojo.Event                  event: interventions, disagreements, crashes
+``/labels/occupancy``           foxglove.Grid               ground-truth bird's-eye grid
+``/camera_mounts``              foxglove.FrameTransform     camera, at t = 0: ``ego`` -> ``camera_<name>``
+``/camera/<name>/calibration``  foxglove.CameraCalibration  camera, at t = 0 and its keyframes: K, R, P
+``/scene``                      foxglove.SceneUpdate        t = 0 and each decision: all objects, ego too
+==============================  ==========================  ==============================================
+
+``/camera_mounts``, the calibrations and ``/scene`` are optional: logs written before them lack
+them and stay valid (``format.OPTIONAL_TOPICS``); :func:`read_scene` then reads no moments.
 
 Metadata records: ``drive`` (the caller's config: family, seed, mode, car id, ... plus
 ``software_version``), ``drive_log`` (how the log was written: cameras, size, fps, codec) and,
@@ -36,7 +41,8 @@ disk raises :class:`~dojo.errors.StorageFullError` and removes the partial file.
 
 Modules: :mod:`~dojo.drivelog.format` (topics, frames, markers), :mod:`~dojo.drivelog.telemetry`
 (the telemetry record), :mod:`~dojo.drivelog.schemas` (JSON schemas), :mod:`~dojo.drivelog.decode`
-(the one MCAP decoder, used by the reader and by ingest), :mod:`~dojo.drivelog.reader`,
+(the one MCAP decoder, used by the reader and by ingest), :mod:`~dojo.drivelog.scene` (the scene
+channel and the calibration message), :mod:`~dojo.drivelog.reader`,
 :mod:`~dojo.drivelog.writer` with :mod:`~dojo.drivelog.checks` (what it accepts),
 :mod:`~dojo.drivelog.sigint` (Ctrl-C held back) and :mod:`~dojo.drivelog.pose` (quaternions),
 :mod:`~dojo.drivelog.video` (H.264). A corrupt log raises :class:`~dojo.errors.CorruptLogError`.
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 from dojo.drivelog.decode import open_drive_log
 from dojo.drivelog.format import (
+    CALIBRATION_TOPIC,
     CAMERA_FRAME,
     CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
@@ -55,11 +62,12 @@ from dojo.drivelog.format import (
     OCCUPANCY_TOPIC,
     PARTIAL_SUFFIX,
     POSE_TOPIC,
+    SCENE_TOPIC,
     TELEMETRY_FIELDS,
     TELEMETRY_TOPIC,
     WORLD_FRAME,
 )
-from dojo.drivelog.pose import camera_mounts, optical_rotation
+from dojo.drivelog.pose import camera_intrinsics, camera_mounts, optical_rotation
 from dojo.drivelog.reader import (
     ChannelInfo,
     DriveLog,
@@ -67,8 +75,10 @@ from dojo.drivelog.reader import (
     decode_video,
     read_drive_log,
     read_occupancy,
+    read_scene,
     video_packets,
 )
+from dojo.drivelog.scene import SceneFrame, SceneLog
 from dojo.drivelog.telemetry import Telemetry
 from dojo.drivelog.video import (
     DEFAULT_CRF,
@@ -82,6 +92,7 @@ from dojo.drivelog.video import (
 from dojo.drivelog.writer import DriveLogWriter
 
 __all__ = [
+    "CALIBRATION_TOPIC",
     "CAMERA_FRAME",
     "CAMERA_MOUNTS_TOPIC",
     "CAMERA_TOPIC",
@@ -92,6 +103,7 @@ __all__ = [
     "OCCUPANCY_TOPIC",
     "PARTIAL_SUFFIX",
     "POSE_TOPIC",
+    "SCENE_TOPIC",
     "TELEMETRY_FIELDS",
     "TELEMETRY_TOPIC",
     "VIDEO_FORMAT",
@@ -100,9 +112,12 @@ __all__ = [
     "ChannelInfo",
     "DriveLog",
     "DriveLogWriter",
+    "SceneFrame",
+    "SceneLog",
     "Telemetry",
     "VideoPacket",
     "_H264Encoder",
+    "camera_intrinsics",
     "camera_mounts",
     "decode_access_units",
     "decode_video",
@@ -112,5 +127,6 @@ __all__ = [
     "optical_rotation",
     "read_drive_log",
     "read_occupancy",
+    "read_scene",
     "video_packets",
 ]

@@ -115,19 +115,37 @@ def check_mounts(
     cameras: Sequence[str], mounts: Sequence[Sequence[float]] | None
 ) -> list[tuple[float, ...]]:
     """Each camera's (x_m, y_m, z_m, yaw_rad), checked; [] for no mounts."""
-    if mounts is None:
+    return per_camera("camera_mounts", cameras, mounts, ("x_m", "y_m", "z_m", "yaw_rad"))
+
+
+def check_intrinsics(
+    cameras: Sequence[str], intrinsics: Sequence[Sequence[float]] | None
+) -> list[tuple[float, ...]]:
+    """Each camera's pinhole (focal_px, cx_px, cy_px), checked (focal > 0); [] for none."""
+    out = per_camera("camera_intrinsics", cameras, intrinsics, ("focal_px", "cx_px", "cy_px"))
+    for name, (f, _, _) in zip(cameras, out, strict=False):
+        if f <= 0:
+            raise ConfigError(f"camera_intrinsics for {name!r}: focal_px={f!r} must be > 0.")
+    return out
+
+
+def per_camera(
+    option: str,
+    cameras: Sequence[str],
+    values: Sequence[Sequence[float]] | None,
+    layout: tuple[str, ...],
+) -> list[tuple[float, ...]]:
+    """One tuple of finite numbers ``layout`` per camera, checked; [] for None."""
+    if values is None:
         return []
-    if isinstance(mounts, (str, bytes)) or len(mounts) != len(cameras):
-        raise ConfigError(
-            f"camera_mounts must give (x_m, y_m, z_m, yaw_rad) for each of the {len(cameras)} cameras."
-        )
+    shape = f"({', '.join(layout)})"
+    if isinstance(values, (str, bytes)) or len(values) != len(cameras):
+        raise ConfigError(f"{option} must give {shape} for each of the {len(cameras)} cameras.")
     out = []
-    for name, mount in zip(cameras, mounts, strict=True):
-        if isinstance(mount, (str, bytes)) or len(mount) != 4:
-            raise ConfigError(
-                f"camera_mounts for {name!r} = {mount!r} must be (x_m, y_m, z_m, yaw_rad)."
-            )
-        out.append(tuple(number(f"camera_mounts {name}", v) for v in mount))
+    for name, value in zip(cameras, values, strict=True):
+        if isinstance(value, (str, bytes)) or len(value) != len(layout):
+            raise ConfigError(f"{option} for {name!r} = {value!r} must be {shape}.")
+        out.append(tuple(number(f"{option} {name}", v) for v in value))
     return out
 
 
@@ -175,6 +193,7 @@ def open_output(
 __all__ = [
     "DISK_FULL",
     "camera_names",
+    "check_intrinsics",
     "check_mounts",
     "check_uint8",
     "frame_size",

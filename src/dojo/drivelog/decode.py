@@ -2,8 +2,8 @@
 
 :func:`open_drive_log` checks a file's markers, summary and metadata and hands out a seeking
 reader; :func:`messages` walks it and decodes each message into what its channel carries
-(:class:`Pose`, :class:`Grid`, :class:`Mount`, an access unit's bytes, or a telemetry or event
-record). Any failure to parse a file becomes a :class:`~dojo.errors.CorruptLogError` that names
+(:class:`Pose`, :class:`Grid`, :class:`Mount`, a :class:`~dojo.drivelog.scene.SceneFrame`, an
+access unit's bytes, or a telemetry, event or camera-calibration record). Any failure to parse a file becomes a :class:`~dojo.errors.CorruptLogError` that names
 the file, with ``reason`` saying what is wrong in words.
 """
 
@@ -24,15 +24,18 @@ from mcap.exceptions import McapError
 from mcap.reader import make_reader
 
 from dojo.drivelog.format import (
+    CALIBRATION_TOPIC,
     CAMERA_FRAME,
     CAMERA_MOUNTS_TOPIC,
     EVENTS_TOPIC,
     MCAP_MAGIC,
     OCCUPANCY_TOPIC,
     POSE_TOPIC,
+    SCENE_TOPIC,
     TELEMETRY_TOPIC,
 )
 from dojo.drivelog.pose import yaw_of
+from dojo.drivelog.scene import SceneFrame, decode_scene
 from dojo.errors import ConfigError, CorruptLogError
 
 READ_ERRORS = (
@@ -94,7 +97,11 @@ def open_drive_log(
             raise corrupt(p, "it is an MCAP file but has no 'drive_log' metadata record")
         try:
             yield p, reader, metadata
-        except (CorruptLogError, ConfigError):
+        except CorruptLogError as e:
+            if e.path is None:  # a message decoder's error: name the file
+                raise corrupt(p, e.reason) from e
+            raise
+        except ConfigError:
             raise
         except READ_ERRORS as e:
             raise corrupt(p, f"a chunk is corrupt ({type(e).__name__}: {e})") from e
@@ -198,7 +205,8 @@ def access_unit(data: bytes) -> bytes:
     return split_data(data)[1]
 
 
-Decoded = Pose | Grid | Mount | bytes | dict[str, Any]
+Decoded = Pose | Grid | Mount | SceneFrame | bytes | dict[str, Any]
+_CALIBRATION_SUFFIX = CALIBRATION_TOPIC.split("{}")[1]  # "/calibration"
 
 
 def messages(
@@ -210,7 +218,8 @@ def messages(
 ) -> Iterator[tuple[str, int, Decoded]]:
     """``(topic, log time [ns], decoded)`` for each message on ``topics`` (all if None).
 
-    Camera topics (any other topic) decode to their access unit's bytes.
+    Camera topics (any other topic) decode to their access unit's bytes; a camera's
+    calibration to a record like telemetry's.
     """
     chosen = None if topics is None else list(topics)
     for _, channel, message in reader.iter_messages(topics=chosen, log_time_order=log_time_order):
@@ -218,7 +227,9 @@ def messages(
         decoded: Decoded
         if topic == POSE_TOPIC:
             decoded = pose(data, t_s(ns, start_ns))
-        elif topic in (TELEMETRY_TOPIC, EVENTS_TOPIC):
+        elif topic == SCENE_TOPIC:
+            decoded = decode_scene(data, t_s(ns, start_ns))
+        elif topic in (TELEMETRY_TOPIC, EVENTS_TOPIC) or topic.endswith(_CALIBRATION_SUFFIX):
             decoded = record(data, t_s(ns, start_ns))
         elif topic == OCCUPANCY_TOPIC:
             decoded = grid(data, t_s(ns, start_ns))

@@ -50,4 +50,17 @@ def camera_mounts(rig: CameraRig) -> list[tuple[float, float, float, float]]:
     return [(c.x_m, c.y_m, c.z_m, math.radians(c.yaw_deg)) for c in rig.cameras]
 
 
-__all__ = ["camera_mounts", "optical_rotation", "yaw_of", "yaw_rotation"]
+def camera_intrinsics(rig: CameraRig) -> list[tuple[float, float, float]]:
+    """(focal_px, cx_px, cy_px) of each camera of a rig: its pinhole's K, pixel centres whole.
+
+    :mod:`dojo.world.camera` casts column u's ray through ``u + 0.5 - width/2`` focal lengths
+    right and row v's through ``horizon_row*height - (v + 0.5)`` up; in the convention of
+    OpenCV and foxglove.CameraCalibration (pixel (0, 0)'s centre at 0) that puts the principal
+    point at ``(width/2 - 0.5, horizon_row*height - 0.5)``.
+    """
+    return [
+        (c.focal_px, 0.5 * c.width_px - 0.5, c.horizon_row * c.height_px - 0.5) for c in rig.cameras
+    ]
+
+
+__all__ = ["camera_intrinsics", "camera_mounts", "optical_rotation", "yaw_of", "yaw_rotation"]

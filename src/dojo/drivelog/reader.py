@@ -1,4 +1,4 @@
-"""Reading drive logs with the official ``mcap`` reader: metadata, telemetry, events, video.
+"""Reading drive logs with the official ``mcap`` reader: metadata, telemetry, events, video, scene.
 
 Every message is decoded by :mod:`dojo.drivelog.decode`, the decoder ingest uses too.
 """
@@ -16,13 +16,16 @@ import numpy as np
 
 from dojo.drivelog.decode import Grid, Mount, Pose, corrupt, messages, open_drive_log, t_s
 from dojo.drivelog.format import (
+    CALIBRATION_TOPIC,
     CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
     EVENTS_TOPIC,
     OCCUPANCY_TOPIC,
     POSE_TOPIC,
+    SCENE_TOPIC,
     TELEMETRY_TOPIC,
 )
+from dojo.drivelog.scene import SceneFrame, SceneLog
 from dojo.drivelog.telemetry import Telemetry
 from dojo.drivelog.video import decode_access_units, is_keyframe
 from dojo.errors import ConfigError
@@ -67,6 +70,15 @@ class DriveLog:
     poses: np.ndarray  # (N, 5): t_s [s], x, y, z [m], yaw [rad]
     # camera name -> (x, y, z [m], qx, qy, qz, qw) of its optical frame in the ego frame
     camera_mounts: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # camera name -> its first foxglove.CameraCalibration (t = 0) as a record: t_s, frame_id,
+    # width, height, distortion_model, D, K, R, P; empty for logs written before it existed
+    camera_calibrations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def has_scene(self) -> bool:
+        """Whether the log carries ``/scene`` messages (:func:`read_scene` reads them)."""
+        info = self.channels.get(SCENE_TOPIC)
+        return info is not None and info.message_count > 0
 
     def telemetry_records(self) -> list[Telemetry]:
         """The telemetry as typed records (fields as :mod:`dojo.drivelog.telemetry` lists)."""
@@ -104,12 +116,19 @@ def read_drive_log(path: str | os.PathLike[str]) -> DriveLog:
         events: list[dict[str, Any]] = []
         poses: list[tuple[float, ...]] = []
         mounts: dict[str, tuple[float, ...]] = {}
+        calibrations: dict[str, dict[str, Any]] = {}
+        cameras = tuple(json.loads(settings["cameras"]))
+        camera_of = {CALIBRATION_TOPIC.format(c): c for c in cameras}
         topics = [TELEMETRY_TOPIC, EVENTS_TOPIC, POSE_TOPIC, CAMERA_MOUNTS_TOPIC]
+        topics += [t for t in camera_of if t in channels]
         for topic, _, item in messages(reader, start_ns, topics):
             if isinstance(item, Mount):
                 mounts[item.camera] = item.pose
             elif isinstance(item, Pose):
                 poses.append(tuple(item))
+            elif topic in camera_of:
+                assert isinstance(item, dict)
+                calibrations.setdefault(camera_of[topic], item)
             elif isinstance(item, dict):
                 (telemetry if topic == TELEMETRY_TOPIC else events).append(item)
         return DriveLog(
@@ -117,7 +136,7 @@ def read_drive_log(path: str | os.PathLike[str]) -> DriveLog:
             channels=channels,
             config=metadata.get("drive", {}),
             summary=metadata.get("summary", {}),
-            cameras=tuple(json.loads(settings["cameras"])),
+            cameras=cameras,
             width=int(settings["width"]),
             height=int(settings["height"]),
             rgb=bool(json.loads(settings["rgb"])),
@@ -128,6 +147,7 @@ def read_drive_log(path: str | os.PathLike[str]) -> DriveLog:
             events=events,
             poses=np.array(poses, dtype=np.float64).reshape(-1, 5),
             camera_mounts=mounts,
+            camera_calibrations=calibrations,
         )
 
 
@@ -177,3 +197,19 @@ def read_occupancy(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
     if not grids:
         return np.zeros(0), np.zeros((0, 0, 0), dtype=np.uint8)
     return np.array(times), np.stack(grids)
+
+
+def read_scene(path: str | os.PathLike[str]) -> SceneLog:
+    """The ``/scene`` channel: every logged moment's objects, in time order, as columns.
+
+    A log without a scene channel (written before it existed) gives an empty
+    :class:`~dojo.drivelog.scene.SceneLog`; a malformed scene message is a
+    :class:`~dojo.errors.CorruptLogError` whose reason names the channel and the time.
+    """
+    with open_drive_log(path) as (_, reader, metadata):
+        start_ns = int(metadata["drive_log"]["start_time_ns"])
+        frames = []
+        for _, _, item in messages(reader, start_ns, [SCENE_TOPIC]):
+            assert isinstance(item, SceneFrame)
+            frames.append(item)
+    return SceneLog.of(frames)

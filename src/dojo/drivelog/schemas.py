@@ -1,7 +1,8 @@
 """JSON Schemas of the drive-log channels.
 
 Where Foxglove has a well-known schema it is used under its exact name (``foxglove.CompressedVideo``,
-``foxglove.FrameTransform``, ``foxglove.Grid``) so that a log opens in Foxglove as is; the schemas
+``foxglove.FrameTransform``, ``foxglove.Grid``, ``foxglove.SceneUpdate``,
+``foxglove.CameraCalibration``) so that a log opens in Foxglove as is; the schemas
 below are written for this project from Foxglove's published field tables (JSON encoding: times
 are ``{sec, nsec}``, bytes are base64 strings with ``"contentEncoding": "base64"``, enums are
 integers). Telemetry and events have no Foxglove equivalent and use ``dojo.*`` schemas.
@@ -19,11 +20,14 @@ from mcap.writer import Writer
 
 from dojo.drivelog import telemetry
 from dojo.drivelog.format import (
+    CALIBRATION_SCHEMA,
+    CALIBRATION_TOPIC,
     CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
     EVENTS_TOPIC,
     OCCUPANCY_TOPIC,
     POSE_TOPIC,
+    SCENE_TOPIC,
     TELEMETRY_TOPIC,
 )
 from dojo.world.occupancy import CLASS_NAMES
@@ -161,6 +165,160 @@ GRID: dict[str, Any] = {
     ],
 }
 
+_POSE: dict[str, Any] = {
+    "type": "object",
+    "title": "foxglove.Pose",
+    "properties": {"position": _VECTOR3, "orientation": _QUATERNION},
+    "required": ["position", "orientation"],
+}
+
+_DURATION: dict[str, Any] = {
+    "type": "object",
+    "title": "duration",
+    "properties": {
+        "sec": {"type": "integer"},
+        "nsec": {"type": "integer", "minimum": 0, "maximum": 999_999_999},
+    },
+    "required": ["sec", "nsec"],
+}
+
+
+def _list_of(title: str) -> dict[str, Any]:
+    """A primitive list the scene leaves empty (arrows, spheres, ...): any items allowed."""
+    return {"type": "array", "items": {"type": "object", "title": title}}
+
+
+SCENE_UPDATE: dict[str, Any] = {
+    "title": "foxglove.SceneUpdate",
+    "description": "Every object around the ego at one moment: delete all, then one cube each.",
+    "type": "object",
+    "properties": {
+        "deletions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "title": "foxglove.SceneEntityDeletion",
+                "properties": {
+                    "timestamp": _TIME,
+                    "type": {
+                        "title": "foxglove.SceneEntityDeletionType",
+                        "description": "0 = MATCHING_ID, 1 = ALL.",
+                        "type": "integer",
+                        "enum": [0, 1],
+                    },
+                    "id": {"type": "string"},
+                },
+                "required": ["timestamp", "type", "id"],
+            },
+        },
+        "entities": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "title": "foxglove.SceneEntity",
+                "properties": {
+                    "timestamp": _TIME,
+                    "frame_id": {"type": "string"},
+                    "id": {"type": "string", "description": "The object id, as text."},
+                    "lifetime": _DURATION,
+                    "frame_locked": {"type": "boolean"},
+                    "metadata": {
+                        "type": "array",
+                        "description": "kind, speed_mps, lane, s_m, d_m (values as text).",
+                        "items": {
+                            "type": "object",
+                            "title": "foxglove.KeyValuePair",
+                            "properties": {"key": {"type": "string"}, "value": {"type": "string"}},
+                            "required": ["key", "value"],
+                        },
+                    },
+                    "arrows": _list_of("foxglove.ArrowPrimitive"),
+                    "cubes": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "title": "foxglove.CubePrimitive",
+                            "properties": {
+                                "pose": _POSE,
+                                "size": _VECTOR3,
+                                "color": {
+                                    "type": "object",
+                                    "title": "foxglove.Color",
+                                    "properties": {c: _number(f"{c} in [0, 1]") for c in "rgba"},
+                                    "required": list("rgba"),
+                                },
+                            },
+                            "required": ["pose", "size", "color"],
+                        },
+                    },
+                    "spheres": _list_of("foxglove.SpherePrimitive"),
+                    "cylinders": _list_of("foxglove.CylinderPrimitive"),
+                    "lines": _list_of("foxglove.LinePrimitive"),
+                    "triangles": _list_of("foxglove.TriangleListPrimitive"),
+                    "texts": _list_of("foxglove.TextPrimitive"),
+                    "models": _list_of("foxglove.ModelPrimitive"),
+                },
+                "required": [
+                    "timestamp",
+                    "frame_id",
+                    "id",
+                    "lifetime",
+                    "frame_locked",
+                    "metadata",
+                    "arrows",
+                    "cubes",
+                    "spheres",
+                    "cylinders",
+                    "lines",
+                    "triangles",
+                    "texts",
+                    "models",
+                ],
+            },
+        },
+    },
+    "required": ["deletions", "entities"],
+}
+
+
+def _numbers(count: int, description: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": count,
+        "maxItems": count,
+        "description": description,
+    }
+
+
+CAMERA_CALIBRATION: dict[str, Any] = {
+    "title": "foxglove.CameraCalibration",
+    "description": "A camera's pinhole intrinsics (no distortion); pixel centres at whole numbers.",
+    "type": "object",
+    "properties": {
+        "timestamp": _TIME,
+        "frame_id": {"type": "string", "description": "The camera's optical frame."},
+        "width": {"type": "integer", "minimum": 0, "description": "[px]"},
+        "height": {"type": "integer", "minimum": 0, "description": "[px]"},
+        "distortion_model": {"type": "string"},
+        "D": {"type": "array", "items": {"type": "number"}},
+        "K": _numbers(9, "Intrinsic matrix, row-major: fx 0 cx / 0 fy cy / 0 0 1 [px]."),
+        "R": _numbers(9, "Rectification rotation, row-major (identity)."),
+        "P": _numbers(12, "Projection matrix, row-major 3x4 [px]."),
+    },
+    "required": [
+        "timestamp",
+        "frame_id",
+        "width",
+        "height",
+        "distortion_model",
+        "D",
+        "K",
+        "R",
+        "P",
+    ],
+}
+
 TELEMETRY: dict[str, Any] = telemetry.json_schema(_TIME)  # from the one field list
 
 EVENT: dict[str, Any] = {
@@ -210,9 +368,15 @@ def register_channels(
                 "layout": "dojo.world.occupancy: row 0 farthest ahead, column 0 farthest left",
             },
         ),
+        (SCENE_TOPIC, "foxglove.SceneUpdate", SCENE_UPDATE, {}),
     ):
         sid = w.register_schema(name, enc, schema_bytes(schema))
         channels[topic] = w.register_channel(topic, msg, sid, meta)
         if topic == POSE_TOPIC:  # the camera mounts share the FrameTransform schema
             channels[CAMERA_MOUNTS_TOPIC] = w.register_channel(CAMERA_MOUNTS_TOPIC, msg, sid, {})
+    # channels added later come last, so the older channels keep their ids
+    calibration = w.register_schema(CALIBRATION_SCHEMA, enc, schema_bytes(CAMERA_CALIBRATION))
+    for name in cameras:
+        topic = CALIBRATION_TOPIC.format(name)
+        channels[topic] = w.register_channel(topic, msg, calibration, {})
     return channels

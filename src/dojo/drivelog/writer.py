@@ -18,6 +18,7 @@ from dojo.drivelog import schemas
 from dojo.drivelog.checks import (
     DISK_FULL,
     camera_names,
+    check_intrinsics,
     check_mounts,
     check_uint8,
     frame_size,
@@ -27,12 +28,14 @@ from dojo.drivelog.checks import (
     whole,
 )
 from dojo.drivelog.format import (
+    CALIBRATION_TOPIC,
     CAMERA_FRAME,
     CAMERA_MOUNTS_TOPIC,
     CAMERA_TOPIC,
     EVENTS_TOPIC,
     OCCUPANCY_TOPIC,
     POSE_TOPIC,
+    SCENE_TOPIC,
     TELEMETRY_TOPIC,
 )
 from dojo.drivelog.messages import (
@@ -42,12 +45,14 @@ from dojo.drivelog.messages import (
     pose_message,
     telemetry_message,
 )
-from dojo.drivelog.pose import camera_mounts
+from dojo.drivelog.pose import camera_intrinsics, camera_mounts
+from dojo.drivelog.scene import calibration_message, scene_message
 from dojo.drivelog.sigint import GUARD
 from dojo.drivelog.video import DEFAULT_CRF, VIDEO_FORMAT, X264_PRESETS, _H264Encoder, is_keyframe
 from dojo.errors import ConfigError, StorageFullError
 from dojo.world.camera import CameraRig
 from dojo.world.occupancy import OccupancySpec
+from dojo.world.scene import SceneObjects
 
 
 class DriveLogWriter:
@@ -65,6 +70,11 @@ class DriveLogWriter:
     ``crf``/``preset``: libx264 quality (lower is better) and speed. ``chunk_size_bytes``: MCAP
     chunk size before zstd. ``overwrite``: replace an existing file. ``start_time_ns``: log time
     of ``t_s = 0`` [ns since the Unix epoch]; 0 keeps logs independent of the wall clock.
+    ``camera_mounts``: each camera's (x_m, y_m, z_m, yaw_rad) in the ego frame, logged once on
+    ``/camera_mounts``. ``camera_intrinsics``: each camera's pinhole (focal_px, cx_px, cy_px),
+    logged as a foxglove.CameraCalibration on ``/camera/<name>/calibration`` at t = 0 and again
+    at each of the camera's keyframes, so a window cut from the log still has it.
+    :meth:`from_rig` fills both from a camera rig.
 
     Not thread-safe: one writer belongs to one thread.
     """
@@ -86,6 +96,7 @@ class DriveLogWriter:
         overwrite: bool = False,
         start_time_ns: int = 0,
         camera_mounts: Sequence[Sequence[float]] | None = None,
+        camera_intrinsics: Sequence[Sequence[float]] | None = None,
     ) -> None:
         self._closed = True  # until the file is open: a failed __init__ leaves nothing to close
         self.cameras = camera_names(cameras)
@@ -116,7 +127,18 @@ class DriveLogWriter:
         self._frames, self._keyframes = 0, [0] * len(self.cameras)
         self._frame_ids = [json.dumps(CAMERA_FRAME.format(name)) for name in self.cameras]
         mounts = check_mounts(self.cameras, camera_mounts)
+        # each camera's calibration message, its timestamp left as a %s slot
+        self._calibrations = [
+            json.dumps(
+                calibration_message(0, CAMERA_FRAME.format(name), self.width, self.height, k),
+                separators=(",", ":"),
+            ).replace('{"sec":0,"nsec":0}', "%s", 1)
+            for name, k in zip(
+                self.cameras, check_intrinsics(self.cameras, camera_intrinsics), strict=False
+            )
+        ]
         self._last_frame_ns = -1
+        self._last_scene_ns = -1
         self._pending: list[dict[int, int]] = [{} for _ in self.cameras]  # pts -> log time [ns]
         self._events, self._critical = 0, 0
         self._first_ns, self._last_ns = -1, -1
@@ -137,6 +159,8 @@ class DriveLogWriter:
                     self._counts = dict.fromkeys(self._channels.values(), 0)
                     if mounts:
                         self._write_mounts(mounts)
+                    for cam in range(len(self._calibrations)):
+                        self._put_calibration(cam, self._start_ns)
                     self._writer.add_metadata("drive", drive_meta)
                     self._writer.add_metadata("drive_log", self._settings(preset))
         except BaseException:  # e.g. Ctrl-C held back until here: leave no partial file behind
@@ -151,6 +175,7 @@ class DriveLogWriter:
         """A writer for the cameras of a camera rig (their names, size and colour)."""
         cam = rig.cameras[0]
         options.setdefault("camera_mounts", camera_mounts(rig))
+        options.setdefault("camera_intrinsics", camera_intrinsics(rig))
         return cls(path, rig.names, cam.width_px, cam.height_px, rgb=rig.rgb, **options)
 
     def _write_mounts(self, mounts: list[tuple[float, ...]]) -> None:
@@ -226,9 +251,17 @@ class DriveLogWriter:
         self._first_ns = ns if self._first_ns < 0 else min(self._first_ns, ns)
         self._last_ns = max(self._last_ns, ns)
 
+    def _put_calibration(self, cam: int, ns: int) -> None:
+        sec, nsec = divmod(ns, 1_000_000_000)
+        message = self._calibrations[cam] % f'{{"sec":{sec},"nsec":{nsec}}}'
+        self._put_bytes(CALIBRATION_TOPIC.format(self.cameras[cam]), ns, message.encode())
+
     def _put_video(self, cam: int, pts: int, data: bytes) -> None:
         ns = self._pending[cam].pop(pts)
-        self._keyframes[cam] += is_keyframe(data)
+        key = is_keyframe(data)
+        self._keyframes[cam] += key
+        if key and self._calibrations and ns > self._start_ns:  # t = 0 has it already
+            self._put_calibration(cam, ns)
         name = self.cameras[cam]
         # the JSON by hand: this runs for every frame of every camera, and every part is
         # already safe (whole numbers, base64, a frame id escaped once by json.dumps)
@@ -332,6 +365,22 @@ class DriveLogWriter:
         message = grid_message(ns, grid, spec)
         with GUARD, self._io():
             self._put(OCCUPANCY_TOPIC, ns, message)
+
+    def write_scene(self, t_s: float, objects: SceneObjects) -> None:
+        """Every object around the ego at drive time ``t_s`` (:class:`~dojo.world.scene.SceneObjects`,
+        the ego included), logged on ``/scene`` as one foxglove.SceneUpdate in the world frame
+        (see :mod:`dojo.drivelog.scene`); ``t_s`` later than the previous scene's."""
+        self._check_open()
+        ns = self._log_ns(t_s)
+        if ns <= self._last_scene_ns:
+            raise ConfigError(
+                f"t_s={t_s!r} must be later than the previous scene's "
+                f"{(self._last_scene_ns - self._start_ns) / 1e9!r} s."
+            )
+        data = scene_message(ns, objects)
+        with GUARD, self._io():
+            self._put_bytes(SCENE_TOPIC, ns, data)
+            self._last_scene_ns = ns
 
     # ------------------------------------------------------------------- close
     @property

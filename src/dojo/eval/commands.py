@@ -12,7 +12,7 @@ from dojo.eval.config import EvalConfig
 from dojo.settings import add_flags, from_args
 
 # the EvalConfig fields `dojo eval` exposes, in --help order (--compare goes after --policy)
-EVAL_FLAGS = ("policy", "suite", "suites_file", "decisions", "cars", "seed")
+EVAL_FLAGS = ("policy", "suite", "suites_file", "decisions", "cars", "seed", "rig")
 
 
 def _load_or_evaluate(spec: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -65,6 +65,7 @@ def _evaluate(policy: str, args: argparse.Namespace) -> dict[str, Any]:
             seed=config.seed,
             suites_file=config.suites_file,
             progress=progress,
+            rig=config.rig,
         )
     finally:
         for bar in bars:
@@ -75,7 +76,7 @@ def _eval(args: argparse.Namespace) -> int:
     from dojo.eval.evaluate import compare_results, format_compare, format_eval
 
     if args.compare is None and args.policy is None:
-        raise DojoConfigError("Give --policy naive|expert|CHECKPOINT, or --compare A B.")
+        raise DojoConfigError("Give --policy naive|expert|careful|CHECKPOINT, or --compare A B.")
     if args.compare is not None and args.policy is not None:
         raise DojoConfigError("Give either --policy or --compare A B, not both.")
     if args.compare is None:

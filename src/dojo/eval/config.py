@@ -11,6 +11,7 @@ from typing import Any
 
 from dojo import validate
 from dojo.settings import setting
+from dojo.world.rigs import check_rig, rig_setting
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,12 @@ class EvalConfig:
     """One evaluation: ``policy`` drives ``decisions`` decisions (at least) of ``suite``.
 
     ``decisions`` are split evenly over the suite's families, in whole drives of ``cars`` cars
-    per family; ``seed`` is the first scenario seed (None: the suite's first). The checks that
+    per family; ``seed`` is the first scenario seed (None: the suite's first); ``rig``: the
+    camera rig the cars carry (the drive's setting, declared once in :mod:`dojo.world.rigs`). The checks that
     need the suite itself (its seeds, its families) run in :func:`dojo.eval.evaluate.evaluate`.
     """
 
-    policy: str | None = setting(None, help="naive | expert | a checkpoint path")
+    policy: str | None = setting(None, help="naive | expert | careful | a checkpoint path")
     suite: str = setting(
         "heldout", help="suite name: heldout (every family) or one of --suites-file"
     )
@@ -36,6 +38,7 @@ class EvalConfig:
     )
     cars: int = setting(16, help="cars per fleet (one fleet per family)")
     seed: int | None = setting(None, help="first scenario seed (default: the suite's first)")
+    rig: str = rig_setting()
 
     def __post_init__(self) -> None:
         if self.policy is not None:
@@ -47,6 +50,7 @@ class EvalConfig:
         validate.whole("cars", self.cars)
         if self.seed is not None:
             validate.whole("seed", self.seed)
+        check_rig(self.rig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

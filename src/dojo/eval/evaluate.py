@@ -35,6 +35,7 @@ from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import DriveSummary, Fleet
 from dojo.fleet.policy import Policy, make_policy
 from dojo.world.camera import CameraRig
+from dojo.world.rigs import DEFAULT_RIG
 from dojo.world.scenarios import FAMILIES, HELDOUT_SEEDS, TRAIN_SEEDS
 from dojo.world.world import DT_S
 
@@ -229,8 +230,10 @@ def evaluate(
     suites_file: str | Path | None = None,
     progress: Progress | None = None,
     loaded: Policy | None = None,
+    rig: str = DEFAULT_RIG,
 ) -> dict[str, Any]:
-    """Drive ``policy`` (naive | expert | checkpoint path) on ``suite`` for at least ``decisions``.
+    """Drive ``policy`` (naive | expert | careful | checkpoint path) on ``suite`` for at least
+    ``decisions``, the cars carrying the camera rig named ``rig``.
 
     Each family gets ceil(decisions / families) decisions on ``cars`` cars, rounded up to whole
     drives (see :func:`plan`). Car c's k-th drive uses seed ``seed + k * cars + c`` (default: the
@@ -261,6 +264,7 @@ def evaluate(
             heldout=True,
             suite_lo=st.seed_lo,
             suite_hi=st.seed_hi,
+            rig=rig,
         )
         for fam in st.families
     ]
@@ -268,8 +272,10 @@ def evaluate(
         raise AssertionError(f"fleet steps {configs[0].steps} != planned {steps}")
     if loaded is None:
         cfg = configs[0]
-        rig = CameraRig.default(rgb=cfg.rgb, width=cfg.camera_width, height=cfg.camera_height)
-        loaded = make_policy(policy, rig)
+        loaded = make_policy(
+            policy,
+            CameraRig.named(cfg.rig, rgb=cfg.rgb, width=cfg.camera_width, height=cfg.camera_height),
+        )
     planned = steps * fleet_cars * len(st.families)
     start = time.perf_counter()
     families: dict[str, dict[str, Any]] = {}
@@ -302,6 +308,7 @@ def evaluate(
     totals = {k: sum(f[k] for f in families.values()) for k in COUNT_KEYS}
     result = {
         "policy": policy,
+        "rig": rig,
         "suite": st.name,
         "suite_definition": st.as_dict(),
         "cars": cars,

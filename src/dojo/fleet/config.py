@@ -13,11 +13,12 @@ from typing import Any
 from dojo import validate
 from dojo.errors import DojoConfigError
 from dojo.settings import setting
+from dojo.world.rigs import check_rig, rig_setting
 from dojo.world.scenarios import FAMILIES, HELDOUT_SEEDS, TRAIN_SEEDS
 
 MODES = ("manual", "shadow", "autonomous", "mixed")
 LOGGING = ("full", "triggers", "none")
-BASELINES = ("naive", "expert")
+BASELINES = ("naive", "expert", "careful")
 
 
 def _families(text: str) -> tuple[str, ...]:
@@ -108,8 +109,9 @@ class TriggerConfig:
 class DriveConfig:
     """One fleet drive: N cars for M simulated minutes in a mode, each car's drives as MCAP logs.
 
-    ``policy``: the on-board network: ``naive``, ``expert`` or a checkpoint path (ignored in
-    ``manual`` mode). ``families``: scenario families the cars are sent into, round robin.
+    ``policy``: the on-board network: ``naive``, ``expert``, ``careful`` or a checkpoint path
+    (ignored in ``manual`` mode). ``rig``: the camera rig the cars carry, by name
+    (:data:`dojo.world.rigs.RIGS`). ``families``: scenario families the cars are sent into, round robin.
     ``seed``: first scenario seed; car c's k-th drive uses ``seed + k * cars + c`` (wrapping
     inside the seed range).
     ``drive_s``: length of one drive (one log file) [s]; a collision ends a drive early.
@@ -125,7 +127,9 @@ class DriveConfig:
         help="manual | shadow | autonomous | mixed (even cars shadow, odd autonomous)",
         choices=MODES,
     )
-    policy: str = setting("naive", help="on-board network: naive | expert | a checkpoint path")
+    policy: str = setting(
+        "naive", help="on-board network: naive | expert | careful | a checkpoint path"
+    )
     families: tuple[str, ...] = setting(
         FAMILIES,
         help="comma-separated scenario families (default: all)",
@@ -147,6 +151,7 @@ class DriveConfig:
         choices=LOGGING,
     )
     heldout: bool = setting(False, help="use held-out seeds (evaluation), not training seeds")
+    rig: str = rig_setting()
     keyframe_interval_s: float = 1.0
     camera_width: int = 96
     camera_height: int = 48
@@ -164,11 +169,12 @@ class DriveConfig:
         _number("DriveConfig", "drive_s", self.drive_s, 0.0, False)
         if self.mode not in MODES:
             raise DojoConfigError(f"mode={self.mode!r} must be one of {', '.join(MODES)}.")
+        check_rig(self.rig)
         if self.logging not in LOGGING:
             raise DojoConfigError(f"logging={self.logging!r} must be one of {', '.join(LOGGING)}.")
         if not isinstance(self.policy, str) or not self.policy:
             raise DojoConfigError(
-                f"policy={self.policy!r} must be 'naive', 'expert' or a checkpoint path."
+                f"policy={self.policy!r} must be 'naive', 'expert', 'careful' or a checkpoint path."
             )
         if not self.families:
             raise DojoConfigError("families is empty; name at least one scenario family.")

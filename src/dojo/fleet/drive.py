@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dojo.drivelog import camera_mounts
+from dojo.drivelog import camera_intrinsics, camera_mounts
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.policy import Policy, make_policy
@@ -31,6 +31,7 @@ from dojo.fleet.safety import Intervention, SafetyDriver, lateral_preview
 from dojo.world import rng as crng
 from dojo.world.camera import CameraRig, ego_pose, render
 from dojo.world.occupancy import OccupancySpec, occupancy
+from dojo.world.scene import scene_objects, scenes_of
 from dojo.world.world import DECISION_STEPS, DT_S, EgoAction, World
 
 METRES_PER_MILE = 1609.344
@@ -91,8 +92,8 @@ class Fleet:
         on_step: Callable[[DriveSummary], None] | None = None,
     ) -> None:
         self.config = config
-        self.rig = CameraRig.default(
-            rgb=config.rgb, width=config.camera_width, height=config.camera_height
+        self.rig = CameraRig.named(
+            config.rig, rgb=config.rgb, width=config.camera_width, height=config.camera_height
         )
         self.modes = car_modes(config)
         needs_net = (self.modes != MANUAL).any()
@@ -375,6 +376,7 @@ class Fleet:
             np.where(self.safety.driving, "safety_driver", "network"),
             "human",
         )
+        scenes = scenes_of(world)  # every car's scene, one batch
         after = self.config.triggers.window_after_s
         for c, event in events:
             rec = self.recorders[c]
@@ -400,6 +402,7 @@ class Fleet:
                     "leader": int(leader[c]) if np.isfinite(gap[c]) else -1,
                 },
             )
+            rec.writer.write_scene(tc, scenes[c])
 
     def _sample_normal(self, t: np.ndarray) -> None:
         tc = self.config.triggers
@@ -444,8 +447,9 @@ class Fleet:
             "fps": 1.0 / DT_S,
             "keyframe_interval_s": cfg.keyframe_interval_s,
             "camera_mounts": camera_mounts(self.rig),
+            "camera_intrinsics": camera_intrinsics(self.rig),
         }
-        self.recorders[car] = CarRecorder(
+        rec = CarRecorder(
             path,
             options,
             metadata,
@@ -456,6 +460,9 @@ class Fleet:
             cfg.label_every,
             1.0 / DT_S,
         )
+        self.recorders[car] = rec
+        # the scene at the drive's first frame; each decision step logs the next one
+        rec.writer.write_scene(float(world.time_s[car]), scene_objects(world, car))
 
     def _finish(self, car: int, error: BaseException | None = None) -> None:
         rec = self.recorders[car]

@@ -7,6 +7,8 @@ when there is one). A policy only reads the world; the fleet decides which actio
 
 - ``naive``: constant speed, keep the lane (reads the world directly).
 - ``expert``: the human-driver model with perfect perception (reads the world directly).
+- ``careful``: the same model seeing only what the car's camera rig can show
+  (:func:`dojo.world.actions.careful_action`; it reads the world through the visibility rule).
 - a checkpoint path: a :class:`dojo.nets.DrivingPolicy` that sees only what the car sees: the
   last k frames of its cameras, its speed and the route command.
 """
@@ -21,6 +23,7 @@ import numpy as np
 
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import BASELINES
+from dojo.world.actions import careful_action
 from dojo.world.camera import CameraRig
 from dojo.world.world import EgoAction, World
 
@@ -90,11 +93,13 @@ def _rig_words(cams: int, height: int, width: int, rgb: bool) -> str:
 
 
 def make_policy(spec: str, rig: CameraRig, device: str | None = None) -> Policy:
-    """``naive``, ``expert`` or the path of a policy checkpoint."""
+    """``naive``, ``expert``, ``careful`` (on ``rig``) or the path of a policy checkpoint."""
     if spec == "naive":
         return Baseline("naive", World.naive_action)
     if spec == "expert":
         return Baseline("expert", World.expert_action)
+    if spec == "careful":
+        return Baseline("careful", lambda world: careful_action(world, rig))
     path = Path(spec)
     looks_like_path = path.suffix != "" or len(path.parts) > 1 or path.exists()
     if not looks_like_path:

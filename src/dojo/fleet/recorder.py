@@ -1,7 +1,8 @@
 """What a car uploads: its drive log, with every frame or only the windows around its triggers.
 
-Telemetry, the ego pose and events are small and always logged. Camera frames and occupancy
-labels are logged for every step (``full``), or (``triggers``) only inside upload windows:
+Telemetry, the ego pose, the scene (every object around the ego) and events are small and
+always logged. Camera frames and occupancy labels are logged for every step (``full``), or
+(``triggers``) only inside upload windows:
 ``window_before_s`` before an event to ``window_after_s`` after it, plus sampled slots of
 normal driving. In trigger-only mode the car keeps the last ``window_before_s`` of frames in a
 ring buffer, so a window can reach back in time; each window starts with a keyframe, so it

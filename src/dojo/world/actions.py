@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dojo.errors import DojoConfigError
+from dojo.world.camera import CameraRig
 from dojo.world.drivers import ACCEL_LIMIT, speed_to_target
-from dojo.world.perception import Perception
+from dojo.world.perception import Perception, perceive
 from dojo.world.road import Roads
 from dojo.world.traffic import DECISION_STEPS, LaneChoice, follow_accel, mobil
 from dojo.world.vehicles import Vehicles
+from dojo.world.visibility import visible_objects
 
 if TYPE_CHECKING:
     from dojo.world.world import World
@@ -107,7 +109,25 @@ def expert_action(world: World, ego: EgoAction | None = None) -> EgoAction:
     ``ego``: decide from that action's lane target and target speed instead of the world's own
     (the safety driver taking over from what the network was doing).
     """
-    veh, per = world.vehicles, world.perception
+    return _drive(world, world.vehicles, world.perception, ego)
+
+
+def careful_action(world: World, rig: CameraRig, ego: EgoAction | None = None) -> EgoAction:
+    """The expert's IDM + MOBIL decision made only from what ``rig`` can show the ego.
+
+    Every object the visibility rule (:mod:`dojo.world.visibility`) hides is taken off the road
+    (a view of the vehicles with ``active`` False for it) and the rest is perceived afresh, so
+    no leader, gap or lane change of this decision depends on an object no camera shows.
+    """
+    seen = visible_objects(world, rig)
+    seen[:, 0] = True  # the ego knows itself
+    veh = dataclasses.replace(world.vehicles, active=world.vehicles.active & seen)
+    return _drive(world, veh, perceive(world.roads, veh), ego)
+
+
+def _drive(world: World, veh: Vehicles, per: Perception, ego: EgoAction | None) -> EgoAction:
+    """IDM for the speed and MOBIL for the lane of the ego, on vehicles ``veh`` as ``per`` sees
+    them (the world's own, or a view of them)."""
     if ego is None:
         target_now, v0 = veh.target_lane[:, 0], veh.v0[:, 0]
     else:
@@ -119,16 +139,20 @@ def expert_action(world: World, ego: EgoAction | None = None) -> EgoAction:
     if decide.any():  # MOBIL needs everyone's current acceleration
         a_follow = follow_accel(veh, per)
         settled = target_now == per.index.lane[:, 0]
-        target = np.where(decide & settled, _expert_lane_choice(world, veh, a_follow), target_now)
+        target = np.where(
+            decide & settled, _expert_lane_choice(world, veh, per, a_follow), target_now
+        )
     else:
         a_follow = follow_accel(veh, per, EGO)
         target = target_now
     return EgoAction(a_follow[:, 0], world.lane_steer(EGO, target[:, None])[:, 0], target, v0)
 
 
-def _expert_lane_choice(world: World, veh: Vehicles, a_follow: np.ndarray) -> np.ndarray:
+def _expert_lane_choice(
+    world: World, veh: Vehicles, per: Perception, a_follow: np.ndarray
+) -> np.ndarray:
     """The expert's MOBIL lane for the ego (W,), restricted to the route command's side."""
-    return command_lane_choice(world.roads, veh, world.perception, a_follow, world.command)
+    return command_lane_choice(world.roads, veh, per, a_follow, world.command)
 
 
 def command_lane_choice(

@@ -136,6 +136,13 @@ class CameraSpec:
             )
         if not self.max_range_m > 0.0:
             raise DojoConfigError(f"{who}: max_range_m={self.max_range_m!r} must be > 0 m.")
+        nearest = self.nearest_ground_m
+        if nearest > self.max_range_m:
+            raise DojoConfigError(
+                f"{who} sees nothing: its nearest ground is {nearest:.1f} m away, beyond its "
+                f"max_range_m={self.max_range_m!r} (every pixel would be sky or haze); raise "
+                "max_range_m, widen hfov_deg or raise horizon_row."
+            )
         for field in ("x_m", "y_m", "yaw_deg"):
             if not math.isfinite(getattr(self, field)):
                 raise DojoConfigError(f"{who}: {field}={getattr(self, field)!r} must be finite.")
@@ -143,6 +150,16 @@ class CameraSpec:
     def _sees_ground(self) -> bool:
         # the bottom row's centre must lie strictly below the horizon
         return self.height_px - 0.5 > self.horizon_row * self.height_px
+
+    @property
+    def nearest_ground_m(self) -> float:
+        """Distance [m] of the nearest ground the camera sees (its bottom row's centre columns).
+
+        Nothing nearer shows below the horizon, so a max_range_m short of it draws no ground, and
+        no object either but one inside the car itself.
+        """
+        rows_below = self.height_px - 0.5 - self.horizon_row * self.height_px
+        return self.z_m * self.focal_px / rows_below
 
     @property
     def focal_px(self) -> float:
@@ -178,21 +195,18 @@ class CameraRig:
         whole("max_vehicles", self.max_vehicles, 1, MAX_VEHICLES_DRAWN)
 
     @classmethod
+    def named(cls, name: str, rgb: bool = False, width: int = 96, height: int = 48) -> CameraRig:
+        """The rig called ``name`` in :data:`dojo.world.rigs.RIGS` (``quad``, ``triple``, ...)."""
+        from dojo.world import rigs  # rigs builds on this module
+
+        return rigs.build(name, rgb=rgb, width=width, height=height)
+
+    @classmethod
     def default(cls, rgb: bool = False, width: int = 96, height: int = 48) -> CameraRig:
-        """Four 90-degree cameras covering all around: front, left, right, rear."""
+        """The default rig, :data:`dojo.world.rigs.DEFAULT_RIG` (see that module for why)."""
+        from dojo.world import rigs
 
-        def cam(name: str, x: float, y: float, z: float, yaw: float) -> CameraSpec:
-            return CameraSpec(name, x, y, z, yaw, 90.0, width, height, 0.4, 120.0)
-
-        return cls(
-            (
-                cam("front", 0.5, 0.0, 1.3, 0.0),
-                cam("left", 0.0, 0.9, 1.2, 90.0),
-                cam("right", 0.0, -0.9, 1.2, -90.0),
-                cam("rear", -2.2, 0.0, 1.1, 180.0),
-            ),
-            rgb=rgb,
-        )
+        return rigs.build(rigs.DEFAULT_RIG, rgb=rgb, width=width, height=height)
 
     @property
     def names(self) -> list[str]:
@@ -329,6 +343,18 @@ def _thread_count(threads: int | None) -> int:
     if threads is None:
         return os.cpu_count() or 1
     return whole("threads", threads, 1)
+
+
+def materials(
+    roads: Roads, vehicles: Vehicles, rig: CameraRig, worlds: np.ndarray | None = None
+) -> np.ndarray:
+    """The material image ``render`` maps through the palette: uint8 ``(W, n_cams, H, W_px)``.
+
+    Codes: SKY, HAZE, GRASS, ASPHALT, MARKING, GLASS, then VEHICLE0 + 3 * kind + face; a pixel
+    shows an object exactly when its code is GLASS or >= VEHICLE0 (counting an object's pixels).
+    """
+    idx = world_indices(roads, vehicles, worlds)
+    return _materials(roads, vehicles, idx, _tables(rig), rig.max_vehicles)
 
 
 def _materials(roads: Roads, veh: Vehicles, w: np.ndarray, tab: _Tables, k_max: int) -> np.ndarray:

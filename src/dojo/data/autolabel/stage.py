@@ -130,13 +130,15 @@ def label_drive(
     """The drive's label table and why it is partial ('' when complete)."""
     row = _drive_config(st, drive_id)
     telemetry = _read(st, drive_id, "telemetry")
-    if telemetry is None or telemetry.num_rows == 0:
-        raise CorruptLogError(f"Drive {drive_id} has no telemetry.", reason="no telemetry")
+    if telemetry is None:
+        raise CorruptLogError(f"Drive {drive_id} has no telemetry table.", reason="no telemetry")
     tel_t = telemetry.column("t_s").to_numpy()
     scene_table = _read(st, drive_id, "scene")
     family, seed = row.get("family"), row.get("seed")
     why = ""
-    if scene_table is None or scene_table.num_rows == 0:
+    if telemetry.num_rows == 0:
+        pass  # a drive that ended before its first step: an empty table, nothing to label
+    elif scene_table is None or scene_table.num_rows == 0:
         why = "its log has no scene channel (written before it existed)"
     elif not family or seed is None:
         why = "its log names no scenario, so the road is unknown"
@@ -145,7 +147,7 @@ def label_drive(
     grids: list[bytes | None] = [None] * n
     flows: list[bytes | None] = [None] * n
     spec = cfg.spec()
-    if not why:
+    if not why and telemetry.num_rows:
         assert scene_table is not None
         scene = scene_frames(scene_table, drive_id)
         at = np.searchsorted(scene.t_s, tel_t)

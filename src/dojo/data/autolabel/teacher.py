@@ -31,6 +31,7 @@ from dojo.world.road import RoadConfig, Roads
 from dojo.world.traffic import follow_accel
 
 HINDSIGHT_S = 1.0  # [s] how far ahead an object's lane is read to see a change coming
+RECYCLED_JUMP_M = 100.0  # [m] an id that moves farther in HINDSIGHT_S is another vehicle
 NO_GAP_M = 1.0e4  # a lane with nobody in reach: its gap, written instead of infinity
 
 LABEL_FIELDS = (
@@ -61,8 +62,10 @@ def future_lanes(scene: SceneFrames, fps: float, hindsight_s: float = HINDSIGHT_
     """(F, K) each object's lane ``hindsight_s`` later (its lane now where it is gone by then)."""
     ahead = int(round(hindsight_s * fps))
     later = np.minimum(np.arange(scene.frames) + ahead, scene.frames - 1)
-    lane_later = scene.lane[later]
-    return np.where(scene.present[later] & scene.present, lane_later, scene.lane)
+    # the world recycles a slot for a new vehicle far away: then the id is not the same car
+    moved = np.abs(scene.values["s_m"][later] - scene.values["s_m"]) <= RECYCLED_JUMP_M
+    same = scene.present[later] & scene.present & moved
+    return np.where(same, scene.lane[later], scene.lane)
 
 
 def careful_labels(
