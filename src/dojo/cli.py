@@ -208,6 +208,20 @@ def _bench_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_perception(args: argparse.Namespace) -> int:
+    from dojo.bench.perception import bench_perception, format_perception
+
+    result = bench_perception(
+        args.minutes,
+        cars=args.cars,
+        drive_minutes=args.drive_minutes,
+        heldout_cars=args.heldout_cars,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    print(json.dumps(result, indent=2) if args.json else format_perception(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dojo", description="Fleet video and drive logs in, better driving networks out."
@@ -357,6 +371,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     beval.add_argument("--json", action="store_true")
     beval.set_defaults(func=_bench_eval)
+    bperc = bench.add_parser(
+        "perception",
+        help="drive, auto-label, train the perception heads for a budget, score held-out drives",
+    )
+    bperc.add_argument(
+        "--minutes", type=float, default=20.0, help="training budget, wall clock [min]"
+    )
+    bperc.add_argument("--cars", type=int, default=8, help="cars driven on training seeds")
+    bperc.add_argument(
+        "--drive-minutes", type=float, default=3.0, help="simulated minutes per training car"
+    )
+    bperc.add_argument(
+        "--heldout-cars", type=int, default=4, help="cars driven on held-out seeds (2 min each)"
+    )
+    bperc.add_argument("--json", action="store_true")
+    bperc.set_defaults(func=_bench_perception)
 
     from dojo.compute.commands import add_bench_command as add_bench_plan
 

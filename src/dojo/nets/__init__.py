@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the real names, for type checkers
         OccupancyConfig,
         OccupancyHead,
         OccupancyNet,
+        PerceptionNet,
         iou_counts,
         iou_from_counts,
         iou_per_class,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # the real names, for type checkers
         region_iou_counts,
         region_ious,
     )
+    from dojo.nets.planner import PlannerErrors, PlannerHead, planner_loss
     from dojo.nets.policy import SIZES, CameraBackbone, DrivingPolicy, PolicyConfig, parameter_count
 
 _WHERE = {
@@ -48,6 +50,10 @@ _WHERE = {
     "OccupancyConfig": "dojo.nets.occupancy",
     "OccupancyHead": "dojo.nets.occupancy",
     "OccupancyNet": "dojo.nets.occupancy",
+    "PerceptionNet": "dojo.nets.occupancy",
+    "PlannerErrors": "dojo.nets.planner",
+    "PlannerHead": "dojo.nets.planner",
+    "planner_loss": "dojo.nets.planner",
     "PolicyConfig": "dojo.nets.policy",
     "SIZES": "dojo.nets.policy",
     "band_masks": "dojo.nets.occupancy_metrics",
@@ -91,6 +97,9 @@ __all__ = [
     "OccupancyConfig",
     "OccupancyHead",
     "OccupancyNet",
+    "PerceptionNet",
+    "PlannerErrors",
+    "PlannerHead",
     "PolicyConfig",
     "SIZES",
     "band_masks",
@@ -110,6 +119,7 @@ __all__ = [
     "occupancy_iou",
     "occupancy_loss",
     "parameter_count",
+    "planner_loss",
     "prior_iou_counts",
     "region_iou_counts",
     "region_ious",

@@ -27,8 +27,12 @@ and the coarse 1/8 grid keeps the attention small (150 queries for the default g
 conv decoder restores the 0.5 m cells.
 
 The models are plain :class:`torch.nn.Module`\\ s: :class:`OccupancyNet` (``--net occupancy``:
-backbone + this head) and :class:`MultiTaskNet` (``--net both``: one backbone feeding the
-driving policy and this head). :func:`make_net` builds either, or the policy, by name.
+backbone + this head), :class:`MultiTaskNet` (``--net both``: one backbone feeding the
+driving policy and this head) and :class:`PerceptionNet` (``--net perception``: backbone, this
+head and the planner heads of :mod:`dojo.nets.planner`). With ``OccupancyConfig.planner`` set
+(auto-labels), ``both`` carries the planner heads too; they attend to the keys this head
+attends to (:meth:`OccupancyHead.keys`), computed once. :func:`make_net` builds any of them,
+or the policy, by name.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from dojo.nets.occupancy_metrics import (
     occupancy_iou,
 )
 from dojo.nets.options import OCCUPANCY_HEAD, OCCUPANCY_HEADS
+from dojo.nets.planner import PlannerHead
 from dojo.nets.policy import (
     POOL_GRID,
     SIZES,
@@ -61,9 +66,10 @@ from dojo.nets.policy import (
     PolicyConfig,
     cross_attention,
 )
+from dojo.nets.targets import PLANNER_TARGETS
 from dojo.world.occupancy import CLASS_NAMES, OccupancySpec
 
-NET_KINDS = ("policy", "occupancy", "both")
+NET_KINDS = ("policy", "occupancy", "both", "perception")
 DECODER_STRIDE = 8  # [cells] the attention runs on a grid this much coarser than the output
 _DEFAULT_GRID = OccupancySpec()
 
@@ -77,12 +83,15 @@ class OccupancyConfig(PolicyConfig):
     classes (5: ``dojo.world.occupancy.CLASS_NAMES``). The same config describes the
     ``occupancy`` and ``both`` nets (``commands`` is unused by the former). ``head``:
     ``spatial`` (patch tokens) or ``pooled`` (one token a camera), see the module doc.
+    ``planner``: the planner targets predicted beside the grid (0: no planner heads; else
+    ``len(PLANNER_TARGETS)``, see :mod:`dojo.nets.targets`).
     """
 
     rows: int = _DEFAULT_GRID.rows
     cols: int = _DEFAULT_GRID.cols
     classes: int = len(CLASS_NAMES)
     head: str = OCCUPANCY_HEAD
+    planner: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -99,6 +108,11 @@ class OccupancyConfig(PolicyConfig):
                 f"{', '.join(CLASS_NAMES)} ({len(CLASS_NAMES)})."
             )
 
+        if self.planner not in (0, len(PLANNER_TARGETS)) or isinstance(self.planner, bool):
+            raise DojoConfigError(
+                f"Occupancy planner={self.planner!r} must be 0 (no planner heads) or "
+                f"{len(PLANNER_TARGETS)} ({', '.join(PLANNER_TARGETS)})."
+            )
         if not isinstance(self.head, str) or self.head not in OCCUPANCY_HEADS:
             raise DojoConfigError(
                 f"Occupancy head={self.head!r} is not known; choose one of: "
@@ -107,9 +121,12 @@ class OccupancyConfig(PolicyConfig):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OccupancyConfig:
-        """Inverse of :meth:`to_dict`; a dict written before ``head`` existed is a ``pooled`` net."""
+        """Inverse of :meth:`to_dict`; a dict written before ``head`` existed is a ``pooled`` net,
+        one written before ``planner`` existed has no planner heads."""
         if isinstance(data, Mapping) and "head" not in data:
             data = {**data, "head": "pooled"}
+        if isinstance(data, Mapping) and "planner" not in data:
+            data = {**data, "planner": 0}
         return super().from_dict(data)
 
     def policy_config(self) -> PolicyConfig:
@@ -177,8 +194,12 @@ class OccupancyHead(nn.Module):
         """Class logits ``(B, K, rows, cols)`` (unnormalised; argmax over dim 1 is the class)
         from camera tokens ``(B, C, D)`` and, for the ``spatial`` head, the backbone's feature
         maps ``(B, C, c3, 3, 6)`` (:meth:`CameraBackbone.encode_features`)."""
-        b, _, d = tokens.shape
-        k, v = self.kv_proj(self.keys(tokens, maps)).split(d, dim=-1)  # each (B, N_keys, D)
+        return self.from_keys(self.keys(tokens, maps))
+
+    def from_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, K, rows, cols)`` from the keys of :meth:`keys` ``(B, N_keys, D)``."""
+        b, _, d = keys.shape
+        k, v = self.kv_proj(keys).split(d, dim=-1)  # each (B, N_keys, D)
         seen = cross_attention(self.q_proj(self.cells)[None], k, v, self.heads)  # (B, N, D)
         x = self.mix(
             self.cells + self.out_proj(seen)
@@ -229,14 +250,42 @@ class MultiTaskNet(nn.Module):
         self.config = config
         self.policy = DrivingPolicy(config.policy_config())
         self.occupancy = OccupancyHead(config)
+        self.planner = PlannerHead(config.size, config.planner) if config.planner else None
 
     def forward(
         self, images: torch.Tensor, speed_mps: torch.Tensor, command: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(controls (B, 2), logits (B, K, rows, cols))`` from one pass of the backbone."""
+    ) -> tuple[torch.Tensor, ...]:
+        """``(controls (B, 2), logits (B, K, rows, cols))`` from one pass of the backbone, and
+        with the planner heads the encoded planner targets ``(B, P)`` after them."""
         self.policy._check_inputs(images, speed_mps, command)
         tokens, maps = self.policy.encode_features(images)  # (B, C, D), (B, C, c3, 3, 6)
-        return self.policy.decide(tokens, speed_mps, command), self.occupancy(tokens, maps)
+        controls = self.policy.decide(tokens, speed_mps, command)
+        keys = self.occupancy.keys(tokens, maps)  # (B, N_keys, D)
+        if self.planner is None:
+            return controls, self.occupancy.from_keys(keys)
+        return controls, self.occupancy.from_keys(keys), self.planner(keys)
+
+
+class PerceptionNet(OccupancyNet):
+    """``--net perception``: ``images -> (logits (B, K, rows, cols), planner (B, P))``.
+
+    The occupancy net (same weights, same names) with the planner heads on the keys its
+    occupancy head attends to; learns from auto-labels only (the planner targets are theirs).
+    """
+
+    def __init__(self, config: OccupancyConfig) -> None:
+        super().__init__(config)
+        if not config.planner:
+            raise DojoConfigError(
+                f"PerceptionNet needs the planner heads: planner={len(PLANNER_TARGETS)}, not 0."
+            )
+        self.planner = PlannerHead(config.size, config.planner)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        """``(logits (B, K, rows, cols), encoded planner targets (B, P))``."""
+        self.encoder.check_images(images, who=type(self).__name__)
+        keys = self.occupancy.keys(*self.encoder.encode_features(images))  # (B, N_keys, D)
+        return self.occupancy.from_keys(keys), self.planner(keys)
 
 
 def net_config(kind: str, data: Mapping[str, Any]) -> PolicyConfig:
@@ -255,6 +304,8 @@ def make_net(kind: str, config: PolicyConfig | Mapping[str, Any]) -> nn.Module:
         return DrivingPolicy(cfg)
     if not isinstance(cfg, OccupancyConfig):
         raise DojoConfigError(f"net={kind!r} needs an OccupancyConfig; got {type(cfg).__name__}.")
+    if kind == "perception":
+        return PerceptionNet(cfg)
     return OccupancyNet(cfg) if kind == "occupancy" else MultiTaskNet(cfg)
 
 
@@ -266,6 +317,7 @@ __all__ = [
     "OccupancyConfig",
     "OccupancyHead",
     "OccupancyNet",
+    "PerceptionNet",
     "iou_counts",
     "iou_from_counts",
     "iou_per_class",

@@ -37,9 +37,10 @@ from dojo.nets.options import (
     OCCUPANCY_LOSSES,
     RARE_CLASS_WEIGHT,
 )
+from dojo.nets.targets import LABEL_SOURCE, LABEL_SOURCES, PLANNER_TARGETS
 from dojo.settings import setting
 
-NETS = ("policy", "occupancy", "both")
+NETS = ("policy", "occupancy", "both", "perception")
 SIZES = ("tiny", "base", "large")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
@@ -86,6 +87,11 @@ class TrainConfig:
     policy's Huber loss is in units of an ordinary manoeuvre, and the occupancy cross-entropy is
     a mean over cells (ln 5 = 1.6 at chance, well under 1 once the road layout is learned), so
     neither head drowns the other at the start; it is a knob, not a fitted value.
+    ``labels``: where the targets come from (:data:`dojo.nets.targets.LABEL_SOURCES`):
+    ``autolabel`` trains on the auto-labeler's action and grid, and gives ``both`` and
+    ``perception`` (occupancy + planner heads, auto-labels only) the planner heads, their loss
+    weighted by ``planner_weight`` (1.0: the planner's Huber loss is on a unit scale too, one
+    unit a 10 % gap error or 1 m/s).
     """
 
     dataset: str = setting(help="dataset NAME, NAME@vN or NAME@latest", required=True)
@@ -93,7 +99,8 @@ class TrainConfig:
     out: str = setting(help="run folder (checkpoint, metrics, TensorBoard)", required=True)
     net: str = setting(
         "policy",
-        help="network to train: the driving policy, the occupancy grid, or both on one backbone",
+        help="network to train: the driving policy, the occupancy grid, both on one backbone, or "
+        "perception (the grid and the planner heads; --labels autolabel)",
         choices=NETS,
         cli_choices=True,
     )
@@ -176,6 +183,16 @@ class TrainConfig:
     focal_gamma: float = setting(
         FOCAL_GAMMA, help="focusing exponent of the focal loss (default %(default)s)"
     )
+    labels: str = setting(
+        LABEL_SOURCE,
+        help="targets: the logged telemetry and grid, or the auto-labels (`dojo autolabel`) "
+        "(default %(default)s)",
+        choices=LABEL_SOURCES,
+        cli_choices=True,
+    )
+    planner_weight: float = setting(
+        1.0, help="weight of the planner heads' loss with --labels autolabel (default %(default)s)"
+    )
     init_from: str | None = setting(  # a policy.pt whose weights start the run; net="policy" only
         None,
         help="start from this policy.pt's weights (fine-tuning; --net policy, same size and rig)",
@@ -199,6 +216,12 @@ class TrainConfig:
         validate.choice("device", self.device, DEVICES)
         validate.choice("occupancy_head", self.occupancy_head, OCCUPANCY_HEADS)
         validate.choice("occupancy_loss", self.occupancy_loss, OCCUPANCY_LOSSES)
+        validate.choice("labels", self.labels, LABEL_SOURCES)
+        if self.net == "perception" and self.labels != "autolabel":
+            raise DojoConfigError(
+                f"net='perception' learns the planner targets of the auto-labels; "
+                f"labels={self.labels!r} has none: use labels='autolabel'."
+            )
         for name, low in (
             ("steps", 1),
             ("batch_size", 1),
@@ -220,6 +243,7 @@ class TrainConfig:
         validate.number("weight_decay", self.weight_decay, 0.0)
         validate.number("clip_grad_norm", self.clip_grad_norm, 0.0)
         validate.number("occupancy_weight", self.occupancy_weight, 0.0)
+        validate.number("planner_weight", self.planner_weight, 0.0)
         validate.positive("rare_class_weight", self.rare_class_weight)
         validate.number("focal_gamma", self.focal_gamma, 0.0)
         for name in ("compile", "resume", "log_samples", "progress", "deterministic"):
@@ -462,12 +486,19 @@ def prepare(
         buffer_windows=config.buffer_windows,
         seed=config.seed,
         occupancy=False,
+        labels=config.labels,
         rank=0,
         world_size=world,
     )
     if data.rig is None or data.num_windows == 0:
+        unlabelled = (
+            f" with a complete auto-label ({data.unlabelled_windows} have none)"
+            if config.labels == "autolabel"
+            else ""
+        )
         raise DojoConfigError(
-            f"Dataset {ds.ref} is empty: its train split yields no {config.frames}-frame windows."
+            f"Dataset {ds.ref} is empty: its train split yields no {config.frames}-frame "
+            f"windows{unlabelled}."
         )
     steps = steps_per_epoch(data, world, config.num_workers, micro, config.grad_accum, epoch=0)
     if steps == 0:
@@ -492,8 +523,14 @@ def prepare(
                 f"net={config.net!r} learns the occupancy grid, but dataset {ds.ref} has no occupancy "
                 "labels; use net='policy' or a dataset whose drives logged them."
             )
+        planner = config.labels == "autolabel" and config.net in ("both", "perception")
         net = OccupancyConfig(
-            **net, rows=rows, cols=cols, classes=len(CLASS_NAMES), head=config.occupancy_head
+            **net,
+            rows=rows,
+            cols=cols,
+            classes=len(CLASS_NAMES),
+            head=config.occupancy_head,
+            planner=len(PLANNER_TARGETS) if planner else 0,
         ).to_dict()
     if config.init_from is not None:
         from dojo.nets.checkpoint import load_policy_config

@@ -56,6 +56,8 @@ TRAIN_FLAGS = (
     "occupancy_loss",
     "rare_class_weight",
     "focal_gamma",
+    "labels",
+    "planner_weight",
     "schedule",
     "precision",
     "device",

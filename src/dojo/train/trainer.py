@@ -58,6 +58,7 @@ from dojo.errors import DojoConfigError, TrainingDivergedError
 from dojo.nets.checkpoint import save_policy
 from dojo.nets.occupancy import MultiTaskNet, make_net
 from dojo.nets.policy import DrivingPolicy, parameter_count
+from dojo.train import heads
 from dojo.train.config import (
     CHECKPOINT_FILE,
     RUN_FILE,
@@ -113,6 +114,7 @@ class Trainer:
 
             self.model.load_state_dict(load_policy(cfg.init_from).state_dict())
         self.grids = cfg.net != "policy"  # read the occupancy labels (and has_occupancy)
+        self.planner = heads.has_planner(prepared.net_config)  # read the planner targets
         self.occupancy_loss = occupancy_loss_for(cfg)  # (logits, target, labelled[, reduction])
         self.ddp: DistributedDataParallel | None = None
         forward: nn.Module = self.model
@@ -148,6 +150,7 @@ class Trainer:
             buffer_windows=cfg.buffer_windows,
             seed=cfg.seed,
             occupancy=self.grids,
+            labels=cfg.labels,
             rank=self.rank,
             world_size=self.world,
         )
@@ -166,6 +169,7 @@ class Trainer:
                 shuffle=False,
                 seed=cfg.seed,
                 occupancy=self.grids,
+                labels=cfg.labels,
                 rank=self.rank,
                 world_size=self.world,
             )
@@ -182,52 +186,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------ one step
     def _to_device(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        nb = self.device.type == "cuda"
-        out = {
-            "images": batch["images"].to(self.device, non_blocking=nb),  # (b, cams, k, H, W) uint8
-            "speed_mps": batch["speed_mps"].to(self.device, non_blocking=nb).float(),  # (b,)
-            "command": batch["command"].to(self.device, non_blocking=nb),  # (b,)
-            # the policy's target: [accel m/s^2 the driver applied, lane shift it headed for]
-            "action": torch.stack([batch["action"][:, 0], batch["lane_shift"]], dim=1)
-            .to(self.device, non_blocking=nb)
-            .float(),  # (b, 2)
-        }
-        if self.grids:
-            out["occupancy"] = batch["occupancy"].to(
-                self.device, non_blocking=nb
-            )  # (b, rows, cols) uint8
-            out["has_occupancy"] = batch["has_occupancy"].to(
-                self.device, non_blocking=nb
-            )  # (b,) bool
-        return out
+        return heads.to_device(batch, self.device, self.grids, self.planner)
 
-    def _predict(
-        self, net: Any, x: Mapping[str, torch.Tensor]
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(controls (b, 2) or None, occupancy logits (b, K, rows, cols) or None), in fp32."""
-        with self._autocast():
-            if self.config.net == "occupancy":
-                return None, net(x["images"]).float()
-            out = net(x["images"], x["speed_mps"], x["command"])
-        if self.config.net == "both":
-            controls, logits = out
-            return controls.float(), logits.float()
-        return out.float(), None
+    def _predict(self, net: Any, x: Mapping[str, torch.Tensor]) -> heads.Outputs:
+        """The outputs of ``net`` (this run's kind) on ``x``, in fp32 (see :mod:`dojo.train.heads`)."""
+        return heads.predict(net, self.config.net, x, self._autocast())
 
-    def _loss(
-        self,
-        controls: torch.Tensor | None,
-        logits: torch.Tensor | None,
-        x: Mapping[str, torch.Tensor],
-    ) -> torch.Tensor:
-        """The training loss of one micro-batch: policy, occupancy, or policy + weight x occupancy."""
-        loss = torch.zeros((), device=self.device)
-        if controls is not None:
-            loss = loss + policy_loss(controls, x["action"])
-        if logits is not None:
-            weight = self.config.occupancy_weight if controls is not None else 1.0
-            loss = loss + weight * self.occupancy_loss(logits, x["occupancy"], x["has_occupancy"])
-        return loss
+    def _loss(self, out: heads.Outputs, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of one micro-batch: the heads' losses, weighted."""
+        cfg = self.config
+        return heads.loss(out, x, self.occupancy_loss, cfg.occupancy_weight, cfg.planner_weight)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.config.precision == "bf16":
@@ -253,7 +221,7 @@ class Trainer:
             )
             x = self._to_device(batch)
             with sync:
-                loss = self._loss(*self._predict(self.forward, x), x)
+                loss = self._loss(self._predict(self.forward, x), x)
                 (loss / n).backward()
             total += loss.detach()
         limit = self.config.clip_grad_norm if self.config.clip_grad_norm > 0 else math.inf
@@ -540,10 +508,13 @@ class Trainer:
             "finished": self.step_count >= cfg.steps,
             "stopped_by_signal": self.stop_now and self.step_count < cfg.steps,
             "epoch": self.epoch,
+            "labels": cfg.labels,
+            "train_windows_unlabelled": self.data.unlabelled_windows,  # no complete auto-label
             "loss": loss,
             "val_loss": None if val is None else val["val_loss"],
             "val_iou": None if val is None else val.get("val_iou"),
             **{k: v for k, v in (val or {}).items() if k.startswith(("val_iou_", "val_prior"))},
+            **{k: v for k, v in (val or {}).items() if k.startswith("val_planner_")},
             "samples_per_s": float(np.median(rates[1:] or rates))
             if rates
             else math.nan,  # the first step warms up

@@ -289,9 +289,12 @@ def _nullable(a: np.ndarray) -> pa.Array:
     return pa.array(a, mask=np.isnan(a))
 
 
+ROW_GROUP_ROWS = 100  # a clip's decision steps at 10 Hz: the loader reads a clip's grids alone
+
+
 def _write(st: Store, drive_id: str, table: pa.Table) -> None:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    pq.write_table(table, buf, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     st.write_atomic(f"drives/{drive_id}/{FILE}", buf.getvalue())
 
 

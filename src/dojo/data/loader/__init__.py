@@ -19,6 +19,8 @@ every ``stride`` frames. Each one comes out as a dict::
                                 (sign of the lane change within LANE_LOOKAHEAD_S of the decision)
     occupancy      uint8 (rows, cols) ground-truth grid at the target frame (zeros when absent)
     has_occupancy  bool ()
+    planner        float32 (P,) only with ``labels="autolabel"``: the planner targets, encoded
+    planner_valid  bool (P,)    (:mod:`dojo.nets.targets`), and which of them are asked for
     clip_id, frame, t_s         which window this is (str, drive frame index, drive time [s])
     shard, shards, position     where it lies in the epoch (for :meth:`WindowDataset.observe`)
 
@@ -28,6 +30,13 @@ the acceleration and steering applied *during* it. So the image at t pairs with 
 the row at t and with the action and command of the row at t + one decision step: the row at t
 itself holds the action that led *to* the frame, a step late for imitation. A target frame
 without both rows (the first frame of a drive) has no window.
+
+Auto-labels (``labels="autolabel"``): the action (acceleration; the steering stays the
+logged one), the lane shift and the command come from the drive's ``autolabels`` row at the
+target frame's time instead: the careful driver run on the scene logged with that frame, i.e.
+the decision taken on seeing it. A window whose target frame has no complete auto-label row is
+left out and counted (:attr:`WindowDataset.unlabelled_windows`); the occupancy grid is the
+auto-labeler's (80 m ahead by default), present every ``grid_every``-th decision step.
 
 Lane shift: the driver's lateral intent, read from what happened: the sign of the lane index
 ``LANE_LOOKAHEAD_S`` after the decision minus the lane at it. A lane change crosses the line

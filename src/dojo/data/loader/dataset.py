@@ -29,7 +29,9 @@ from dojo.data.loader.state import _Position
 from dojo.data.slots import FreshShared, SlotRing, WorkerSlots
 from dojo.data.store import OpenFiles, Store
 from dojo.errors import ConfigError
-from dojo.validate import flag, whole
+from dojo.nets.targets import LABEL_SOURCE, LABEL_SOURCES, PLANNER_TARGETS
+from dojo.validate import choice, flag, whole
+from dojo.world.occupancy import OccupancySpec
 
 DEFAULT_BUFFER_WINDOWS = 256  # shuffle buffer [windows]; its windows keep their clips' frames alive
 OPEN_FILES = 256  # video and labels files a shard keeps open, not to open them for every clip
@@ -58,10 +60,22 @@ _SMALL = np.dtype(
 )
 
 
-def _small_fields(clip: _Clip) -> np.ndarray:
-    """(w,) _SMALL: each window's small fields."""
+# with auto-labels, each window's planner targets too (dojo.nets.targets)
+_SMALL_PLANNER = np.dtype(
+    _SMALL.descr
+    + [
+        ("planner", "<f4", (len(PLANNER_TARGETS),)),
+        ("planner_valid", "?", (len(PLANNER_TARGETS),)),
+    ]
+)
+
+
+def _small_fields(clip: _Clip, dtype: np.dtype[Any] = _SMALL) -> np.ndarray:
+    """(w,) ``dtype`` (_SMALL or _SMALL_PLANNER): each window's small fields."""
     j = clip.targets
-    out = np.empty(len(j), dtype=_SMALL)
+    out = np.empty(len(j), dtype=dtype)
+    if "planner" in dtype.names:  # type: ignore[operator]
+        out["planner"], out["planner_valid"] = clip.planner, clip.planner_valid
     out["command"], out["frame"], out["t_s"] = clip.command, clip.frame[j], clip.t_s[j]
     out["speed_mps"], out["action"], out["lane_shift"] = (
         clip.speed_mps,
@@ -105,7 +119,12 @@ class WindowDataset(IterableDataset[dict[str, Any]], _Position):
     in spec order. ``seed``: with the epoch, fixes the order. ``rank``/``world_size``: the DDP
     place; by default read from ``torch.distributed`` when it is initialised, else 0 of 1.
     ``occupancy``: also read the occupancy labels (off: no ``occupancy``/``has_occupancy`` keys
-    and no labels file read, for training that does not use them).
+    and no labels file read, for training that does not use them). ``labels``: where the targets
+    come from (:data:`dojo.nets.targets.LABEL_SOURCES`): ``telemetry``, or ``autolabel``: the
+    action, the lane shift and the occupancy grid from the drive's auto-labels (the row of the
+    decision taken on seeing the target frame), the windows without a complete one left out
+    (counted in :attr:`unlabelled_windows`), and each window also carries ``planner``
+    float32 (P,) and ``planner_valid`` bool (P,) (:func:`dojo.nets.targets.planner_targets`).
     """
 
     def __init__(
@@ -119,6 +138,7 @@ class WindowDataset(IterableDataset[dict[str, Any]], _Position):
         buffer_windows: int = DEFAULT_BUFFER_WINDOWS,
         seed: int = 0,
         occupancy: bool = True,
+        labels: str = LABEL_SOURCE,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
@@ -129,6 +149,9 @@ class WindowDataset(IterableDataset[dict[str, Any]], _Position):
         self.seed = whole("seed", seed, 0)
         self.shuffle = flag("shuffle", shuffle)
         self.occupancy = flag("occupancy", occupancy)
+        self.labels = choice("labels", labels, LABEL_SOURCES)
+        self.planner = self.labels == "autolabel"  # windows carry the planner targets
+        self._small = _SMALL_PLANNER if self.planner else _SMALL
         if (rank is None) != (world_size is None):
             raise ConfigError(f"rank={rank!r} and world_size={world_size!r}: give both or neither.")
         if world_size is not None:
@@ -138,17 +161,18 @@ class WindowDataset(IterableDataset[dict[str, Any]], _Position):
                 raise ConfigError(f"rank={rank} must be below world_size={world_size}.")
         self.rank, self.world_size = _resolve_dist(rank, world_size)
         self.store = _store(store)
-        rig, grid, clips = _plan(self.store, normalise_specs(specs), self.frames, self.stride)
-        self.rig: Rig | None = rig
+        planned = _plan(self.store, normalise_specs(specs), self.frames, self.stride, self.labels)
+        self.rig: Rig | None = planned.rig
         self.occupancy_shape: tuple[int, int] = (
-            grid  # (rows, cols); (0, 0) when nothing is labelled
+            planned.grid  # (rows, cols); (0, 0) when nothing is labelled
         )
-        self._clips = clips
-        h = hashlib.sha256(
-            json.dumps(
-                [self.frames, self.stride, self.shuffle, self.buffer_windows, self.seed]
-            ).encode()
-        )
+        # where the ego sits in that grid (None: not known), for the metrics per distance band
+        self.occupancy_spec: OccupancySpec | None = planned.spec
+        self.unlabelled_windows = planned.unlabelled  # left out: no complete auto-label
+        clips = self._clips = planned.clips
+        settings: list[Any] = [self.frames, self.stride, self.shuffle, self.buffer_windows]
+        settings += [self.seed] + ([self.labels] if self.planner else [])
+        h = hashlib.sha256(json.dumps(settings).encode())
         for clip in clips:
             h.update(clip.clip_id.encode() + clip.targets.tobytes())
         self.fingerprint = h.hexdigest()[:16]  # the window set and order settings, for resume
@@ -282,7 +306,8 @@ class WindowDataset(IterableDataset[dict[str, Any]], _Position):
         files = OpenFiles(OPEN_FILES)
         labels = None
         if self.occupancy and self.occupancy_shape[0] * self.occupancy_shape[1]:
-            labels = _LabelCache(self.store, self.occupancy_shape, files)
+            table = "autolabels" if self.planner else "labels"
+            labels = _LabelCache(self.store, self.occupancy_shape, files, table=table)
             labels.plan((self._clips[clips[c]], windows) for c, windows in windows_of.items())
         kept = _Kept(files, BufferPool(), _Decoder())
         opened: dict[int, _Open] = {}
@@ -322,8 +347,9 @@ class WindowDataset(IterableDataset[dict[str, Any]], _Position):
         grid_row = np.full(len(clip.targets), -1, dtype=np.int64)
         grids = np.zeros((0, *self.occupancy_shape), dtype=np.uint8)
         if labels is not None:
-            grid_row[windows], grids = labels.grids_for(clip, clip.frame[j])
-        return _Open(clip, _small_fields(clip), runs, run, grid_row, grids, left=len(windows))
+            grid_row[windows], grids = labels.grids_for(clip, clip.label_frame[windows])
+        small = _small_fields(clip, self._small)
+        return _Open(clip, small, runs, run, grid_row, grids, left=len(windows))
 
     def _sample(self, o: _Open, w: int) -> dict[str, Any]:
         """Window ``w`` of an open clip as one sample; its images a view into the decoded frames."""
@@ -335,6 +361,9 @@ class WindowDataset(IterableDataset[dict[str, Any]], _Position):
             "action": torch.from_numpy(small["action"][0].copy()),
             "lane_shift": torch.from_numpy(small["lane_shift"].copy()).reshape(()),
         }
+        if self.planner:
+            sample["planner"] = torch.from_numpy(small["planner"][0].copy())
+            sample["planner_valid"] = torch.from_numpy(small["planner_valid"][0].copy())
         if self.occupancy:
             g = int(o.grid_row[w])
             grid = o.grids[g] if g >= 0 else np.zeros(self.occupancy_shape, dtype=np.uint8)
@@ -363,7 +392,7 @@ class WindowDataset(IterableDataset[dict[str, Any]], _Position):
         ]
         images_t, occupancy_t = memory.tensors(big)  # (B, cams, k, H, W[, 3]), (B, rows, cols)
         images, occupancy = images_t.numpy(), occupancy_t.numpy()
-        small = np.empty(n, dtype=_SMALL)
+        small = np.empty(n, dtype=self._small)
         has = np.zeros(n, dtype=bool)
         clip_ids = []
         for i, (c, w) in enumerate(keys):
@@ -385,6 +414,9 @@ class WindowDataset(IterableDataset[dict[str, Any]], _Position):
             "action": small["action"].copy(),
             "lane_shift": small["lane_shift"].copy(),
         }
+        if self.planner:
+            batch["planner"] = small["planner"].copy()  # (B, P)
+            batch["planner_valid"] = small["planner_valid"].copy()  # (B, P)
         if self.occupancy:
             batch["occupancy"] = occupancy_t
             batch["has_occupancy"] = has

@@ -1,5 +1,7 @@
 """Occupancy labels: a drive's Parquet labels file, open, and the grids of the clips being opened.
 
+The file is the logged grids' ``labels.parquet`` or the auto-labeler's ``autolabels.parquet``
+(both key a grid by ``frame``: the camera frame, or the decision step of an auto-label row).
 Only the row groups that hold a clip's frames are read, a few clips ahead in one go.
 """
 
@@ -121,9 +123,15 @@ class _LabelCache:
     """
 
     def __init__(
-        self, store: Store, shape: tuple[int, int], files: OpenFiles, ahead: int = LABELS_AHEAD
+        self,
+        store: Store,
+        shape: tuple[int, int],
+        files: OpenFiles,
+        ahead: int = LABELS_AHEAD,
+        table: str = "labels",
     ) -> None:
         self.store, self.shape, self.files, self.ahead = store, shape, files, ahead
+        self.file = TABLE_FILES[table]  # labels | autolabels
         self._upcoming: list[tuple[_Clip, np.ndarray]] = []
         self._at: dict[str, int] = {}
         self._ready: dict[
@@ -132,12 +140,12 @@ class _LabelCache:
 
     def plan(self, upcoming: Iterable[tuple[_Clip, np.ndarray]]) -> None:
         """The (clip, windows wanted) to be opened, in order, so that reads can run ahead."""
-        self._upcoming = [(clip, clip.frame[clip.targets[windows]]) for clip, windows in upcoming]
+        self._upcoming = [(clip, clip.label_frame[windows]) for clip, windows in upcoming]
         self._at = {clip.clip_id: i for i, (clip, _) in enumerate(self._upcoming)}
         self._ready = {}
 
     def _reader(self, drive_id: str) -> _LabelsFile | None:
-        path = self.store.path("drives", drive_id, TABLE_FILES["labels"])
+        path = self.store.path("drives", drive_id, self.file)
 
         def opener() -> tuple[Any, _LabelsFile | None]:
             try:
@@ -154,7 +162,8 @@ class _LabelCache:
         return cast("_LabelsFile | None", self.files.get(path, opener))
 
     def grids_for(self, clip: _Clip, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(rows into the returned grids (-1: no label), (N, rows, cols) grids) for drive ``frames``."""
+        """(rows into the returned grids (-1: no label), (N, rows, cols) grids) for label ``frames``
+        (:attr:`_Clip.label_frame` of the windows)."""
         ready = self._ready.pop(clip.clip_id, None)
         if ready is not None and np.array_equal(ready[0], frames):
             return ready[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any, NamedTuple
 
@@ -20,6 +20,8 @@ import pyarrow as pa
 from dojo.data.catalog import connect
 from dojo.data.store import Store
 from dojo.errors import ConfigError
+from dojo.nets.targets import LABEL_SOURCE, PLANNER_TARGETS, planner_targets
+from dojo.world.occupancy import OccupancySpec
 
 _EPS_S = 1e-6  # [s] slack when comparing logged times to spec bounds
 LANE_LOOKAHEAD_S = 1.5  # [s] how far ahead the lane_shift label looks for where the driver went
@@ -64,6 +66,25 @@ class _Clip:
     command: np.ndarray  # (w,) int64
     action: np.ndarray  # (w, 2) float32 [accel_mps2, steer_rad]
     lane_shift: np.ndarray  # (w,) float32 in {-1, 0, +1}
+    # (w,) int64 the row of the window's grid in the labels file: the target frame (telemetry
+    # labels) or the decision step of its auto-label row
+    label_frame: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    planner: np.ndarray = (
+        field(  # (w, P) float32 (P = 0 with telemetry labels), see dojo.nets.targets
+            default_factory=lambda: np.zeros((0, 0), dtype=np.float32)
+        )
+    )
+    planner_valid: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+
+
+class _Planned(NamedTuple):
+    """What :func:`_plan` found: the rig, the grid and its geometry, the clips, and the drops."""
+
+    rig: Rig | None
+    grid: tuple[int, int]  # (rows, cols) of the occupancy targets; (0, 0): none
+    spec: OccupancySpec | None  # where the ego sits in that grid (None: not known)
+    clips: list[_Clip]
+    unlabelled: int  # windows left out for want of a complete auto-label
 
 
 def _spec_from(item: object, where: str) -> WindowSpec:
@@ -137,12 +158,17 @@ def _arrow(con: Any, sql: str) -> dict[str, np.ndarray]:
 
 
 def _plan(
-    store: Store, specs: list[WindowSpec] | None, frames: int, stride: int
-) -> tuple[Rig | None, tuple[int, int], list[_Clip]]:
+    store: Store,
+    specs: list[WindowSpec] | None,
+    frames: int,
+    stride: int,
+    source: str = LABEL_SOURCE,
+) -> _Planned:
     """Every window of the specs: the rig, the occupancy grid shape and the clips in spec order.
 
     Runs once, in the process that builds the dataset, with a handful of DuckDB queries over the
     catalog; the result is plain numpy, so DataLoader workers get it without touching a table.
+    ``source``: where the targets come from (:data:`dojo.nets.targets.LABEL_SOURCES`).
     """
     con = connect(store)
     try:
@@ -170,7 +196,7 @@ def _plan(
                 ranges.setdefault(s.clip_id, []).append((s.t0_s, s.t1_s))
             order = list(ranges)
         if not order:
-            return None, (0, 0), []
+            return _Planned(None, (0, 0), None, [], 0)
         con.register(
             "_sel",
             pa.table(
@@ -196,14 +222,22 @@ def _plan(
                 "restrict the specs to one rig so windows stack into batches."
             )
         rig = rigs[0]
-        shapes = con.sql(
-            "SELECT DISTINCT rows, cols FROM labels WHERE drive_id IN (SELECT drive_id FROM _sel) ORDER BY rows, cols"
-        ).fetchall()
-        if len(shapes) > 1:
-            raise ConfigError(
-                f"The windows' occupancy labels come in several shapes ({shapes}); restrict the specs to one."
-            )
-        grid = (int(shapes[0][0]), int(shapes[0][1])) if shapes else (0, 0)
+        if source == "autolabel":
+            grid, spec, auto = _autolabel_plan(con, store)
+        else:
+            shapes = con.sql(
+                "SELECT DISTINCT rows, cols FROM labels WHERE drive_id IN (SELECT drive_id FROM _sel) ORDER BY rows, cols"
+            ).fetchall()
+            if len(shapes) > 1:
+                raise ConfigError(
+                    f"The windows' occupancy labels come in several shapes ({shapes}); restrict the specs to one."
+                )
+            grid = (int(shapes[0][0]), int(shapes[0][1])) if shapes else (0, 0)
+            # every drive log so far is written with the default grid, so a grid of its shape
+            # is taken to have its geometry
+            default = OccupancySpec()
+            spec = default if grid == (default.rows, default.cols) else None
+            auto = None
         fr = _arrow(
             con,
             "SELECT s.pos, f.camera, f.frame, f.t_s, f.byte_offset, f.byte_size, f.keyframe "
@@ -218,31 +252,83 @@ def _plan(
     finally:
         con.close()
 
-    tel_rows: dict[str, slice] = {}
-    if len(tel["drive_id"]):
-        ids = tel["drive_id"]
-        cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(ids)], strict=True):
-            tel_rows[str(ids[a])] = slice(int(a), int(b))
+    tel_rows = _rows_by_drive(tel["drive_id"])
+    auto_rows = _rows_by_drive(auto["drive_id"]) if auto is not None else {}
     pos = fr["pos"].astype(np.int64)
     bounds = np.searchsorted(pos, np.arange(len(order) + 1))
     clips: list[_Clip] = []
+    unlabelled = 0
     for i, clip_id in enumerate(order):
         drive_id = drive_of[clip_id]
         rows = slice(int(bounds[i]), int(bounds[i + 1]))
         clip = _clip_plan(clip_id, drive_id, rig, {k: v[rows] for k, v in fr.items()})
         t_rows = tel_rows.get(drive_id, slice(0, 0))
-        _choose_windows(
+        a_rows = auto_rows.get(drive_id, slice(0, 0))
+        unlabelled += _choose_windows(
             clip,
             ranges[clip_id],
             frames,
             stride,
             fps_of[drive_id],
             {k: v[t_rows] for k, v in tel.items()},
+            None if auto is None else {k: v[a_rows] for k, v in auto.items()},
         )
         if len(clip.targets):
             clips.append(clip)
-    return rig, grid, clips
+    return _Planned(rig, grid, spec, clips, unlabelled)
+
+
+def _rows_by_drive(ids: np.ndarray) -> dict[str, slice]:
+    """The rows of each drive in ``ids`` (sorted by drive)."""
+    out: dict[str, slice] = {}
+    if len(ids):
+        cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(ids)], strict=True):
+            out[str(ids[a])] = slice(int(a), int(b))
+    return out
+
+
+_AUTO_COLUMNS: tuple[str, ...] = ("frame", "t_s", "complete", "accel_mps2", "lane_shift")
+_AUTO_COLUMNS += ("lead_id", "closing_mps", "ttc_s")
+_AUTO_COLUMNS += tuple(n for n in PLANNER_TARGETS if n.endswith("_gap_m"))
+
+
+def _autolabel_plan(
+    con: Any, store: Store
+) -> tuple[tuple[int, int], OccupancySpec | None, dict[str, np.ndarray]]:
+    """The selected drives' auto-label rows (one query) and the shape and geometry of their grids."""
+    shapes = con.sql(
+        "SELECT DISTINCT grid_rows, grid_cols, cell_m, grid_forward_m FROM autolabels "
+        "WHERE drive_id IN (SELECT drive_id FROM _sel) AND grid_rows > 0 AND grid IS NOT NULL "
+        "ORDER BY ALL"
+    ).fetchall()
+    if len(shapes) > 1:
+        raise ConfigError(
+            f"The windows' auto-label grids come in several shapes ({shapes}); relabel the "
+            "drives with one `dojo autolabel` setting or restrict the specs to one."
+        )
+    grid: tuple[int, int] = (0, 0)
+    spec = None
+    if shapes:
+        rows, cols, cell_m, forward_m = shapes[0]
+        grid = (int(rows), int(cols))
+        spec = OccupancySpec(
+            float(cell_m),
+            float(forward_m),
+            round(rows * cell_m - forward_m, 6),  # the grid's rest lies behind the ego
+            round(cols * cell_m / 2.0, 6),  # centred across
+        )
+    auto = _arrow(
+        con,
+        f"SELECT drive_id, {', '.join(_AUTO_COLUMNS)} FROM autolabels "
+        "WHERE drive_id IN (SELECT drive_id FROM _sel) ORDER BY drive_id, t_s",
+    )
+    if not len(auto["drive_id"]):
+        raise ConfigError(
+            f"labels='autolabel' but no drive of these windows in store {store.url!r} is "
+            "auto-labelled; run `dojo autolabel` on the store first."
+        )
+    return grid, spec, auto
 
 
 def _clip_plan(clip_id: str, drive_id: str, rig: Rig, fr: dict[str, np.ndarray]) -> _Clip:
@@ -283,12 +369,15 @@ def _choose_windows(
     stride: int,
     fps: float,
     tel: dict[str, np.ndarray],
-) -> None:
-    """Fill in the clip's windows: k gap-free frames, a target inside a spec, both telemetry rows."""
+    auto: dict[str, np.ndarray] | None = None,
+) -> int:
+    """Fill in the clip's windows: k gap-free frames, a target inside a spec, both telemetry rows
+    (and with ``auto``, the drive's auto-label rows, a complete one at the target frame); the
+    windows left out for want of that auto-label."""
     n = len(clip.t_s)
     idx = np.arange(frames - 1, n, stride, dtype=np.int64)  # candidate target frames
     if len(idx) == 0:
-        return
+        return 0
     step_ok = np.abs(np.diff(clip.t_s) * fps - 1.0) < 0.5  # (n-1,) frame i+1 follows frame i
     bad_before = np.r_[0, np.cumsum(~step_ok)]  # (n,) gaps among the first i frames
     keep = bad_before[idx] - bad_before[idx - (frames - 1)] == 0
@@ -298,16 +387,27 @@ def _choose_windows(
         inside |= (t >= t0 - _EPS_S) & (t <= t1 + _EPS_S)
     keep &= inside
     times = tel["t_s"].astype(np.float64)
+    step_s = float(np.median(np.diff(times))) if len(times) >= 2 else 0.0  # 0.1 s in the fleet
     if len(times) < 2:
         keep[:] = False
         now = after = np.full(len(idx), -1, dtype=np.int64)
     else:
-        step_s = float(np.median(np.diff(times)))  # the decision step (0.1 s in the fleet)
         now = _nearest(times, t, 0.5 * step_s)  # the row holding the speed at the frame
         after = _nearest(times, t + step_s, 0.5 * step_s)  # the decision taken on seeing it
         keep &= (now >= 0) & (after >= 0)
+    unlabelled = 0
+    if auto is not None:
+        # the auto-label row at the frame's time: the careful driver run on the scene logged
+        # with it, i.e. the decision taken on seeing this frame
+        row = _nearest(auto["t_s"].astype(np.float64), t, 0.5 * step_s)
+        complete = np.zeros(len(idx), dtype=bool)
+        complete[row >= 0] = auto["complete"][row[row >= 0]].astype(bool)
+        unlabelled = int(np.sum(keep & ~complete))
+        keep &= complete
+        row = row[keep]
     now, after = now[keep], after[keep]
     clip.targets = idx[keep]
+    clip.label_frame = clip.frame[clip.targets]
     clip.speed_mps = tel["speed_mps"][now].astype(np.float32)
     clip.command = tel["command"][after].astype(np.int64)
     clip.action = np.stack([tel["accel_mps2"][after], tel["steer_rad"][after]], axis=1).astype(
@@ -318,3 +418,11 @@ def _choose_windows(
     )  # last row by then
     lane = tel["lane"].astype(np.int64)
     clip.lane_shift = np.sign(lane[np.maximum(ahead, after)] - lane[after]).astype(np.float32)
+    if auto is not None:
+        # the teacher decided under the command of its own row (the one at the frame)
+        clip.command = tel["command"][now].astype(np.int64)
+        clip.action[:, 0] = auto["accel_mps2"][row]  # steering stays the logged one: not labelled
+        clip.lane_shift = np.asarray(auto["lane_shift"][row], dtype=np.float32)
+        clip.label_frame = auto["frame"][row].astype(np.int64)
+        clip.planner, clip.planner_valid = planner_targets({k: v[row] for k, v in auto.items()})
+    return unlabelled
