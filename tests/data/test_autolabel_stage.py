@@ -110,6 +110,19 @@ def test_labels_match_the_stored_telemetry_where_both_measure(store: Path) -> No
     assert agree.mean() > 0.8
 
 
+def test_the_labels_do_not_depend_on_the_number_of_workers(store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(store, other)
+    one = autolabel(store, everything, workers=1).as_dict()
+    two = autolabel(other, everything, workers=2).as_dict()
+    assert {k: v for k, v in one.items() if k not in ("store", "wall_s", "frames_per_s")} == {
+        k: v for k, v in two.items() if k not in ("store", "wall_s", "frames_per_s")
+    }
+    assert tree_digest(store) == tree_digest(other)
+
+
 def test_running_again_changes_nothing(store: Path) -> None:
     first = autolabel(store, everything)
     before = tree_digest(store)

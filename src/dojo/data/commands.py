@@ -191,7 +191,12 @@ def _autolabel(args: argparse.Namespace) -> int:
         total=len(store.drive_ids()), desc="autolabel", unit="drive", disable=args.json, leave=False
     ) as bar:
         summary = autolabel(
-            store, scene_visibility, args.dataset, config, progress=lambda _: bar.update(1)
+            store,
+            scene_visibility,
+            args.dataset,
+            config,
+            progress=lambda _: bar.update(1),
+            workers=args.workers,
         )
     out = summary.as_dict()
     if args.json:
@@ -293,6 +298,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     a.add_argument("store", help="clip store folder or fsspec URL")
     a.add_argument("--dataset", help="label only this dataset's drives (NAME, NAME@vN)")
+    a.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     add_flags(a, AutolabelConfig, [f.name for f in fields(AutolabelConfig)])
     a.add_argument("--json", action="store_true", help="print the summary as JSON")
     a.set_defaults(func=_autolabel)

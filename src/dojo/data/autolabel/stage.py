@@ -16,9 +16,12 @@ one. A scene that contradicts itself refuses the drive, naming the frame.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import io
 import json
+import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ from dojo.data.autolabel.scene import (
 from dojo.data.autolabel.teacher import LABEL_FIELDS, future_lanes, labels_on
 from dojo.data.store import AUTOLABELS, FLOW_STEP_MPS, TABLE_FILES, Store
 from dojo.errors import CorruptLogError
+from dojo.proc import die_with_parent
 from dojo.settings import setting
 from dojo.validate import positive, whole
 from dojo.world.occupancy import OccupancySpec, occupancy_flow
@@ -298,24 +302,31 @@ def _write(st: Store, drive_id: str, table: pa.Table) -> None:
     st.write_atomic(f"drives/{drive_id}/{FILE}", buf.getvalue())
 
 
-def autolabel(
-    store: str | os.PathLike[str] | Store,
-    visibility: Visibility,
-    dataset: str | None = None,
-    config: AutolabelConfig | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> AutolabelSummary:
-    """Label every drive of ``store`` (or of ``dataset``'s windows) not yet labelled at VERSION."""
-    from dojo.data.datasets import load_dataset
+@dataclass
+class _Done:
+    """What labelling one drive did, as a worker reports it back."""
 
-    cfg = config or AutolabelConfig()
-    st = store if isinstance(store, Store) else Store(store)
-    drive_ids = st.drive_ids()
-    if dataset is not None:
-        wanted = {e["drive_id"] for e in load_dataset(st, dataset).entries}
-        drive_ids = [d for d in drive_ids if d in wanted]
-    out = AutolabelSummary(store=st.url, drives=len(drive_ids))
-    tick = time.perf_counter()
+    drive_id: str
+    status: str  # 'labelled', 'already' or 'refused'
+    why: str = ""  # partial: why; refused: the reason
+    counts: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+
+
+def _counts(table: pa.Table) -> tuple[int, int, int, int, int]:
+    """(frames, labelled, network-driven, network-driven labelled, grids) of a label table."""
+    complete = table.column("complete").to_numpy(zero_copy_only=False)
+    network = pc.equal(table.column("driver"), "network").to_numpy(zero_copy_only=False)
+    grids = int(table.column("grid").is_valid().to_numpy(zero_copy_only=False).sum())
+    both = int((network & complete).sum())
+    return table.num_rows, int(complete.sum()), int(network.sum()), both, grids
+
+
+def _label_chunk(
+    url: str, drive_ids: list[str], cfg: AutolabelConfig, visibility: Visibility
+) -> list[_Done]:
+    """Label ``drive_ids`` of the store at ``url`` (one process's share), in batches."""
+    st = Store(url)
+    done: list[_Done] = []
     batch: list[_Drive] = []
 
     def flush() -> None:
@@ -323,45 +334,109 @@ def autolabel(
         for d in batch:
             table = _table(d, next(labels) if d.scene is not None else None, cfg)
             _write(st, d.drive_id, table)
-            out.drives_labelled += 1
-            if d.why:
-                out.drives_partial.append({"drive_id": d.drive_id, "reason": d.why})
-            _count(out, table)
-            if progress is not None:
-                progress(d.drive_id)
+            done.append(_Done(d.drive_id, "labelled", d.why, _counts(table)))
         batch.clear()
 
     for drive_id in drive_ids:
         if _already(st, drive_id):
-            out.drives_already += 1
-            table = _read(
-                st, drive_id, FILE.removesuffix(".parquet"), ["complete", "driver", "grid"]
-            )
+            table = _read(st, drive_id, "autolabels", ["complete", "driver", "grid"])
             assert table is not None
-            _count(out, table)
-            if progress is not None:
-                progress(drive_id)
+            done.append(_Done(drive_id, "already", "", _counts(table)))
             continue
         try:
             batch.append(_prepare(st, drive_id, visibility))
         except CorruptLogError as e:
-            out.drives_refused.append({"drive_id": drive_id, "reason": e.reason or str(e)})
+            done.append(_Done(drive_id, "refused", e.reason or str(e)))
             continue
         if sum(d.telemetry.num_rows for d in batch) >= BATCH_FRAMES:
             flush()
     flush()
+    return done
+
+
+def _chunks(st: Store, drive_ids: list[str], workers: int) -> list[list[str]]:
+    """Drives split into consecutive shares of about equal frames, at least one per worker."""
+    rows = []
+    for d in drive_ids:
+        path = st.path("drives", d, TABLE_FILES["telemetry"])
+        with st.fs.open(path, "rb") as f:
+            rows.append(pq.read_metadata(f).num_rows)
+    total = sum(rows)
+    shares = max(workers, -(-total // BATCH_FRAMES))
+    out: list[list[str]] = [[] for _ in range(shares)]
+    seen = 0
+    for d, n in zip(drive_ids, rows, strict=True):
+        out[min(shares - 1, seen * shares // max(total, 1))].append(d)
+        seen += n
+    return [c for c in out if c]
+
+
+def autolabel(
+    store: str | os.PathLike[str] | Store,
+    visibility: Visibility,
+    dataset: str | None = None,
+    config: AutolabelConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+    workers: int | None = None,
+) -> AutolabelSummary:
+    """Label every drive of ``store`` (or of ``dataset``'s windows) not yet labelled at VERSION.
+
+    ``workers``: processes (default one per core); each labels its share of the drives and
+    writes each drive's file whole, so the result does not depend on how many there are.
+    ``visibility`` must then be a module-level function (it travels to the workers by name).
+    """
+    from dojo.data.datasets import load_dataset
+
+    cfg = config or AutolabelConfig()
+    st = store if isinstance(store, Store) else Store(store)
+    if workers is not None:
+        workers = whole("workers", workers, 1)
+    drive_ids = st.drive_ids()
+    if dataset is not None:
+        wanted = {e["drive_id"] for e in load_dataset(st, dataset).entries}
+        drive_ids = [d for d in drive_ids if d in wanted]
+    out = AutolabelSummary(store=st.url, drives=len(drive_ids))
+    tick = time.perf_counter()
+    n = max(1, min(workers or os.cpu_count() or 1, len(drive_ids)))
+    if "memory" in (st.fs.protocol if isinstance(st.fs.protocol, tuple) else (st.fs.protocol,)):
+        n = 1  # an in-memory filesystem lives in this process: workers could not write to it
+    chunks = _chunks(st, drive_ids, n) if drive_ids else []
+    results: dict[str, _Done] = {}
+
+    def take(done: list[_Done]) -> None:
+        for d in done:
+            results[d.drive_id] = d
+            if progress is not None:
+                progress(d.drive_id)
+
+    if n == 1:
+        for chunk in chunks:
+            take(_label_chunk(st.url, chunk, cfg, visibility))
+    else:
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        arm = die_with_parent(signal.SIGKILL)  # a killed run leaves no worker writing on
+        with cf.ProcessPoolExecutor(n, mp_context=ctx, initializer=arm) as pool:
+            futures = [pool.submit(_label_chunk, st.url, c, cfg, visibility) for c in chunks]
+            for fut in cf.as_completed(futures):
+                take(fut.result())
+    for drive_id in drive_ids:  # in the store's order, whatever order the workers finished in
+        d = results[drive_id]
+        if d.status == "refused":
+            out.drives_refused.append({"drive_id": drive_id, "reason": d.why})
+            continue
+        out.drives_labelled += int(d.status == "labelled")
+        out.drives_already += int(d.status == "already")
+        if d.why:
+            out.drives_partial.append({"drive_id": drive_id, "reason": d.why})
+        frames, labelled, network, both, grids = d.counts
+        out.frames += frames
+        out.frames_labelled += labelled
+        out.frames_network_driven += network
+        out.frames_network_driven_labelled += both
+        out.grids += grids
     out.wall_s = time.perf_counter() - tick
     return out
-
-
-def _count(out: AutolabelSummary, table: pa.Table) -> None:
-    complete = table.column("complete").to_numpy(zero_copy_only=False)
-    network = pc.equal(table.column("driver"), "network").to_numpy(zero_copy_only=False)
-    out.frames += table.num_rows
-    out.frames_labelled += int(complete.sum())
-    out.frames_network_driven += int(network.sum())
-    out.frames_network_driven_labelled += int((network & complete).sum())
-    out.grids += int(table.column("grid").is_valid().to_numpy(zero_copy_only=False).sum())
 
 
 __all__ = [
