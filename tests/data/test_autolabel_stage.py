@@ -188,3 +188,31 @@ def test_killed_half_way_nothing_stored_changes(store: Path) -> None:
         assert table.num_rows == steps and set(LABEL_FIELDS) <= set(table.column_names)
     done = autolabel(store, everything).as_dict()
     assert done["drives_labelled"] + done["drives_already"] == done["drives"]
+
+
+def test_a_dataset_labels_only_its_drives(store: Path) -> None:
+    from dojo.data.datasets import save_dataset
+    from tests.data.test_datasets import RECIPE
+
+    st = Store(store)
+    _, clips = query(
+        store, "SELECT clip_id, drive_id, t0_s, t1_s, frames, content_hash, family FROM clips"
+    )
+    first = clips[0]
+    entry = dict(
+        zip(
+            ("clip_id", "drive_id", "t0_s", "t1_s", "frames", "content_hash", "family"),
+            first,
+            strict=True,
+        )
+    )
+    entry |= {
+        "seconds": entry["t1_s"] - entry["t0_s"],
+        "triggers": ["normal"],
+        "label_source": "human",
+    }
+    save_dataset(store, "one", [entry], recipe=RECIPE)
+    out = autolabel(store, everything, dataset="one").as_dict()
+    assert out["drives"] == 1 and out["drives_labelled"] == 1
+    labelled = [d for d in st.drive_ids() if os.path.exists(st.path("drives", d, FILE))]
+    assert labelled == [entry["drive_id"]]

@@ -228,7 +228,7 @@ def bench_perception(
         autolabel_frames_per_s=labels.as_dict()["frames_per_s"],
         autolabel_partial=len(labels.drives_partial),
         autolabel_refused=len(labels.drives_refused),
-        visibility="dojo.world.visibility.visible_objects with each drive's rig",
+        visibility="dojo.data.autolabel.visibility.scene_visibility: each drive's rig on its scene",
         size=size,
         batch_size=batch_size,
         machine=machine_info(),
