@@ -21,6 +21,7 @@ import io
 import json
 import multiprocessing
 import os
+import pickle
 import signal
 import time
 from collections.abc import Callable
@@ -354,6 +355,15 @@ def _label_chunk(
     return done
 
 
+def _travels(fn: object) -> bool:
+    """Whether ``fn`` can be sent to a worker process (pickled by its module and name)."""
+    try:
+        pickle.dumps(fn)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
 def _chunks(st: Store, drive_ids: list[str], workers: int) -> list[list[str]]:
     """Drives split into consecutive shares of about equal frames, at least one per worker."""
     rows = []
@@ -383,7 +393,8 @@ def autolabel(
 
     ``workers``: processes (default one per core); each labels its share of the drives and
     writes each drive's file whole, so the result does not depend on how many there are.
-    ``visibility`` must then be a module-level function (it travels to the workers by name).
+    ``visibility`` travels to them by name; one that cannot (a lambda, a closure) makes the run
+    label in this process.
     """
     from dojo.data.datasets import load_dataset
 
@@ -400,6 +411,8 @@ def autolabel(
     n = max(1, min(workers or os.cpu_count() or 1, len(drive_ids)))
     if "memory" in (st.fs.protocol if isinstance(st.fs.protocol, tuple) else (st.fs.protocol,)):
         n = 1  # an in-memory filesystem lives in this process: workers could not write to it
+    if n > 1 and not _travels(visibility):
+        n = 1  # a lambda or a closure cannot reach a worker: label in this process instead
     chunks = _chunks(st, drive_ids, n) if drive_ids else []
     results: dict[str, _Done] = {}
 
