@@ -16,7 +16,6 @@ from dojo.data.autolabel.stage import (
     AutolabelConfig,
     AutolabelSummary,
     autolabel,
-    label_drive,
 )
 from dojo.data.autolabel.teacher import LABEL_FIELDS, careful_labels
 
@@ -30,6 +29,5 @@ __all__ = [
     "SceneFrames",
     "autolabel",
     "careful_labels",
-    "label_drive",
     "scene_frames",
 ]

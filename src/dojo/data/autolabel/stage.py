@@ -131,13 +131,15 @@ def _drive_config(st: Store, drive_id: str) -> dict[str, Any]:
     return row | {"config": config if isinstance(config, dict) else {}}
 
 
-def _already(st: Store, drive_id: str) -> bool:
+def _labelled(st: Store, drive_id: str) -> pa.Table | None:
+    """The columns a summary counts of the drive's labels at this VERSION (None: to label)."""
     path = st.path("drives", drive_id, FILE)
     if not st.fs.exists(path):
-        return False
+        return None
     with st.fs.open(path, "rb") as f:
-        meta = pq.read_metadata(f).schema.to_arrow_schema().metadata or {}
-    return meta.get(b"dojo_autolabel_version") == str(VERSION).encode()
+        table = pq.read_table(f, columns=["complete", "driver", "grid"])
+    version = (table.schema.metadata or {}).get(b"dojo_autolabel_version")
+    return table if version == str(VERSION).encode() else None
 
 
 @dataclass
@@ -279,15 +281,6 @@ def _table(d: _Drive, cols: dict[str, np.ndarray] | None, cfg: AutolabelConfig) 
     return table.replace_schema_metadata({"dojo_autolabel_version": str(VERSION)})
 
 
-def label_drive(
-    st: Store, drive_id: str, cfg: AutolabelConfig, visibility: Visibility
-) -> tuple[pa.Table, str]:
-    """One drive's label table and why it is partial ('' when complete)."""
-    d = _prepare(st, drive_id, visibility)
-    labels = _label_batch([d])
-    return _table(d, labels[0] if labels else None, cfg), d.why
-
-
 def _nullable(a: np.ndarray) -> pa.Array:
     """Floats with NaN (not labelled, or a lane that does not exist) as nulls."""
     a = np.asarray(a, dtype=np.float64)
@@ -339,9 +332,8 @@ def _label_chunk(
         batch.clear()
 
     for drive_id in drive_ids:
-        if _already(st, drive_id):
-            table = _read(st, drive_id, "autolabels", ["complete", "driver", "grid"])
-            assert table is not None
+        table = _labelled(st, drive_id)
+        if table is not None:
             done.append(_Done(drive_id, "already", "", _counts(table)))
             continue
         try:
@@ -460,5 +452,4 @@ __all__ = [
     "AutolabelConfig",
     "AutolabelSummary",
     "autolabel",
-    "label_drive",
 ]

@@ -18,7 +18,6 @@ the left and right. Everything is numpy over all frames of a drive at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +46,6 @@ LABEL_FIELDS = (
     "right_behind_gap_m",
     "visible_objects",  # objects the rig shows (the ego not counted)
 )
-
-Visibility = Callable[[SceneFrames], np.ndarray]  # -> (F, K) bool, the ego's column True
 
 
 @dataclass
