@@ -165,7 +165,8 @@ def test_killed_half_way_nothing_stored_changes(store: Path) -> None:
     st = Store(store)
     before = tree_digest(store)
     child = subprocess.Popen(
-        [sys.executable, "-m", "dojo.cli", "autolabel", str(store), "--grid-every", "1"],
+        [sys.executable, "-m", "dojo.cli", "autolabel", str(store), "--grid-every", "1"]
+        + ["--workers", "1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -175,9 +176,13 @@ def test_killed_half_way_nothing_stored_changes(store: Path) -> None:
         return [d for d in st.drive_ids() if os.path.exists(st.path("drives", d, FILE))]
 
     while not labelled() and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.05)
+        time.sleep(0.005)
     child.send_signal(signal.SIGKILL)
     child.wait()
+    # the kill landed half-way: the run had not ended, and some drive is still unlabelled
+    assert child.returncode == -signal.SIGKILL
+    labelled_at_kill = labelled()
+    assert 0 < len(labelled_at_kill) < len(st.drive_ids())
     after = tree_digest(store)
     for path, digest in before.items():
         if "/tmp/" not in path:
@@ -187,6 +192,7 @@ def test_killed_half_way_nothing_stored_changes(store: Path) -> None:
         steps = pq.read_metadata(st.path("drives", d, "telemetry.parquet")).num_rows
         assert table.num_rows == steps and set(LABEL_FIELDS) <= set(table.column_names)
     done = autolabel(store, everything).as_dict()
+    assert done["drives_already"] == len(labelled_at_kill) and done["drives_labelled"] > 0
     assert done["drives_labelled"] + done["drives_already"] == done["drives"]
 
 
