@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from dojo.errors import DojoConfigError
-from dojo.nets import SIZES, DrivingPolicy, PolicyConfig, parameter_count
+from dojo.nets import SIZES, DrivingPolicy, OccupancyConfig, PolicyConfig, parameter_count
+from dojo.world.camera import CameraRig
 from dojo.world.world import EGO_ACCEL_RANGE
 
-SMALL = PolicyConfig(height=16, width=32)  # fast: one 1 x 2 feature map a camera
+SMALL = PolicyConfig(cameras=4, height=16, width=32)  # fast: one 1 x 2 feature map a camera
 
 
 def inputs(cfg: PolicyConfig, batch: int = 4, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -42,8 +43,9 @@ def test_output_shape_dtype_and_bounds(rgb: bool) -> None:
 
 
 def test_default_config_runs_on_the_default_rig_resolution() -> None:
-    cfg = PolicyConfig()  # 4 cameras, k = 2, 48 x 96 grey
-    assert cfg.image_shape(3) == (3, 4, 2, 48, 96)
+    cfg = PolicyConfig()  # the default rig's cameras, k = 2, 48 x 96 grey
+    rig = CameraRig.default()
+    assert cfg.image_shape(3) == (3, len(rig.cameras), 2, *rig.image_shape[-2:])
     out = policy(cfg)(*inputs(cfg, batch=3))
     assert out.shape == (3, 2)
     assert_in_limits(out)
@@ -173,7 +175,7 @@ def test_bad_inputs_raise_a_clear_error(change: Callable[..., tuple], needle: st
 
 
 def test_rgb_policy_rejects_grey_images() -> None:
-    cfg = PolicyConfig(height=16, width=32, rgb=True)
+    cfg = PolicyConfig(cameras=4, height=16, width=32, rgb=True)
     grey = inputs(SMALL)
     with pytest.raises(DojoConfigError, match=r"\(B, 4, 2, 16, 32, 3\)"):
         policy(cfg)(*grey)
@@ -221,3 +223,17 @@ def test_config_round_trips_through_a_dict() -> None:
 def test_policy_needs_a_policy_config() -> None:
     with pytest.raises(DojoConfigError, match="PolicyConfig"):
         DrivingPolicy({"size": "tiny"})  # type: ignore[arg-type]
+
+
+def test_the_size_table_counts_every_net_kind_at_the_default_rig() -> None:
+    from dojo.nets import NET_KINDS, size_table
+
+    rows = size_table()
+    assert [(r["net"], r["size"]) for r in rows] == [(k, s) for k in NET_KINDS for s in SIZES]
+    by = {(r["net"], r["size"]): r for r in rows}
+    # the perception net is the occupancy net plus its planner heads: more of both
+    assert by["perception", "tiny"]["parameters"] > by["occupancy", "tiny"]["parameters"]
+    assert by["perception", "tiny"]["forward_flops"] > by["occupancy", "tiny"]["forward_flops"]
+    # every camera of the default rig is read: one fewer camera, fewer FLOPs
+    fewer = size_table(OccupancyConfig(cameras=PolicyConfig().cameras - 1))
+    assert fewer[0]["forward_flops"] < rows[0]["forward_flops"]

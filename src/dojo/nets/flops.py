@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dojo.nets.occupancy import NET_KINDS, MultiTaskNet, OccupancyConfig, OccupancyNet, make_net
 from dojo.nets.policy import SIZES, DrivingPolicy, PolicyConfig, parameter_count
+from dojo.nets.targets import PLANNER_TARGETS
 
 
 def example_inputs(
@@ -68,7 +69,8 @@ def flops_per_sample(model: nn.Module, config: PolicyConfig, backward: bool = Fa
 
 
 def size_table(config: OccupancyConfig | None = None) -> list[dict[str, Any]]:
-    """Parameters and FLOPs per sample of every net x size, for ``config``'s rig (default rig).
+    """Parameters and FLOPs per sample of every net x size, for ``config``'s rig (default rig;
+    ``perception`` with its planner heads).
 
     One row a net and size: ``net``, ``size``, ``parameters``, ``forward_flops``,
     ``train_flops`` (forward + backward, measured) and their ratio.
@@ -77,7 +79,8 @@ def size_table(config: OccupancyConfig | None = None) -> list[dict[str, Any]]:
     rows = []
     for kind in NET_KINDS:
         for size in SIZES:
-            cfg = OccupancyConfig(**{**base.to_dict(), "size": size})
+            planner = len(PLANNER_TARGETS) if kind == "perception" else base.planner
+            cfg = OccupancyConfig(**{**base.to_dict(), "size": size, "planner": planner})
             net_cfg: PolicyConfig = cfg.policy_config() if kind == "policy" else cfg
             torch.manual_seed(0)
             model = make_net(kind, net_cfg)

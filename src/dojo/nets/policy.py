@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dojo.errors import DojoConfigError
+from dojo.world.camera import CameraRig
 from dojo.world.world import EGO_ACCEL_RANGE
 
 SPEED_SCALE_MPS = 30.0  # [m/s] ego speed is fed to the net as speed_mps / SPEED_SCALE_MPS
@@ -59,6 +60,10 @@ SIZES: dict[str, _Widths] = {
 _Config = TypeVar("_Config", bound="PolicyConfig")  # from_dict returns the subclass it is called on
 
 
+# the world's default rig's camera count: a net built without a dataset reads that rig
+DEFAULT_CAMERAS = len(CameraRig.default().cameras)
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     """Shape of a :class:`DrivingPolicy` and of the inputs it accepts.
@@ -71,7 +76,7 @@ class PolicyConfig:
     """
 
     size: str = "tiny"
-    cameras: int = 4
+    cameras: int = DEFAULT_CAMERAS
     frames: int = 2
     height: int = 48  # [px]
     width: int = 96  # [px]
