@@ -379,7 +379,7 @@ def test_an_incompatible_or_corrupt_checkpoint_is_refused(tmp_path: Path) -> Non
     from dojo.nets.checkpoint import save_policy
     from dojo.nets.policy import DrivingPolicy, PolicyConfig
 
-    wide = save_policy(tmp_path / "wide.pt", DrivingPolicy(PolicyConfig(width=128)))
+    wide = save_policy(tmp_path / "wide.pt", DrivingPolicy(PolicyConfig(cameras=4, width=128)))
     with pytest.raises(
         DojoConfigError,
         match="wide.pt is incompatible with this fleet: it reads 4 cameras of 128x48 grey",
