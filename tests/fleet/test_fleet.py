@@ -3,6 +3,7 @@ upload windows, and drive logs read back with the official mcap reader and PyAV.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -422,3 +423,23 @@ def test_no_policy_changes_the_world_it_reads(tmp_path: Path) -> None:
             images = rng.integers(0, 256, shape, dtype=np.uint8) if policy.frames else None
             assert isinstance(policy.act(world, images), EgoAction)
             assert_unchanged(world, before, f"{policy.name} on {family}")
+
+
+@pytest.mark.parametrize("cars", [2, 4, 12, 24, 25])
+def test_in_mixed_mode_every_family_gets_human_and_network_driving(cars: int) -> None:
+    from dojo.fleet.drive import AUTONOMOUS, SHADOW, car_modes
+    from dojo.loop.config import stage
+    from dojo.world.scenarios import FAMILIES
+
+    cfg = replace(stage("drive"), cars=cars, mode="mixed")
+    modes = car_modes(cfg)
+    drives = max(1, 2 * len(FAMILIES) // cars + 1)  # enough drives for each pair to meet all
+    seen = {
+        (cfg.drive_family(car, d), int(modes[car])) for car in range(cars) for d in range(drives)
+    }
+    want = {(fam, m) for fam in FAMILIES for m in (SHADOW, AUTONOMOUS)}
+    assert want <= seen, sorted(want - seen)
+    if cars >= 2 * len(FAMILIES):  # a fleet of the loop's size covers them all in every drive
+        for d in range(3):
+            first = {(cfg.drive_family(c, d), int(modes[c])) for c in range(cars)}
+            assert want <= first, (d, sorted(want - first))

@@ -44,6 +44,28 @@ def test_loss_weighs_accel_and_lane_shift_by_their_scales() -> None:
     assert policy_loss(pred, torch.tensor([[-8.0, 0.0]])).item() == pytest.approx(3.75)
 
 
+def test_hazard_and_underbrake_weights_scale_only_the_windows_they_name() -> None:
+    pred = torch.zeros(3, 2)
+    # a hard brake, a lane change, and a gentle correction (no hazard)
+    action = torch.tensor([[-4.0, 0.0], [0.0, 1.0], [-0.5, 0.0]])
+    plain = policy_loss(pred, action, reduction="sum")
+    per = [policy_loss(pred[i : i + 1], action[i : i + 1]).item() for i in range(3)]
+    assert plain.item() == pytest.approx(sum(per))
+    hazard = policy_loss(pred, action, reduction="sum", hazard_weight=3.0).item()
+    assert hazard == pytest.approx(3 * per[0] + 3 * per[1] + per[2])
+    # predicting 0 where the target brakes is braking too little; braking harder than it is not
+    under = policy_loss(pred, action, reduction="sum", underbrake_weight=2.0).item()
+    accel_part = [
+        policy_loss(pred[i : i + 1], action[i : i + 1] * torch.tensor([1.0, 0.0])).item()
+        for i in range(3)
+    ]
+    assert under == pytest.approx(sum(per) + accel_part[0] + accel_part[2])
+    over = torch.tensor([[-6.0, 0.0]])
+    assert policy_loss(
+        over, torch.tensor([[-4.0, 0.0]]), underbrake_weight=2.0
+    ).item() == pytest.approx(policy_loss(over, torch.tensor([[-4.0, 0.0]])).item())
+
+
 def test_learning_rate_warms_up_then_follows_a_cosine_to_the_floor() -> None:
     f = [lr_factor(s, 100, 10, "cosine", 0.1) for s in range(101)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)

@@ -200,7 +200,17 @@ class DriveConfig:
         return seeds.start + (self.seed - seeds.start + drive * self.cars + car) % len(seeds)
 
     def drive_family(self, car: int, drive: int) -> str:
-        return self.families[(car + drive * self.cars) % len(self.families)]
+        """Scenario family of car ``car``'s ``drive``-th drive.
+
+        Cars go in pairs (0 and 1, 2 and 3, ...) that share a family: in ``mixed`` mode a pair is
+        one shadow and one autonomous car, so every family a drive holds gets both human and
+        network driving. (Counting cars one by one, ``(car + drive * cars) % families`` with 24
+        cars and 6 families gave every drive ``car % 6``, so the shadow cars drove only half of
+        the families.) The pairs step through the families with the drive number, so over a
+        fleet's drives every pair meets every family.
+        """
+        pairs = (self.cars + 1) // 2
+        return self.families[(car // 2 + drive * pairs) % len(self.families)]
 
     @property
     def steps(self) -> int:

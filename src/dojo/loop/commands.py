@@ -22,6 +22,9 @@ LOOP_FLAGS = (
     "train.size",
     "train.steps",
     "train.batch_size",
+    "train.labels",
+    "train.hazard_weight",
+    "train.underbrake_weight",
     "eval.decisions",
     "eval.cars",
     "eval.suite",
@@ -41,6 +44,8 @@ _HELPS: dict[str, str | None] = {
     "train.size": "tiny | base | large (default %(default)s)",
     "train.steps": "optimizer steps per candidate (default %(default)s)",
     "train.batch_size": None,
+    "train.labels": "telemetry: imitate what a person drove (HG-DAgger) | autolabel: every "
+    "frame's auto-label, the network's own frames too (DAgger) (default %(default)s)",
     "eval.decisions": "decisions per evaluation, on the same held-out seeds for every model "
     "(default %(default)s)",
     "eval.cars": None,

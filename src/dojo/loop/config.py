@@ -28,8 +28,16 @@ from dojo.train.config import NETS, SIZES, TrainConfig
 # the moment on, so its windows hold the safety driver's controls, the HG-DAgger labels.
 HAZARD_TRIGGERS = ("near_miss", "hard_brake", "cut_in", "shadow_disagreement", "collision")
 TAKEOVER_TRIGGERS = ("critical_intervention", "noncritical_intervention")
-# windows whose actions the loop may imitate: a person drove (the network's own actions are no target)
+# windows whose actions the loop may imitate with the logged controls as targets: a person drove
+# (the network's own actions are no target)
 LABEL_SOURCES = ("human", "safety_driver")
+
+
+def label_sources(labels: str) -> tuple[str, ...]:
+    """The drivers whose windows a turn trains on: with ``train.labels='autolabel'`` every
+    frame has the auto-labeler's target, the network's own too (DAgger); with the logged
+    controls only what a person drove (HG-DAgger)."""
+    return (*LABEL_SOURCES, "network") if labels == "autolabel" else LABEL_SOURCES
 
 
 class Override(NamedTuple):
@@ -83,6 +91,9 @@ FLAT_NAMES: dict[str, str] = {
     "lr": "train.lr",
     "shuffle_windows": "train.buffer_windows",
     "frames": "train.frames",
+    "labels": "train.labels",
+    "hazard_weight": "train.hazard_weight",
+    "underbrake_weight": "train.underbrake_weight",
     "eval_decisions": "eval.decisions",
     "eval_cars": "eval.cars",
     "suite": "eval.suite",
@@ -267,6 +278,7 @@ __all__ = [
     "PER_TURN",
     "TAKEOVER_TRIGGERS",
     "LoopConfig",
+    "label_sources",
     "Override",
     "stage",
 ]

@@ -9,18 +9,27 @@ One turn, ``k``:
    deploy the current model: even cars run it in shadow mode beside a human, odd cars drive
    autonomously with the safety driver. Fresh training seeds every turn; every frame is logged.
 2. **Ingest** the turn's logs into one clip store shared by all turns.
-3. **Mine** the whole store: hazards (near misses, hard brakes, cut-ins, shadow disagreements,
+3. **Auto-label** (with ``train.labels='autolabel'``): every frame of the turn's drives gets
+   the offline teacher's action, from what the rig showed, with a second of hindsight
+   (:mod:`dojo.data.autolabel`), the frames the network drove included.
+4. **Mine** the whole store: hazards (near misses, hard brakes, cut-ins, shadow disagreements,
    collisions) with the lead-up to each, takeovers from the moment the safety driver acts, and
-   a sample of normal driving. Only windows a person drove (the human, or the safety driver
-   during a takeover) are kept as imitation targets: that is HG-DAgger, and because the store
-   keeps every turn's drives, the dataset aggregates over turns as DAgger asks.
-4. **Train** a candidate on that dataset version, from the deployed network's weights
+   a sample of normal driving. With auto-labels every window is a target: the loop is DAgger
+   with a hindsight labeler. With the logged controls (``train.labels='telemetry'``) only
+   windows a person drove (the human, or the safety driver during a takeover) are kept:
+   HG-DAgger. Either way the store keeps every turn's drives, so the dataset aggregates over
+   turns as DAgger asks.
+5. **Train** a candidate on that dataset version, from the deployed network's weights
    (``warm_start``; from scratch while ``naive`` is deployed).
-5. **Evaluate** it in closed loop on the held-out suite, on the same seeds as the deployed model
-   and both baselines, so their counts compare directly.
-6. **Gate** (:mod:`dojo.loop.gate`): promote only if its lower bound on nines is not below the
+6. **Evaluate** the candidate and the deployed model in closed loop on the held-out suite, both
+   on the same seeds, fresh each turn (:meth:`_Flywheel.turn_seed`): the comparison is paired,
+   and the deployed model is judged on a new draw rather than the one that promoted it.
+7. **Gate** (:mod:`dojo.loop.gate`): promote only if its lower bound on nines is not below the
    deployed model's and no family regresses significantly. The deployed model of turn 0 is
    ``naive``, the constant-speed, keep-lane car the fleet starts with.
+
+At the end the deployed model is evaluated once more on the baselines' seeds, so the result's
+``deployed`` row compares with naive and the expert seed for seed.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from dojo.data.mine import mine_entries
 from dojo.errors import DojoConfigError
 from dojo.eval.evaluate import evaluate, get_suite
 from dojo.fleet.drive import Fleet
-from dojo.loop.config import HAZARD_TRIGGERS, LABEL_SOURCES, TAKEOVER_TRIGGERS, LoopConfig
+from dojo.loop.config import HAZARD_TRIGGERS, TAKEOVER_TRIGGERS, LoopConfig, label_sources
 from dojo.loop.gate import gate
 from dojo.loop.rows import format_row, nines_words, train_loss, versus
 from dojo.train.config import CHECKPOINT_FILE
@@ -211,6 +220,9 @@ class _Flywheel:
         takeovers = mine_entries(
             self.store_path, TAKEOVER_TRIGGERS, cfg.takeover_window_s, 0.0, cfg.seed
         )
+        # with auto-labels every frame has a target, the network's own too (DAgger); with the
+        # logged controls only what a person drove does (HG-DAgger)
+        sources = label_sources(cfg.train.labels)
         seen: set[tuple[str, float, float]] = set()
         entries: list[dict[str, Any]] = []
         dropped: Counter[str] = Counter()
@@ -219,13 +231,13 @@ class _Flywheel:
             if key in seen:
                 continue
             seen.add(key)
-            if e["label_source"] in LABEL_SOURCES:
+            if e["label_source"] in sources:
                 entries.append(e)
             else:
                 dropped[e["label_source"]] += 1
         if not entries:
             raise DojoConfigError(
-                f"Loop {turn} mined no window a person drove; drive longer (drive_minutes={cfg.drive.minutes:g}) "
+                f"Loop {turn} mined no window with a label; drive longer (drive_minutes={cfg.drive.minutes:g}) "
                 f"or with more cars (cars={cfg.drive.cars})."
             )
         entries.sort(key=lambda e: (e["drive_id"], e["t0_s"], e["clip_id"]))
@@ -242,7 +254,7 @@ class _Flywheel:
                 for m in (hazards, takeovers)
             ],
             "sample_normal": hazards.sample_normal,
-            "label_sources": list(LABEL_SOURCES),
+            "label_sources": list(sources),
             "seed": cfg.seed,
         }
         mining = {
@@ -287,7 +299,9 @@ class _Flywheel:
         )
         return train(tc)
 
-    def evaluate(self, name: str, policy: str) -> dict[str, Any]:
+    def evaluate(self, name: str, policy: str, seed: int | None = None) -> dict[str, Any]:
+        """Evaluate ``policy`` on the suite from held-out ``seed`` (default: the suite's first,
+        where the baselines are), saved as ``eval/NAME.json``."""
         cfg = self.config
         with tqdm(
             total=cfg.eval.decisions,
@@ -306,6 +320,7 @@ class _Flywheel:
                 cfg.eval.suite,
                 cfg.eval.decisions,
                 cfg.eval.cars,
+                seed=seed,
                 suites_file=cfg.eval.suites_file,
                 progress=tick,
             )
@@ -370,6 +385,7 @@ class _Flywheel:
             self._turn_journal(turn)["row"] = _plain(row)
             self._save_journal()
             self.log(format_row(row, header=turn == 0))
+        final = self.final_eval(deployed)
         result = {
             "config": cfg.to_dict(),
             "suite": cfg.eval.suite,
@@ -386,14 +402,14 @@ class _Flywheel:
             "deployed": {
                 "model": deployed["model"],
                 "loop": deployed["loop"],
-                **_eval_summary(deployed["eval"]),
+                **_eval_summary(final),
             },
             "start": {"model": cfg.start_policy, **_eval_summary(self.evals.get("start", naive))},
             "stopped_early": stopped,
             "wall_s": time.perf_counter() - start,
         }
-        result["versus_naive"] = versus(deployed["eval"], naive)
-        result["versus_expert"] = versus(deployed["eval"], expert)
+        result["versus_naive"] = versus(final, naive)
+        result["versus_expert"] = versus(final, expert)
         (self.out / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str))
         return result
 
@@ -429,6 +445,16 @@ class _Flywheel:
             "quarantined": summary.quarantined,
         }
 
+    def _autolabel(self, turn: int) -> dict[str, Any]:
+        """Label every frame of the store's drives not yet labelled (this turn's): the teacher's
+        action from what the rig showed, with a second of hindsight."""
+        from dojo.data.autolabel import autolabel
+        from dojo.data.autolabel.visibility import scene_visibility
+
+        summary = autolabel(self.store_path, scene_visibility).as_dict()
+        keys = ("drives_labelled", "frames", "frames_labelled", "frames_network_driven_labelled")
+        return {k: summary[k] for k in keys if k in summary}
+
     def _mine(self, turn: int) -> dict[str, Any]:
         version, entries, mining = self.mine(turn)
         by_trigger: Counter[str] = Counter(trig for e in entries for trig in e["triggers"])
@@ -440,9 +466,30 @@ class _Flywheel:
             "dropped_network_driven": mining["dropped_network_driven"],
         }
 
-    def _evaluate_candidate(self, turn: int, candidate: str) -> str:
-        self.evaluate(f"loop{turn}", candidate)
-        return f"eval/loop{turn}.json"
+    def turn_seed(self, turn: int) -> int:
+        """The first held-out seed of turn ``turn``'s evaluations: fresh every turn, past the
+        baselines' seeds and every earlier turn's, wrapping inside the suite."""
+        suite = get_suite(self.config.eval.suite, self.config.eval.suites_file)
+        span = max(int(f["drives"]) for f in self.evals["naive"]["families"].values())
+        return suite.seed_lo + ((turn + 1) * span) % (suite.seed_hi - suite.seed_lo)
+
+    def _evaluate_at(self, name: str, policy: str, seed: int) -> str:
+        self.evaluate(name, policy, seed)
+        return f"eval/{name}.json"
+
+    def _eval_result(self, name: str, file: str) -> dict[str, Any]:
+        result = self.evals.get(name) or json.loads((self.out / file).read_text())
+        self.evals[name] = result
+        return cast(dict[str, Any], result)
+
+    def final_eval(self, deployed: dict[str, Any]) -> dict[str, Any]:
+        """The deployed model on the baselines' seeds, evaluated afresh (not the evaluation that
+        promoted it, its luckiest draw), so it compares with naive and the expert seed for seed."""
+        if deployed["model"] == "naive":
+            return self.evals["naive"]
+        if deployed["loop"] is None:  # the team's start policy, evaluated there already
+            return self.evals["start"]
+        return self.baseline(f"final-loop{deployed['loop']}", deployed["model"])
 
     def turn(self, turn: int, deployed: dict[str, Any]) -> dict[str, Any]:
         journal = self._turn_journal(turn)
@@ -451,16 +498,27 @@ class _Flywheel:
         )  # time the stages done before a resume took
         drive = self._stage(turn, "drive", lambda: self._drive_afresh(turn, deployed["model"]))
         self._stage(turn, "ingest", lambda: self._ingest(turn))
+        if self.config.train.labels == "autolabel":
+            self._stage(turn, "autolabel", lambda: self._autolabel(turn))
         mined = self._stage(turn, "mine", lambda: self._mine(turn))
         trained = self._stage(
             turn, "train", lambda: self.train(turn, mined["dataset"], deployed["model"])
         )
         candidate = str(Path(trained["run"]) / "policy.pt")
-        eval_file = self._stage(turn, "eval", lambda: self._evaluate_candidate(turn, candidate))
-        result = self.evals.get(f"loop{turn}") or json.loads((self.out / eval_file).read_text())
-        self.evals[f"loop{turn}"] = result
+        # the candidate and the deployed model on the same fresh held-out seeds: paired, and the
+        # deployed model's count is a new draw rather than the one that promoted it
+        seed = self.turn_seed(turn)
+        name, incumbent_name = f"loop{turn}", f"loop{turn}-deployed"
+        eval_file = self._stage(turn, "eval", lambda: self._evaluate_at(name, candidate, seed))
+        inc_file = self._stage(
+            turn,
+            "eval_deployed",
+            lambda: self._evaluate_at(incumbent_name, deployed["model"], seed),
+        )
+        result = self._eval_result(name, eval_file)
+        incumbent = self._eval_result(incumbent_name, inc_file)
         times = dict(journal["stage_s"])
-        decision = gate(result, deployed["eval"], self.config.alpha)
+        decision = gate(result, incumbent, self.config.alpha)
         return {
             "loop": turn,
             "drive": {
@@ -508,6 +566,8 @@ class _Flywheel:
                 }
                 for f, r in result["families"].items()
             },
+            "eval_seed": seed,
+            "against_eval": _eval_summary(incumbent),
             "promoted": decision.promoted,
             "gate": decision.reason,
             "against": deployed["model"],

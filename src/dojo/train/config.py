@@ -193,6 +193,15 @@ class TrainConfig:
     planner_weight: float = setting(
         1.0, help="weight of the planner heads' loss with --labels autolabel (default %(default)s)"
     )
+    hazard_weight: float = setting(
+        1.0,
+        help="policy-loss weight of a window whose target brakes hard or changes lane "
+        "(default %(default)s: no up-weighting)",
+    )
+    underbrake_weight: float = setting(
+        1.0,
+        help="policy-loss weight of braking less than the target brakes (default %(default)s)",
+    )
     init_from: str | None = setting(  # a policy.pt whose weights start the run; net="policy" only
         None,
         help="start from this policy.pt's weights (fine-tuning; --net policy, same size and rig)",
@@ -244,6 +253,8 @@ class TrainConfig:
         validate.number("clip_grad_norm", self.clip_grad_norm, 0.0)
         validate.number("occupancy_weight", self.occupancy_weight, 0.0)
         validate.number("planner_weight", self.planner_weight, 0.0)
+        validate.positive("hazard_weight", self.hazard_weight)
+        validate.positive("underbrake_weight", self.underbrake_weight)
         validate.positive("rare_class_weight", self.rare_class_weight)
         validate.number("focal_gamma", self.focal_gamma, 0.0)
         for name in ("compile", "resume", "log_samples", "progress", "deterministic"):

@@ -89,11 +89,18 @@ def loss(
     occupancy_loss: Callable[..., torch.Tensor],
     occupancy_weight: float,
     planner_weight: float,
+    hazard_weight: float = 1.0,
+    underbrake_weight: float = 1.0,
 ) -> torch.Tensor:
     """The training loss of one micro-batch (see the module doc)."""
     total = torch.zeros((), device=x["images"].device)
     if out.controls is not None:
-        total = total + policy_loss(out.controls, x["action"])
+        total = total + policy_loss(
+            out.controls,
+            x["action"],
+            hazard_weight=hazard_weight,
+            underbrake_weight=underbrake_weight,
+        )
     if out.logits is not None:
         weight = occupancy_weight if out.controls is not None else 1.0
         total = total + weight * occupancy_loss(out.logits, x["occupancy"], x["has_occupancy"])

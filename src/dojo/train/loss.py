@@ -39,15 +39,46 @@ if TYPE_CHECKING:
 ACCEL_SCALE_MPS2 = 1.0  # [m/s^2] one unit of normalised acceleration error
 LANE_SHIFT_SCALE = 0.5  # [lanes] one unit of normalised lane-shift error
 HUBER_BETA = 1.0  # in normalised units: quadratic below, linear above
+# a target that asks for a reaction: braking at least this hard [m/s^2] (the expert's cruise
+# corrections stay within about -1), or heading for another lane
+HAZARD_BRAKE_MPS2 = -2.0
+HAZARD_LANE_SHIFT = 0.5  # [lanes]
 
 
-def policy_loss(pred: torch.Tensor, action: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def hazard_mask(action: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the targets that ask for a reaction, braking at ``HAZARD_BRAKE_MPS2`` or harder
+    or a lane change (``|lane shift| >= HAZARD_LANE_SHIFT``), from ``action`` (B, 2)."""
+    return (action[:, 0] <= HAZARD_BRAKE_MPS2) | (action[:, 1].abs() >= HAZARD_LANE_SHIFT)
+
+
+def policy_loss(
+    pred: torch.Tensor,
+    action: torch.Tensor,
+    reduction: str = "mean",
+    hazard_weight: float = 1.0,
+    underbrake_weight: float = 1.0,
+) -> torch.Tensor:
     """Smooth L1 between predicted and driven ``[accel m/s^2, lane shift]``, both (B, 2),
-    each component divided by its fixed scale first; ``mean`` over batch and components."""
+    each component divided by its fixed scale first; ``mean`` over batch and components.
+
+    ``hazard_weight`` multiplies the loss of a window whose target asks for a reaction
+    (:func:`hazard_mask`): they are a few percent of driving, yet they are where the critical
+    interventions happen. ``underbrake_weight`` multiplies the acceleration error where the
+    target brakes and the prediction brakes less: braking too little ends in a takeover, too
+    much only in discomfort. Both 1: the plain loss. The weights scale each window's loss and
+    the mean stays over the windows, so a batch split into micro-batches sums to the same.
+    """
     scale = pred.new_tensor([ACCEL_SCALE_MPS2, LANE_SHIFT_SCALE])
     loss = F.smooth_l1_loss(
         pred / scale, action / scale, beta=HUBER_BETA, reduction="none"
     )  # (B, 2)
+    if underbrake_weight != 1.0:
+        under = (action[:, 0] < 0) & (pred[:, 0] > action[:, 0])
+        loss = loss * torch.stack(
+            [1.0 + (underbrake_weight - 1.0) * under.float(), torch.ones_like(loss[:, 1])], dim=1
+        )
+    if hazard_weight != 1.0:
+        loss = loss * (1.0 + (hazard_weight - 1.0) * hazard_mask(action).float())[:, None]
     return loss.mean() if reduction == "mean" else loss.mean(dim=1).sum()
 
 
@@ -76,7 +107,10 @@ def lr_factor(
 
 __all__ = [
     "ACCEL_SCALE_MPS2",
+    "HAZARD_BRAKE_MPS2",
+    "HAZARD_LANE_SHIFT",
     "HUBER_BETA",
+    "hazard_mask",
     "LANE_SHIFT_SCALE",
     "lr_factor",
     "occupancy_loss_for",

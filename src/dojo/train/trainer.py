@@ -195,7 +195,15 @@ class Trainer:
     def _loss(self, out: heads.Outputs, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The training loss of one micro-batch: the heads' losses, weighted."""
         cfg = self.config
-        return heads.loss(out, x, self.occupancy_loss, cfg.occupancy_weight, cfg.planner_weight)
+        return heads.loss(
+            out,
+            x,
+            self.occupancy_loss,
+            cfg.occupancy_weight,
+            cfg.planner_weight,
+            cfg.hazard_weight,
+            cfg.underbrake_weight,
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.config.precision == "bf16":
