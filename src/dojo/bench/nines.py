@@ -26,7 +26,7 @@ import numpy as np
 
 from dojo.bench.machine import machine_info
 from dojo.eval.clustered import cluster_bootstrap, clustered_nines
-from dojo.eval.evaluate import clustered_fields
+from dojo.eval.evaluate import family_intervals
 from dojo.eval.nines import compare, nines
 from dojo.loop.gate import gate
 from dojo.validate import number, whole
@@ -111,9 +111,7 @@ def coverage(
 
 def _result(k: np.ndarray, n: np.ndarray, seeds: Sequence[int]) -> dict[str, Any]:
     """An evaluation result (the keys the gate reads) from (families, drives) counts."""
-    fams: dict[str, Any] = {}
-    every: list[dict[str, int]] = []
-    strata: list[str] = []
+    fams: dict[str, dict[str, Any]] = {}
     for f, fam in enumerate(FAMILIES[: k.shape[0]]):
         rows = [
             {"seed": int(s), "critical_interventions": int(a), "decisions": int(b)}
@@ -124,16 +122,11 @@ def _result(k: np.ndarray, n: np.ndarray, seeds: Sequence[int]) -> dict[str, Any
             "critical_interventions": int(k[f].sum()),
             "decisions": int(n[f].sum()),
         }
-        every += rows
-        strata += [fam] * len(rows)
-    overall = clustered_fields(every, strata)
-    for f in fams.values():
-        f.update(clustered_fields(f["per_drive"], zero_design_effect=overall["design_effect"]))
     return {
         "suite": "heldout",
         "critical_interventions": int(k.sum()),
         "decisions": int(n.sum()),
-        **overall,
+        **family_intervals(fams),
         "families": fams,
     }
 

@@ -10,8 +10,9 @@ every family over the whole held-out range; users name their own in a TOML file:
 
 The policy drives in autonomous mode with the safety driver watching and logging off. Each
 family gets its own fleet and an equal share of the decision budget: that makes per-family
-counts exact (a car's family changes between drives, so per-car counts would need the fleet's
-internals) and every family equally weighted in the overall figure.
+counts exact (a car's family changes between drives) and every family equally weighted in the
+overall figure. Each car-drive's counts are kept too (``families[f]["per_drive"]``): failures
+cluster inside a drive, so the intervals take the drive as the unit (:mod:`dojo.eval.clustered`).
 
 >>> result = evaluate("expert", decisions=2_000, cars=8)
 >>> result["critical_interventions"], result["nines_low"]
@@ -22,7 +23,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,8 @@ def rates(counts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def clustered_fields(
-    per_drive: list[Mapping[str, Any]],
-    strata: list[str] | None = None,
+    per_drive: Sequence[Mapping[str, Any]],
+    strata: Sequence[str] | None = None,
     zero_design_effect: float = 1.0,
 ) -> dict[str, Any]:
     """The interval keys of a result from its per-drive counts (the drive is the unit).
@@ -228,6 +229,21 @@ def clustered_fields(
     out["drives"] = est["drives"]
     out["design_effect"] = est["design_effect"]
     return out
+
+
+def family_intervals(families: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """Set each family's interval keys from its ``per_drive`` rows; return the overall ones.
+
+    The overall interval is stratified by family (each family had a fixed budget, so the
+    differences between families are not noise); a failure-free family's rule of three
+    borrows the whole evaluation's design effect (its own data cannot show one).
+    """
+    every = [d for f in families.values() for d in f["per_drive"]]
+    strata = [fam for fam, f in families.items() for _ in f["per_drive"]]
+    overall = clustered_fields(every, strata)
+    for f in families.values():
+        f.update(clustered_fields(f["per_drive"], zero_design_effect=overall["design_effect"]))
+    return overall
 
 
 def _check_budget(decisions: object, cars: object) -> tuple[int, int]:
@@ -394,13 +410,7 @@ def evaluate(
         families[fam]["per_drive"] = fleet.per_drive()
         for key, v in summary.reasons.items():
             reasons[key] = reasons.get(key, 0) + v
-    # intervals with the drive as the unit: overall stratified by family (each family had a
-    # fixed budget), and a failure-free family borrows the evaluation's design effect
-    every = [d for f in families.values() for d in f["per_drive"]]
-    strata = [fam for fam, f in families.items() for _ in f["per_drive"]]
-    overall = clustered_fields(every, strata)
-    for f in families.values():
-        f.update(clustered_fields(f["per_drive"], zero_design_effect=overall["design_effect"]))
+    overall = family_intervals(families)
     totals = {k: sum(f[k] for f in families.values()) for k in COUNT_KEYS}
     result = {
         "policy": policy,
