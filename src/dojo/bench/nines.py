@@ -33,6 +33,7 @@ from dojo.validate import number, whole
 
 RATES = (1e-3, 3e-3, 5e-3)
 SHAPES = (math.inf, 1.0, 0.2)  # independent, moderate (deff ~2), strong (deff ~7 at 3e-3)
+REGRESSIONS = (2.0, 3.0)  # the candidate's rate in one family, times the incumbent's
 FAMILIES = ("highway", "merge", "lane_drop", "cut_in", "stalled", "dense")
 
 
@@ -159,8 +160,12 @@ def false_refusals(
     drive_decisions: int = 400,
     trials: int = 1000,
     seed: int = 0,
+    regression: float = 1.0,
 ) -> dict[str, Any]:
     """Share of trials where the gate refuses a candidate with the incumbent's true rates.
+
+    ``regression`` > 1 makes it a power measurement: the candidate's rate in the first family
+    is that many times the incumbent's (every scenario of it equally harder).
 
     Family f's mean rate is ``rate`` scaled by 0.5..1.5 across families (they differ in
     difficulty). ``old``: the gate before the drive was the unit (Fisher per family at alpha,
@@ -180,10 +185,15 @@ def false_refusals(
             [scenario_rates(rng, rate * float(s), shape, (drives,)) for s in scale[:, 0]]
         )
         k_inc, n_inc = simulate(rng, rate, shape, drives, drive_decisions, drive_rates=lam)
-        k_same, n_same = simulate(rng, rate, shape, drives, drive_decisions, drive_rates=lam)
+        worse = np.ones((families, 1))
+        worse[0] = regression
+        k_same, n_same = simulate(
+            rng, rate, shape, drives, drive_decisions, drive_rates=lam * worse
+        )
         lam2 = np.stack(
             [scenario_rates(rng, rate * float(s), shape, (drives,)) for s in scale[:, 0]]
         )
+        lam2 *= worse
         k_new, n_new = simulate(rng, rate, shape, drives, drive_decisions, drive_rates=lam2)
         inc, same, other = (
             _result(a, b, seeds) for a, b in ((k_inc, n_inc), (k_same, n_same), (k_new, n_new))
@@ -204,6 +214,7 @@ def false_refusals(
         "drives_per_family": drives,
         "drive_decisions": drive_decisions,
         "trials": trials,
+        "regression": regression,
         "refused": {k: v / trials for k, v in counts.items()},
     }
 
@@ -243,6 +254,11 @@ def bench_nines(trials: int = 1000, seed: int = 0) -> dict[str, Any]:
             coverage(3e-3, s, drives=16, trials=trials, seed=seed) for s in SHAPES
         ],
         "gate": [false_refusals(3e-3, s, trials=max(10, trials // 2), seed=seed) for s in SHAPES],
+        "gate_power": [
+            false_refusals(3e-3, s, trials=max(10, trials // 2), seed=seed, regression=x)
+            for s in SHAPES
+            for x in REGRESSIONS
+        ],
         "drive_length": {str(s): drive_length(3e-3, s, trials=trials, seed=seed) for s in SHAPES},
     }
 
@@ -275,6 +291,17 @@ def format_bench_nines(result: dict[str, Any]) -> str:
             + " ".join(
                 f"{f[m]:>6.3f} ({f[m + '_families']:.3f})" for m in ("old", "new", "new_paired")
             )
+        )
+    lines += [
+        "",
+        "gate power: share refusing a candidate whose easiest family regressed (family tests)",
+        f"{'shape':>6} {'times':>6} {'old':>7} {'new':>7} {'paired':>7}",
+    ]
+    for g in result["gate_power"]:
+        f = g["refused"]
+        lines.append(
+            f"{_shape(g['shape']):>6} {g['regression']:>6g} {f['old_families']:>7.3f} "
+            f"{f['new_families']:>7.3f} {f['new_paired_families']:>7.3f}"
         )
     lines += ["", "drive length at 38,400 decisions: median width of the interval [nines]"]
     for s, rows in result["drive_length"].items():

@@ -5,10 +5,10 @@ Two checks, both on evaluations of the same suite:
 1. **Overall:** the candidate's lower 95% bound on nines is not below the incumbent's. The lower
    bound, not the point estimate, so a lucky run with few decisions cannot promote a model. The
    bound is the clustered one of :mod:`dojo.eval.clustered` (the drive is the unit).
-2. **Per family:** no scenario family regresses significantly. Each family where the
-   candidate's critical rate is higher gets a two-sided p-value; the p-values of all families
-   are corrected together by **Holm** at ``alpha``. A model that is safer on average but worse
-   at cut-ins is refused.
+2. **Per family:** no scenario family regresses significantly. Each family gets a one-sided
+   p-value for "the candidate's critical rate is higher" (only a regression refuses, so the
+   whole ``alpha`` goes to that side); the p-values of all families are corrected together by
+   **Holm** at ``alpha``. A model that is safer on average but worse at cut-ins is refused.
 
 Why this family test. Critical interventions cluster inside a drive, so Fisher's exact test
 on raw counts, which takes every decision as independent, sees differences that are drive
@@ -42,7 +42,7 @@ from scipy import stats
 
 from dojo.errors import DojoConfigError
 from dojo.eval.clustered import design_effect
-from dojo.eval.nines import ALPHA, fisher_exact
+from dojo.eval.nines import ALPHA
 from dojo.validate import number
 
 
@@ -94,7 +94,8 @@ def _drives(fam: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def deflated_fisher(cand: Mapping[str, Any], inc: Mapping[str, Any]) -> tuple[float, float]:
-    """(p, deff): two-sided Fisher p on counts deflated by the pooled design effect."""
+    """(p, deff): one-sided Fisher p (candidate's rate higher) on counts deflated by the pooled
+    design effect of both evaluations' drives of the family."""
     k1, n1 = int(cand["critical_interventions"]), int(cand["decisions"])
     k2, n2 = int(inc["critical_interventions"]), int(inc["decisions"])
     a, b = _drives(cand), _drives(inc)
@@ -110,13 +111,15 @@ def deflated_fisher(cand: Mapping[str, Any], inc: Mapping[str, Any]) -> tuple[fl
         return min(ne, round(kk / deff)), ne
 
     (e1, m1), (e2, m2) = shrink(k1, n1), shrink(k2, n2)
-    return fisher_exact(e1, m1, e2, m2), deff
+    table = [[e1, m1 - e1], [e2, m2 - e2]]
+    return float(stats.fisher_exact(table, alternative="greater").pvalue), deff
 
 
 def paired_test(
     cand_drives: Sequence[Mapping[str, Any]], inc_drives: Sequence[Mapping[str, Any]]
 ) -> tuple[float, float, int]:
-    """(p, mean difference, pairs): Wilcoxon signed-rank on per-drive critical-rate differences.
+    """(p, mean difference, pairs): one-sided Wilcoxon signed-rank test that the candidate's
+    per-drive critical rates are higher than the incumbent's on the same drives.
 
     Drives are matched by ``seed`` (the n-th drive of a seed with the n-th, where seeds
     repeat); unmatched drives (one model reached further through the seed sequence) are left
@@ -148,7 +151,7 @@ def paired_test(
     d = np.array([a[key] - b[key] for key in common])
     if not np.any(d != 0):
         return 1.0, 0.0, len(common)
-    p = float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+    p = float(stats.wilcoxon(d, zero_method="wilcox", alternative="greater").pvalue)
     return p, float(d.mean()), len(common)
 
 
@@ -183,16 +186,15 @@ def gate(
         if cand is None:
             reasons.append(f"family {fam} was not evaluated")
             continue
-        kc, ki = cand["critical_interventions"], inc["critical_interventions"]
         if paired:
-            p, diff, pairs = paired_test(cand.get("per_drive") or [], inc.get("per_drive") or [])
-            worse = diff > 0
-            notes[fam] = f"Wilcoxon over {pairs} paired drives p = {p:.2g}"
+            p, _, pairs = paired_test(cand.get("per_drive") or [], inc.get("per_drive") or [])
+            notes[fam] = f"one-sided Wilcoxon over {pairs} paired drives p = {p:.2g}"
         else:
             p, deff = deflated_fisher(cand, inc)
-            worse = kc / cand["decisions"] > ki / inc["decisions"]
-            notes[fam] = f"Fisher p = {p:.2g}" + (f", design effect {deff:.2g}" if deff > 1 else "")
-        p_values[fam] = p if worse else 1.0  # only a higher candidate rate is a regression
+            notes[fam] = f"one-sided Fisher p = {p:.2g}" + (
+                f", design effect {deff:.2g}" if deff > 1 else ""
+            )
+        p_values[fam] = p
     regressions: dict[str, float] = {}
     for fam in holm(p_values, alpha) if p_values else []:
         regressions[fam] = p_values[fam]
