@@ -146,6 +146,16 @@ def test_a_paired_gate_sees_a_regression_on_the_same_seeds() -> None:
     assert p < 0.01 and diff > 0 and pairs == 16
 
 
+def test_a_paired_gate_with_too_few_pairs_to_reject_falls_back_to_the_unpaired_test() -> None:
+    # 4 pairs: the signed-rank p is never below 2^-4, above 0.05 - it could never refuse
+    inc = clustered_result({"cut_in": [0, 0, 0, 0]})
+    worse = clustered_result({"cut_in": [5, 6, 4, 5]})
+    worse["nines_low"] = inc["nines_low"]
+    d = gate(worse, inc, paired=True)
+    assert list(d.regressions) == ["cut_in"]
+    assert "only 4 paired drives, so one-sided Fisher" in d.reason
+
+
 def test_a_paired_gate_needs_shared_seeds() -> None:
     a = clustered_result({"cut_in": [0, 1]})
     b = clustered_result({"cut_in": [0, 1]})

@@ -27,7 +27,9 @@ which bounds a different error, the false share among regressions found.)
 **Paired** (``paired=True``): when the candidate and the incumbent drove the same held-out
 seeds, each family's test is a Wilcoxon signed-rank test on the per-drive differences in
 critical rate, drives matched by seed (:func:`paired_test`). The same scenario's difficulty
-cancels in the difference, so it separates models with fewer drives. docs/eval.md has the
+cancels in the difference, so it separates models with fewer drives. A family with too few
+matched drives for the test ever to reject (2^-pairs above its Holm level: under 7 pairs of
+six families) gets the unpaired test instead. docs/eval.md has the
 measured false-refusal rates of the old gate and this one.
 """
 
@@ -186,13 +188,19 @@ def gate(
         if cand is None:
             reasons.append(f"family {fam} was not evaluated")
             continue
+        pairs = 0
         if paired:
             p, _, pairs = paired_test(cand.get("per_drive") or [], inc.get("per_drive") or [])
             notes[fam] = f"one-sided Wilcoxon over {pairs} paired drives p = {p:.2g}"
-        else:
+        # with m pairs the signed-rank p is at least 2^-m: too few pairs could never refuse
+        # (a few cars, or collisions sending the two models down different seeds), so such a
+        # family falls back to the unpaired test rather than pass unexamined
+        if not paired or 0.5**pairs > alpha / len(incumbent["families"]):
             p, deff = deflated_fisher(cand, inc)
-            notes[fam] = f"one-sided Fisher p = {p:.2g}" + (
-                f", design effect {deff:.2g}" if deff > 1 else ""
+            notes[fam] = (
+                (f"only {pairs} paired drives, so " if paired else "")
+                + f"one-sided Fisher p = {p:.2g}"
+                + (f", design effect {deff:.2g}" if deff > 1 else "")
             )
         p_values[fam] = p
     regressions: dict[str, float] = {}
