@@ -208,6 +208,14 @@ def _bench_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_nines(args: argparse.Namespace) -> int:
+    from dojo.bench.nines import bench_nines, format_bench_nines
+
+    result = bench_nines(trials=args.trials, seed=args.seed)
+    print(json.dumps(result, indent=2) if args.json else format_bench_nines(result))
+    return 0
+
+
 def _bench_perception(args: argparse.Namespace) -> int:
     from dojo.bench.perception import bench_perception, format_perception
 
@@ -371,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     beval.add_argument("--json", action="store_true")
     beval.set_defaults(func=_bench_eval)
+    bnines = bench.add_parser(
+        "nines", help="interval coverage and gate false refusals on simulated clustered evaluations"
+    )
+    bnines.add_argument("--trials", type=int, default=1000, help="simulated evaluations a row")
+    bnines.add_argument("--seed", type=int, default=0)
+    bnines.add_argument("--json", action="store_true")
+    bnines.set_defaults(func=_bench_nines)
     bperc = bench.add_parser(
         "perception",
         help="drive, auto-label, train the perception heads for a budget, score held-out drives",

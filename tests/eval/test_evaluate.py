@@ -12,6 +12,7 @@ import pytest
 from dojo.cli import main
 from dojo.errors import DojoConfigError
 from dojo.eval.evaluate import compare_results, evaluate, format_eval, load_suites, plan
+from dojo.eval.nines import nines
 from dojo.world.scenarios import FAMILIES, HELDOUT_SEEDS
 
 KEYS = (
@@ -65,6 +66,26 @@ def test_result_keys_and_accounting(baselines: dict[str, dict[str, Any]]) -> Non
             r["miles"] / r["critical_interventions"]
         )
     json.dumps(r, allow_nan=False)  # unbounded values are null, so the JSON is strict
+
+
+def test_per_drive_counts_add_up_and_the_interval_has_the_drive_as_unit(
+    baselines: dict[str, dict[str, Any]],
+) -> None:
+    r = baselines["naive"]
+    assert r["interval_method"] == "korn_graubard_drives"
+    assert r["drives"] == sum(f["drives"] for f in r["families"].values())
+    for fam in r["families"].values():
+        rows = fam["per_drive"]
+        assert fam["drives"] == len(rows) >= 4  # at least one drive per car, collisions add more
+        assert sum(d["critical_interventions"] for d in rows) == fam["critical_interventions"]
+        assert sum(d["decisions"] for d in rows) == fam["decisions"]
+        assert all(HELDOUT_SEEDS.start <= d["seed"] < HELDOUT_SEEDS.stop for d in rows)
+        assert all(0 < d["decisions"] <= 400 for d in rows)  # a 40 s drive at most
+        assert fam["nines_low"] <= fam["nines"] and fam["design_effect"] >= 1.0
+    # the naive policy collides: each collision ends its drive, so there are more drives than cars
+    assert r["drives"] > len(FAMILIES) * 4
+    # no narrower than the old Clopper-Pearson interval over decisions
+    assert r["nines_low"] <= nines(r["critical_interventions"], r["decisions"])["nines_low"]
 
 
 def test_zero_failures_report_a_bound(baselines: dict[str, dict[str, Any]]) -> None:

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
+from dojo.bench.nines import false_refusals
 from dojo.errors import DojoConfigError
-from dojo.eval.nines import nines
+from dojo.eval.nines import fisher_exact, nines
 from dojo.loop import gate
+from dojo.loop.gate import holm, paired_test
 
 
 def result(families: dict[str, tuple[int, int]], suite: str = "heldout") -> dict[str, Any]:
@@ -82,3 +84,91 @@ def test_a_result_without_counts_is_an_error_naming_the_key() -> None:
     del bad["families"]
     with pytest.raises(DojoConfigError, match="'families'"):
         gate(bad, result({"highway": (1, 100)}))
+
+
+# ----------------------------------------------------------- the drive as the unit, Holm
+def drives(counts: list[int], decisions: int = 400, first_seed: int = 0) -> list[dict[str, int]]:
+    return [
+        {"seed": first_seed + i, "critical_interventions": k, "decisions": decisions}
+        for i, k in enumerate(counts)
+    ]
+
+
+def clustered_result(families: dict[str, list[int]]) -> dict[str, Any]:
+    """A result with per-drive counts (16 drives of 400 decisions a family, say)."""
+    r = result({f: (sum(c), 400 * len(c)) for f, c in families.items()})
+    for f, c in families.items():
+        r["families"][f]["per_drive"] = drives(c)
+    return r
+
+
+def test_holm_steps_down_and_stops_at_the_first_kept_hypothesis() -> None:
+    p = {"a": 0.01, "b": 0.02, "c": 0.03, "d": 0.2}
+    assert holm(p, 0.05) == ["a"]  # 0.01 <= 0.05/4, then 0.02 > 0.05/3 stops
+    assert holm({"a": 0.001, "b": 0.02}, 0.05) == ["a", "b"]
+    assert holm({}, 0.05) == []
+    with pytest.raises(DojoConfigError, match="alpha"):
+        holm(p, 1.5)
+
+
+def test_one_borderline_family_among_six_no_longer_refuses() -> None:
+    # cut_in: 16 against 5 critical in 6,400 decisions each (p ~ 0.03); five families equal
+    fams = {f: (10, 6_400) for f in ("highway", "merge", "lane_drop", "stalled", "dense")}
+    cand, inc = result({**fams, "cut_in": (16, 6_400)}), result({**fams, "cut_in": (5, 6_400)})
+    inc["nines_low"] = cand["nines_low"]  # the overall rule aside: the family test alone
+    p = fisher_exact(16, 6_400, 5, 6_400)
+    assert 0.05 / 6 < p < 0.05  # the old gate, every family at 0.05, refused this
+    assert gate(cand, inc).promoted
+
+
+def test_failures_lumped_in_two_drives_are_not_a_regression_but_spread_ones_are() -> None:
+    inc = clustered_result({"cut_in": [0, 1] * 8})  # 8 critical, one in every other drive
+    lumped = clustered_result({"cut_in": [12, 10] + [0] * 14})  # 22, in two hard scenarios
+    spread = clustered_result({"cut_in": [2, 1] * 7 + [1, 1]})  # 23, in every drive
+    for cand in (lumped, spread):
+        cand["nines_low"] = inc["nines_low"]
+    assert fisher_exact(22, 6_400, 8, 6_400) < 0.05  # raw counts: "significant"
+    assert gate(lumped, inc).promoted
+    refused = gate(spread, inc)
+    assert list(refused.regressions) == ["cut_in"] and "Holm over 1 families" in refused.reason
+
+
+def test_a_paired_gate_sees_a_regression_on_the_same_seeds() -> None:
+    inc = clustered_result({"cut_in": [0, 1, 0, 0] * 4})
+    worse = clustered_result({"cut_in": [1, 2, 1, 0] * 4})  # one more in 12 of 16 scenarios
+    worse["nines_low"] = inc["nines_low"]
+    d = gate(worse, inc, paired=True)
+    assert not d.promoted and "Wilcoxon over 16 paired drives" in d.reason
+    assert gate(inc, dict(inc), paired=True).promoted  # no pair differs: p = 1
+    p, diff, pairs = paired_test(
+        worse["families"]["cut_in"]["per_drive"], inc["families"]["cut_in"]["per_drive"]
+    )
+    assert p < 0.01 and diff > 0 and pairs == 16
+
+
+def test_a_paired_gate_with_too_few_pairs_to_reject_falls_back_to_the_unpaired_test() -> None:
+    # 4 pairs: the signed-rank p is never below 2^-4, above 0.05 - it could never refuse
+    inc = clustered_result({"cut_in": [0, 0, 0, 0]})
+    worse = clustered_result({"cut_in": [5, 6, 4, 5]})
+    worse["nines_low"] = inc["nines_low"]
+    d = gate(worse, inc, paired=True)
+    assert list(d.regressions) == ["cut_in"]
+    assert "only 4 paired drives, so one-sided Fisher" in d.reason
+
+
+def test_a_paired_gate_needs_shared_seeds() -> None:
+    a = clustered_result({"cut_in": [0, 1]})
+    b = clustered_result({"cut_in": [0, 1]})
+    b["families"]["cut_in"]["per_drive"] = drives([0, 1], first_seed=100)
+    with pytest.raises(DojoConfigError, match="same seeds"):
+        gate(a, b, paired=True)
+    del b["families"]["cut_in"]["per_drive"][0]["seed"]
+    with pytest.raises(DojoConfigError, match="per-drive seeds"):
+        gate(a, b, paired=True)
+
+
+def test_the_new_gate_rarely_refuses_an_unchanged_model_where_the_old_often_did() -> None:
+    # strongly clustered (design effect ~7): the old family tests refused most equal candidates
+    r = false_refusals(3e-3, 0.2, trials=150, seed=5)["refused"]
+    assert r["old_families"] > 0.4
+    assert r["new_families"] <= 0.05 and r["new_paired_families"] <= 0.05

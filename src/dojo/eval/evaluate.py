@@ -10,8 +10,9 @@ every family over the whole held-out range; users name their own in a TOML file:
 
 The policy drives in autonomous mode with the safety driver watching and logging off. Each
 family gets its own fleet and an equal share of the decision budget: that makes per-family
-counts exact (a car's family changes between drives, so per-car counts would need the fleet's
-internals) and every family equally weighted in the overall figure.
+counts exact (a car's family changes between drives) and every family equally weighted in the
+overall figure. Each car-drive's counts are kept too (``families[f]["per_drive"]``): failures
+cluster inside a drive, so the intervals take the drive as the unit (:mod:`dojo.eval.clustered`).
 
 >>> result = evaluate("expert", decisions=2_000, cars=8)
 >>> result["critical_interventions"], result["nines_low"]
@@ -22,7 +23,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,12 @@ from typing import Any
 import numpy as np
 
 from dojo.errors import DojoConfigError
+from dojo.eval.clustered import METHOD, clustered_nines
 from dojo.eval.nines import compare, nines
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import DriveSummary, Fleet
 from dojo.fleet.policy import Policy, make_policy
+from dojo.fleet.safety import Intervention
 from dojo.world.camera import CameraRig
 from dojo.world.rigs import DEFAULT_RIG
 from dojo.world.scenarios import FAMILIES, HELDOUT_SEEDS, TRAIN_SEEDS
@@ -200,6 +203,49 @@ def rates(counts: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def clustered_fields(
+    per_drive: Sequence[Mapping[str, Any]],
+    strata: Sequence[str] | None = None,
+    zero_design_effect: float = 1.0,
+) -> dict[str, Any]:
+    """The interval keys of a result from its per-drive counts (the drive is the unit).
+
+    ``nines_low``/``nines_high``/``critical_rate_low``/``critical_rate_high`` come from
+    :func:`dojo.eval.clustered.clustered_nines` (Korn-Graubard over drives); ``nines`` stays the
+    point estimate, or the lower bound when there is no failure. Adds ``drives``,
+    ``design_effect`` and ``interval_method``.
+    """
+    k = [int(d["critical_interventions"]) for d in per_drive]
+    n = [int(d["decisions"]) for d in per_drive]
+    est = clustered_nines(k, n, strata, zero_design_effect)
+    out: dict[str, Any] = {
+        key: None if math.isinf(est[key]) else est[key]
+        for key in ("nines", "nines_low", "nines_high")
+    }
+    out["nines_is_bound"] = est["nines_is_bound"]
+    out["critical_rate_low"], out["critical_rate_high"] = est["low"], est["high"]
+    out["interval"] = est["interval"]
+    out["interval_method"] = METHOD
+    out["drives"] = est["drives"]
+    out["design_effect"] = est["design_effect"]
+    return out
+
+
+def family_intervals(families: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """Set each family's interval keys from its ``per_drive`` rows; return the overall ones.
+
+    The overall interval is stratified by family (each family had a fixed budget, so the
+    differences between families are not noise); a failure-free family's rule of three
+    borrows the whole evaluation's design effect (its own data cannot show one).
+    """
+    every = [d for f in families.values() for d in f["per_drive"]]
+    strata = [fam for fam, f in families.items() for _ in f["per_drive"]]
+    overall = clustered_fields(every, strata)
+    for f in families.values():
+        f.update(clustered_fields(f["per_drive"], zero_design_effect=overall["design_effect"]))
+    return overall
+
+
 def _check_budget(decisions: object, cars: object) -> tuple[int, int]:
     d, c = _whole("decisions", decisions), _whole("cars", cars)
     if d < 1:
@@ -219,6 +265,67 @@ def plan(per_family: int, cars: int) -> tuple[int, int]:
     """
     drive_steps = round(DRIVE_S / DT_S)
     return cars, math.ceil(per_family / (cars * drive_steps)) * drive_steps
+
+
+class _TallyFleet(Fleet):
+    """A fleet that also keeps each car-drive's critical interventions and decisions.
+
+    The drive, not the decision, is the independent unit of an evaluation (critical
+    interventions cluster inside a scenario), so the clustered intervals and the gate need
+    per-drive counts. The fleet counts in aggregate; this subclass listens at the two places a
+    drive's counts change (an intervention counted, a drive ended) and leaves the stepping alone.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        n = self.config.cars
+        self.critical_now = np.zeros(n, dtype=np.int64)  # the running drive of each car
+        self.seed_now = [int(s) for s in self.world.seeds]
+        self.ended: list[tuple[int, int, int, int, int]] = []  # (car, drive, seed, k, n)
+
+    def _count_intervention(self, iv: Intervention) -> None:
+        super()._count_intervention(iv)
+        if iv.critical:
+            self.critical_now[iv.car] += 1
+
+    def _next_drives(self, cars: np.ndarray) -> None:
+        for c in cars.tolist():
+            self._close_drive(int(c))
+        super()._next_drives(cars)
+        for c in cars.tolist():
+            self.seed_now[c] = int(self.world.seeds[c])
+
+    def _close_drive(self, car: int) -> None:
+        steps = int(self.world.step_count[car])  # one decision per step of this drive
+        k = int(self.critical_now[car])
+        self.ended.append((car, int(self.drive_no[car]), self.seed_now[car], k, steps))
+        self.critical_now[car] = 0
+
+    def per_drive(self) -> list[dict[str, int]]:
+        """Every car-drive's counts, the running (budget-cut) last drives included."""
+        rows = list(self.ended)
+        for c in range(self.config.cars):
+            if self.world.step_count[c] > 0:
+                rows.append(
+                    (
+                        c,
+                        int(self.drive_no[c]),
+                        self.seed_now[c],
+                        int(self.critical_now[c]),
+                        int(self.world.step_count[c]),
+                    )
+                )
+        s = self.summary
+        if (
+            sum(r[3] for r in rows) != s.critical_interventions
+            or sum(r[4] for r in rows) != s.decisions
+        ):  # the fleet counted somewhere these hooks do not see
+            raise AssertionError("per-drive counts do not add up to the fleet's summary")
+        rows.sort()
+        return [
+            {"car": c, "drive": d, "seed": seed, "critical_interventions": k, "decisions": n}
+            for c, d, seed, k, n in rows
+        ]
 
 
 def evaluate(
@@ -287,24 +394,23 @@ def evaluate(
             if progress is not None:
                 progress(base + s.decisions, planned)
 
-        fleet = Fleet(cfg, loaded, tick)
+        fleet = _TallyFleet(cfg, loaded, tick)
         summary = fleet.run()
         if summary.interrupted:
             raise KeyboardInterrupt
         fam = cfg.families[0]
         families[fam] = rates(summary.as_dict())
         families[fam]["cars"] = fleet_cars
-        families[fam]["drives"] = (
-            int(fleet.drive_no.sum()) + fleet_cars
-        )  # the last drive of each car included
         # seeds are drawn in order from `first`, wrapping inside the suite: more drives than
         # seeds means some scenarios were driven twice (still held out, but not independent)
         offsets = fleet.drive_no * fleet_cars + np.arange(
             fleet_cars
         )  # each car's last seed, counted from `first`
         families[fam]["seeds_repeated"] = int(offsets.max()) + 1 > st.seed_hi - st.seed_lo
+        families[fam]["per_drive"] = fleet.per_drive()
         for key, v in summary.reasons.items():
             reasons[key] = reasons.get(key, 0) + v
+    overall = family_intervals(families)
     totals = {k: sum(f[k] for f in families.values()) for k in COUNT_KEYS}
     result = {
         "policy": policy,
@@ -315,6 +421,7 @@ def evaluate(
         "drive_s": DRIVE_S,
         "decisions_requested": decisions,
         **rates(totals),
+        **overall,
         "reasons": reasons,
         "families": families,
         "wall_s": time.perf_counter() - start,
@@ -380,8 +487,9 @@ def format_eval(result: Mapping[str, Any]) -> str:
     lines.append("-" * len(head))
     lines.append(row("overall", result))
     lines.append(
-        "nines = -log10(critical/decisions), exact 95% Clopper-Pearson interval; "
-        "with no critical intervention, >= is the rule-of-three bound (3/decisions)."
+        "nines = -log10(critical/decisions); 95% interval with the drive as the unit "
+        "(Korn-Graubard, docs/eval.md); with no critical intervention, >= is the rule-of-three "
+        "bound over the effective decisions."
     )
     return "\n".join(lines)
 

@@ -8,6 +8,10 @@ one-sided 95% bound that makes "k nines need about 3*10^k clean decisions" liter
 The beta quantiles behind the interval and Fisher's exact test come from ``scipy.stats``, a
 well-kept implementation, rather than code of our own; this module decides what is reported
 (the edge cases, the rule of three, the names of the keys).
+
+These treat every decision as independent. An evaluation's failures cluster inside drives, so
+:func:`dojo.eval.evaluate` reports the intervals of :mod:`dojo.eval.clustered` instead, with
+the drive as the unit; :func:`nines` stays for counts without per-drive detail.
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def plot_nines(result: dict[str, Any], path: Path) -> Picture:
     _nines_points(ax, rows, top)
     ax.set_xlabel("loop")
     ax.set_ylabel("nines = -log10(critical / decisions)")
-    ax.set_title("Nines per loop (95% Clopper-Pearson interval; arrow: no upper bound)")
+    ax.set_title("Nines per loop (95% interval over drives; arrow: no upper bound)")
     ax.set_xticks([int(r["loop"]) for r in rows] or [0])
     ax.grid(alpha=0.3)
     ax.legend(
