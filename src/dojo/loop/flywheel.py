@@ -518,7 +518,7 @@ class _Flywheel:
         result = self._eval_result(name, eval_file)
         incumbent = self._eval_result(incumbent_name, inc_file)
         times = dict(journal["stage_s"])
-        decision = gate(result, incumbent, self.config.alpha)
+        decision = gate(result, incumbent, self.config.alpha, paired=True)
         return {
             "loop": turn,
             "drive": {
