@@ -16,6 +16,7 @@ the vision policy at least :data:`TARGET_DECISIONS_PER_S` decisions/s on 2 cores
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,16 +40,24 @@ FIVE_NINES_DECISIONS = (
 
 
 class _Timed:
-    """A policy whose ``act`` calls are timed (the forward pass and the lane controller)."""
+    """A policy whose ``act`` calls are timed (the forward pass and the lane controller).
+
+    The total lives in shared memory: the evaluation's worker processes add to it.
+    """
 
     def __init__(self, inner: NetworkPolicy) -> None:
         self.inner, self.name, self.frames = inner, inner.name, inner.frames
-        self.seconds = 0.0
+        self._seconds = multiprocessing.get_context("fork").Value("d", 0.0)
+
+    @property
+    def seconds(self) -> float:
+        return float(self._seconds.value)
 
     def act(self, world: World, images: np.ndarray | None) -> Controls:
         t = time.perf_counter()
         out = self.inner.act(world, images)
-        self.seconds += time.perf_counter() - t
+        with self._seconds.get_lock():
+            self._seconds.value += time.perf_counter() - t
         return out
 
 

@@ -313,7 +313,8 @@ def render(
 
     def work(rows: np.ndarray) -> None:
         mat = _materials(roads, vehicles, idx[rows], tab, rig.max_vehicles)
-        out[rows[0] : rows[-1] + 1] = tab.palette[mat]
+        # np.take: the same lookup as palette[mat], about twice as fast on uint8 codes
+        out[rows[0] : rows[-1] + 1] = np.take(tab.palette, mat, axis=0)
 
     if n_threads == 1 or len(chunks) == 1:
         for rows in chunks:
