@@ -9,7 +9,7 @@ import pytest
 
 from dojo.errors import DojoConfigError
 from dojo.fleet.config import DriveConfig
-from dojo.fleet.policy import make_policy
+from dojo.fleet.policy import NetworkPolicy, make_policy
 from dojo.fleet.pool import FleetRun, run_fleets
 from dojo.world.camera import CameraRig
 from dojo.world.world import DT_S, World
@@ -64,7 +64,15 @@ def test_a_network_policy_drives_the_same_in_workers(tmp_path: Any) -> None:
     path = save_policy(tmp_path / "tiny.pt", DrivingPolicy(PolicyConfig()), {})
     configs = _configs(str(path))[:2]
     loaded = make_policy(str(path), CameraRig.default(), device="cpu")
+    assert isinstance(loaded, NetworkPolicy)
     threads = torch.get_num_threads()
+    with torch.inference_mode():  # as the loop does (it trains first): fork after torch threads ran
+        cfg = loaded.model.config
+        loaded.model(
+            torch.zeros(cfg.image_shape(4), dtype=torch.uint8),
+            torch.zeros(4),
+            torch.zeros(4, dtype=torch.int64),
+        )
     torch.set_num_threads(1)  # a worker's: the sums of a forward pass depend on the thread count
     try:
         alone = run_fleets(configs, loaded, 1)
