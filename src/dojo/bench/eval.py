@@ -9,13 +9,18 @@ One run, on the built-in held-out suite, the same decisions for every side:
   car's cameras each decision, and one batched forward pass for the fleet. Its forward passes
   are timed apart (``inference_s``), so the rest is world plus rendering.
 
-Each side runs with ``cars`` cars a family (16, the loop's default, and 64). Target (issue 6):
+Both sides drive as ``dojo eval`` does: the families' fleets at once, in a worker process a core
+(:mod:`dojo.fleet.pool`), each with ``torch_threads`` torch threads; ``inference_share`` is the
+share of the workers' time (wall time x workers) spent in the policy.
+
+Each side runs with ``cars`` cars a family (16, the loop's default, and 64). Target (issue 19):
 the vision policy at least :data:`TARGET_DECISIONS_PER_S` decisions/s on 2 cores, so that
-5 nines (3e5 decisions, the rule of three) are shown in at most 5 minutes.
+6 nines (3e6 decisions, the rule of three) are shown in under 17 minutes.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,29 +31,38 @@ import numpy as np
 
 from dojo.bench.machine import machine_info
 from dojo.errors import DojoConfigError
-from dojo.eval.evaluate import BUILTIN_SUITE, SuiteDriveConfig, evaluate
+from dojo.eval.evaluate import BUILTIN_SUITE, SuiteDriveConfig, builtin_suite, evaluate
 from dojo.fleet.policy import Controls, NetworkPolicy
+from dojo.fleet.pool import default_workers
 from dojo.validate import whole
 from dojo.world.camera import CameraRig
 from dojo.world.world import World
 
-TARGET_DECISIONS_PER_S = 1000.0
-FIVE_NINES_DECISIONS = (
-    300_000  # rule of three: no critical intervention in 3e5 decisions is 5 nines at 95%
+TARGET_DECISIONS_PER_S = 3000.0
+SIX_NINES_DECISIONS = (
+    3_000_000  # rule of three: no critical intervention in 3e6 decisions is 6 nines at 95%
 )
 
 
 class _Timed:
-    """A policy whose ``act`` calls are timed (the forward pass and the lane controller)."""
+    """A policy whose ``act`` calls are timed (the forward pass and the lane controller).
+
+    The total lives in shared memory: the evaluation's worker processes add to it.
+    """
 
     def __init__(self, inner: NetworkPolicy) -> None:
         self.inner, self.name, self.frames = inner, inner.name, inner.frames
-        self.seconds = 0.0
+        self._seconds = multiprocessing.get_context("fork").Value("d", 0.0)
+
+    @property
+    def seconds(self) -> float:
+        return float(self._seconds.value)
 
     def act(self, world: World, images: np.ndarray | None) -> Controls:
         t = time.perf_counter()
         out = self.inner.act(world, images)
-        self.seconds += time.perf_counter() - t
+        with self._seconds.get_lock():
+            self._seconds.value += time.perf_counter() - t
         return out
 
 
@@ -88,6 +102,8 @@ def bench_eval(
     import torch
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # what dojo.fleet.pool runs: a worker a core, up to one a family; none once CUDA is in use
+    workers = 1 if dev != "cpu" else min(default_workers(), len(builtin_suite().families))
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="dojo-bench-eval-") as tmp:
         ckpt, rig = _tiny_checkpoint(Path(tmp))
@@ -102,6 +118,7 @@ def bench_eval(
             net = evaluate(str(ckpt), BUILTIN_SUITE, decisions=decisions, cars=n, loaded=timed)
             net_s = time.perf_counter() - t
             rate = net["decisions"] / net_s
+            worker_s = net_s * workers  # the workers' time together
             rows.append(
                 {
                     "cars": n,
@@ -112,17 +129,20 @@ def bench_eval(
                     "tiny_s": net_s,
                     "tiny_decisions_per_s": rate,
                     "inference_s": timed.seconds,
-                    "world_and_render_s": net_s - timed.seconds,
-                    "inference_share": timed.seconds / net_s,
+                    "world_and_render_s": worker_s - timed.seconds,
+                    "inference_share": timed.seconds / worker_s,
                     "ratio_tiny_to_naive": rate / (naive["decisions"] / naive_s),
-                    "five_nines_minutes": FIVE_NINES_DECISIONS / rate / 60.0,
+                    "six_nines_minutes": SIX_NINES_DECISIONS / rate / 60.0,
                 }
             )
     best = max(rows, key=lambda r: r["tiny_decisions_per_s"])
     return {
         "machine": machine_info(),
         "device": dev,
-        "torch_threads": torch.get_num_threads(),
+        "workers": workers,
+        "torch_threads": max(1, default_workers() // workers)
+        if workers > 1
+        else torch.get_num_threads(),
         "suite": BUILTIN_SUITE,
         "rows": rows,
         "best_cars": best["cars"],
@@ -136,15 +156,16 @@ def bench_eval(
 def format_eval_bench(result: dict[str, Any]) -> str:
     r = result
     lines = [
-        f"closed-loop evaluation on suite {r['suite']}, device {r['device']} ({r['torch_threads']} torch threads)",
+        f"closed-loop evaluation on suite {r['suite']}, device {r['device']} "
+        f"({r['workers']} worker processes, {r['torch_threads']} torch threads each)",
         f"  {'cars':>5}  {'naive dec/s':>12}  {'tiny net dec/s':>14}  {'tiny/naive':>10}  "
-        f"{'inference':>9}  {'5 nines in':>10}",
+        f"{'inference':>9}  {'6 nines in':>10}",
     ]
     for row in r["rows"]:
         lines.append(
             f"  {row['cars']:>5}  {row['naive_decisions_per_s']:>12,.0f}  {row['tiny_decisions_per_s']:>14,.0f}  "
             f"{row['ratio_tiny_to_naive']:>9.2f}x  {row['inference_share']:>8.0%}  "
-            f"{row['five_nines_minutes']:>7.1f} min"
+            f"{row['six_nines_minutes']:>7.1f} min"
         )
     verdict = "met" if r["meets_target"] else "NOT met"
     lines.append(
@@ -155,4 +176,4 @@ def format_eval_bench(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TARGET_DECISIONS_PER_S", "bench_eval", "format_eval_bench"]
+__all__ = ["SIX_NINES_DECISIONS", "TARGET_DECISIONS_PER_S", "bench_eval", "format_eval_bench"]

@@ -34,8 +34,9 @@ from dojo.errors import DojoConfigError
 from dojo.eval.clustered import METHOD, clustered_nines
 from dojo.eval.nines import compare, nines
 from dojo.fleet.config import DriveConfig
-from dojo.fleet.drive import DriveSummary, Fleet
+from dojo.fleet.drive import Fleet
 from dojo.fleet.policy import Policy, make_policy
+from dojo.fleet.pool import run_fleets
 from dojo.fleet.safety import Intervention
 from dojo.world.camera import CameraRig
 from dojo.world.rigs import DEFAULT_RIG
@@ -338,6 +339,7 @@ def evaluate(
     progress: Progress | None = None,
     loaded: Policy | None = None,
     rig: str = DEFAULT_RIG,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Drive ``policy`` (naive | expert | careful | checkpoint path) on ``suite`` for at least
     ``decisions``, the cars carrying the camera rig named ``rig``.
@@ -348,7 +350,8 @@ def evaluate(
     ``families[f]["seeds_repeated"]`` says whether a family's drives outnumbered its seeds.
     Every input (suite, budget, policy, checkpoint rig) is checked before the first car moves.
     ``loaded``: an already loaded policy (the loop evaluates a
-    model it holds); ``policy`` then only names it.
+    model it holds); ``policy`` then only names it. ``workers``: processes the families drive
+    in at once (default: one a core); the counts do not depend on it.
     """
     decisions, cars = _check_budget(decisions, cars)
     st = get_suite(suite, suites_file)
@@ -387,17 +390,17 @@ def evaluate(
     start = time.perf_counter()
     families: dict[str, dict[str, Any]] = {}
     reasons: dict[str, int] = {}
-    for i, cfg in enumerate(configs):
-        done_before = i * steps * fleet_cars
 
-        def tick(s: DriveSummary, base: int = done_before) -> None:
-            if progress is not None:
-                progress(base + s.decisions, planned)
+    def tick(done: int) -> None:
+        if progress is not None:
+            progress(done, planned)
 
-        fleet = _TallyFleet(cfg, loaded, tick)
-        summary = fleet.run()
-        if summary.interrupted:
-            raise KeyboardInterrupt
+    # the families' fleets are independent: they drive at once, a process a core (dojo.fleet.pool)
+    runs = run_fleets(
+        configs, loaded, workers, tick, fleet_type=_TallyFleet, collect=_TallyFleet.per_drive
+    )
+    for cfg, fleet in zip(configs, runs, strict=True):
+        summary = fleet.summary
         fam = cfg.families[0]
         families[fam] = rates(summary.as_dict())
         families[fam]["cars"] = fleet_cars
@@ -407,7 +410,7 @@ def evaluate(
             fleet_cars
         )  # each car's last seed, counted from `first`
         families[fam]["seeds_repeated"] = int(offsets.max()) + 1 > st.seed_hi - st.seed_lo
-        families[fam]["per_drive"] = fleet.per_drive()
+        families[fam]["per_drive"] = fleet.extra
         for key, v in summary.reasons.items():
             reasons[key] = reasons.get(key, 0) + v
     overall = family_intervals(families)

@@ -165,7 +165,7 @@ class Fleet:
         tick = time.perf_counter()
         if needs_images:
             images = render(world.roads, world.vehicles, self.rig, threads=1)
-            self.history = np.roll(self.history, -1, axis=2)
+            self.history[:, :, :-1] = self.history[:, :, 1:]  # in place: np.roll copies it all
             self.history[:, :, -1] = images
             fresh = world.step_count == 0
             self.history[fresh] = images[fresh][

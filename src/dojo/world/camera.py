@@ -313,7 +313,8 @@ def render(
 
     def work(rows: np.ndarray) -> None:
         mat = _materials(roads, vehicles, idx[rows], tab, rig.max_vehicles)
-        out[rows[0] : rows[-1] + 1] = tab.palette[mat]
+        # np.take: the same lookup as palette[mat], about twice as fast on uint8 codes
+        out[rows[0] : rows[-1] + 1] = np.take(tab.palette, mat, axis=0)
 
     if n_threads == 1 or len(chunks) == 1:
         for rows in chunks:
@@ -410,7 +411,9 @@ def _ground(
     dash = ring_mod(fs, np.array(DASH_PERIOD_M, dtype=np.float32)) < DASH_M
     painted = on_line & ((open_r != open_l) | (open_r & dash))
     drivable = np.where(q > right, open_l, open_r)  # the lane on the pixel's side of the line
-    return np.where(painted, MARKING, np.where(drivable, ASPHALT, GRASS)).astype(np.uint8)
+    # uint8 codes: with Python ints np.where would build two int64 images and then convert them
+    code = np.uint8
+    return np.where(painted, code(MARKING), np.where(drivable, code(ASPHALT), code(GRASS)))
 
 
 def _float32(roads: Roads) -> Roads:

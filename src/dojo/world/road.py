@@ -232,8 +232,15 @@ class Roads:
         self, s: np.ndarray, w: np.ndarray | slice, *lanes: np.ndarray
     ) -> list[np.ndarray]:
         """:meth:`lane_open` of each of ``lanes`` at ``s``, the road's stretches worked out once."""
-        s = ring_mod(s, _col(self.length, w, s))
         n = _col(self.lanes, w, s)
+        plain = not (
+            (self.ramp_end[w] > self.ramp_start[w]) | (self.drop_end[w] > self.drop_start[w])
+        ).any()
+        if plain and all(np.shape(k) == np.shape(s) for k in lanes):
+            # no ramp and no drop on these roads: the stretch tests below would all be False
+            # (the same booleans, without passes over s: a camera's ground pixels are most of them)
+            return [(k >= 0) & (k < n) for k in lanes]
+        s = ring_mod(s, _col(self.length, w, s))
         in_ramp = (s >= _col(self.ramp_start, w, s)) & (s < _col(self.ramp_end, w, s))
         in_drop = (s >= _col(self.drop_start, w, s)) & (s < _col(self.drop_end, w, s))
         return [((k >= 0) & (k < n) & ~((k == 0) & in_drop)) | ((k == -1) & in_ramp) for k in lanes]

@@ -1,0 +1,153 @@
+"""Drive several independent fleets at once, a process a core, with the results of one by one.
+
+An evaluation drives one fleet per scenario family, and nothing passes between them: each
+fleet's world is built from its own config and seeds, and a policy only reads the world it is
+given. So the fleets can drive in forked worker processes, each with one torch thread (two
+threads a process on two shared cores make a small net's forward pass up to 20x slower:
+measured in docs/benchmarks.md, ``dojo bench eval``), and every fleet's counts come out the same
+as when they drive one after the other.
+
+Fork, not spawn: the workers inherit the policy as it is in memory (a model the loop holds, a
+timed wrapper), with nothing pickled. A policy whose process already uses CUDA cannot be
+forked, and then, as with ``workers=1``, the fleets drive here one after the other.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dojo.fleet.config import DriveConfig
+from dojo.fleet.drive import DriveSummary, Fleet
+from dojo.fleet.policy import Policy
+from dojo.validate import whole
+
+Progress = Callable[[int], None]  # decisions driven so far, all fleets together
+_POLL_S = 0.2  # [s] how often the parent reports the workers' progress
+
+
+@dataclass(frozen=True)
+class FleetRun:
+    """What one fleet drove: its summary and how many drives each car finished."""
+
+    summary: DriveSummary
+    drive_no: np.ndarray  # (N,) drives each car finished; its last, unfinished one not counted
+    extra: Any = None  # what ``collect`` took from the fleet after its run (None without one)
+
+
+def default_workers() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_fleets(
+    configs: Sequence[DriveConfig],
+    policy: Policy | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    fleet_type: type[Fleet] = Fleet,
+    collect: Callable[[Any], Any] | None = None,
+) -> list[FleetRun]:
+    """Drive a fleet of each config, ``workers`` at a time (default: one a core); in config order.
+
+    The results do not depend on ``workers``. Ctrl-C stops every fleet and raises
+    KeyboardInterrupt; an error in one fleet is raised here. ``fleet_type``: a :class:`Fleet`
+    subclass to drive (one that also tallies something); ``collect(fleet)`` after its run
+    gives :attr:`FleetRun.extra` (it crosses back from a worker pickled).
+    """
+    n = default_workers() if workers is None else whole("workers", workers, 1)
+    n = min(n, len(configs))
+    _shared.update(fleet_type=fleet_type, collect=collect)
+    try:
+        if n <= 1 or not _can_fork(policy):
+            return _one_by_one(configs, policy, progress)
+        return _in_workers(configs, policy, n, progress)
+    finally:
+        _shared.clear()
+
+
+def _finished(fleet: Fleet, summary: DriveSummary) -> FleetRun:
+    collect = _shared["collect"]
+    return FleetRun(summary, fleet.drive_no.copy(), None if collect is None else collect(fleet))
+
+
+def _one_by_one(
+    configs: Sequence[DriveConfig], policy: Policy | None, progress: Progress | None
+) -> list[FleetRun]:
+    runs: list[FleetRun] = []
+    done = 0  # decisions of the fleets already driven
+    for cfg in configs:
+
+        def tick(s: DriveSummary, base: int = done) -> None:
+            if progress is not None:
+                progress(base + s.decisions)
+
+        fleet = _shared["fleet_type"](cfg, policy, tick)
+        summary = fleet.run()
+        if summary.interrupted:
+            raise KeyboardInterrupt
+        runs.append(_finished(fleet, summary))
+        done += summary.decisions
+    return runs
+
+
+def _can_fork(policy: Policy | None) -> bool:
+    """Whether a forked child can run ``policy``: not once this process holds a CUDA context."""
+    if sys.platform == "win32" or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    torch = sys.modules.get("torch")
+    return torch is None or not torch.cuda.is_initialized()
+
+
+# What the forked workers inherit: set by the parent just before it forks them.
+_shared: dict[str, Any] = {}
+
+
+def _in_workers(
+    configs: Sequence[DriveConfig], policy: Policy | None, n: int, progress: Progress | None
+) -> list[FleetRun]:
+    ctx = multiprocessing.get_context("fork")
+    done = ctx.Array("q", len(configs), lock=False)  # decisions driven, per fleet
+    threads = max(1, default_workers() // n)
+    _shared.update(configs=list(configs), policy=policy, done=done)
+    with ctx.Pool(n, initializer=_start_worker, initargs=(threads,)) as pool:
+        pending = [pool.apply_async(_drive, (i,)) for i in range(len(configs))]
+        while not all(p.ready() for p in pending):
+            for p in pending:
+                if p.ready() and not p.successful():
+                    p.get()  # raises the worker's error; the pool is terminated
+            pending[[p.ready() for p in pending].index(False)].wait(_POLL_S)
+            if progress is not None:
+                progress(sum(done))
+        runs = [p.get() for p in pending]
+    if progress is not None:
+        progress(sum(done))
+    return runs
+
+
+def _start_worker(threads: int) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers, they stay quiet
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch = sys.modules.get("torch")  # only a network policy has imported it
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def _drive(i: int) -> FleetRun:
+    done = _shared["done"]
+
+    def tick(s: DriveSummary) -> None:
+        done[i] = s.decisions
+
+    fleet = _shared["fleet_type"](_shared["configs"][i], _shared["policy"], tick)
+    return _finished(fleet, fleet.run())
+
+
+__all__ = ["FleetRun", "default_workers", "run_fleets"]
