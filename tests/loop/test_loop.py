@@ -79,6 +79,14 @@ def test_json_has_a_row_per_turn_with_the_issue_keys_and_both_baselines(
         assert row["promoted"] or row["gate"] != "passed"
         assert row["nines_low"] <= row["nines"]
         assert row["decisions"] >= 50 and row["windows"] > 0
+        # the deployed model was evaluated beside the candidate on the same fresh seeds
+        assert row["against_eval"]["decisions"] == row["decisions"]
+        assert row["moments"]["paired"] > 0
+        assert row["moments"]["fixed"] + row["moments"]["broken"] <= row["moments"]["paired"]
+    seeds = [r["eval_seed"] for r in result["loops"]]
+    assert len(set(seeds)) == len(seeds)  # fresh seeds every turn
+    # the deployed row is a fresh evaluation on the baselines' seeds
+    assert result["deployed"]["decisions"] == result["naive"]["decisions"]
     for key in ("expert_nines", "naive_nines"):
         assert isinstance(result[key], float)
     # the expert (perfect perception) is at least as safe as naive on the same seeds

@@ -55,6 +55,7 @@ from dojo.eval.evaluate import evaluate, get_suite
 from dojo.fleet.drive import Fleet
 from dojo.loop.config import HAZARD_TRIGGERS, TAKEOVER_TRIGGERS, LoopConfig, label_sources
 from dojo.loop.gate import gate
+from dojo.loop.moments import fixed_and_broken
 from dojo.loop.rows import format_row, nines_words, train_loss, versus
 from dojo.train.config import CHECKPOINT_FILE
 from dojo.train.trainer import train
@@ -98,6 +99,9 @@ def _eval_summary(result: dict[str, Any]) -> dict[str, Any]:
         "nines_low",
         "nines_high",
         "nines_is_bound",
+        "drives",
+        "interval_method",
+        "reasons",
         "wall_s",
     )
     return {k: result[k] for k in keys if k in result}
@@ -568,6 +572,8 @@ class _Flywheel:
             },
             "eval_seed": seed,
             "against_eval": _eval_summary(incumbent),
+            "moments": fixed_and_broken(result, incumbent),
+            "reasons": dict(result.get("reasons") or {}),
             "promoted": decision.promoted,
             "gate": decision.reason,
             "against": deployed["model"],

@@ -60,6 +60,25 @@ def _count(value: Any) -> str:
     return "-" if x is None else f"{int(x):,}"
 
 
+def noncritical_words(reasons: Any) -> str:
+    """``too_slow 16, harsh_braking 4`` from an evaluation's ``reasons`` (non-critical only)."""
+    if not isinstance(reasons, dict):
+        return "-"
+    parts = [
+        f"{k.split(':', 1)[1]} {v}"
+        for k, v in sorted(reasons.items())
+        if isinstance(k, str) and k.startswith("noncritical:")
+    ]
+    return ", ".join(parts) or "none"
+
+
+def _moments_cell(r: dict[str, Any]) -> str:
+    m = r.get("moments")
+    if not isinstance(m, dict):
+        return "-"
+    return f"{m.get('fixed', 0)} / {m.get('broken', 0)} of {m.get('paired', 0)}"
+
+
 def _loop_row(r: dict[str, Any]) -> str:
     trig = ", ".join(f"{k} {v}" for k, v in (r.get("windows_by_trigger") or {}).items())
     windows = f"{r.get('windows', '-')} ({trig})" if trig else str(r.get("windows", "-"))
@@ -72,6 +91,9 @@ def _loop_row(r: dict[str, Any]) -> str:
         _count(r.get("decisions")),
         _count(r.get("critical_interventions")),
         _interval(r),
+        _count((r.get("against_eval") or {}).get("critical_interventions")),
+        _moments_cell(r),
+        noncritical_words(r.get("reasons")),
         verdict,
     ]
     cls = ' class="promoted"' if r.get("promoted") else ""
@@ -87,10 +109,13 @@ def _loops_table(rows: list[dict[str, Any]]) -> str:
         "decisions",
         "critical",
         "nines [low, high]",
+        "deployed, same seeds: critical",
+        "drives fixed / broken",
+        "non-critical by reason",
         "promoted / gate reason",
     ]
     body = (
-        "\n".join(_loop_row(r) for r in rows) or '<tr><td colspan="8">no loop completed</td></tr>'
+        "\n".join(_loop_row(r) for r in rows) or '<tr><td colspan="11">no loop completed</td></tr>'
     )
     return (
         "<table>\n<tr>"
@@ -106,7 +131,34 @@ def _baseline_line(name: str, r: dict[str, Any] | None) -> str:
         return f"<li>{_e(name)}: not measured</li>"
     return (
         f"<li><b>{_e(name)}</b>: {_e(_count(r.get('critical_interventions')))} critical in "
-        f"{_e(_count(r.get('decisions')))} decisions, nines {_e(_interval(r))}</li>"
+        f"{_e(_count(r.get('decisions')))} decisions, nines {_e(_interval(r))}; "
+        f"non-critical: {_e(noncritical_words(r.get('reasons')))}</li>"
+    )
+
+
+def _moments_section(rows: list[dict[str, Any]]) -> str:
+    """Per turn, the held-out drives the candidate fixed or broke against the deployed model."""
+    items = []
+    for r in rows:
+        m = r.get("moments")
+        if not isinstance(m, dict):
+            continue
+        for kind in ("fixed", "broken"):
+            listed = ", ".join(
+                f"{x['family']} seed {x['seed']} ({x['deployed']} → {x['candidate']})"
+                for x in m.get(f"{kind}_moments", [])
+            )
+            more = m.get(kind, 0) - len(m.get(f"{kind}_moments", []))
+            listed += f", and {more} more" if more > 0 else ""
+            items.append(
+                f"<li>loop {_e(r.get('loop'))} {kind} {_e(m.get(kind, 0))}: {_e(listed or '-')}</li>"
+            )
+    if not items:
+        return "<p>No paired evaluations (older loop files).</p>"
+    return (
+        "<p>Drives on the turn's fresh seeds where the deployed model had a critical "
+        "intervention and the candidate none (fixed), or the reverse (broken); critical "
+        "counts deployed → candidate.</p>\n<ul>" + "\n".join(items) + "</ul>"
     )
 
 
@@ -177,6 +229,8 @@ def render_html(result: dict[str, Any], pictures: list[Picture]) -> str:
         + "</ul>",
         "<h2>Deployed model</h2>",
         _deployed_section(result),
+        "<h2>Moments fixed and broken between turns</h2>",
+        _moments_section(list(result.get("loops", []))),
         *(_picture_html(p) for p in pictures),
         f"<h2>Config</h2>\n<pre>{_e(config)}</pre>",
         "</body></html>",
@@ -184,4 +238,11 @@ def render_html(result: dict[str, Any], pictures: list[Picture]) -> str:
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["Picture", "as_number", "fmt_number", "render_html", "upper_bound"]
+__all__ = [
+    "Picture",
+    "as_number",
+    "fmt_number",
+    "noncritical_words",
+    "render_html",
+    "upper_bound",
+]

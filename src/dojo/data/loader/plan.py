@@ -414,8 +414,8 @@ def _choose_windows(
         np.float32
     )
     ahead = (
-        np.searchsorted(times, times[after] + LANE_LOOKAHEAD_S - _EPS_S, side="right") - 1
-    )  # last row by then
+        np.searchsorted(times, times[after] + LANE_LOOKAHEAD_S + _EPS_S, side="right") - 1
+    )  # last row by then, the one exactly 1.5 s on included (slack for float times)
     lane = tel["lane"].astype(np.int64)
     clip.lane_shift = np.sign(lane[np.maximum(ahead, after)] - lane[after]).astype(np.float32)
     if auto is not None:
