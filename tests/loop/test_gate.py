@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from scipy import stats
 
 from dojo.bench.nines import false_refusals
 from dojo.errors import DojoConfigError
@@ -144,6 +145,22 @@ def test_a_paired_gate_sees_a_regression_on_the_same_seeds() -> None:
         worse["families"]["cut_in"]["per_drive"], inc["families"]["cut_in"]["per_drive"]
     )
     assert p < 0.01 and diff > 0 and pairs == 16
+
+
+def test_a_paired_gate_counts_a_cut_short_drive_as_one_scenario_not_by_its_rate() -> None:
+    # the incumbent fails 14 whole scenarios (seeds 0-13); the candidate none of them, but on 13
+    # other seeds the budget cut its drive after 5 decisions, each with one critical: 13 < 14
+    inc = [{"seed": s, "decisions": 400, "critical_interventions": int(s < 14)} for s in range(27)]
+    cand = [{"seed": s, "decisions": 400, "critical_interventions": 0} for s in range(14)]
+    cand += [{"seed": s, "decisions": 5, "critical_interventions": 1} for s in range(14, 27)]
+    as_rates = [
+        c["critical_interventions"] / c["decisions"] - i["critical_interventions"] / 400
+        for c, i in zip(cand, inc, strict=True)
+    ]
+    # per-drive rates would call it a regression: the cut drives' 0.2 outrank the 1/400s
+    assert stats.wilcoxon(as_rates, alternative="greater").pvalue < 0.05
+    p, diff, pairs = paired_test(cand, inc)
+    assert pairs == 27 and diff == pytest.approx((13 - 14) / 27) and p > 0.5
 
 
 def test_a_paired_gate_with_too_few_pairs_to_reject_falls_back_to_the_unpaired_test() -> None:

@@ -121,7 +121,13 @@ def paired_test(
     cand_drives: Sequence[Mapping[str, Any]], inc_drives: Sequence[Mapping[str, Any]]
 ) -> tuple[float, float, int]:
     """(p, mean difference, pairs): one-sided Wilcoxon signed-rank test that the candidate's
-    per-drive critical rates are higher than the incumbent's on the same drives.
+    per-drive critical counts are higher than the incumbent's on the same drives.
+
+    Counts, not rates: a drive is one scenario, one chance to fail it, and its length differs
+    between the models (a collision ends it, the budget cuts the last one short). As rates the
+    last few decisions of a cut drive weigh as much as a whole scenario (one critical in 5
+    decisions is 0.2): measured on a loop turn, that refused a candidate with 49 critical
+    against the incumbent's 56 for a "regression".
 
     Drives are matched by ``seed`` (the n-th drive of a seed with the n-th, where seeds
     repeat); unmatched drives (one model reached further through the seed sequence) are left
@@ -139,9 +145,8 @@ def paired_test(
                 )
             s = int(r["seed"])
             seen[s] = seen.get(s, -1) + 1
-            n = int(r["decisions"])
-            if n > 0:
-                out[(s, seen[s])] = int(r["critical_interventions"]) / n
+            if int(r["decisions"]) > 0:
+                out[(s, seen[s])] = float(r["critical_interventions"])
         return out
 
     a, b = keyed(cand_drives), keyed(inc_drives)
