@@ -106,8 +106,9 @@ def add_commands(sub: Any) -> None:
         "loop",
         help="the fleet-learning loop: drive, ingest, mine, train, evaluate in nines, promote (the main job)",
         description="Each turn drives the fleet with the deployed model (turn 0: human drivers), ingests the logs, "
-        "mines hazards and takeovers, trains a candidate on every window a person drove, evaluates it on held-out "
-        "scenarios and promotes it only if its nines did not get worse.",
+        "mines hazards and takeovers, trains a candidate on every window a person drove (or, with --labels autolabel, "
+        "on the auto-labels of every frame), evaluates it beside the deployed model on fresh held-out scenarios and "
+        "promotes it only if its nines did not get worse.",
     )
     add_flags(p, LoopConfig(), LOOP_FLAGS, flags=LOOP_FLAG_NAMES, helps=_HELPS, choices=False)
     p.add_argument(
