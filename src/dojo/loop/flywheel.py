@@ -346,11 +346,13 @@ class _Flywheel:
         naive = self.baseline("naive")
         expert = self.baseline("expert")
         self.log(f"  naive  {nines_words(naive)}\n  expert {nines_words(expert)}")
-        deployed: dict[str, Any] = {"model": "naive", "loop": None, "eval": naive}
+        # the deployed model and the turn that promoted it (None: deployed before turn 0); its
+        # evaluations are fresh every turn and at the end, never carried over
+        deployed: dict[str, Any] = {"model": "naive", "loop": None}
         if cfg.start_policy != "naive":  # a team's current network, deployed before turn 0
             first = self.baseline("start", cfg.start_policy)
             self.log(f"  start  {nines_words(first)} ({cfg.start_policy})")
-            deployed = {"model": cfg.start_policy, "loop": None, "eval": first}
+            deployed = {"model": cfg.start_policy, "loop": None}
         rows: list[dict[str, Any]] = []
         stopped: str | None = None
         slowest_s = 0.0
@@ -359,9 +361,7 @@ class _Flywheel:
             done = journal.get("row")
             if done is not None:  # finished before a resume: its row stands as it was
                 if done["promoted"]:
-                    result = json.loads((self.out / journal["eval"]).read_text())
-                    self.evals[f"loop{turn}"] = result
-                    deployed = {"model": done["candidate"], "loop": turn, "eval": result}
+                    deployed = {"model": done["candidate"], "loop": turn}
                 slowest_s = max(slowest_s, float(done["wall_s"]))
                 rows.append(done)
                 self.log(format_row(done, header=turn == 0))
@@ -377,11 +377,7 @@ class _Flywheel:
             t0 = time.perf_counter()
             row = self.turn(turn, deployed)
             if row["promoted"]:
-                deployed = {
-                    "model": row["candidate"],
-                    "loop": turn,
-                    "eval": self.evals[f"loop{turn}"],
-                }
+                deployed = {"model": row["candidate"], "loop": turn}
             row["deployed"] = deployed["model"]
             row["wall_s"] = time.perf_counter() - t0 + row.pop("resumed_s", 0.0)
             slowest_s = max(slowest_s, row["wall_s"])

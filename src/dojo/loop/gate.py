@@ -26,7 +26,7 @@ which bounds a different error, the false share among regressions found.)
 
 **Paired** (``paired=True``): when the candidate and the incumbent drove the same held-out
 seeds, each family's test is a Wilcoxon signed-rank test on the per-drive differences in
-critical rate, drives matched by seed (:func:`paired_test`). The same scenario's difficulty
+critical interventions (counts: a drive is one scenario), drives matched by seed (:func:`paired_test`). The same scenario's difficulty
 cancels in the difference, so it separates models with fewer drives. A family with too few
 matched drives for the test ever to reject (2^-pairs above its Holm level: under 7 pairs of
 six families) gets the unpaired test instead. docs/eval.md has the
