@@ -23,6 +23,7 @@ DRIVE_FLAGS = (
     "logging",
     "heldout",
     "rig",
+    "batch_cars",
 )
 
 
@@ -106,29 +107,36 @@ def _bench_world(args: argparse.Namespace) -> int:
 def _drive(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from dojo.cluster import resolve_address
     from dojo.fleet.config import DriveConfig
     from dojo.fleet.drive import DriveSummary, Fleet
+    from dojo.fleet.split import drive_batches
     from dojo.settings import from_args
 
     config = from_args(DriveConfig, args, DRIVE_FLAGS)
-    fleet = Fleet(config)  # checks the policy and the output folder before any progress bar
+    ray = resolve_address(args.ray)
     with tqdm(
-        total=config.steps,
+        total=config.steps * config.cars,
         desc=f"drive {config.cars} cars",
-        unit="step",
+        unit="decision",
         disable=args.json,
         leave=False,
+        delay=0.5,  # an error found before any car moves stays one line
     ) as bar:
+        if ray is None and config.batch_cars == 0:
+            fleet = Fleet(config)  # checks the policy and the output folder before any step
 
-        def tick(s: DriveSummary) -> None:
-            bar.update(1)
-            if bar.n % 50 == 0:
-                bar.set_postfix(
-                    critical=s.critical_interventions, collisions=s.collisions, refresh=False
-                )
+            def tick(s: DriveSummary) -> None:
+                bar.update(s.decisions - bar.n)
+                if bar.n % (50 * config.cars) == 0:
+                    bar.set_postfix(
+                        critical=s.critical_interventions, collisions=s.collisions, refresh=False
+                    )
 
-        fleet.on_step = tick
-        summary = fleet.run()
+            fleet.on_step = tick
+            summary = fleet.run()
+        else:
+            summary = drive_batches(config, ray=ray, progress=lambda done: bar.update(done - bar.n))
     out = summary.as_dict()
     if args.json:
         print(json.dumps(out, indent=2))
@@ -285,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         "drive", help="drive a simulated fleet and write one MCAP drive log per car per drive"
     )
     add_flags(dr, DriveConfig, DRIVE_FLAGS)
+    from dojo.cluster import add_ray_flag
+
+    add_ray_flag(dr)
     dr.add_argument("--json", action="store_true", help="print the summary as JSON")
     dr.set_defaults(func=_drive)
 

@@ -66,7 +66,19 @@ class ServiceError(DojoError, RuntimeError):
         self.status = status
 
 
+class ClusterError(DojoError, RuntimeError):
+    """A Ray cluster cannot be reached, does not match this machine, or was lost mid-run.
+
+    ``address`` names the cluster (``HOST:PORT`` or ``auto``).
+    """
+
+    def __init__(self, message: str, *, address: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
 __all__ = [
+    "ClusterError",
     "ConfigError",
     "CorruptLogError",
     "DojoConfigError",

@@ -279,7 +279,7 @@ class _TallyFleet(Fleet):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        n = self.config.cars
+        n = self.n
         self.critical_now = np.zeros(n, dtype=np.int64)  # the running drive of each car
         self.seed_now = [int(s) for s in self.world.seeds]
         self.ended: list[tuple[int, int, int, int, int]] = []  # (car, drive, seed, k, n)
@@ -305,7 +305,7 @@ class _TallyFleet(Fleet):
     def per_drive(self) -> list[dict[str, int]]:
         """Every car-drive's counts, the running (budget-cut) last drives included."""
         rows = list(self.ended)
-        for c in range(self.config.cars):
+        for c in range(self.n):
             if self.world.step_count[c] > 0:
                 rows.append(
                     (

@@ -152,6 +152,12 @@ class DriveConfig:
     )
     heldout: bool = setting(False, help="use held-out seeds (evaluation), not training seeds")
     rig: str = rig_setting()
+    batch_cars: int = setting(
+        0,
+        help="cars a batch: the drive is split into batches of this many cars, one Ray task "
+        "each with --ray (0: one batch locally, one a CPU of the cluster on Ray); the logs do "
+        "not depend on it",
+    )
     keyframe_interval_s: float = 1.0
     camera_width: int = 96
     camera_height: int = 48
@@ -161,10 +167,11 @@ class DriveConfig:
     triggers: TriggerConfig = field(default_factory=TriggerConfig)
 
     def __post_init__(self) -> None:
-        for name in ("cars", "seed", "camera_width", "camera_height", "label_every"):
+        for name in ("cars", "seed", "camera_width", "camera_height", "label_every", "batch_cars"):
             validate.whole(name, getattr(self, name))
         validate.whole("cars", self.cars, 1)
         validate.whole("label_every", self.label_every, 1)
+        validate.whole("batch_cars", self.batch_cars, 0)
         _number("DriveConfig", "minutes", self.minutes, 0.0, False)
         _number("DriveConfig", "drive_s", self.drive_s, 0.0, False)
         if self.mode not in MODES:
@@ -212,6 +219,11 @@ class DriveConfig:
         pairs = (self.cars + 1) // 2
         return self.families[(car // 2 + drive * pairs) % len(self.families)]
 
+    def batches(self, workers: int = 1) -> list[list[int]]:
+        """The fleet's cars in consecutive batches of ``batch_cars`` (0: split over ``workers``)."""
+        size = self.batch_cars or -(-self.cars // max(1, workers))
+        return [list(range(lo, min(lo + size, self.cars))) for lo in range(0, self.cars, size)]
+
     @property
     def steps(self) -> int:
         """Decision steps of the whole drive (0.1 s each)."""
@@ -219,10 +231,11 @@ class DriveConfig:
 
     def as_metadata(self) -> dict[str, Any]:
         """What a drive log records of the drive: everything but the folder it was written to (and a
-        checkpoint's path relative to it), so the same drive writes the same bytes, and gets the
-        same content-hash drive id, wherever it lands."""
+        checkpoint's path relative to it) and how it was split into batches, so the same drive
+        writes the same bytes, and gets the same content-hash drive id, wherever it lands."""
         out = asdict(self)
         out.pop("out")
+        out.pop("batch_cars")  # how the drive was split, not what was driven
         out["families"] = list(self.families)
         if (
             self.policy not in BASELINES

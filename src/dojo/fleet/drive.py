@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ class DriveSummary:
 
 
 def car_modes(config: DriveConfig) -> np.ndarray:
-    """(N,) mode of each car; ``mixed`` alternates shadow and autonomous cars."""
+    """(N,) mode of each car of the whole fleet; ``mixed`` alternates shadow and autonomous cars."""
     if config.mode == "mixed":
         return np.where(np.arange(config.cars) % 2 == 0, SHADOW, AUTONOMOUS)
     return np.full(
@@ -83,32 +83,42 @@ def car_modes(config: DriveConfig) -> np.ndarray:
 
 
 class Fleet:
-    """The cars of one drive (see the module docstring); :meth:`run` drives them."""
+    """The cars of one drive (see the module docstring); :meth:`run` drives them.
+
+    ``cars``: drive only these of the config's cars (their numbers in the whole fleet), as one
+    batch; each car drives, and logs, exactly what it does in the whole fleet, so the batches of
+    a split drive (:mod:`dojo.fleet.split`) together write the whole fleet's logs. World ``i``
+    is car ``car_ids[i]``. ``folder``: where the logs go (default ``config.out``).
+    """
 
     def __init__(
         self,
         config: DriveConfig,
         policy: Policy | None = None,
         on_step: Callable[[DriveSummary], None] | None = None,
+        cars: Sequence[int] | None = None,
+        folder: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config
+        self.car_ids = _car_ids(config, cars)  # (n,) each world's car number in the fleet
         self.rig = CameraRig.named(
             config.rig, rgb=config.rgb, width=config.camera_width, height=config.camera_height
         )
-        self.modes = car_modes(config)
+        self.modes = car_modes(config)[self.car_ids]
         needs_net = (self.modes != MANUAL).any()
         self.policy = (
             policy if policy is not None or not needs_net else make_policy(config.policy, self.rig)
         )
         self.logging = config.logging != "none"
-        self.out = _output_folder(config.out) if self.logging else Path(config.out)
+        where = config.out if folder is None else os.fspath(folder)
+        self.out = output_folder(where) if self.logging else Path(where)
         self.on_step = on_step
-        n = config.cars
+        n = self.n = len(self.car_ids)
         self.drive_no = np.zeros(n, dtype=np.int64)
-        fams = [config.drive_family(c, 0) for c in range(n)]
+        fams = [config.drive_family(c, 0) for c in self.car_ids.tolist()]
         self.world = World(
             fams,
-            [config.drive_seed(c, 0) for c in range(n)],
+            [config.drive_seed(c, 0) for c in self.car_ids.tolist()],
             ttc_critical_s=config.safety.ttc_critical_s,
             max_vehicles=_max_slots(config),
         )
@@ -137,7 +147,7 @@ class Fleet:
         start = time.perf_counter()
         error: BaseException | None = None
         try:
-            for c in range(self.config.cars):
+            for c in range(self.n):
                 self._open(c)
             self.summary.logging_s = time.perf_counter() - start
             for _ in range(self.config.steps):
@@ -159,7 +169,7 @@ class Fleet:
 
     def _step(self) -> None:
         cfg, world, s = self.config, self.world, self.summary
-        n = cfg.cars
+        n = self.n
         t = world.time_s.copy()  # drive time of the state now [s]
         needs_images = self.logging or (self.policy is not None and self.policy.frames > 0)
         tick = time.perf_counter()
@@ -422,12 +432,13 @@ class Fleet:
         cfg, world = self.config, self.world
         k = int(self.drive_no[car])
         family, seed = str(world.families[car]), int(world.seeds[car])
-        path = self.out / LOG_NAME.format(car=car, drive=k, family=family, seed=seed)
+        car_no = int(self.car_ids[car])  # the log names the car by its number in the fleet
+        path = self.out / LOG_NAME.format(car=car_no, drive=k, family=family, seed=seed)
         recorded = (
             cfg.as_metadata()
         )  # no folder in it, so a drive's bytes do not depend on where it is written
         metadata = {
-            "car_id": f"car-{car:03d}",
+            "car_id": f"car-{car_no:03d}",
             "drive": k,
             "family": family,
             "seed": seed,
@@ -484,8 +495,9 @@ class Fleet:
             self._finish(int(c))
         self.drive_no[cars] += 1
         cfg = self.config
-        seeds = [cfg.drive_seed(int(c), int(self.drive_no[c])) for c in cars]
-        fams = [cfg.drive_family(int(c), int(self.drive_no[c])) for c in cars]
+        ids = self.car_ids
+        seeds = [cfg.drive_seed(int(ids[c]), int(self.drive_no[c])) for c in cars]
+        fams = [cfg.drive_family(int(ids[c]), int(self.drive_no[c])) for c in cars]
         self.world.reset(cars, seeds, fams)
         self.route.restart(self.world, cars)
         self.safety.restart(cars)
@@ -498,7 +510,7 @@ class Fleet:
 
     def _close_all(self, error: BaseException | None) -> None:
         first: BaseException | None = None
-        for c in range(self.config.cars):
+        for c in range(self.n):
             try:
                 self._finish(c, error)
             except BaseException as e:  # keep closing the others; report the first failure
@@ -517,7 +529,19 @@ def _max_slots(config: DriveConfig) -> int:
     return max(slots_needed(f) for f in config.families)
 
 
-def _output_folder(out: str) -> Path:
+def _car_ids(config: DriveConfig, cars: Sequence[int] | None) -> np.ndarray:
+    if cars is None:
+        return np.arange(config.cars)
+    ids = np.asarray(sorted(cars), dtype=np.int64)
+    if len(ids) == 0 or len(set(ids.tolist())) != len(ids) or ids[0] < 0 or ids[-1] >= config.cars:
+        raise DojoConfigError(
+            f"cars={list(cars)!r} must name distinct cars of the fleet, each in [0, {config.cars})."
+        )
+    return ids
+
+
+def output_folder(out: str) -> Path:
+    """``out`` created if missing; a clear error if it is not a writable folder or holds logs."""
     path = Path(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
