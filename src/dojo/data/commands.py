@@ -11,6 +11,7 @@ import sys
 from dataclasses import fields
 from typing import Any
 
+from dojo.cluster import add_ray_flag
 from dojo.errors import DojoConfigError
 
 MAX_CELL = 40  # characters of a value shown in a table cell
@@ -63,6 +64,7 @@ def _numeric(text: str) -> bool:
 def _ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from dojo.cluster import resolve_address
     from dojo.data.ingest import FileResult, find_logs, ingest
 
     files, _ = find_logs(args.paths)  # checks the paths before the bar starts
@@ -75,7 +77,13 @@ def _ingest(args: argparse.Namespace) -> int:
             bar.update(1)
             bar.set_postfix(frames=frames, refresh=False)
 
-        summary = ingest(args.paths, args.store, workers=args.workers, progress=tick)
+        summary = ingest(
+            args.paths,
+            args.store,
+            workers=args.workers,
+            progress=tick,
+            ray=resolve_address(args.ray),
+        )
     out = summary.as_dict()
     if args.json:
         print(json.dumps(out, indent=2))
@@ -180,6 +188,7 @@ def _datasets(args: argparse.Namespace) -> int:
 def _autolabel(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from dojo.cluster import resolve_address
     from dojo.data.autolabel import AutolabelConfig, autolabel
     from dojo.data.autolabel.visibility import scene_visibility
     from dojo.data.store import Store
@@ -197,6 +206,7 @@ def _autolabel(args: argparse.Namespace) -> int:
             config,
             progress=lambda _: bar.update(1),
             workers=args.workers,
+            ray=resolve_address(args.ray),
         )
     out = summary.as_dict()
     if args.json:
@@ -230,6 +240,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--store", required=True, help="clip store folder or fsspec URL (created if new)"
     )
     ing.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    add_ray_flag(ing)
     ing.add_argument("--json", action="store_true", help="print the summary as JSON")
     ing.set_defaults(func=_ingest)
 
@@ -299,6 +310,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("store", help="clip store folder or fsspec URL")
     a.add_argument("--dataset", help="label only this dataset's drives (NAME, NAME@vN)")
     a.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    add_ray_flag(a)
     add_flags(a, AutolabelConfig, [f.name for f in fields(AutolabelConfig)])
     a.add_argument("--json", action="store_true", help="print the summary as JSON")
     a.set_defaults(func=_autolabel)

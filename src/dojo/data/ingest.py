@@ -257,11 +257,13 @@ def ingest(
     store: str | os.PathLike[str],
     workers: int | None = None,
     progress: Callable[[FileResult], None] | None = None,
+    ray: str | None = None,
 ) -> IngestSummary:
     """Ingest drive logs (files or folders of ``.mcap``) into the clip store at ``store``.
 
     ``workers``: processes (default: one per core, at most one per file). ``progress`` is
-    called with each file's result as it finishes.
+    called with each file's result as it finishes. ``ray``: a Ray cluster's address to ingest
+    on instead, a task a file; every node must reach the store and the inputs (checked first).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -283,13 +285,37 @@ def ingest(
             1  # an in-memory filesystem lives in this process: workers could not write to it
         )
     summary.workers = n_workers
+    memory = "memory" in (
+        st.fs.protocol if isinstance(st.fs.protocol, tuple) else (st.fs.protocol,)
+    )
+    if ray is not None:
+        if memory:
+            raise DojoConfigError(
+                f"store={st.url!r} is in this process's memory; Ray workers cannot reach it."
+            )
+        from dojo.cluster import check_shared_path, cluster_cpus
+
+        check_shared_path(ray, st.url, "store")
+        for p in paths:
+            check_shared_path(ray, p, "input")
+        summary.workers = cluster_cpus(ray)
     work = _run_dir(st)
     st.fs.makedirs(work, exist_ok=True)
     # pyarrow imports pandas (~0.5 s) the first time it builds a table; do it once here, before
     # the workers fork, rather than once in every worker
     pa.table({"warm_up": [0]})
     try:
-        if n_workers == 1:
+        if ray is not None:
+            from dojo.cluster import map_tasks
+
+            map_tasks(
+                _ingest_task,
+                [str(f) for f in files],
+                ray,
+                shared=(st.url, work),
+                finished=lambda _, r: _count(summary, r, progress),
+            )
+        elif n_workers == 1:
             results: Iterable[FileResult] = (ingest_file(st.url, str(f), work) for f in files)
             for r in results:
                 _count(summary, r, progress)
@@ -307,6 +333,11 @@ def ingest(
             st.fs.rm(work, recursive=True)
     summary.wall_s = time.perf_counter() - start
     return summary
+
+
+def _ingest_task(shared: tuple[str, str], file: str) -> FileResult:
+    """One Ray task: one file."""
+    return ingest_file(shared[0], file, shared[1])
 
 
 def _count(

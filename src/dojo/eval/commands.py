@@ -36,6 +36,7 @@ def _load_or_evaluate(spec: str, args: argparse.Namespace) -> dict[str, Any]:
 def _evaluate(policy: str, args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
+    from dojo.cluster import resolve_address
     from dojo.eval.evaluate import evaluate
 
     bars: list[
@@ -66,6 +67,7 @@ def _evaluate(policy: str, args: argparse.Namespace) -> dict[str, Any]:
             suites_file=config.suites_file,
             progress=progress,
             rig=config.rig,
+            ray=resolve_address(args.ray),
         )
     finally:
         for bar in bars:
@@ -114,6 +116,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="two policies (evaluated now on the same suite) or saved --json results (.json)",
     )
     add_flags(ev, EvalConfig, EVAL_FLAGS[1:])
+    from dojo.cluster import add_ray_flag
+
+    add_ray_flag(ev)
     ev.add_argument(
         "--json", action="store_true", help="print the result as JSON (unbounded values as null)"
     )

@@ -340,6 +340,7 @@ def evaluate(
     loaded: Policy | None = None,
     rig: str = DEFAULT_RIG,
     workers: int | None = None,
+    ray: str | None = None,
 ) -> dict[str, Any]:
     """Drive ``policy`` (naive | expert | careful | checkpoint path) on ``suite`` for at least
     ``decisions``, the cars carrying the camera rig named ``rig``.
@@ -351,7 +352,8 @@ def evaluate(
     Every input (suite, budget, policy, checkpoint rig) is checked before the first car moves.
     ``loaded``: an already loaded policy (the loop evaluates a
     model it holds); ``policy`` then only names it. ``workers``: processes the families drive
-    in at once (default: one a core); the counts do not depend on it.
+    in at once (default: one a core); ``ray``: a Ray cluster's address to drive them on instead,
+    a task a family. The counts depend on neither.
     """
     decisions, cars = _check_budget(decisions, cars)
     st = get_suite(suite, suites_file)
@@ -397,7 +399,13 @@ def evaluate(
 
     # the families' fleets are independent: they drive at once, a process a core (dojo.fleet.pool)
     runs = run_fleets(
-        configs, loaded, workers, tick, fleet_type=_TallyFleet, collect=_TallyFleet.per_drive
+        configs,
+        loaded,
+        workers,
+        tick,
+        fleet_type=_TallyFleet,
+        collect=_TallyFleet.per_drive,
+        ray=ray,
     )
     for cfg, fleet in zip(configs, runs, strict=True):
         summary = fleet.summary

@@ -54,14 +54,18 @@ def run_fleets(
     progress: Progress | None = None,
     fleet_type: type[Fleet] = Fleet,
     collect: Callable[[Any], Any] | None = None,
+    ray: str | None = None,
 ) -> list[FleetRun]:
     """Drive a fleet of each config, ``workers`` at a time (default: one a core); in config order.
 
-    The results do not depend on ``workers``. Ctrl-C stops every fleet and raises
+    ``ray``: the address of a Ray cluster to drive them on instead, one task a fleet (then
+    ``workers`` is the cluster's business). The results do not depend on ``workers`` or ``ray``. Ctrl-C stops every fleet and raises
     KeyboardInterrupt; an error in one fleet is raised here. ``fleet_type``: a :class:`Fleet`
     subclass to drive (one that also tallies something); ``collect(fleet)`` after its run
     gives :attr:`FleetRun.extra` (it crosses back from a worker pickled).
     """
+    if ray is not None:
+        return _on_ray(configs, policy, progress, fleet_type, collect, ray)
     n = default_workers() if workers is None else whole("workers", workers, 1)
     n = min(n, len(configs))
     _shared.update(fleet_type=fleet_type, collect=collect)
@@ -73,9 +77,41 @@ def run_fleets(
         _shared.clear()
 
 
-def _finished(fleet: Fleet, summary: DriveSummary) -> FleetRun:
-    collect = _shared["collect"]
+def _finished(
+    fleet: Fleet, summary: DriveSummary, collect: Callable[[Any], Any] | None
+) -> FleetRun:
     return FleetRun(summary, fleet.drive_no.copy(), None if collect is None else collect(fleet))
+
+
+def _on_ray(
+    configs: Sequence[DriveConfig],
+    policy: Policy | None,
+    progress: Progress | None,
+    fleet_type: type[Fleet],
+    collect: Callable[[Any], Any] | None,
+    ray: str,
+) -> list[FleetRun]:
+    from dojo.cluster import map_tasks
+
+    done = [0] * len(configs)
+
+    def finished(i: int, run: FleetRun) -> None:
+        done[i] = run.summary.decisions
+        if progress is not None:
+            progress(sum(done))
+
+    shared = (policy, fleet_type, collect)
+    return map_tasks(_ray_fleet, list(configs), ray, shared=shared, finished=finished)
+
+
+def _ray_fleet(shared: tuple[Policy | None, type[Fleet], Any], config: DriveConfig) -> FleetRun:
+    """One Ray task: one fleet."""
+    policy, fleet_type, collect = shared
+    fleet = fleet_type(config, policy)
+    summary = fleet.run()
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    return _finished(fleet, summary, collect)
 
 
 def _one_by_one(
@@ -93,7 +129,7 @@ def _one_by_one(
         summary = fleet.run()
         if summary.interrupted:
             raise KeyboardInterrupt
-        runs.append(_finished(fleet, summary))
+        runs.append(_finished(fleet, summary, _shared["collect"]))
         done += summary.decisions
     return runs
 
@@ -147,7 +183,7 @@ def _drive(i: int) -> FleetRun:
         done[i] = s.decisions
 
     fleet = _shared["fleet_type"](_shared["configs"][i], _shared["policy"], tick)
-    return _finished(fleet, fleet.run())
+    return _finished(fleet, fleet.run(), _shared["collect"])
 
 
 __all__ = ["FleetRun", "default_workers", "run_fleets"]

@@ -55,16 +55,21 @@ _HELPS: dict[str, str | None] = {
 
 
 def _loop(args: argparse.Namespace) -> int:
+    from dojo.cluster import resolve_address
     from dojo.loop.flywheel import resume_loop, run_loop
+
+    ray = resolve_address(args.ray)
     from dojo.loop.report import write_report
 
     quiet = args.json
     log = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
     if args.resume is not None:
-        result = resume_loop(args.resume, log=log, progress=not quiet and sys.stderr.isatty())
+        result = resume_loop(
+            args.resume, log=log, progress=not quiet and sys.stderr.isatty(), ray=ray
+        )
         return _finish(result, args.resume, args.json, write_report)
     config = LoopConfig.from_dict(values_from_args(LoopConfig, args, LOOP_FLAGS))
-    result = run_loop(config, log=log, progress=not quiet and sys.stderr.isatty())
+    result = run_loop(config, log=log, progress=not quiet and sys.stderr.isatty(), ray=ray)
     return _finish(result, config.out, args.json, write_report)
 
 
@@ -111,6 +116,9 @@ def add_commands(sub: Any) -> None:
         "promotes it only if its nines did not get worse.",
     )
     add_flags(p, LoopConfig(), LOOP_FLAGS, flags=LOOP_FLAG_NAMES, helps=_HELPS, choices=False)
+    from dojo.cluster import add_ray_flag
+
+    add_ray_flag(p)
     p.add_argument(
         "--resume",
         metavar="DIR",

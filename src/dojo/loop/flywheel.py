@@ -53,6 +53,7 @@ from dojo.data.mine import mine_entries
 from dojo.errors import DojoConfigError
 from dojo.eval.evaluate import evaluate, get_suite
 from dojo.fleet.drive import Fleet
+from dojo.fleet.split import drive_batches
 from dojo.loop.config import HAZARD_TRIGGERS, TAKEOVER_TRIGGERS, LoopConfig, label_sources
 from dojo.loop.gate import gate
 from dojo.loop.moments import fixed_and_broken
@@ -142,8 +143,16 @@ def load_config(out: str | Path) -> LoopConfig:
 
 
 class _Flywheel:
-    def __init__(self, config: LoopConfig, log: Log, progress: bool, resume: bool = False) -> None:
+    def __init__(
+        self,
+        config: LoopConfig,
+        log: Log,
+        progress: bool,
+        resume: bool = False,
+        ray: str | None = None,
+    ) -> None:
         self.config, self.log, self.progress = config, log, progress
+        self.ray = ray  # a Ray cluster's address: drive, evaluate, ingest and label there
         self.out = Path(config.out) if resume else _check_out(config)
         get_suite(
             config.eval.suite, config.eval.suites_file
@@ -202,16 +211,21 @@ class _Flywheel:
             out=str(self.out / "drives" / f"loop{turn}"),
             logging="full",
         )
-        fleet = Fleet(drive_cfg)
         with tqdm(
-            total=drive_cfg.steps,
+            total=drive_cfg.steps * drive_cfg.cars,
             desc=f"loop {turn} drive ({mode})",
-            unit="step",
+            unit="decision",
             leave=False,
             disable=not self.progress,
         ) as bar:
-            fleet.on_step = lambda s: bar.update(1)
-            summary = fleet.run()
+            if self.ray is None and drive_cfg.batch_cars == 0:
+                fleet = Fleet(drive_cfg)
+                fleet.on_step = lambda s: bar.update(s.decisions - bar.n)
+                summary = fleet.run()
+            else:
+                summary = drive_batches(
+                    drive_cfg, ray=self.ray, progress=lambda done: bar.update(done - bar.n)
+                )
         if summary.interrupted:
             raise KeyboardInterrupt
         return summary.as_dict()
@@ -327,6 +341,7 @@ class _Flywheel:
                 seed=seed,
                 suites_file=cfg.eval.suites_file,
                 progress=tick,
+                ray=self.ray,
             )
         folder = self.out / "eval"
         folder.mkdir(parents=True, exist_ok=True)
@@ -433,7 +448,7 @@ class _Flywheel:
 
     def _ingest(self, turn: int) -> dict[str, Any]:
         summary = ingest(
-            [self.out / "drives" / f"loop{turn}"], self.store_path
+            [self.out / "drives" / f"loop{turn}"], self.store_path, ray=self.ray
         )  # idempotent: safe to repeat
         if summary.files_quarantined:
             self.log(
@@ -451,7 +466,7 @@ class _Flywheel:
         from dojo.data.autolabel import autolabel
         from dojo.data.autolabel.visibility import scene_visibility
 
-        summary = autolabel(self.store_path, scene_visibility).as_dict()
+        summary = autolabel(self.store_path, scene_visibility, ray=self.ray).as_dict()
         keys = ("drives_labelled", "frames", "frames_labelled", "frames_network_driven_labelled")
         return {k: summary[k] for k in keys if k in summary}
 
@@ -577,19 +592,25 @@ class _Flywheel:
         }
 
 
-def run_loop(config: LoopConfig, log: Log | None = None, progress: bool = True) -> dict[str, Any]:
+def run_loop(
+    config: LoopConfig, log: Log | None = None, progress: bool = True, ray: str | None = None
+) -> dict[str, Any]:
     """Run ``config.loops`` turns of the flywheel; the rows, the baselines and the deployed model.
 
     Writes under ``config.out``: ``drives/loopK/`` (MCAP logs), ``store/`` (clip store and the
     ``loop`` dataset's versions), ``runs/loopK/`` (training runs), ``eval/*.json`` and
-    ``loop.json`` (the result). ``log`` receives the printed lines (default: stderr).
+    ``loop.json`` (the result). ``log`` receives the printed lines (default: stderr). ``ray``:
+    a Ray cluster's address; the drives, evaluations, ingest and auto-labeling run there as
+    tasks (training stays here, or on torchrun's nodes), with the same result.
     """
     if not isinstance(config, LoopConfig):
         raise DojoConfigError(f"config must be a LoopConfig; got {type(config).__name__}.")
-    return _Flywheel(config, log or _stderr, progress).run()
+    return _Flywheel(config, log or _stderr, progress, ray=ray).run()
 
 
-def resume_loop(out: str | Path, log: Log | None = None, progress: bool = True) -> dict[str, Any]:
+def resume_loop(
+    out: str | Path, log: Log | None = None, progress: bool = True, ray: str | None = None
+) -> dict[str, Any]:
     """Continue the loop in ``out`` (stopped, killed or crashed) from its last completed stage.
 
     The settings are those it was started with (``out/config.json``); finished turns keep their
@@ -599,7 +620,7 @@ def resume_loop(out: str | Path, log: Log | None = None, progress: bool = True) 
     config = load_config(out)
     if Path(config.out).resolve() != Path(out).resolve():
         config = replace(config, out=str(out))  # the folder was moved
-    return _Flywheel(config, log or _stderr, progress, resume=True).run()
+    return _Flywheel(config, log or _stderr, progress, resume=True, ray=ray).run()
 
 
 __all__ = [

@@ -347,6 +347,11 @@ def _label_chunk(
     return done
 
 
+def _chunk_task(shared: tuple[str, AutolabelConfig, Visibility], chunk: list[str]) -> list[_Done]:
+    """One Ray task: one chunk of drives."""
+    return _label_chunk(shared[0], chunk, *shared[1:])
+
+
 def _travels(fn: object) -> bool:
     """Whether ``fn`` can be sent to a worker process (pickled by its module and name)."""
     try:
@@ -380,13 +385,15 @@ def autolabel(
     config: AutolabelConfig | None = None,
     progress: Callable[[str], None] | None = None,
     workers: int | None = None,
+    ray: str | None = None,
 ) -> AutolabelSummary:
     """Label every drive of ``store`` (or of ``dataset``'s windows) not yet labelled at VERSION.
 
     ``workers``: processes (default one per core); each labels its share of the drives and
     writes each drive's file whole, so the result does not depend on how many there are.
     ``visibility`` travels to them by name; one that cannot (a lambda, a closure) makes the run
-    label in this process.
+    label in this process. ``ray``: a Ray cluster's address to label on instead, a task a
+    chunk of drives (one a CPU of the cluster at least); every node must reach the store.
     """
     from dojo.data.datasets import load_dataset
 
@@ -400,6 +407,11 @@ def autolabel(
         drive_ids = [d for d in drive_ids if d in wanted]
     out = AutolabelSummary(store=st.url, drives=len(drive_ids))
     tick = time.perf_counter()
+    if ray is not None:
+        from dojo.cluster import check_shared_path, cluster_cpus
+
+        check_shared_path(ray, st.url, "store")
+        workers = cluster_cpus(ray)
     n = max(1, min(workers or os.cpu_count() or 1, len(drive_ids)))
     if "memory" in (st.fs.protocol if isinstance(st.fs.protocol, tuple) else (st.fs.protocol,)):
         n = 1  # an in-memory filesystem lives in this process: workers could not write to it
@@ -414,7 +426,11 @@ def autolabel(
             if progress is not None:
                 progress(d.drive_id)
 
-    if n == 1:
+    if ray is not None:
+        from dojo.cluster import map_tasks
+
+        map_tasks(_chunk_task, chunks, ray, (st.url, cfg, visibility), lambda _, d: take(d))
+    elif n == 1:
         for chunk in chunks:
             take(_label_chunk(st.url, chunk, cfg, visibility))
     else:
