@@ -109,7 +109,6 @@ def _drive(args: argparse.Namespace) -> int:
 
     from dojo.cluster import resolve_address
     from dojo.fleet.config import DriveConfig
-    from dojo.fleet.drive import DriveSummary, Fleet
     from dojo.fleet.split import drive_batches
     from dojo.settings import from_args
 
@@ -123,20 +122,12 @@ def _drive(args: argparse.Namespace) -> int:
         leave=False,
         delay=0.5,  # an error found before any car moves stays one line
     ) as bar:
-        if ray is None and config.batch_cars == 0:
-            fleet = Fleet(config)  # checks the policy and the output folder before any step
 
-            def tick(s: DriveSummary) -> None:
-                bar.update(s.decisions - bar.n)
-                if bar.n % (50 * config.cars) == 0:
-                    bar.set_postfix(
-                        critical=s.critical_interventions, collisions=s.collisions, refresh=False
-                    )
+        def tick(decisions: int, critical: int, collisions: int) -> None:
+            bar.update(decisions - bar.n)
+            bar.set_postfix(critical=critical, collisions=collisions, refresh=False)
 
-            fleet.on_step = tick
-            summary = fleet.run()
-        else:
-            summary = drive_batches(config, ray=ray, progress=lambda done: bar.update(done - bar.n))
+        summary = drive_batches(config, ray=ray, progress=tick)
     out = summary.as_dict()
     if args.json:
         print(json.dumps(out, indent=2))

@@ -22,7 +22,6 @@ import os
 import posixpath
 import socket
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -230,15 +229,9 @@ def _probe(url: str, marker: str | None, size: int | None) -> str | None:
 
 
 @contextlib.contextmanager
-def _marker(url: str) -> Iterator[str | None]:
-    """A uniquely named empty file in folder ``url`` while probing, else None (a file)."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(url)
-    if not fs.isdir(root):
-        yield None
-        return
-    path = posixpath.join(root, f".dojo-reach-{uuid.uuid4().hex}")
+def _marker(fs: Any, folder: str, url: str) -> Iterator[str]:
+    """A uniquely named empty file in ``folder`` while the nodes look for it; its URL."""
+    path = posixpath.join(folder, f".dojo-reach-{uuid.uuid4().hex}")
     fs.pipe_file(path, b"")
     try:
         yield fs.unstrip_protocol(path) if "://" in url else path
@@ -251,19 +244,21 @@ def check_shared_path(address: str, url: str | os.PathLike[str], what: str) -> N
     """Raise ClusterError unless every live node of the cluster sees ``url`` as this machine does.
 
     A folder is probed with a marker file written here; a file by its size. ``what`` names
-    the path in the error (``store``, ``log``, ...).
+    the path in the error (``store``, ``log folder``, ...).
     """
     import fsspec
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ray = connect(address)
     text = os.fspath(url)
     fs, root = fsspec.core.url_to_fs(text)
-    size = None if fs.isdir(root) else fs.size(root)
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
+    folder = fs.isdir(root)
+    size = None if folder else fs.size(root)
     probe = ray.remote(_probe)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    with _marker(text) as marker, contextlib.redirect_stdout(sys.stderr):
+    with contextlib.ExitStack() as stack:
+        marker = stack.enter_context(_marker(fs, root, text)) if folder else None
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         refs = [
             probe.options(
                 num_cpus=0,
@@ -271,13 +266,12 @@ def check_shared_path(address: str, url: str | os.PathLike[str], what: str) -> N
             ).remote(text, marker, size)
             for n in nodes
         ]
-        start = time.monotonic()
         try:
             answers = ray.get(refs, timeout=_PROBE_S)
         except ray.exceptions.GetTimeoutError:
             raise ClusterError(
                 f"Checking that the Ray nodes at {address} reach {what} {text} took over "
-                f"{time.monotonic() - start:.0f} s; the cluster has no free worker.",
+                f"{_PROBE_S:.0f} s; a node does not answer.",
                 address=address,
             ) from None
     for node, why in zip(nodes, answers, strict=True):
@@ -288,16 +282,3 @@ def check_shared_path(address: str, url: str | os.PathLike[str], what: str) -> N
                 f"it (a shared folder or an fsspec object-store URL such as s3://...).",
                 address=address,
             )
-
-
-__all__ = [
-    "AUTO",
-    "ENV",
-    "MAX_RETRIES",
-    "add_ray_flag",
-    "check_shared_path",
-    "cluster_cpus",
-    "connect",
-    "map_tasks",
-    "resolve_address",
-]

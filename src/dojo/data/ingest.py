@@ -285,14 +285,7 @@ def ingest(
             1  # an in-memory filesystem lives in this process: workers could not write to it
         )
     summary.workers = n_workers
-    memory = "memory" in (
-        st.fs.protocol if isinstance(st.fs.protocol, tuple) else (st.fs.protocol,)
-    )
-    if ray is not None:
-        if memory:
-            raise DojoConfigError(
-                f"store={st.url!r} is in this process's memory; Ray workers cannot reach it."
-            )
+    if ray is not None:  # every node must reach the store and the inputs; its CPUs are the workers
         from dojo.cluster import check_shared_path, cluster_cpus
 
         check_shared_path(ray, st.url, "store")

@@ -59,8 +59,8 @@ def run_fleets(
     """Drive a fleet of each config, ``workers`` at a time (default: one a core); in config order.
 
     ``ray``: the address of a Ray cluster to drive them on instead, one task a fleet (then
-    ``workers`` is the cluster's business). The results do not depend on ``workers`` or ``ray``. Ctrl-C stops every fleet and raises
-    KeyboardInterrupt; an error in one fleet is raised here. ``fleet_type``: a :class:`Fleet`
+    ``workers`` is the cluster's business). The results depend on neither. Ctrl-C stops
+    every fleet and raises KeyboardInterrupt; an error in one fleet is raised here. ``fleet_type``: a :class:`Fleet`
     subclass to drive (one that also tallies something); ``collect(fleet)`` after its run
     gives :attr:`FleetRun.extra` (it crosses back from a worker pickled).
     """

@@ -25,7 +25,8 @@ from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import DriveSummary, Fleet, output_folder
 from dojo.fleet.policy import Policy
 
-Progress = Callable[[int], None]  # decisions driven so far, all batches together
+# decisions, critical interventions and collisions so far, all batches together
+Progress = Callable[[int, int, int], None]
 ATTEMPT_PREFIX = ".batch-"
 
 # how each DriveSummary field of the batches makes the whole drive's
@@ -47,6 +48,7 @@ _SUMMED = {
     "video_logging_s",
 }
 _SAME = {"mode", "policy", "minutes"}
+_PROGRESS = ("decisions", "critical_interventions", "collisions")
 _OWN = {"files", "reasons", "interrupted", "wall_s"}
 
 
@@ -83,10 +85,14 @@ def drive_batches(
 ) -> DriveSummary:
     """Drive ``config`` in batches of ``config.batch_cars`` cars, here or on the cluster at ``ray``.
 
-    Without ``ray`` the batches drive here one after another (a batch of all cars when
+    Without ``ray`` the batches drive here one after another (all cars in one fleet when
     ``batch_cars`` is 0). On Ray, ``batch_cars`` 0 makes one batch a CPU of the cluster.
     """
     start = time.perf_counter()
+    if ray is None and len(config.batches()) == 1:  # the whole fleet, straight into out
+        summary = Fleet(config, policy, _ticker(progress, (0, 0, 0))).run()
+        summary.files.sort()
+        return summary
     if config.logging != "none":
         output_folder(config.out)  # a clear error before any car moves
     try:
@@ -94,20 +100,31 @@ def drive_batches(
             results = _on_ray(config, policy, ray, progress)
         else:
             results = []
-            done = 0
+            base = (0, 0, 0)
             for i, cars in enumerate(config.batches()):
-
-                def tick(s: DriveSummary, base: int = done) -> None:
-                    if progress is not None:
-                        progress(base + s.decisions)
-
-                results.append(_drive_batch(config, policy, i, cars, tick))
-                done += results[-1][0].decisions
-                if results[-1][0].interrupted:
+                results.append(_drive_batch(config, policy, i, cars, _ticker(progress, base)))
+                s = results[-1][0]
+                base = (
+                    base[0] + s.decisions,
+                    base[1] + s.critical_interventions,
+                    base[2] + s.collisions,
+                )
+                if s.interrupted:
                     break
         return merge(_adopt_all(config, results), time.perf_counter() - start)
     finally:
         _remove_attempts(config)
+
+
+def _ticker(
+    progress: Progress | None, base: tuple[int, int, int]
+) -> Callable[[DriveSummary], None] | None:
+    """A fleet's on_step that reports its counts on top of the batches' before it."""
+    if progress is None:
+        return None
+    return lambda s: progress(
+        base[0] + s.decisions, base[1] + s.critical_interventions, base[2] + s.collisions
+    )
 
 
 def _on_ray(
@@ -120,12 +137,12 @@ def _on_ray(
     if policy is None and os.path.exists(config.policy):
         check_shared_path(ray, config.policy, "checkpoint")
     batches = config.batches(cluster_cpus(ray))
-    done = [0] * len(batches)
+    done: list[DriveSummary] = []
 
-    def finished(i: int, result: tuple[DriveSummary, str]) -> None:
-        done[i] = result[0].decisions
+    def finished(_: int, result: tuple[DriveSummary, str]) -> None:
+        done.append(result[0])
         if progress is not None:
-            progress(sum(done))
+            progress(*(sum(getattr(s, k) for s in done) for k in _PROGRESS))
 
     items = [(i, cars) for i, cars in enumerate(batches)]
     return map_tasks(_drive_task, items, ray, shared=(config, policy), finished=finished)

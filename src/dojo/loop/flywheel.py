@@ -52,7 +52,6 @@ from dojo.data.ingest import ingest
 from dojo.data.mine import mine_entries
 from dojo.errors import DojoConfigError
 from dojo.eval.evaluate import evaluate, get_suite
-from dojo.fleet.drive import Fleet
 from dojo.fleet.split import drive_batches
 from dojo.loop.config import HAZARD_TRIGGERS, TAKEOVER_TRIGGERS, LoopConfig, label_sources
 from dojo.loop.gate import gate
@@ -218,14 +217,9 @@ class _Flywheel:
             leave=False,
             disable=not self.progress,
         ) as bar:
-            if self.ray is None and drive_cfg.batch_cars == 0:
-                fleet = Fleet(drive_cfg)
-                fleet.on_step = lambda s: bar.update(s.decisions - bar.n)
-                summary = fleet.run()
-            else:
-                summary = drive_batches(
-                    drive_cfg, ray=self.ray, progress=lambda done: bar.update(done - bar.n)
-                )
+            summary = drive_batches(
+                drive_cfg, ray=self.ray, progress=lambda done, *_: bar.update(done - bar.n)
+            )
         if summary.interrupted:
             raise KeyboardInterrupt
         return summary.as_dict()
