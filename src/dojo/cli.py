@@ -168,6 +168,7 @@ def _bench_drive(args: argparse.Namespace) -> int:
 
 def _bench_data(args: argparse.Namespace) -> int:
     from dojo.bench.data import bench_data, format_result
+    from dojo.cluster import resolve_address
 
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     result = bench_data(
@@ -177,6 +178,7 @@ def _bench_data(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         repeats=args.repeats,
         log=lambda m: print(m, file=sys.stderr),
+        ray=resolve_address(args.ray),
     )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0
@@ -195,6 +197,7 @@ def _bench_train(args: argparse.Namespace) -> int:
 
 def _bench_eval(args: argparse.Namespace) -> int:
     from dojo.bench.eval import bench_eval, format_eval_bench
+    from dojo.cluster import resolve_address
 
     cars = tuple(int(c) for c in args.cars.split(",") if c.strip())
     result = bench_eval(
@@ -202,6 +205,7 @@ def _bench_eval(args: argparse.Namespace) -> int:
         cars=cars,
         device=args.device,
         log=lambda m: print(m, file=sys.stderr),
+        ray=resolve_address(args.ray),
     )
     print(json.dumps(result, indent=2) if args.json else format_eval_bench(result))
     return 0
@@ -357,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bdata.add_argument("--seconds", type=float, default=120.0, help="simulated seconds per car")
     bdata.add_argument("--repeats", type=int, default=3, help="runs per side; the fastest counts")
+    add_ray_flag(bdata)  # ingest on Ray beside the local ingest
     bdata.add_argument("--json", action="store_true")
     bdata.set_defaults(func=_bench_data)
     btrain = bench.add_parser(
@@ -379,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     beval.add_argument(
         "--device", default=None, help="torch device for the network (default: cuda if available)"
     )
+    add_ray_flag(beval)
     beval.add_argument("--json", action="store_true")
     beval.set_defaults(func=_bench_eval)
     bnines = bench.add_parser(

@@ -63,3 +63,13 @@ def test_merging_sums_the_counters_and_joins_the_reasons() -> None:
     b = DriveSummary(cars=3, mode="mixed", policy="naive", decisions=5, reasons={"x": 2, "y": 1})
     m = merge([a, b], wall_s=1.5)
     assert (m.cars, m.decisions, m.reasons, m.wall_s) == (5, 15, {"x": 3, "y": 1}, 1.5)
+
+
+def test_a_fleet_a_checkpoint_drives_is_split_only_when_asked(tmp_path: Path) -> None:
+    # a network's outputs round with its batch size: an unasked split would change the drive
+    net = DriveConfig(cars=4, mode="autonomous", policy=str(tmp_path / "p.pt"), out=str(tmp_path))
+    assert net.batches(workers=2) == [[0, 1, 2, 3]]
+    assert dataclasses.replace(net, batch_cars=2).batches(workers=2) == [[0, 1], [2, 3]]
+    naive = dataclasses.replace(net, policy="naive")
+    assert naive.batches(workers=2) == [[0, 1], [2, 3]]
+    assert dataclasses.replace(net, mode="manual").batches(workers=2) == [[0, 1], [2, 3]]

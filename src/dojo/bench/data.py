@@ -27,8 +27,9 @@ def bench_data(
     seconds: float = 120.0,
     repeats: int = 3,
     log: Callable[[str], None] | None = None,
+    ray: str | None = None,
 ) -> dict[str, Any]:
-    """Run the chosen parts; a JSON-able dict keyed by part."""
+    """Run the chosen parts; a JSON-able dict keyed by part. ``ray``: ingest on Ray too."""
     unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
         raise DojoConfigError(f"parts={list(parts)!r} must be some of {', '.join(PARTS)}.")
@@ -36,7 +37,7 @@ def bench_data(
     if "ingest" in parts:
         from dojo.bench.ingest import bench_ingest
 
-        out["ingest"] = bench_ingest(cars=cars, seconds=seconds, repeats=repeats, log=log)
+        out["ingest"] = bench_ingest(cars=cars, seconds=seconds, repeats=repeats, log=log, ray=ray)
     if "loader" in parts:
         from dojo.bench.loader import bench_loader
 

@@ -5,6 +5,8 @@ same files, (1) the official ``mcap`` reader iterates every message in one proce
 any MCAP ingest stands on, and (2) :func:`dojo.data.ingest.ingest` builds a fresh clip store
 with one worker per core. Each side runs ``repeats`` times and the fastest run counts.
 Target (issue 4): at least :data:`TARGET_FRAMES_PER_S` camera frames a second on 2 cores.
+With ``ray``, (3) the same ingest as Ray tasks, a file a task, on the cluster at that address:
+``ray_overhead`` is the share of local frames/s lost (issue 21: at most 10 %).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def bench_ingest(
     repeats: int = 3,
     workers: int | None = None,
     log: Callable[[str], None] | None = None,
+    ray: str | None = None,
 ) -> dict[str, Any]:
     """Measure ingest against plain MCAP reading on the same logs; a JSON-able result."""
     cars, seconds = whole("cars", cars, 1), positive("seconds", seconds)
@@ -66,7 +69,11 @@ def bench_ingest(
         say(f"driving {cars} cars x {seconds:g} s with full logging (not timed) ...")
         files = make_logs(root / "logs", cars, seconds)
         size = sum(f.stat().st_size for f in files)
-        read_runs, ingest_runs = [], []
+        if ray is not None:
+            from dojo.cluster import cluster_cpus
+
+            cluster_cpus(ray)  # connect before anything is timed
+        read_runs, ingest_runs, ray_runs = [], [], []
         messages = frames = clips = 0
         used = 1
         for k in range(repeats):
@@ -83,9 +90,16 @@ def bench_ingest(
             ingest_runs.append(summary.wall_s)
             frames, clips, used = summary.frames, summary.clips, summary.workers
             shutil.rmtree(store)
+            if ray is not None:
+                say(f"run {k + 1}/{repeats}: dojo ingest on Ray at {ray} ...")
+                on_ray = ingest(files, store, ray=ray)
+                if (on_ray.files_ingested, on_ray.frames) != (len(files), frames):
+                    raise RuntimeError(f"ingest on Ray took {on_ray.files_ingested} files")
+                ray_runs.append(on_ray.wall_s)
+                shutil.rmtree(store)
     best_read, best_ingest = min(read_runs), min(ingest_runs)
     ingest_fps = frames / best_ingest
-    return {
+    out: dict[str, Any] = {
         "machine": machine_info(),
         "cores": os.cpu_count(),
         "files": len(files),
@@ -103,6 +117,16 @@ def bench_ingest(
         "target_camera_frames_per_s": TARGET_FRAMES_PER_S,
         "meets_target": bool(ingest_fps >= TARGET_FRAMES_PER_S),
     }
+    if ray is not None:
+        ray_fps = frames / min(ray_runs)
+        out.update(
+            ray=ray,
+            ray_s_runs=ray_runs,
+            ray_camera_frames_per_s=ray_fps,
+            ray_overhead=1.0 - ray_fps / ingest_fps,
+            target_ray_overhead=0.10,
+        )
+    return out
 
 
 def format_ingest(result: dict[str, Any]) -> str:
@@ -119,6 +143,15 @@ def format_ingest(result: dict[str, Any]) -> str:
             "(ingest also decodes every frame, hashes, writes Parquet)",
             f"  target >= {r['target_camera_frames_per_s']:,.0f} camera frames/s: {verdict}",
         ]
+        + (
+            [
+                f"  dojo ingest on Ray at {r['ray']}      {r['ray_camera_frames_per_s']:>12,.0f} "
+                f"camera frames/s, overhead {r['ray_overhead']:.1%} (target <= "
+                f"{r['target_ray_overhead']:.0%})"
+            ]
+            if "ray" in r
+            else []
+        )
     )
 
 

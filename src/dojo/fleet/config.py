@@ -155,8 +155,8 @@ class DriveConfig:
     batch_cars: int = setting(
         0,
         help="cars a batch: the drive is split into batches of this many cars, one Ray task "
-        "each with --ray (0: one batch locally, one a CPU of the cluster on Ray); the logs do "
-        "not depend on it",
+        "each with --ray (0: one batch locally, one a CPU of the cluster on Ray, one when a "
+        "checkpoint drives); with naive, expert or careful the logs do not depend on it",
     )
     keyframe_interval_s: float = 1.0
     camera_width: int = 96
@@ -220,7 +220,14 @@ class DriveConfig:
         return self.families[(car // 2 + drive * pairs) % len(self.families)]
 
     def batches(self, workers: int = 1) -> list[list[int]]:
-        """The fleet's cars in consecutive batches of ``batch_cars`` (0: split over ``workers``)."""
+        """The fleet's cars in consecutive batches of ``batch_cars`` (0: split over ``workers``).
+
+        A network's outputs round differently with the size of its batch, so a fleet that a
+        checkpoint drives is split only when ``batch_cars`` asks for it: then each batch is the
+        same drive only up to float rounding, and its cars may part ways with the unsplit fleet's.
+        """
+        if not self.batch_cars and self.mode != "manual" and self.policy not in BASELINES:
+            workers = 1
         size = self.batch_cars or -(-self.cars // max(1, workers))
         return [list(range(lo, min(lo + size, self.cars))) for lo in range(0, self.cars, size)]
 

@@ -77,15 +77,29 @@ class NetworkPolicy:
         if images is None:
             raise DojoConfigError("A network policy needs camera images.")
         torch = self._torch
+        # On a CPU the forward pass's floats depend on torch's intra-op thread count (reductions
+        # are split by thread) and the cars follow them; one thread in every process makes a
+        # drive the same bytes locally, on any number of workers and on Ray.
+        threads = torch.get_num_threads() if self.device == "cpu" else 1
+        if threads != 1:
+            torch.set_num_threads(1)
+        try:
+            out = self._forward(world, images)
+        finally:
+            if threads != 1:
+                torch.set_num_threads(threads)
+        # the network picks the lane; the lane controller every driver uses steers to it
+        return world.lane_shift_action(out[:, 0].astype(np.float64), out[:, 1])
+
+    def _forward(self, world: World, images: np.ndarray) -> np.ndarray:
+        """(N, 2): [accel m/s^2, lane shift] for the fleet's N cars."""
+        torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(images).to(self.device, non_blocking=True)
             speed = torch.from_numpy(world.vehicles.v[:, 0].astype(np.float32)).to(self.device)
             command = torch.from_numpy(world.command).to(self.device)
-            out = (
-                self.model(x, speed, command).float().cpu().numpy()
-            )  # (N, 2): [accel m/s^2, lane shift]
-        # the network picks the lane; the lane controller every driver uses steers to it
-        return world.lane_shift_action(out[:, 0].astype(np.float64), out[:, 1])
+            out: np.ndarray = self.model(x, speed, command).float().cpu().numpy()
+        return out
 
 
 def _rig_words(cams: int, height: int, width: int, rgb: bool) -> str:

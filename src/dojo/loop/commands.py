@@ -15,6 +15,7 @@ LOOP_FLAGS = (
     "loops",
     "drive.cars",
     "drive.minutes",
+    "drive.batch_cars",
     "budget_minutes",
     "out",
     "seed",
@@ -40,6 +41,8 @@ LOOP_FLAG_NAMES = {path: "--" + name.replace("_", "-") for name, path in FLAT_NA
 _HELPS: dict[str, str | None] = {
     "drive.cars": "fleet size per turn (default %(default)s)",
     "drive.minutes": "simulated minutes per car per turn (default %(default)s)",
+    "drive.batch_cars": "cars a fleet batch drives, one batch a Ray task with --ray (0: the "
+    "whole fleet at once; the logs are the same either way) (default %(default)s)",
     "train.net": "policy | both (policy + occupancy head) (default %(default)s)",
     "train.size": "tiny | base | large (default %(default)s)",
     "train.steps": "optimizer steps per candidate (default %(default)s)",

@@ -84,6 +84,7 @@ _STAGES: dict[str, type[Any]] = {"drive": DriveConfig, "train": TrainConfig, "ev
 FLAT_NAMES: dict[str, str] = {
     "cars": "drive.cars",
     "drive_minutes": "drive.minutes",
+    "batch_cars": "drive.batch_cars",
     "net": "train.net",
     "size": "train.size",
     "train_steps": "train.steps",
