@@ -118,3 +118,16 @@ def test_a_toy_loop_on_ray_runs_the_turns_a_local_one_does(
     assert len(on_ray["loops"]) == 2 and _turns(on_ray) == _turns(local)
     logs = sorted(p.name for p in (tmp_path / "ray").rglob("*.mcap"))
     assert logs and logs == sorted(p.name for p in (tmp_path / "local").rglob("*.mcap"))
+
+
+def test_a_store_the_nodes_cannot_reach_is_refused_before_any_work(
+    cluster: RayCluster, tmp_path: Path
+) -> None:
+    # an in-memory store lives in this process alone: no Ray node sees it
+    run_dojo(*_drive_args(tmp_path / "logs"))
+    run = start_dojo("ingest", str(tmp_path / "logs"), "--store", "memory://here", "--ray",
+                     cluster.address)  # fmt: skip
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 2 and out == ""
+    ours = [line for line in err.splitlines() if line.startswith("dojo: error:")]
+    assert len(ours) == 1 and "The store memory://here is not reachable from Ray node" in ours[0]

@@ -212,7 +212,7 @@ def map_tasks(
     return results
 
 
-def _probe(url: str, marker: str | None, size: int | None) -> str | None:
+def _probe_one(url: str, marker: str | None, size: int | None) -> str | None:
     """On one node: None when ``url`` is there as the driver sees it, else why not."""
     import fsspec
 
@@ -228,6 +228,11 @@ def _probe(url: str, marker: str | None, size: int | None) -> str | None:
         return f"{type(e).__name__}: {e}"
 
 
+def _probe(checks: list[tuple[str, str | None, int | None]]) -> list[str | None]:
+    """On one node, every path at once (one task a node, however many paths)."""
+    return [_probe_one(*check) for check in checks]
+
+
 @contextlib.contextmanager
 def _marker(fs: Any, folder: str, url: str) -> Iterator[str]:
     """A uniquely named empty file in ``folder`` while the nodes look for it; its URL."""
@@ -240,45 +245,54 @@ def _marker(fs: Any, folder: str, url: str) -> Iterator[str]:
             fs.rm(path)
 
 
-def check_shared_path(address: str, url: str | os.PathLike[str], what: str) -> None:
-    """Raise ClusterError unless every live node of the cluster sees ``url`` as this machine does.
+def check_shared_path(
+    address: str,
+    urls: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    what: str,
+) -> None:
+    """Raise ClusterError unless every live node of the cluster sees ``urls`` as this machine does.
 
-    A folder is probed with a marker file written here; a file by its size. ``what`` names
-    the path in the error (``store``, ``log folder``, ...).
+    A folder is probed with a marker file written here; a file by its size; all of them in one
+    task a node. ``what`` names the path in the error (``store``, ``input``, ...).
     """
     import fsspec
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ray = connect(address)
-    text = os.fspath(url)
-    fs, root = fsspec.core.url_to_fs(text)
-    folder = fs.isdir(root)
-    size = None if folder else fs.size(root)
+    many = [urls] if isinstance(urls, str | os.PathLike) else list(urls)
+    texts = [os.fspath(u) for u in many]
     probe = ray.remote(_probe)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     with contextlib.ExitStack() as stack:
-        marker = stack.enter_context(_marker(fs, root, text)) if folder else None
+        checks: list[tuple[str, str | None, int | None]] = []
+        for text in texts:
+            fs, root = fsspec.core.url_to_fs(text)
+            if fs.isdir(root):
+                checks.append((text, stack.enter_context(_marker(fs, root, text)), None))
+            else:
+                checks.append((text, None, fs.size(root)))
         stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         refs = [
             probe.options(
                 num_cpus=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
-            ).remote(text, marker, size)
+            ).remote(checks)
             for n in nodes
         ]
         try:
             answers = ray.get(refs, timeout=_PROBE_S)
         except ray.exceptions.GetTimeoutError:
             raise ClusterError(
-                f"Checking that the Ray nodes at {address} reach {what} {text} took over "
-                f"{_PROBE_S:.0f} s; a node does not answer.",
+                f"Checking that the Ray nodes at {address} reach the {what} {', '.join(texts)} "
+                f"took over {_PROBE_S:.0f} s; a node does not answer.",
                 address=address,
             ) from None
-    for node, why in zip(nodes, answers, strict=True):
-        if why is not None:
-            raise ClusterError(
-                f"The {what} {text} is not reachable from Ray node "
-                f"{node.get('NodeManagerAddress', '?')} ({why}); put it where every node reaches "
-                f"it (a shared folder or an fsspec object-store URL such as s3://...).",
-                address=address,
-            )
+    for node, whys in zip(nodes, answers, strict=True):
+        for text, why in zip(texts, whys, strict=True):
+            if why is not None:
+                raise ClusterError(
+                    f"The {what} {text} is not reachable from Ray node "
+                    f"{node.get('NodeManagerAddress', '?')} ({why}); put it where every node "
+                    f"reaches it (a shared folder or an fsspec object-store URL such as s3://...).",
+                    address=address,
+                )

@@ -289,8 +289,7 @@ def ingest(
         from dojo.cluster import check_shared_path, cluster_cpus
 
         check_shared_path(ray, st.url, "store")
-        for p in paths:
-            check_shared_path(ray, p, "input")
+        check_shared_path(ray, list(paths), "input")
         summary.workers = cluster_cpus(ray)
     work = _run_dir(st)
     st.fs.makedirs(work, exist_ok=True)
