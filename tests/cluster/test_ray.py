@@ -53,7 +53,8 @@ def test_ingest_and_autolabel_on_ray_store_the_same_drives(
         labels = run_dojo("autolabel", store, *ray)
         drives = sorted(p.name for p in (tmp_path / name / "drives").iterdir())
         counts.append((got["files_ingested"], got["frames"], labels["frames_labelled"], drives))
-        assert got["workers"] == (2 if ray else got["workers"])  # the cluster's CPUs
+        if ray:
+            assert got["workers"] == 2  # the cluster's CPUs
     assert counts[0] == counts[1] and counts[0][0] >= 8
 
 

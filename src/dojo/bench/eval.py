@@ -171,7 +171,7 @@ def bench_eval(
         "meets_target": bool(best["tiny_decisions_per_s"] >= TARGET_DECISIONS_PER_S),
     }
     if ray is not None:
-        worst = max(r["ray_overhead"] for r in rows)
+        worst = max(r["ray_tiny_overhead"] for r in rows)  # the target is the vision policy's
         out.update(
             ray=ray,
             ray_cpus=ray_cpus,
@@ -214,7 +214,6 @@ def _on_ray(
                    loaded=NetworkPolicy(ckpt, rig, dev), workers=1)  # fmt: skip
     one_rate = one["decisions"] / (time.perf_counter() - t)
     row.update(
-        ray_overhead=row["ray_tiny_overhead"],
         ray_same_counts=same,
         one_worker_decisions_per_s=one_rate,
         scaling_efficiency=row["ray_tiny_decisions_per_s"] / (cpus * one_rate),
@@ -241,7 +240,7 @@ def format_eval_bench(result: dict[str, Any]) -> str:
         for row in r["rows"]:
             lines.append(
                 f"  {row['cars']:>5}  {row['ray_naive_decisions_per_s']:>12,.0f}  "
-                f"{row['ray_tiny_decisions_per_s']:>14,.0f}  overhead {row['ray_overhead']:.1%} "
+                f"{row['ray_tiny_decisions_per_s']:>14,.0f}  overhead {row['ray_tiny_overhead']:.1%} "
                 f"(naive {row['ray_naive_overhead']:.1%}), scaling efficiency "
                 f"{row['scaling_efficiency']:.0%} over 1 local worker"
             )
