@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -421,13 +422,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ResultStdout:
+    """sys.stdout for a command: the main thread's writes (the result) go to stdout, any other
+    thread's to stderr.
+
+    A command's stdout is its result (`--json` output is piped into jq or json.loads), but
+    libraries print from background threads of their own: Ray's driver prints a lost raylet's
+    last log lines to sys.stdout from its error listener thread, mid-result.
+    """
+
+    def __init__(self, out: Any, err: Any) -> None:
+        self._out, self._err = out, err
+
+    def _target(self) -> Any:
+        return self._out if threading.current_thread() is threading.main_thread() else self._err
+
+    def write(self, text: str) -> int:
+        return int(self._target().write(text))
+
+    def flush(self) -> None:
+        self._out.flush()
+        self._err.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the real stdout's
+        return getattr(self._out, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    real_stdout = sys.stdout
+    sys.stdout = _ResultStdout(real_stdout, sys.stderr)
     try:
         return int(args.func(args))
     except DojoError as err:  # bad input, a full disk, a refused request...
         print(f"dojo: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        sys.stdout.flush()
+        sys.stdout = real_stdout
 
 
 if __name__ == "__main__":
