@@ -419,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     from dojo.bench.service import add_bench_command as add_bench_service
 
     add_bench_service(bench)
+
+    from dojo.bench.replay import add_bench_command as add_bench_replay
+
+    add_bench_replay(bench)
     return parser
 
 

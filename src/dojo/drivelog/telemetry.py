@@ -26,6 +26,7 @@ from dojo.world.world import Command
 
 _REQUIRED: Final = object()  # a field's default when a message must carry it
 _COMMANDS = {c.name: int(c) for c in Command}
+NOT_LOGGED_LANE: Final = -99  # target_lane read from a log written before it was logged
 
 
 def command_value(value: Any) -> int:
@@ -132,6 +133,24 @@ class Telemetry:
         "Who drove: human, network or safety_driver.",
         in_schema=False,
         default="",
+    )
+    # the applied action's driver state: with accel, steer and who drove, what re-simulation
+    # needs to replay a drive exactly (dojo.eval.resim); absent in logs written before it
+    target_lane: int = _spec(
+        "integer",
+        pa.int16(),
+        "",
+        "Lane the ego heads for after this step's action; -99 when not logged.",
+        in_schema=False,
+        default=NOT_LOGGED_LANE,
+    )
+    v0_mps: float | None = _spec(
+        ("number", "null"),
+        pa.float64(),
+        "m/s",
+        "The ego driver's target speed after this step's action [m/s]; null when not logged.",
+        in_schema=False,
+        default=None,
     )
     extra: dict[str, Any] = field(default_factory=dict)
 

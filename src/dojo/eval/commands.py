@@ -1,4 +1,5 @@
-"""The `dojo eval` subcommand: a policy's nines on a held-out suite, or two of them compared."""
+"""The `dojo eval` and `dojo replay` subcommands: a policy's nines on a held-out suite, two of
+them compared, or one logged moment replayed with a policy driving."""
 
 from __future__ import annotations
 
@@ -123,3 +124,59 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--json", action="store_true", help="print the result as JSON (unbounded values as null)"
     )
     ev.set_defaults(func=_eval)
+    add_replay_command(sub)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from dojo.eval.replay import format_replay, replay
+
+    result = replay(
+        args.log,
+        args.from_s,
+        seconds=args.seconds,
+        policy=args.policy,
+        out=args.out,
+        start=args.start,
+    )
+    out = result.as_dict()
+    print(json.dumps(out, indent=2, allow_nan=False) if args.json else format_replay(out))
+    return 0
+
+
+def add_replay_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``replay`` on the top-level ``dojo`` parser."""
+    from dojo.eval.replay import DEFAULT_SECONDS, LOGGED, STARTS
+
+    rp = sub.add_parser(
+        "replay",
+        help="replay a logged moment with a policy driving (and the safety driver watching)",
+        description="Start the world from a drive log at --from (re-simulated exactly when Dojo's "
+        "world wrote the log, else placed from its /scene channel), let a policy drive for "
+        "--seconds with the safety driver watching, and report decisions, interventions, "
+        f"collisions and how far the start is from the log. --policy {LOGGED} follows the log "
+        "instead. --out writes the replay as a drive log that opens beside the original.",
+    )
+    rp.add_argument("log", help="the drive log (.mcap)")
+    rp.add_argument(
+        "--from", dest="from_s", type=float, required=True, metavar="T", help="the moment [s]"
+    )
+    rp.add_argument(
+        "--seconds",
+        type=float,
+        default=DEFAULT_SECONDS,
+        help=f"how long to drive from it [s] (default {DEFAULT_SECONDS:g})",
+    )
+    rp.add_argument(
+        "--policy",
+        default="naive",
+        help=f"{LOGGED}, naive, expert, careful or a checkpoint path (default naive)",
+    )
+    rp.add_argument("--out", default=None, help="write the replay as this drive log (.mcap)")
+    rp.add_argument(
+        "--start",
+        choices=STARTS,
+        default="auto",
+        help="resim (exact, Dojo's logs), scene (any log with a scene), auto: resim if it can",
+    )
+    rp.add_argument("--json", action="store_true", help="print the result as JSON")
+    rp.set_defaults(func=_replay)

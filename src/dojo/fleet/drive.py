@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from dojo.world import rng as crng
 from dojo.world.camera import CameraRig, ego_pose, render
 from dojo.world.occupancy import OccupancySpec, occupancy
 from dojo.world.scene import scene_objects, scenes_of
-from dojo.world.world import DECISION_STEPS, DT_S, EgoAction, World
+from dojo.world.world import DECISION_STEPS, DT_S, WORLD_VERSION, EgoAction, StepResult, World
 
 METRES_PER_MILE = 1609.344
 LOG_NAME = "car{car:03d}-drive{drive:04d}-{family}-{seed}.mcap"
@@ -82,6 +82,18 @@ def car_modes(config: DriveConfig) -> np.ndarray:
     )
 
 
+class Follower(Protocol):
+    """Steps a fleet's world in place of its policy and safety driver (a replay of a log)."""
+
+    def follow(self) -> StepResult:
+        """Step the world once as the log did."""
+        ...
+
+    def drivers(self) -> np.ndarray:
+        """(N,) who drove the step just taken: human, network or safety_driver."""
+        ...
+
+
 class Fleet:
     """The cars of one drive (see the module docstring); :meth:`run` drives them.
 
@@ -89,6 +101,12 @@ class Fleet:
     batch; each car drives, and logs, exactly what it does in the whole fleet, so the batches of
     a split drive (:mod:`dojo.fleet.split`) together write the whole fleet's logs. World ``i``
     is car ``car_ids[i]``. ``folder``: where the logs go (default ``config.out``).
+
+    ``world`` (and its ``route``): drive on from a world already under way, one world per car,
+    instead of fresh scenarios, as a replay of a logged moment does (:mod:`dojo.eval.replay`).
+    Each car's drive then ends at ``config.drive_s`` or a collision and no other follows; the
+    logs carry ``metadata`` besides the drive's own. ``follower``: what steps the world in place
+    of the policy and the safety driver (a replay following its log).
     """
 
     def __init__(
@@ -98,14 +116,26 @@ class Fleet:
         on_step: Callable[[DriveSummary], None] | None = None,
         cars: Sequence[int] | None = None,
         folder: str | os.PathLike[str] | None = None,
+        world: World | None = None,
+        route: RoutePlan | None = None,
+        metadata: dict[str, Any] | None = None,
+        follower: Follower | None = None,
     ) -> None:
         self.config = config
         self.car_ids = _car_ids(config, cars)  # (n,) each world's car number in the fleet
+        if world is not None and world.num_worlds != len(self.car_ids):
+            raise DojoConfigError(
+                f"A fleet of {len(self.car_ids)} cars cannot drive on a batch of "
+                f"{world.num_worlds} worlds; give one world per car."
+            )
+        self.single = world is not None  # one drive per car, from the world given
+        self.extra_metadata = dict(metadata or {})
         self.rig = CameraRig.named(
             config.rig, rgb=config.rgb, width=config.camera_width, height=config.camera_height
         )
         self.modes = car_modes(config)[self.car_ids]
-        needs_net = (self.modes != MANUAL).any()
+        self.follower = follower
+        needs_net = (self.modes != MANUAL).any() and follower is None
         self.policy = (
             policy if policy is not None or not needs_net else make_policy(config.policy, self.rig)
         )
@@ -115,14 +145,19 @@ class Fleet:
         self.on_step = on_step
         n = self.n = len(self.car_ids)
         self.drive_no = np.zeros(n, dtype=np.int64)
-        fams = [config.drive_family(c, 0) for c in self.car_ids.tolist()]
-        self.world = World(
-            fams,
-            [config.drive_seed(c, 0) for c in self.car_ids.tolist()],
-            ttc_critical_s=config.safety.ttc_critical_s,
-            max_vehicles=_max_slots(config),
-        )
-        self.route = RoutePlan(self.world)
+        if world is None:
+            fams = [config.drive_family(c, 0) for c in self.car_ids.tolist()]
+            world = World(
+                fams,
+                [config.drive_seed(c, 0) for c in self.car_ids.tolist()],
+                ttc_critical_s=config.safety.ttc_critical_s,
+                max_vehicles=_max_slots(config),
+            )
+        self.world = world
+        self.route = route if route is not None else RoutePlan(world)
+        # a world under way has a past the cameras did not record: its first frame stands in
+        self._no_past = np.full(n, self.single)
+        self.done = np.zeros(n, dtype=bool)  # single: cars whose drive has ended
         self.safety = SafetyDriver(n, config.safety)
         self.safety.watching = self.modes == AUTONOMOUS
         self.spec = OccupancySpec()
@@ -151,6 +186,8 @@ class Fleet:
                 self._open(c)
             self.summary.logging_s = time.perf_counter() - start
             for _ in range(self.config.steps):
+                if self.done.all():
+                    break
                 self._step()
                 if self.on_step is not None:
                     self.on_step(self.summary)
@@ -177,7 +214,8 @@ class Fleet:
             images = render(world.roads, world.vehicles, self.rig, threads=1)
             self.history[:, :, :-1] = self.history[:, :, 1:]  # in place: np.roll copies it all
             self.history[:, :, -1] = images
-            fresh = world.step_count == 0
+            fresh = (world.step_count == 0) | self._no_past
+            self._no_past[:] = False
             self.history[fresh] = images[fresh][
                 :, :, None
             ]  # a new drive has no past: repeat its first frame
@@ -189,7 +227,8 @@ class Fleet:
             s.sensors_s += tock - tick
             for c in range(n):
                 rec = self.recorders[c]
-                assert rec is not None
+                if rec is None:  # a car whose single drive has ended
+                    continue
                 rec.record_frame(
                     float(t[c]),
                     images[c],
@@ -201,10 +240,12 @@ class Fleet:
             s.sensors_s += time.perf_counter() - tick
 
         human = self.modes != AUTONOMOUS
-        proposed = self._propose()
+        proposed = self._propose() if self.follower is None else None
         events: list[tuple[int, dict[str, Any]]] = []
         d_before = world.vehicles.d[:, 0].copy()  # [m] the shadow comparison previews from here
-        if proposed is not None:
+        if self.follower is not None:
+            result = self.follower.follow()
+        elif proposed is not None:
             result = world.step(self._checked_by_safety(proposed, events), human=human)
         else:
             result = world.step(None, None)
@@ -234,7 +275,11 @@ class Fleet:
         self._log_step(t_now, events)
         self._sample_normal(t_now)
         ended = result.ego_collision | (t_now >= cfg.drive_s - 1e-9)
-        if ended.any():
+        if ended.any() and self.single:
+            for c in np.nonzero(ended & ~self.done)[0].tolist():
+                self._finish(int(c))
+            self.done |= ended
+        elif ended.any():
             self._next_drives(np.nonzero(ended)[0])  # mostly closing and opening logs
         s.logging_s += time.perf_counter() - tick
         s.minutes = round(
@@ -381,21 +426,27 @@ class Fleet:
         leader = world.perception.leader[
             :, 0
         ]  # its vehicle slot; a new one is a cut-in or lane change
-        driver = np.where(
-            self.modes == AUTONOMOUS,
-            np.where(self.safety.driving, "safety_driver", "network"),
-            "human",
+        driver = (
+            np.where(
+                self.modes == AUTONOMOUS,
+                np.where(self.safety.driving, "safety_driver", "network"),
+                "human",
+            )
+            if self.follower is None
+            else self.follower.drivers()
         )
         scenes = scenes_of(world)  # every car's scene, one batch
         after = self.config.triggers.window_after_s
         for c, event in events:
             rec = self.recorders[c]
-            assert rec is not None
+            if rec is None:
+                continue
             rec.writer.write_event(float(t[c]), event)
             rec.open_window(float(t[c]), after)
         for c in range(world.num_worlds):
             rec = self.recorders[c]
-            assert rec is not None
+            if rec is None:
+                continue
             tc = float(t[c])
             rec.writer.write_pose(tc, float(x[c]), float(y[c]), 0.0, float(yaw[c]))
             rec.writer.write_telemetry(
@@ -410,6 +461,8 @@ class Fleet:
                     "driver": str(driver[c]),
                     "gap_m": float(gap[c]) if np.isfinite(gap[c]) else None,
                     "leader": int(leader[c]) if np.isfinite(gap[c]) else -1,
+                    "target_lane": int(veh.target_lane[c, 0]),
+                    "v0_mps": float(veh.v0[c, 0]),
                 },
             )
             rec.writer.write_scene(tc, scenes[c])
@@ -423,7 +476,8 @@ class Fleet:
         u = crng.uniform(self.world.seeds, slot.astype(np.int64), _SAMPLE_STREAM, 1)[:, 0]
         for c in np.nonzero(starts & (u < tc.sample_normal))[0]:
             rec = self.recorders[c]
-            assert rec is not None
+            if rec is None:
+                continue
             rec.upload_until_s = max(rec.upload_until_s, float(t[c]) + tc.sample_slot_s)
 
     def _open(self, car: int) -> None:
@@ -447,7 +501,9 @@ class Fleet:
             if self.summary.policy == cfg.policy
             else self.summary.policy,
             "logging": cfg.logging,
+            "world_version": WORLD_VERSION,
             "config": json.dumps(recorded, default=str),
+            **self.extra_metadata,
         }
         cam = self.rig.cameras[0]
         options = {

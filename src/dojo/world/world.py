@@ -44,6 +44,9 @@ from dojo.world.traffic import (
 )
 from dojo.world.vehicles import Kind, Vehicles
 
+# bumped whenever a change makes a (family, seed) evolve differently: a drive log records it, and
+# re-simulating a log (dojo.eval.resim) needs the world that wrote it
+WORLD_VERSION = 1
 EGO_ACCEL_RANGE = (-8.0, 4.0)  # [m/s^2] what the ego's actuators can do
 EGO_STEER_LIMIT = 0.5  # [rad]
 CUT_IN_TAU_S = 0.35  # lateral time constant of an aggressive cut-in [s]
@@ -194,6 +197,34 @@ class World:
         self.seeds[idx] = list(seeds)
         self._stream[idx] = [FAMILIES.index(f) for f in fams]
         self._load(idx, scenarios)
+
+    def start_from(self, w: int, vehicles: Vehicles, step_count: int) -> None:
+        """World ``w`` goes on from a given state (a logged scene): ``vehicles`` (1, <= V) at
+        drive step ``step_count``, no scheduled hazards, every driver attentive with no
+        pending reaction (a scene records positions and speeds, not what a driver is about to
+        do). Its road and seed stay, so its random draws and route are those of its seed.
+        """
+        if not 0 <= w < self.num_worlds:
+            raise DojoConfigError(f"w={w!r} must be a world index in [0, {self.num_worlds}).")
+        if vehicles.shape[0] != 1 or vehicles.shape[1] > self.max_vehicles:
+            raise DojoConfigError(
+                f"A start state needs one world of at most {self.max_vehicles} vehicles; got "
+                f"shape {vehicles.shape}."
+            )
+        if step_count < 0:
+            raise DojoConfigError(f"step_count={step_count!r} must be >= 0.")
+        idx = np.array([w])
+        self.vehicles.assign(idx, vehicles)
+        self.hazard_time_s[idx] = np.inf
+        self.hazard_kind[idx] = Hazard.NONE
+        self.hazard_actor[idx] = -1
+        self.step_count[idx] = step_count
+        self.command[idx] = Command.KEEP_LANE
+        self._cmd_history[idx] = 0.0
+        self._cut_in_tau[idx] = 0.0
+        self._forced_accel[idx] = 0.0
+        self._forced_left_s[idx] = 0.0
+        self._perception = None
 
     # ------------------------------------------------------------ properties
     @property
