@@ -368,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     btrain = bench.add_parser(
         "train", help="dojo train samples/s beside a bare PyTorch loop, FLOPs counted, MFU"
     )
-    btrain.add_argument("--sizes", default="tiny,base", help="comma-separated: tiny, base, large")
+    btrain.add_argument(
+        "--sizes", default="tiny,base", help="comma-separated: tiny, base, large, xl"
+    )
     btrain.add_argument("--steps", type=int, default=30)
     btrain.add_argument("--batch-size", type=int, default=32)
     btrain.add_argument("--json", action="store_true")
@@ -423,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     from dojo.bench.replay import add_bench_command as add_bench_replay
 
     add_bench_replay(bench)
+
+    from dojo.bench.gpu import add_bench_command as add_bench_gpu
+
+    add_bench_gpu(bench)
     return parser
 
 

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,22 @@ from dojo.validate import positive, whole
 TARGET_FRAMES_PER_S = 10_000.0
 
 
-def make_logs(folder: Path, cars: int, seconds: float, seed: int = 0) -> list[Path]:
-    """Drive ``cars`` cars for ``seconds`` each (mixed modes, full logging) into ``folder``."""
+def make_logs(
+    folder: Path,
+    cars: int,
+    seconds: float,
+    seed: int = 0,
+    image_px: tuple[int, int] | None = None,
+) -> list[Path]:
+    """Drive ``cars`` cars for ``seconds`` each (mixed modes, full logging) into ``folder``.
+
+    ``image_px``: (height, width) of every camera [px]; the drive's default when None.
+    """
     config = DriveConfig(
         cars=cars, minutes=seconds / 60.0, mode="mixed", policy="naive", out=str(folder), seed=seed
     )
+    if image_px is not None:
+        config = replace(config, camera_height=image_px[0], camera_width=image_px[1])
     summary = Fleet(config).run()
     if summary.interrupted:
         raise KeyboardInterrupt

@@ -22,6 +22,28 @@ PRESET = "ultrafast"  # DriveLogWriter's default, which the fleet uses
 CPU_FLOPS_PER_CYCLE = {"avx512f": 64, "avx2": 32}
 CPU_FLOPS_PER_CYCLE_OTHER = 8  # SSE: 2 x 4 lanes, no FMA counted twice
 
+# Dense BF16 tensor-core peaks [TFLOP/s] from NVIDIA's datasheets (their "with sparsity" figure
+# halved), keyed by a substring of torch.cuda.get_device_name. Matched in this order, so the
+# PCIe and NVL parts of H100 are found before the "H100" of the SXM part ("NVIDIA H100 80GB
+# HBM3"); GH200's GPU is an H100 or H200 die and reads as its "H200" or "H100".
+GPU_BF16_PEAK_TFLOPS: tuple[tuple[str, float, str], ...] = (
+    ("H100 PCIe", 756.5, "NVIDIA H100 datasheet: 1,513 TFLOPS BF16 with sparsity (PCIe)"),
+    ("H100 NVL", 835.5, "NVIDIA H100 datasheet: 1,671 TFLOPS BF16 with sparsity (NVL)"),
+    ("H100", 989.0, "NVIDIA H100 datasheet: 1,979 TFLOPS BF16 with sparsity (SXM)"),
+    ("H200", 989.0, "NVIDIA H200 datasheet: 1,979 TFLOPS BF16 with sparsity (SXM)"),
+    ("A100", 312.0, "NVIDIA A100 datasheet: 624 TFLOPS BF16 with sparsity"),
+    ("L40S", 362.0, "NVIDIA L40S datasheet: 733 TFLOPS BF16 with sparsity (362.05 dense)"),
+)
+
+
+def gpu_bf16_peak(device_name: str) -> tuple[float | None, str]:
+    """(dense BF16 peak [FLOP/s] or None, its source or why there is none) for a CUDA device name."""
+    for key, tflops, source in GPU_BF16_PEAK_TFLOPS:
+        if key in device_name:
+            return tflops * 1e12, f"{device_name}: {tflops:g} TFLOP/s dense BF16 ({source}, halved)"
+    known = ", ".join(key for key, _, _ in GPU_BF16_PEAK_TFLOPS)
+    return None, f"{device_name}: no datasheet peak in dojo.bench.machine (knows {known})"
+
 
 def cpu_flops_per_cycle() -> tuple[int, str]:
     """(FP32 FLOPs per cycle per core, the widest vector extension /proc/cpuinfo lists)."""
@@ -88,9 +110,11 @@ def cpu_clock_hz() -> float:
 __all__ = [
     "CPU_FLOPS_PER_CYCLE",
     "CPU_FLOPS_PER_CYCLE_OTHER",
+    "GPU_BF16_PEAK_TFLOPS",
     "PRESET",
     "cpu_clock_hz",
     "cpu_flops_per_cycle",
     "cpu_model",
+    "gpu_bf16_peak",
     "machine_info",
 ]

@@ -27,26 +27,23 @@ from typing import Any
 
 import torch
 
-from dojo.bench.machine import cpu_clock_hz, cpu_flops_per_cycle, cpu_model
+from dojo.bench.machine import cpu_clock_hz, cpu_flops_per_cycle, cpu_model, gpu_bf16_peak
 from dojo.errors import DojoConfigError
 from dojo.nets.flops import flops_per_sample
+from dojo.nets.options import NET_SIZES
 from dojo.nets.policy import DrivingPolicy, PolicyConfig, parameter_count
 from dojo.train.config import TrainConfig
 from dojo.train.trainer import policy_loss, train
 from dojo.validate import whole
 
-SIZES = ("tiny", "base", "large")
-GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, SXM [FLOP/s]
+SIZES = NET_SIZES
 
 
 def peak_flops(device: torch.device) -> tuple[float, str]:
     """(peak FLOP/s, how it was derived) for ``device``."""
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, value in GPU_PEAK_BF16.items():
-            if key in name:
-                return value, f"{name}: {value / 1e12:.0f} TFLOP/s dense BF16 (datasheet)"
-        return 0.0, f"{name}: peak unknown"
+        peak, how = gpu_bf16_peak(torch.cuda.get_device_name(device))
+        return peak or 0.0, how
     cores = torch.get_num_threads()
     clock = cpu_clock_hz()
     per_cycle, ext = cpu_flops_per_cycle()
@@ -90,13 +87,42 @@ def bare_loop(size: str, batch: int, steps: int, device: torch.device) -> float:
     return batch / times[len(times) // 2]
 
 
-def _dataset(root: Path, log: Callable[[str], None]) -> tuple[str, str]:
+def make_dataset(
+    root: Path,
+    log: Callable[[str], None],
+    cars: int = 4,
+    seconds: float = 60.0,
+    image_px: tuple[int, int] | None = None,
+    processes: int = 1,
+) -> tuple[str, str]:
+    """(store, dataset name) of a fleet drive under ``root``, ingested and every window mined.
+
+    ``image_px``: the cameras' (height, width) [px]; the default rig's when None.
+    ``processes``: fleets driven at once, the cars dealt among them (a fleet renders and
+    encodes on one core: at 192 x 384 px that is ~85 car-steps/s, a minute for 12 cars x 40 s).
+    """
     from dojo.bench.ingest import make_logs
     from dojo.data.ingest import ingest
     from dojo.data.mine import mine
 
-    log("driving 4 cars x 60 s, ingesting and mining a dataset (not timed) ...")
-    files = make_logs(root / "logs", 4, 60.0)
+    rig = "" if image_px is None else f" at {image_px[1]}x{image_px[0]} px"
+    log(f"driving {cars} cars x {seconds:g} s{rig}, ingesting and mining a dataset (not timed) ...")
+    parts = max(1, min(whole("processes", processes, 1), cars))
+    if parts == 1:
+        files = make_logs(root / "logs", cars, seconds, image_px=image_px)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        shares = [cars // parts + (i < cars % parts) for i in range(parts)]
+        firsts = [sum(shares[:i]) for i in range(parts)]  # seeds: as one fleet's cars 0..cars-1
+        # spawn, not fork: the caller may hold a CUDA context, which a forked child must not touch
+        with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [
+                pool.submit(make_logs, root / "logs" / f"fleet{i}", n, seconds, first, image_px)
+                for i, (n, first) in enumerate(zip(shares, firsts, strict=True))
+            ]
+            files = [f for job in jobs for f in job.result()]
     store = root / "store"
     ingest(files, store)
     mine(store, ["near_miss"], sample_normal=1.0, out="bench")
@@ -119,7 +145,7 @@ def bench_train(
     peak, peak_how = peak_flops(device)
     rows = []
     with tempfile.TemporaryDirectory(prefix="dojo-bench-train-") as tmp:
-        store, dataset = _dataset(Path(tmp), say)
+        store, dataset = make_dataset(Path(tmp), say)
         for size in sizes:
             say(f"{size}: dojo train, {steps} steps of {batch_size} ...")
             config = TrainConfig(
@@ -188,4 +214,11 @@ def format_train(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["bench_train", "bare_loop", "format_train", "peak_flops", "train_step_flops"]
+__all__ = [
+    "bench_train",
+    "bare_loop",
+    "format_train",
+    "make_dataset",
+    "peak_flops",
+    "train_step_flops",
+]

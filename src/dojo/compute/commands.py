@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from dojo.errors import DojoConfigError
+from dojo.nets.options import NET_SIZES
 
 
 def _si(value: float, unit: str) -> str:
@@ -225,7 +226,7 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--net", default="policy", choices=("policy", "occupancy", "both"), help="network to train"
     )
-    p.add_argument("--size", default="base", choices=("tiny", "base", "large"), help="network size")
+    p.add_argument("--size", default="base", choices=NET_SIZES, help="network size")
     p.add_argument(
         "--samples", type=float, default=1e9, help="training samples per epoch (e.g. 1e9)"
     )
@@ -334,7 +335,13 @@ def add_bench_command(bench: argparse._SubParsersAction) -> None:
     b = bench.add_parser(
         "plan", help="the planner's predicted step time vs measured here (1 and 2 processes), refit"
     )
-    b.add_argument("--sizes", default="tiny,base,large", help="comma-separated: tiny, base, large")
+    from dojo.bench.plan import CALIBRATION_SIZES
+
+    b.add_argument(
+        "--sizes",
+        default=",".join(CALIBRATION_SIZES),
+        help=f"comma-separated: {', '.join(NET_SIZES)} (default %(default)s)",
+    )
     b.add_argument("--batches", default="8,32", help="comma-separated global batches")
     b.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     b.add_argument(

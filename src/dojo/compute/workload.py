@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from functools import cache
 
 from dojo.errors import DojoConfigError
+from dojo.nets.options import NET_SIZES
 from dojo.validate import store_canonical, whole
 
 NETS = ("policy", "occupancy", "both")
-SIZES = ("tiny", "base", "large")
+SIZES = NET_SIZES
 STATE_BYTES_PER_PARAM = (
     16  # [B] weight + gradient + two AdamW moments, fp32 (or bf16 + fp32 master)
 )

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dojo.errors import DojoConfigError
+from dojo.nets.options import NET_SIZES
 from dojo.world.camera import CameraRig
 from dojo.world.world import EGO_ACCEL_RANGE
 
@@ -54,7 +55,12 @@ SIZES: dict[str, _Widths] = {
     "tiny": _Widths((16, 32, 64), token=64, queries=4, heads=4, command=16, hidden=128),
     "base": _Widths((32, 64, 128), token=128, queries=4, heads=4, command=32, hidden=256),
     "large": _Widths((64, 128, 256), token=256, queries=8, heads=8, command=64, hidden=512),
+    # for a GPU (issue 23): 4x large's conv widths, so each decoded pixel carries ~16x the FLOPs
+    # and a GPU's tensor cores get matmuls of 256..1024 channels; meant for the GPU rig
+    # (dojo.nets.options.GPU_IMAGE_PX), where it is 50 M parameters and 83 GFLOP a sample
+    "xl": _Widths((256, 512, 1024), token=1024, queries=8, heads=16, command=64, hidden=2048),
 }
+assert tuple(SIZES) == NET_SIZES, "dojo.nets.options.NET_SIZES must name SIZES, in order"
 
 
 _Config = TypeVar("_Config", bound="PolicyConfig")  # from_dict returns the subclass it is called on
@@ -68,7 +74,8 @@ DEFAULT_CAMERAS = len(CameraRig.default().cameras)
 class PolicyConfig:
     """Shape of a :class:`DrivingPolicy` and of the inputs it accepts.
 
-    ``size``: one of ``tiny``, ``base``, ``large`` (widths grow with size). ``cameras``: cameras in
+    ``size``: one of ``tiny``, ``base``, ``large``, ``xl`` (widths grow with size; ``xl`` is
+    sized for a GPU at ``dojo.nets.options.GPU_IMAGE_PX``). ``cameras``: cameras in
     the rig. ``frames``: k, how many of the most recent frames each camera contributes (one frame
     per 0.1 s decision). ``height``, ``width``: image size [px], at least ``MIN_IMAGE_PX``.
     ``rgb``: colour (3 values a pixel) or grey images. ``commands``: number of route commands

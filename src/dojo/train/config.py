@@ -31,6 +31,7 @@ from dojo import validate
 from dojo.errors import DojoConfigError
 from dojo.nets.options import (
     FOCAL_GAMMA,
+    NET_SIZES,
     OCCUPANCY_HEAD,
     OCCUPANCY_HEADS,
     OCCUPANCY_LOSS,
@@ -41,7 +42,7 @@ from dojo.nets.targets import LABEL_SOURCE, LABEL_SOURCES, PLANNER_TARGETS
 from dojo.settings import setting
 
 NETS = ("policy", "occupancy", "both", "perception")
-SIZES = ("tiny", "base", "large")
+SIZES = NET_SIZES
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
