@@ -14,7 +14,7 @@ from dojo.drivelog.reader import read_drive_log, read_scene
 from dojo.drivelog.writer import DriveLogWriter
 from dojo.errors import ConfigError
 from dojo.eval.replay import replay
-from dojo.eval.resim import from_scene, load_drive, resimulate
+from dojo.eval.resim import from_scene, load_drive, resimulate, resimulate_batch
 from dojo.fleet.config import DriveConfig
 from dojo.fleet.drive import drive
 from dojo.world.scene import scene_objects
@@ -225,3 +225,15 @@ def test_a_truncated_log_is_a_clear_error(
     cut.write_bytes(logs[0].read_bytes()[:5000])
     code, _, err = _run("replay", str(cut), "--from", "1", capsys=capsys)
     assert code == 2 and "truncated" in err and "cut.mcap" in err
+
+
+def test_a_batch_re_simulates_each_drive_to_its_own_moment_exactly(logs: list[Path]) -> None:
+    drives = [load_drive(p) for p in logs[:4]]
+    moments = [0.0, drives[1].duration_s / 2, drives[2].duration_s, 0.3]
+    batch = resimulate_batch(drives, moments)
+    assert batch.deviation_m.tolist() == [0.0] * 4 and batch.unpaired.tolist() == [0] * 4
+    assert batch.world.time_s.tolist() == pytest.approx(moments)
+    for w, (d, t) in enumerate(zip(drives, moments, strict=True)):
+        alone = resimulate(d, t).world.vehicles
+        assert (batch.world.vehicles.s[w] == alone.s[0]).all()
+        assert (batch.world.vehicles.v[w] == alone.v[0]).all()

@@ -83,6 +83,20 @@ def test_json_has_a_row_per_turn_with_the_issue_keys_and_both_baselines(
         assert row["against_eval"]["decisions"] == row["decisions"]
         assert row["moments"]["paired"] > 0
         assert row["moments"]["fixed"] + row["moments"]["broken"] <= row["moments"]["paired"]
+    # the fleet's critical moments so far, driven by the candidate and the deployed model
+    from dojo.eval.suite import load_suite
+
+    suite = load_suite(out / "moments.toml")
+    last = result["loops"][-1]["suite_moments"]
+    assert last["paired"] == len(suite.moments) > 0  # turn 1's autonomous cars met some
+    for row in result["loops"]:
+        sm = row["suite_moments"]
+        assert sm["verdict"] in ("passed", "warned", "refused") and sm["rule"] == "net"
+        assert sm["fixed"] + sm["broken"] <= sm["paired"]
+        assert (sm["verdict"] == "refused") == (sm["broken"] > sm["fixed"])
+        assert not (sm["verdict"] == "refused" and row["promoted"])
+        cand = json.loads((out / "eval" / f"loop{row['loop']}-moments.json").read_text())
+        assert cand["moments_passed"] == sm["candidate_passed"]
     seeds = [r["eval_seed"] for r in result["loops"]]
     assert len(set(seeds)) == len(seeds)  # fresh seeds every turn
     # the deployed row is a fresh evaluation on the baselines' seeds

@@ -59,6 +59,10 @@ def _evaluate(policy: str, args: argparse.Namespace) -> dict[str, Any]:
 
     config: EvalConfig = from_args(EvalConfig, args, EVAL_FLAGS, policy=policy)
     try:
+        if config.suite.endswith(".toml"):  # a regression suite of fleet moments
+            from dojo.eval.suite import evaluate_suite, load_suite
+
+            return evaluate_suite(policy, load_suite(config.suite), progress=progress)
         return evaluate(
             policy,
             suite=config.suite,
@@ -84,7 +88,14 @@ def _eval(args: argparse.Namespace) -> int:
         raise DojoConfigError("Give either --policy or --compare A B, not both.")
     if args.compare is None:
         result = _evaluate(args.policy, args)
-        print(json.dumps(result, indent=2, allow_nan=False) if args.json else format_eval(result))
+        if args.json:
+            print(json.dumps(result, indent=2, allow_nan=False))
+        elif result.get("suite") == "moments":
+            from dojo.eval.suite import format_suite_result
+
+            print(format_suite_result(result))
+        else:
+            print(format_eval(result))
         return 0
     a, b = (_load_or_evaluate(spec, args) for spec in args.compare)
     verdict = compare_results(a, b)
@@ -125,6 +136,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     ev.set_defaults(func=_eval)
     add_replay_command(sub)
+    add_suite_command(sub)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -180,3 +192,58 @@ def add_replay_command(sub: argparse._SubParsersAction) -> None:
     )
     rp.add_argument("--json", action="store_true", help="print the result as JSON")
     rp.set_defaults(func=_replay)
+
+
+def _suite_from_store(args: argparse.Namespace) -> int:
+    from dojo.eval.suite import suite_from_store, write_suite
+
+    suite = suite_from_store(
+        args.store, args.trigger.split(","), before_s=args.before, seconds=args.seconds
+    )
+    path = write_suite(suite, args.out)
+    counts: dict[str, int] = {}
+    for m in suite.moments:
+        counts[m.trigger] = counts.get(m.trigger, 0) + 1
+    out = {"suite": str(path), "moments": len(suite.moments), "triggers": counts}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        kinds = ", ".join(f"{n} {t}" for t, n in sorted(counts.items())) or "none"
+        print(f"wrote {path}: {len(suite.moments)} moments ({kinds})")
+    return 0
+
+
+def add_suite_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``suite`` (``suite from-store``) on the top-level ``dojo`` parser."""
+    from dojo.eval.suite import DEFAULT_BEFORE_S, DEFAULT_SECONDS, DEFAULT_TRIGGERS, TRIGGERS
+
+    su = sub.add_parser("suite", help="regression suites of fleet moments (dojo eval --suite)")
+    ss = su.add_subparsers(dest="suite_command", required=True)
+    fs = ss.add_parser(
+        "from-store",
+        help="a suite of every moment the store's events mark",
+        description="Write a TOML regression suite of the moments (drive, time, trigger) the "
+        "store's events mark; dojo eval --policy P --suite SUITE.toml drives each of them "
+        "from --before seconds ahead for --seconds and reports pass or fail per moment.",
+    )
+    fs.add_argument("store", help="the clip store (a folder or an fsspec URL)")
+    fs.add_argument(
+        "--trigger",
+        default=",".join(DEFAULT_TRIGGERS),
+        help=f"comma-separated, of: {', '.join(TRIGGERS)} (default %(default)s)",
+    )
+    fs.add_argument(
+        "--before",
+        type=float,
+        default=DEFAULT_BEFORE_S,
+        help="start each replay this long before its moment [s] (default %(default)s)",
+    )
+    fs.add_argument(
+        "--seconds",
+        type=float,
+        default=DEFAULT_SECONDS,
+        help="drive each moment this long [s] (default %(default)s)",
+    )
+    fs.add_argument("--out", required=True, help="the suite file to write (.toml)")
+    fs.add_argument("--json", action="store_true")
+    fs.set_defaults(func=_suite_from_store)

@@ -110,7 +110,9 @@ def replay(
                 "replay with the logged policy."
             )
     steps = max(1, round(seconds / DT_S))
-    config = _fleet_config(drive, rep, policy, steps, target)
+    config = fleet_config(
+        drive.config, policy, [str(rep.world.families[0])], 1, steps, target and target.parent
+    )
     folder = Path(tempfile.mkdtemp(prefix=".replay-", dir=target.parent)) if target else None
     try:
         fleet = Fleet(
@@ -119,6 +121,7 @@ def replay(
             route=rep.route,
             folder=folder,
             follower=rep if policy == LOGGED else None,
+            ends_s=[rep.step * DT_S + steps * DT_S],
             metadata={"replay_of": drive.path.name, "replay_from_s": float(from_s)},
         )
         before = rep.max_deviation_m, rep.unpaired  # while following the log to the moment
@@ -151,26 +154,29 @@ def replay(
     )
 
 
-def _fleet_config(
-    drive: LoggedDrive, rep: Replayer, policy: str, steps: int, target: Path | None
+def fleet_config(
+    logged: dict[str, Any],
+    policy: str,
+    families: list[str],
+    cars: int,
+    steps: int,
+    out: Path | None = None,
 ) -> DriveConfig:
-    """A one-car autonomous drive of ``steps`` steps from the moment, with the log's rig."""
-    logged = drive.config
+    """An autonomous drive of ``steps`` steps from moments of logs whose fleet config is
+    ``logged`` (their rig, their safety driver), ``cars`` cars; logged to ``out`` if given."""
     fields: dict[str, Any] = {
         k: logged[k] for k in ("rig", "rgb", "camera_width", "camera_height") if k in logged
     }
     if logged.get("safety"):  # the log's safety driver watches the replay too
         fields["safety"] = SafetyConfig(**logged["safety"])
-    family = str(rep.world.families[0])
     return DriveConfig(
-        cars=1,
+        cars=cars,
         minutes=steps * DT_S / 60.0,
         mode="manual" if policy == LOGGED else "autonomous",
         policy="naive" if policy == LOGGED else policy,
-        families=(family,),
-        out=str(target.parent) if target is not None else ".",
-        drive_s=rep.step * DT_S + steps * DT_S,
-        logging="full" if target is not None else "none",
+        families=tuple(sorted(set(families))),
+        out=str(out) if out is not None else ".",
+        logging="full" if out is not None else "none",
         **fields,
     )
 

@@ -9,7 +9,7 @@ state exactly (:meth:`Replayer.deviation_m` measures it against the ``/scene`` c
 
 *From the scene* (:func:`from_scene`): a log whose scenario is unknown (a tenant's upload, a
 real fleet) gives only what its ``/scene`` channel shows. Every logged object is placed at the
-moment with its logged position, speed and lane and given :data:`SCENE_DRIVER`; the traffic
+moment with its logged position, speed and lane and given :data:`~dojo.world.drivers.TRAFFIC_DRIVER`; the traffic
 then drifts from the log, by as much as ``dojo bench replay`` measures.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,25 +29,18 @@ from dojo.drivelog.scene import SceneLog
 from dojo.errors import ConfigError
 from dojo.fleet.route import RoutePlan
 from dojo.world.actions import EgoAction
+from dojo.world.drivers import TRAFFIC_DRIVER
 from dojo.world.road import RoadConfig, Roads
 from dojo.world.scenarios import FAMILIES, slots_needed
 from dojo.world.scene import KIND_NAMES, SceneObjects
 from dojo.world.vehicles import Kind, Vehicles
 from dojo.world.world import DT_S, WORLD_VERSION, World
 
-# the driver every object placed from a scene gets: the human-driver model with the careful
-# parameters the scenarios give their expert, attentive, no reaction delay; its desired speed
-# is the fastest it was logged going in the last DESIRED_SPEED_PAST_S (a scene shows how fast a
-# car goes, not how fast it would like to; one held up by a slower car went faster before)
-SCENE_DRIVER = {
-    "t_headway": 1.6,  # [s]
-    "a_max": 1.5,  # [m/s^2]
-    "b_comf": 2.0,  # [m/s^2]
-    "s0": 3.0,  # [m]
-    "politeness": 0.3,
-    "b_safe": 2.0,  # [m/s^2]
-    "a_gain": 0.2,  # [m/s^2]
-}
+# every object placed from a scene is driven by TRAFFIC_DRIVER (dojo.world.drivers: the middle
+# of the world's drawn ranges, the auto-labeler's assumption too), attentive, with no reaction
+# delay; its desired speed is the fastest it was logged going in the last DESIRED_SPEED_PAST_S
+# (a scene shows how fast a car goes, not how fast it would like to; one held up by a slower
+# car went faster before)
 DESIRED_SPEED_PAST_S = 10.0  # [s]
 RECYCLE_JUMP_M = 100.0  # an id moving farther than this in one step was recycled, not driven
 
@@ -126,29 +120,33 @@ class LoggedDrive:
 def load_drive(path: str | os.PathLike[str]) -> LoggedDrive:
     """Read what replay needs from a drive log (CorruptLogError for a damaged file)."""
     log = read_drive_log(path)
-    meta = log.config
-    family = meta.get("family")
-    seed = meta.get("seed")
-    version = meta.get("world_version")
-    config: dict[str, Any] = json.loads(meta["config"]) if "config" in meta else {}
-    rows = log.telemetry
-    has_action = all("target_lane" in r and "v0_mps" in r for r in rows)
+    return _logged_drive(log.path, log.config, log.telemetry, read_scene(path))
+
+
+def _logged_drive(
+    path: Path, meta: dict[str, Any], rows: list[dict[str, Any]], scene: SceneLog
+) -> LoggedDrive:
+    """A LoggedDrive from a log's 'drive' metadata record, telemetry rows and scene."""
+    family, seed, version = meta.get("family"), meta.get("seed"), meta.get("world_version")
+    has_action = all(r.get("v0_mps") is not None and "target_lane" in r for r in rows)
+
+    def column(name: str, dtype: Any) -> np.ndarray:
+        return np.array([r[name] for r in rows], dtype=dtype)
+
     return LoggedDrive(
-        path=log.path,
+        path=path,
         family=family if family in FAMILIES else None,
         seed=int(seed) if seed is not None else None,
         world_version=int(version) if version is not None else None,
-        config=config,
-        t_s=np.array([r["t_s"] for r in rows], dtype=np.float64),
-        accel_mps2=np.array([r["accel_mps2"] for r in rows], dtype=np.float64),
-        steer_rad=np.array([r["steer_rad"] for r in rows], dtype=np.float64),
-        target_lane=np.array([r["target_lane"] for r in rows], dtype=np.int64)
-        if has_action
-        else None,
-        v0_mps=np.array([r["v0_mps"] for r in rows], dtype=np.float64) if has_action else None,
+        config=json.loads(meta["config"]) if "config" in meta else {},
+        t_s=column("t_s", np.float64),
+        accel_mps2=column("accel_mps2", np.float64),
+        steer_rad=column("steer_rad", np.float64),
+        target_lane=column("target_lane", np.int64) if has_action else None,
+        v0_mps=column("v0_mps", np.float64) if has_action else None,
         driver=np.array([str(r.get("driver") or "human") for r in rows], dtype=object),
         command=np.array([int(r["command"]) for r in rows], dtype=np.int64),
-        scene=read_scene(path),
+        scene=scene,
         replay_of=meta.get("replay_of"),
     )
 
@@ -216,41 +214,142 @@ class Replayer:
 
     def distances_m(self, ego: bool = True) -> tuple[np.ndarray, int]:
         """(the distance [m] of each object paired by id between the world now and its logged
-        scene, the number left unpaired).
-
-        Distances come from the Frenet coordinates the scene logs exactly (its x, y are rounded
-        to the millimetre); along the road they wrap around the ring. An id that jumped (traffic
-        recycled to the window's other end) in one of the two is left unpaired.
-        """
+        scene, the number left unpaired): :func:`distances`."""
         i = self._scene_at.get(self.step)
         if i is None:
             return np.zeros(0), 0
-        scene, veh = self.drive.scene, self.world.vehicles
-        a, b = int(scene.offsets[i]), int(scene.offsets[i + 1])
-        logged = scene.columns["id"][a:b]
-        s_log, d_log = scene.columns["s_m"][a:b], scene.columns["d_m"][a:b]
-        slots = np.flatnonzero(veh.active[0])
-        ids = self.slot_ids[slots]
-        if not ego:
-            slots, ids = slots[ids != 0], ids[ids != 0]
-            keep = logged != 0
-            logged, s_log, d_log = logged[keep], s_log[keep], d_log[keep]
-        _, mine, theirs = np.intersect1d(ids, logged, assume_unique=True, return_indices=True)
-        ring = float(self.world.roads.length[0])
-        ds = np.abs(veh.s[0, slots[mine]] - s_log[theirs]) % ring
-        dd = veh.d[0, slots[mine]] - d_log[theirs]
-        dist = np.hypot(np.minimum(ds, ring - ds), dd)
-        jumped = dist > RECYCLE_JUMP_M
-        unpaired = len(ids) + len(logged) - 2 * len(mine) + int(jumped.sum())
-        return dist[~jumped], unpaired
+        return distances(self.world, 0, self.drive.scene, i, self.slot_ids, ego)
+
+
+def distances(
+    world: World, w: int, scene: SceneLog, i: int, slot_ids: np.ndarray, ego: bool = True
+) -> tuple[np.ndarray, int]:
+    """(the distance [m] between world ``w`` now and message ``i`` of ``scene`` of each object
+    paired by id, the number of objects left unpaired); ``slot_ids``: the logged id of each
+    vehicle slot. ``ego=False`` leaves the ego (id 0) out.
+
+    Distances come from the Frenet coordinates the scene logs exactly (its x, y are rounded to
+    the millimetre); along the road they wrap around the ring. An id that jumped (traffic
+    recycled to the window's other end) in one of the two is left unpaired.
+    """
+    veh = world.vehicles
+    a, b = int(scene.offsets[i]), int(scene.offsets[i + 1])
+    logged = scene.columns["id"][a:b]
+    s_log, d_log = scene.columns["s_m"][a:b], scene.columns["d_m"][a:b]
+    slots = np.flatnonzero(veh.active[w])
+    ids = slot_ids[slots]
+    if not ego:
+        slots, ids = slots[ids != 0], ids[ids != 0]
+        keep = logged != 0
+        logged, s_log, d_log = logged[keep], s_log[keep], d_log[keep]
+    _, mine, theirs = np.intersect1d(ids, logged, assume_unique=True, return_indices=True)
+    ring = float(world.roads.length[w])
+    ds = np.abs(veh.s[w, slots[mine]] - s_log[theirs]) % ring
+    dist = np.hypot(np.minimum(ds, ring - ds), veh.d[w, slots[mine]] - d_log[theirs])
+    jumped = dist > RECYCLE_JUMP_M
+    unpaired = len(ids) + len(logged) - 2 * len(mine) + int(jumped.sum())
+    return dist[~jumped], unpaired
+
+
+def _slots(drive: LoggedDrive) -> int:
+    """Vehicle slots the drive's fleet had (its batch's families'), so the world is the same."""
+    fams = drive.config.get("families") or [drive.family]
+    return max(slots_needed(f) for f in [*fams, drive.family] if f in FAMILIES)
+
+
+def _ttc(drive: LoggedDrive) -> float:
+    return float((drive.config.get("safety") or {}).get("ttc_critical_s", 1.5))
 
 
 def _world_for(drive: LoggedDrive) -> World:
     assert drive.family is not None and drive.seed is not None
-    fams = drive.config.get("families") or [drive.family]
-    need = max(slots_needed(f) for f in fams if f in FAMILIES)  # as the fleet's batch had
-    ttc = float((drive.config.get("safety") or {}).get("ttc_critical_s", 1.5))
-    return World([drive.family], [drive.seed], ttc_critical_s=ttc, max_vehicles=need)
+    return World(
+        [drive.family], [drive.seed], ttc_critical_s=_ttc(drive), max_vehicles=_slots(drive)
+    )
+
+
+@dataclass
+class Batch:
+    """Many drives re-simulated together, each to its own moment (:func:`resimulate_batch`)."""
+
+    drives: list[LoggedDrive]
+    world: World  # world w is drives[w] at its moment
+    route: RoutePlan
+    deviation_m: np.ndarray  # (W,) the largest distance to the logged scene at the moment [m]
+    unpaired: np.ndarray  # (W,) objects without a partner there
+
+
+def resimulate_batch(drives: list[LoggedDrive], until_s: list[float]) -> Batch:
+    """Every drive rebuilt and followed to its ``until_s`` [s], in one batched world.
+
+    The drives end their re-simulation on the same step: drive ``w`` is (re)started when the
+    steps left equal the steps it needs, and steps the world's human driver before that, which
+    costs the batch nothing it would not spend anyway. Worlds evolve on their own, so each is
+    the one :func:`resimulate` gives, exactly.
+    """
+    if not drives or len(drives) != len(until_s):
+        raise ConfigError(
+            f"Give one moment per drive; got {len(drives)} drives, {len(until_s)} moments."
+        )
+    for d in drives:
+        why = d.why_not_resimulable()
+        if why is not None:
+            raise ConfigError(f"Drive log {d.path.name} cannot be re-simulated: {why}.")
+    ttcs = {_ttc(d) for d in drives}
+    if len(ttcs) > 1:
+        raise ConfigError(
+            f"These drives were watched with different critical TTCs ({sorted(ttcs)} s); "
+            "re-simulate them in separate batches."
+        )
+    need = np.array([d.step_of(t) for d, t in zip(drives, until_s, strict=True)])
+    fams = [str(d.family) for d in drives]
+    seeds = [int(d.seed) for d in drives if d.seed is not None]
+    world = World(fams, seeds, ttc_critical_s=ttcs.pop(), max_vehicles=max(map(_slots, drives)))
+    route = RoutePlan(world)
+    total = int(need.max())
+    begin = total - need  # the step of the batch at which each drive starts
+    n = len(drives)
+    # every drive's actions as (W, total) rows, row w's column j the action from its step j
+    accel, steer, v0 = (
+        np.zeros((n, max(total, 1))),
+        np.zeros((n, max(total, 1))),
+        np.zeros((n, max(total, 1))),
+    )
+    lane = np.zeros((n, max(total, 1)), dtype=np.int64)
+    human = np.ones((n, max(total, 1)), dtype=bool)
+    for w, d in enumerate(drives):
+        j = int(need[w])
+        if j == 0:
+            continue
+        rows = np.array([d.action_index(k) for k in (0, j - 1)])  # the log covers steps 0..j-1
+        a, b = int(rows[0]), int(rows[1]) + 1
+        assert d.target_lane is not None and d.v0_mps is not None
+        accel[w, :j], steer[w, :j] = d.accel_mps2[a:b], d.steer_rad[a:b]
+        lane[w, :j], v0[w, :j] = d.target_lane[a:b], d.v0_mps[a:b]
+        human[w, :j] = d.driver[a:b] == "human"
+    rows_all = np.arange(n)
+    for it in range(total + 1):  # the last pass only starts the drives that need no step
+        fresh = np.flatnonzero(begin == it) if it > 0 else np.zeros(0, np.int64)
+        if len(fresh):
+            world.reset(fresh, [seeds[w] for w in fresh], [fams[w] for w in fresh])
+            route.restart(world, fresh)
+        if it == total:
+            break
+        route.update(world)
+        started = begin <= it  # the others drive their human until their start
+        col = np.where(started, np.minimum(world.step_count, total - 1), 0)
+        action = EgoAction(
+            accel[rows_all, col], steer[rows_all, col], lane[rows_all, col], v0[rows_all, col]
+        )
+        world.step(action, human=np.where(started, human[rows_all, col], True))
+    dev, lost = np.zeros(n), np.zeros(n, dtype=np.int64)
+    ids = np.arange(world.max_vehicles, dtype=np.int64)
+    for w, d in enumerate(drives):
+        at = np.flatnonzero(np.round(d.scene.times_s / DT_S).astype(np.int64) == need[w])
+        if len(at):
+            dist, lost[w] = distances(world, w, d.scene, int(at[0]), ids)
+            dev[w] = float(dist.max()) if len(dist) else 0.0
+    return Batch(drives, world, route, dev, lost)
 
 
 def resimulate(drive: LoggedDrive, until_s: float = 0.0) -> Replayer:
@@ -266,7 +365,7 @@ def resimulate(drive: LoggedDrive, until_s: float = 0.0) -> Replayer:
 
 
 def from_scene(drive: LoggedDrive, at_s: float) -> Replayer:
-    """A world holding the scene logged at ``at_s`` [s], each object driven by SCENE_DRIVER.
+    """A world holding the scene logged at ``at_s`` [s], each object driven by TRAFFIC_DRIVER.
 
     The road is the scenario's when the log names one (its geometry is not in the scene),
     else a default ring road with as many lanes as the scene uses.
@@ -308,7 +407,7 @@ def from_scene(drive: LoggedDrive, at_s: float) -> Replayer:
     v.length[0], v.width[0], v.height[0] = objects.length_m, objects.width_m, objects.height_m
     v.target_lane[0] = np.maximum(objects.lane, 0)
     v.v0[0] = np.maximum(_fastest_before(drive.scene, at_s, objects), 1.0)
-    for name, value in SCENE_DRIVER.items():
+    for name, value in TRAFFIC_DRIVER.items():
         getattr(v, name)[0] = value
     world.start_from(0, v, k)
     rep = Replayer(drive, world, exact=False)
@@ -330,3 +429,58 @@ def _fastest_before(scene: SceneLog, at_s: float, objects: SceneObjects) -> np.n
     hit = objects.id[order][pos] == ids
     np.maximum.at(fastest, order[pos[hit]], speeds[hit])
     return fastest
+
+
+def load_stored_drive(store: Any, drive_id: str) -> LoggedDrive:
+    """What replay needs of a drive a clip store holds (``dojo.data.store.Store``): its metadata,
+    telemetry and scene tables stand in for the log, which ingest does not keep."""
+    import pyarrow.parquet as pq
+
+    if not isinstance(drive_id, str) or re.fullmatch(r"[0-9a-f]{8,64}", drive_id) is None:
+        raise ConfigError(
+            f"drive={drive_id!r} is not a drive id (hex digits, as the store names them)."
+        )
+    folder = store.path("drives", drive_id)
+    if not store.fs.exists(f"{folder}/drive.parquet"):
+        raise ConfigError(f"Store {store.root} holds no drive {drive_id!r}.")
+
+    def table(name: str) -> Any:
+        with store.fs.open(f"{folder}/{name}.parquet", "rb") as f:
+            return pq.read_table(f)
+
+    row = table("drive").to_pylist()[0]
+    rows = table("telemetry").sort_by("t_s").to_pylist()
+    scene = None
+    if store.fs.exists(f"{folder}/scene.parquet"):
+        scene = table("scene").sort_by([("t_s", "ascending"), ("object_id", "ascending")])
+    meta = json.loads(row["config"] or "{}")
+    return _logged_drive(Path(str(row["source"])), meta, rows, _scene_log(scene))
+
+
+def _scene_log(table: Any) -> SceneLog:
+    """A store's scene table (rows in time order) as the SceneLog a log's channel reads as."""
+    if table is None or table.num_rows == 0:
+        return SceneLog.of([])
+    t = table.column("t_s").to_numpy()
+    times, first = np.unique(t, return_index=True)
+    offsets = np.append(first, len(t)).astype(np.int64)
+    columns = {
+        "id": table.column("object_id").to_numpy().astype(np.int64),
+        "kind": np.array(table.column("kind").to_pylist(), dtype=str),
+        "lane": table.column("lane").to_numpy().astype(np.int64),
+        **{
+            k: table.column(k).to_numpy().astype(np.float64)
+            for k in (
+                "x_m",
+                "y_m",
+                "yaw_rad",
+                "speed_mps",
+                "length_m",
+                "width_m",
+                "height_m",
+                "s_m",
+                "d_m",
+            )
+        },
+    }
+    return SceneLog(times.astype(np.float64), offsets, columns)

@@ -106,7 +106,8 @@ class Fleet:
     instead of fresh scenarios, as a replay of a logged moment does (:mod:`dojo.eval.replay`).
     Each car's drive then ends at ``config.drive_s`` or a collision and no other follows; the
     logs carry ``metadata`` besides the drive's own. ``follower``: what steps the world in place
-    of the policy and the safety driver (a replay following its log).
+    of the policy and the safety driver (a replay following its log). ``ends_s`` (N,): the drive
+    time each car's drive ends at [s], in place of ``config.drive_s``.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class Fleet:
         route: RoutePlan | None = None,
         metadata: dict[str, Any] | None = None,
         follower: Follower | None = None,
+        ends_s: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         self.config = config
         self.car_ids = _car_ids(config, cars)  # (n,) each world's car number in the fleet
@@ -158,6 +160,14 @@ class Fleet:
         # a world under way has a past the cameras did not record: its first frame stands in
         self._no_past = np.full(n, self.single)
         self.done = np.zeros(n, dtype=bool)  # single: cars whose drive has ended
+        # when each car's drive ends [s of drive time]: the config's drive_s unless given
+        self.ends_s = np.full(n, float(config.drive_s))
+        if ends_s is not None:
+            self.ends_s[:] = np.asarray(ends_s, dtype=np.float64)
+        # each car's counts (the summary's are the fleet's)
+        self.car_decisions = np.zeros(n, dtype=np.int64)
+        self.car_critical = np.zeros(n, dtype=np.int64)
+        self.car_collisions = np.zeros(n, dtype=np.int64)
         self.safety = SafetyDriver(n, config.safety)
         self.safety.watching = self.modes == AUTONOMOUS
         self.spec = OccupancySpec()
@@ -249,11 +259,14 @@ class Fleet:
             result = world.step(self._checked_by_safety(proposed, events), human=human)
         else:
             result = world.step(None, None)
-        s.decisions += n
-        s.miles += float(world.vehicles.v[:, 0].sum()) * DT_S / METRES_PER_MILE
+        live = ~self.done  # every car, but those whose single drive has ended
+        s.decisions += int(live.sum())
+        self.car_decisions += live
+        s.miles += float(world.vehicles.v[live, 0].sum()) * DT_S / METRES_PER_MILE
         events += self._shadow_events(proposed, d_before)
         events += self._world_events(result.ego_ttc_s)
-        for c in np.nonzero(result.ego_collision)[0].tolist():
+        for c in np.nonzero(result.ego_collision & live)[0].tolist():
+            self.car_collisions[c] += 1
             if self.modes[c] == AUTONOMOUS and not (
                 self.safety.intervening[c] and self.safety.critical[c]
             ):
@@ -274,7 +287,7 @@ class Fleet:
         tick = time.perf_counter()
         self._log_step(t_now, events)
         self._sample_normal(t_now)
-        ended = result.ego_collision | (t_now >= cfg.drive_s - 1e-9)
+        ended = result.ego_collision | (t_now >= self.ends_s - 1e-9)
         if ended.any() and self.single:
             for c in np.nonzero(ended & ~self.done)[0].tolist():
                 self._finish(int(c))
@@ -311,6 +324,8 @@ class Fleet:
             expert = world.expert_action(ego=proposed)
         expert_target = None if expert is None else expert.target_lane
         for iv in self.safety.assess(world, proposed, self.route.direction(world), expert_target):
+            if self.done[iv.car]:
+                continue
             events.append((iv.car, _intervention_event(iv)))
             self._count_intervention(iv)
         by_safety = self.safety.controls_by_safety_driver()
@@ -405,6 +420,8 @@ class Fleet:
 
     def _count_intervention(self, iv: Intervention) -> None:
         s = self.summary
+        if iv.critical:
+            self.car_critical[iv.car] += 1
         key = ("critical:" if iv.critical else "noncritical:") + iv.reason
         s.reasons[key] = s.reasons.get(key, 0) + 1
         if iv.critical:

@@ -168,6 +168,28 @@ def _in_workers(
     return runs
 
 
+def map_forked(work: Callable[[int], Any], n: int, workers: int | None = None) -> list[Any]:
+    """``[work(0), ..., work(n - 1)]``, computed ``workers`` at a time in forked processes (default
+    one a core), each with its share of torch threads; here one by one where forking cannot
+    work (see the module doc) or one worker is asked for. ``work`` is inherited, not pickled."""
+    w = min(whole("workers", workers, 1) if workers is not None else default_workers(), n)
+    if w <= 1 or not _can_fork(None):
+        return [work(i) for i in range(n)]
+    ctx = multiprocessing.get_context("fork")
+    _shared["work"] = work
+    try:
+        with ctx.Pool(
+            w, initializer=_start_worker, initargs=(max(1, default_workers() // w),)
+        ) as pool:
+            return pool.map(_work, range(n), chunksize=1)
+    finally:
+        _shared.pop("work", None)
+
+
+def _work(i: int) -> Any:
+    return _shared["work"](i)
+
+
 def _start_worker(threads: int) -> None:
     # Ctrl-C reaches the whole process group: the parent stops the workers, they stay quiet
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -186,4 +208,4 @@ def _drive(i: int) -> FleetRun:
     return _finished(fleet, fleet.run(), _shared["collect"])
 
 
-__all__ = ["FleetRun", "default_workers", "run_fleets"]
+__all__ = ["FleetRun", "default_workers", "map_forked", "run_fleets"]

@@ -34,6 +34,7 @@ LOOP_FLAGS = (
     "sample_normal",
     "hazard_window_s",
     "takeover_window_s",
+    "moment_rule",
 )
 # a stage's setting goes by the loop's flat name on the loop's command line (--train-steps)
 LOOP_FLAG_NAMES = {path: "--" + name.replace("_", "-") for name, path in FLAT_NAMES.items()}

@@ -201,6 +201,13 @@ class LoopConfig:
     )
     val_share: float = 0.2
     alpha: float = 0.05
+    # the fleet's critical moments, kept as a regression suite (moments.toml in the loop's
+    # folder) that every candidate drives beside the held-out suite: see dojo.loop.moments
+    moment_rule: str = settings.setting(
+        "net",
+        help="a candidate that fails fleet moments the deployed model passes: net (refused when "
+        "it breaks more than it fixes), any (refused when it breaks one), warn (never refused)",
+    )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LoopConfig:
@@ -260,6 +267,12 @@ class LoopConfig:
         validate.number("loop alpha", self.alpha, 0.0, 0.5, low_open=True)
         validate.number("loop val_share", self.val_share, 0.0, 0.9, low_open=True)
         validate.share("loop sample_normal", self.sample_normal)
+        from dojo.loop.moments import MOMENT_RULES
+
+        if self.moment_rule not in MOMENT_RULES:
+            raise DojoConfigError(
+                f"loop moment_rule={self.moment_rule!r} must be one of {', '.join(MOMENT_RULES)}."
+            )
         if self.train.net == "occupancy":
             raise DojoConfigError("loop net='occupancy' cannot drive; use 'policy' or 'both'.")
         for name in ("hazard_window_s", "takeover_window_s"):

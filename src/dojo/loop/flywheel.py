@@ -55,7 +55,7 @@ from dojo.eval.evaluate import evaluate, get_suite
 from dojo.fleet.split import drive_batches
 from dojo.loop.config import HAZARD_TRIGGERS, TAKEOVER_TRIGGERS, LoopConfig, label_sources
 from dojo.loop.gate import gate
-from dojo.loop.moments import fixed_and_broken
+from dojo.loop.moments import fixed_and_broken, suite_fixed_and_broken
 from dojo.loop.rows import format_row, nines_words, train_loss, versus
 from dojo.train.config import CHECKPOINT_FILE
 from dojo.train.trainer import train
@@ -65,6 +65,7 @@ DATASET = "loop"  # the dataset name every turn adds a version to
 RESULT_FILE = "loop.json"
 CONFIG_FILE = "config.json"
 JOURNAL_FILE = "progress.json"  # the stages completed so far: what `dojo loop --resume` skips
+SUITE_FILE = "moments.toml"  # the fleet's critical moments: the regression suite of every turn
 SEEDS_PER_TURN = (
     100_000  # training seeds set aside for each turn's drives (turns never share a scenario)
 )
@@ -475,6 +476,23 @@ class _Flywheel:
             "dropped_network_driven": mining["dropped_network_driven"],
         }
 
+    def _write_suite(self) -> dict[str, Any]:
+        """The regression suite of every critical moment the store holds, rewritten each turn
+        (the store only grows, so the suite does); its store is named relative to it."""
+        from dojo.eval.suite import suite_from_store, write_suite
+
+        found = suite_from_store(self.store_path)
+        write_suite(replace(found, store="store"), self.out / SUITE_FILE)
+        return {"file": SUITE_FILE, "moments": len(found.moments)}
+
+    def _suite_eval(self, name: str, policy: str) -> str:
+        from dojo.eval.suite import evaluate_suite, load_suite
+
+        result = evaluate_suite(policy, load_suite(self.out / SUITE_FILE))
+        self.evals[name] = result
+        _write_json(self.out / "eval" / f"{name}.json", result)
+        return f"eval/{name}.json"
+
     def turn_seed(self, turn: int) -> int:
         """The first held-out seed of turn ``turn``'s evaluations: fresh every turn, past the
         baselines' seeds and every earlier turn's, wrapping inside the suite."""
@@ -524,10 +542,32 @@ class _Flywheel:
             "eval_deployed",
             lambda: self._evaluate_at(incumbent_name, deployed["model"], seed),
         )
+        # the fleet's critical moments so far (this turn's drives included), driven by both
+        self._stage(turn, "suite", self._write_suite)
+        cand_moments = self._stage(
+            turn, "suite_eval", lambda: self._suite_eval(f"{name}-moments", candidate)
+        )
+        dep_moments = self._stage(
+            turn,
+            "suite_eval_deployed",
+            lambda: self._suite_eval(f"{incumbent_name}-moments", deployed["model"]),
+        )
         result = self._eval_result(name, eval_file)
         incumbent = self._eval_result(incumbent_name, inc_file)
         times = dict(journal["stage_s"])
         decision = gate(result, incumbent, self.config.alpha, paired=True)
+        suite = suite_fixed_and_broken(
+            self._eval_result(f"{name}-moments", cand_moments),
+            self._eval_result(f"{incumbent_name}-moments", dep_moments),
+            self.config.moment_rule,
+        )
+        promoted = decision.promoted and suite["verdict"] != "refused"
+        reasons = [] if decision.promoted else [decision.reason]
+        if suite["verdict"] != "passed":
+            reasons.append(
+                f"fleet moments {suite['verdict']}: broke {suite['broken']}, fixed "
+                f"{suite['fixed']} of {suite['paired']} (rule {suite['rule']})"
+            )
         return {
             "loop": turn,
             "drive": {
@@ -578,9 +618,10 @@ class _Flywheel:
             "eval_seed": seed,
             "against_eval": _eval_summary(incumbent),
             "moments": fixed_and_broken(result, incumbent),
+            "suite_moments": suite,
             "reasons": dict(result.get("reasons") or {}),
-            "promoted": decision.promoted,
-            "gate": decision.reason,
+            "promoted": promoted,
+            "gate": "; ".join(reasons) or "passed",
             "against": deployed["model"],
             "stage_s": times,
         }

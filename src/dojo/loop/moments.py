@@ -38,16 +38,25 @@ def fixed_and_broken(candidate: Mapping[str, Any], deployed: Mapping[str, Any]) 
     first :data:`SHOWN` of each as ``{family, seed, deployed, candidate}`` (critical counts);
     ``paired``: drives found in both evaluations."""
     cand, dep = _drives(candidate, "candidate"), _drives(deployed, "deployed")
+    return _split(
+        cand,
+        dep,
+        lambda key, d, c: {"family": key[0], "seed": key[3], "deployed": d, "candidate": c},
+    )
+
+
+def _split(cand: Mapping[Any, int], dep: Mapping[Any, int], describe: Any) -> dict[str, Any]:
+    """Paired keys split into fixed (the deployed model failed, the candidate did not) and
+    broken (the reverse); values are failure counts, ``describe(key, d, c)`` names a moment."""
     fixed: list[dict[str, Any]] = []
     broken: list[dict[str, Any]] = []
     both = sorted(set(cand) & set(dep))
     for key in both:
         c, d = cand[key], dep[key]
-        moment = {"family": key[0], "seed": key[3], "deployed": d, "candidate": c}
         if d > 0 and c == 0:
-            fixed.append(moment)
+            fixed.append(describe(key, d, c))
         elif c > 0 and d == 0:
-            broken.append(moment)
+            broken.append(describe(key, d, c))
     return {
         "paired": len(both),
         "fixed": len(fixed),
@@ -57,4 +66,45 @@ def fixed_and_broken(candidate: Mapping[str, Any], deployed: Mapping[str, Any]) 
     }
 
 
-__all__ = ["SHOWN", "fixed_and_broken"]
+# how the loop's gate treats a candidate that fails fleet moments the deployed model passes
+MOMENT_RULES = {
+    "net": "refused when it breaks more of the fleet's moments than it fixes, warned when it "
+    "breaks some but fixes at least as many",
+    "any": "refused when it breaks any of the fleet's moments",
+    "warn": "never refused for the fleet's moments, warned when it breaks some",
+}
+
+
+def suite_fixed_and_broken(
+    candidate: Mapping[str, Any], deployed: Mapping[str, Any], rule: str = "net"
+) -> dict[str, Any]:
+    """The regression suite's moments the candidate fixed or broke against the deployed model
+    (two ``dojo.eval.suite.evaluate_suite`` results of one suite), and the rule's ``verdict``:
+    ``passed``, ``warned`` or ``refused`` (:data:`MOMENT_RULES`)."""
+    if rule not in MOMENT_RULES:
+        raise DojoConfigError(f"moment rule {rule!r} must be one of {', '.join(MOMENT_RULES)}.")
+
+    def failures(result: Mapping[str, Any]) -> dict[tuple[str, float], int]:
+        return {(m["drive"], float(m["t_s"])): int(not m["passed"]) for m in result["moments"]}
+
+    def describe(key: tuple[str, float], d: int, c: int) -> dict[str, Any]:
+        return {
+            "drive": key[0],
+            "t_s": key[1],
+            "source": sources.get(key, ""),
+            "trigger": triggers.get(key, ""),
+        }
+
+    sources = {(m["drive"], float(m["t_s"])): m.get("source", "") for m in candidate["moments"]}
+    triggers = {(m["drive"], float(m["t_s"])): m.get("trigger", "") for m in candidate["moments"]}
+    out = _split(failures(candidate), failures(deployed), describe)
+    fixed, broken = out["fixed"], out["broken"]
+    refused = (rule == "net" and broken > fixed) or (rule == "any" and broken > 0)
+    out["verdict"] = "refused" if refused else ("warned" if broken else "passed")
+    out["rule"] = rule
+    out["candidate_passed"] = int(candidate.get("moments_passed", 0))
+    out["deployed_passed"] = int(deployed.get("moments_passed", 0))
+    return out
+
+
+__all__ = ["MOMENT_RULES", "SHOWN", "fixed_and_broken", "suite_fixed_and_broken"]

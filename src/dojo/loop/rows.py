@@ -62,7 +62,7 @@ def nines_words(r: dict[str, Any]) -> str:
     )
 
 
-_HEAD = f"{'loop':>4}  {'windows (by trigger)':<44}{'loss':>8}{'IoU':>6}{'decisions':>11}{'critical':>9}  {'nines [95%]':<20}promoted"
+_HEAD = f"{'loop':>4}  {'windows (by trigger)':<44}{'loss':>8}{'IoU':>6}{'decisions':>11}{'critical':>9}  {'nines [95%]':<20}{'moments':<14}promoted"
 
 
 def format_row(row: dict[str, Any], header: bool = False) -> str:
@@ -74,9 +74,13 @@ def format_row(row: dict[str, Any], header: bool = False) -> str:
     iou = "-" if row["occupancy_iou"] is None else f"{row['occupancy_iou']:.2f}"
     nines = nines_interval(row)
     promoted = "yes" if row["promoted"] else f"no: {row['gate']}"
+    if row["promoted"] and row.get("gate", "passed") != "passed":
+        promoted += f" ({row['gate']})"  # a warning the rule let through
+    sm = row.get("suite_moments")  # the fleet's moments passed: candidate / deployed, of all
+    moments = f"{sm['candidate_passed']}/{sm['deployed_passed']} of {sm['paired']}" if sm else "-"
     line = (
         f"{row['loop']:>4}  {windows:<44}{row['train_loss']:>8.4f}{iou:>6}{row['decisions']:>11,}"
-        f"{row['critical_interventions']:>9,}  {nines:<20}{promoted}"
+        f"{row['critical_interventions']:>9,}  {nines:<20}{moments:<14}{promoted}"
     )
     return (_HEAD + "\n" + line) if header else line
 

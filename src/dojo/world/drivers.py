@@ -16,6 +16,21 @@ from __future__ import annotations
 import numpy as np
 
 IDM_DELTA = 4.0
+# Drivers of logged traffic as Dojo assumes them where a log does not say how each person drives
+# (the auto-labeler, a replay started from a scene): the middle of the ranges the world draws
+# (dojo.world.scenarios).
+TRAFFIC_DRIVER = {
+    "t_headway": 1.6,
+    "a_max": 1.6,
+    "b_comf": 2.0,
+    "s0": 2.75,
+    "politeness": 0.3,
+    "b_safe": 2.5,
+    "a_gain": 0.25,
+}
+# The careful driver the labels come from: the world's expert ego (dojo.world.scenarios), with
+# the middle of its drawn a_max.
+CAREFUL_DRIVER = TRAFFIC_DRIVER | {"s0": 3.0, "b_safe": 2.0, "a_gain": 0.2}
 NO_LEADER_GAP_M = 1.0e4  # a gap that far away has no effect on IDM
 # highway-env's IDMVehicle clips accelerations to +/- ACC_MAX = 6 m/s^2; we do the same so the two
 # worlds can be compared trajectory by trajectory.

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dojo.errors import CorruptLogError
+from dojo.world.drivers import CAREFUL_DRIVER, TRAFFIC_DRIVER
 from dojo.world.road import Roads
 from dojo.world.vehicles import Kind, Vehicles
 
@@ -39,21 +40,6 @@ COLUMNS = (
     "d_m",
 )
 _FLOATS = ("x_m", "y_m", "yaw_rad", "speed_mps", "length_m", "width_m", "height_m", "s_m", "d_m")
-
-# Drivers of the traffic as the labeler assumes them: the middle of the ranges the world draws
-# (dojo.world.scenarios), since a log does not say how each person drives.
-TRAFFIC_DRIVER = {
-    "t_headway": 1.6,
-    "a_max": 1.6,
-    "b_comf": 2.0,
-    "s0": 2.75,
-    "politeness": 0.3,
-    "b_safe": 2.5,
-    "a_gain": 0.25,
-}
-# The careful driver the labels come from: the world's expert ego (dojo.world.scenarios), with
-# the middle of its drawn a_max.
-CAREFUL_DRIVER = TRAFFIC_DRIVER | {"s0": 3.0, "b_safe": 2.0, "a_gain": 0.2}
 
 
 def _bad(drive: str, why: str) -> CorruptLogError:
