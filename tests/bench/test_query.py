@@ -128,6 +128,8 @@ def _hand_store(root: Path) -> Path:
             "leader": [-1] * n,
             "command": [0] * n,
             "driver": ["human"] * n,
+            "target_lane": [1] * n,
+            "v0_mps": [None] * n,
             "extra": [None] * n,
         }
         telemetry = pa.Table.from_pydict(columns, schema=TELEMETRY)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from dojo.cli import main
@@ -179,3 +180,24 @@ def test_bad_suites_and_flags_get_one_clear_error(
 def test_logged_is_not_a_suite_policy(suite_file: Path) -> None:
     with pytest.raises(ConfigError, match="'logged' only replays one log"):
         evaluate_suite("logged", load_suite(suite_file))
+
+
+def test_the_report_shows_a_broken_moment_logged_deployed_and_candidate(
+    store: Path, suite_file: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from dojo.loop.report import plot_fleet_moment
+
+    m = load_suite(suite_file).moments[0]
+    moment = {"drive": m.drive, "t_s": m.t_s, "source": m.source, "trigger": m.trigger}
+    row = {"loop": 1, "against": "expert", "candidate": "naive",
+           "suite_moments": {"broken_moments": [moment], "fixed_moments": []}}  # fmt: skip
+    picture = plot_fleet_moment({"loops": [row]}, store.parent, tmp_path / "m.png")
+    assert picture.file == "m.png" and "loop 1 broken this moment" in picture.note
+    image = np.asarray(Image.open(tmp_path / "m.png").convert("L"), dtype=np.int16)
+    thirds = np.array_split(image, 3, axis=0)  # logged, deployed, candidate, one above the other
+    assert image.shape[0] > 2 * image.shape[1] / 3
+    assert np.abs(thirds[1] - thirds[2]).mean() > 0  # expert and naive left different scenes
+    skipped = plot_fleet_moment({"loops": [{"loop": 0}]}, store.parent, tmp_path / "n.png")
+    assert skipped.file is None and "Skipped" in skipped.note

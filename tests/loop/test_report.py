@@ -312,3 +312,19 @@ def test_a_noncritical_takeover_is_the_fallback(tmp_path: Path) -> None:
     con.execute("INSERT INTO events VALUES ('d', 15, 'intervention_start', true, 'ttc')")
     m = report.find_takeover(con)
     assert m is not None and m.critical and m.t_s == 15.0
+
+
+def test_the_fleet_moments_a_turn_fixed_and_broke_are_listed(
+    run_dir: tuple[dict[str, Any], Path],
+) -> None:
+    result, out = run_dir
+    moment = {"drive": "ab12", "t_s": 12.3, "source": HOSTILE, "trigger": "collision"}
+    result["loops"][1]["suite_moments"] = {
+        "paired": 3, "fixed": 0, "broken": 2, "verdict": "refused", "rule": "net",
+        "candidate_passed": 1, "deployed_passed": 3,
+        "fixed_moments": [], "broken_moments": [moment],
+    }  # fmt: skip
+    page = write_report(result, out).read_text()
+    assert "loop 1: refused (rule net); passed: candidate 1, deployed 3 of 3" in page
+    assert "broken 2: &lt;script&gt;" in page and "at 12.3 s (collision), and 1 more" in page
+    assert "<script" not in page.lower()

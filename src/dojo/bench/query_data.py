@@ -42,7 +42,7 @@ from dojo.validate import whole
 NEAR_MISS_TTC_S = 1.5  # a row is a near miss when its TTC is under this [s]
 DT_S = 0.1  # telemetry step (10 Hz) [s]
 ROWS_PER_DRIVE = 1_000_000  # default drive length in rows (about 28 h at 10 Hz)
-GENERATOR = 2  # bump when the synthetic data changes, so cached data is regenerated
+GENERATOR = 3  # bump when the synthetic data changes, so cached data is regenerated
 MARKER = "bench-data.json"
 DISK_BYTES_PER_ROW = 40  # generous upper bound of the zstd Parquet size per row [bytes]
 
@@ -155,6 +155,8 @@ def synthetic_telemetry(drive_id: str, rows: int, index: int, seed: int) -> pa.T
         pa.array(leader),
         pa.array(command),
         pa.DictionaryArray.from_arrays(pa.array(driver), pa.array(_DRIVERS)).cast(pa.string()),
+        pa.array(lane),  # target_lane: the lane it is in (no replay reads synthetic drives)
+        pa.nulls(rows, pa.float64()),  # v0_mps: not logged
         pa.nulls(rows, pa.string()),
     ]
     return pa.Table.from_arrays(columns, schema=TELEMETRY)

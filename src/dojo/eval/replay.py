@@ -154,6 +154,28 @@ def replay(
     )
 
 
+def worlds_at(
+    drive: LoggedDrive, t_s: float, before_s: float, policies: dict[str, str]
+) -> dict[str, tuple[Any, float]]:
+    """The world of ``drive`` at the moment ``t_s`` [s] as logged, and as each of ``policies``
+    (name -> policy) leaves it after driving from ``before_s`` ahead of it, with the safety
+    driver watching: name -> (a one-world World, its drive time [s]). ``logged`` is the log's
+    own state; a policy's drive that ends in a collision stops there, earlier."""
+    from dojo.fleet.drive import Fleet
+
+    out: dict[str, tuple[Any, float]] = {}
+    logged = resimulate(drive, t_s)
+    out[LOGGED] = (logged.world, float(logged.world.time_s[0]))
+    begin = max(round((t_s - before_s) / DT_S) * DT_S, drive.start_s)
+    steps = max(1, round((t_s - begin) / DT_S))
+    for name, policy in policies.items():
+        rep = resimulate(drive, begin)
+        config = fleet_config(drive.config, check_policy(policy), [str(drive.family)], 1, steps)
+        Fleet(config, world=rep.world, route=rep.route, ends_s=[begin + steps * DT_S]).run()
+        out[name] = (rep.world, float(rep.world.time_s[0]))
+    return out
+
+
 def fleet_config(
     logged: dict[str, Any],
     policy: str,

@@ -37,7 +37,7 @@ from dojo.loop.report_html import Picture, as_number, render_html, upper_bound
 
 REPORT_DIR = "report"
 INDEX = "index.html"
-PNGS = ("nines.png", "families.png", "loss.png", "moment.png")
+PNGS = ("nines.png", "families.png", "loss.png", "moment.png", "fleet_moment.png")
 MOMENT_SPAN_S = 5.0  # telemetry shown either side of the takeover
 DRIVER_COLOURS = {"network": "tab:blue", "safety_driver": "tab:red", "human": "tab:gray"}
 DPI = 100
@@ -457,6 +457,58 @@ def plot_moment(store_path: Path, path: Path) -> Picture:
     )
 
 
+def _suite_moment(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(a turn's row, one fleet moment of it to show): the latest turn's first broken moment,
+    else its first fixed one; None when no turn broke or fixed one."""
+    for row in reversed(result.get("loops") or []):
+        sm = row.get("suite_moments") or {}
+        for kind in ("broken", "fixed"):
+            if sm.get(f"{kind}_moments"):
+                return row, {**sm[f"{kind}_moments"][0], "kind": kind}
+    return None
+
+
+def plot_fleet_moment(result: dict[str, Any], out: Path, path: Path) -> Picture:
+    """Camera mosaic + BEV of one fleet moment a turn broke or fixed: as logged, as the deployed
+    model drove it and as the candidate did, one above the other."""
+    from dojo.data.store import Store
+    from dojo.eval.replay import LOGGED, fleet_config, worlds_at
+    from dojo.eval.resim import load_stored_drive
+    from dojo.eval.suite import DEFAULT_BEFORE_S
+    from dojo.world.camera import CameraRig, render
+    from dojo.world.occupancy import OccupancySpec, occupancy
+    from dojo.world.picture import mosaic
+
+    title = "A fleet moment: logged, deployed, candidate"
+    found = _suite_moment(result)
+    if found is None:
+        return Picture(
+            title, None, "Skipped: no turn broke or fixed a moment of the fleet's suite."
+        )
+    row, m = found
+    drive = load_stored_drive(Store(out / "store"), m["drive"])
+    policies = {"deployed": str(row["against"]), "candidate": str(row["candidate"])}
+    worlds = worlds_at(drive, float(m["t_s"]), DEFAULT_BEFORE_S, policies)
+    cfg = fleet_config(drive.config, "naive", [str(drive.family)], 1, 1)  # the log's rig
+    rig = CameraRig.named(cfg.rig, rgb=cfg.rgb, width=cfg.camera_width, height=cfg.camera_height)
+    tiles = []
+    for name, (world, t) in worlds.items():
+        frames = render(world.roads, world.vehicles, rig, threads=1)[0]
+        grid = occupancy(world.roads, world.vehicles, OccupancySpec())[0]
+        who = "as logged" if name == LOGGED else f"{name} ({Path(policies[name]).name})"
+        tiles.append(mosaic(frames, grid, list(rig.names), f"{who}, t = {t:.1f} s"))
+    picture = tiles[0]
+    for tile in tiles[1:]:
+        picture = _stack(picture, tile)
+    picture.save(path)
+    caption = (
+        f"loop {row['loop']} {m['kind']} this moment: {m.get('source') or m['drive']} at "
+        f"{float(m['t_s']):.1f} s ({m.get('trigger')}), replayed from {DEFAULT_BEFORE_S:g} s "
+        "before it"
+    )
+    return Picture(title, path.name, caption + ".")
+
+
 def _guarded(title: str, draw: Any, *args: Any) -> Picture:
     """Draw one picture; a failure leaves it out with the error on the page rather than losing the report."""
     try:
@@ -484,6 +536,13 @@ def write_report(result: dict[str, Any], out: str | Path) -> Path:
         ),
         _guarded("Training loss per loop", plot_loss, result, out, folder / "loss.png"),
         _guarded("A mined takeover", plot_moment, out / "store", folder / "moment.png"),
+        _guarded(
+            "A fleet moment: logged, deployed, candidate",
+            plot_fleet_moment,
+            result,
+            out,
+            folder / "fleet_moment.png",
+        ),
     ]
     index = folder / INDEX
     index.write_text(render_html(result, pictures), encoding="utf-8")
@@ -494,6 +553,7 @@ __all__ = [
     "Picture",
     "find_takeover",
     "plot_families",
+    "plot_fleet_moment",
     "plot_loss",
     "plot_moment",
     "plot_nines",

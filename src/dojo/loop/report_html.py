@@ -162,6 +162,39 @@ def _moments_section(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def _fleet_moments_section(rows: list[dict[str, Any]]) -> str:
+    """Per turn, the fleet's own critical moments (the loop's regression suite) the candidate
+    fixed or broke against the deployed model, and the rule's verdict."""
+    items = []
+    for r in rows:
+        m = r.get("suite_moments")
+        if not isinstance(m, dict):
+            continue
+        head = (
+            f"loop {r.get('loop')}: {m.get('verdict')} (rule {m.get('rule')}); passed: candidate "
+            f"{m.get('candidate_passed')}, deployed {m.get('deployed_passed')} of {m.get('paired')}"
+        )
+        parts = []
+        for kind in ("fixed", "broken"):
+            listed = ", ".join(
+                f"{x.get('source') or x['drive']} at {float(x['t_s']):.1f} s ({x.get('trigger')})"
+                for x in m.get(f"{kind}_moments", [])
+            )
+            more = m.get(kind, 0) - len(m.get(f"{kind}_moments", []))
+            listed += f", and {more} more" if more > 0 else ""
+            parts.append(f"{kind} {m.get(kind, 0)}: {listed or '-'}")
+        items.append(f"<li>{_e(head)}<br>{_e('; '.join(parts))}</li>")
+    if not items:
+        return "<p>No regression suite of fleet moments (older loop files).</p>"
+    return (
+        "<p>Every critical moment the fleet met so far (takeovers, collisions), replayed from "
+        "5 s before it with the candidate and with the deployed model (<code>moments.toml</code>; "
+        "docs/replay.md). Broken: the deployed model passes it, the candidate fails it.</p>\n<ul>"
+        + "\n".join(items)
+        + "</ul>"
+    )
+
+
 def _verdict(v: Any, deployed: str, other: str) -> str:
     if not isinstance(v, dict):
         return f"not compared with {other}"
@@ -231,6 +264,8 @@ def render_html(result: dict[str, Any], pictures: list[Picture]) -> str:
         _deployed_section(result),
         "<h2>Moments fixed and broken between turns</h2>",
         _moments_section(list(result.get("loops", []))),
+        "<h2>The fleet's moments (regression suite)</h2>",
+        _fleet_moments_section(list(result.get("loops", []))),
         *(_picture_html(p) for p in pictures),
         f"<h2>Config</h2>\n<pre>{_e(config)}</pre>",
         "</body></html>",
