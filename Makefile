@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# the dashboard's browser tests drive Debian's Chromium (never `playwright install`: no downloads)
 	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; } || echo "chromium missing: dashboard browser tests will skip"
+	# tenant code runs in Debian's bubblewrap (dojo.service.agent.sandbox); never bare
+	command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; } || echo "bubblewrap missing: sandbox tests will skip"
 	touch $(STAMP)
 
 # The main job: `dojo loop` on the embedded world (drive, ingest, mine, train, evaluate in nines,

@@ -426,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_replay(bench)
 
+    from dojo.bench.sandbox import add_bench_command as add_bench_sandbox
+
+    add_bench_sandbox(bench)
+
     from dojo.bench.gpu import add_bench_command as add_bench_gpu
 
     add_bench_gpu(bench)
@@ -468,8 +472,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dojo: error: {err}", file=sys.stderr)
         return 2
     finally:
+        _disconnect_ray()  # its threads print until it shuts down, so before stdout is restored
         sys.stdout.flush()
         sys.stdout = real_stdout
+
+
+def _disconnect_ray() -> None:
+    """End this process's Ray connection, if a command made one (``--ray``)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 if __name__ == "__main__":
