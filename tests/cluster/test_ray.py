@@ -70,6 +70,17 @@ def test_an_evaluation_on_ray_counts_what_a_local_one_does_even_with_a_worker_ki
     assert_same_counts(json.loads(out), local)
 
 
+def test_an_evaluation_split_into_car_batches_counts_what_the_whole_fleets_do(
+    cluster: RayCluster,
+) -> None:
+    local = run_dojo(*EVAL)
+    on_ray = run_dojo(*EVAL, "--batch-cars", "1", "--ray", cluster.address)  # 4 tasks a family
+    assert_same_counts(on_ray, local)
+    for fam in local["families"]:
+        assert on_ray["families"][fam]["cars"] == local["families"][fam]["cars"]
+        assert on_ray["families"][fam]["drives"] == local["families"][fam]["drives"]
+
+
 def test_overlapping_ingests_on_ray_into_one_store_take_each_drive_once(
     cluster: RayCluster, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from dojo.eval.config import EvalConfig
 from dojo.settings import add_flags, from_args
 
 # the EvalConfig fields `dojo eval` exposes, in --help order (--compare goes after --policy)
-EVAL_FLAGS = ("policy", "suite", "suites_file", "decisions", "cars", "seed", "rig")
+EVAL_FLAGS = ("policy", "suite", "suites_file", "decisions", "cars", "seed", "rig", "batch_cars")
 
 
 def _load_or_evaluate(spec: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -73,6 +73,7 @@ def _evaluate(policy: str, args: argparse.Namespace) -> dict[str, Any]:
             progress=progress,
             rig=config.rig,
             ray=resolve_address(args.ray),
+            batch_cars=config.batch_cars,
         )
     finally:
         for bar in bars:

@@ -37,6 +37,11 @@ class EvalConfig:
         help="at least this many decisions, split evenly over the families, in whole drives",
     )
     cars: int = setting(16, help="cars per fleet (one fleet per family)")
+    batch_cars: int = setting(
+        0,
+        help="on Ray: cars a task (0: baselines over the cluster's CPUs, a checkpoint's fleet "
+        "whole; a split checkpoint fleet matches a local run only up to rounding)",
+    )
     seed: int | None = setting(None, help="first scenario seed (default: the suite's first)")
     rig: str = rig_setting()
 
@@ -48,6 +53,7 @@ class EvalConfig:
             validate.text("suites_file", self.suites_file)
         validate.whole("decisions", self.decisions)
         validate.whole("cars", self.cars)
+        validate.whole("batch_cars", self.batch_cars, 0)
         if self.seed is not None:
             validate.whole("seed", self.seed)
         check_rig(self.rig)

@@ -322,11 +322,17 @@ class _TallyFleet(Fleet):
             or sum(r[4] for r in rows) != s.decisions
         ):  # the fleet counted somewhere these hooks do not see
             raise AssertionError("per-drive counts do not add up to the fleet's summary")
-        rows.sort()
+        ids = self.car_ids  # a batch's cars by their number in the whole fleet
+        rows = sorted((int(ids[c]), d, seed, k, n) for c, d, seed, k, n in rows)
         return [
             {"car": c, "drive": d, "seed": seed, "critical_interventions": k, "decisions": n}
             for c, d, seed, k, n in rows
         ]
+
+    @staticmethod
+    def merge_per_drive(parts: list[list[dict[str, int]]]) -> list[dict[str, int]]:
+        """The whole fleet's per-drive rows from its batches' (each car in one batch)."""
+        return sorted((r for p in parts for r in p), key=lambda r: (r["car"], r["drive"]))
 
 
 def evaluate(
@@ -341,6 +347,7 @@ def evaluate(
     rig: str = DEFAULT_RIG,
     workers: int | None = None,
     ray: str | None = None,
+    batch_cars: int = 0,
 ) -> dict[str, Any]:
     """Drive ``policy`` (naive | expert | careful | checkpoint path) on ``suite`` for at least
     ``decisions``, the cars carrying the camera rig named ``rig``.
@@ -353,7 +360,8 @@ def evaluate(
     ``loaded``: an already loaded policy (the loop evaluates a
     model it holds); ``policy`` then only names it. ``workers``: processes the families drive
     in at once (default: one a core); ``ray``: a Ray cluster's address to drive them on instead,
-    a task a family. The counts depend on neither.
+    each family's fleet in batches of cars where that changes no count (a baseline's: see
+    :func:`dojo.fleet.pool.run_fleets`). The counts depend on neither.
     """
     decisions, cars = _check_budget(decisions, cars)
     st = get_suite(suite, suites_file)
@@ -377,6 +385,7 @@ def evaluate(
             suite_lo=st.seed_lo,
             suite_hi=st.seed_hi,
             rig=rig,
+            batch_cars=batch_cars,  # how Ray splits the fleet (DriveConfig.batches)
         )
         for fam in st.families
     ]
@@ -406,6 +415,7 @@ def evaluate(
         fleet_type=_TallyFleet,
         collect=_TallyFleet.per_drive,
         ray=ray,
+        merge_extra=_TallyFleet.merge_per_drive,
     )
     for cfg, fleet in zip(configs, runs, strict=True):
         summary = fleet.summary

@@ -55,17 +55,22 @@ def run_fleets(
     fleet_type: type[Fleet] = Fleet,
     collect: Callable[[Any], Any] | None = None,
     ray: str | None = None,
+    merge_extra: Callable[[list[Any]], Any] | None = None,
 ) -> list[FleetRun]:
     """Drive a fleet of each config, ``workers`` at a time (default: one a core); in config order.
 
-    ``ray``: the address of a Ray cluster to drive them on instead, one task a fleet (then
-    ``workers`` is the cluster's business). The results depend on neither. Ctrl-C stops
+    ``ray``: the address of a Ray cluster to drive them on instead (then ``workers`` is the
+    cluster's business): each fleet in batches of cars (:meth:`DriveConfig.batches` over its
+    share of the cluster's CPUs, so a fleet a checkpoint drives stays whole unless its
+    ``batch_cars`` asks), a task a batch, merged back into one run a fleet. The results depend
+    on neither. Ctrl-C stops
     every fleet and raises KeyboardInterrupt; an error in one fleet is raised here. ``fleet_type``: a :class:`Fleet`
     subclass to drive (one that also tallies something); ``collect(fleet)`` after its run
-    gives :attr:`FleetRun.extra` (it crosses back from a worker pickled).
+    gives :attr:`FleetRun.extra` (it crosses back from a worker pickled); a fleet driven in
+    batches gets the batches' extras joined with ``merge_extra``, required then.
     """
     if ray is not None:
-        return _on_ray(configs, policy, progress, fleet_type, collect, ray)
+        return _on_ray(configs, policy, progress, fleet_type, collect, ray, merge_extra)
     n = default_workers() if workers is None else whole("workers", workers, 1)
     n = min(n, len(configs))
     _shared.update(fleet_type=fleet_type, collect=collect)
@@ -90,24 +95,49 @@ def _on_ray(
     fleet_type: type[Fleet],
     collect: Callable[[Any], Any] | None,
     ray: str,
+    merge_extra: Callable[[list[Any]], Any] | None,
 ) -> list[FleetRun]:
-    from dojo.cluster import map_tasks
+    from dojo.cluster import cluster_cpus, map_tasks
+    from dojo.fleet.split import merge
 
-    done = [0] * len(configs)
+    share = max(1, cluster_cpus(ray) // max(1, len(configs)))  # CPUs a fleet
+    tasks = [(i, cars) for i, cfg in enumerate(configs) for cars in cfg.batches(share)]
+    if collect is not None and merge_extra is None and len(tasks) > len(configs):
+        raise AssertionError("a fleet driven in batches needs merge_extra for its extras")
+    done = [0] * len(tasks)
 
     def finished(i: int, run: FleetRun) -> None:
         done[i] = run.summary.decisions
         if progress is not None:
             progress(sum(done))
 
-    shared = (policy, fleet_type, collect)
-    return map_tasks(_ray_fleet, list(configs), ray, shared=shared, finished=finished)
+    shared = (configs, policy, fleet_type, collect)
+    parts = map_tasks(_ray_fleet, tasks, ray, shared=shared, finished=finished)
+    runs = []
+    for i in range(len(configs)):
+        mine = [(cars, run) for (j, cars), run in zip(tasks, parts, strict=True) if j == i]
+        if len(mine) == 1:
+            runs.append(mine[0][1])
+            continue
+        drive_no = np.zeros(configs[i].cars, dtype=np.int64)
+        for cars, run in mine:
+            drive_no[cars] = run.drive_no
+        summaries = [run.summary for _, run in mine]
+        summary = merge(summaries, max(s.wall_s for s in summaries))
+        extra = merge_extra([run.extra for _, run in mine]) if merge_extra is not None else None
+        runs.append(FleetRun(summary, drive_no, extra))
+    return runs
 
 
-def _ray_fleet(shared: tuple[Policy | None, type[Fleet], Any], config: DriveConfig) -> FleetRun:
-    """One Ray task: one fleet."""
-    policy, fleet_type, collect = shared
-    fleet = fleet_type(config, policy)
+def _ray_fleet(
+    shared: tuple[Sequence[DriveConfig], Policy | None, type[Fleet], Any],
+    task: tuple[int, list[int]],
+) -> FleetRun:
+    """One Ray task: a batch of one fleet's cars (all of them, unsplit)."""
+    configs, policy, fleet_type, collect = shared
+    i, cars = task
+    config = configs[i]
+    fleet = fleet_type(config, policy, cars=None if len(cars) == config.cars else cars)
     summary = fleet.run()
     if summary.interrupted:
         raise KeyboardInterrupt
