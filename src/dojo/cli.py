@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -481,7 +482,8 @@ def _disconnect_ray() -> None:
     """End this process's Ray connection, if a command made one (``--ray``)."""
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
-        ray.shutdown()
+        with contextlib.redirect_stdout(sys.stderr):  # what it flushes on the way out
+            ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -90,6 +90,10 @@ def _split(address: str) -> tuple[str, int]:
 
 def connect(address: str) -> Any:
     """Connect this process to the Ray cluster at ``address`` (once) and return the ray module."""
+    # Ray holds back repeated driver messages (a lost raylet's log tail) and prints them when it
+    # shuts down, on the main thread, after a command's result; printed at once, they go where
+    # the CLI sends other threads' output (stderr). Read when ray is first imported.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     try:
         import ray
     except ImportError:
