@@ -199,7 +199,10 @@ def _suite_from_store(args: argparse.Namespace) -> int:
     from dojo.eval.suite import suite_from_store, write_suite
 
     suite = suite_from_store(
-        args.store, args.trigger.split(","), before_s=args.before, seconds=args.seconds
+        args.store,
+        [t.strip() for t in args.trigger.split(",") if t.strip()],
+        before_s=args.before,
+        seconds=args.seconds,
     )
     path = write_suite(suite, args.out)
     counts: dict[str, int] = {}
@@ -216,7 +219,8 @@ def _suite_from_store(args: argparse.Namespace) -> int:
 
 def add_suite_command(sub: argparse._SubParsersAction) -> None:
     """Register ``suite`` (``suite from-store``) on the top-level ``dojo`` parser."""
-    from dojo.eval.suite import DEFAULT_BEFORE_S, DEFAULT_SECONDS, DEFAULT_TRIGGERS, TRIGGERS
+    from dojo.data.triggers import BUILTIN
+    from dojo.eval.suite import DEFAULT_BEFORE_S, DEFAULT_SECONDS, DEFAULT_TRIGGERS
 
     su = sub.add_parser("suite", help="regression suites of fleet moments (dojo eval --suite)")
     ss = su.add_subparsers(dest="suite_command", required=True)
@@ -231,7 +235,8 @@ def add_suite_command(sub: argparse._SubParsersAction) -> None:
     fs.add_argument(
         "--trigger",
         default=",".join(DEFAULT_TRIGGERS),
-        help=f"comma-separated, of: {', '.join(TRIGGERS)} (default %(default)s)",
+        help=f"comma-separated, of the data engine's: {', '.join(sorted(BUILTIN))} "
+        "(default %(default)s)",
     )
     fs.add_argument(
         "--before",

@@ -36,15 +36,6 @@ from dojo.eval.resim import LoggedDrive, load_stored_drive, resimulate_batch
 from dojo.world.world import DT_S
 
 VERSION = 1
-# trigger name -> the events that make it (kind, and critical when it matters)
-TRIGGERS: dict[str, tuple[str, bool | None]] = {
-    "critical_intervention": ("intervention_start", True),
-    "intervention": ("intervention_start", None),
-    "collision": ("collision", None),
-    "near_miss": ("near_miss", None),
-    "hard_brake": ("hard_brake", None),
-    "shadow_disagreement": ("shadow_disagreement", None),
-}
 DEFAULT_TRIGGERS = ("critical_intervention", "collision")
 DEFAULT_BEFORE_S = 5.0
 DEFAULT_SECONDS = 10.0
@@ -76,16 +67,6 @@ class MomentSuite:
             raise ConfigError(f"Suite seconds={self.seconds!r} must be > 0.")
 
 
-def check_triggers(triggers: Sequence[str]) -> tuple[str, ...]:
-    out = tuple(t.strip() for t in triggers if t.strip())
-    bad = [t for t in out if t not in TRIGGERS]
-    if bad or not out:
-        raise ConfigError(
-            f"trigger={bad[0] if bad else ''!r} must be one of {', '.join(TRIGGERS)}."
-        )
-    return out
-
-
 def suite_from_store(
     store: str | os.PathLike[str],
     triggers: Sequence[str] = DEFAULT_TRIGGERS,
@@ -94,32 +75,28 @@ def suite_from_store(
 ) -> MomentSuite:
     """Every moment of the store's drives that one of ``triggers`` marks, in drive-time order."""
     from dojo.data.catalog import connect
+    from dojo.data.triggers import BUILTIN, run_trigger
 
-    wanted = check_triggers(triggers)
+    names = list(triggers)
+    for name in names:  # the data engine's triggers (dojo.data.triggers), one name each
+        if name not in BUILTIN:
+            raise ConfigError(f"trigger={name!r} must be one of {', '.join(sorted(BUILTIN))}.")
+    if not names:
+        raise ConfigError("Give at least one trigger.")
     MomentSuite(str(store), (), before_s, seconds)  # the numbers checked before any work
     con = connect(store)
-    rows = con.execute(
-        "SELECT e.drive_id, e.t_s, e.kind, e.critical, d.source FROM events e "
-        "JOIN drives d USING (drive_id) ORDER BY e.drive_id, e.t_s"
-    ).fetchall()
+    sources = dict(con.execute("SELECT drive_id, source FROM drives").fetchall())
+    found = sorted(
+        (drive, t_s, name) for name in names for drive, t_s in run_trigger(con, name)
+    )  # by drive and time (and trigger name at one time)
     moments: list[Moment] = []
-    for drive_id, t_s, kind, critical, source in rows:
-        trigger = next(
-            (
-                t
-                for t in wanted
-                if TRIGGERS[t][0] == kind and TRIGGERS[t][1] in (None, bool(critical))
-            ),
-            None,
-        )
-        if trigger is None:
-            continue
+    for drive_id, t_s, trigger in found:
         last = moments[-1] if moments else None
         # one incident (a takeover, then the collision it could not prevent) is one moment: a
         # replay from before_s ahead of the first drives through the rest
         if last is not None and last.drive == drive_id and t_s - last.t_s < before_s:
             continue
-        moments.append(Moment(str(drive_id), float(t_s), trigger, str(source)))
+        moments.append(Moment(drive_id, t_s, trigger, str(sources.get(drive_id, ""))))
     return MomentSuite(str(store), tuple(moments), float(before_s), float(seconds))
 
 
@@ -333,7 +310,6 @@ def format_suite_result(r: dict[str, Any]) -> str:
 
 __all__ = [
     "DEFAULT_TRIGGERS",
-    "TRIGGERS",
     "Moment",
     "MomentSuite",
     "evaluate_suite",
