@@ -20,7 +20,7 @@ from dojo.errors import DojoConfigError
 from dojo.service.placement import Placement
 from dojo.service.store import jobstore, migrations
 from dojo.service.store.db import Database
-from dojo.service.store.schema import Base, Job
+from dojo.service.store.schema import Base, Dataset, Job
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -182,12 +182,12 @@ def test_a_new_store_runs_every_revision_and_matches_the_models(db_url: str) -> 
     try:
         assert db.version() == 0
         assert db.migrate() == 0
-        assert db.version() == migrations.head() == 2
-        assert db.migrate() == 2  # and again: nothing to do
+        assert db.version() == migrations.head() == 3
+        assert db.migrate() == 3  # and again: nothing to do
         with db.engine.connect() as conn:
             assert _differences(conn) == []
             assert not inspect(conn).has_table(migrations.LEGACY_TABLE)
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     finally:
         db.dispose()
 
@@ -204,7 +204,7 @@ def test_a_store_made_before_alembic_upgrades_in_place_with_its_rows(
             _fill(conn)
         assert db.version() == version
         assert db.migrate() == version
-        assert db.version() == 2
+        assert db.version() == migrations.head() == 3
         with db.engine.connect() as conn:
             assert _differences(conn) == []
             indexes = {ix["name"] for ix in inspect(conn).get_indexes("jobs")}
@@ -231,7 +231,9 @@ def test_a_store_made_before_alembic_upgrades_in_place_with_its_rows(
                     assert Placement.from_dict(placement).to_dict() == placement
             assert jobstore.get(s, "ten_old", "job_chips").placement == PLACEMENTS["job_chips"]
             assert jobstore.read_log(s, "job_chips", 0, 100) == b"hello"
-        assert db.migrate() == 2
+            # datasets from before files datasets existed hold drive logs
+            assert {d.kind for d in s.scalars(select(Dataset))} == {"drive_logs"}
+        assert db.migrate() == 3
     finally:
         db.dispose()
 
@@ -255,8 +257,8 @@ def test_a_legacy_store_newer_than_this_code_is_refused(db_url: str) -> None:
         with db.engine.begin() as conn:
             for statement in _statements(2, db.dialect):
                 conn.execute(text(statement))
-            conn.execute(text("UPDATE dojo_schema_version SET version = 3"))
-        with pytest.raises(DojoConfigError, match="version 3, newer than this Dojo's 2"):
+            conn.execute(text("UPDATE dojo_schema_version SET version = 4"))
+        with pytest.raises(DojoConfigError, match="version 4, newer than this Dojo's 3"):
             db.migrate()
     finally:
         db.dispose()

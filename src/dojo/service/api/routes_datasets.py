@@ -19,6 +19,7 @@ from dojo.service.api.uploads import BINARY_BODY, add_dataset_file, get_dataset,
 from dojo.service.constants import ACTIVE
 from dojo.service.store.schema import Dataset, DatasetFile, Job
 from dojo.service.store.storage import MCAP_MAGIC, Stored, safe_name
+from dojo.service.store.tenants import storage_changed
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -108,6 +109,7 @@ def delete(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> Response:
         )
         if any(spec.get("dataset") == dataset_id for spec in specs):
             raise ApiError(409, f"Dataset {dataset_id!r} is used by an active job.")
+        storage_changed(s, tenant_id, -ds.size_bytes, ds.id)
         s.delete(ds)
     ctx.storage.remove_tree(ctx.storage.dataset_dir(tenant_id, dataset_id))
     return Response(status_code=204)

@@ -18,6 +18,7 @@ from dojo.service.api.problems import ApiError, not_found
 from dojo.service.api.uploads import BINARY_BODY, receive_upload
 from dojo.service.store import jobstore
 from dojo.service.store.schema import Model
+from dojo.service.store.tenants import storage_changed
 from dojo.service.store.storage import Stored, safe_name
 
 router = APIRouter(tags=["models"])
@@ -81,6 +82,7 @@ async def upload_checkpoint(
             s.flush()
         except IntegrityError:
             raise ApiError(409, f"Checkpoint {name!r} of job {job_id!r} already exists.") from None
+        storage_changed(s, tenant_id, m.size_bytes, m.id)
         return _out(m)
 
     folder = ctx.storage.checkpoint_dir(tenant_id, job_id)

@@ -18,7 +18,7 @@ from dojo.service.api.problems import ApiError, not_found, quota_exceeded
 from dojo.service.store.db import Database
 from dojo.service.store.schema import Dataset, DatasetFile
 from dojo.service.store.storage import Storage, Stored
-from dojo.service.store.tenants import lock_tenant, usage
+from dojo.service.store.tenants import lock_tenant, storage_changed, usage
 
 T = TypeVar("T")
 BINARY_BODY = {
@@ -133,6 +133,7 @@ def add_dataset_file(
     s.add(row)
     ds.size_bytes += stored.size_bytes
     ds.files += 1
+    storage_changed(s, tenant_id, stored.size_bytes, ds.id)
     try:
         s.flush()
     except IntegrityError:

@@ -38,6 +38,7 @@ from dojo.errors import DojoConfigError
 from dojo.service import placement
 from dojo.service.placement import Placement
 from dojo.service.sched.scheduler import FairShare, SchedJob, Scheduler
+from dojo.service.store import jobstore
 from dojo.service.store.db import Database
 from dojo.service.store.schema import Job, aware, utcnow
 
@@ -218,6 +219,7 @@ def requeue_preempted(s: Session, job_id: str, agent: str) -> bool:
     job = s.scalar(select(Job).where(Job.id == job_id).with_for_update())
     if job is None or job.agent != agent or job.status != "running":
         return False
+    jobstore.close_run(s, job, "preempted")
     job.status, job.agent, job.placement, job.heartbeat_at = "queued", None, None, None
     job.attempt = max(0, job.attempt - 1)
     job.updated_at = utcnow()

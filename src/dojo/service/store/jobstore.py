@@ -21,7 +21,17 @@ from dojo.service.api.models import JobOut, JobSubmit
 from dojo.service.api.problems import ApiError, not_found, quota_exceeded
 from dojo.service.constants import ACTIVE, CHIPS_PER_TILE, TERMINAL
 from dojo.service.specs import SPECS, references
-from dojo.service.store.schema import Dataset, Job, LogChunk, MetricRow, Model, utcnow
+from dojo.service.store.schema import (
+    CodeArchive,
+    Dataset,
+    Job,
+    JobRun,
+    LogChunk,
+    MetricRow,
+    Model,
+    aware,
+    utcnow,
+)
 from dojo.service.store.tenants import lock_tenant, usage
 
 
@@ -41,7 +51,11 @@ def validate_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
 def submit(s: Session, tenant_id: str, req: JobSubmit) -> Job:
     spec = validate_spec(req.kind, req.spec)
     for what, ident in references(SPECS[req.kind].model_validate(spec)):
-        table = Dataset if what == "dataset" else Model
+        table: type[Dataset | Model | CodeArchive] = {
+            "dataset": Dataset,
+            "model": Model,
+            "code": CodeArchive,
+        }[what]
         if (
             s.scalar(select(table.id).where(table.id == ident, table.tenant_id == tenant_id))
             is None
@@ -263,7 +277,34 @@ def claim_next(
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return None
     s.refresh(job)
+    system = (job.placement or {}).get("system")
+    s.add(
+        JobRun(
+            job_id=job.id,
+            tenant_id=job.tenant_id,
+            attempt=job.attempt,
+            kind=job.kind,
+            chips=job.chips,
+            gpus=job.gpus,
+            system=system if isinstance(system, str) else None,
+            agent=agent,
+            started_at=now,
+        )
+    )
     return job
+
+
+def close_run(s: Session, job: Job, outcome: str, at: datetime | None = None) -> None:
+    """End the job's open run (if any) at ``at`` (default now) with ``outcome``."""
+    run = s.scalar(
+        select(JobRun)
+        .where(JobRun.job_id == job.id, JobRun.ended_at.is_(None))
+        .order_by(JobRun.id.desc())
+        .limit(1)
+    )
+    if run is not None:
+        end = max(at or utcnow(), aware(run.started_at) or utcnow())
+        run.ended_at, run.outcome = end, outcome
 
 
 def heartbeat(s: Session, job_id: str, agent: str) -> str:
@@ -291,6 +332,7 @@ def finish(
     if job is None or job.agent != agent or job.status not in ("running", "cancelling"):
         return False
     now = utcnow()
+    close_run(s, job, status, now)
     job.status, job.exit_code, job.error, job.finished_at, job.updated_at = (
         status,
         exit_code,
@@ -311,6 +353,7 @@ def requeue_stale(s: Session, older_than_s: float, now: datetime | None = None) 
         .with_for_update(skip_locked=True)
     ).all()
     for job in stale:
+        close_run(s, job, "lost", aware(job.heartbeat_at))  # billed up to its last heartbeat
         if job.status == "cancelling":
             job.status, job.finished_at = "cancelled", utcnow()
         elif job.attempt >= job.max_attempts:

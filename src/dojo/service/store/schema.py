@@ -84,7 +84,11 @@ class Token(Base):
 
 
 class Dataset(Base):
-    """Drive logs of a tenant: uploaded into its folder (source=upload) or a registered store."""
+    """Files of a tenant: uploaded into its folder (source=upload) or a registered store.
+
+    ``kind``: ``drive_logs`` (MCAP drive logs only, checked on upload) or ``files`` (any files,
+    for a tenant's own code to read).
+    """
 
     __tablename__ = "datasets"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
@@ -93,6 +97,7 @@ class Dataset(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16))  # upload | store
+    kind: Mapped[str] = mapped_column(String(16), default="drive_logs", server_default="drive_logs")
     uri: Mapped[str | None] = mapped_column(Text, nullable=True)  # the registered store
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     files: Mapped[int] = mapped_column(Integer, default=0)
@@ -183,3 +188,55 @@ class Model(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CodeArchive(Base):
+    """A tenant's training code: an uploaded archive, unpacked into its folder after checks."""
+
+    __tablename__ = "code_archives"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)  # the unpacked files, counted in quota
+    files: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))  # of the archive as uploaded
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobRun(Base):
+    """One run (attempt) of a job on its compute: what metering bills.
+
+    Opened when an agent claims the job, closed when the run ends however it ends (``outcome``:
+    succeeded, failed, cancelled, preempted or lost); a lost run ends at its last heartbeat.
+    """
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_tenant_started", "tenant_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    chips: Mapped[int] = mapped_column(Integer)
+    gpus: Mapped[int] = mapped_column(Integer)
+    system: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the placement's
+    agent: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class StorageChange(Base):
+    """A change of a tenant's stored bytes (+ stored, - deleted), for storage GB-hours."""
+
+    __tablename__ = "storage_changes"
+    __table_args__ = (Index("ix_storage_changes_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delta_bytes: Mapped[int] = mapped_column(BigInteger)
+    what: Mapped[str] = mapped_column(String(64))  # the object: ds_..., mdl_..., code_...

@@ -11,7 +11,15 @@ from dojo.service.api.models import Quotas, QuotasIn, TenantOut, TokenCreated, T
 from dojo.service.api.problems import ApiError, not_found
 from dojo.service.config import Quotas as DefaultQuotas
 from dojo.service.constants import ACTIVE
-from dojo.service.store.schema import Dataset, Job, Model, Tenant, Token
+from dojo.service.store.schema import (
+    CodeArchive,
+    Dataset,
+    Job,
+    Model,
+    StorageChange,
+    Tenant,
+    Token,
+)
 
 
 def create_tenant(
@@ -68,18 +76,27 @@ _USAGE = select(
     select(func.coalesce(func.sum(Model.size_bytes), 0))
     .where(Model.tenant_id == _TENANT)
     .scalar_subquery(),
+    select(func.coalesce(func.sum(CodeArchive.size_bytes), 0))
+    .where(CodeArchive.tenant_id == _TENANT)
+    .scalar_subquery(),
 ).where(Job.tenant_id == _TENANT, Job.status.in_(ACTIVE))
 _LOCK_TENANT = select(Tenant).where(Tenant.id == _TENANT).with_for_update()
 
 
 def usage(s: Session, tenant_id: str) -> Usage:
-    jobs, chips, gpus, data, models = s.execute(_USAGE, {"tenant_id": tenant_id}).one()
+    jobs, chips, gpus, data, models, code = s.execute(_USAGE, {"tenant_id": tenant_id}).one()
     return Usage(
         active_jobs=int(jobs),
         chips=int(chips),
         gpus=int(gpus),
-        storage_bytes=int(data or 0) + int(models or 0),
+        storage_bytes=int(data or 0) + int(models or 0) + int(code or 0),
     )
+
+
+def storage_changed(s: Session, tenant_id: str, delta_bytes: int, what: str) -> None:
+    """Record that the tenant's stored bytes changed (metering integrates these)."""
+    if delta_bytes:
+        s.add(StorageChange(tenant_id=tenant_id, delta_bytes=delta_bytes, what=what[:64]))
 
 
 def lock_tenant(s: Session, tenant_id: str) -> Tenant:
