@@ -18,8 +18,8 @@ from dojo.service.api.problems import ApiError, not_found
 from dojo.service.api.uploads import BINARY_BODY, receive_upload
 from dojo.service.store import jobstore
 from dojo.service.store.schema import Model
-from dojo.service.store.tenants import storage_changed
 from dojo.service.store.storage import Stored, safe_name
+from dojo.service.store.tenants import storage_changed
 
 router = APIRouter(tags=["models"])
 
