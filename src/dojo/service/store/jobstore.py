@@ -48,14 +48,17 @@ def validate_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     return parsed.model_dump(mode="json")
 
 
+_OWNED: dict[str, type[Dataset] | type[Model] | type[CodeArchive]] = {
+    "dataset": Dataset,
+    "model": Model,
+    "code": CodeArchive,
+}  # what a spec's reference names: its table
+
+
 def submit(s: Session, tenant_id: str, req: JobSubmit) -> Job:
     spec = validate_spec(req.kind, req.spec)
     for what, ident in references(SPECS[req.kind].model_validate(spec)):
-        table: type[Dataset | Model | CodeArchive] = {
-            "dataset": Dataset,
-            "model": Model,
-            "code": CodeArchive,
-        }[what]
+        table = _OWNED[what]
         if (
             s.scalar(select(table.id).where(table.id == ident, table.tenant_id == tenant_id))
             is None
