@@ -257,6 +257,14 @@ def _admin_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_invoice(args: argparse.Namespace) -> int:
+    from dojo.service.api import admin
+
+    out = admin.invoice(db_url(args), args.tenant, args.month, args.prices)
+    print(json.dumps(out, indent=2) if args.json else admin.format_invoice(out))
+    return 0
+
+
 def store_flags(
     p: argparse.ArgumentParser, data_dir_help: str = "folder of uploads and checkpoints"
 ) -> None:
@@ -358,7 +366,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         _client_flags(p)
 
     adm = sub.add_parser(
-        "admin", help="operator commands on the job store: tenants, quotas, tokens"
+        "admin", help="operator commands on the job store: tenants, quotas, tokens, invoices"
     )
     asub = adm.add_subparsers(dest="admin_command", required=True)
     ten = asub.add_parser("tenant", help="create, list or change tenants").add_subparsers(
@@ -389,5 +397,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     tkc.add_argument("--name", default="", help="a label for the token")
     tkc.set_defaults(func=_admin_token_create)
-    for p in (tc, tl, ts, tkc):
+    inv = asub.add_parser("invoice", help="a tenant's bill for a month: usage lines and total")
+    inv.add_argument("tenant", help="tenant name or id")
+    inv.add_argument("--month", required=True, help="the month to bill, YYYY-MM (UTC)")
+    inv.add_argument(
+        "--prices", default=None, help="a price list TOML (default: $DOJO_PRICES, else packaged)"
+    )
+    inv.add_argument("--json", action="store_true")
+    inv.set_defaults(func=_admin_invoice)
+    for p in (tc, tl, ts, tkc, inv):
         store_flags(p)

@@ -20,6 +20,7 @@ from dojo.service.api import (
     routes_jobs,
     routes_me,
     routes_models,
+    routes_usage,
 )
 from dojo.service.api.deps import Context, Ctx
 from dojo.service.api.limits import BodyLimit
@@ -60,6 +61,7 @@ def create_app(config: ServiceConfig, ctx: Context | None = None) -> FastAPI:
     app.state.ctx = ctx
     for module in (routes_admin, routes_me, routes_datasets, routes_jobs, routes_models, dashboard):
         app.include_router(module.router)
+    app.include_router(routes_usage.router)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

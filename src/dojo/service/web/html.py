@@ -63,6 +63,9 @@ MAP = """{% extends "base" %}{% block main %}
 <h2>Active jobs</h2>
 {% include "job_table" %}
 <p><a href="{{ root }}/jobs">All jobs</a></p>
+{% if usage %}<h2>Usage this month</h2>
+<dl class="facts" id="usage">{% for k, v in usage %}<dt>{{ k }}</dt><dd>{{ v }}</dd>{% endfor %}</dl>
+<p class="note">Metered as <code>GET /v1/usage</code> reports it.</p>{% endif %}
 {% endblock %}"""
 
 JOB_TABLE = """{% if jobs %}<table class="jobs" id="jobs"><thead><tr>

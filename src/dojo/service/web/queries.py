@@ -1,5 +1,6 @@
 """What the dashboard reads from the job store: a job the viewer may see, a page of the job list,
-the metric rows of the charts, and the jobs that hold compute (for the map)."""
+the metric rows of the charts, the jobs that hold compute (for the map) and a tenant's usage
+this month."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dojo.service import placement
+from dojo.errors import ConfigError
+from dojo.service import metering, placement
 from dojo.service.api.problems import ApiError
 from dojo.service.store import jobstore
-from dojo.service.store.schema import Job, MetricRow, Tenant
+from dojo.service.store.schema import Job, MetricRow, Tenant, utcnow
 from dojo.service.web.session import Answer, Viewer, error_page, plain
 from dojo.service.web.view import PlacedJob, when, where
 
@@ -93,4 +95,28 @@ def placed_jobs(s: Session) -> list[PlacedJob]:
         PlacedJob(job_id, tenant_id, name, status, placement.read(column), tenant_name)
         for job_id, tenant_id, name, status, column, tenant_name in s.execute(q).all()
         if column
+    ]
+
+
+def month_usage(s: Session, viewer: Viewer) -> list[tuple[str, str]]:
+    """The tenant's metered usage since the month began, as (label, value) rows (none for an
+    admin, whose page shows every tenant's jobs but no one tenant's bill)."""
+    if viewer.admin or viewer.tenant_id is None:
+        return []
+    start = metering.month_start()
+    try:
+        prices: metering.Prices | None = metering.load_prices()
+    except ConfigError:  # the operator's file is broken: show the usage, not a made-up cost
+        prices = None
+    report = metering.usage(
+        s, viewer.tenant_id, start, utcnow(), prices or metering.packaged_prices()
+    )
+    return [
+        ("since", when(start)),
+        ("chip-seconds", f"{report.chip_seconds:,.0f}"),
+        ("GPU-seconds", f"{report.gpu_seconds:,.0f}"),
+        ("storage", f"{report.storage_gb_hours:,.3f} GB-hours"),
+        ("energy", f"{report.energy_kwh:,.3f} kWh"),
+        ("jobs", f"{report.jobs:,}"),
+        ("cost", f"{report.cost:,.2f} {report.currency}" if prices else "unavailable"),
     ]

@@ -5,7 +5,8 @@ out of the OpenAPI spec. Pages:
 
 - ``/dashboard``: the ExaPOD as a map (cabinets, trays, tiles; a shared tile shows its chips)
   coloured by job; a tenant sees its own jobs and everyone else's allocations as anonymous
-  "busy"; an admin sees every job, coloured by tenant. Below it, the active jobs.
+  "busy"; an admin sees every job, coloured by tenant. Below it, the active jobs and, for a
+  tenant, its usage this month (chip- and GPU-seconds, storage, energy, cost).
 - ``/dashboard/jobs``: the job list with status filters; ``/dashboard/jobs/{id}``: one job, its
   loss and nines charts (inline SVG) and its log, followed while the job is active.
 
@@ -104,6 +105,7 @@ def map_page(request: Request, viewer: PageViewer) -> HTMLResponse:
     with context(request).db.session() as s:
         view = compute_map(queries.placed_jobs(s), viewer)
         jobs = queries.job_rows(s, viewer, statuses=ACTIVE, limit=PAGE_SIZE, offset=0)[0]
+        usage = queries.month_usage(s, viewer)
     return page(
         "map",
         viewer,
@@ -119,6 +121,7 @@ def map_page(request: Request, viewer: PageViewer) -> HTMLResponse:
         busy_fill=BUSY_FILL,
         jobs=jobs,
         admin=viewer.admin,
+        usage=usage,
     )
 
 
