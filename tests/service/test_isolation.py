@@ -3,7 +3,9 @@ object that does not exist, and changes nothing."""
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from typing import Any
 
 from .conftest import MCAP, Service, files_under, upload
@@ -27,7 +29,28 @@ def _a_world(svc: Service) -> tuple[dict[str, str], dict[str, str]]:
         f"/v1/jobs/{job}/checkpoints", params={"name": "step_1.pt"}, content=b"w" * 10, headers=a
     ).json()["id"]
     token = c.post("/v1/tokens", json={"name": "spare"}, headers=a).json()["id"]
-    return a, {"dataset_id": ds, "job_id": job, "model_id": model, "token_id": token}
+    code = c.post(
+        "/v1/code",
+        params={"name": "trainer"},
+        content=_code_archive(),
+        headers={**a, "Content-Type": "application/octet-stream"},
+    ).json()["id"]
+    return a, {
+        "dataset_id": ds,
+        "job_id": job,
+        "model_id": model,
+        "token_id": token,
+        "code_id": code,
+    }
+
+
+def _code_archive() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("train.py")
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"pass\n\n"))
+    return buf.getvalue()
 
 
 # (method, path, keyword arguments) for every tenant route that names an object
@@ -47,6 +70,9 @@ CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/v1/models/{model_id}", {}),
     ("GET", "/v1/models/{model_id}/download", {}),
     ("DELETE", "/v1/tokens/{token_id}", {}),
+    ("GET", "/v1/code/{code_id}", {}),
+    ("GET", "/v1/code/{code_id}/files", {}),
+    ("DELETE", "/v1/code/{code_id}", {}),
 ]
 ADMIN_PREFIX = "/v1/tenants"
 

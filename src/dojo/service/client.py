@@ -7,6 +7,7 @@ on this side (no token, a bad URL, a missing file) is a :class:`~dojo.errors.Con
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,9 +139,38 @@ class Client:
     def metrics(self, job_id: str, after: int = 0) -> dict[str, Any]:
         return dict(self._json("GET", f"/v1/jobs/{_seg(job_id)}/metrics", params={"after": after}))
 
-    # datasets and models
-    def create_dataset(self, name: str, uri: str | None = None) -> dict[str, Any]:
-        return dict(self._json("POST", "/v1/datasets", json={"name": name, "uri": uri}))
+    # datasets, code and models
+    def create_dataset(
+        self, name: str, uri: str | None = None, kind: str = "drive_logs"
+    ) -> dict[str, Any]:
+        body = {"name": name, "uri": uri, "kind": kind}
+        return dict(self._json("POST", "/v1/datasets", json=body))
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/datasets"))
+
+    def upload_code(self, archive: bytes, name: str) -> dict[str, Any]:
+        """Upload a code archive (the bytes of a .tar.gz or .zip) under ``name``."""
+        headers = {"Content-Type": "application/octet-stream"}
+        return dict(
+            self._json("POST", "/v1/code", params={"name": name}, content=archive, headers=headers)
+        )
+
+    def code(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/code"))
+
+    def models(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"job_id": job_id} if job_id else {}
+        return list(self._json("GET", "/v1/models", params=params))
+
+    def download_model(self, model_id: str, out: Path) -> Path:
+        """Save a model's file to ``out`` (checked against its SHA-256)."""
+        response = self._request("GET", f"/v1/models/{_seg(model_id)}/download")
+        digest = hashlib.sha256(response.content).hexdigest()
+        if digest != response.headers.get("x-sha256", digest):
+            raise ServiceError(f"Model {model_id} arrived damaged (SHA-256 {digest[:12]}...).")
+        out.write_bytes(response.content)
+        return out
 
     def upload(self, dataset_id: str, path: Path, name: str | None = None) -> dict[str, Any]:
         try:

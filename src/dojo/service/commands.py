@@ -146,10 +146,24 @@ def _submit(args: argparse.Namespace) -> int:
     if len(given) > 1:
         raise DojoConfigError("Give one of --chips, --tiles or --gpus, not several.")
     compute = dict(given) if given else {"chips": 1}
+    spec = _parse_spec(args)
+    script_flags = (args.code, args.entry, args.dataset, args.arg)
+    if args.kind != "script" and any(script_flags):
+        raise DojoConfigError("--code, --entry, --dataset and --arg are for `dojo submit script`.")
     with _client(args) as c:
+        if args.kind == "script":
+            from dojo.service.tenant_commands import code_id
+
+            if not (args.code or spec.get("code")) or not (args.entry or spec.get("entry")):
+                raise DojoConfigError("dojo submit script needs --code DIR and --entry FILE.")
+            if args.code:
+                spec["code"] = code_id(c, args.code)
+            spec.update({k: v for k, v in (("entry", args.entry), ("dataset", args.dataset)) if v})
+            if args.arg:
+                spec["args"] = list(args.arg)
         job = c.submit(
             args.kind,
-            _parse_spec(args),
+            spec,
             compute,
             priority=args.priority,
             name=args.name,
@@ -287,6 +301,7 @@ def _client_flags(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``serve``, ``submit``, ``jobs`` and ``admin`` on the top-level ``dojo`` parser."""
+    from dojo.service import tenant_commands
     from dojo.service.constants import JOB_KINDS
 
     sv = sub.add_parser(
@@ -310,7 +325,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sv.set_defaults(func=_serve)
 
     sm = sub.add_parser(
-        "submit", help="submit a job to the service (drive, ingest, train, eval, loop)"
+        "submit", help="submit a job to the service (drive, ingest, train, eval, loop, script)"
     )
     sm.add_argument("kind", choices=JOB_KINDS)
     sm.add_argument(
@@ -337,8 +352,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sm.add_argument(
         "--json", action="store_true", help="print the whole job as JSON, not just its id"
     )
+    scr = sm.add_argument_group("script jobs (your own training code)")
+    scr.add_argument("--code", default=None, help="a folder (packed and uploaded) or a code id")
+    scr.add_argument("--entry", default=None, help="the script to run, a path in --code")
+    scr.add_argument("--dataset", default=None, help="a dataset id, read-only at DOJO_DATA_DIR")
+    scr.add_argument(
+        "--arg", action="append", default=[], help="an argument of the script; repeatable"
+    )
     _client_flags(sm)
     sm.set_defaults(func=_submit)
+    tenant_commands.add_commands(sub, _client_flags)
 
     jobs = sub.add_parser(
         "jobs", help="the service's jobs: list, show, logs, cancel"

@@ -1,7 +1,8 @@
 """What each job kind accepts (pydantic v2, unknown fields refused).
 
 These are the service's own, deliberately small views of the stage commands (``dojo drive``,
-``dojo data ingest``, ``dojo train``, ``dojo eval``, ``dojo loop``), generated from the stages'
+``dojo data ingest``, ``dojo train``, ``dojo eval``, ``dojo loop``) and of a tenant's own
+script (``script``), generated from the stages'
 configs: a default is the stage's own (the loop's for a loop job). The agent that runs a job
 turns a spec into the stage's command line through the same fields, and the stage's typed
 config checks it again. References to the tenant's
@@ -22,6 +23,17 @@ from dojo.settings import spec_model
 from dojo.train.config import TrainConfig
 
 DatasetId = Annotated[str, Field(pattern=r"^ds_[0-9a-f]{16}$", description="a dataset id")]
+CodeId = Annotated[str, Field(pattern=r"^code_[0-9a-f]{16}$", description="a code archive id")]
+# a relative path whose components start with a letter, digit or _: no "..", nothing hidden
+EntryPath = Annotated[
+    str,
+    Field(
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$",
+        description="the script to run: a path in the code archive, e.g. train.py",
+    ),
+]
+Arg = Annotated[str, Field(max_length=4096, pattern=r"^[^\x00]*$")]
 ModelId = Annotated[str, Field(pattern=r"^mdl_[0-9a-f]{16}$", description="a model id")]
 Policy = Annotated[
     str,
@@ -97,6 +109,17 @@ DriveSpec = spec_model(
 )
 
 
+class ScriptSpec(_Spec):
+    """A tenant's own training script, run under torchrun in the sandbox (see the agent)."""
+
+    code: CodeId
+    entry: EntryPath
+    args: list[Arg] = Field(default_factory=list, max_length=256, description="its arguments")
+    dataset: DatasetId | None = Field(
+        None, description="a dataset of the tenant's, read-only at DOJO_DATA_DIR"
+    )
+
+
 class IngestSpec(_Spec):
     dataset: DatasetId
     workers: int | None = Field(default=None, ge=1, le=1024)
@@ -132,6 +155,7 @@ SPECS: dict[str, type[_Spec]] = {
     "train": TrainSpec,
     "eval": EvalSpec,
     "loop": LoopSpec,
+    "script": ScriptSpec,
 }
 
 
@@ -146,4 +170,7 @@ def references(spec: BaseModel) -> list[tuple[str, str]]:
     value = data.get("dataset")
     if isinstance(value, str) and value.startswith("ds_"):
         refs.append(("dataset", value))
+    value = data.get("code")
+    if isinstance(value, str) and value.startswith("code_"):
+        refs.append(("code", value))
     return refs

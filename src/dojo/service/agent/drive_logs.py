@@ -11,26 +11,16 @@ with its reason, and leaves no file.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dojo.service.api.problems import ApiError
-from dojo.service.api.uploads import add_dataset_file, get_dataset, store_file
+from dojo.service.api.uploads import add_dataset_file, get_dataset, store_path
 from dojo.service.store.db import Database
 from dojo.service.store.schema import DatasetFile
 from dojo.service.store.storage import MCAP_MAGIC, Storage, Stored
-
-CHUNK_BYTES = 1 << 20
-
-
-async def _chunks(path: Path) -> AsyncIterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            yield chunk
 
 
 def _held(db: Database, tenant_id: str, dataset_id: str) -> set[str]:
@@ -67,19 +57,8 @@ def store_drive_logs(
         def commit(s: Session, stored: Stored, name: str = name) -> DatasetFile:
             return add_dataset_file(s, tenant_id, dataset_id, name, stored)
 
-        asyncio.run(
-            store_file(
-                db,
-                storage,
-                tenant_id,
-                folder,
-                name,
-                _chunks(log),
-                cap=cap,
-                magic=MCAP_MAGIC,
-                commit=commit,
-                declared=log.stat().st_size,
-            )
+        store_path(
+            db, storage, tenant_id, folder, name, log, cap=cap, magic=MCAP_MAGIC, commit=commit
         )
         added += 1
     return added

@@ -7,6 +7,9 @@ SKIP LOCKED`` on PostgreSQL, a guarded UPDATE everywhere, so two agents never ru
 and run it as a subprocess:
 
 - ``drive``, ``ingest``, ``eval``, ``loop``: the matching ``dojo`` command;
+- ``script``: the tenant's own code under torchrun, only ever in the sandbox
+  (:mod:`dojo.service.agent.script`; refused, the job failed with the reason, where bubblewrap
+  cannot run);
 - ``train``: ``dojo train`` in the job's run folder, with ``--nproc`` from the allocation
   (capped by ``--max-nproc``; more than one starts torchrun) and ``--resume`` when the folder
   already holds a checkpoint, so a requeued job continues from it.
@@ -47,6 +50,7 @@ from dojo.errors import DojoConfigError
 from dojo.loop.commands import LOOP_FLAG_NAMES
 from dojo.proc import die_with_parent
 from dojo.service import placement
+from dojo.service.agent import sandbox, script
 from dojo.service.agent.drive_logs import store_drive_logs
 from dojo.service.api.problems import ApiError
 from dojo.service.config import MiB, ServiceConfig
@@ -55,7 +59,7 @@ from dojo.service.sched.dispatch import preempt_requested, requeue_preempted, sc
 from dojo.service.specs import STAGE_FIELDS
 from dojo.service.store import jobstore
 from dojo.service.store.db import Database
-from dojo.service.store.schema import Dataset, Job, MetricRow, Model
+from dojo.service.store.schema import CodeArchive, Dataset, Job, MetricRow, Model
 from dojo.service.store.storage import Storage
 from dojo.settings import argv_for
 
@@ -136,6 +140,10 @@ def command_for(ctx: JobContext) -> list[str]:
         return cmd + (["--resume"] if (out / CHECKPOINT_FILE).exists() else [])
     if ctx.kind == "eval":
         return [*dojo, "eval", *_stage_flags(ctx), "--json"]
+    if ctx.kind == "script":  # run inside the sandbox (run_job wraps it)
+        if sp["code"] not in ctx.paths:
+            raise DojoConfigError(f"{sp['code']} is not known to the job store.")
+        return script.inner_command(ctx)
     if ctx.kind == "loop":
         out = ctx.run_dir / "loop"
         if (
@@ -152,6 +160,8 @@ def command_for(ctx: JobContext) -> list[str]:
 
 
 def metrics_file(ctx: JobContext) -> Path | None:
+    if ctx.kind == "script":
+        return ctx.run_dir / script.METRICS
     return train_out(ctx) / "metrics.jsonl" if ctx.kind == "train" else None
 
 
@@ -268,9 +278,13 @@ class Agent:
 
     def _context(self, s: Any, job: Job) -> JobContext:
         paths: dict[str, str] = {}
-        for key in ("policy", "resume_from", "dataset"):
+        for key in ("policy", "resume_from", "dataset", "code"):
             ref = job.spec.get(key)
-            if isinstance(ref, str) and ref.startswith("mdl_"):
+            if isinstance(ref, str) and ref.startswith("code_"):
+                c = s.get(CodeArchive, ref)
+                if c is not None and c.tenant_id == job.tenant_id:
+                    paths[ref] = str(self.data_dir / "tenants" / job.tenant_id / "code" / c.id)
+            elif isinstance(ref, str) and ref.startswith("mdl_"):
                 m = s.get(Model, ref)
                 if m is not None and m.tenant_id == job.tenant_id:
                     paths[ref] = str(self.data_dir / m.path)
@@ -309,25 +323,60 @@ class Agent:
             ctx.id, f"[agent {self.name}] attempt {ctx.attempt}: {' '.join(argv)}\n".encode()
         )
         sent = self._sent_metrics(ctx.id)
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "DOJO_JOB_ID": ctx.id,
-            "DOJO_JOB_ATTEMPT": str(ctx.attempt),
-        }
+        group: sandbox.PidsGroup | None = None
         try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=ctx.run_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGKILL),
-            )
+            if ctx.kind == "script":  # tenant code: only ever in the sandbox
+                why = sandbox.available()
+                if why is not None:
+                    return self._close(
+                        ctx.id, "failed", None, f"this agent cannot sandbox tenant code: {why}"
+                    )
+                script.prepare(ctx)
+                proc, group = sandbox.popen(
+                    argv,
+                    code=ctx.paths[ctx.spec["code"]],
+                    work=ctx.run_dir,
+                    data=script.dataset_dir(ctx),
+                    env=script.environment(ctx),
+                    limits=script.limits(ctx),
+                    in_child=die_with_parent(signal.SIGKILL),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                )
+            else:
+                env = {
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "DOJO_JOB_ID": ctx.id,
+                    "DOJO_JOB_ATTEMPT": str(ctx.attempt),
+                }
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=ctx.run_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent(signal.SIGKILL),
+                )
         except OSError as e:
             return self._close(ctx.id, "failed", None, f"cannot start {argv[0]}: {e.strerror}")
+        try:
+            return self._watch(ctx, proc, group, sent)
+        finally:
+            if group is not None:
+                group.close()
+
+    def _watch(
+        self,
+        ctx: JobContext,
+        proc: subprocess.Popen[bytes],
+        group: sandbox.PidsGroup | None,
+        sent: set[tuple[int, str]],
+    ) -> str:
+        """Heartbeat, log and stop the started job until it ends; its outcome (see run_job)."""
         out = _Output(proc.stdout)
         verdict: str | None = None
         deadline = math.inf if ctx.time_limit_s is None else time.monotonic() + ctx.time_limit_s
@@ -352,7 +401,11 @@ class Agent:
                 verdict = status
                 break
         if rc is None:
-            rc = self._terminate(proc)
+            rc = (
+                self._terminate(proc)
+                if group is None
+                else sandbox.stop(proc, group, grace_s=self.stop_grace_s)
+            )
         out.join()
         self._flush(ctx, out, sent)
         if verdict == "lost":
@@ -399,9 +452,43 @@ class Agent:
                 ctx.id,
                 f"[agent {self.name}] stored {n} drive log(s) in dataset {dataset}\n".encode(),
             )
+        if ctx.kind == "script":
+            outputs = self._script_outputs(ctx, rc)
+            if outputs is not None:
+                return outputs
         if rc == 0:
             return self._close(ctx.id, "succeeded", 0, None)
         return self._close(ctx.id, "failed", rc, f"exit code {rc}")
+
+    def _script_outputs(self, ctx: JobContext, rc: int) -> str | None:
+        """A finished script's folder checked against its output limit and, on success, its
+        output files stored as models; the job's outcome if that decides it, else None."""
+        cap = script.limits(ctx).output_bytes
+        size = sandbox.folder_bytes(ctx.run_dir)
+        if size > cap:
+            return self._close(
+                ctx.id, "failed", rc, f"the job folder holds {size} bytes, over its {cap} limit"
+            )
+        if rc != 0:
+            return None
+        limits = ServiceConfig()  # the service's defaults: free disk kept, largest file
+        try:
+            n, refused = script.store_outputs(
+                self.db,
+                Storage(self.data_dir, limits.min_free_bytes),
+                ctx.tenant_id,
+                ctx.id,
+                ctx.run_dir / script.OUTPUT,
+                cap=limits.max_upload_bytes,
+            )
+        except ApiError as e:
+            return self._close(
+                ctx.id, "failed", 0, f"the job's outputs were not stored: {e.detail}"
+            )
+        for why in refused:
+            self._append(ctx.id, f"[agent {self.name}] output not stored: {why}\n".encode())
+        self._append(ctx.id, f"[agent {self.name}] stored {n} output file(s) as models\n".encode())
+        return None
 
     def _terminate(self, proc: subprocess.Popen[bytes]) -> int:
         for sig, wait in ((signal.SIGTERM, self.stop_grace_s), (signal.SIGKILL, 10.0)):
@@ -469,7 +556,10 @@ class Agent:
 
 
 def _metric_key(row: dict[str, Any]) -> tuple[int, str]:
-    return int(row.get("step", 0)), "val" if "val_loss" in row else "train"
+    """A row's identity for sending each once: its step and the names it reports (a train
+    row and a validation row of one step differ; so do a script's reports of different
+    values)."""
+    return int(row.get("step", 0)), ",".join(sorted(k for k in row if k != "step"))
 
 
 __all__ = ["Agent", "JobContext", "command_for", "metrics_file", "train_out"]

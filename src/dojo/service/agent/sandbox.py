@@ -34,15 +34,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dojo.errors import ConfigError, ServiceError
 
 BWRAP = "bwrap"
 SANDBOX_UID = 65534  # nobody
 CODE, DATA, WORK = "/job/code", "/job/data", "/job/work"
+HOSTS_FILE = Path(__file__).with_name("sandbox_hosts")
 KILL_GRACE_S = 5.0  # SIGTERM, then this long, then SIGKILL [s]
 
 
@@ -129,6 +131,8 @@ def _mounts(read_only: Sequence[str], tmp_bytes: int = 256 << 20) -> list[str]:
         if Path(f"/usr/{link}").exists():
             args += ["--symlink", f"usr/{link}", f"/{link}"]
     args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    # localhost must resolve: torchrun's rendezvous and c10d's store name it
+    args += ["--ro-bind", str(HOSTS_FILE), "/etc/hosts"]
     for path in read_only:
         args += ["--ro-bind", path, path]
     return [*args, "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
@@ -182,7 +186,7 @@ PIDS_V1 = Path("/sys/fs/cgroup/pids")  # cgroup v1's pids hierarchy
 CGROUP_V2 = Path("/sys/fs/cgroup")
 
 
-class _PidsGroup:
+class PidsGroup:
     """A pids cgroup capping the sandbox's processes and threads, where this host lets us make
     one (root, a writable cgroup v1 pids hierarchy or a v2 root with the pids controller).
 
@@ -255,6 +259,44 @@ def folder_bytes(path: str | os.PathLike[str]) -> int:
     return total
 
 
+def popen(
+    argv: Sequence[str],
+    code: str | os.PathLike[str],
+    work: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
+    in_child: Callable[[], None] | None = None,
+    **popen_kw: Any,
+) -> tuple[subprocess.Popen[bytes], PidsGroup]:
+    """Start ``argv`` in the sandbox and return at once: the process (bubblewrap) and its pids
+    group. The caller waits, stops it with :func:`stop` and then calls ``group.close()``.
+
+    ``in_child``: run first in the child before it execs bubblewrap (the agent's death signal).
+    Raises :class:`~dojo.errors.ServiceError` when bubblewrap is unavailable: tenant code is
+    never run bare.
+    """
+    limits = limits or Limits()
+    why = available()
+    if why is not None:
+        raise ServiceError(f"Tenant code cannot run: {why}.")
+    args = command(argv, code, work, data, env)
+    group = PidsGroup(limits.processes)
+
+    def child() -> None:
+        if in_child is not None:
+            in_child()
+        group.join()
+        _limit(limits)
+
+    try:
+        proc = subprocess.Popen(args, start_new_session=True, preexec_fn=child, **popen_kw)
+    except BaseException:
+        group.close()
+        raise
+    return proc, group
+
+
 def run(
     argv: Sequence[str],
     code: str | os.PathLike[str],
@@ -272,22 +314,10 @@ def run(
     never run bare.
     """
     limits = limits or Limits()
-    why = available()
-    if why is not None:
-        raise ServiceError(f"Tenant code cannot run: {why}.")
-    args = command(argv, code, work, data, env)
     start = time.monotonic()
-    group = _PidsGroup(limits.processes)
-
-    def in_child() -> None:
-        group.join()
-        _limit(limits)
-
+    proc, group = popen(argv, code, work, data, env, limits, stdout=stdout, stderr=stderr)
     timed_out = False
     try:
-        proc = subprocess.Popen(
-            args, stdout=stdout, stderr=stderr, start_new_session=True, preexec_fn=in_child
-        )
         try:
             proc.wait(timeout=limits.wall_s)
         except subprocess.TimeoutExpired:
@@ -308,8 +338,10 @@ def run(
     )
 
 
-def stop(proc: subprocess.Popen[bytes], group: _PidsGroup | None = None) -> None:
-    """SIGTERM the job's processes, then SIGKILL the sandbox after KILL_GRACE_S.
+def stop(
+    proc: subprocess.Popen[bytes], group: PidsGroup | None = None, grace_s: float = KILL_GRACE_S
+) -> int:
+    """SIGTERM the job's processes, then SIGKILL the sandbox after ``grace_s``; its exit status.
 
     The SIGTERM goes to the job's own processes (the pids group's, bubblewrap's left out), so a
     script that checkpoints on SIGTERM, as ``dojo train`` does before a preemption, can: a
@@ -324,13 +356,12 @@ def stop(proc: subprocess.Popen[bytes], group: _PidsGroup | None = None) -> None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=KILL_GRACE_S)
-        return
+        return proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
         pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30.0)
+    return proc.wait(timeout=30.0)
 
 
 def _comm(pid: int) -> str:
@@ -342,10 +373,12 @@ __all__ = [
     "DATA",
     "WORK",
     "Limits",
+    "PidsGroup",
     "SandboxResult",
     "available",
     "command",
     "folder_bytes",
+    "popen",
     "python_paths",
     "run",
     "stop",

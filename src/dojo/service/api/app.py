@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from dojo.errors import DojoConfigError
 from dojo.service.api import (
     routes_admin,
+    routes_code,
     routes_datasets,
     routes_jobs,
     routes_me,
@@ -55,13 +56,15 @@ def create_app(config: ServiceConfig, ctx: Context | None = None) -> FastAPI:
     app = FastAPI(
         title="Dojo",
         version="1",
-        description="Multi-tenant training service: datasets, jobs (drive, ingest, train, eval, "
-        "loop), logs, metrics and models. Authenticate with 'Authorization: Bearer TOKEN'.",
+        description="Multi-tenant training service: datasets, code, jobs (drive, ingest, train, "
+        "eval, loop, script), logs, metrics, models and usage. "
+        "Authenticate with 'Authorization: Bearer TOKEN'.",
     )
     app.state.ctx = ctx
     for module in (routes_admin, routes_me, routes_datasets, routes_jobs, routes_models, dashboard):
         app.include_router(module.router)
     app.include_router(routes_usage.router)
+    app.include_router(routes_code.router)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -11,7 +11,8 @@ MAX_TIME_LIMIT_S = 30 * 86_400  # a month
 
 Text = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]  # no control characters
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-JobKind = Literal["drive", "ingest", "train", "eval", "loop"]
+JobKind = Literal["drive", "ingest", "train", "eval", "loop", "script"]
+DatasetKind = Literal["drive_logs", "files"]
 
 
 class _In(BaseModel):
@@ -90,6 +91,11 @@ class DatasetCreate(_In):
         description="register an existing store "
         "(s3://, gs://, az://, https://...) instead of uploading files",
     )
+    kind: DatasetKind = Field(
+        default="drive_logs",
+        description="drive_logs: MCAP drive logs only (checked on upload); files: any files, "
+        "for a script job to read",
+    )
 
 
 class DatasetFileOut(BaseModel):
@@ -103,9 +109,19 @@ class DatasetOut(BaseModel):
     id: str
     name: str
     source: Literal["upload", "store"]
+    kind: DatasetKind
     uri: str | None
     size_bytes: int
     files: int
+    created_at: datetime
+
+
+class CodeOut(BaseModel):
+    id: str
+    name: str
+    size_bytes: int = Field(description="the unpacked files, counted in the storage quota")
+    files: int
+    sha256: str = Field(description="of the archive as uploaded")
     created_at: datetime
 
 

@@ -1,4 +1,10 @@
-"""Datasets: MCAP drive logs uploaded into the tenant's folder, or a registered store."""
+"""Datasets: files uploaded into the tenant's folder, or a registered store.
+
+A dataset's ``kind`` says what it takes: ``drive_logs`` (MCAP drive logs, one file name each,
+checked for MCAP's magic bytes; what ingest and train read) or ``files`` (any files, named by a
+relative path such as ``images/ok/0001.png``; what a ``script`` job reads at
+``DOJO_DATA_DIR``).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,9 @@ from dojo.service.api.deps import Ctx, TenantId
 from dojo.service.api.models import DatasetCreate, DatasetFileOut, DatasetOut
 from dojo.service.api.problems import ApiError
 from dojo.service.api.uploads import BINARY_BODY, add_dataset_file, get_dataset, receive_upload
-from dojo.service.constants import ACTIVE
-from dojo.service.store.schema import Dataset, DatasetFile, Job
-from dojo.service.store.storage import MCAP_MAGIC, Stored, safe_name
+from dojo.service.store import jobstore
+from dojo.service.store.schema import Dataset, DatasetFile
+from dojo.service.store.storage import MCAP_MAGIC, Stored, safe_name, safe_path
 from dojo.service.store.tenants import storage_changed
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -33,6 +39,7 @@ def _out(ds: Dataset) -> DatasetOut:
         id=ds.id,
         name=ds.name,
         source=ds.source,  # type: ignore[arg-type]
+        kind=ds.kind,  # type: ignore[arg-type]
         uri=ds.uri,
         size_bytes=ds.size_bytes,
         files=ds.files,
@@ -73,6 +80,7 @@ def create(body: DatasetCreate, ctx: Ctx, tenant_id: TenantId) -> DatasetOut:
             name=body.name,
             uri=uri,
             source="store" if uri else "upload",
+            kind=body.kind,
             size_bytes=0,
             files=0,
         )
@@ -104,10 +112,7 @@ def delete(dataset_id: str, ctx: Ctx, tenant_id: TenantId) -> Response:
     """Delete a dataset and its files; refused (409) while an active job names it."""
     with ctx.db.session() as s:
         ds = get_dataset(s, tenant_id, dataset_id)
-        specs = s.scalars(
-            select(Job.spec).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))
-        )
-        if any(spec.get("dataset") == dataset_id for spec in specs):
+        if jobstore.named_by_active_job(s, tenant_id, "dataset", dataset_id):
             raise ApiError(409, f"Dataset {dataset_id!r} is used by an active job.")
         storage_changed(s, tenant_id, -ds.size_bytes, ds.id)
         s.delete(ds)
@@ -135,14 +140,24 @@ async def upload(
     request: Request,
     ctx: Ctx,
     tenant_id: TenantId,
-    name: Annotated[str, Query(max_length=1024, description="file name, e.g. drive_0001.mcap")],
+    name: Annotated[
+        str,
+        Query(
+            max_length=1024,
+            description="file name, e.g. drive_0001.mcap; in a files dataset a relative path, "
+            "e.g. images/ok/0001.png",
+        ),
+    ],
 ) -> DatasetFileOut:
-    """Upload one MCAP drive log (the raw body). Stored files are never replaced (409)."""
-    safe_name(name)
+    """Upload one file (the raw body): an MCAP drive log, or any file into a ``files`` dataset.
+    Stored files are never replaced (409)."""
+    safe_path(name)
 
-    def precheck() -> bool:
+    def precheck() -> str:
         with ctx.db.session() as s:
             ds = get_dataset(s, tenant_id, dataset_id)
+            if ds.kind == "drive_logs":
+                safe_name(name)  # drive logs lie side by side
             if ds.source != "upload":
                 raise ApiError(
                     409, f"Dataset {dataset_id!r} is a registered store; it takes no uploads."
@@ -158,14 +173,20 @@ async def upload(
                 raise ApiError(
                     409, f"File {name!r} already exists; stored files are never replaced."
                 )
-            return True
+            return ds.kind
 
-    await run_in_threadpool(precheck)
+    kind = await run_in_threadpool(precheck)
     folder = ctx.storage.dataset_dir(tenant_id, dataset_id)
 
     def commit(s: Session, stored: Stored) -> DatasetFileOut:
         return _file_out(add_dataset_file(s, tenant_id, dataset_id, name, stored))
 
     return await receive_upload(
-        request, ctx, tenant_id, folder, name, magic=MCAP_MAGIC, commit=commit
+        request,
+        ctx,
+        tenant_id,
+        folder,
+        name,
+        magic=MCAP_MAGIC if kind == "drive_logs" else None,
+        commit=commit,
     )

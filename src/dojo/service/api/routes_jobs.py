@@ -9,13 +9,16 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from dojo.service.api.deps import Ctx, TenantId
+from dojo.service.api.deps import Context, Ctx, TenantId
 from dojo.service.api.models import JobKind, JobList, JobOut, JobSubmit, MetricsIn, MetricsOut
 from dojo.service.api.problems import ApiError
 from dojo.service.constants import ACTIVE, STATUSES
 from dojo.service.store import jobstore
+from dojo.service.store.schema import Dataset, Job
+from dojo.service.store.storage import inside
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 TEXT_BODY = {
@@ -31,7 +34,36 @@ StatusFilter = Annotated[
 def submit(body: JobSubmit, ctx: Ctx, tenant_id: TenantId) -> JobOut:
     """Queue a job; 403 if it would exceed the tenant's quotas, 422 for a bad spec."""
     with ctx.db.session() as s:
-        return jobstore.job_out(jobstore.submit(s, tenant_id, body))
+        job = jobstore.submit(s, tenant_id, body)
+        _check_inputs(s, ctx, job)  # a refusal rolls the job back
+        return jobstore.job_out(job)
+
+
+def _check_inputs(s: Session, ctx: Context, job: Job) -> None:
+    """What the spec names fits its kind: drive logs for drive and ingest; for a script, a
+    dataset it can mount and an entry point its code holds (422 otherwise)."""
+    ds_id = job.spec.get("dataset")
+    ds = s.get(Dataset, ds_id) if isinstance(ds_id, str) and ds_id.startswith("ds_") else None
+    if ds is not None and job.kind in ("drive", "ingest") and ds.kind != "drive_logs":
+        raise ApiError(
+            422, f"Dataset {ds.id!r} holds files, not drive logs; {job.kind} needs drive logs."
+        )
+    if job.kind != "script":
+        return
+    if ds is not None and ds.source != "upload":
+        raise ApiError(
+            422,
+            f"Dataset {ds.id!r} is a registered store; a script reads uploaded datasets only "
+            "(upload its files into a files dataset).",
+        )
+    code_dir = ctx.storage.code_dir(job.tenant_id, job.spec["code"])
+    entry = job.spec["entry"]
+    if not inside(code_dir, *entry.split("/")).is_file():
+        raise ApiError(
+            422,
+            f"Entry point {entry!r} is not a file in code {job.spec['code']!r} "
+            "(GET /v1/code/ID/files lists what it holds).",
+        )
 
 
 @router.get("", response_model=JobList)

@@ -7,19 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from dojo.service.api.auth import new_id
 from dojo.service.api.deps import Ctx, TenantId
 from dojo.service.api.models import ModelOut
 from dojo.service.api.problems import ApiError, not_found
-from dojo.service.api.uploads import BINARY_BODY, receive_upload
+from dojo.service.api.uploads import BINARY_BODY, add_model, receive_upload
 from dojo.service.store import jobstore
 from dojo.service.store.schema import Model
 from dojo.service.store.storage import Stored, safe_name
-from dojo.service.store.tenants import storage_changed
 
 router = APIRouter(tags=["models"])
 
@@ -68,22 +65,7 @@ async def upload_checkpoint(
 
     def commit(s: Session, stored: Stored) -> ModelOut:
         jobstore.get(s, tenant_id, job_id)
-        m = Model(
-            id=new_id("mdl"),
-            tenant_id=tenant_id,
-            job_id=job_id,
-            name=name,
-            path=ctx.storage.relative(stored.path),
-            size_bytes=stored.size_bytes,
-            sha256=stored.sha256,
-        )
-        s.add(m)
-        try:
-            s.flush()
-        except IntegrityError:
-            raise ApiError(409, f"Checkpoint {name!r} of job {job_id!r} already exists.") from None
-        storage_changed(s, tenant_id, m.size_bytes, m.id)
-        return _out(m)
+        return _out(add_model(s, ctx.storage, tenant_id, job_id, name, stored))
 
     folder = ctx.storage.checkpoint_dir(tenant_id, job_id)
     return await receive_upload(request, ctx, tenant_id, folder, name, magic=None, commit=commit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -13,10 +14,11 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from dojo.errors import StorageFullError
+from dojo.service.api.auth import new_id
 from dojo.service.api.deps import Context
 from dojo.service.api.problems import ApiError, not_found, quota_exceeded
 from dojo.service.store.db import Database
-from dojo.service.store.schema import Dataset, DatasetFile
+from dojo.service.store.schema import Dataset, DatasetFile, Model
 from dojo.service.store.storage import Storage, Stored
 from dojo.service.store.tenants import lock_tenant, storage_changed, usage
 
@@ -29,7 +31,7 @@ BINARY_BODY = {
 }
 
 
-def _room(db: Database, tenant_id: str) -> tuple[int, int, int]:
+def room_left(db: Database, tenant_id: str) -> tuple[int, int, int]:
     """(limit, used, room) of the tenant's storage quota [bytes]."""
     with db.session() as s:
         tenant = lock_tenant(s, tenant_id)
@@ -57,7 +59,7 @@ async def store_file(
     written. On any failure (quota, ``cap`` per file, disk, sender gone, database) the file is
     not left behind.
     """
-    limit, used, room = await run_in_threadpool(_room, db, tenant_id)
+    limit, used, room = await run_in_threadpool(room_left, db, tenant_id)
     if declared is not None and declared > room:
         raise quota_exceeded("max_storage_bytes", limit, used, declared, "bytes")
 
@@ -77,16 +79,7 @@ async def store_file(
 
     def record() -> T:
         with db.session() as s:
-            tenant = lock_tenant(s, tenant_id)
-            now_used = usage(s, tenant_id).storage_bytes
-            if now_used + stored.size_bytes > tenant.max_storage_bytes:
-                raise quota_exceeded(
-                    "max_storage_bytes",
-                    tenant.max_storage_bytes,
-                    now_used,
-                    stored.size_bytes,
-                    "bytes",
-                )
+            check_room(s, tenant_id, stored.size_bytes)
             return commit(s, stored)
 
     try:
@@ -94,6 +87,76 @@ async def store_file(
     except BaseException:
         stored.path.unlink(missing_ok=True)
         raise
+
+
+def check_room(s: Session, tenant_id: str, size_bytes: int) -> None:
+    """Under the tenant lock (held to the end of ``s``): 403 unless ``size_bytes`` more fit."""
+    tenant = lock_tenant(s, tenant_id)
+    now_used = usage(s, tenant_id).storage_bytes
+    if now_used + size_bytes > tenant.max_storage_bytes:
+        raise quota_exceeded(
+            "max_storage_bytes", tenant.max_storage_bytes, now_used, size_bytes, "bytes"
+        )
+
+
+CHUNK_BYTES = 1 << 20
+
+
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            yield chunk
+
+
+def store_path(
+    db: Database,
+    storage: Storage,
+    tenant_id: str,
+    folder: Path,
+    name: str,
+    path: Path,
+    *,
+    cap: int,
+    magic: bytes | None,
+    commit: Callable[[Session, Stored], T],
+) -> T:
+    """A local file (a job's output) through :func:`store_file`, as if uploaded."""
+    return asyncio.run(
+        store_file(
+            db,
+            storage,
+            tenant_id,
+            folder,
+            name,
+            file_chunks(path),
+            cap=cap,
+            magic=magic,
+            commit=commit,
+            declared=path.stat().st_size,
+        )
+    )
+
+
+def add_model(
+    s: Session, storage: Storage, tenant_id: str, job_id: str, name: str, stored: Stored
+) -> Model:
+    """Record a stored file as a model of the job (409 if the job has one of that name)."""
+    m = Model(
+        id=new_id("mdl"),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        name=name,
+        path=storage.relative(stored.path),
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+    )
+    s.add(m)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise ApiError(409, f"Checkpoint {name!r} of job {job_id!r} already exists.") from None
+    storage_changed(s, tenant_id, m.size_bytes, m.id)
+    return m
 
 
 async def receive_upload(

@@ -205,7 +205,10 @@ def add_commands(sub: Any) -> None:
     )
     ag.add_argument("--poll-s", type=float, default=2.0, help="seconds between claims when idle")
     ag.add_argument(
-        "--max-nproc", type=int, default=1, help="most processes a train job gets on this host"
+        "--max-nproc",
+        type=int,
+        default=1,
+        help="most processes a train or script job gets on this host",
     )
     ag.add_argument(
         "--no-schedule",

@@ -150,6 +150,13 @@ def list_jobs(
     return list(rows), int(total)
 
 
+def named_by_active_job(s: Session, tenant_id: str, key: str, ident: str) -> bool:
+    """Whether an active job of the tenant names ``ident`` as its spec's ``key`` (an object in
+    use is not deleted)."""
+    specs = s.scalars(select(Job.spec).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE)))
+    return any(spec.get(key) == ident for spec in specs)
+
+
 def cancel(s: Session, tenant_id: str, job_id: str) -> Job:
     """Queued or placed: cancelled now. Running: ``cancelling`` until its agent stops it."""
     job = get(s, tenant_id, job_id, lock=True)

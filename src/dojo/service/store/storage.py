@@ -64,6 +64,26 @@ def safe_name(name: str) -> str:
     return name
 
 
+MAX_PATH_DEPTH = 16
+
+
+def safe_path(name: str) -> tuple[str, ...]:
+    """``name`` as a relative path of :func:`safe_name` components (``images/ok/0001.png``);
+    else a 422 naming it."""
+    if "/" not in name:
+        return (safe_name(name),)
+    parts = tuple(name.split("/"))
+    if len(parts) > MAX_PATH_DEPTH:
+        raise ApiError(
+            422, f"File name {name[:80]!r} is a path more than {MAX_PATH_DEPTH} folders deep."
+        )
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise ApiError(422, f"File name {name[:80]!r} is longer than {MAX_NAME_BYTES} bytes.")
+    for part in parts:
+        safe_name(part)
+    return parts
+
+
 def inside(base: Path, *parts: str) -> Path:
     """``base/parts...``, refusing (422) anything that resolves outside ``base``."""
     root = base.resolve()
@@ -98,6 +118,9 @@ class Storage:
     def dataset_dir(self, tenant_id: str, dataset_id: str) -> Path:
         return inside(self.tenant_dir(tenant_id), "datasets", dataset_id)
 
+    def code_dir(self, tenant_id: str, code_id: str) -> Path:
+        return inside(self.tenant_dir(tenant_id), "code", code_id)
+
     def checkpoint_dir(self, tenant_id: str, job_id: str) -> Path:
         return inside(self.tenant_dir(tenant_id), "jobs", job_id, "checkpoints")
 
@@ -119,9 +142,11 @@ class Storage:
     ) -> Stored:
         """Stream ``chunks`` into ``folder/name`` atomically; 409 if the name is taken.
 
-        ``too_large(size)`` is raised once more than ``max_bytes`` arrived.
+        ``name`` may be a relative path (:func:`safe_path`). ``too_large(size)`` is raised once
+        more than ``max_bytes`` arrived.
         """
-        final = inside(folder, safe_name(name))
+        final = inside(folder, *safe_path(name))
+        folder = final.parent
         folder.mkdir(parents=True, exist_ok=True)
         if final.exists():
             raise ApiError(409, f"File {name!r} already exists; stored files are never replaced.")
