@@ -284,3 +284,48 @@ def test_jobs_logs_prints_a_log_longer_than_one_answer(server, capsys, monkeypat
         capsys, "jobs", "logs", job, "--url", url, "--token", token, "--offset", "100"
     )
     assert out == "".join(lines)[100:]
+
+
+def test_cloud_commands_and_submit_script_upload_a_folder_once(
+    server, capsys, monkeypatch, tmp_path
+) -> None:
+    url, db = server
+    code, out, _ = _run(capsys, "admin", "tenant", "create", "acme", "--db", db)
+    monkeypatch.setenv("DOJO_URL", url)
+    monkeypatch.setenv("DOJO_TOKEN", out.strip().splitlines()[-1])
+    code, out, _ = _run(capsys, "cloud", "datasets", "create", "imgs", "--kind", "files")
+    assert code == 0 and out.startswith("ds_")
+    ds = out.strip()
+    images = tmp_path / "images"
+    (images / "ok").mkdir(parents=True)
+    (images / "ok" / "1.png").write_bytes(b"png")
+    (images / ".DS_Store").write_bytes(b"junk")  # hidden: left out
+    code, out, _ = _run(capsys, "cloud", "datasets", "upload", ds, str(images), "--no-progress")
+    assert code == 0 and "uploaded 1 file(s)" in out
+    code, out, _ = _run(capsys, "cloud", "datasets", "list", "--json")
+    assert json.loads(out)[0]["kind"] == "files" and json.loads(out)[0]["files"] == 1
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "train.py").write_text("print('hi')\n")
+    argv = ["submit", "script", "--code", str(proj), "--entry", "train.py", "--dataset", ds]
+    jobs = []
+    for _ in range(2):
+        code, out, err = _run(capsys, *argv, "--arg=--epochs", "--arg", "3", "--json")
+        assert code == 0, err
+        jobs.append(json.loads(out))
+    assert jobs[0]["spec"]["code"] == jobs[1]["spec"]["code"]  # the same folder: uploaded once
+    assert jobs[0]["spec"]["args"] == ["--epochs", "3"]
+    code, out, _ = _run(capsys, "cloud", "code", "list", "--json")
+    assert [c["id"] for c in json.loads(out)] == [jobs[0]["spec"]["code"]]
+    code, _, err = _run(capsys, "submit", "script", "--code", str(proj), "--entry", "nope.py")
+    assert code == 2 and "nope.py" in err and "HTTP 422" in err
+    code, _, err = _run(capsys, "submit", "script", "--code", str(tmp_path / "missing"))
+    assert code == 2 and "--entry" in err
+    code, _, err = _run(
+        capsys, "submit", "script", "--entry", "t.py", "--code", str(tmp_path / "x")
+    )
+    assert code == 2 and "is not a folder" in err
+    code, _, err = _run(capsys, "submit", "eval", "--code", str(proj))
+    assert code == 2 and "dojo submit script" in err
+    code, _, err = _run(capsys, "cloud", "models", "download", "mdl_0123456789abcdef")
+    assert code == 2 and "not one of yours" in err
