@@ -498,7 +498,14 @@ def test_security_headers_and_no_inline_script_or_style(dash: Service) -> None:
 
 
 def test_charts_from_rows() -> None:
-    assert job_charts([]) == [] and job_charts([(1, {"step": 1, "acc": 0.5})]) == []
+    assert job_charts([]) == [] and job_charts([(1, {"step": 1, "epoch": 3})]) == []
+    # whatever else a tenant's script reports gets a chart of its own, its name escaped
+    own = job_charts(
+        [(i, {"step": i, "accuracy": i / 10, "<script>x": 1.0, "epoch": i}) for i in range(1, 4)]
+    )
+    assert len(own) == 2 and 'id="chart-accuracy"' in own[1]
+    assert "<script>" not in "".join(own) and "&lt;script&gt;x" in own[0]
+    assert len(job_charts([(1, {"step": 1, **{f"m{k}": 1.0 for k in range(20)}})])) == 6
     charts = job_charts([(i, {"loss": 10.0**-i}) for i in range(1, 6)])  # no step: x is the row
     assert len(charts) == 1 and "log scale" in charts[0] and charts[0].count('class="point"') == 5
     band_only = job_charts(

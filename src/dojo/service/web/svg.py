@@ -363,9 +363,16 @@ def _number(v: object) -> float | None:
     return f if math.isfinite(f) else None
 
 
+# metric names the loss and nines charts show, or that are counters rather than measurements
+CHARTED = frozenset({"step", "seq", "loss", "val_loss", "nines", "nines_low", "nines_high"})
+NOT_CHARTED = frozenset({"epoch", "rank", "time", "samples", "tokens"})
+MAX_OTHER_CHARTS = 6  # a tenant's script may report anything: its first few by name
+
+
 def job_charts(rows: Sequence[tuple[int, dict[str, object]]]) -> list[str]:
-    """The loss chart and the nines chart of a job's metric rows ``(seq, row)``; x is ``step``
-    when a row has one, else its sequence number. A chart with no values is left out."""
+    """The loss chart, the nines chart and one chart for each other value a job reports (a
+    tenant's ``accuracy``, say) of its metric rows ``(seq, row)``; x is ``step`` when a row has
+    one, else its sequence number. A chart with no values is left out."""
     loss: dict[str, tuple[list[float], list[float]]] = {"loss": ([], []), "val_loss": ([], [])}
     nines: tuple[list[float], list[float]] = ([], [])
     band: tuple[list[float], list[float], list[float]] = ([], [], [])
@@ -418,5 +425,29 @@ def job_charts(rows: Sequence[tuple[int, dict[str, object]]]) -> list[str]:
                 band=band if band[0] else None,
                 chart_id="chart-nines",
             )
+        )
+    other: dict[str, tuple[list[float], list[float]]] = {}
+    for seq, row in rows:
+        x = _number(row.get("step")) if has_step else float(seq)
+        for key, value in row.items():
+            y = _number(value)
+            if x is None or y is None or key in CHARTED or key in NOT_CHARTED:
+                continue
+            if key not in other and len(other) >= MAX_OTHER_CHARTS:
+                continue
+            xs, ys = other.setdefault(key, ([], []))
+            xs.append(x)
+            ys.append(y)
+    for key in sorted(other):
+        xs, ys = other[key]
+        safe = "".join(c if c.isalnum() else "-" for c in key)[:40]
+        charts.append(
+            line_chart(
+                key,
+                [Series(key, xs, ys, "#76b7b2")],
+                x_label=x_label,
+                y_label=key,
+                chart_id=f"chart-{safe}",
+            )  # fmt: skip
         )
     return [c for c in charts if c]
