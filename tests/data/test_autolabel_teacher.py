@@ -186,3 +186,38 @@ def test_the_label_is_what_the_careful_driver_did_on_the_road():
     labels = careful_labels(scene, generate(family, seed).road, commands, v0, mask, 0.0).values
     same = np.isclose(labels["accel_mps2"], np.array(done), atol=1e-9)
     assert same.mean() >= 0.95, f"only {same.mean():.0%} of the frames agree"
+
+
+def test_objects_no_camera_shows_change_no_label(stalled: tuple[pa.Table, np.ndarray, int]):
+    """The labeler drops the columns of hidden objects before the driver models run; the
+    labels must be those of the scene with every object there and the hidden ones inactive."""
+    from dojo.data.autolabel.scene import SceneFrames
+
+    table, commands, _ = stalled
+    road = generate("stalled", 1_000_004).road
+    scene = scene_frames(table, "d1")
+    rng = np.random.default_rng(3)
+    vis = rng.uniform(size=scene.present.shape) < 0.5
+    a = careful_labels(scene, road, commands, 28.0, vis).values
+    # the same scene with 20 more objects, all hidden, interleaved among the real ones
+    k, extra = scene.present.shape[1], 20
+    cols = np.concatenate([np.arange(k), np.zeros(extra, dtype=np.int64)])
+    order = np.concatenate([[0], rng.permutation(np.arange(1, k + extra))])
+    pick = cols[order]
+
+    def widen(x: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(x, scene.present.shape)[:, pick]
+
+    crowded = SceneFrames(
+        scene.t_s,
+        widen(scene.ids),
+        widen(scene.present),
+        widen(scene.kind),
+        {n: widen(v) for n, v in scene.values.items()},
+        widen(scene.lane),
+    )
+    hidden = widen(vis) & (order < k)[None, :]
+    hidden[:, 0] = vis[:, 0]
+    b = careful_labels(crowded, road, commands, 28.0, hidden).values
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)

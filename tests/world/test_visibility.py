@@ -132,3 +132,27 @@ def test_the_rule_agrees_with_the_pixels_the_renderer_paints() -> None:
 def test_visible_objects_of_a_scene_hide_a_speck_and_show_a_car() -> None:
     roads, veh = scene([(Kind.CAR, 30.0, LANE_W, 0.0), (Kind.DEBRIS, 240.0, 2 * LANE_W, 0.0)])
     assert visible_objects((roads, veh), CameraRig.named("quad")).tolist() == [[False, True, False]]
+
+
+def test_culling_by_range_and_field_of_view_never_changes_the_cover() -> None:
+    """pixel_cover projects only boxes that may reach a camera's range and view; every other
+    box must come out 0 as the full projection gives, boxes around the camera included."""
+    from dojo.world.visibility import _camera_cover
+
+    rng = np.random.default_rng(11)
+    for name in ("penta", "quad"):
+        rig = CameraRig.named(name, False, 96, 48)
+        for scale in (3.0, 40.0, 300.0):
+            n = 20_000
+            x, y = rng.uniform(-scale, scale, n), rng.uniform(-scale, scale, n)
+            yaw = rng.uniform(-math.pi, math.pi, n)
+            length, width, height = (rng.uniform(0.3, hi, n) for hi in (18.0, 4.0, 4.5))
+            got = pixel_cover(rig, x, y, yaw, length, width, height)
+            for c, cam in enumerate(rig.cameras):
+                cy, sy = math.cos(math.radians(cam.yaw_deg)), math.sin(math.radians(cam.yaw_deg))
+                rx, ry = x - cam.x_m, y - cam.y_m
+                full = _camera_cover(
+                    cam, cy * rx + sy * ry, -sy * rx + cy * ry, yaw, length / 2, width / 2, height
+                )
+                np.testing.assert_array_equal(got[:, c], full)
+            assert (got > 0).any() and (got == 0).any()

@@ -144,9 +144,19 @@ def slots_needed(family: str) -> int:
     return 1 + _FAMILY_TRAFFIC[check_family(family)].vehicles[1] + OBSTACLE_SLOTS
 
 
-def generate(family: str, seed: int) -> Scenario:
-    """Build the scenario ``(family, seed)``; the same pair always gives the same scenario."""
-    family, seed = check_family(family), check_seed(seed)
+@dataclass(frozen=True)
+class _Head:
+    """A scenario's first draws: its road, its traffic's size and its ego."""
+
+    rng: np.random.Generator  # at the draws that follow
+    road: RoadConfig
+    ego_s: float
+    n_traffic: int
+    ego_lane: int
+    ego_v0: float
+
+
+def _head(family: str, seed: int) -> _Head:
     rng = np.random.default_rng([seed, FAMILIES.index(family), 0xD0])
     knobs = _FAMILY_TRAFFIC[family]
     lanes = int(rng.integers(knobs.lanes[0], knobs.lanes[1] + 1))
@@ -167,10 +177,27 @@ def generate(family: str, seed: int) -> Scenario:
     )
 
     n_traffic = int(rng.integers(knobs.vehicles[0], knobs.vehicles[1] + 1))
-    v = Vehicles.empty(1, 1 + n_traffic + OBSTACLE_SLOTS)
-
     ego_lane = 0 if knobs.ego_lane == "right" else int(rng.integers(0, lanes))
     ego_v0 = float(rng.uniform(26.0, 30.0)) if family != "dense" else float(rng.uniform(20.0, 24.0))
+    return _Head(rng, road, ego_s, n_traffic, ego_lane, ego_v0)
+
+
+def road_and_ego_v0(family: str, seed: int) -> tuple[RoadConfig, float]:
+    """The road of scenario ``(family, seed)`` and its ego's desired speed [m/s], exactly as
+    :func:`generate` makes them, without placing its traffic (a fraction of the time)."""
+    head = _head(check_family(family), check_seed(seed))
+    return head.road, head.ego_v0
+
+
+def generate(family: str, seed: int) -> Scenario:
+    """Build the scenario ``(family, seed)``; the same pair always gives the same scenario."""
+    family, seed = check_family(family), check_seed(seed)
+    head = _head(family, seed)
+    rng, road, ego_s, n_traffic = head.rng, head.road, head.ego_s, head.n_traffic
+    ego_lane, ego_v0, lanes = head.ego_lane, head.ego_v0, head.road.lanes
+    knobs = _FAMILY_TRAFFIC[family]
+    v = Vehicles.empty(1, 1 + n_traffic + OBSTACLE_SLOTS)
+
     _put(v, 0, Kind.CAR, ego_s, ego_lane, road, speed=ego_v0 - 2.0, rng=None)
     _driver(v, 0, rng, knobs, expert=True, v0=ego_v0)
 

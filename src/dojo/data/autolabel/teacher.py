@@ -65,6 +65,37 @@ def future_lanes(scene: SceneFrames, fps: float, hindsight_s: float = HINDSIGHT_
     return np.where(same, scene.lane[later], scene.lane)
 
 
+def _shown_first(
+    scene: SceneFrames, shown: np.ndarray, future_lane: np.ndarray
+) -> tuple[SceneFrames, np.ndarray]:
+    """The frames with only the objects the driver model may look at (``shown``, the ego
+    first), in their order, as few columns as the busiest frame needs; the rest absent.
+
+    An object that is not shown takes part in nothing (it is in no lane's index), so dropping
+    its column changes no label; the driver models' cost grows with the columns, and a rig
+    shows at most a dozen of the scene's objects.
+    """
+    others = np.argsort(~shown[:, 1:], axis=1, kind="stable") + 1  # column 0 stays the ego's
+    width = int(shown[:, 1:].sum(1).max()) if shown.shape[0] else 0
+    order = np.concatenate([np.zeros((shown.shape[0], 1), np.int64), others[:, :width]], axis=1)
+    kept = np.take_along_axis(shown, order, 1)
+
+    def cols(a: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(np.broadcast_to(a, shown.shape), order, 1)
+
+    return (
+        SceneFrames(
+            scene.t_s,
+            cols(scene.ids),
+            kept,
+            cols(scene.kind),
+            {name: cols(v) for name, v in scene.values.items()},
+            cols(scene.lane),
+        ),
+        cols(future_lane),
+    )
+
+
 def careful_labels(
     scene: SceneFrames,
     road: RoadConfig,
@@ -97,12 +128,11 @@ def labels_on(
     (F, K) each object's lane read with hindsight (:func:`future_lanes`, per drive). One call
     for many drives keeps numpy's arrays long (the work per frame is small)."""
     nf = scene.frames
+    shown = visible & scene.present
+    shown[:, 0] = scene.present[:, 0]
+    scene, future_lane = _shown_first(scene, shown, future_lane)
     veh = scene.vehicles(roads, future_lane)
     veh.v0[:, 0] = ego_v0_mps
-    shown = visible.copy()
-    shown[:, 0] = True
-    veh.active &= shown
-    veh.driven &= shown
     per = perceive(roads, veh)
     a_follow = follow_accel(veh, per)  # (F, K): MOBIL weighs everyone's acceleration
     lane = per.index.lane[:, 0]
