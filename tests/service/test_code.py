@@ -69,6 +69,8 @@ BAD_ARCHIVES = [
     ("zip dot-dot", _zip({"../x.py": b"x"}), 422, ".."),
     ("hidden file", _tar([(".bashrc", b"x", "file")]), 422, "dot"),
     ("twice", _tar([("a.py", b"1", "file"), ("a.py", b"2", "file")]), 422, "twice"),
+    ("file and folder", _tar([("a", b"1", "file"), ("a/b.py", b"2", "file")]), 422, "both"),
+    ("folder and file", _zip({"a/b.py": b"2", "a": b"1"}), 422, "both"),
     ("zip bomb", BOMB, 413, "zip bomb"),
     ("not an archive", b"#!/bin/sh\nrm -rf /\n", 422, "tar.gz or a .zip"),
     ("truncated", GOOD[: len(GOOD) // 2], 422, "archive"),

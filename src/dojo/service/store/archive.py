@@ -130,6 +130,8 @@ def unpack(archive: Path, dest: Path, *, max_bytes: int) -> Unpacked:
     cap = min(max_bytes, max(SMALL_BYTES, MAX_RATIO * archive.stat().st_size))
     with _members(archive) as members:
         seen: set[tuple[str, ...]] = set()
+        files: set[tuple[str, ...]] = set()
+        folders: set[tuple[str, ...]] = set()  # every member's parents
         count = declared = 0
         for m in members:
             declared += m.size
@@ -138,6 +140,14 @@ def unpack(archive: Path, dest: Path, *, max_bytes: int) -> Unpacked:
             if m.parts in seen:
                 raise ApiError(422, f"Archive member {'/'.join(m.parts)!r} appears twice.")
             seen.add(m.parts)
+            if not m.is_dir:
+                files.add(m.parts)
+            folders.update(m.parts[:i] for i in range(1, len(m.parts)))
+            clash = files & folders
+            if clash:
+                raise ApiError(
+                    422, f"Archive member {'/'.join(min(clash))!r} is both a file and a folder."
+                )
             count += not m.is_dir
             if count > MAX_FILES:
                 raise ApiError(422, f"The archive holds more than {MAX_FILES} files.")
