@@ -14,5 +14,4 @@ def test_the_sandbox_bench_pairs_runs_and_gives_an_interval() -> None:
     assert len(r["pair_ratios"]) == 2 and all(x > 0 for x in r["pair_ratios"])
     assert r["overhead_low"] <= r["overhead"] <= r["overhead_high"]
     assert r["bare_step_s"] > 0 and r["sandboxed_step_s"] > 0
-    assert r["meets_target"] == (r["overhead"] <= r["target"])
     assert "95% interval" in format_sandbox_bench(r)

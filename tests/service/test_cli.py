@@ -329,3 +329,17 @@ def test_cloud_commands_and_submit_script_upload_a_folder_once(
     assert code == 2 and "dojo submit script" in err
     code, _, err = _run(capsys, "cloud", "models", "download", "mdl_0123456789abcdef")
     assert code == 2 and "not one of yours" in err
+    weights = bytes(range(256)) * 4096  # 1 MiB, streamed to the file
+    stored = httpx.post(
+        f"{url}/v1/jobs/{jobs[0]['id']}/checkpoints",
+        params={"name": "model.pt"},
+        content=weights,
+        headers={"Authorization": f"Bearer {os.environ['DOJO_TOKEN']}"},
+    )
+    assert stored.status_code == 201, stored.text
+    out = tmp_path / "got.pt"
+    code, printed, err = _run(
+        capsys, "cloud", "models", "download", stored.json()["id"], "--out", str(out)
+    )
+    assert code == 0 and printed.strip() == str(out), err
+    assert out.read_bytes() == weights and not list(tmp_path.glob(".*.part"))

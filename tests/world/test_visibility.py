@@ -151,8 +151,8 @@ def test_culling_by_range_and_field_of_view_never_changes_the_cover() -> None:
             for c, cam in enumerate(rig.cameras):
                 cy, sy = math.cos(math.radians(cam.yaw_deg)), math.sin(math.radians(cam.yaw_deg))
                 rx, ry = x - cam.x_m, y - cam.y_m
-                full = _camera_cover(
-                    cam, cy * rx + sy * ry, -sy * rx + cy * ry, yaw, length / 2, width / 2, height
-                )
+                fwd, left = cy * rx + sy * ry, -sy * rx + cy * ry
+                centre = np.arctan2(left, fwd)
+                full = _camera_cover(cam, fwd, left, centre, yaw, length / 2, width / 2, height)
                 np.testing.assert_array_equal(got[:, c], full)
             assert (got > 0).any() and (got == 0).any()

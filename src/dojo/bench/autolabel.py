@@ -41,7 +41,7 @@ def _read_inputs(st: Store) -> float:
     tick = time.perf_counter()
     for d in st.drive_ids():
         for table in ("drives", "telemetry", "scene"):
-            pq.read_table(st.path("drives", d, TABLE_FILES[table]))
+            pq.ParquetFile(st.path("drives", d, TABLE_FILES[table])).read()  # as the labeler reads
     return time.perf_counter() - tick
 
 

@@ -164,12 +164,31 @@ class Client:
         return list(self._json("GET", "/v1/models", params=params))
 
     def download_model(self, model_id: str, out: Path) -> Path:
-        """Save a model's file to ``out`` (checked against its SHA-256)."""
-        response = self._request("GET", f"/v1/models/{_seg(model_id)}/download")
-        digest = hashlib.sha256(response.content).hexdigest()
-        if digest != response.headers.get("x-sha256", digest):
-            raise ServiceError(f"Model {model_id} arrived damaged (SHA-256 {digest[:12]}...).")
-        out.write_bytes(response.content)
+        """Stream a model's file to ``out``, checked against its SHA-256 (a model may be larger
+        than memory); nothing is left at ``out`` unless it arrived whole."""
+        if not self.token:
+            raise DojoConfigError("No token: pass --token or set DOJO_TOKEN.")
+        part = out.with_name(f".{out.name}.part")
+        digest = hashlib.sha256()
+        try:
+            with self._http.stream("GET", f"/v1/models/{_seg(model_id)}/download") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _refused(response)
+                with open(part, "wb") as f:
+                    for chunk in response.iter_bytes():
+                        digest.update(chunk)
+                        f.write(chunk)
+                expected = response.headers.get("x-sha256")
+            if expected is not None and digest.hexdigest() != expected:
+                raise ServiceError(
+                    f"Model {model_id} arrived damaged (SHA-256 {digest.hexdigest()[:12]}...)."
+                )
+            part.replace(out)
+        except httpx.TransportError as e:
+            raise ServiceError(f"Lost the download from {self.url} ({e}).") from None
+        finally:
+            part.unlink(missing_ok=True)
         return out
 
     def upload(self, dataset_id: str, path: Path, name: str | None = None) -> dict[str, Any]:

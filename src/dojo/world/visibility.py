@@ -123,12 +123,11 @@ def pixel_cover(
             d > radius, np.arcsin(np.minimum(radius / np.maximum(d, 1e-9), 1.0)), math.pi
         )
         half = math.radians(0.5 * cam.hfov_deg)
-        maybe = (d - radius <= cam.max_range_m + 1e-6) & (
-            np.abs(np.arctan2(left, fwd)) - subtends <= half + 1e-6
-        )
+        centre = np.arctan2(left, fwd)  # the centre's azimuth, left +
+        maybe = (d - radius <= cam.max_range_m + 1e-6) & (np.abs(centre) - subtends <= half + 1e-6)
         i = np.flatnonzero(maybe)
         out[i, c] = _camera_cover(
-            cam, fwd[i], left[i], yaw[i], 0.5 * length[i], 0.5 * width[i], height[i]
+            cam, fwd[i], left[i], centre[i], yaw[i], 0.5 * length[i], 0.5 * width[i], height[i]
         )
     return out.reshape(shape + (len(rig.cameras),))
 
@@ -137,13 +136,15 @@ def _camera_cover(
     cam: CameraSpec,
     fwd: np.ndarray,
     left: np.ndarray,
+    centre: np.ndarray,
     yaw: np.ndarray,
     hl: np.ndarray,
     hw: np.ndarray,
     height: np.ndarray,
 ) -> np.ndarray:
-    """Pixel cover [px] in ``cam`` of boxes (N,) centred at (``fwd``, ``left``) in its frame, of
-    half-length ``hl`` and half-width ``hw``, heading ``yaw`` relative to the ego's."""
+    """Pixel cover [px] in ``cam`` of boxes (N,) centred at (``fwd``, ``left``) in its frame (at
+    azimuth ``centre``), of half-length ``hl`` and half-width ``hw``, heading ``yaw`` relative to
+    the ego's."""
     corner_l = np.array([1.0, 1.0, -1.0, -1.0])  # the footprint's corners, (4,)
     corner_w = np.array([1.0, -1.0, -1.0, 1.0])
     rel = yaw - math.radians(cam.yaw_deg)
@@ -156,7 +157,6 @@ def _camera_cover(
     dist = np.hypot(np.maximum(np.abs(ox) - hl, 0.0), np.maximum(np.abs(oy) - hw, 0.0))
     inside = dist == 0.0  # the camera sits in the box: it fills the image
     # azimuths (left +) of the corners, unwrapped about the centre's so a box behind works
-    centre = np.arctan2(left, fwd)
     delta = _wrap(np.arctan2(cl, cf) - centre[..., None])
     half = math.radians(0.5 * cam.hfov_deg)
     lo = np.maximum(centre + _corners_min(delta), -half)

@@ -231,6 +231,11 @@ class Agent:
         self.db = Database(db_url)
         self.db.migrate()
         self.data_dir = Path(data_dir).resolve()
+        # what a job leaves is stored as an upload is, within the service's defaults (the free
+        # disk kept, the largest file)
+        limits = ServiceConfig()
+        self.storage = Storage(self.data_dir, limits.min_free_bytes)
+        self.max_file_bytes = limits.max_upload_bytes
         self.name = f"{host_name or socket.gethostname()}/{os.getpid()}"
         self.heartbeat_s, self.stale_after_s, self.poll_s = heartbeat_s, stale_after_s, poll_s
         self.max_nproc, self.schedule, self.topology = max_nproc, schedule, topology
@@ -401,11 +406,7 @@ class Agent:
                 verdict = status
                 break
         if rc is None:
-            rc = (
-                self._terminate(proc)
-                if group is None
-                else sandbox.stop(proc, group, grace_s=self.stop_grace_s)
-            )
+            rc = sandbox.stop(proc, group, grace_s=self.stop_grace_s)
         out.join()
         self._flush(ctx, out, sent)
         if verdict == "lost":
@@ -431,15 +432,14 @@ class Agent:
         if rc == 0 and ctx.kind == "drive" and ctx.spec.get("dataset"):
             dataset = ctx.spec["dataset"]
             try:
-                limits = ServiceConfig()  # the service's defaults: free disk kept, largest file
                 n = store_drive_logs(
                     self.db,
-                    Storage(self.data_dir, limits.min_free_bytes),
+                    self.storage,
                     ctx.tenant_id,
                     dataset,
                     ctx.id,
                     ctx.run_dir / "logs",
-                    cap=limits.max_upload_bytes,
+                    cap=self.max_file_bytes,
                 )
             except ApiError as e:
                 return self._close(
@@ -471,15 +471,14 @@ class Agent:
             )
         if rc != 0:
             return None
-        limits = ServiceConfig()  # the service's defaults: free disk kept, largest file
         try:
             n, refused = script.store_outputs(
                 self.db,
-                Storage(self.data_dir, limits.min_free_bytes),
+                self.storage,
                 ctx.tenant_id,
                 ctx.id,
                 ctx.run_dir / script.OUTPUT,
-                cap=limits.max_upload_bytes,
+                cap=self.max_file_bytes,
             )
         except ApiError as e:
             return self._close(
@@ -489,16 +488,6 @@ class Agent:
             self._append(ctx.id, f"[agent {self.name}] output not stored: {why}\n".encode())
         self._append(ctx.id, f"[agent {self.name}] stored {n} output file(s) as models\n".encode())
         return None
-
-    def _terminate(self, proc: subprocess.Popen[bytes]) -> int:
-        for sig, wait in ((signal.SIGTERM, self.stop_grace_s), (signal.SIGKILL, 10.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                return proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
-        return proc.wait()
 
     def _close(self, job_id: str, status: str, rc: int | None, error: str | None) -> str:
         if error:

@@ -341,12 +341,14 @@ def run(
 def stop(
     proc: subprocess.Popen[bytes], group: PidsGroup | None = None, grace_s: float = KILL_GRACE_S
 ) -> int:
-    """SIGTERM the job's processes, then SIGKILL the sandbox after ``grace_s``; its exit status.
+    """SIGTERM the job's processes, then SIGKILL its process group after ``grace_s``; its exit
+    status. The agent stops every job this way, sandboxed (``group``) or not.
 
     The SIGTERM goes to the job's own processes (the pids group's, bubblewrap's left out), so a
     script that checkpoints on SIGTERM, as ``dojo train`` does before a preemption, can: a
     SIGTERM to bubblewrap would end it and, with it, the job at once (``--die-with-parent``).
-    Without a pids group it goes to bubblewrap's process group.
+    Without a pids group it goes to the process group ``proc`` leads (bubblewrap's, or an
+    unsandboxed job's).
     """
     job = [p for p in group.pids() if _comm(p) != BWRAP] if group is not None else []
     for pid in job:

@@ -42,10 +42,6 @@ OUTPUT, CHECKPOINTS, METRICS = "output", "checkpoints", "metrics.jsonl"  # in th
 THREADS_PER_PROCESS = 128  # the pids cap per training process (torch's and gloo's threads)
 
 
-def code_dir(ctx: JobContext) -> Path:
-    return ctx.data_dir / "tenants" / ctx.tenant_id / "code" / ctx.spec["code"]
-
-
 def inner_command(ctx: JobContext) -> list[str]:
     """What runs inside the sandbox: torchrun over the tenant's entry point and arguments."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -119,7 +115,6 @@ __all__ = [
     "CHECKPOINTS",
     "METRICS",
     "OUTPUT",
-    "code_dir",
     "environment",
     "inner_command",
     "limits",

@@ -1,9 +1,9 @@
 """Code: a tenant's training code, uploaded as a tar.gz or zip of a folder, for ``script`` jobs.
 
 The archive is received like any upload (streamed to disk, capped per file and by the storage
-quota), checked whole and unpacked (:mod:`dojo.service.store.archive`: no absolute paths, no
-``..``, no links, no zip bomb), then recorded under the tenant lock with the quota checked once
-more. The unpacked files are what is kept and counted; the archive itself is removed. Listed,
+quota), unpacked member by member, each checked first (:mod:`dojo.service.store.archive`: no
+absolute paths, no ``..``, no links, no zip bomb), then recorded under the tenant lock with the
+quota checked once more. The unpacked files are what is kept and counted; the archive itself is removed. Listed,
 shown and deleted like datasets; a code archive an active job names cannot be deleted.
 """
 
@@ -13,16 +13,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from dojo.errors import StorageFullError
 from dojo.service.api.auth import new_id
 from dojo.service.api.deps import Ctx, TenantId
 from dojo.service.api.models import CodeOut, Name
-from dojo.service.api.problems import ApiError, not_found, quota_exceeded
-from dojo.service.api.uploads import BINARY_BODY, check_room, room_left
+from dojo.service.api.problems import ApiError, not_found
+from dojo.service.api.uploads import BINARY_BODY, add_stored, check_room, receive_within_quota
 from dojo.service.store import archive, jobstore
 from dojo.service.store.schema import CodeArchive
 from dojo.service.store.tenants import storage_changed
@@ -71,31 +69,25 @@ async def upload(
                 raise ApiError(409, f"Code {name!r} already exists.")
 
     await run_in_threadpool(precheck)
-    limit, used, room = await run_in_threadpool(room_left, ctx.db, tenant_id)
-    cap = ctx.config.max_upload_bytes
     code_id = new_id("code")
-    incoming = ctx.storage.tenant_dir(tenant_id) / "code" / ".incoming"
-
-    def too_large(size: int) -> ApiError:
-        if size > cap:
-            return ApiError(413, f"Code archive is over the limit of {cap} bytes.", limit=cap)
-        return quota_exceeded("max_storage_bytes", limit, used, size, "bytes")
-
-    try:
-        stored = await ctx.storage.receive(
-            request.stream(),
-            incoming,
-            f"{code_id}.archive",
-            max_bytes=min(cap, room),
-            too_large=too_large,
-        )
-    except StorageFullError as e:
-        raise ApiError(507, str(e)) from None
+    stored, room = await receive_within_quota(
+        ctx.db,
+        ctx.storage,
+        tenant_id,
+        ctx.storage.tenant_dir(tenant_id) / "code" / ".incoming",
+        f"{code_id}.archive",
+        request.stream(),
+        cap=ctx.config.max_upload_bytes,
+        magic=None,
+        label="Code archive",
+    )
     dest = ctx.storage.code_dir(tenant_id, code_id)
 
     def unpack_and_record() -> CodeOut:
         try:
-            unpacked = archive.unpack(stored.path, dest, max_bytes=room)
+            unpacked = archive.unpack(
+                stored.path, dest, max_bytes=room.left, over_quota=room.exceeded
+            )
         except OSError as e:
             raise ApiError(507, f"The code could not be unpacked ({e.strerror}).") from None
         finally:
@@ -103,8 +95,6 @@ async def upload(
         try:
             with ctx.db.session() as s:
                 check_room(s, tenant_id, unpacked.size_bytes)
-                if _taken(s, tenant_id, name):
-                    raise ApiError(409, f"Code {name!r} already exists.")
                 row = CodeArchive(
                     id=code_id,
                     tenant_id=tenant_id,
@@ -113,12 +103,9 @@ async def upload(
                     files=unpacked.files,
                     sha256=stored.sha256,
                 )
-                s.add(row)
-                try:
-                    s.flush()
-                except IntegrityError:
-                    raise ApiError(409, f"Code {name!r} already exists.") from None
-                storage_changed(s, tenant_id, unpacked.size_bytes, code_id)
+                add_stored(
+                    s, row, tenant_id, row.size_bytes, code_id, f"Code {name!r} already exists."
+                )
                 return _out(row)
         except BaseException:
             ctx.storage.remove_tree(dest)

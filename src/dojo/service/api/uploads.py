@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,12 +32,61 @@ BINARY_BODY = {
 }
 
 
-def room_left(db: Database, tenant_id: str) -> tuple[int, int, int]:
-    """(limit, used, room) of the tenant's storage quota [bytes]."""
+@dataclass(frozen=True)
+class Room:
+    """A tenant's storage quota when an upload began [bytes]."""
+
+    limit: int
+    used: int
+
+    @property
+    def left(self) -> int:
+        return max(0, self.limit - self.used)
+
+    def exceeded(self, size: int) -> ApiError:
+        """The 403 for ``size`` more bytes than there is room for."""
+        return quota_exceeded("max_storage_bytes", self.limit, self.used, size, "bytes")
+
+
+def room_left(db: Database, tenant_id: str) -> Room:
     with db.session() as s:
         tenant = lock_tenant(s, tenant_id)
-        used = usage(s, tenant_id).storage_bytes
-        return tenant.max_storage_bytes, used, max(0, tenant.max_storage_bytes - used)
+        return Room(tenant.max_storage_bytes, usage(s, tenant_id).storage_bytes)
+
+
+async def receive_within_quota(
+    db: Database,
+    storage: Storage,
+    tenant_id: str,
+    folder: Path,
+    name: str,
+    chunks: AsyncIterator[bytes],
+    *,
+    cap: int,
+    magic: bytes | None,
+    declared: int | None = None,
+    label: str | None = None,
+) -> tuple[Stored, Room]:
+    """Write ``chunks`` to ``folder/name`` (nothing recorded yet) within the tenant's room and
+    ``cap`` bytes a file: checked before (against ``declared``, if known) and while the bytes
+    arrive. ``label``: what the 413 calls it (default: ``Upload 'name'``)."""
+    room = await run_in_threadpool(room_left, db, tenant_id)
+    if declared is not None and declared > room.left:
+        raise room.exceeded(declared)
+
+    def too_large(size: int) -> ApiError:
+        if size > cap:
+            what = label or f"Upload {name!r}"
+            return ApiError(413, f"{what} is over the limit of {cap} bytes per file.", limit=cap)
+        return room.exceeded(size)
+
+    try:
+        stored = await storage.receive(
+            chunks, folder, name, max_bytes=min(cap, room.left), too_large=too_large, magic=magic
+        )
+    except StorageFullError as e:
+        raise ApiError(507, str(e)) from None
+    return stored, room
 
 
 async def store_file(
@@ -59,23 +109,9 @@ async def store_file(
     written. On any failure (quota, ``cap`` per file, disk, sender gone, database) the file is
     not left behind.
     """
-    limit, used, room = await run_in_threadpool(room_left, db, tenant_id)
-    if declared is not None and declared > room:
-        raise quota_exceeded("max_storage_bytes", limit, used, declared, "bytes")
-
-    def too_large(size: int) -> ApiError:
-        if size > cap:
-            return ApiError(
-                413, f"Upload {name!r} is over the limit of {cap} bytes per file.", limit=cap
-            )
-        return quota_exceeded("max_storage_bytes", limit, used, size, "bytes")
-
-    try:
-        stored = await storage.receive(
-            chunks, folder, name, max_bytes=min(cap, room), too_large=too_large, magic=magic
-        )
-    except StorageFullError as e:
-        raise ApiError(507, str(e)) from None
+    stored, _ = await receive_within_quota(
+        db, storage, tenant_id, folder, name, chunks, cap=cap, magic=magic, declared=declared
+    )
 
     def record() -> T:
         with db.session() as s:
@@ -137,6 +173,19 @@ def store_path(
     )
 
 
+def add_stored(
+    s: Session, row: object, tenant_id: str, size_bytes: int, what: str, taken: str
+) -> None:
+    """Insert ``row``, the record of ``size_bytes`` stored for object ``what``, and the tenant's
+    storage change; a 409 saying ``taken`` where its name is already used."""
+    s.add(row)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise ApiError(409, taken) from None
+    storage_changed(s, tenant_id, size_bytes, what)
+
+
 def add_model(
     s: Session, storage: Storage, tenant_id: str, job_id: str, name: str, stored: Stored
 ) -> Model:
@@ -150,12 +199,14 @@ def add_model(
         size_bytes=stored.size_bytes,
         sha256=stored.sha256,
     )
-    s.add(m)
-    try:
-        s.flush()
-    except IntegrityError:
-        raise ApiError(409, f"Checkpoint {name!r} of job {job_id!r} already exists.") from None
-    storage_changed(s, tenant_id, m.size_bytes, m.id)
+    add_stored(
+        s,
+        m,
+        tenant_id,
+        m.size_bytes,
+        m.id,
+        f"Checkpoint {name!r} of job {job_id!r} already exists.",
+    )
     return m
 
 
@@ -193,16 +244,10 @@ def add_dataset_file(
     row = DatasetFile(
         dataset_id=ds.id, name=name, size_bytes=stored.size_bytes, sha256=stored.sha256
     )
-    s.add(row)
     ds.size_bytes += stored.size_bytes
     ds.files += 1
-    storage_changed(s, tenant_id, stored.size_bytes, ds.id)
-    try:
-        s.flush()
-    except IntegrityError:
-        raise ApiError(
-            409, f"File {name!r} already exists; stored files are never replaced."
-        ) from None
+    taken = f"File {name!r} already exists; stored files are never replaced."
+    add_stored(s, row, tenant_id, stored.size_bytes, ds.id, taken)
     return row
 
 

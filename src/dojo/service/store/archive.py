@@ -1,13 +1,15 @@
-"""A tenant's code archive (tar.gz or zip) checked whole, then unpacked into its own folder.
+"""A tenant's code archive (tar.gz or zip), checked member by member as it is unpacked into its own
+folder.
 
-Every member is checked before a byte is written: a regular file or a folder, a relative path
+Every member is checked before its bytes are written: a regular file or a folder, a relative path
 of harmless components (:func:`dojo.service.store.storage.safe_name`: no ``..``, no absolute
 path, no hidden or odd names), no links or devices of any kind (a link can point out of the
 folder), no two members with one name, at most ``MAX_FILES`` of them. The unpacked size is
 bounded by the caller's ``max_bytes`` (the tenant's room) and, against a zip bomb, by
 ``MAX_RATIO`` times the archive's size: both are counted on the bytes actually written, not
 on what the archive declares. Any refusal is an :class:`~dojo.service.api.problems.ApiError`
-(422, or 413 for size) naming the member, and leaves nothing behind.
+(422, 413 for a zip bomb, or the caller's quota answer) naming the member, and leaves nothing
+behind.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import shutil
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,72 +123,67 @@ def _members(path: Path) -> Iterator[Iterator[_Member]]:
             )
 
 
-def unpack(archive: Path, dest: Path, *, max_bytes: int) -> Unpacked:
+def unpack(
+    archive: Path, dest: Path, *, max_bytes: int, over_quota: Callable[[int], ApiError]
+) -> Unpacked:
     """Check ``archive`` and unpack it into ``dest`` (which must not exist); see the module doc.
 
-    Two passes: the first checks every member's path and type without writing anything, the
-    second writes, counting bytes. On any refusal ``dest`` is removed.
+    One pass: each member is checked (path, type, a name taken twice or as both a file and a
+    folder, the declared sizes so far) before its bytes are written, and the bytes written are
+    counted. ``max_bytes``: the tenant's room; ``over_quota(size)`` is raised past it. On any
+    refusal ``dest`` is removed, so nothing is left half-unpacked.
     """
     cap = min(max_bytes, max(SMALL_BYTES, MAX_RATIO * archive.stat().st_size))
-    with _members(archive) as members:
-        seen: set[tuple[str, ...]] = set()
-        files: set[tuple[str, ...]] = set()
-        folders: set[tuple[str, ...]] = set()  # every member's parents
-        count = declared = 0
-        for m in members:
-            declared += m.size
-            if declared > cap:  # stop before unpacking (or, for a tar.gz, reading) the rest
-                raise _too_big(cap, max_bytes)
-            if m.parts in seen:
-                raise ApiError(422, f"Archive member {'/'.join(m.parts)!r} appears twice.")
-            seen.add(m.parts)
-            if not m.is_dir:
-                files.add(m.parts)
-            folders.update(m.parts[:i] for i in range(1, len(m.parts)))
-            clash = files & folders
-            if clash:
-                raise ApiError(
-                    422, f"Archive member {'/'.join(min(clash))!r} is both a file and a folder."
-                )
-            count += not m.is_dir
-            if count > MAX_FILES:
-                raise ApiError(422, f"The archive holds more than {MAX_FILES} files.")
+
+    def too_big(size: int) -> ApiError:
+        if cap < max_bytes:
+            return ApiError(
+                413,
+                f"The archive unpacks to more than {cap} bytes, over {MAX_RATIO} times its own "
+                "size (a zip bomb?); it was not stored.",
+                limit=cap,
+            )
+        return over_quota(size)
+
+    seen: set[tuple[str, ...]] = set()
+    files: set[tuple[str, ...]] = set()
+    folders: set[tuple[str, ...]] = set()  # every member's parents
+    count = declared = written = 0
     dest.mkdir(parents=True)
-    written = 0
     try:
         with _members(archive) as members:
             for m in members:
+                shown = "/".join(m.parts)
+                if m.parts in seen:
+                    raise ApiError(422, f"Archive member {shown!r} appears twice.")
+                parents = [m.parts[:i] for i in range(1, len(m.parts))]
+                if (not m.is_dir and m.parts in folders) or any(p in files for p in parents):
+                    raise ApiError(422, f"Archive member {shown!r} is both a file and a folder.")
+                declared += m.size
+                if declared > cap:  # stop before unpacking (or, for a tar.gz, reading) the rest
+                    raise too_big(declared)
+                seen.add(m.parts)
+                folders.update(parents)
                 target = dest.joinpath(*m.parts)
                 if m.is_dir:
                     target.mkdir(parents=True, exist_ok=True)
                     continue
+                files.add(m.parts)
+                count += 1
+                if count > MAX_FILES:
+                    raise ApiError(422, f"The archive holds more than {MAX_FILES} files.")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 src = m.open()  # type: ignore[operator]
                 with src, open(target, "xb") as out:
                     while chunk := src.read(CHUNK):
                         written += len(chunk)
                         if written > cap:
-                            raise _too_big(cap, max_bytes)
+                            raise too_big(written)
                         out.write(chunk)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
     return Unpacked(files=count, size_bytes=written)
-
-
-def _too_big(cap: int, max_bytes: int) -> ApiError:
-    if cap < max_bytes:
-        return ApiError(
-            413,
-            f"The archive unpacks to more than {cap} bytes, over {MAX_RATIO} times its own "
-            "size (a zip bomb?); it was not stored.",
-            limit=cap,
-        )
-    return ApiError(
-        413,
-        f"The archive unpacks to more than the {max_bytes} bytes of storage quota left.",
-        limit=max_bytes,
-    )
 
 
 def files_under(folder: Path) -> list[str]:
