@@ -317,3 +317,37 @@ def test_a_loop_can_start_from_a_team_policy_which_gates_and_warm_starts_the_fir
             == 2
         )
     assert "start_policy=" in buf.getvalue()
+
+
+def test_a_perception_loop_trains_the_heads_on_auto_labels_and_drives_the_planner_with_them(
+    loop_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    first, _ = loop_run
+    saved = json.loads((first / "config.json").read_text())
+    out = tmp_path / "run"
+    argv = _toy_loop_argv(out, Path(saved["eval"]["suites_file"]))
+    argv += ["--net", "perception", "--labels", "autolabel"]
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(argv) == 0
+    result = json.loads(buf.getvalue())
+    first_row, second_row = result["loops"]
+    for row in result["loops"]:
+        run = out / "runs" / f"loop{row['loop']}"
+        assert row["candidate"] == f"planner:{run / 'checkpoint.pt'}"
+        cand = json.loads((out / "eval" / f"loop{row['loop']}.json").read_text())
+        assert cand["policy"] == row["candidate"] and cand["decisions"] >= 50
+    # what turn 0 deployed (the planner on its heads, or naive) is what turn 1's fleet drove
+    assert second_row["drive"]["policy"] == first_row["deployed"]
+
+
+def test_a_perception_loop_without_auto_labels_is_refused_before_any_work(tmp_path: Path) -> None:
+    from dojo.errors import DojoConfigError
+    from dojo.loop.config import LoopConfig
+
+    with pytest.raises(DojoConfigError, match="net='perception' learns the planner targets of the auto-labels"):
+        LoopConfig.from_dict({"out": str(tmp_path / "x"), "net": "perception"})
+    assert not (tmp_path / "x").exists()

@@ -18,7 +18,8 @@ from dojo.world.scenarios import FAMILIES, HELDOUT_SEEDS, TRAIN_SEEDS
 
 MODES = ("manual", "shadow", "autonomous", "mixed")
 LOGGING = ("full", "triggers", "none")
-BASELINES = ("naive", "expert", "careful")
+BASELINES = ("naive", "expert", "careful", "planner")
+PLANNER_PREFIX = "planner:"  # planner:CHECKPOINT: a --net perception checkpoint drives the planner
 
 
 def _families(text: str) -> tuple[str, ...]:
@@ -109,8 +110,8 @@ class TriggerConfig:
 class DriveConfig:
     """One fleet drive: N cars for M simulated minutes in a mode, each car's drives as MCAP logs.
 
-    ``policy``: the on-board network: ``naive``, ``expert``, ``careful`` or a checkpoint path
-    (ignored in ``manual`` mode). ``rig``: the camera rig the cars carry, by name
+    ``policy``: the on-board network: ``naive``, ``expert``, ``careful``, ``planner``, a checkpoint
+    path or ``planner:CHECKPOINT`` (ignored in ``manual`` mode). ``rig``: the camera rig the cars carry, by name
     (:data:`dojo.world.rigs.RIGS`). ``families``: scenario families the cars are sent into, round robin.
     ``seed``: first scenario seed; car c's k-th drive uses ``seed + k * cars + c`` (wrapping
     inside the seed range).
@@ -128,7 +129,8 @@ class DriveConfig:
         choices=MODES,
     )
     policy: str = setting(
-        "naive", help="on-board network: naive | expert | careful | a checkpoint path"
+        "naive",
+        help="on-board network: naive | expert | careful | planner | a checkpoint path | planner:CHECKPOINT",
     )
     families: tuple[str, ...] = setting(
         FAMILIES,
@@ -181,7 +183,7 @@ class DriveConfig:
             raise DojoConfigError(f"logging={self.logging!r} must be one of {', '.join(LOGGING)}.")
         if not isinstance(self.policy, str) or not self.policy:
             raise DojoConfigError(
-                f"policy={self.policy!r} must be 'naive', 'expert', 'careful' or a checkpoint path."
+                f"policy={self.policy!r} must be a baseline ({', '.join(BASELINES)}), a checkpoint path or planner:CHECKPOINT."
             )
         if not self.families:
             raise DojoConfigError("families is empty; name at least one scenario family.")
@@ -247,5 +249,7 @@ class DriveConfig:
         if (
             self.policy not in BASELINES
         ):  # a checkpoint: named from the logs' folder, which moves with it
-            out["policy"] = os.path.relpath(self.policy, self.out)
+            prefix = PLANNER_PREFIX if self.policy.startswith(PLANNER_PREFIX) else ""
+            path = self.policy.removeprefix(prefix)
+            out["policy"] = prefix + os.path.relpath(path, self.out)
         return out

@@ -22,7 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from dojo.errors import DojoConfigError
-from dojo.fleet.config import BASELINES
+from dojo.fleet.config import BASELINES, PLANNER_PREFIX
+from dojo.fleet.planner import LeadTracker, plan, seen_by_rig
+from dojo.nets.targets import decode_targets
 from dojo.world.actions import careful_action
 from dojo.world.camera import CameraRig
 from dojo.world.world import EgoAction, World
@@ -51,17 +53,17 @@ class Baseline:
         return self._act(world)
 
 
-class NetworkPolicy:
-    """A trained :class:`dojo.nets.DrivingPolicy`, batched over the fleet."""
+class _CameraNet:
+    """A checkpoint net the cars run on their own camera frames, batched over the fleet."""
 
-    def __init__(self, path: Path, rig: CameraRig, device: str | None = None) -> None:
+    def __init__(self, path: Path, rig: CameraRig, kind: str, device: str | None) -> None:
         import torch
 
-        from dojo.nets.checkpoint import load_policy
+        from dojo.nets.checkpoint import load_net
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model: Any = load_policy(path, device=self.device)
-        cfg = self.model.config
+        self.model: Any = load_net(path, kind, device=self.device)
+        cfg: Any = self.model.config
         cam = rig.cameras[0]
         want = (len(rig.cameras), cam.height_px, cam.width_px, rig.rgb)
         have = (cfg.cameras, cfg.height, cfg.width, cfg.rgb)
@@ -73,7 +75,8 @@ class NetworkPolicy:
         self.name, self.frames = str(path), int(cfg.frames)
         self._torch = torch
 
-    def act(self, world: World, images: np.ndarray | None) -> EgoAction:
+    def _run(self, world: World, images: np.ndarray | None) -> Any:
+        """The net's outputs on ``images`` (see :meth:`_forward`), with one intra-op thread."""
         if images is None:
             raise DojoConfigError("A network policy needs camera images.")
         torch = self._torch
@@ -84,22 +87,52 @@ class NetworkPolicy:
         if threads != 1:
             torch.set_num_threads(1)
         try:
-            out = self._forward(world, images)
+            with torch.inference_mode():
+                return self._forward(world, torch.from_numpy(images).to(self.device))
         finally:
             if threads != 1:
                 torch.set_num_threads(threads)
+
+    def _forward(self, world: World, images: Any) -> Any:
+        raise NotImplementedError
+
+
+class NetworkPolicy(_CameraNet):
+    """A trained :class:`dojo.nets.DrivingPolicy`, batched over the fleet."""
+
+    def __init__(self, path: Path, rig: CameraRig, device: str | None = None) -> None:
+        super().__init__(path, rig, "policy", device)
+
+    def act(self, world: World, images: np.ndarray | None) -> EgoAction:
+        out = self._run(world, images)
         # the network picks the lane; the lane controller every driver uses steers to it
         return world.lane_shift_action(out[:, 0].astype(np.float64), out[:, 1])
 
-    def _forward(self, world: World, images: np.ndarray) -> np.ndarray:
+    def _forward(self, world: World, images: Any) -> np.ndarray:
         """(N, 2): [accel m/s^2, lane shift] for the fleet's N cars."""
         torch = self._torch
-        with torch.inference_mode():
-            x = torch.from_numpy(images).to(self.device, non_blocking=True)
-            speed = torch.from_numpy(world.vehicles.v[:, 0].astype(np.float32)).to(self.device)
-            command = torch.from_numpy(world.command).to(self.device)
-            out: np.ndarray = self.model(x, speed, command).float().cpu().numpy()
+        speed = torch.from_numpy(world.vehicles.v[:, 0].astype(np.float32)).to(self.device)
+        command = torch.from_numpy(world.command).to(self.device)
+        out: np.ndarray = self.model(images, speed, command).float().cpu().numpy()
         return out
+
+
+class PerceptionPlanner(_CameraNet):
+    """``planner:CHECKPOINT``: a ``--net perception`` net's planner heads drive the
+    :mod:`dojo.fleet.planner` (perception -> planner), its lead kept by a :class:`LeadTracker`."""
+
+    def __init__(self, path: Path, rig: CameraRig, device: str | None = None) -> None:
+        super().__init__(path, rig, "perception", device)
+        self.name = f"{PLANNER_PREFIX}{path}"
+        self.tracker = LeadTracker()
+
+    def act(self, world: World, images: np.ndarray | None) -> EgoAction:
+        return plan(world, self.tracker.update(world, self._run(world, images)))
+
+    def _forward(self, world: World, images: Any) -> np.ndarray:
+        """(N, 7) decoded planner targets of the fleet's N cars."""
+        _, encoded = self.model(images)
+        return decode_targets(encoded.float().cpu().numpy())
 
 
 def _rig_words(cams: int, height: int, width: int, rgb: bool) -> str:
@@ -114,6 +147,17 @@ def make_policy(spec: str, rig: CameraRig, device: str | None = None) -> Policy:
         return Baseline("expert", World.expert_action)
     if spec == "careful":
         return Baseline("careful", lambda world: careful_action(world, rig))
+    if spec == "planner":
+        tracker = LeadTracker()
+        return Baseline(
+            "planner", lambda world: plan(world, tracker.update(world, seen_by_rig(world, rig)))
+        )
+    if spec.startswith(PLANNER_PREFIX):
+        return PerceptionPlanner(_checkpoint(spec.removeprefix(PLANNER_PREFIX)), rig, device)
+    return NetworkPolicy(_checkpoint(spec), rig, device)
+
+
+def _checkpoint(spec: str) -> Path:
     path = Path(spec)
     looks_like_path = path.suffix != "" or len(path.parts) > 1 or path.exists()
     if not looks_like_path:
@@ -123,4 +167,4 @@ def make_policy(spec: str, rig: CameraRig, device: str | None = None) -> Policy:
     if not path.is_file():
         what = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
         raise DojoConfigError(f"Checkpoint {spec} {what}.")
-    return NetworkPolicy(path, rig, device)
+    return path

@@ -44,7 +44,8 @@ _HELPS: dict[str, str | None] = {
     "drive.minutes": "simulated minutes per car per turn (default %(default)s)",
     "drive.batch_cars": "cars a fleet batch drives, one batch a Ray task with --ray (0: the "
     "whole fleet at once; the logs are the same either way) (default %(default)s)",
-    "train.net": "policy | both (policy + occupancy head) (default %(default)s)",
+    "train.net": "policy | both (policy + occupancy head) | perception (perception heads "
+    "driving the planner: needs --labels autolabel) (default %(default)s)",
     "train.size": "tiny | base | large (default %(default)s)",
     "train.steps": "optimizer steps per candidate (default %(default)s)",
     "train.batch_size": None,

@@ -274,7 +274,9 @@ class LoopConfig:
                 f"loop moment_rule={self.moment_rule!r} must be one of {', '.join(MOMENT_RULES)}."
             )
         if self.train.net == "occupancy":
-            raise DojoConfigError("loop net='occupancy' cannot drive; use 'policy' or 'both'.")
+            raise DojoConfigError(
+                "loop net='occupancy' cannot drive; use 'policy', 'both' or 'perception'."
+            )
         for name in ("hazard_window_s", "takeover_window_s"):
             lo, hi = getattr(self, name)
             if not lo < hi:

@@ -52,6 +52,7 @@ from dojo.data.ingest import ingest
 from dojo.data.mine import mine_entries
 from dojo.errors import DojoConfigError
 from dojo.eval.evaluate import evaluate, get_suite
+from dojo.fleet.config import PLANNER_PREFIX
 from dojo.fleet.split import drive_batches
 from dojo.loop.config import HAZARD_TRIGGERS, TAKEOVER_TRIGGERS, LoopConfig, label_sources
 from dojo.loop.gate import gate
@@ -70,6 +71,14 @@ SEEDS_PER_TURN = (
     100_000  # training seeds set aside for each turn's drives (turns never share a scenario)
 )
 Log = Callable[[str], None]
+
+
+def candidate_policy(net: str, run: Path) -> str:
+    """The policy spec of a turn's trained ``net`` in folder ``run``: its ``policy.pt``, or for
+    ``perception`` its checkpoint driving the planner (:class:`dojo.fleet.PerceptionPlanner`)."""
+    if net == "perception":
+        return f"{PLANNER_PREFIX}{run / CHECKPOINT_FILE}"
+    return str(run / "policy.pt")
 
 
 def _stderr(message: str) -> None:
@@ -531,7 +540,7 @@ class _Flywheel:
         trained = self._stage(
             turn, "train", lambda: self.train(turn, mined["dataset"], deployed["model"])
         )
-        candidate = str(Path(trained["run"]) / "policy.pt")
+        candidate = candidate_policy(self.config.train.net, Path(trained["run"]))
         # the candidate and the deployed model on the same fresh held-out seeds: paired, and the
         # deployed model's count is a new draw rather than the one that promoted it
         seed = self.turn_seed(turn)

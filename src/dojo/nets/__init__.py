@@ -66,6 +66,7 @@ _WHERE = {
     "iou_counts": "dojo.nets.occupancy",
     "iou_from_counts": "dojo.nets.occupancy",
     "iou_per_class": "dojo.nets.occupancy",
+    "load_net": "dojo.nets.checkpoint",
     "load_policy": "dojo.nets.checkpoint",
     "load_policy_config": "dojo.nets.checkpoint",
     "load_policy_extra": "dojo.nets.checkpoint",

@@ -96,12 +96,29 @@ def load_policy(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     corrupt), not a Dojo checkpoint, another version or kind, or weights that do not fit the
     saved config (naming the key).
     """
+    model = load_net(path, KIND, device)
+    if not isinstance(model, DrivingPolicy):  # make_net("policy") builds one; for mypy
+        raise TypeError(f"{path} built a {type(model).__name__}, not a DrivingPolicy.")
+    return model
+
+
+def load_net(
+    path: str | os.PathLike[str], kind: str, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
+    """The ``kind`` net (see :func:`dojo.nets.make_net`) saved at ``path`` - a policy file or
+    a training checkpoint of that net - on ``device``, in eval mode; the checks of
+    :func:`load_policy`."""
+    from dojo.nets.occupancy import make_net, net_config
+
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise DojoConfigError(f"Device {device!r} is not a torch device: {e}.") from e
-    ckpt = _read(path)
-    config = _config(ckpt, path)
+    ckpt = _read(path, kind)
+    try:
+        config = net_config(kind, ckpt.get("net_config"))  # type: ignore[arg-type]
+    except DojoConfigError as e:
+        raise DojoConfigError(f"Checkpoint {path} has a bad net_config: {e}") from e
     state = ckpt.get("model")
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
@@ -109,7 +126,7 @@ def load_policy(path: str | os.PathLike[str], device: str | torch.device = "cpu"
         raise DojoConfigError(
             f"Checkpoint {path} has no valid 'model' entry (a dict of name to tensor)."
         )
-    model = DrivingPolicy(config)
+    model = make_net(kind, config)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     if missing:
@@ -139,7 +156,8 @@ def load_policy(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     try:
         model.to(dev)
     except (RuntimeError, AssertionError) as e:
-        raise DojoConfigError(f"Cannot put the policy on device {device!r}: {e}.") from e
+        what = "policy" if kind == KIND else f"{kind} net"
+        raise DojoConfigError(f"Cannot put the {what} on device {device!r}: {e}.") from e
     return model.eval()
 
 
@@ -158,7 +176,7 @@ def load_policy_extra(path: str | os.PathLike[str]) -> dict[str, Any]:
     return extra
 
 
-def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
+def _read(path: str | os.PathLike[str], want: str = KIND) -> dict[str, Any]:
     """The checkpoint dict at ``path`` with its format, version and kind checked."""
     p = Path(path)
     if not p.exists():
@@ -182,8 +200,8 @@ def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"Checkpoint {p} has version {version!r}; this Dojo reads version {VERSION}."
         )
     kind = ckpt.get("kind")
-    if kind != KIND:
-        raise DojoConfigError(f"Checkpoint {p} holds a {kind!r} checkpoint, not a {KIND!r} one.")
+    if kind != want:
+        raise DojoConfigError(f"Checkpoint {p} holds a {kind!r} checkpoint, not a {want!r} one.")
     return ckpt
 
 

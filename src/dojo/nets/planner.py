@@ -43,6 +43,7 @@ from dojo.nets.targets import (
     INV_TTC,
     LEAD_GAP,
     PLANNER_TARGETS,
+    decode_targets,
 )
 
 # per target, in PLANNER_TARGETS order: where a zero output sits and how far one unit moves it
@@ -113,13 +114,9 @@ def planner_loss(
 
 def decode(encoded: torch.Tensor | np.ndarray) -> np.ndarray:
     """Encoded targets (B, P) in physical units (gaps [m], closing [m/s], inverse TTC [1/s])."""
-    e = np.asarray(
-        encoded.detach().cpu().double().numpy() if isinstance(encoded, torch.Tensor) else encoded,
-        dtype=np.float64,
-    )
-    out = e.copy()
-    out[:, list(GAP_TARGETS)] = np.exp(e[:, list(GAP_TARGETS)])
-    return out
+    if isinstance(encoded, torch.Tensor):
+        encoded = encoded.detach().cpu().double().numpy()
+    return decode_targets(encoded)
 
 
 class PlannerErrors:

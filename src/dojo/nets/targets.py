@@ -86,6 +86,13 @@ def planner_targets(
     return values.astype(np.float32), valid
 
 
+def decode_targets(encoded: np.ndarray) -> np.ndarray:
+    """Encoded targets (n, P) in physical units: gaps [m], closing [m/s], inverse TTC [1/s]."""
+    out = np.array(encoded, dtype=np.float64)
+    out[:, list(GAP_TARGETS)] = np.exp(out[:, list(GAP_TARGETS)])
+    return out
+
+
 def _log_gap(gap_m: np.ndarray) -> np.ndarray:
     return np.log(np.clip(gap_m, MIN_GAP_M, GAP_REACH_M))
 
@@ -105,5 +112,6 @@ __all__ = [
     "MIN_GAP_M",
     "NO_LEAD_GAP_M",
     "PLANNER_TARGETS",
+    "decode_targets",
     "planner_targets",
 ]

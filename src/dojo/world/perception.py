@@ -209,3 +209,41 @@ def perceive(roads: Roads, veh: Vehicles) -> Perception:
         gap_scale=gap_scale,
         curvature=kappa,
     )
+
+
+NO_GAP_M = 1.0e4  # [m] a gap with nobody in reach, written instead of infinity
+
+
+def ego_gaps(roads: Roads, veh: Vehicles, per: Perception) -> dict[str, np.ndarray]:
+    """What a planner needs of the ego's (slot 0) surroundings as ``per`` perceives ``veh``.
+
+    Each (W,): ``has_lead`` and ``lead_slot``, ``lead_gap_m`` (:data:`NO_GAP_M` without a lead),
+    ``closing_mps``, ``ttc_s``, and the bumper gaps to the nearest vehicle ahead and behind in
+    the next lanes, ``{left,right}_{ahead,behind}_gap_m`` (:data:`NO_GAP_M` nobody within half a
+    lap, NaN where that lane does not exist). The auto-labeler's labels and the planner's
+    ground-truth inputs are both these numbers.
+    """
+    has_lead = per.leader[:, 0] != 0
+    out = {
+        "has_lead": has_lead,
+        "lead_slot": per.leader[:, 0],
+        "lead_gap_m": np.where(has_lead, per.gap_m[:, 0], NO_GAP_M),
+        "closing_mps": per.closing_mps[:, 0],
+        "ttc_s": per.ttc_s[:, 0],
+    }
+    own = np.zeros((veh.shape[0], 1), dtype=np.int64)
+    lane = per.index.lane[:, :1]
+    for side, step in (("left", 1), ("right", -1)):
+        q_lane = lane + step
+        ahead, behind = per.index.neighbours(q_lane, per.index.s_mod[:, :1], exclude=own)
+        exists = (q_lane >= 0) & (q_lane < roads.lanes[:, None])
+        for where, slot, (i, j) in (
+            ("ahead", ahead, (own, ahead)),
+            ("behind", behind, (behind, own)),
+        ):
+            found = slot >= 0
+            i, j = np.where(found, i, 0), np.where(found, j, 0)
+            gap = bumper_gap(veh, roads, i, j, take(per.gap_scale, i))
+            gap = np.where(found & (gap < 0.5 * roads.length[:, None]), gap, NO_GAP_M)
+            out[f"{side}_{where}_gap_m"] = np.where(exists, gap, np.nan)[:, 0]
+    return out

@@ -109,7 +109,7 @@ def mobil(
     q_lane = np.concatenate([lane, lane - 1, lane + 1], axis=1)
     q_s = take(veh.s, q_own)
     ahead, behind = idx.neighbours(q_lane, rep(take(idx.s_mod, own)), exclude=q_own)
-    lane_ends = np.where(_lane_ends_ahead(roads, q_s, q_lane), LANE_END_URGE, 0.0)
+    lane_ends = np.where(lane_ends_ahead(roads, q_s, q_lane), LANE_END_URGE, 0.0)
 
     # Old follower: nearest vehicle behind in the own lane; after the change it follows our leader.
     old_f = behind[:, :k]
@@ -206,7 +206,7 @@ def _resolve_conflicts(
     return np.where(loses, lane, target)
 
 
-def _lane_ends_ahead(roads: Roads, s: np.ndarray, lane: np.ndarray) -> np.ndarray:
+def lane_ends_ahead(roads: Roads, s: np.ndarray, lane: np.ndarray) -> np.ndarray:
     w = np.arange(s.shape[0])[:, None]
     ends = ~roads.lane_open(lane, s + LANE_END_LOOKAHEAD_M, w) | ~roads.lane_open(
         lane, s + 0.5 * LANE_END_LOOKAHEAD_M, w

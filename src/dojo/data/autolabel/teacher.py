@@ -25,13 +25,12 @@ import numpy as np
 from dojo.data.autolabel.scene import SceneFrames
 from dojo.world.actions import command_lane_choice
 from dojo.world.dynamics import DT_S
-from dojo.world.perception import bumper_gap, perceive, take
+from dojo.world.perception import NO_GAP_M, ego_gaps, perceive
 from dojo.world.road import RoadConfig, Roads
 from dojo.world.traffic import follow_accel
 
 HINDSIGHT_S = 1.0  # [s] how far ahead an object's lane is read to see a change coming
 RECYCLED_JUMP_M = 100.0  # [m] an id that moves farther in HINDSIGHT_S is another vehicle
-NO_GAP_M = 1.0e4  # a lane with nobody in reach: its gap, written instead of infinity
 
 LABEL_FIELDS = (
     "accel_mps2",  # the careful driver's acceleration [m/s^2]
@@ -127,7 +126,6 @@ def labels_on(
     frame's road (F worlds), ``ego_v0_mps`` (F,) each frame's desired speed, ``future_lane``
     (F, K) each object's lane read with hindsight (:func:`future_lanes`, per drive). One call
     for many drives keeps numpy's arrays long (the work per frame is small)."""
-    nf = scene.frames
     shown = visible & scene.present
     shown[:, 0] = scene.present[:, 0]
     scene, future_lane = _shown_first(scene, shown, future_lane)
@@ -137,31 +135,16 @@ def labels_on(
     a_follow = follow_accel(veh, per)  # (F, K): MOBIL weighs everyone's acceleration
     lane = per.index.lane[:, 0]
     target = command_lane_choice(roads, veh, per, a_follow, command)
-    own = np.zeros((nf, 1), dtype=np.int64)
-    has_lead = per.leader[:, 0] != 0
+    gaps = ego_gaps(roads, veh, per)
     ids = np.broadcast_to(scene.ids, scene.present.shape)
+    lead = np.take_along_axis(ids, gaps["lead_slot"][:, None], 1)[:, 0]
     out = {
         "accel_mps2": a_follow[:, 0],
         "lane_shift": (target - lane).astype(np.int64),
-        "lead_id": np.where(has_lead, np.take_along_axis(ids, per.leader[:, :1], 1)[:, 0], -1),
-        "lead_gap_m": np.where(has_lead, per.gap_m[:, 0], NO_GAP_M),
-        "closing_mps": per.closing_mps[:, 0],
-        "ttc_s": per.ttc_s[:, 0],
+        "lead_id": np.where(gaps["has_lead"], lead, -1),
+        **{k: v for k, v in gaps.items() if k not in ("has_lead", "lead_slot")},
         "visible_objects": (veh.active[:, 1:]).sum(axis=1).astype(np.int64),
     }
-    for side, step in (("left", 1), ("right", -1)):
-        q_lane = (lane + step)[:, None]
-        ahead, behind = per.index.neighbours(q_lane, per.index.s_mod[:, :1], exclude=own)
-        for where, slot, pair in (
-            ("ahead", ahead, (own, ahead)),
-            ("behind", behind, (behind, own)),
-        ):
-            found = slot >= 0
-            i, j = (np.where(found, p, 0) for p in pair)
-            gap = bumper_gap(veh, roads, i, j, take(per.gap_scale, i))
-            gap = np.where(found & (gap < 0.5 * roads.length[:, None]), gap, NO_GAP_M)
-            exists = (q_lane >= 0) & (q_lane < roads.lanes[:, None])
-            out[f"{side}_{where}_gap_m"] = np.where(exists, gap, np.nan)[:, 0]
     return FrameLabels(out)
 
 
