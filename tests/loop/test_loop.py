@@ -348,6 +348,8 @@ def test_a_perception_loop_without_auto_labels_is_refused_before_any_work(tmp_pa
     from dojo.errors import DojoConfigError
     from dojo.loop.config import LoopConfig
 
-    with pytest.raises(DojoConfigError, match="net='perception' learns the planner targets of the auto-labels"):
+    with pytest.raises(
+        DojoConfigError, match="net='perception' learns the planner targets of the auto-labels"
+    ):
         LoopConfig.from_dict({"out": str(tmp_path / "x"), "net": "perception"})
     assert not (tmp_path / "x").exists()

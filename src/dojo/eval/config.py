@@ -24,7 +24,11 @@ class EvalConfig:
     need the suite itself (its seeds, its families) run in :func:`dojo.eval.evaluate.evaluate`.
     """
 
-    policy: str | None = setting(None, help="naive | expert | careful | planner (the planner on perfect perception) | a checkpoint path | planner:CHECKPOINT (a --net perception checkpoint driving the planner)")
+    policy: str | None = setting(
+        None,
+        help="naive | expert | careful | planner (the planner on perfect perception) | a "
+        "checkpoint path | planner:CHECKPOINT (a --net perception checkpoint driving the planner)",
+    )
     suite: str = setting(
         "heldout", help="suite name: heldout (every family) or one of --suites-file"
     )
