@@ -146,13 +146,32 @@ class LeadTracker:
     from view while it is still ahead of part of its body; "free road" then means "not seen",
     not "gone". For up to ``keep_s`` after its last sighting, while the ego still overlaps the
     lane it was seen in, a lead that is no longer seen is carried forward at its last closing
-    speed; a lead in sight always wins (a carried one would brake for a car that pulled away). One tracker serves a fleet (W cars); a
-    car whose drive restarted (step 0) starts with no track.
+    speed; a lead in sight always wins (a carried one would brake for a car that pulled away).
+
+    The tracker also reads the closing speed off the gap's own history: the least-squares slope
+    of the last ``history_s`` of sightings of one lead (a jump in the gap starts a new lead's
+    history), and where that closing speed means a TTC under ``slope_ttc_s`` the planner gets
+    the larger of it and the predicted one. A net
+    sees the gap of a stalled car well (its pixels' size and row) but rarely learns the closing
+    speed a stalled car has, as few labels hold one; a slope over a second of gaps is a closing
+    speed to within a few m/s, and erring high only brakes earlier.
+
+    One tracker serves a fleet (W cars); a car whose drive restarted (step 0) starts afresh.
     """
 
-    def __init__(self, keep_s: float = 3.0, free_gap_m: float = PlannerConfig.free_gap_m) -> None:
+    def __init__(
+        self,
+        keep_s: float = 3.0,
+        free_gap_m: float = PlannerConfig.free_gap_m,
+        history_s: float = 1.5,
+        slope: bool = True,
+        slope_ttc_s: float = 8.0,
+    ) -> None:
         self.keep_s = number("keep_s", keep_s, 0.0)
         self.free_gap_m = free_gap_m
+        self.history = max(2, round(number("history_s", history_s, 0.0, low_open=True) / DT_S))
+        self.slope = slope
+        self.slope_ttc_s = number("slope_ttc_s", slope_ttc_s, 0.0)
         # one track per fleet: a policy object may drive several fleets (the loop's evaluations)
         self._tracks: weakref.WeakKeyDictionary[World, _Track] = weakref.WeakKeyDictionary()
 
@@ -162,9 +181,15 @@ class LeadTracker:
         track = self._tracks.get(world)
         if track is None or len(track.gap) != n:
             track = self._tracks[world] = _Track(
-                np.full(n, np.inf), np.zeros(n), np.zeros(n, np.int64), np.zeros(n)
+                np.full(n, np.inf),
+                np.zeros(n),
+                np.zeros(n, np.int64),
+                np.zeros(n),
+                np.full((n, self.history), np.nan),
             )
-        track.gap[world.step_count == 0] = np.inf  # a drive restarted: nothing seen yet
+        restarted = world.step_count == 0
+        track.gap[restarted] = np.inf  # a drive restarted: nothing seen yet
+        track.gaps[restarted] = np.nan
         veh = world.vehicles
         width = world.roads.lane_width
         overlaps = np.abs(veh.d[:, 0] - track.lane * width) < 0.5 * (width + veh.width[:, 0])
@@ -177,12 +202,39 @@ class LeadTracker:
         out[:, LEAD_GAP] = np.where(use, np.maximum(carried, 0.0), gap)
         out[:, CLOSING] = np.where(use, track.closing, out[:, CLOSING])
         out[:, INV_TTC] = np.where(use, 0.0, out[:, INV_TTC])
+        if self.slope:
+            est = self._slope_closing(track, gap, sighted)
+            # only an urgent reading: at a long TTC the slope is mostly the gap's noise
+            urgent = est * self.slope_ttc_s > gap
+            out[:, CLOSING] = np.where(urgent, np.maximum(out[:, CLOSING], est), out[:, CLOSING])
         # a fresh sighting replaces the track, else it carries on (or ends)
         track.gap = np.where(sighted, gap, np.where(use, carried, np.inf))
         track.closing = np.where(sighted, out[:, CLOSING], track.closing)
         track.lane = np.where(sighted, world.perception.index.lane[:, 0], track.lane)
         track.age_s = np.where(sighted, 0.0, track.age_s + DT_S)
         return out
+
+    def _slope_closing(self, track: _Track, gap: np.ndarray, sighted: np.ndarray) -> np.ndarray:
+        """(W,) closing speed [m/s] from the last sightings of the lead (-inf: too few)."""
+        last = track.gaps[:, -1]
+        # another lead: the gap jumped by more than a quarter (and 3 m) since the last frame
+        jumped = ~np.isfinite(last) | (np.abs(gap - last) > 0.25 * np.abs(last) + 3.0)
+        track.gaps = np.roll(track.gaps, -1, axis=1)
+        track.gaps[jumped] = np.nan
+        track.gaps[:, -1] = np.where(sighted, gap, np.nan)
+        track.gaps[~sighted] = np.nan
+        t = np.arange(self.history) * DT_S  # (N,) [s]
+        ok = np.isfinite(track.gaps)
+        count = ok.sum(axis=1)
+        y = np.where(ok, track.gaps, 0.0)
+        tw = np.where(ok, t, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t_mean = tw.sum(axis=1) / count
+            y_mean = y.sum(axis=1) / count
+            dt = np.where(ok, t - t_mean[:, None], 0.0)
+            slope = (dt * (y - y_mean[:, None])).sum(axis=1) / (dt**2).sum(axis=1)
+        enough = count >= max(3, self.history // 2)
+        return np.where(enough & np.isfinite(slope), -slope, -np.inf)
 
 
 @dataclass
@@ -193,6 +245,7 @@ class _Track:
     closing: np.ndarray  # [m/s] at the last sighting
     lane: np.ndarray  # the ego's lane then
     age_s: np.ndarray  # [s] since the last sighting
+    gaps: np.ndarray  # (W, N) the lead's gap at the last N frames [m], oldest first; NaN: unseen
 
 
 def seen_by_rig(world: World, rig: CameraRig) -> np.ndarray:

@@ -131,7 +131,7 @@ class PerceptionPlanner(_CameraNet):
 
     def _forward(self, world: World, images: Any) -> np.ndarray:
         """(N, 7) decoded planner targets of the fleet's N cars."""
-        _, encoded = self.model(images)
+        encoded = self.model.planner_targets(images)
         return decode_targets(encoded.float().cpu().numpy())
 
 

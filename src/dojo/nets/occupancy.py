@@ -287,6 +287,15 @@ class PerceptionNet(OccupancyNet):
         keys = self.occupancy.keys(*self.encoder.encode_features(images))  # (B, N_keys, D)
         return self.occupancy.from_keys(keys), self.planner(keys)
 
+    def planner_targets(self, images: torch.Tensor) -> torch.Tensor:
+        """The encoded planner targets ``(B, P)`` alone: what a planner drives from, without the
+        occupancy decoder (most of the head's work) that it does not read."""
+        self.encoder.check_images(images, who=type(self).__name__)
+        result: torch.Tensor = self.planner(
+            self.occupancy.keys(*self.encoder.encode_features(images))
+        )
+        return result
+
 
 def net_config(kind: str, data: Mapping[str, Any]) -> PolicyConfig:
     """The config of a ``kind`` net from its ``to_dict()`` (PolicyConfig or OccupancyConfig)."""
