@@ -134,3 +134,18 @@ def test_a_flat_config_json_with_an_unknown_key_is_one_clear_error(tmp_path: Pat
     (tmp_path / "config.json").write_text(json.dumps({**_flat_config(tmp_path), "warp": 9}))
     with pytest.raises(DojoConfigError, match="not a loop config this Dojo reads.*warp"):
         load_config(tmp_path)
+
+
+def test_a_candidate_warm_starts_from_the_deployed_net_of_its_own_kind_only() -> None:
+    from dojo.loop.flywheel import warm_start_from
+
+    assert warm_start_from("policy", "/r/loop0/policy.pt") == "/r/loop0/policy.pt"
+    assert warm_start_from("perception", "planner:/r/loop0/checkpoint.pt") == (
+        "/r/loop0/checkpoint.pt"
+    )
+    # baselines and nets of another kind: from scratch
+    for net in ("policy", "perception", "both"):
+        assert warm_start_from(net, "naive") is None and warm_start_from(net, "expert") is None
+    assert warm_start_from("policy", "planner:/r/loop0/checkpoint.pt") is None
+    assert warm_start_from("perception", "/r/loop0/policy.pt") is None
+    assert warm_start_from("both", "/r/loop0/policy.pt") is None

@@ -342,6 +342,10 @@ def test_a_perception_loop_trains_the_heads_on_auto_labels_and_drives_the_planne
         assert cand["policy"] == row["candidate"] and cand["decisions"] >= 50
     # what turn 0 deployed (the planner on its heads, or naive) is what turn 1's fleet drove
     assert second_row["drive"]["policy"] == first_row["deployed"]
+    # and turn 1's heads start from the deployed heads' weights (from scratch after naive)
+    trained = json.loads((out / "runs" / "loop1" / "summary.json").read_text())
+    first_ckpt = str(out / "runs" / "loop0" / "checkpoint.pt")
+    assert trained["init_from"] == (first_ckpt if first_row["promoted"] else None)
 
 
 def test_a_perception_loop_without_auto_labels_is_refused_before_any_work(tmp_path: Path) -> None:

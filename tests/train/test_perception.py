@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dojo.data.autolabel import autolabel
 from dojo.errors import DojoConfigError
@@ -90,3 +91,31 @@ def test_perception_needs_autolabels(labelled: FleetData, fleet_data: FleetData)
     # a store never auto-labelled: one sentence saying what to run
     with pytest.raises(DojoConfigError, match="dojo autolabel"):
         prepare(tiny_config(fleet_data, Path("unused"), net="perception", labels="autolabel"))
+
+
+def test_perception_fine_tunes_from_a_run_checkpoint_and_refuses_a_policy_file(
+    labelled: FleetData, tmp_path: Path
+) -> None:
+    from dojo.nets import load_net
+    from dojo.train.config import CHECKPOINT_FILE
+    from dojo.train.trainer import Trainer
+
+    first = train(
+        tiny_config(labelled, tmp_path / "first", net="perception", labels="autolabel", steps=2)
+    )
+    ckpt = Path(first["run"]) / CHECKPOINT_FILE
+    start = load_net(ckpt, "perception").state_dict()
+    tune = tiny_config(
+        labelled, tmp_path / "tune", net="perception", labels="autolabel", init_from=str(ckpt)
+    )
+    trainer = Trainer(prepare(tune))
+    for name, w in start.items():  # the occupancy decoder and the planner heads carry over too
+        assert torch.equal(trainer.model.state_dict()[name], w), name
+    # the weights of another kind of net: named, before any work
+    policy = train(tiny_config(labelled, tmp_path / "policy", steps=2))["policy"]
+    with pytest.raises(DojoConfigError, match="holds a 'policy' checkpoint, not a 'perception'"):
+        prepare(
+            tiny_config(
+                labelled, tmp_path / "bad", net="perception", labels="autolabel", init_from=policy
+            )
+        )

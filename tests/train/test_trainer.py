@@ -359,12 +359,14 @@ def test_init_from_starts_from_the_given_policy_and_refuses_another_network(
                 init_from=str(Path(first["run"]) / "policy.pt"),
             )
         )
-    with pytest.raises(DojoConfigError, match="net='both' is not 'policy'"):
-        tiny_config(
-            fleet_data,
-            tmp_path / "both",
-            net="both",
-            init_from=str(Path(first["run"]) / "policy.pt"),
+    with pytest.raises(DojoConfigError, match="holds a 'policy' checkpoint, not a 'both' one"):
+        prepare(
+            tiny_config(
+                fleet_data,
+                tmp_path / "both",
+                net="both",
+                init_from=str(Path(first["run"]) / "policy.pt"),
+            )
         )
     with pytest.raises(DojoConfigError, match="nothing.pt"):
         prepare(

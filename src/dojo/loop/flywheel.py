@@ -20,7 +20,8 @@ One turn, ``k``:
    HG-DAgger. Either way the store keeps every turn's drives, so the dataset aggregates over
    turns as DAgger asks.
 5. **Train** a candidate on that dataset version, from the deployed network's weights
-   (``warm_start``; from scratch while ``naive`` is deployed).
+   (``warm_start``: its policy file, or for ``perception`` the checkpoint the planner reads;
+   from scratch while ``naive`` is deployed, and for ``both``, whose deployed file is a policy).
 6. **Evaluate** the candidate and the deployed model in closed loop on the held-out suite, both
    on the same seeds, fresh each turn (:meth:`_Flywheel.turn_seed`): the comparison is paired,
    and the deployed model is judged on a new draw rather than the one that promoted it.
@@ -79,6 +80,19 @@ def candidate_policy(net: str, run: Path) -> str:
     if net == "perception":
         return f"{PLANNER_PREFIX}{run / CHECKPOINT_FILE}"
     return str(run / "policy.pt")
+
+
+def warm_start_from(net: str, deployed: str) -> str | None:
+    """The weights a turn's ``net`` candidate starts from: the deployed model's where it is a
+    net of that kind (a policy file for ``policy``; the checkpoint behind ``planner:`` for
+    ``perception``), else ``None`` (from scratch: a baseline, or a net of another kind)."""
+    if deployed in ("naive", "expert"):
+        return None
+    if net == "perception":
+        return (
+            deployed.removeprefix(PLANNER_PREFIX) if deployed.startswith(PLANNER_PREFIX) else None
+        )
+    return deployed if net == "policy" and not deployed.startswith(PLANNER_PREFIX) else None
 
 
 def _stderr(message: str) -> None:
@@ -297,11 +311,7 @@ class _Flywheel:
 
     def train(self, turn: int, ref: str, deployed: str) -> dict[str, Any]:
         cfg = self.config
-        init = (
-            deployed
-            if cfg.warm_start and cfg.train.net == "policy" and deployed not in ("naive", "expert")
-            else None
-        )
+        init = warm_start_from(cfg.train.net, deployed) if cfg.warm_start else None
         run = self.out / "runs" / f"loop{turn}"
         # an interrupted run continues from its last checkpoint; one stopped before its first starts again
         resume = (run / CHECKPOINT_FILE).exists()

@@ -108,17 +108,14 @@ def load_net(
     """The ``kind`` net (see :func:`dojo.nets.make_net`) saved at ``path`` - a policy file or
     a training checkpoint of that net - on ``device``, in eval mode; the checks of
     :func:`load_policy`."""
-    from dojo.nets.occupancy import make_net, net_config
+    from dojo.nets.occupancy import make_net
 
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise DojoConfigError(f"Device {device!r} is not a torch device: {e}.") from e
     ckpt = _read(path, kind)
-    try:
-        config = net_config(kind, ckpt.get("net_config"))  # type: ignore[arg-type]
-    except DojoConfigError as e:
-        raise DojoConfigError(f"Checkpoint {path} has a bad net_config: {e}") from e
+    config = _net_config(ckpt, kind, path)
     state = ckpt.get("model")
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
@@ -159,6 +156,12 @@ def load_net(
         what = "policy" if kind == KIND else f"{kind} net"
         raise DojoConfigError(f"Cannot put the {what} on device {device!r}: {e}.") from e
     return model.eval()
+
+
+def load_net_config(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """The config dict of the ``kind`` net saved at ``path`` (a policy file or a training
+    checkpoint), checked as :func:`load_net` checks it, without building the net."""
+    return _net_config(_read(path, kind), kind, path).to_dict()
 
 
 def load_policy_config(path: str | os.PathLike[str]) -> PolicyConfig:
@@ -206,8 +209,15 @@ def _read(path: str | os.PathLike[str], want: str = KIND) -> dict[str, Any]:
 
 
 def _config(ckpt: Mapping[str, Any], path: str | os.PathLike[str]) -> PolicyConfig:
+    return _net_config(ckpt, KIND, path)
+
+
+def _net_config(ckpt: Mapping[str, Any], kind: str, path: str | os.PathLike[str]) -> PolicyConfig:
+    """The config of the ``kind`` net in checkpoint dict ``ckpt`` (read from ``path``)."""
+    from dojo.nets.occupancy import net_config
+
     try:
-        return PolicyConfig.from_dict(ckpt.get("net_config"))  # type: ignore[arg-type]
+        return net_config(kind, ckpt.get("net_config"))  # type: ignore[arg-type]
     except DojoConfigError as e:
         raise DojoConfigError(f"Checkpoint {path} has a bad net_config: {e}") from e
 

@@ -203,9 +203,10 @@ class TrainConfig:
         1.0,
         help="policy-loss weight of braking less than the target brakes (default %(default)s)",
     )
-    init_from: str | None = setting(  # a policy.pt whose weights start the run; net="policy" only
+    init_from: str | None = setting(  # a checkpoint of the same net whose weights start the run
         None,
-        help="start from this policy.pt's weights (fine-tuning; --net policy, same size and rig)",
+        help="start from these weights (fine-tuning): a policy.pt for --net policy, a run's "
+        "checkpoint.pt for any net; same net, size and rig",
     )
 
     def __post_init__(self) -> None:
@@ -263,13 +264,7 @@ class TrainConfig:
         if self.init_from is not None and (
             not isinstance(self.init_from, str) or not self.init_from.strip()
         ):
-            raise DojoConfigError(
-                f"init_from={self.init_from!r} must be the path of a policy checkpoint."
-            )
-        if self.init_from is not None and self.net != "policy":
-            raise DojoConfigError(
-                f"init_from starts a policy from its weights; net={self.net!r} is not 'policy'."
-            )
+            raise DojoConfigError(f"init_from={self.init_from!r} must be the path of a checkpoint.")
         assert self.warmup_steps is not None
         if self.warmup_steps > self.steps:
             raise DojoConfigError(
@@ -545,9 +540,9 @@ def prepare(
             planner=len(PLANNER_TARGETS) if planner else 0,
         ).to_dict()
     if config.init_from is not None:
-        from dojo.nets.checkpoint import load_policy_config
+        from dojo.nets.checkpoint import load_net_config
 
-        start = load_policy_config(config.init_from).to_dict()  # a bad file names itself here
+        start = load_net_config(config.init_from, config.net)  # a bad file names itself here
         if start != net:
             diff = ", ".join(
                 f"{k} {start.get(k)!r} (run: {net.get(k)!r})"

@@ -110,9 +110,9 @@ class Trainer:
         seed_everything(cfg.seed)  # the same initial weights on every process
         self.model = make_net(cfg.net, prepared.net_config).to(self.device)
         if cfg.init_from is not None:  # fine-tuning; a resume then overwrites these with its own
-            from dojo.nets.checkpoint import load_policy
+            from dojo.nets.checkpoint import load_net
 
-            self.model.load_state_dict(load_policy(cfg.init_from).state_dict())
+            self.model.load_state_dict(load_net(cfg.init_from, cfg.net).state_dict())
         self.grids = cfg.net != "policy"  # read the occupancy labels (and has_occupancy)
         self.planner = heads.has_planner(prepared.net_config)  # read the planner targets
         self.occupancy_loss = occupancy_loss_for(cfg)  # (logits, target, labelled[, reduction])
