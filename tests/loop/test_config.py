@@ -149,3 +149,27 @@ def test_a_candidate_warm_starts_from_the_deployed_net_of_its_own_kind_only() ->
     assert warm_start_from("policy", "planner:/r/loop0/checkpoint.pt") is None
     assert warm_start_from("perception", "/r/loop0/policy.pt") is None
     assert warm_start_from("both", "/r/loop0/policy.pt") is None
+
+
+def test_a_perception_loop_trains_the_planner_heads_alone_unless_told_otherwise(
+    tmp_path: Path,
+) -> None:
+    from dojo.loop.config import NET_OVERRIDES
+
+    perception = {"out": str(tmp_path / "p"), "net": "perception", "labels": "autolabel"}
+    override = NET_OVERRIDES["perception"]["train.occupancy_weight"]
+    assert LoopConfig.from_dict(perception).train.occupancy_weight == override.value == 0.0
+    assert override.why.strip()
+    # a value given wins, flat or nested, and a saved config (to_dict) reads back as it was
+    assert (
+        LoopConfig.from_dict({**perception, "occupancy_weight": 0.5}).train.occupancy_weight == 0.5
+    )
+    nested = LoopConfig.from_dict(
+        {"net": "perception", "train": {"labels": "autolabel", "occupancy_weight": 2.0}}
+    )
+    assert nested.train.occupancy_weight == 2.0
+    assert LoopConfig.from_dict(nested.to_dict()).train.occupancy_weight == 2.0
+    # the other nets keep the stage's own default
+    assert LoopConfig.from_dict({"net": "both"}).train.occupancy_weight == 1.0
+    with pytest.raises(DojoConfigError, match="loop occupancy_weight"):
+        LoopConfig.from_dict({**perception, "occupancy_weight": -1.0})

@@ -119,3 +119,40 @@ def test_perception_fine_tunes_from_a_run_checkpoint_and_refuses_a_policy_file(
                 labelled, tmp_path / "bad", net="perception", labels="autolabel", init_from=policy
             )
         )
+
+
+def test_perception_without_its_occupancy_loss_trains_the_planner_heads_alone(
+    labelled: FleetData, tmp_path: Path
+) -> None:
+    from dojo.nets import load_net
+    from dojo.train.config import CHECKPOINT_FILE
+
+    first = train(
+        tiny_config(labelled, tmp_path / "first", net="perception", labels="autolabel", steps=2)
+    )
+    ckpt = Path(first["run"]) / CHECKPOINT_FILE
+    start = load_net(ckpt, "perception").state_dict()
+    summary = train(
+        tiny_config(
+            labelled,
+            tmp_path / "planner",
+            net="perception",
+            labels="autolabel",
+            occupancy_weight=0.0,
+            init_from=str(ckpt),
+            steps=3,
+            lr=1e-2,
+        )
+    )
+    assert summary["finished"] and math.isfinite(summary["val_planner_loss"])
+    # no occupancy computed: its metrics are NaN, and the run's loss is the planner's alone
+    assert math.isnan(summary["val_iou"]) and summary["val_loss"] == summary["val_planner_loss"]
+    after = load_net(Path(summary["run"]) / CHECKPOINT_FILE, "perception").state_dict()
+    decoder = [n for n in start if n.startswith(("occupancy.decoder.", "occupancy.classify."))]
+    planner = [n for n in start if n.startswith("planner.")]
+    assert decoder and planner
+    for name in decoder:  # the decoder took no step (AdamW's decay too needs a gradient)
+        assert torch.equal(after[name], start[name]), name
+    assert any(not torch.equal(after[n], start[n]) for n in planner)  # the planner heads did
+    with pytest.raises(DojoConfigError, match="occupancy_weight"):
+        TrainConfig(dataset="d", store="s", out="o", occupancy_weight=-0.5)

@@ -281,11 +281,15 @@ class PerceptionNet(OccupancyNet):
             )
         self.planner = PlannerHead(config.size, config.planner)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        """``(logits (B, K, rows, cols), encoded planner targets (B, P))``."""
+    def forward(  # type: ignore[override]
+        self, images: torch.Tensor, occupancy: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(logits (B, K, rows, cols), encoded planner targets (B, P))``; with ``occupancy``
+        False the logits are None: the occupancy decoder, ~90 % of a training step on CPU, is
+        skipped (training the planner heads alone)."""
         self.encoder.check_images(images, who=type(self).__name__)
         keys = self.occupancy.keys(*self.encoder.encode_features(images))  # (B, N_keys, D)
-        return self.occupancy.from_keys(keys), self.planner(keys)
+        return (self.occupancy.from_keys(keys) if occupancy else None), self.planner(keys)
 
     def planner_targets(self, images: torch.Tensor) -> torch.Tensor:
         """The encoded planner targets ``(B, P)`` alone: what a planner drives from, without the

@@ -8,8 +8,9 @@ Net kinds (``TrainConfig.net``) and their heads::
     both         controls + grid logits (+ planner targets (B, P) with auto-labels)
     perception   grid logits + planner targets (auto-labels only)
 
-Loss: policy loss + ``occupancy_weight`` x occupancy loss (the weight is 1 without a policy head)
-+ ``planner_weight`` x planner loss (:func:`dojo.nets.planner.planner_loss`).
+Loss: policy loss + ``occupancy_weight`` x occupancy loss (the weight is 1 for the occupancy net,
+whose only loss it is) + ``planner_weight`` x planner loss (:func:`dojo.nets.planner.planner_loss`).
+A perception run with ``occupancy_weight`` 0 skips the occupancy decoder (:func:`trains_occupancy`).
 """
 
 from __future__ import annotations
@@ -65,15 +66,19 @@ def predict(
     kind: str,
     x: Mapping[str, torch.Tensor],
     autocast: contextlib.AbstractContextManager[Any],
+    occupancy: bool = True,
 ) -> Outputs:
-    """The outputs of a ``kind`` net on batch ``x``, in fp32."""
+    """The outputs of a ``kind`` net on batch ``x``, in fp32; ``occupancy`` False skips a
+    perception net's occupancy decoder (its logits None)."""
     with autocast:
-        if kind in ("occupancy", "perception"):
+        if kind == "perception":
+            out = net(x["images"], occupancy=occupancy)
+        elif kind == "occupancy":
             out = net(x["images"])
         else:
             out = net(x["images"], x["speed_mps"], x["command"])
     parts = out if isinstance(out, tuple) else (out,)
-    parts = tuple(p.float() for p in parts)
+    parts = tuple(None if p is None else p.float() for p in parts)
     if kind == "policy":
         return Outputs(parts[0], None, None)
     if kind == "occupancy":
@@ -81,6 +86,12 @@ def predict(
     if kind == "perception":
         return Outputs(None, parts[0], parts[1])
     return Outputs(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
+
+
+def trains_occupancy(kind: str, occupancy_weight: float) -> bool:
+    """Whether a ``kind`` run computes the occupancy head: every net with it, except a
+    perception net whose occupancy loss weighs 0 (the planner heads alone)."""
+    return kind != "policy" and not (kind == "perception" and occupancy_weight == 0)
 
 
 def loss(
@@ -102,11 +113,12 @@ def loss(
             underbrake_weight=underbrake_weight,
         )
     if out.logits is not None:
-        weight = occupancy_weight if out.controls is not None else 1.0
+        # weighed against another head's loss; the occupancy net's only loss needs no weight
+        weight = occupancy_weight if out.controls is not None or out.planner is not None else 1.0
         total = total + weight * occupancy_loss(out.logits, x["occupancy"], x["has_occupancy"])
     if out.planner is not None:
         total = total + planner_weight * planner_loss(out.planner, x["planner"], x["planner_valid"])
     return total
 
 
-__all__ = ["Outputs", "has_planner", "loss", "predict", "to_device"]
+__all__ = ["Outputs", "has_planner", "loss", "predict", "to_device", "trains_occupancy"]

@@ -113,14 +113,19 @@ class Trainer:
             from dojo.nets.checkpoint import load_net
 
             self.model.load_state_dict(load_net(cfg.init_from, cfg.net).state_dict())
-        self.grids = cfg.net != "policy"  # read the occupancy labels (and has_occupancy)
+        # read the occupancy labels (and has_occupancy) and compute that head
+        self.grids = heads.trains_occupancy(cfg.net, cfg.occupancy_weight)
         self.planner = heads.has_planner(prepared.net_config)  # read the planner targets
         self.occupancy_loss = occupancy_loss_for(cfg)  # (logits, target, labelled[, reduction])
         self.ddp: DistributedDataParallel | None = None
         forward: nn.Module = self.model
         if env.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+            # a perception net trained without its occupancy decoder leaves those weights unused
+            unused = cfg.net != "policy" and not self.grids
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=unused
+            )
             forward = self.ddp
         self.forward: Any = torch.compile(forward) if cfg.compile else forward
         decay = [p for p in self.model.parameters() if p.ndim >= 2]
@@ -190,7 +195,7 @@ class Trainer:
 
     def _predict(self, net: Any, x: Mapping[str, torch.Tensor]) -> heads.Outputs:
         """The outputs of ``net`` (this run's kind) on ``x``, in fp32 (see :mod:`dojo.train.heads`)."""
-        return heads.predict(net, self.config.net, x, self._autocast())
+        return heads.predict(net, self.config.net, x, self._autocast(), occupancy=self.grids)
 
     def _loss(self, out: heads.Outputs, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The training loss of one micro-batch: the heads' losses, weighted."""

@@ -137,11 +137,12 @@ class Scores:
         result.update({f"val_iou_{name}": v for name, v in iou_metrics(counts, bands).items()})
         prior = prior_iou_counts(self.histogram, self.masks.cpu())
         result.update({f"val_prior_iou_{n}": v for n, v in iou_metrics(prior, bands).items()})
-        result["val_loss"] = (
-            occ_mean
-            if net in ("occupancy", "perception")
-            else policy_mean + occupancy_weight * occ_mean
-        )
+        if net == "occupancy":
+            result["val_loss"] = occ_mean
+        elif net == "perception":  # weight 0: the occupancy head was not computed (NaN)
+            result["val_loss"] = occupancy_weight * occ_mean if occupancy_weight else 0.0
+        else:
+            result["val_loss"] = policy_mean + occupancy_weight * occ_mean
         if self.planner or net == "perception":
             planner_mean = float(sums[4]) / windows if windows else math.nan
             result["val_planner_loss"] = planner_mean
