@@ -93,18 +93,26 @@ def test_perception_needs_autolabels(labelled: FleetData, fleet_data: FleetData)
         prepare(tiny_config(fleet_data, Path("unused"), net="perception", labels="autolabel"))
 
 
-def test_perception_fine_tunes_from_a_run_checkpoint_and_refuses_a_policy_file(
-    labelled: FleetData, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def perception_run(
+    labelled: FleetData, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A two-step perception run's checkpoint and the weights in it."""
     from dojo.nets import load_net
     from dojo.train.config import CHECKPOINT_FILE
+
+    out = tmp_path_factory.mktemp("perception-run")
+    first = train(tiny_config(labelled, out, net="perception", labels="autolabel", steps=2))
+    ckpt = Path(first["run"]) / CHECKPOINT_FILE
+    return ckpt, load_net(ckpt, "perception").state_dict()
+
+
+def test_perception_fine_tunes_from_a_run_checkpoint_and_refuses_a_policy_file(
+    labelled: FleetData, tmp_path: Path, perception_run: tuple[Path, dict[str, torch.Tensor]]
+) -> None:
     from dojo.train.trainer import Trainer
 
-    first = train(
-        tiny_config(labelled, tmp_path / "first", net="perception", labels="autolabel", steps=2)
-    )
-    ckpt = Path(first["run"]) / CHECKPOINT_FILE
-    start = load_net(ckpt, "perception").state_dict()
+    ckpt, start = perception_run
     tune = tiny_config(
         labelled, tmp_path / "tune", net="perception", labels="autolabel", init_from=str(ckpt)
     )
@@ -122,16 +130,12 @@ def test_perception_fine_tunes_from_a_run_checkpoint_and_refuses_a_policy_file(
 
 
 def test_perception_without_its_occupancy_loss_trains_the_planner_heads_alone(
-    labelled: FleetData, tmp_path: Path
+    labelled: FleetData, tmp_path: Path, perception_run: tuple[Path, dict[str, torch.Tensor]]
 ) -> None:
     from dojo.nets import load_net
     from dojo.train.config import CHECKPOINT_FILE
 
-    first = train(
-        tiny_config(labelled, tmp_path / "first", net="perception", labels="autolabel", steps=2)
-    )
-    ckpt = Path(first["run"]) / CHECKPOINT_FILE
-    start = load_net(ckpt, "perception").state_dict()
+    ckpt, start = perception_run
     summary = train(
         tiny_config(
             labelled,
