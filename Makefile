@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # The main job: `dojo loop` on the embedded world (drive, ingest, auto-label, mine, train, evaluate
-# in nines, gate; five turns), then its report at out/loop/report/index.html. The recipe measured
+# in nines, gate; up to five turns in the 20-minute budget), then its report at out/loop/report/index.html. The recipe measured
 # best (docs/loop.md): the perception heads, trained on every frame's auto-labels, drive the planner.
 run: $(STAMP)
 	$(BIN)/dojo world render --scenario cut_in --seed 3 --out out/frame.png

@@ -350,24 +350,13 @@ def test_init_from_starts_from_the_given_policy_and_refuses_another_network(
     assert any(
         not torch.equal(fresh.model.state_dict()[n], w) for n, w in start.state_dict().items()
     )
-    with pytest.raises(DojoConfigError, match="another network than this run's: size 'tiny'"):
-        prepare(
-            tiny_config(
-                fleet_data,
-                tmp_path / "base",
-                size="base",
-                init_from=str(Path(first["run"]) / "policy.pt"),
-            )
-        )
-    with pytest.raises(DojoConfigError, match="holds a 'policy' checkpoint, not a 'both' one"):
-        prepare(
-            tiny_config(
-                fleet_data,
-                tmp_path / "both",
-                net="both",
-                init_from=str(Path(first["run"]) / "policy.pt"),
-            )
-        )
+    policy = str(Path(first["run"]) / "policy.pt")
+    for other, match in (  # another size, another kind of net: named, before any work
+        ({"size": "base"}, "another network than this run's: size 'tiny'"),
+        ({"net": "both"}, "holds a 'policy' checkpoint, not a 'both' one"),
+    ):
+        with pytest.raises(DojoConfigError, match=match):
+            prepare(tiny_config(fleet_data, tmp_path / "other", init_from=policy, **other))
     with pytest.raises(DojoConfigError, match="nothing.pt"):
         prepare(
             tiny_config(fleet_data, tmp_path / "missing", init_from=str(tmp_path / "nothing.pt"))

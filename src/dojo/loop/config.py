@@ -75,7 +75,7 @@ NET_OVERRIDES: dict[str, dict[str, Override]] = {
     "perception": {
         "train.occupancy_weight": Override(
             0.0,
-            "the planner reads only the planner heads, and the occupancy decoder is ~90 % of a "
+            "the planner reads only the planner heads, and the occupancy decoder is most of a "
             "training step: measured on one turn's auto-labels (2,000 steps, same seeds), "
             "without it training took 84 s instead of 537 s and the planner drove 54 critical "
             "interventions in 38,400 held-out decisions instead of 66",
@@ -254,7 +254,7 @@ class LoopConfig:
         for key in ("hazard_window_s", "takeover_window_s"):
             if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])
-        net = nested["train"].get("net", stage("train").net)
+        net = nested["train"].get("net", settings.default_of(TrainConfig, "net"))
         for path, override in (NET_OVERRIDES.get(net, {}) if isinstance(net, str) else {}).items():
             name, field = path.split(".")
             nested[name].setdefault(field, override.value)

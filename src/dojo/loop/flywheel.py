@@ -88,11 +88,10 @@ def warm_start_from(net: str, deployed: str) -> str | None:
     ``perception``), else ``None`` (from scratch: a baseline, or a net of another kind)."""
     if deployed in ("naive", "expert"):
         return None
-    if net == "perception":
-        return (
-            deployed.removeprefix(PLANNER_PREFIX) if deployed.startswith(PLANNER_PREFIX) else None
-        )
-    return deployed if net == "policy" and not deployed.startswith(PLANNER_PREFIX) else None
+    planner = deployed.startswith(PLANNER_PREFIX)
+    if net == "perception" and planner:
+        return deployed.removeprefix(PLANNER_PREFIX)
+    return deployed if net == "policy" and not planner else None
 
 
 def _stderr(message: str) -> None:

@@ -166,13 +166,13 @@ def load_net_config(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
 
 def load_policy_config(path: str | os.PathLike[str]) -> PolicyConfig:
     """The :class:`PolicyConfig` saved at ``path`` (same checks as :func:`load_policy`)."""
-    return _config(_read(path), path)
+    return _net_config(_read(path), KIND, path)
 
 
 def load_policy_extra(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``extra`` dict given to :func:`save_policy` (empty if none)."""
     ckpt = _read(path)
-    _config(ckpt, path)
+    _net_config(ckpt, KIND, path)
     extra = ckpt.get("extra", {})
     if not isinstance(extra, dict):
         raise DojoConfigError(f"Checkpoint {path} has an 'extra' entry that is not a dict.")
@@ -206,10 +206,6 @@ def _read(path: str | os.PathLike[str], want: str = KIND) -> dict[str, Any]:
     if kind != want:
         raise DojoConfigError(f"Checkpoint {p} holds a {kind!r} checkpoint, not a {want!r} one.")
     return ckpt
-
-
-def _config(ckpt: Mapping[str, Any], path: str | os.PathLike[str]) -> PolicyConfig:
-    return _net_config(ckpt, KIND, path)
 
 
 def _net_config(ckpt: Mapping[str, Any], kind: str, path: str | os.PathLike[str]) -> PolicyConfig:

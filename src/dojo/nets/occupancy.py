@@ -285,7 +285,7 @@ class PerceptionNet(OccupancyNet):
         self, images: torch.Tensor, occupancy: bool = True
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """``(logits (B, K, rows, cols), encoded planner targets (B, P))``; with ``occupancy``
-        False the logits are None: the occupancy decoder, ~90 % of a training step on CPU, is
+        False the logits are None: the occupancy decoder, most of a training step on CPU, is
         skipped (training the planner heads alone)."""
         self.encoder.check_images(images, who=type(self).__name__)
         keys = self.occupancy.keys(*self.encoder.encode_features(images))  # (B, N_keys, D)
@@ -294,11 +294,7 @@ class PerceptionNet(OccupancyNet):
     def planner_targets(self, images: torch.Tensor) -> torch.Tensor:
         """The encoded planner targets ``(B, P)`` alone: what a planner drives from, without the
         occupancy decoder (most of the head's work) that it does not read."""
-        self.encoder.check_images(images, who=type(self).__name__)
-        result: torch.Tensor = self.planner(
-            self.occupancy.keys(*self.encoder.encode_features(images))
-        )
-        return result
+        return self.forward(images, occupancy=False)[1]
 
 
 def net_config(kind: str, data: Mapping[str, Any]) -> PolicyConfig:

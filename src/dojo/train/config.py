@@ -94,7 +94,8 @@ class TrainConfig:
     weighted by ``planner_weight`` (1.0: the planner's Huber loss is on a unit scale too, one
     unit a 10 % gap error or 1 m/s). ``perception`` weighs its occupancy loss by
     ``occupancy_weight`` too; at 0 the occupancy decoder is not computed, the planner heads
-    train alone (a step ~10x cheaper on CPU) and the run's occupancy metrics are NaN.
+    train alone (several times cheaper a step on CPU: docs/train.md) and the run's occupancy
+    metrics are NaN.
     """
 
     dataset: str = setting(help="dataset NAME, NAME@vN or NAME@latest", required=True)

@@ -122,7 +122,7 @@ class Trainer:
         if env.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # a perception net trained without its occupancy decoder leaves those weights unused
-            unused = cfg.net != "policy" and not self.grids
+            unused = cfg.net == "perception" and not self.grids
             self.ddp = DistributedDataParallel(
                 self.model, device_ids=ids, find_unused_parameters=unused
             )
